@@ -1,0 +1,142 @@
+/* peerjs wire protocol: the message model and its JSON codec.
+ *
+ * One message is one JSON object in one WebSocket text frame. This module
+ * parses and validates such frames and builds the ones the server sends; it
+ * does no I/O and keeps no state, so the server and the GStreamer elements
+ * share it. docs/protocol.md is the contract this code implements.
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace peerjs {
+
+/* Owning reference to a JsonNode (json_node_ref/json_node_unref). */
+using JsonNodePtr = std::shared_ptr<JsonNode>;
+JsonNodePtr adopt_node (JsonNode * node);   /* takes the caller's reference */
+JsonNodePtr share_node (JsonNode * node);   /* adds a reference */
+
+/* What a single frame may hold. */
+struct ProtocolLimits
+{
+  std::size_t max_message_size = 64 * 1024;   /* bytes of one JSON text */
+  std::size_t max_name_length = 128;          /* ids, tags, thread names */
+  std::size_t max_type_length = 64;
+  std::size_t max_to_entries = 64;
+  std::size_t max_callback_id_length = 64;    /* string callback ids */
+  unsigned max_depth = 32;                     /* JSON nesting */
+};
+
+/* Error codes carried by {type:"error", code}. Stable: clients match on them. */
+enum class ErrorCode
+{
+  BadJson,            /* not a JSON object, or too deeply nested */
+  TooLarge,           /* frame or message over max_message_size */
+  BadMessage,         /* a field has the wrong type, length or form */
+  UnknownType,        /* a type in a namespace the server owns, not defined */
+  SpoofedFrom,        /* `from` names another session */
+  NotMember,          /* the thread was not joined */
+  UnknownRecipient,   /* a `to` entry is neither a session nor a carried tag */
+  Limit,              /* a per-session or per-thread bound was reached */
+  QueueFull,          /* the recipient is away and its queue is full */
+  UnknownCallback,    /* a callback_response nobody is waiting for */
+  CallbackExpired,    /* a callback dropped unanswered to stay within bounds */
+  BadToken,           /* a resume token that does not verify */
+  ServerFull,         /* max-sessions reached */
+};
+
+const char *error_code_name (ErrorCode code);
+
+struct ProtocolError
+{
+  ErrorCode code;
+  std::string message;
+};
+
+/* A callback id or response: the original used array indices (integers);
+ * strings are accepted too. `key` is canonical for lookups ("i:12", "s:ab"),
+ * `node` is echoed back with its JSON type intact. */
+struct CallbackRef
+{
+  std::string key;
+  JsonNodePtr node;
+};
+
+/* A parsed and validated client message. The JSON object is kept whole, since
+ * application fields are relayed as they came. */
+class Message
+{
+public:
+  static std::optional<Message> parse (std::string_view text,
+      const ProtocolLimits & limits, ProtocolError * error);
+
+  const std::string & type () const { return type_; }
+  bool has_type () const { return !type_.empty (); }
+  const std::vector<std::string> & to () const { return to_; }
+  bool has_to () const { return has_to_; }
+  const std::optional<std::string> & thread () const { return thread_; }
+  const std::optional<std::string> & from () const { return from_; }
+  const std::optional<CallbackRef> & callback_id () const { return callback_id_; }
+  const std::optional<CallbackRef> & callback_response () const { return callback_response_; }
+
+  /* `constraints` as sent: absent, null, false, or an object. */
+  JsonNode *constraints () const;
+  JsonNode *data () const;
+
+  /* The wire form relayed to a recipient: `from` is set by the server,
+   * `original_to` is set when delivery went through a tag and removed
+   * otherwise, `seq` is left to the outbox. */
+  std::string relay_text (const std::string & from,
+      const std::string * original_to = nullptr) const;
+
+  JsonObject *object () const { return json_node_get_object (root_.get ()); }
+
+private:
+  JsonNodePtr root_;
+  std::string type_;
+  std::vector<std::string> to_;
+  bool has_to_ = false;
+  std::optional<std::string> thread_;
+  std::optional<std::string> from_;
+  std::optional<CallbackRef> callback_id_;
+  std::optional<CallbackRef> callback_response_;
+};
+
+/* Server-built messages. Each returns the JSON text without `seq`. */
+std::string error_text (ErrorCode code, std::string_view message,
+    const CallbackRef * callback_response = nullptr,
+    std::string_view ref_type = {});
+std::string thread_disconnect_text (const std::string & thread,
+    const std::string & from);
+std::string socket_disconnect_text (const std::string & from);
+
+struct Greeting
+{
+  std::string id;
+  std::string token;
+  bool resumed = false;
+  std::uint64_t missed = 0;
+  double grace_seconds = 0;
+  double ping_interval_seconds = 0;
+  std::size_t max_message_size = 0;
+};
+std::string greeting_text (const Greeting & greeting);
+
+/* Prefix a message text with its per-recipient sequence number:
+ * {"seq":N,...}. `text` must be a JSON object text. */
+std::string with_seq (std::uint64_t seq, std::string_view text);
+
+/* Serialize a node compactly. */
+std::string to_json (JsonNode * node);
+
+/* A valid name: 1..max bytes of UTF-8 without control characters. */
+bool valid_name (std::string_view s, std::size_t max);
+
+}  // namespace peerjs

@@ -1,0 +1,220 @@
+/* peerjs-signalling: the relay server's command line. */
+#include "server.h"
+
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+
+namespace {
+
+/* The web root next to an installed binary, else the source tree's. */
+std::string
+default_web_root ()
+{
+  for (const char *dir : {PEERJS_INSTALLED_WEB_ROOT, PEERJS_SOURCE_WEB_ROOT})
+    if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+      return dir;
+  return {};
+}
+
+/* Resume tokens survive a restart only if the secret does: keep it in a
+ * file, created on first use and readable by its owner only. */
+bool
+load_secret (const char *path, std::string & secret, GError ** error)
+{
+  char *contents = nullptr;
+  gsize len = 0;
+  if (g_file_test (path, G_FILE_TEST_EXISTS)) {
+    if (!g_file_get_contents (path, &contents, &len, error))
+      return false;
+    secret.assign (contents, len);
+    g_free (contents);
+    if (secret.size () < 16) {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+          "secret file %s holds %zu bytes; at least 16 are needed", path,
+          secret.size ());
+      return false;
+    }
+    return true;
+  }
+  guint8 raw[32];
+  FILE *f = fopen ("/dev/urandom", "rb");
+  bool ok = f && fread (raw, 1, sizeof raw, f) == sizeof raw;
+  if (f)
+    fclose (f);
+  if (!ok) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_IO,
+        "cannot read /dev/urandom to make a secret");
+    return false;
+  }
+  g_autofree char *hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw,
+      sizeof raw);
+  secret = hex;
+  int fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || write (fd, secret.data (), secret.size ())
+      != static_cast<ssize_t>(secret.size ())) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+        "cannot write secret file %s: %s", path, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return false;
+  }
+  close (fd);
+  return true;
+}
+
+}  // namespace
+
+int
+main (int argc, char **argv)
+{
+  peerjs::ServerOptions o;
+  peerjs::RouterLimits &l = o.limits;
+  int port = 5000;
+  g_autofree char *host = nullptr;
+  g_autofree char *web_root = nullptr;
+  g_autofree char *tls_cert = nullptr;
+  g_autofree char *tls_key = nullptr;
+  g_autofree char *secret_file = nullptr;
+  double grace = l.grace_us / 1e6;
+  int ping = o.ping_interval_s;
+  int max_message = l.protocol.max_message_size;
+  int max_sessions = l.max_sessions;
+  int max_members = l.max_members_per_thread;
+  int max_threads = l.max_threads_per_session;
+  int max_tags = l.max_tags_per_session;
+  int max_watches = l.max_watches_per_session;
+  int max_queue = l.away_messages;
+  gboolean verbose = FALSE;
+
+  GOptionEntry entries[] = {
+    {"port", 'p', 0, G_OPTION_ARG_INT, &port, "TCP port for HTTP and "
+          "WebSocket (default 5000; 0 picks a free one)", "N"},
+    {"host", 0, 0, G_OPTION_ARG_STRING, &host, "Address to listen on "
+          "(default 0.0.0.0)", "ADDR"},
+    {"web-root", 0, 0, G_OPTION_ARG_FILENAME, &web_root, "Folder served "
+          "over HTTP (default: the installed web client)", "DIR"},
+    {"tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &tls_cert, "PEM certificate: "
+          "serve https and wss", "FILE"},
+    {"tls-key", 0, 0, G_OPTION_ARG_FILENAME, &tls_key, "PEM private key "
+          "for --tls-cert", "FILE"},
+    {"secret-file", 0, 0, G_OPTION_ARG_FILENAME, &secret_file, "Key that "
+          "signs resume tokens, created if missing; with it, sessions "
+          "resume across restarts", "FILE"},
+    {"grace", 0, 0, G_OPTION_ARG_DOUBLE, &grace, "Seconds a dropped session "
+          "is kept for resumption (default 30)", "S"},
+    {"ping-interval", 0, 0, G_OPTION_ARG_INT, &ping, "Seconds between pings; "
+          "a connection silent for two intervals is dropped (default 5)", "S"},
+    {"max-message-size", 0, 0, G_OPTION_ARG_INT, &max_message, "Largest "
+          "message in bytes (default 65536)", "BYTES"},
+    {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions, "Most sessions "
+          "at once (default 10000)", "N"},
+    {"max-thread-members", 0, 0, G_OPTION_ARG_INT, &max_members, "Most "
+          "members in one thread (default 1024)", "N"},
+    {"max-threads", 0, 0, G_OPTION_ARG_INT, &max_threads, "Most threads one "
+          "session may be in (default 64)", "N"},
+    {"max-tags", 0, 0, G_OPTION_ARG_INT, &max_tags, "Most tags one session "
+          "may carry (default 32)", "N"},
+    {"max-watches", 0, 0, G_OPTION_ARG_INT, &max_watches, "Most tags one "
+          "session may watch (default 64)", "N"},
+    {"max-queue", 0, 0, G_OPTION_ARG_INT, &max_queue, "Most messages held "
+          "for a session while it is away (default 512)", "N"},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and "
+          "dropped sessions", nullptr},
+    {nullptr}
+  };
+
+  g_autoptr (GOptionContext) ctx = g_option_context_new (
+      "- the peerjs signalling server");
+  g_option_context_set_summary (ctx, "Relays threads, presence, chat and "
+      "WebRTC negotiation between browsers and GStreamer pipelines.\n"
+      "WebSocket endpoint: /peerjs; health: /healthz; metrics: /metrics; "
+      "everything else: files from the web root.");
+  g_option_context_add_main_entries (ctx, entries, nullptr);
+  g_autoptr (GError) error = nullptr;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    g_printerr ("peerjs-signalling: %s (see --help)\n", error->message);
+    return 2;
+  }
+
+  auto positive = [] (int v, const char *name) {
+    if (v > 0)
+      return true;
+    g_printerr ("peerjs-signalling: --%s must be positive\n", name);
+    return false;
+  };
+  if (port < 0 || port > 65535) {
+    g_printerr ("peerjs-signalling: --port must be 0 to 65535\n");
+    return 2;
+  }
+  if (!positive (ping, "ping-interval") || !positive (max_message,
+          "max-message-size") || !positive (max_sessions, "max-sessions")
+      || !positive (max_members, "max-thread-members")
+      || !positive (max_threads, "max-threads") || !positive (max_tags,
+          "max-tags") || !positive (max_watches, "max-watches")
+      || !positive (max_queue, "max-queue") || grace < 0)
+    return 2;
+  if ((tls_cert == nullptr) != (tls_key == nullptr)) {
+    g_printerr ("peerjs-signalling: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (verbose)
+    g_setenv ("G_MESSAGES_DEBUG", G_LOG_DOMAIN, TRUE);
+
+  o.port = port;
+  if (host)
+    o.host = host;
+  o.web_root = web_root ? web_root : default_web_root ();
+  if (tls_cert) {
+    o.tls_cert = tls_cert;
+    o.tls_key = tls_key;
+  }
+  if (secret_file && !load_secret (secret_file, o.secret, &error)) {
+    g_printerr ("peerjs-signalling: %s\n", error->message);
+    return 1;
+  }
+  l.grace_us = static_cast<std::int64_t>(grace * G_USEC_PER_SEC);
+  o.ping_interval_s = ping;
+  l.protocol.max_message_size = max_message;
+  l.max_sessions = max_sessions;
+  l.max_members_per_thread = max_members;
+  l.max_threads_per_session = max_threads;
+  l.max_tags_per_session = max_tags;
+  l.max_watches_per_session = max_watches;
+  l.away_messages = max_queue;
+
+  g_autoptr (GMainLoop) loop = g_main_loop_new (nullptr, FALSE);
+  peerjs::SignallingServer server (o);
+  if (!server.start (&error)) {
+    g_printerr ("peerjs-signalling: cannot listen on %s:%d: %s\n",
+        o.host.c_str (), port, error->message);
+    return 1;
+  }
+  auto quit = +[] (gpointer data) -> gboolean {
+    g_main_loop_quit (static_cast<GMainLoop *>(data));
+    return G_SOURCE_REMOVE;
+  };
+  g_unix_signal_add (SIGINT, quit, loop);
+  g_unix_signal_add (SIGTERM, quit, loop);
+
+  std::string http = (o.tls_cert.empty () ? "http://" : "https://") +
+      std::string (o.host == "0.0.0.0" ? "localhost" : o.host) + ":" +
+      std::to_string (server.port ()) + "/";
+  g_print ("peerjs-signalling listening on %s (WebSocket %s)\n", http.c_str (),
+      server.url ().c_str ());
+  if (o.web_root.empty ())
+    g_print ("no web root: only /peerjs, /healthz and /metrics are served\n");
+  else
+    g_print ("serving %s\n", o.web_root.c_str ());
+  if (!secret_file)
+    g_print ("resume tokens last until this process exits "
+        "(--secret-file keeps them across restarts)\n");
+
+  g_main_loop_run (loop);
+  g_print ("peerjs-signalling: shutting down\n");
+  server.stop ();
+  return 0;
+}

@@ -1,0 +1,818 @@
+#include "router.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace peerjs {
+
+struct Router::Pending
+{
+  CallbackRef ref;
+  std::set<std::string> recipients;   /* who may answer */
+};
+
+struct Router::Session
+{
+  std::string id;
+  bool online = true;
+  std::int64_t away_since = 0;
+  std::uint64_t next_seq = 1;
+  std::uint64_t last_sent = 0;        /* highest seq handed to a connection */
+  /* The outbox: sent messages kept for replay, then what waits while away. */
+  std::deque<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
+  std::size_t box_bytes = 0;
+  std::set<std::string> threads;
+  std::set<std::string> tags;
+  std::set<std::string> watched;      /* tags this session watches */
+  std::unordered_set<std::string> contacts;
+  std::list<Pending> pending;         /* oldest first */
+  std::unordered_map<std::string, std::list<Pending>::iterator> pending_by_key;
+
+  void pop_front ()
+  {
+    box_bytes -= box.front ().second->size ();
+    box.pop_front ();
+  }
+};
+
+struct Router::Watch
+{
+  std::string watcher;
+  std::shared_ptr<const Message> message;
+};
+
+struct Router::Thread
+{
+  std::map<std::string, JsonNodePtr> members;   /* id -> constraints */
+};
+
+/* Collects deliveries for one entry point. */
+class Router::Out
+{
+public:
+  std::vector<Delivery> items;
+  void push (const std::string & session, std::shared_ptr<const std::string> t)
+  {
+    items.push_back (Delivery {session, std::move (t)});
+  }
+};
+
+namespace {
+
+std::string
+callback_key_desc (const CallbackRef & ref)
+{
+  return ref.key.substr (2);
+}
+
+JsonNodePtr
+normalized_constraints (const Message & m)
+{
+  JsonNode *c = m.constraints ();
+  if (!c || JSON_NODE_HOLDS_NULL (c)) {
+    JsonNode *empty = json_node_init_object (json_node_alloc (), nullptr);
+    g_autoptr (JsonObject) obj = json_object_new ();
+    json_node_set_object (empty, obj);
+    return adopt_node (empty);
+  }
+  return share_node (c);
+}
+
+}  // namespace
+
+Router::Router (RouterLimits limits, std::string secret)
+  : limits_ (std::move (limits)), secret_ (std::move (secret))
+{
+}
+
+Router::~Router () = default;
+
+Router::Session *
+Router::find (const std::string & id)
+{
+  auto it = sessions_.find (id);
+  return it == sessions_.end () ? nullptr : it->second.get ();
+}
+
+Router::Session *
+Router::create (const std::string & id)
+{
+  auto s = std::make_unique<Session> ();
+  s->id = id;
+  Session *raw = s.get ();
+  sessions_.emplace (id, std::move (s));
+  stats_.sessions_opened++;
+  return raw;
+}
+
+std::string
+Router::new_id ()
+{
+  static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string id;
+  do {
+    id.clear ();
+    for (int i = 0; i < 16; i++)
+      id += alphabet[g_random_int_range (0, 36)];
+  } while (sessions_.count (id));
+  return id;
+}
+
+std::string
+Router::token_for (const std::string & id) const
+{
+  g_autofree char *mac = g_compute_hmac_for_data (G_CHECKSUM_SHA256,
+      reinterpret_cast<const guchar *>(secret_.data ()), secret_.size (),
+      reinterpret_cast<const guchar *>(id.data ()), id.size ());
+  return id + "." + mac;
+}
+
+std::string
+Router::verify_token (std::string_view token) const
+{
+  auto dot = token.rfind ('.');
+  if (dot == std::string_view::npos || dot == 0)
+    return {};
+  std::string id (token.substr (0, dot));
+  if (!valid_name (id, limits_.protocol.max_name_length))
+    return {};
+  std::string expected = token_for (id);
+  if (expected.size () != token.size ())
+    return {};
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < token.size (); i++)
+    diff |= static_cast<unsigned char>(expected[i] ^ token[i]);
+  return diff == 0 ? id : std::string ();
+}
+
+std::size_t
+Router::online_count () const
+{
+  std::size_t n = 0;
+  for (const auto &kv : sessions_)
+    n += kv.second->online ? 1 : 0;
+  return n;
+}
+
+std::size_t
+Router::watch_count () const
+{
+  std::size_t n = 0;
+  for (const auto &kv : watches_)
+    n += kv.second.size ();
+  return n;
+}
+
+bool
+Router::is_online (const std::string & id) const
+{
+  auto it = sessions_.find (id);
+  return it != sessions_.end () && it->second->online;
+}
+
+std::vector<std::string>
+Router::thread_members (const std::string & thread) const
+{
+  std::vector<std::string> out;
+  auto it = threads_.find (thread);
+  if (it != threads_.end ())
+    for (const auto &kv : it->second->members)
+      out.push_back (kv.first);
+  return out;
+}
+
+std::size_t
+Router::queued (const std::string & id) const
+{
+  auto it = sessions_.find (id);
+  if (it == sessions_.end ())
+    return 0;
+  const Session & s = *it->second;
+  std::size_t n = 0;
+  for (const auto &e : s.box)
+    n += e.first > s.last_sent ? 1 : 0;
+  return n;
+}
+
+bool
+Router::deliver (Session & to, const std::string & body, Out & out)
+{
+  std::uint64_t seq = to.next_seq;
+  auto text = std::make_shared<const std::string>(with_seq (seq, body));
+
+  if (!to.online) {
+    /* Away: what was already sent may go to make room; what was not, may not. */
+    auto over = [&] () {
+      return to.box.size () + 1 > limits_.away_messages
+          || to.box_bytes + text->size () > limits_.away_bytes;
+    };
+    while (over () && !to.box.empty () && to.box.front ().first <= to.last_sent)
+      to.pop_front ();
+    if (over ())
+      return false;
+  }
+
+  to.next_seq++;
+  to.box.emplace_back (seq, text);
+  to.box_bytes += text->size ();
+  stats_.messages_out++;
+  if (to.online) {
+    out.push (to.id, text);
+    to.last_sent = seq;
+    while (to.box.size () > limits_.replay_messages
+        || to.box_bytes > limits_.replay_bytes)
+      to.pop_front ();
+  }
+  return true;
+}
+
+void
+Router::refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
+    const Message * m)
+{
+  stats_.errors[error_code_name (code)]++;
+  const CallbackRef *cb = (m && m->callback_id ()) ? &*m->callback_id () : nullptr;
+  deliver (s, error_text (code, msg, cb, m ? m->type () : std::string ()), out);
+}
+
+void
+Router::contact (Session & a, Session & b)
+{
+  if (&a == &b)
+    return;
+  if (a.contacts.size () < limits_.max_contacts
+      && b.contacts.size () < limits_.max_contacts) {
+    a.contacts.insert (b.id);
+    b.contacts.insert (a.id);
+  }
+}
+
+void
+Router::remember_callback (Session & origin, const Message & m,
+    const std::string & recipient, Out & out)
+{
+  if (!m.callback_id ())
+    return;
+  const CallbackRef & ref = *m.callback_id ();
+  auto it = origin.pending_by_key.find (ref.key);
+  if (it == origin.pending_by_key.end ()) {
+    if (origin.pending.size () >= limits_.max_pending_callbacks) {
+      /* Forget the oldest, and say so: its one reply is this error. */
+      Pending old = std::move (origin.pending.front ());
+      origin.pending_by_key.erase (old.ref.key);
+      origin.pending.pop_front ();
+      stats_.errors[error_code_name (ErrorCode::CallbackExpired)]++;
+      deliver (origin, error_text (ErrorCode::CallbackExpired,
+              "callback " + callback_key_desc (old.ref) + " was dropped "
+              "unanswered: more than " +
+              std::to_string (limits_.max_pending_callbacks) +
+              " callbacks are waiting", &old.ref), out);
+    }
+    origin.pending.push_back (Pending {ref, {}});
+    it = origin.pending_by_key.emplace (ref.key,
+        std::prev (origin.pending.end ())).first;
+  }
+  it->second->recipients.insert (recipient);
+}
+
+OpenResult
+Router::open (std::string_view resume_token, std::int64_t last_seq,
+    std::int64_t now_us)
+{
+  OpenResult r;
+  Out out;
+  std::string id;
+  bool bad_token = false;
+
+  if (!resume_token.empty ()) {
+    id = verify_token (resume_token);
+    bad_token = id.empty ();
+  }
+
+  Session *s = id.empty () ? nullptr : find (id);
+  std::uint64_t missed = 0;
+  std::vector<std::shared_ptr<const std::string>> replay;
+
+  if (s) {
+    r.resumed = true;
+    r.replaced = s->online;
+    s->online = true;
+    stats_.sessions_resumed++;
+    std::uint64_t newest = s->next_seq - 1;
+    std::uint64_t seen = last_seq >= 0
+        ? std::min<std::uint64_t>(static_cast<std::uint64_t>(last_seq), newest)
+        : s->last_sent;
+    std::uint64_t first_kept = s->box.empty () ? s->next_seq : s->box.front ().first;
+    if (first_kept > seen + 1)
+      missed = first_kept - (seen + 1);
+    for (const auto &e : s->box)
+      if (e.first > seen)
+        replay.push_back (e.second);
+    s->last_sent = newest;
+  } else {
+    if (sessions_.size () >= limits_.max_sessions) {
+      stats_.errors[error_code_name (ErrorCode::ServerFull)]++;
+      r.refusal = error_text (ErrorCode::ServerFull, "the server has " +
+          std::to_string (limits_.max_sessions) + " sessions, its limit");
+      return r;
+    }
+    /* A valid token for a session we do not know: the server restarted or
+     * the grace period passed. The id is the client's to keep. */
+    s = create (id.empty () ? new_id () : id);
+  }
+
+  Greeting g;
+  g.id = s->id;
+  g.token = token_for (s->id);
+  g.resumed = r.resumed;
+  g.missed = missed;
+  g.grace_seconds = limits_.grace_us / 1e6;
+  g.ping_interval_seconds = limits_.ping_interval_us / 1e6;
+  g.max_message_size = limits_.protocol.max_message_size;
+  out.push (s->id, std::make_shared<const std::string>(greeting_text (g)));
+  for (auto &t : replay)
+    out.push (s->id, std::move (t));
+  if (bad_token)
+    refuse (*s, out, ErrorCode::BadToken,
+        "the resume token did not verify; this is a new session");
+
+  (void) now_us;
+  r.ok = true;
+  r.session = s->id;
+  r.deliveries = std::move (out.items);
+  return r;
+}
+
+std::vector<Delivery>
+Router::receive (const std::string & session, std::string_view text,
+    std::int64_t now_us)
+{
+  Out out;
+  Session *s = find (session);
+  if (!s || !s->online)
+    return {};
+  stats_.messages_in++;
+
+  ProtocolError err;
+  auto m = Message::parse (text, limits_.protocol, &err);
+  if (!m) {
+    refuse (*s, out, err.code, err.message);
+    return std::move (out.items);
+  }
+  if (m->from () && *m->from () != s->id) {
+    refuse (*s, out, ErrorCode::SpoofedFrom, "'from' is set by the server; "
+        "this session is " + s->id + ", not " + *m->from (), &*m);
+    return std::move (out.items);
+  }
+  (void) now_us;
+  handle (*s, *m, out);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::reject (const std::string & session, ErrorCode code,
+    const std::string & message)
+{
+  Out out;
+  if (Session *s = find (session)) {
+    stats_.messages_in++;
+    refuse (*s, out, code, message);
+  }
+  return std::move (out.items);
+}
+
+void
+Router::handle (Session & s, const Message & m, Out & out)
+{
+  const std::string & type = m.type ();
+  if (m.callback_response ()) {
+    handle_reply (s, m, out);
+  } else if (type == "thread:connect") {
+    handle_thread_connect (s, m, out);
+  } else if (type == "thread:change") {
+    handle_thread_change (s, m, out);
+  } else if (type == "thread:disconnect") {
+    handle_thread_disconnect (s, m, out);
+  } else if (type == "presence:tag") {
+    handle_tag (s, m, out);
+  } else if (type == "presence:watch") {
+    handle_watch (s, m, out);
+  } else if (type == "socket:disconnect") {
+    end (s, out);
+  } else if (type == "error" || type.rfind ("socket:", 0) == 0
+      || type.rfind ("thread:", 0) == 0 || type.rfind ("presence:", 0) == 0) {
+    refuse (s, out, ErrorCode::UnknownType, "type '" + type + "' is in a "
+        "namespace the server defines, and it defines no such type", &m);
+  } else {
+    route (s, m, out);
+  }
+}
+
+void
+Router::handle_thread_connect (Session & s, const Message & m, Out & out)
+{
+  if (!m.thread ()) {
+    refuse (s, out, ErrorCode::BadMessage, "thread:connect needs 'thread'", &m);
+    return;
+  }
+  const std::string & name = *m.thread ();
+  auto it = threads_.find (name);
+  bool member = it != threads_.end () && it->second->members.count (s.id);
+
+  if (m.has_to ()) {
+    /* A member's answer to a joiner; joining happens by broadcast only, so
+     * nobody enters a thread unannounced. */
+    if (!member) {
+      refuse (s, out, ErrorCode::NotMember, "join thread '" + name + "' with a "
+          "thread:connect to the thread before answering in it", &m);
+      return;
+    }
+    it->second->members[s.id] = normalized_constraints (m);
+    route (s, m, out);
+    return;
+  }
+
+  if (!member) {
+    if (s.threads.size () >= limits_.max_threads_per_session) {
+      refuse (s, out, ErrorCode::Limit, "a session may be in at most " +
+          std::to_string (limits_.max_threads_per_session) + " threads", &m);
+      return;
+    }
+    if (it != threads_.end ()
+        && it->second->members.size () >= limits_.max_members_per_thread) {
+      refuse (s, out, ErrorCode::Limit, "thread '" + name + "' is full (" +
+          std::to_string (limits_.max_members_per_thread) + " members)", &m);
+      return;
+    }
+    if (it == threads_.end ())
+      it = threads_.emplace (name, std::make_unique<Thread> ()).first;
+  }
+  it->second->members[s.id] = normalized_constraints (m);
+  s.threads.insert (name);
+  route (s, m, out);
+}
+
+void
+Router::handle_thread_change (Session & s, const Message & m, Out & out)
+{
+  if (!m.thread ()) {
+    refuse (s, out, ErrorCode::BadMessage, "thread:change needs 'thread'", &m);
+    return;
+  }
+  auto it = threads_.find (*m.thread ());
+  if (it == threads_.end () || !it->second->members.count (s.id)) {
+    refuse (s, out, ErrorCode::NotMember, "not in thread '" + *m.thread () +
+        "'", &m);
+    return;
+  }
+  if (m.constraints ())
+    it->second->members[s.id] = normalized_constraints (m);
+  route (s, m, out);
+}
+
+void
+Router::handle_thread_disconnect (Session & s, const Message & m, Out & out)
+{
+  if (!m.thread ()) {
+    refuse (s, out, ErrorCode::BadMessage, "thread:disconnect needs 'thread'",
+        &m);
+    return;
+  }
+  if (!s.threads.count (*m.thread ())) {
+    refuse (s, out, ErrorCode::NotMember, "not in thread '" + *m.thread () +
+        "'", &m);
+    return;
+  }
+  leave_thread (s, *m.thread (), out);
+}
+
+void
+Router::leave_thread (Session & s, const std::string & name, Out & out)
+{
+  s.threads.erase (name);
+  auto it = threads_.find (name);
+  if (it == threads_.end ())
+    return;
+  it->second->members.erase (s.id);
+  std::string body = thread_disconnect_text (name, s.id);
+  for (const auto &kv : it->second->members)
+    if (Session *m = find (kv.first))
+      deliver (*m, body, out);
+  if (it->second->members.empty ())
+    threads_.erase (it);
+}
+
+void
+Router::handle_tag (Session & s, const Message & m, Out & out)
+{
+  std::vector<std::string> wanted;
+  JsonNode *data = m.data ();
+  auto take = [&] (JsonNode * n) {
+    if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING
+        || !valid_name (json_node_get_string (n), limits_.protocol.max_name_length))
+      return false;
+    wanted.emplace_back (json_node_get_string (n));
+    return true;
+  };
+  bool ok = false;
+  if (data && JSON_NODE_HOLDS_ARRAY (data)) {
+    JsonArray *arr = json_node_get_array (data);
+    ok = json_array_get_length (arr) > 0;
+    for (guint i = 0; ok && i < json_array_get_length (arr); i++)
+      ok = take (json_array_get_element (arr, i));
+  } else if (data) {
+    ok = take (data);
+  }
+  if (!ok) {
+    refuse (s, out, ErrorCode::BadMessage, "presence:tag needs 'data': a tag or "
+        "an array of tags, each a string of 1 to " +
+        std::to_string (limits_.protocol.max_name_length) + " bytes", &m);
+    return;
+  }
+
+  std::vector<std::string> fresh;
+  for (const auto &t : wanted)
+    if (!s.tags.count (t)
+        && std::find (fresh.begin (), fresh.end (), t) == fresh.end ())
+      fresh.push_back (t);
+  if (s.tags.size () + fresh.size () > limits_.max_tags_per_session) {
+    refuse (s, out, ErrorCode::Limit, "a session may carry at most " +
+        std::to_string (limits_.max_tags_per_session) + " tags", &m);
+    return;
+  }
+
+  for (const auto &t : fresh) {
+    s.tags.insert (t);
+    tags_[t].insert (s.id);
+    auto w = watches_.find (t);
+    if (w == watches_.end ())
+      continue;
+    for (const Watch & watch : w->second) {
+      Session *watcher = find (watch.watcher);
+      if (!watcher || watcher == &s)
+        continue;
+      send_to (*watcher, s, *watch.message, &t, out);
+    }
+  }
+}
+
+void
+Router::handle_watch (Session & s, const Message & m, Out & out)
+{
+  if (!m.has_to ()) {
+    refuse (s, out, ErrorCode::BadMessage, "presence:watch needs 'to': the tags "
+        "to watch", &m);
+    return;
+  }
+  std::size_t fresh = 0;
+  for (const auto &e : m.to ())
+    if (!find (e) && !s.watched.count (e))
+      fresh++;
+  if (s.watched.size () + fresh > limits_.max_watches_per_session) {
+    refuse (s, out, ErrorCode::Limit, "a session may watch at most " +
+        std::to_string (limits_.max_watches_per_session) + " tags", &m);
+    return;
+  }
+
+  auto held = std::make_shared<const Message>(m);
+  for (const auto &e : m.to ()) {
+    if (Session *target = find (e)) {
+      if (target != &s)
+        send_to (s, *target, m, nullptr, out);
+      continue;
+    }
+    /* A tag: hold the watch (the latest one per watcher and tag) so later
+     * carriers get it too, and reach the present ones now. */
+    auto &list = watches_[e];
+    list.remove_if ([&] (const Watch & w) { return w.watcher == s.id; });
+    list.push_back (Watch {s.id, held});
+    s.watched.insert (e);
+    auto carriers = tags_.find (e);
+    if (carriers == tags_.end ())
+      continue;
+    for (const auto &id : carriers->second)
+      if (Session *c = find (id); c && c != &s)
+        send_to (s, *c, m, &e, out);
+  }
+}
+
+void
+Router::handle_reply (Session & s, const Message & m, Out & out)
+{
+  const CallbackRef & ref = *m.callback_response ();
+  if (!m.has_to () || m.to ().size () != 1) {
+    refuse (s, out, ErrorCode::BadMessage, "a callback reply needs 'to' naming "
+        "the one session that asked", &m);
+    return;
+  }
+  Session *origin = find (m.to ()[0]);
+  if (!origin) {
+    refuse (s, out, ErrorCode::UnknownRecipient, "no session '" + m.to ()[0] +
+        "' to answer", &m);
+    return;
+  }
+  auto it = origin->pending_by_key.find (ref.key);
+  if (it == origin->pending_by_key.end ()
+      || !it->second->recipients.count (s.id)) {
+    refuse (s, out, ErrorCode::UnknownCallback, "session " + origin->id +
+        " is not waiting for an answer from you to callback " +
+        callback_key_desc (ref), &m);
+    return;
+  }
+  /* The answer is spent only once it is on its way: a replier told
+   * queue-full may try again. */
+  if (!deliver (*origin, m.relay_text (s.id), out)) {
+    refuse (s, out, ErrorCode::QueueFull, "session " + origin->id +
+        " is away and its queue is full; try again later", &m);
+    return;
+  }
+  origin->pending.erase (it->second);
+  origin->pending_by_key.erase (it);
+  contact (s, *origin);
+  remember_callback (s, m, origin->id, out);
+}
+
+void
+Router::send_to (Session & from, Session & to, const Message & m,
+    const std::string * original_to, Out & out)
+{
+  if (deliver (to, m.relay_text (from.id, original_to), out)) {
+    contact (from, to);
+    remember_callback (from, m, to.id, out);
+  }
+}
+
+void
+Router::route (Session & s, const Message & m, Out & out)
+{
+  const std::string *thread = m.thread () ? &*m.thread () : nullptr;
+  Thread *t = nullptr;
+  if (thread) {
+    auto it = threads_.find (*thread);
+    if (it != threads_.end () && it->second->members.count (s.id))
+      t = it->second.get ();
+    if (!t) {
+      refuse (s, out, ErrorCode::NotMember, "not in thread '" + *thread + "'",
+          &m);
+      return;
+    }
+  }
+
+  /* Resolve recipients, each once, in the order given. */
+  std::vector<std::pair<Session *, const std::string *>> recipients;
+  std::set<std::string> seen;
+  std::vector<std::string> unknown;
+  std::vector<std::string> outside;   /* thread:* answers to non-members */
+  bool thread_type = m.type ().rfind ("thread:", 0) == 0;
+
+  if (m.has_to ()) {
+    for (const auto &e : m.to ()) {
+      if (Session *r = find (e)) {
+        if (thread_type && !t->members.count (e))
+          outside.push_back (e);
+        else if (seen.insert (e).second)
+          recipients.emplace_back (r, nullptr);
+        continue;
+      }
+      auto carriers = tags_.find (e);
+      if (carriers == tags_.end ()) {
+        unknown.push_back (e);
+        continue;
+      }
+      for (const auto &id : carriers->second) {
+        if (id == s.id || (thread_type && !t->members.count (id)))
+          continue;
+        if (seen.insert (id).second)
+          recipients.emplace_back (find (id), &e);
+      }
+    }
+  } else if (t) {
+    for (const auto &kv : t->members)
+      if (kv.first != s.id)
+        recipients.emplace_back (find (kv.first), nullptr);
+  } else {
+    refuse (s, out, ErrorCode::BadMessage, "a message needs 'to' or 'thread'",
+        &m);
+    return;
+  }
+
+  /* Serialize once per distinct original_to. */
+  std::string plain;
+  std::map<std::string, std::string> tagged;
+  std::vector<std::string> full;
+  std::size_t delivered = 0;
+  for (auto &[r, via] : recipients) {
+    std::string *body;
+    if (via) {
+      auto it = tagged.find (*via);
+      if (it == tagged.end ())
+        it = tagged.emplace (*via, m.relay_text (s.id, via)).first;
+      body = &it->second;
+    } else {
+      if (plain.empty ())
+        plain = m.relay_text (s.id);
+      body = &plain;
+    }
+    if (deliver (*r, *body, out)) {
+      delivered++;
+      contact (s, *r);
+      remember_callback (s, m, r->id, out);
+    } else {
+      full.push_back (r->id);
+    }
+  }
+
+  auto join = [] (const std::vector<std::string> & v) {
+    std::string s;
+    for (const auto &e : v)
+      s += (s.empty () ? "'" : ", '") + e + "'";
+    return s;
+  };
+  /* A callback that reached nobody is answered by the error; one that
+   * reached someone stays theirs to answer. */
+  const Message *cb = delivered == 0 ? &m : nullptr;
+  if (!unknown.empty ())
+    refuse (s, out, ErrorCode::UnknownRecipient, "no session or tag " +
+        join (unknown), cb);
+  if (!outside.empty ())
+    refuse (s, out, ErrorCode::NotMember, join (outside) + " not in thread '" +
+        *thread + "'", cb);
+  if (!full.empty ())
+    refuse (s, out, ErrorCode::QueueFull, join (full) + " away and the queue "
+        "is full; not delivered there", cb);
+}
+
+void
+Router::end (Session & s, Out & out)
+{
+  std::string id = s.id;
+  for (const auto &name : std::set<std::string> (s.threads))
+    leave_thread (s, name, out);
+  for (const auto &t : s.tags) {
+    auto it = tags_.find (t);
+    if (it == tags_.end ())
+      continue;
+    it->second.erase (id);
+    if (it->second.empty ())
+      tags_.erase (it);
+  }
+  for (const auto &t : s.watched) {
+    auto it = watches_.find (t);
+    if (it == watches_.end ())
+      continue;
+    it->second.remove_if ([&] (const Watch & w) { return w.watcher == id; });
+    if (it->second.empty ())
+      watches_.erase (it);
+  }
+  std::string gone = socket_disconnect_text (id);
+  for (const auto &c : s.contacts) {
+    if (Session *other = find (c)) {
+      other->contacts.erase (id);
+      deliver (*other, gone, out);
+    }
+  }
+  sessions_.erase (id);
+}
+
+std::vector<Delivery>
+Router::drop (const std::string & session, std::int64_t now_us)
+{
+  if (Session *s = find (session)) {
+    s->online = false;
+    s->away_since = now_us;
+  }
+  return {};
+}
+
+std::vector<Delivery>
+Router::tick (std::int64_t now_us)
+{
+  Out out;
+  std::vector<std::string> expired;
+  for (const auto &kv : sessions_)
+    if (!kv.second->online && now_us - kv.second->away_since >= limits_.grace_us)
+      expired.push_back (kv.first);
+  for (const auto &id : expired) {
+    /* An earlier end() in this loop cannot remove another session. */
+    if (Session *s = find (id)) {
+      stats_.sessions_expired++;
+      end (*s, out);
+    }
+  }
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::close_all ()
+{
+  Out out;
+  std::vector<std::string> ids;
+  for (const auto &kv : sessions_)
+    ids.push_back (kv.first);
+  for (const auto &id : ids)
+    if (Session *s = find (id))
+      end (*s, out);
+  return std::move (out.items);
+}
+
+}  // namespace peerjs

@@ -1,0 +1,163 @@
+/* The signalling server's logic: sessions, threads, presence, callbacks and
+ * per-session outboxes, as a state machine with no sockets.
+ *
+ * Every entry point takes what happened (a connection opened, a text frame
+ * arrived, a connection dropped, time passed) and returns what must be sent
+ * and to which session. Sessions whose connection is gone keep receiving
+ * into their outbox for the grace period, so a resumed session gets what it
+ * missed once and in order. Time is passed in (monotonic microseconds), so
+ * tests drive it. docs/protocol.md describes the behaviour rule by rule.
+ */
+#pragma once
+
+#include "message.h"
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace peerjs {
+
+struct RouterLimits
+{
+  ProtocolLimits protocol;
+  std::size_t max_sessions = 10000;
+  std::size_t max_threads_per_session = 64;
+  std::size_t max_members_per_thread = 1024;
+  std::size_t max_tags_per_session = 32;
+  std::size_t max_watches_per_session = 64;
+  std::size_t max_pending_callbacks = 256;     /* per session */
+  std::size_t max_contacts = 4096;             /* per session */
+  /* Outbox: messages kept while online for replay after a drop, and the
+   * bound on what queues up while the session is away. */
+  std::size_t replay_messages = 32;
+  std::size_t replay_bytes = 256 * 1024;
+  std::size_t away_messages = 512;
+  std::size_t away_bytes = 1024 * 1024;
+  std::int64_t grace_us = 30 * G_USEC_PER_SEC;
+  /* Announced in the greeting; the transport sends the pings. */
+  std::int64_t ping_interval_us = 5 * G_USEC_PER_SEC;
+};
+
+struct Delivery
+{
+  std::string session;
+  std::shared_ptr<const std::string> text;
+};
+
+struct RouterStats
+{
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;     /* deliveries, per recipient */
+  std::uint64_t sessions_opened = 0;
+  std::uint64_t sessions_resumed = 0;
+  std::uint64_t sessions_expired = 0;
+  std::map<std::string, std::uint64_t> errors;   /* by code */
+};
+
+struct OpenResult
+{
+  bool ok = false;            /* false: refused (server full); see deliveries */
+  std::string session;
+  bool resumed = false;       /* the session existed and was taken over */
+  bool replaced = false;      /* it was still online: close the old connection */
+  std::string refusal;        /* error text to send before closing, if !ok */
+  std::vector<Delivery> deliveries;   /* greeting first, then the replay */
+};
+
+class Router
+{
+public:
+  /* `secret` signs resume tokens; a server restarted with the same secret
+   * accepts tokens it issued before. */
+  Router (RouterLimits limits, std::string secret);
+  ~Router ();
+  Router (const Router &) = delete;
+  Router & operator= (const Router &) = delete;
+
+  /* A connection opened. `resume_token` may be empty; `last_seq` is the last
+   * sequence number the client saw (-1: unknown). */
+  OpenResult open (std::string_view resume_token, std::int64_t last_seq,
+      std::int64_t now_us);
+
+  /* A text frame from `session`. */
+  std::vector<Delivery> receive (const std::string & session,
+      std::string_view text, std::int64_t now_us);
+
+  /* A frame the transport refused before it was read whole (too large). */
+  std::vector<Delivery> reject (const std::string & session, ErrorCode code,
+      const std::string & message);
+
+  /* The session's connection is gone; it is kept for the grace period. */
+  std::vector<Delivery> drop (const std::string & session, std::int64_t now_us);
+
+  /* Expire sessions whose grace period has passed. */
+  std::vector<Delivery> tick (std::int64_t now_us);
+
+  /* End every session now (server shutdown). */
+  std::vector<Delivery> close_all ();
+
+  /* Introspection for metrics and tests. */
+  std::size_t session_count () const { return sessions_.size (); }
+  std::size_t online_count () const;
+  std::size_t thread_count () const { return threads_.size (); }
+  std::size_t tag_count () const { return tags_.size (); }
+  std::size_t watch_count () const;
+  bool has_session (const std::string & id) const { return sessions_.count (id) > 0; }
+  bool is_online (const std::string & id) const;
+  std::vector<std::string> thread_members (const std::string & thread) const;
+  std::size_t queued (const std::string & id) const;
+  const RouterStats & stats () const { return stats_; }
+  const RouterLimits & limits () const { return limits_; }
+
+  std::string token_for (const std::string & id) const;
+
+private:
+  struct Session;
+  struct Watch;
+  struct Thread;
+  struct Pending;
+  class Out;
+
+  Session *find (const std::string & id);
+  Session *create (const std::string & id);
+  std::string new_id ();
+  std::string verify_token (std::string_view token) const;
+
+  void handle (Session & s, const Message & m, Out & out);
+  void handle_thread_connect (Session & s, const Message & m, Out & out);
+  void handle_thread_change (Session & s, const Message & m, Out & out);
+  void handle_thread_disconnect (Session & s, const Message & m, Out & out);
+  void handle_tag (Session & s, const Message & m, Out & out);
+  void handle_watch (Session & s, const Message & m, Out & out);
+  void handle_reply (Session & s, const Message & m, Out & out);
+  void route (Session & s, const Message & m, Out & out);
+  void send_to (Session & from, Session & to, const Message & m,
+      const std::string * original_to, Out & out);
+  void leave_thread (Session & s, const std::string & thread, Out & out);
+  void end (Session & s, Out & out);
+  void refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
+      const Message * m = nullptr);
+  void remember_callback (Session & origin, const Message & m,
+      const std::string & recipient, Out & out);
+  void contact (Session & a, Session & b);
+  bool deliver (Session & to, const std::string & body, Out & out);
+
+  RouterLimits limits_;
+  std::string secret_;
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<std::string, std::unique_ptr<Thread>> threads_;
+  std::unordered_map<std::string, std::set<std::string>> tags_;
+  std::unordered_map<std::string, std::list<Watch>> watches_;   /* by tag */
+  RouterStats stats_;
+};
+
+}  // namespace peerjs

@@ -1,0 +1,60 @@
+/* The signalling server's libsoup 3 glue: one port for HTTP (static web root,
+ * /healthz, /metrics) and the WebSocket endpoint /peerjs. Everything that is
+ * not socket handling lives in Router.
+ *
+ * The server attaches to the thread-default GMainContext current when it is
+ * constructed and must be used from that context's thread only.
+ */
+#pragma once
+
+#include "router.h"
+
+#include <glib.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace peerjs {
+
+struct ServerOptions
+{
+  std::string host = "0.0.0.0";
+  guint port = 5000;                 /* 0: any free port */
+  std::string web_root;              /* empty: no static files */
+  std::string tls_cert;              /* PEM files; both or neither */
+  std::string tls_key;
+  std::string secret;                /* signs resume tokens; empty: random */
+  RouterLimits limits;
+  guint ping_interval_s = 5;         /* libsoup's keepalive is whole seconds */
+  guint dead_after_pings = 2;        /* silent this many intervals: dead */
+  std::uint64_t max_send_backlog = 4 * 1024 * 1024;
+  int listen_backlog = 4096;
+};
+
+class SignallingServer
+{
+public:
+  explicit SignallingServer (ServerOptions options);
+  ~SignallingServer ();
+  SignallingServer (const SignallingServer &) = delete;
+  SignallingServer & operator= (const SignallingServer &) = delete;
+
+  /* Bind and listen. */
+  bool start (GError ** error);
+  /* Close every connection (sessions stay resumable by a new process that
+   * shares the secret) and stop listening. */
+  void stop ();
+
+  guint port () const;
+  std::string url () const;          /* ws://host:port/peerjs */
+  std::string metrics () const;      /* Prometheus text format */
+  const Router & router () const;
+
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace peerjs

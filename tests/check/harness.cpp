@@ -1,0 +1,502 @@
+#include "harness.h"
+
+#include <gst/check/gstcheck.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <mutex>
+
+namespace peerjs::test {
+
+bool
+Msg::has (const char *field) const
+{
+  return json_object_has_member (obj (), field);
+}
+
+std::string
+Msg::str (const char *field) const
+{
+  JsonNode *n = json_object_get_member (obj (), field);
+  if (!n || !JSON_NODE_HOLDS_VALUE (n)
+      || json_node_get_value_type (n) != G_TYPE_STRING)
+    return {};
+  return json_node_get_string (n);
+}
+
+gint64
+Msg::num (const char *field) const
+{
+  JsonNode *n = json_object_get_member (obj (), field);
+  if (!n || !JSON_NODE_HOLDS_VALUE (n)
+      || json_node_get_value_type (n) != G_TYPE_INT64)
+    return -1;
+  return json_node_get_int (n);
+}
+
+std::optional<Msg>
+parse_msg (const std::string & text)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_data (parser, text.data (), text.size (), nullptr))
+    return std::nullopt;
+  JsonNode *root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+    return std::nullopt;
+  return Msg {share_node (root), text};
+}
+
+std::string
+J (std::string s)
+{
+  for (char &c : s)
+    if (c == '\'')
+      c = '"';
+  return s;
+}
+
+/* ServerThread */
+
+ServerOptions
+ServerThread::default_options ()
+{
+  ServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.ping_interval_s = 1;
+  o.limits.grace_us = 5 * G_USEC_PER_SEC;
+  return o;
+}
+
+ServerThread::ServerThread (ServerOptions options) : options_ (std::move (options))
+{
+  if (options_.secret.empty ())
+    options_.secret = "test-secret-" + std::to_string (g_random_int ());
+  start ();
+}
+
+ServerThread::~ServerThread ()
+{
+  stop ();
+}
+
+void
+ServerThread::start ()
+{
+  context_ = g_main_context_new ();
+  loop_ = g_main_loop_new (context_, FALSE);
+  std::promise<void> started;
+  auto ready = started.get_future ();
+  thread_ = std::thread ([this, &started] () {
+        g_main_context_push_thread_default (context_);
+        server_ = std::make_unique<SignallingServer> (options_);
+        g_autoptr (GError) error = nullptr;
+        if (!server_->start (&error))
+          g_error ("test server did not start: %s", error->message);
+        port_ = server_->port ();
+        options_.port = port_;
+        started.set_value ();
+        g_main_loop_run (loop_);
+        server_->stop ();
+        server_.reset ();
+        /* Let closing connections finish their business. */
+        while (g_main_context_iteration (context_, FALSE));
+        g_main_context_pop_thread_default (context_);
+      });
+  ready.wait ();
+}
+
+void
+ServerThread::stop ()
+{
+  if (!thread_.joinable ())
+    return;
+  g_main_loop_quit (loop_);
+  thread_.join ();
+  g_main_loop_unref (loop_);
+  g_main_context_unref (context_);
+  loop_ = nullptr;
+  context_ = nullptr;
+}
+
+void
+ServerThread::call (const std::function<void (SignallingServer &)> & f)
+{
+  struct Job
+  {
+    const std::function<void (SignallingServer &)> *f;
+    SignallingServer *server;
+    std::promise<void> done;
+  } job {&f, server_.get (), {}};
+  auto done = job.done.get_future ();
+  g_main_context_invoke (context_, +[] (gpointer data) -> gboolean {
+        auto *j = static_cast<Job *>(data);
+        (*j->f) (*j->server);
+        j->done.set_value ();
+        return G_SOURCE_REMOVE;
+      }, &job);
+  done.wait ();
+}
+
+std::string
+ServerThread::ws_url () const
+{
+  const char *scheme = options_.tls_cert.empty () ? "ws://" : "wss://";
+  return scheme + std::string ("127.0.0.1:") + std::to_string (port_) + "/peerjs";
+}
+
+std::string
+ServerThread::http_url (const std::string & path) const
+{
+  const char *scheme = options_.tls_cert.empty () ? "http://" : "https://";
+  return scheme + std::string ("127.0.0.1:") + std::to_string (port_) + path;
+}
+
+/* The test certificate is self-signed. */
+static void
+trust_any_certificate (SoupMessage * msg)
+{
+  g_signal_connect (msg, "accept-certificate", G_CALLBACK (+[] (SoupMessage *,
+              GTlsCertificate *, GTlsCertificateFlags, gpointer) -> gboolean {
+            return TRUE;
+          }), nullptr);
+}
+
+/* Client */
+
+namespace {
+
+struct ContextScope
+{
+  GMainContext *ctx;
+  explicit ContextScope (GMainContext * c) : ctx (c)
+  {
+    g_main_context_push_thread_default (ctx);
+  }
+  ~ContextScope () { g_main_context_pop_thread_default (ctx); }
+};
+
+}  // namespace
+
+Client::Client ()
+{
+  context_ = g_main_context_new ();
+  ContextScope scope (context_);
+  session_ = soup_session_new ();
+}
+
+Client::~Client ()
+{
+  {
+    ContextScope scope (context_);
+    if (ws_) {
+      g_signal_handlers_disconnect_by_data (ws_, this);
+      if (soup_websocket_connection_get_state (ws_) == SOUP_WEBSOCKET_STATE_OPEN)
+        g_io_stream_close (soup_websocket_connection_get_io_stream (ws_),
+            nullptr, nullptr);
+      g_clear_object (&ws_);
+    }
+    g_clear_object (&session_);
+    while (g_main_context_iteration (context_, FALSE));
+  }
+  g_main_context_unref (context_);
+}
+
+bool
+Client::iterate_until (const std::function<bool ()> & done, int timeout_ms)
+{
+  ContextScope scope (context_);
+  std::int64_t deadline = g_get_monotonic_time () + timeout_ms * 1000LL;
+  GSource *wake = g_timeout_source_new (5);
+  g_source_set_callback (wake, +[] (gpointer) -> gboolean {
+        return G_SOURCE_CONTINUE;
+      }, nullptr, nullptr);
+  g_source_attach (wake, context_);
+  bool ok;
+  while (!(ok = done ()) && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (context_, TRUE);
+  g_source_destroy (wake);
+  g_source_unref (wake);
+  return ok;
+}
+
+void
+Client::pump (int ms)
+{
+  iterate_until ([] () { return false; }, ms);
+}
+
+bool
+Client::connect (const std::string & url, const std::string & query)
+{
+  struct State
+  {
+    bool done = false;
+    SoupWebsocketConnection *ws = nullptr;
+    GError *error = nullptr;
+  } st;
+  {
+    ContextScope scope (context_);
+    std::string full = url + (query.empty () ? "" : "?" + query);
+    g_autoptr (SoupMessage) msg = soup_message_new ("GET", full.c_str ());
+    trust_any_certificate (msg);
+    soup_session_websocket_connect_async (session_, msg, nullptr, nullptr,
+        G_PRIORITY_DEFAULT, nullptr, +[] (GObject * src, GAsyncResult * res,
+            gpointer data) {
+          auto *s = static_cast<State *>(data);
+          s->ws = soup_session_websocket_connect_finish (SOUP_SESSION (src),
+              res, &s->error);
+          s->done = true;
+        }, &st);
+  }
+  iterate_until ([&] () { return st.done; }, 5000);
+  if (!st.ws) {
+    if (st.error) {
+      GST_WARNING ("connect failed: %s", st.error->message);
+      g_error_free (st.error);
+    }
+    return false;
+  }
+  ws_ = st.ws;
+  closed_ = false;
+  g_signal_connect (ws_, "message", G_CALLBACK (+[] (SoupWebsocketConnection *,
+              gint type, GBytes * bytes, gpointer data) {
+            auto *self = static_cast<Client *>(data);
+            gsize size = 0;
+            const char *p = static_cast<const char *>(g_bytes_get_data (bytes,
+                    &size));
+            auto m = parse_msg (std::string (p, size));
+            fail_unless (m.has_value (), "server sent a text that is not a "
+                "JSON object: %.*s", (int) size, p);
+            if (m->num ("seq") > 0)
+              self->last_seq = m->num ("seq");
+            self->inbox_.push_back (*m);
+          }), this);
+  g_signal_connect (ws_, "closed", G_CALLBACK (+[] (SoupWebsocketConnection *,
+              gpointer data) {
+            static_cast<Client *>(data)->closed_ = true;
+          }), this);
+
+  auto g = next_of ("socket:connect");
+  if (!g)
+    return false;
+  greeting = *g;
+  id = g->str ("id");
+  token = g->str ("token");
+  return true;
+}
+
+void
+Client::send (const std::string & json)
+{
+  fail_unless (ws_ != nullptr && !closed_, "send on a closed client");
+  ContextScope scope (context_);
+  soup_websocket_connection_send_text (ws_, json.c_str ());
+}
+
+std::optional<Msg>
+Client::next (int timeout_ms)
+{
+  if (!iterate_until ([&] () { return !inbox_.empty (); }, timeout_ms))
+    return std::nullopt;
+  Msg m = inbox_.front ();
+  inbox_.pop_front ();
+  return m;
+}
+
+std::optional<Msg>
+Client::next_of (const std::string & type, int timeout_ms)
+{
+  std::optional<Msg> found;
+  iterate_until ([&] () {
+        for (auto it = inbox_.begin (); it != inbox_.end (); ++it) {
+          if (it->type () == type) {
+            found = *it;
+            inbox_.erase (it);
+            return true;
+          }
+        }
+        return false;
+      }, timeout_ms);
+  return found;
+}
+
+bool
+Client::quiet (int ms)
+{
+  std::size_t before = inbox_.size ();
+  pump (ms);
+  return inbox_.size () == before;
+}
+
+void
+Client::close ()
+{
+  ContextScope scope (context_);
+  if (ws_ && soup_websocket_connection_get_state (ws_) == SOUP_WEBSOCKET_STATE_OPEN)
+    soup_websocket_connection_close (ws_, SOUP_WEBSOCKET_CLOSE_NORMAL, nullptr);
+}
+
+void
+Client::abort ()
+{
+  ContextScope scope (context_);
+  if (!ws_)
+    return;
+  g_signal_handlers_disconnect_by_data (ws_, this);
+  g_io_stream_close (soup_websocket_connection_get_io_stream (ws_), nullptr,
+      nullptr);
+  g_clear_object (&ws_);
+  closed_ = true;
+  inbox_.clear ();
+}
+
+bool
+Client::wait_closed (int timeout_ms)
+{
+  return iterate_until ([&] () { return closed_; }, timeout_ms);
+}
+
+gushort
+Client::close_code () const
+{
+  return ws_ ? soup_websocket_connection_get_close_code (ws_) : 0;
+}
+
+/* RawClient */
+
+RawClient::~RawClient ()
+{
+  if (conn_)
+    g_io_stream_close (G_IO_STREAM (conn_), nullptr, nullptr);
+  g_clear_object (&conn_);
+}
+
+bool
+RawClient::connect (guint port)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GError) error = nullptr;
+  conn_ = g_socket_client_connect_to_host (client, "127.0.0.1", port, nullptr,
+      &error);
+  if (!conn_)
+    return false;
+  socket_ = g_socket_connection_get_socket (conn_);
+  g_socket_set_timeout (socket_, 5);
+  std::string req = "GET /peerjs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (conn_));
+  if (!g_output_stream_write_all (out, req.data (), req.size (), nullptr,
+          nullptr, nullptr))
+    return false;
+  std::string head;
+  guint8 c;
+  while (head.find ("\r\n\r\n") == std::string::npos) {
+    if (!read_exact (&c, 1))
+      return false;
+    head += static_cast<char>(c);
+  }
+  if (head.rfind ("HTTP/1.1 101", 0) != 0)
+    return false;
+  auto greeting = read_text ();
+  if (!greeting)
+    return false;
+  auto m = parse_msg (*greeting);
+  if (!m)
+    return false;
+  id = m->str ("id");
+  return !id.empty ();
+}
+
+bool
+RawClient::read_exact (guint8 * buf, gsize n)
+{
+  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (conn_));
+  gsize got = 0;
+  return g_input_stream_read_all (in, buf, n, &got, nullptr, nullptr) && got == n;
+}
+
+bool
+RawClient::send_frame (guint8 opcode, bool fin, const std::string & payload)
+{
+  std::string f;
+  f += static_cast<char>((fin ? 0x80 : 0) | opcode);
+  std::uint64_t len = payload.size ();
+  if (len < 126) {
+    f += static_cast<char>(0x80 | len);
+  } else if (len <= 0xffff) {
+    f += static_cast<char>(0x80 | 126);
+    f += static_cast<char>(len >> 8);
+    f += static_cast<char>(len & 0xff);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int i = 7; i >= 0; i--)
+      f += static_cast<char>((len >> (8 * i)) & 0xff);
+  }
+  guint8 mask[4];
+  for (auto &m : mask)
+    m = static_cast<guint8>(g_random_int_range (0, 256));
+  f.append (reinterpret_cast<char *>(mask), 4);
+  for (std::size_t i = 0; i < payload.size (); i++)
+    f += static_cast<char>(payload[i] ^ mask[i % 4]);
+  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (conn_));
+  return g_output_stream_write_all (out, f.data (), f.size (), nullptr, nullptr,
+      nullptr);
+}
+
+std::optional<std::string>
+RawClient::read_text (int timeout_ms)
+{
+  g_socket_set_timeout (socket_, std::max (1, (timeout_ms + 999) / 1000));
+  for (;;) {
+    guint8 h[2];
+    if (!read_exact (h, 2))
+      return std::nullopt;
+    std::uint64_t len = h[1] & 0x7f;
+    if (len == 126 || len == 127) {
+      guint8 ext[8];
+      int n = len == 126 ? 2 : 8;
+      if (!read_exact (ext, n))
+        return std::nullopt;
+      len = 0;
+      for (int i = 0; i < n; i++)
+        len = (len << 8) | ext[i];
+    }
+    std::string payload (len, '\0');
+    if (len && !read_exact (reinterpret_cast<guint8 *>(&payload[0]), len))
+      return std::nullopt;
+    guint8 opcode = h[0] & 0x0f;
+    if (opcode == 0x9) {
+      send_frame (0xA, true, payload);
+      continue;
+    }
+    if (opcode == 0x8)
+      return std::nullopt;
+    if (opcode == 0x1)
+      return payload;
+  }
+}
+
+guint
+http_get (const std::string & url, std::string * body)
+{
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autoptr (SoupMessage) msg = soup_message_new ("GET", url.c_str ());
+  trust_any_certificate (msg);
+  g_autoptr (GError) error = nullptr;
+  g_autoptr (GBytes) bytes = soup_session_send_and_read (session, msg, nullptr,
+      &error);
+  if (!bytes)
+    return 0;
+  if (body) {
+    gsize n = 0;
+    const char *p = static_cast<const char *>(g_bytes_get_data (bytes, &n));
+    body->assign (p, n);
+  }
+  return soup_message_get_status (msg);
+}
+
+}  // namespace peerjs::test

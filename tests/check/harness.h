@@ -1,0 +1,140 @@
+/* End-to-end test harness: the real signalling server on its own thread and
+ * GMainContext, real WebSocket clients on the test thread. */
+#pragma once
+
+#include "server.h"
+
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+/* Compare two std::string-convertible values, keeping both alive. */
+#define assert_equals_str(a, b) G_STMT_START {                              \
+    const std::string _a = (a), _b = (b);                                    \
+    fail_unless (_a == _b, "%s is '%s', expected '%s'", #a, _a.c_str (),     \
+        _b.c_str ());                                                        \
+  } G_STMT_END
+
+namespace peerjs::test {
+
+/* A received message: the parsed JSON object and its text. */
+struct Msg
+{
+  JsonNodePtr node;
+  std::string text;
+
+  JsonObject *obj () const { return json_node_get_object (node.get ()); }
+  bool has (const char *field) const;
+  std::string str (const char *field) const;     /* "" if absent */
+  gint64 num (const char *field) const;           /* -1 if absent */
+  std::string type () const { return str ("type"); }
+};
+
+std::optional<Msg> parse_msg (const std::string & text);
+
+class ServerThread
+{
+public:
+  explicit ServerThread (ServerOptions options = default_options ());
+  ~ServerThread ();
+
+  static ServerOptions default_options ();
+
+  guint port () const { return port_; }
+  std::string ws_url () const;
+  std::string http_url (const std::string & path) const;
+
+  /* Run `f` on the server's thread and wait for it. */
+  void call (const std::function<void (SignallingServer &)> & f);
+  /* Stop the server; start() makes a new one with the same options (port
+   * and secret included), as a restarted process would be. */
+  void stop ();
+  void start ();
+
+private:
+  void run ();
+
+  ServerOptions options_;
+  guint port_ = 0;
+  GMainContext *context_ = nullptr;
+  GMainLoop *loop_ = nullptr;
+  std::thread thread_;
+  std::unique_ptr<SignallingServer> server_;
+};
+
+/* A WebSocket client on a GMainContext of its own, iterated only while a
+ * test waits on it: a client nobody waits on answers no pings, as a frozen
+ * peer would. */
+class Client
+{
+public:
+  Client ();
+  ~Client ();
+
+  /* Connect and read the greeting. `query` is appended to the URL. */
+  bool connect (const std::string & url, const std::string & query = "");
+  void send (const std::string & json);
+  /* Next message, waiting up to `timeout_ms`. */
+  std::optional<Msg> next (int timeout_ms = 3000);
+  /* Next message of this type; others in between are kept in order. */
+  std::optional<Msg> next_of (const std::string & type, int timeout_ms = 3000);
+  /* True if nothing arrives within `ms`. */
+  bool quiet (int ms = 200);
+  /* Close with a close frame, or drop the TCP connection without one. */
+  void close ();
+  void abort ();
+  /* Wait until the server has closed this connection. */
+  bool wait_closed (int timeout_ms = 5000);
+  gushort close_code () const;
+  void pump (int ms);
+
+  std::string id;
+  std::string token;
+  Msg greeting;
+  std::uint64_t last_seq = 0;
+
+private:
+  bool iterate_until (const std::function<bool ()> & done, int timeout_ms);
+
+  GMainContext *context_ = nullptr;
+  SoupSession *session_ = nullptr;
+  SoupWebsocketConnection *ws_ = nullptr;
+  std::deque<Msg> inbox_;
+  bool closed_ = false;
+};
+
+/* A client on a bare socket, for frames libsoup's client cannot be asked to
+ * send: fragmented and oversized messages. Blocking, with timeouts. */
+class RawClient
+{
+public:
+  bool connect (guint port);
+  /* Send one frame: opcode 1 text, 0 continuation; masked as RFC 6455
+   * requires of clients. */
+  bool send_frame (guint8 opcode, bool fin, const std::string & payload);
+  /* Read one text frame (answering pings); nullopt on timeout or close. */
+  std::optional<std::string> read_text (int timeout_ms = 3000);
+  ~RawClient ();
+
+  std::string id;
+
+private:
+  bool read_exact (guint8 * buf, gsize n);
+  GSocketConnection *conn_ = nullptr;
+  GSocket *socket_ = nullptr;
+  std::string pending_;
+};
+
+/* Build a JSON text from a json-ish literal with single quotes for
+ * readability: J("{'type':'message'}"). */
+std::string J (std::string s);
+
+/* HTTP GET on the test thread; returns status, fills body. */
+guint http_get (const std::string & url, std::string * body = nullptr);
+
+}  // namespace peerjs::test

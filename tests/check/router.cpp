@@ -1,0 +1,1357 @@
+/* Unit tests for peerjs::Router (signalling/server/router.h), the socket-free
+ * state machine of the signalling server. Time is passed in, so grace
+ * periods are tested by handing later times to tick() and open(). */
+/* router.h first: check.h defines a `fail` macro, and Router has a private
+ * member function of that name. */
+#include "router.h"
+
+#include <gst/check/gstcheck.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace peerjs;
+
+static inline std::string
+str_of (const char *s)
+{
+  return s ? s : "(null)";
+}
+
+static inline std::string
+str_of (const std::string & s)
+{
+  return s;
+}
+
+/* Like fail_unless_equals_string, but safe with std::string temporaries. */
+#define assert_str(a, b)                                                 \
+  G_STMT_START {                                                         \
+    const std::string _first = str_of (a);                               \
+    const std::string _second = str_of (b);                              \
+    fail_unless (_first == _second, "'" #a "' (%s) is not equal to '" #b \
+        "' (%s)", _first.c_str (), _second.c_str ());                    \
+  } G_STMT_END
+
+namespace {
+
+const std::int64_t SEC = G_USEC_PER_SEC;
+const std::int64_t T0 = 1000 * SEC;
+const char *SECRET = "router-test-secret";
+
+/* One delivered text, parsed. */
+class Msg
+{
+public:
+  Msg (std::string session, std::string text)
+    : session_ (std::move (session)), text_ (std::move (text))
+  {
+    GError *err = nullptr;
+    JsonNode *node = json_from_string (text_.c_str (), &err);
+    fail_unless (node != nullptr, "not JSON: %s (%s)", text_.c_str (),
+        err ? err->message : "empty");
+    g_clear_error (&err);
+    root_ = adopt_node (node);
+    fail_unless (JSON_NODE_HOLDS_OBJECT (node), "not an object: %s",
+        text_.c_str ());
+  }
+
+  JsonObject *obj () const { return json_node_get_object (root_.get ()); }
+  bool has (const char *m) const { return json_object_has_member (obj (), m); }
+  JsonNode *node (const char *m) const
+  {
+    JsonNode *n = json_object_get_member (obj (), m);
+    fail_unless (n != nullptr, "no member '%s' in %s", m, text_.c_str ());
+    return n;
+  }
+  GType vtype (const char *m) const
+  {
+    JsonNode *n = node (m);
+    return JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
+  }
+  std::string str (const char *m) const
+  {
+    fail_unless (vtype (m) == G_TYPE_STRING, "member '%s' not a string in %s",
+        m, text_.c_str ());
+    return json_node_get_string (node (m));
+  }
+  gint64 num (const char *m) const
+  {
+    fail_unless (vtype (m) == G_TYPE_INT64, "member '%s' not an integer in %s",
+        m, text_.c_str ());
+    return json_node_get_int (node (m));
+  }
+  bool boolean (const char *m) const
+  {
+    fail_unless (vtype (m) == G_TYPE_BOOLEAN, "member '%s' not a boolean in %s",
+        m, text_.c_str ());
+    return json_node_get_boolean (node (m));
+  }
+  double dbl (const char *m) const
+  {
+    GType t = vtype (m);
+    fail_unless (t == G_TYPE_DOUBLE || t == G_TYPE_INT64,
+        "member '%s' not a number in %s", m, text_.c_str ());
+    return json_node_get_double (node (m));
+  }
+  std::string type () const { return has ("type") ? str ("type") : ""; }
+  std::string code () const { return str ("code"); }
+  bool is_error (const char *code) const
+  {
+    return type () == "error" && has ("code") && str ("code") == code;
+  }
+  const std::string & session () const { return session_; }
+  const std::string & text () const { return text_; }
+
+private:
+  std::string session_;
+  std::string text_;
+  JsonNodePtr root_;
+};
+
+using Msgs = std::vector<Msg>;
+
+/* A router and the clients' view of it: every delivery passes through
+ * record(), which checks that seq runs 1, 2, 3... per recipient and that
+ * only online sessions are handed texts. */
+class Net
+{
+public:
+  explicit Net (RouterLimits limits = {}, const char *secret = SECRET)
+    : router (std::move (limits), secret) {}
+
+  Router router;
+  std::int64_t now = T0;
+  std::map<std::string, std::int64_t> last_seq;   /* per session */
+
+  Msgs record (const std::vector<Delivery> & ds)
+  {
+    Msgs out;
+    for (const auto &d : ds) {
+      fail_unless (d.text != nullptr);
+      out.emplace_back (d.session, *d.text);
+      const Msg & m = out.back ();
+      if (router.has_session (d.session))
+        fail_unless (router.is_online (d.session), "delivery to away session "
+            "%s: %s", d.session.c_str (), d.text->c_str ());
+      if (m.type () == "socket:connect" && !m.has ("seq"))
+        continue;   /* the greeting */
+      fail_unless (m.has ("seq"), "no seq: %s", d.text->c_str ());
+      /* seq is the first member: the text starts with {"seq": */
+      fail_unless (d.text->rfind ("{\"seq\":", 0) == 0, "seq not first: %s",
+          d.text->c_str ());
+      gint64 seq = m.num ("seq");
+      std::int64_t &last = last_seq[d.session];
+      fail_unless (seq == last + 1, "session %s: seq %" G_GINT64_FORMAT
+          " after %" G_GINT64_FORMAT ": %s", d.session.c_str (), seq, last,
+          d.text->c_str ());
+      last = seq;
+    }
+    return out;
+  }
+
+  /* A new session; checks the greeting and returns the id. */
+  std::string open ()
+  {
+    OpenResult r = router.open ("", -1, now);
+    fail_unless (r.ok, "open refused: %s", r.refusal.c_str ());
+    fail_if (r.resumed);
+    fail_if (r.replaced);
+    fail_unless_equals_int (r.session.size (), 16);
+    Msgs ms = record (r.deliveries);
+    fail_unless_equals_int (ms.size (), 1);
+    const Msg & g = ms[0];
+    assert_str (g.session (), r.session);
+    assert_str (g.type (), "socket:connect");
+    assert_str (g.str ("id"), r.session);
+    assert_str (g.str ("token"), router.token_for (r.session));
+    fail_if (g.boolean ("resumed"));
+    last_seq[r.session] = 0;
+    return r.session;
+  }
+
+  /* Resume with a token; returns the result and fills `ms` with the
+   * deliveries (greeting first). */
+  OpenResult resume (const std::string & token, std::int64_t last, Msgs & ms)
+  {
+    OpenResult r = router.open (token, last, now);
+    if (r.ok)
+      ms = record (r.deliveries);
+    return r;
+  }
+
+  Msgs send (const std::string & from, const std::string & text)
+  {
+    return record (router.receive (from, text, now));
+  }
+  Msgs drop (const std::string & id) { return record (router.drop (id, now)); }
+  Msgs tick () { return record (router.tick (now)); }
+  Msgs close_all () { return record (router.close_all ()); }
+
+  /* Join thread `t` (with no deliveries checked). */
+  Msgs join (const std::string & id, const std::string & t,
+      const std::string & extra = "")
+  {
+    return send (id, "{\"type\":\"thread:connect\",\"thread\":\"" + t + "\"" +
+        extra + "}");
+  }
+  Msgs tag (const std::string & id, const std::string & tag)
+  {
+    return send (id, "{\"type\":\"presence:tag\",\"data\":[\"" + tag + "\"]}");
+  }
+};
+
+/* The messages in `ms` addressed to `id`. */
+Msgs
+to (const Msgs & ms, const std::string & id)
+{
+  Msgs out;
+  for (const auto &m : ms)
+    if (m.session () == id)
+      out.push_back (m);
+  return out;
+}
+
+/* Exactly one message went to `id`; returns it. */
+Msg
+one (const Msgs & ms, const std::string & id)
+{
+  Msgs mine = to (ms, id);
+  std::string all;
+  for (const auto &m : ms)
+    all += "\n  " + m.session () + ": " + m.text ();
+  fail_unless (mine.size () == 1, "expected one message to %s, got %u of:%s",
+      id.c_str (), (unsigned) mine.size (), all.c_str ());
+  return mine[0];
+}
+
+/* Nothing went to `id`. */
+void
+none (const Msgs & ms, const std::string & id)
+{
+  Msgs mine = to (ms, id);
+  fail_unless (mine.empty (), "%s got %s", id.c_str (),
+      mine.empty () ? "" : mine[0].text ().c_str ());
+}
+
+/* The single delivery is an error with `code` to `id`; nobody else got
+ * anything. */
+Msg
+only_error (const Msgs & ms, const std::string & id, const char *code)
+{
+  fail_unless (ms.size () == 1, "expected only an error %s to %s, got %u "
+      "deliveries%s%s", code, id.c_str (), (unsigned) ms.size (),
+      ms.empty () ? "" : ", first: ", ms.empty () ? "" : ms[0].text ().c_str ());
+  assert_str (ms[0].session (), id);
+  fail_unless (ms[0].is_error (code), "expected error %s, got %s", code,
+      ms[0].text ().c_str ());
+  fail_if (ms[0].str ("message").empty ());
+  return ms[0];
+}
+
+std::string
+q (const std::string & s)
+{
+  return "\"" + s + "\"";
+}
+
+}  // namespace
+
+/* ------------------------------------------------------------------ */
+/* sessions                                                            */
+
+GST_START_TEST (test_open_greeting)
+{
+  Net net;
+  OpenResult r = net.router.open ("", -1, net.now);
+  fail_unless (r.ok);
+  fail_if (r.resumed);
+  fail_if (r.replaced);
+  fail_unless (r.refusal.empty ());
+  fail_unless_equals_int (r.session.size (), 16);
+  fail_unless_equals_int (r.deliveries.size (), 1);
+
+  Msg g (r.deliveries[0].session, *r.deliveries[0].text);
+  assert_str (g.session (), r.session);
+  fail_if (g.has ("seq"));
+  assert_str (g.type (), "socket:connect");
+  assert_str (g.str ("id"), r.session);
+  assert_str (g.str ("to"), r.session);
+  assert_str (g.str ("from"), r.session);
+  assert_str (g.str ("token"), net.router.token_for (r.session));
+  fail_if (g.boolean ("resumed"));
+  fail_unless_equals_int (g.num ("missed"), 0);
+  fail_unless_equals_float (g.dbl ("grace"), 30.0);
+  fail_unless_equals_float (g.dbl ("ping_interval"), 5.0);
+  fail_unless_equals_int (g.num ("max_message_size"), 65536);
+
+  fail_unless (net.router.has_session (r.session));
+  fail_unless (net.router.is_online (r.session));
+  fail_unless_equals_int (net.router.session_count (), 1);
+  fail_unless_equals_int (net.router.online_count (), 1);
+
+  /* Another session gets another id. */
+  std::string b = net.open ();
+  fail_unless (b != r.session);
+  fail_unless_equals_int (net.router.session_count (), 2);
+
+  /* Limits announced in the greeting follow RouterLimits. */
+  RouterLimits l;
+  l.grace_us = 7 * SEC;
+  l.ping_interval_us = 1500 * 1000;
+  l.protocol.max_message_size = 1000;
+  Net small (l);
+  OpenResult rs = small.router.open ("", -1, small.now);
+  Msg gs (rs.deliveries[0].session, *rs.deliveries[0].text);
+  fail_unless_equals_float (gs.dbl ("grace"), 7.0);
+  fail_unless_equals_float (gs.dbl ("ping_interval"), 1.5);
+  fail_unless_equals_int (gs.num ("max_message_size"), 1000);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_server_full)
+{
+  RouterLimits l;
+  l.max_sessions = 2;
+  Net net (l);
+  std::string a = net.open ();
+  std::string b = net.open ();
+  OpenResult r = net.router.open ("", -1, net.now);
+  fail_if (r.ok);
+  fail_unless (r.deliveries.empty ());
+  fail_if (r.refusal.empty ());
+  Msg refusal ("", r.refusal);
+  fail_unless (refusal.is_error ("server-full"), "%s", r.refusal.c_str ());
+  fail_unless_equals_int (net.router.session_count (), 2);
+
+  /* A resume of an existing session is not a new one: still allowed. */
+  net.drop (a);
+  Msgs ms;
+  OpenResult back = net.resume (net.router.token_for (a), 0, ms);
+  fail_unless (back.ok);
+  fail_unless (back.resumed);
+
+  /* Once a session ends there is room again. */
+  net.send (b, "{\"type\":\"socket:disconnect\"}");
+  fail_unless_equals_int (net.router.session_count (), 1);
+  net.open ();
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* threads                                                             */
+
+GST_START_TEST (test_thread_join)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+
+  Msgs ms = net.send (a, "{\"type\":\"thread:connect\",\"thread\":\"t\","
+      "\"constraints\":{\"video\":true}}");
+  fail_unless (ms.empty (), "first joiner caused %u deliveries",
+      (unsigned) ms.size ());
+  fail_unless_equals_int (net.router.thread_count (), 1);
+  fail_unless (net.router.thread_members ("t") == std::vector<std::string> {a});
+
+  ms = net.send (b, "{\"type\":\"thread:connect\",\"thread\":\"t\","
+      "\"constraints\":{\"audio\":true,\"video\":false}}");
+  fail_unless_equals_int (ms.size (), 1);
+  Msg j = one (ms, a);
+  assert_str (j.type (), "thread:connect");
+  assert_str (j.str ("from"), b);
+  assert_str (j.str ("thread"), "t");
+  JsonObject *con = json_node_get_object (j.node ("constraints"));
+  fail_unless (json_object_get_boolean_member (con, "audio"));
+  fail_if (json_object_get_boolean_member (con, "video"));
+  none (ms, b);
+  none (ms, c);
+  fail_unless_equals_int (net.router.thread_members ("t").size (), 2);
+
+  /* A answers B: only B gets it, from A. */
+  ms = net.send (a, "{\"type\":\"thread:connect\",\"to\":" + q (b) +
+      ",\"thread\":\"t\",\"constraints\":{\"video\":true}}");
+  fail_unless_equals_int (ms.size (), 1);
+  Msg ans = one (ms, b);
+  assert_str (ans.type (), "thread:connect");
+  assert_str (ans.str ("from"), a);
+  assert_str (ans.str ("thread"), "t");
+  fail_unless (json_object_get_boolean_member (json_node_get_object (
+              ans.node ("constraints")), "video"));
+
+  /* C joins: both A and B hear it. */
+  ms = net.join (c, "t");
+  fail_unless_equals_int (ms.size (), 2);
+  assert_str (one (ms, a).str ("from"), c);
+  assert_str (one (ms, b).str ("from"), c);
+  assert_str (one (ms, b).type (), "thread:connect");
+  fail_unless_equals_int (net.router.thread_count (), 1);
+  fail_unless_equals_int (net.router.thread_members ("t").size (), 3);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_thread_answer_not_member)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+
+  /* C has not joined t: its "answer" is refused and nobody hears it. */
+  Msgs ms = net.send (c, "{\"type\":\"thread:connect\",\"to\":" + q (a) +
+      ",\"thread\":\"t\"}");
+  only_error (ms, c, "not-member");
+  fail_unless (net.router.thread_members ("t") == (std::vector<std::string>
+          {std::min (a, b), std::max (a, b)}));
+
+  /* Same for a thread that does not exist; it is not created. */
+  ms = net.send (c, "{\"type\":\"thread:connect\",\"to\":" + q (a) +
+      ",\"thread\":\"nope\"}");
+  only_error (ms, c, "not-member");
+  fail_unless_equals_int (net.router.thread_count (), 1);
+
+  /* A member may not pull a non-member into the thread with an answer. */
+  ms = net.send (a, "{\"type\":\"thread:connect\",\"to\":" + q (c) +
+      ",\"thread\":\"t\"}");
+  only_error (ms, a, "not-member");
+
+  /* thread:connect without thread is a bad message. */
+  ms = net.send (a, "{\"type\":\"thread:connect\"}");
+  only_error (ms, a, "bad-message");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_thread_change)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      d = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.join (c, "t");
+
+  Msgs ms = net.send (a, "{\"type\":\"thread:change\",\"thread\":\"t\","
+      "\"constraints\":{\"video\":false}}");
+  fail_unless_equals_int (ms.size (), 2);
+  for (const auto &id : {b, c}) {
+    Msg m = one (ms, id);
+    assert_str (m.type (), "thread:change");
+    assert_str (m.str ("from"), a);
+    assert_str (m.str ("thread"), "t");
+    fail_if (json_object_get_boolean_member (json_node_get_object (
+                m.node ("constraints")), "video"));
+  }
+  none (ms, a);
+
+  /* With `to`: only that member. */
+  ms = net.send (a, "{\"type\":\"thread:change\",\"thread\":\"t\",\"to\":" +
+      q (c) + ",\"constraints\":{\"audio\":true}}");
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (one (ms, c).str ("from"), a);
+  assert_str (one (ms, c).type (), "thread:change");
+
+  /* A non-member. */
+  ms = net.send (d, "{\"type\":\"thread:change\",\"thread\":\"t\","
+      "\"constraints\":{\"video\":true}}");
+  only_error (ms, d, "not-member");
+  ms = net.send (d, "{\"type\":\"thread:change\",\"thread\":\"other\"}");
+  only_error (ms, d, "not-member");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_thread_message)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      d = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.join (c, "t");
+
+  Msgs ms = net.send (a, "{\"type\":\"message\",\"thread\":\"t\","
+      "\"data\":\"hi\"}");
+  fail_unless_equals_int (ms.size (), 2);
+  none (ms, a);
+  none (ms, d);
+  for (const auto &id : {b, c}) {
+    Msg m = one (ms, id);
+    assert_str (m.type (), "message");
+    assert_str (m.str ("from"), a);
+    assert_str (m.str ("thread"), "t");
+    assert_str (m.str ("data"), "hi");
+    fail_if (m.has ("original_to"));
+  }
+
+  /* D is not a member: error, and no member hears anything. */
+  ms = net.send (d, "{\"type\":\"message\",\"thread\":\"t\",\"data\":\"hi\"}");
+  only_error (ms, d, "not-member");
+  ms = net.send (d, "{\"type\":\"message\",\"thread\":\"t\",\"to\":" + q (a) +
+      ",\"data\":\"hi\"}");
+  only_error (ms, d, "not-member");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_thread_disconnect)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.join (c, "t");
+
+  Msgs ms = net.send (a, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  fail_unless_equals_int (ms.size (), 2);
+  none (ms, a);
+  for (const auto &id : {b, c}) {
+    Msg m = one (ms, id);
+    assert_str (m.type (), "thread:disconnect");
+    assert_str (m.str ("thread"), "t");
+    assert_str (m.str ("from"), a);
+  }
+  fail_unless_equals_int (net.router.thread_members ("t").size (), 2);
+
+  /* No longer a member: messages and a second disconnect are refused. */
+  ms = net.send (a, "{\"type\":\"message\",\"thread\":\"t\",\"data\":1}");
+  only_error (ms, a, "not-member");
+  ms = net.send (a, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  only_error (ms, a, "not-member");
+  ms = net.send (a, "{\"type\":\"thread:disconnect\",\"thread\":\"never\"}");
+  only_error (ms, a, "not-member");
+
+  /* The thread goes when its last member leaves. */
+  ms = net.send (b, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  assert_str (one (ms, c).str ("from"), b);
+  fail_unless_equals_int (net.router.thread_count (), 1);
+  ms = net.send (c, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  fail_unless (ms.empty ());
+  fail_unless_equals_int (net.router.thread_count (), 0);
+  fail_unless (net.router.thread_members ("t").empty ());
+
+  /* Rejoining works and is announced again. */
+  ms = net.join (a, "t");
+  fail_unless (ms.empty ());
+  fail_unless_equals_int (net.router.thread_count (), 1);
+  ms = net.join (b, "t");
+  Msg j = one (ms, a);
+  assert_str (j.type (), "thread:connect");
+  assert_str (j.str ("from"), b);
+  ms = net.send (b, "{\"type\":\"message\",\"thread\":\"t\",\"data\":2}");
+  assert_str (one (ms, a).str ("from"), b);
+  none (ms, c);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_thread_limits)
+{
+  RouterLimits l;
+  l.max_members_per_thread = 2;
+  l.max_threads_per_session = 2;
+  Net net (l);
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  Msgs ms = net.join (c, "t");
+  only_error (ms, c, "limit");
+  fail_unless_equals_int (net.router.thread_members ("t").size (), 2);
+  /* C is not in: its messages to the thread are refused. */
+  ms = net.send (c, "{\"type\":\"message\",\"thread\":\"t\",\"data\":1}");
+  only_error (ms, c, "not-member");
+  /* When someone leaves there is room. */
+  net.send (b, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  ms = net.join (c, "t");
+  assert_str (one (ms, a).str ("from"), c);
+
+  /* Threads per session. */
+  net.join (a, "u");
+  fail_unless_equals_int (net.router.thread_count (), 2);
+  ms = net.join (a, "v");
+  only_error (ms, a, "limit");
+  fail_unless_equals_int (net.router.thread_count (), 2);
+  fail_unless (net.router.thread_members ("v").empty ());
+  /* Re-sending thread:connect to a thread already joined is no new thread. */
+  ms = net.join (a, "u");
+  fail_unless (ms.empty ());
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* direct messages                                                     */
+
+GST_START_TEST (test_direct_to)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      d = net.open ();
+
+  Msgs ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) +
+      ",\"data\":{\"n\":1}}");
+  Msg m = one (ms, b);
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (m.type (), "message");
+  assert_str (m.str ("from"), a);
+  assert_str (m.str ("to"), b);
+  fail_unless_equals_int (json_object_get_int_member (json_node_get_object (
+              m.node ("data")), "n"), 1);
+  fail_if (m.has ("original_to"));
+
+  /* Listed twice: delivered once. */
+  ms = net.send (a, "{\"type\":\"message\",\"to\":[" + q (b) + "," + q (c) +
+      "," + q (b) + "]}");
+  fail_unless_equals_int (ms.size (), 2);
+  one (ms, b);
+  one (ms, c);
+
+  /* Unknown recipient among valid ones: the valid ones still get it. */
+  ms = net.send (a, "{\"type\":\"message\",\"to\":[" + q (b) +
+      ",\"nobody\"," + q (d) + "]}");
+  fail_unless_equals_int (ms.size (), 3);
+  assert_str (one (ms, b).str ("from"), a);
+  assert_str (one (ms, d).str ("from"), a);
+  Msg e = one (ms, a);
+  fail_unless (e.is_error ("unknown-recipient"), "%s", e.text ().c_str ());
+
+  /* Only an unknown recipient. */
+  ms = net.send (a, "{\"type\":\"message\",\"to\":\"nobody\"}");
+  only_error (ms, a, "unknown-recipient");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_direct_to_tag)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      d = net.open ();
+  net.tag (b, "alice");
+  net.tag (c, "alice");
+  net.tag (a, "alice");
+  fail_unless_equals_int (net.router.tag_count (), 1);
+
+  /* Every carrier but the sender, with original_to. */
+  Msgs ms = net.send (a, "{\"type\":\"invite:connect\",\"to\":\"alice\"}");
+  fail_unless_equals_int (ms.size (), 2);
+  none (ms, a);
+  none (ms, d);
+  for (const auto &id : {b, c}) {
+    Msg m = one (ms, id);
+    assert_str (m.type (), "invite:connect");
+    assert_str (m.str ("from"), a);
+    assert_str (m.str ("original_to"), "alice");
+  }
+
+  /* A carrier named directly and through the tag: once, directly. */
+  ms = net.send (d, "{\"type\":\"m\",\"to\":[" + q (b) + ",\"alice\"]}");
+  fail_unless_equals_int (ms.size (), 3);
+  fail_if (one (ms, b).has ("original_to"));
+  assert_str (one (ms, c).str ("original_to"), "alice");
+  assert_str (one (ms, a).str ("original_to"), "alice");
+
+  /* A client-sent original_to is not trusted. */
+  ms = net.send (d, "{\"type\":\"m\",\"to\":" + q (b) +
+      ",\"original_to\":\"forged\",\"seq\":1000}");
+  Msg m = one (ms, b);
+  fail_if (m.has ("original_to"));
+  fail_unless (m.num ("seq") != 1000);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_spoofed_from)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+  Msgs ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) +
+      ",\"from\":\"someone-else\"}");
+  only_error (ms, a, "spoofed-from");
+  ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) + ",\"from\":" +
+      q (b) + "}");
+  only_error (ms, a, "spoofed-from");
+
+  /* Its own id is fine. */
+  ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) + ",\"from\":" +
+      q (a) + ",\"data\":3}");
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (one (ms, b).str ("from"), a);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_reserved_types)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  for (const char *type : {"socket:foo", "socket:connect", "thread:foo",
+          "presence:foo", "error"}) {
+    Msgs ms = net.send (a, std::string ("{\"type\":\"") + type + "\",\"to\":" +
+        q (b) + ",\"thread\":\"t\"}");
+    only_error (ms, a, "unknown-type");
+  }
+
+  /* Application types are relayed as they are. */
+  for (const char *type : {"invite:connect", "whatever", "sockets",
+          "x:socket:foo"}) {
+    Msgs ms = net.send (a, std::string ("{\"type\":\"") + type + "\",\"to\":" +
+        q (b) + ",\"data\":{\"k\":[1,2]},\"extra\":\"kept\"}");
+    fail_unless_equals_int (ms.size (), 1);
+    Msg m = one (ms, b);
+    assert_str (m.type (), type);
+    assert_str (m.str ("from"), a);
+    assert_str (m.str ("extra"), "kept");
+    fail_unless_equals_int (json_array_get_length (json_object_get_array_member (
+                json_node_get_object (m.node ("data")), "k")), 2);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST (test_bad_messages)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+
+  /* Neither to nor thread. */
+  Msgs ms = net.send (a, "{\"type\":\"message\",\"data\":1}");
+  only_error (ms, a, "bad-message");
+
+  /* Malformed JSON, non-objects, bad fields. */
+  only_error (net.send (a, "{\"type\":"), a, "bad-json");
+  only_error (net.send (a, "[1,2,3]"), a, "bad-json");
+  only_error (net.send (a, std::string (100, '[')), a, "bad-json");
+  only_error (net.send (a, "{\"type\":1,\"to\":" + q (b) + "}"), a,
+      "bad-message");
+  only_error (net.send (a, "{\"type\":\"m\",\"to\":[]}"), a, "bad-message");
+  only_error (net.send (a, "{\"to\":" + q (b) + "}"), a, "bad-message");
+
+  /* Too large for the protocol limits. */
+  std::string big = "{\"type\":\"m\",\"to\":" + q (b) + ",\"data\":\"" +
+      std::string (70000, 'x') + "\"}";
+  only_error (net.send (a, big), a, "too-large");
+
+  /* The transport's own refusal. */
+  Msgs rj = net.record (net.router.reject (a, ErrorCode::TooLarge, "frame"));
+  only_error (rj, a, "too-large");
+
+  /* The session keeps working. */
+  ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) + ",\"data\":2}");
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (one (ms, b).str ("from"), a);
+  fail_unless (net.router.is_online (a));
+
+  /* Errors are counted by code. */
+  fail_unless_equals_int (net.router.stats ().errors.at ("bad-json"), 3);
+  fail_unless_equals_int (net.router.stats ().errors.at ("too-large"), 2);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* presence                                                            */
+
+GST_START_TEST (test_presence_watch)
+{
+  Net net;
+  std::string w = net.open (), c1 = net.open (), c2 = net.open (),
+      x = net.open ();
+  /* Tags as an array or a single string. */
+  fail_unless (net.send (c1, "{\"type\":\"presence:tag\",\"data\":[\"alice\"]}")
+      .empty ());
+  fail_unless (net.send (c2, "{\"type\":\"presence:tag\",\"data\":\"bob\"}")
+      .empty ());
+  fail_unless_equals_int (net.router.tag_count (), 2);
+
+  Msgs ms = net.send (w, "{\"type\":\"presence:watch\",\"to\":[\"alice\"],"
+      "\"data\":{\"want\":1}}");
+  fail_unless_equals_int (ms.size (), 1);
+  Msg m = one (ms, c1);
+  assert_str (m.type (), "presence:watch");
+  assert_str (m.str ("from"), w);
+  assert_str (m.str ("original_to"), "alice");
+  fail_unless_equals_int (net.router.watch_count (), 1);
+
+  /* A later carrier of the tag receives the held watch. */
+  ms = net.tag (x, "alice");
+  fail_unless_equals_int (ms.size (), 1);
+  Msg late = one (ms, x);
+  assert_str (late.type (), "presence:watch");
+  assert_str (late.str ("from"), w);
+  assert_str (late.str ("original_to"), "alice");
+  fail_unless_equals_int (json_object_get_int_member (json_node_get_object (
+              late.node ("data")), "want"), 1);
+
+  /* Carriers of other tags do not. */
+  ms = net.tag (c2, "carol");
+  fail_unless (ms.empty ());
+
+  /* The watch goes with the watcher's session. */
+  net.send (w, "{\"type\":\"socket:disconnect\"}");
+  fail_unless_equals_int (net.router.watch_count (), 0);
+  std::string y = net.open ();
+  ms = net.tag (y, "alice");
+  fail_unless (ms.empty ());
+}
+GST_END_TEST;
+
+GST_START_TEST (test_presence_limits)
+{
+  RouterLimits l;
+  l.max_tags_per_session = 2;
+  Net net (l);
+  std::string a = net.open (), b = net.open ();
+  fail_unless (net.send (a, "{\"type\":\"presence:tag\",\"data\":[\"t1\",\"t2\"]}")
+      .empty ());
+  /* Re-tagging an existing tag is not a new tag. */
+  fail_unless (net.tag (a, "t1").empty ());
+  Msgs ms = net.tag (a, "t3");
+  only_error (ms, a, "limit");
+  fail_unless_equals_int (net.router.tag_count (), 2);
+  /* The refused tag was not registered. */
+  ms = net.send (b, "{\"type\":\"m\",\"to\":\"t3\"}");
+  only_error (ms, b, "unknown-recipient");
+
+  /* presence:tag without data, or with bad entries. */
+  only_error (net.send (b, "{\"type\":\"presence:tag\"}"), b, "bad-message");
+  only_error (net.send (b, "{\"type\":\"presence:tag\",\"data\":[]}"), b,
+      "bad-message");
+  only_error (net.send (b, "{\"type\":\"presence:tag\",\"data\":[1]}"), b,
+      "bad-message");
+  only_error (net.send (b, "{\"type\":\"presence:watch\"}"), b, "bad-message");
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* callbacks                                                           */
+
+GST_START_TEST (test_callbacks)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+
+  Msgs ms = net.send (a, "{\"type\":\"invite:connect\",\"to\":" + q (b) +
+      ",\"callback_id\":1}");
+  Msg inv = one (ms, b);
+  fail_unless_equals_int (inv.num ("callback_id"), 1);
+  assert_str (inv.str ("from"), a);
+
+  /* B answers without a type. */
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":1,"
+      "\"data\":\"ok\"}");
+  fail_unless_equals_int (ms.size (), 1);
+  Msg reply = one (ms, a);
+  assert_str (reply.str ("from"), b);
+  assert_str (reply.str ("data"), "ok");
+  fail_unless_equals_int (reply.num ("callback_response"), 1);
+
+  /* A second answer is refused; A hears nothing more. */
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":1,"
+      "\"data\":\"again\"}");
+  only_error (ms, b, "unknown-callback");
+
+  /* C never got the message. */
+  net.send (a, "{\"type\":\"invite:connect\",\"to\":" + q (b) +
+      ",\"callback_id\":2}");
+  ms = net.send (c, "{\"to\":" + q (a) + ",\"callback_response\":2,"
+      "\"data\":\"me too\"}");
+  only_error (ms, c, "unknown-callback");
+  /* ...and B's answer to 2 still goes through. */
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":2}");
+  assert_str (one (ms, a).str ("from"), b);
+
+  /* Nobody asked C anything. */
+  ms = net.send (a, "{\"to\":" + q (c) + ",\"callback_response\":9}");
+  only_error (ms, a, "unknown-callback");
+
+  /* String ids work as well, and "3" is not 3. */
+  net.send (a, "{\"type\":\"ask\",\"to\":" + q (b) + ",\"callback_id\":\"3\"}");
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":3}");
+  only_error (ms, b, "unknown-callback");
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":\"3\"}");
+  assert_str (one (ms, a).str ("callback_response"), "3");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_callback_errors)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+
+  /* An error for a message with a callback_id answers the callback, with
+   * the id's JSON type. */
+  Msgs ms = net.send (a, "{\"type\":\"message\",\"thread\":\"t\","
+      "\"callback_id\":5}");
+  Msg e = only_error (ms, a, "not-member");
+  fail_unless_equals_int (e.vtype ("callback_response"), G_TYPE_INT64);
+  fail_unless_equals_int (e.num ("callback_response"), 5);
+
+  ms = net.send (a, "{\"type\":\"message\",\"to\":\"nobody\","
+      "\"callback_id\":\"five\"}");
+  e = only_error (ms, a, "unknown-recipient");
+  assert_str (e.str ("callback_response"), "five");
+
+  ms = net.send (a, "{\"type\":\"socket:nope\",\"to\":" + q (b) +
+      ",\"callback_id\":6}");
+  e = only_error (ms, a, "unknown-type");
+  fail_unless_equals_int (e.num ("callback_response"), 6);
+
+  ms = net.send (a, "{\"type\":\"message\",\"to\":" + q (b) +
+      ",\"from\":\"x\",\"callback_id\":7}");
+  e = only_error (ms, a, "spoofed-from");
+  fail_unless_equals_int (e.num ("callback_response"), 7);
+
+  /* An error without a callback carries none. */
+  ms = net.send (a, "{\"type\":\"message\",\"thread\":\"t\"}");
+  e = only_error (ms, a, "not-member");
+  fail_if (e.has ("callback_response"));
+}
+GST_END_TEST;
+
+GST_START_TEST (test_callback_expired)
+{
+  RouterLimits l;
+  l.max_pending_callbacks = 2;
+  Net net (l);
+  std::string a = net.open (), b = net.open ();
+
+  for (int i = 1; i <= 2; i++) {
+    Msgs ms = net.send (a, "{\"type\":\"ask\",\"to\":" + q (b) +
+        ",\"callback_id\":" + std::to_string (i) + "}");
+    fail_unless_equals_int (ms.size (), 1);
+    one (ms, b);
+  }
+  /* The third pushes out the oldest, 1; A is told. */
+  Msgs ms = net.send (a, "{\"type\":\"ask\",\"to\":" + q (b) +
+      ",\"callback_id\":3}");
+  fail_unless_equals_int (ms.size (), 2);
+  fail_unless_equals_int (one (ms, b).num ("callback_id"), 3);
+  Msg e = one (ms, a);
+  fail_unless (e.is_error ("callback-expired"), "%s", e.text ().c_str ());
+  fail_unless_equals_int (e.num ("callback_response"), 1);
+
+  /* B's answer to 1 is now unknown; 2 and 3 still work. */
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":1}");
+  only_error (ms, b, "unknown-callback");
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":2}");
+  fail_unless_equals_int (one (ms, a).num ("callback_response"), 2);
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":3}");
+  fail_unless_equals_int (one (ms, a).num ("callback_response"), 3);
+}
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* disconnects, grace, resume                                          */
+
+GST_START_TEST (test_socket_disconnect)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      d = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.send (a, "{\"type\":\"m\",\"to\":" + q (c) + "}");
+  net.tag (a, "alice");
+  fail_unless_equals_int (net.router.tag_count (), 1);
+
+  Msgs ms = net.send (a, "{\"type\":\"socket:disconnect\"}");
+  fail_unless (!net.router.has_session (a));
+  fail_unless_equals_int (net.router.session_count (), 3);
+  none (ms, a);
+  none (ms, d);
+
+  /* B: thread-mate (and contact through the join). */
+  Msgs tb = to (ms, b);
+  bool thread_seen = false;
+  for (const auto &m : tb) {
+    if (m.type () == "thread:disconnect") {
+      thread_seen = true;
+      assert_str (m.str ("thread"), "t");
+      assert_str (m.str ("from"), a);
+    } else {
+      assert_str (m.type (), "socket:disconnect");
+      assert_str (m.str ("from"), a);
+    }
+  }
+  fail_unless (thread_seen);
+
+  /* C: a contact. */
+  Msg mc = one (ms, c);
+  assert_str (mc.type (), "socket:disconnect");
+  assert_str (mc.str ("from"), a);
+
+  fail_unless_equals_int (net.router.thread_members ("t").size (), 1);
+  fail_unless_equals_int (net.router.tag_count (), 0);
+
+  /* A is gone: messages to it are refused. */
+  ms = net.send (b, "{\"type\":\"m\",\"to\":" + q (a) + "}");
+  only_error (ms, b, "unknown-recipient");
+  /* ...and it receives nothing any more. */
+  fail_unless (net.router.receive (a, "{\"type\":\"m\",\"to\":" + q (b) + "}",
+          net.now).empty ());
+}
+GST_END_TEST;
+
+GST_START_TEST (test_drop_and_resume)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  /* A has seen seq 1 (B's join). */
+  fail_unless_equals_int (net.last_seq[a], 1);
+
+  std::int64_t t0 = net.now;
+  fail_unless (net.drop (a).empty ());
+  fail_unless (net.router.has_session (a));
+  fail_if (net.router.is_online (a));
+  fail_unless_equals_int (net.router.online_count (), 1);
+
+  /* While away, messages to A queue up. */
+  for (int i = 0; i < 3; i++) {
+    Msgs ms = net.send (b, "{\"type\":\"message\",\"thread\":\"t\",\"data\":" +
+        std::to_string (i) + "}");
+    fail_unless (ms.empty (), "delivered to an away session: %s",
+        ms.empty () ? "" : ms[0].text ().c_str ());
+  }
+  Msgs ms = net.send (b, "{\"type\":\"direct\",\"to\":" + q (a) + "}");
+  fail_unless (ms.empty ());
+  fail_unless_equals_int (net.router.queued (a), 4);
+  /* An away session's own frames are not read. */
+  fail_unless (net.router.receive (a, "{\"type\":\"m\",\"to\":" + q (b) + "}",
+          net.now).empty ());
+
+  /* Just before the end of the grace period A is still there. */
+  net.now = t0 + net.router.limits ().grace_us - 1;
+  fail_unless (net.tick ().empty ());
+  fail_unless (net.router.has_session (a));
+
+  OpenResult r = net.resume (net.router.token_for (a), net.last_seq[a], ms);
+  fail_unless (r.ok);
+  fail_unless (r.resumed);
+  fail_if (r.replaced);
+  assert_str (r.session, a);
+  fail_unless (net.router.is_online (a));
+  fail_unless_equals_int (ms.size (), 5);
+  assert_str (ms[0].type (), "socket:connect");
+  fail_if (ms[0].has ("seq"));
+  fail_unless (ms[0].boolean ("resumed"));
+  assert_str (ms[0].str ("id"), a);
+  fail_unless_equals_int (ms[0].num ("missed"), 0);
+  for (int i = 0; i < 3; i++) {
+    assert_str (ms[1 + i].session (), a);
+    assert_str (ms[1 + i].type (), "message");
+    assert_str (ms[1 + i].str ("from"), b);
+    fail_unless_equals_int (ms[1 + i].num ("data"), i);
+    fail_unless_equals_int (ms[1 + i].num ("seq"), 2 + i);
+  }
+  assert_str (ms[4].type (), "direct");
+  fail_unless_equals_int (ms[4].num ("seq"), 5);
+  fail_unless_equals_int (net.router.queued (a), 0);
+
+  /* The grace period no longer runs. */
+  net.now = t0 + 10 * net.router.limits ().grace_us;
+  fail_unless (net.tick ().empty ());
+  fail_unless (net.router.has_session (a));
+
+  /* Opening again with the last seq seen replays nothing new. */
+  net.drop (a);
+  r = net.resume (net.router.token_for (a), net.last_seq[a], ms);
+  fail_unless (r.resumed);
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (ms[0].type (), "socket:connect");
+
+  /* A client that saw less gets the rest again, in order, from the replay
+   * buffer (seq as originally sent). */
+  net.drop (a);
+  OpenResult again = net.router.open (net.router.token_for (a), 3, net.now);
+  fail_unless (again.resumed);
+  fail_unless_equals_int (again.deliveries.size (), 3);
+  fail_unless_equals_int (Msg (a, *again.deliveries[1].text).num ("seq"), 4);
+  fail_unless_equals_int (Msg (a, *again.deliveries[2].text).num ("seq"), 5);
+
+  /* New messages continue the sequence. */
+  ms = net.send (b, "{\"type\":\"message\",\"thread\":\"t\",\"data\":9}");
+  fail_unless_equals_int (one (ms, a).num ("seq"), 6);
+  net.last_seq[a] = 6;
+}
+GST_END_TEST;
+
+GST_START_TEST (test_grace_expires)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open (),
+      w = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.send (a, "{\"type\":\"m\",\"to\":" + q (c) + "}");
+  net.tag (a, "alice");
+  net.send (a, "{\"type\":\"presence:watch\",\"to\":[\"bob\"]}");
+  fail_unless_equals_int (net.router.watch_count (), 1);
+  fail_unless_equals_int (net.router.thread_count (), 1);
+  fail_unless_equals_int (net.router.tag_count (), 1);
+
+  std::int64_t t0 = net.now;
+  net.drop (a);
+  net.now = t0 + net.router.limits ().grace_us;
+  Msgs ms = net.tick ();
+  fail_if (net.router.has_session (a));
+  none (ms, a);
+  none (ms, w);
+  bool thread_seen = false;
+  for (const auto &m : to (ms, b)) {
+    if (m.type () == "thread:disconnect") {
+      thread_seen = true;
+      assert_str (m.str ("thread"), "t");
+    } else {
+      assert_str (m.type (), "socket:disconnect");
+    }
+    assert_str (m.str ("from"), a);
+  }
+  fail_unless (thread_seen);
+  Msg mc = one (ms, c);
+  assert_str (mc.type (), "socket:disconnect");
+  assert_str (mc.str ("from"), a);
+  fail_unless_equals_int (net.router.stats ().sessions_expired, 1);
+
+  fail_unless_equals_int (net.router.watch_count (), 0);
+  fail_unless_equals_int (net.router.tag_count (), 0);
+  fail_unless (net.router.thread_members ("t") == std::vector<std::string> {b});
+
+  /* A resume after expiry keeps the id but is a fresh session. */
+  OpenResult r = net.router.open (net.router.token_for (a), 7, net.now);
+  fail_unless (r.ok);
+  fail_if (r.resumed);
+  assert_str (r.session, a);
+  fail_unless_equals_int (r.deliveries.size (), 1);
+  fail_if (Msg (a, *r.deliveries[0].text).boolean ("resumed"));
+  fail_unless (net.router.thread_members ("t") == std::vector<std::string> {b});
+  net.last_seq[a] = 0;
+
+  /* Everyone else expires too: nothing is left. */
+  for (const auto &id : {a, b, c, w})
+    net.drop (id);
+  net.now += net.router.limits ().grace_us;
+  net.tick ();
+  fail_unless_equals_int (net.router.session_count (), 0);
+  fail_unless_equals_int (net.router.thread_count (), 0);
+  fail_unless_equals_int (net.router.tag_count (), 0);
+  fail_unless_equals_int (net.router.watch_count (), 0);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_resume_while_online)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+  net.send (b, "{\"type\":\"m\",\"to\":" + q (a) + "}");
+  Msgs ms;
+  OpenResult r = net.resume (net.router.token_for (a), net.last_seq[a], ms);
+  fail_unless (r.ok);
+  fail_unless (r.resumed);
+  fail_unless (r.replaced);
+  assert_str (r.session, a);
+  fail_unless_equals_int (ms.size (), 1);
+  fail_unless (ms[0].boolean ("resumed"));
+  fail_unless (net.router.is_online (a));
+  fail_unless_equals_int (net.router.session_count (), 2);
+  ms = net.send (b, "{\"type\":\"m\",\"to\":" + q (a) + "}");
+  fail_unless_equals_int (one (ms, a).num ("seq"), 2);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_tokens)
+{
+  std::string a, token;
+  {
+    Net first;
+    a = first.open ();
+    token = first.router.token_for (a);
+  }
+  /* A restarted router with the same secret knows the token, not the id. */
+  Net net;
+  OpenResult r = net.router.open (token, 12, net.now);
+  fail_unless (r.ok);
+  fail_if (r.resumed);
+  fail_if (r.replaced);
+  assert_str (r.session, a);
+  Msgs ms = net.record (r.deliveries);
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (ms[0].str ("id"), a);
+  assert_str (ms[0].str ("token"), token);
+  fail_if (ms[0].boolean ("resumed"));
+  fail_unless (net.router.has_session (a));
+
+  /* Forged and garbled tokens: a new id and a bad-token error after the
+   * greeting. */
+  std::string garbled = token;
+  garbled.back () = garbled.back () == '0' ? '1' : '0';
+  Net other_secret_router (RouterLimits {}, "another-secret");
+  std::string foreign = other_secret_router.router.token_for ("victimvictimvict");
+  for (const std::string &bad : {std::string ("garbage"), std::string ("."),
+          std::string ("a."), std::string (".abc"), garbled, a,
+          a + "." + std::string (64, '0'), foreign,
+          net.router.token_for (a) + "x"}) {
+    OpenResult f = net.router.open (bad, -1, net.now);
+    fail_unless (f.ok);
+    fail_if (f.resumed, "resumed with %s", bad.c_str ());
+    fail_if (f.session == a, "took over %s with %s", a.c_str (), bad.c_str ());
+    fail_if (f.session == "victimvictimvict");
+    fail_unless_equals_int (f.session.size (), 16);
+    Msgs fm = net.record (f.deliveries);
+    fail_unless_equals_int (fm.size (), 2);
+    assert_str (fm[0].type (), "socket:connect");
+    assert_str (fm[0].str ("id"), f.session);
+    fail_unless (fm[1].is_error ("bad-token"), "%s", fm[1].text ().c_str ());
+    fail_unless_equals_int (fm[1].num ("seq"), 1);
+  }
+
+  /* The foreign token is good for the router that signed it. */
+  OpenResult ok = other_secret_router.router.open (foreign, -1, 0);
+  fail_unless (ok.ok);
+  assert_str (ok.session, "victimvictimvict");
+  fail_unless_equals_int (ok.deliveries.size (), 1);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_away_queue_full)
+{
+  RouterLimits l;
+  l.away_messages = 3;
+  Net net (l);
+  std::string a = net.open (), b = net.open ();
+  /* Some traffic while online (kept for replay, not counted as queued). */
+  net.send (b, "{\"type\":\"m\",\"to\":" + q (a) + ",\"data\":0}");
+  net.drop (a);
+  for (int i = 1; i <= 3; i++)
+    fail_unless (net.send (b, "{\"type\":\"m\",\"to\":" + q (a) +
+            ",\"data\":" + std::to_string (i) + "}").empty ());
+  fail_unless_equals_int (net.router.queued (a), 3);
+  Msgs ms = net.send (b, "{\"type\":\"m\",\"to\":" + q (a) +
+      ",\"data\":4,\"callback_id\":44}");
+  Msg e = only_error (ms, b, "queue-full");
+  fail_unless_equals_int (e.num ("callback_response"), 44);
+  fail_unless_equals_int (net.router.queued (a), 3);
+
+  OpenResult r = net.resume (net.router.token_for (a), net.last_seq[a], ms);
+  fail_unless (r.resumed);
+  fail_unless_equals_int (ms.size (), 4);
+  for (int i = 1; i <= 3; i++) {
+    fail_unless_equals_int (ms[i].num ("data"), i);
+    assert_str (ms[i].str ("from"), b);
+  }
+}
+GST_END_TEST;
+
+/* A reply that cannot be queued for an away asker is not spent: the
+ * replier may try again once the asker has room. */
+GST_START_TEST (test_callback_reply_queue_full)
+{
+  RouterLimits l;
+  l.away_messages = 1;
+  Net net (l);
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  Msgs ms = net.send (a, "{\"type\":\"ask\",\"to\":" + q (b) +
+      ",\"callback_id\":9}");
+  one (ms, b);
+  net.drop (a);
+  fail_unless (net.send (c, "{\"type\":\"m\",\"to\":" + q (a) + "}").empty ());
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":9,"
+      "\"data\":\"yes\"}");
+  only_error (ms, b, "queue-full");
+
+  /* A comes back and reads its queue; the same reply now goes through. */
+  OpenResult r = net.resume (net.router.token_for (a), -1, ms);
+  fail_unless (r.resumed);
+  ms = net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":9,"
+      "\"data\":\"yes\"}");
+  Msg reply = one (ms, a);
+  fail_unless_equals_int (reply.num ("callback_response"), 9);
+  assert_str (reply.str ("data"), "yes");
+  /* And only once. */
+  only_error (net.send (b, "{\"to\":" + q (a) + ",\"callback_response\":9}"),
+      b, "unknown-callback");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_seq_per_recipient)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.join (c, "t");
+  for (int i = 0; i < 5; i++) {
+    net.send (a, "{\"type\":\"message\",\"thread\":\"t\",\"data\":1}");
+    net.send (b, "{\"type\":\"m\",\"to\":" + q (c) + "}");
+    net.send (c, "{\"type\":\"m\",\"to\":\"nobody\"}");   /* error, own seq */
+  }
+  /* record() checked 1, 2, 3... per recipient; check the totals. */
+  fail_unless_equals_int (net.last_seq[a], 2);            /* joins of b, c */
+  fail_unless_equals_int (net.last_seq[b], 1 + 5);        /* c's join + a's */
+  fail_unless_equals_int (net.last_seq[c], 5 + 5 + 5);
+  fail_unless_equals_int (net.router.stats ().messages_out, 2 + 6 + 15);
+
+  /* Sessions have independent sequences: a new one starts at 1. */
+  std::string d = net.open ();
+  Msgs ms = net.send (a, "{\"type\":\"m\",\"to\":" + q (d) + "}");
+  fail_unless_equals_int (one (ms, d).num ("seq"), 1);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_close_all)
+{
+  Net net;
+  std::string a = net.open (), b = net.open (), c = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  net.tag (c, "x");
+  net.send (c, "{\"type\":\"presence:watch\",\"to\":\"y\"}");
+  net.drop (c);
+  net.close_all ();
+  fail_unless_equals_int (net.router.session_count (), 0);
+  fail_unless_equals_int (net.router.online_count (), 0);
+  fail_unless_equals_int (net.router.thread_count (), 0);
+  fail_unless_equals_int (net.router.tag_count (), 0);
+  fail_unless_equals_int (net.router.watch_count (), 0);
+  for (const auto &id : {a, b, c})
+    fail_if (net.router.has_session (id));
+  /* The router still works afterwards. */
+  std::string d = net.open ();
+  fail_unless (net.router.has_session (d));
+}
+GST_END_TEST;
+
+static Suite *
+router_suite (void)
+{
+  Suite *s = suite_create ("router");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_open_greeting);
+  tcase_add_test (tc, test_server_full);
+  tcase_add_test (tc, test_thread_join);
+  tcase_add_test (tc, test_thread_answer_not_member);
+  tcase_add_test (tc, test_thread_change);
+  tcase_add_test (tc, test_thread_message);
+  tcase_add_test (tc, test_thread_disconnect);
+  tcase_add_test (tc, test_thread_limits);
+  tcase_add_test (tc, test_direct_to);
+  tcase_add_test (tc, test_direct_to_tag);
+  tcase_add_test (tc, test_spoofed_from);
+  tcase_add_test (tc, test_reserved_types);
+  tcase_add_test (tc, test_bad_messages);
+  tcase_add_test (tc, test_presence_watch);
+  tcase_add_test (tc, test_presence_limits);
+  tcase_add_test (tc, test_callbacks);
+  tcase_add_test (tc, test_callback_errors);
+  tcase_add_test (tc, test_callback_expired);
+  tcase_add_test (tc, test_socket_disconnect);
+  tcase_add_test (tc, test_drop_and_resume);
+  tcase_add_test (tc, test_grace_expires);
+  tcase_add_test (tc, test_resume_while_online);
+  tcase_add_test (tc, test_tokens);
+  tcase_add_test (tc, test_away_queue_full);
+  tcase_add_test (tc, test_callback_reply_queue_full);
+  tcase_add_test (tc, test_seq_per_recipient);
+  tcase_add_test (tc, test_close_all);
+  return s;
+}
+
+GST_CHECK_MAIN (router);
