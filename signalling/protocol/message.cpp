@@ -461,32 +461,31 @@ error_text (ErrorCode code, std::string_view message,
   return builder_text (b);
 }
 
+/* An object of string members, in the order given. */
 std::string
-thread_disconnect_text (const std::string & thread, const std::string & from)
+strings_text (std::initializer_list<std::pair<const char *, std::string>> members)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "type");
-  json_builder_add_string_value (b, "thread:disconnect");
-  json_builder_set_member_name (b, "thread");
-  json_builder_add_string_value (b, thread.c_str ());
-  json_builder_set_member_name (b, "from");
-  json_builder_add_string_value (b, from.c_str ());
+  for (const auto &[name, value] : members) {
+    json_builder_set_member_name (b, name);
+    json_builder_add_string_value (b, value.c_str ());
+  }
   json_builder_end_object (b);
   return builder_text (b);
 }
 
 std::string
+thread_disconnect_text (const std::string & thread, const std::string & from)
+{
+  return strings_text ({{"type", "thread:disconnect"}, {"thread", thread},
+      {"from", from}});
+}
+
+std::string
 socket_disconnect_text (const std::string & from)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "type");
-  json_builder_add_string_value (b, "socket:disconnect");
-  json_builder_set_member_name (b, "from");
-  json_builder_add_string_value (b, from.c_str ());
-  json_builder_end_object (b);
-  return builder_text (b);
+  return strings_text ({{"type", "socket:disconnect"}, {"from", from}});
 }
 
 std::string

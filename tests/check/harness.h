@@ -3,6 +3,7 @@
 #pragma once
 
 #include "server.h"
+#include "json-text.h"
 
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
@@ -13,29 +14,10 @@
 #include <string>
 #include <thread>
 
-/* Compare two std::string-convertible values, keeping both alive. */
-#define assert_equals_str(a, b) G_STMT_START {                              \
-    const std::string _a = (a), _b = (b);                                    \
-    fail_unless (_a == _b, "%s is '%s', expected '%s'", #a, _a.c_str (),     \
-        _b.c_str ());                                                        \
-  } G_STMT_END
-
 namespace peerjs::test {
 
-/* A received message: the parsed JSON object and its text. */
-struct Msg
-{
-  JsonNodePtr node;
-  std::string text;
-
-  JsonObject *obj () const { return json_node_get_object (node.get ()); }
-  bool has (const char *field) const;
-  std::string str (const char *field) const;     /* "" if absent */
-  gint64 num (const char *field) const;           /* -1 if absent */
-  std::string type () const { return str ("type"); }
-};
-
-std::optional<Msg> parse_msg (const std::string & text);
+/* A received message. */
+using Msg = JsonText;
 
 class ServerThread
 {

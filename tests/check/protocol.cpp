@@ -1,8 +1,7 @@
 /* Unit tests for the peerjs wire codec (signalling/protocol/message.h):
  * Message::parse validation and the server-side message builders. */
-#include <gst/check/gstcheck.h>
-
 #include "message.h"
+#include "json-text.h"
 
 #include <memory>
 #include <optional>
@@ -11,93 +10,9 @@
 #include <vector>
 
 using namespace peerjs;
-
-/* Like fail_unless_equals_string, but keeps std::string temporaries alive
- * for the comparison (the gst-check macro would keep dangling c_str()s). */
-static inline std::string
-str_of (const char *s)
-{
-  return s ? s : "(null)";
-}
-
-static inline std::string
-str_of (const std::string & s)
-{
-  return s;
-}
-
-#define assert_str(a, b)                                                 \
-  G_STMT_START {                                                         \
-    const std::string _first = str_of (a);                               \
-    const std::string _second = str_of (b);                              \
-    fail_unless (_first == _second, "'" #a "' (%s) is not equal to '" #b \
-        "' (%s)", _first.c_str (), _second.c_str ());                    \
-  } G_STMT_END
+using namespace peerjs::test;
 
 namespace {
-
-/* A parsed outgoing text, with typed accessors that fail the test when a
- * member is missing or has another JSON type. */
-class Obj
-{
-public:
-  explicit Obj (const std::string & text) : text_ (text)
-  {
-    GError *err = nullptr;
-    JsonNode *node = json_from_string (text.c_str (), &err);
-    fail_unless (node != nullptr, "not JSON: %s (%s)", text.c_str (),
-        err ? err->message : "empty");
-    g_clear_error (&err);
-    root_ = adopt_node (node);
-    fail_unless (JSON_NODE_HOLDS_OBJECT (node), "not an object: %s",
-        text.c_str ());
-  }
-
-  JsonObject *obj () const { return json_node_get_object (root_.get ()); }
-  bool has (const char *m) const { return json_object_has_member (obj (), m); }
-  JsonNode *node (const char *m) const
-  {
-    JsonNode *n = json_object_get_member (obj (), m);
-    fail_unless (n != nullptr, "no member '%s' in %s", m, text_.c_str ());
-    return n;
-  }
-  GType vtype (const char *m) const
-  {
-    JsonNode *n = node (m);
-    return JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
-  }
-  std::string str (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_STRING, "member '%s' is not a string in %s",
-        m, text_.c_str ());
-    return json_node_get_string (node (m));
-  }
-  gint64 num (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_INT64, "member '%s' is not an integer in %s",
-        m, text_.c_str ());
-    return json_node_get_int (node (m));
-  }
-  double dbl (const char *m) const
-  {
-    GType t = vtype (m);
-    fail_unless (t == G_TYPE_DOUBLE || t == G_TYPE_INT64,
-        "member '%s' is not a number in %s", m, text_.c_str ());
-    return json_node_get_double (node (m));
-  }
-  bool boolean (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_BOOLEAN, "member '%s' is not a boolean in %s",
-        m, text_.c_str ());
-    return json_node_get_boolean (node (m));
-  }
-  std::size_t size () const { return json_object_get_size (obj ()); }
-  const std::string & text () const { return text_; }
-
-private:
-  std::string text_;
-  JsonNodePtr root_;
-};
 
 const ProtocolLimits kLimits;
 
@@ -480,7 +395,7 @@ GST_START_TEST (test_relay_text)
       "\"data\":{\"sdp\":\"v=0\",\"n\":[1,2,3]},\"callback_id\":4,"
       "\"constraints\":{\"video\":true}}");
 
-  Obj plain (m.relay_text ("real"));
+  JsonText plain (m.relay_text ("real"));
   assert_str (plain.str ("from").c_str (), "real");
   fail_if (plain.has ("original_to"));
   fail_if (plain.has ("seq"));
@@ -501,7 +416,7 @@ GST_START_TEST (test_relay_text)
   fail_unless_equals_int (plain.size (), 7);
 
   std::string tag = "tag";
-  Obj tagged (m.relay_text ("real", &tag));
+  JsonText tagged (m.relay_text ("real", &tag));
   assert_str (tagged.str ("from").c_str (), "real");
   assert_str (tagged.str ("original_to").c_str (), "tag");
   fail_if (tagged.has ("seq"));
@@ -510,16 +425,16 @@ GST_START_TEST (test_relay_text)
   /* The same message relays again with other values, unchanged by the
    * first relay. */
   std::string other = "other";
-  Obj again (m.relay_text ("second", &other));
+  JsonText again (m.relay_text ("second", &other));
   assert_str (again.str ("from").c_str (), "second");
   assert_str (again.str ("original_to").c_str (), "other");
-  Obj plain2 (m.relay_text ("third"));
+  JsonText plain2 (m.relay_text ("third"));
   fail_if (plain2.has ("original_to"));
   assert_str (plain2.str ("from").c_str (), "third");
 
   /* A message without from gets one. */
   Message bare = ok ("{\"type\":\"m\",\"to\":\"b\"}");
-  Obj b (bare.relay_text ("x"));
+  JsonText b (bare.relay_text ("x"));
   assert_str (b.str ("from").c_str (), "x");
   fail_unless_equals_int (b.size (), 3);
 }
@@ -536,7 +451,7 @@ GST_START_TEST (test_with_seq)
           "{}").c_str (), "{\"seq\":18446744073709551615}");
 
   /* The result of a builder stays valid JSON with seq first. */
-  Obj o (with_seq (42, socket_disconnect_text ("abc")));
+  JsonText o (with_seq (42, socket_disconnect_text ("abc")));
   fail_unless_equals_int (o.num ("seq"), 42);
   assert_str (o.str ("type").c_str (), "socket:disconnect");
   GList *members = json_object_get_members (o.obj ());
@@ -569,7 +484,7 @@ GST_END_TEST;
 
 GST_START_TEST (test_error_text)
 {
-  Obj plain (error_text (ErrorCode::NotMember, "not in thread 't'"));
+  JsonText plain (error_text (ErrorCode::NotMember, "not in thread 't'"));
   assert_str (plain.str ("type").c_str (), "error");
   assert_str (plain.str ("code").c_str (), "not-member");
   assert_str (plain.str ("message").c_str (), "not in thread 't'");
@@ -579,19 +494,19 @@ GST_START_TEST (test_error_text)
 
   /* The callback id comes back with its JSON type. */
   Message mi = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":17}");
-  Obj ei (error_text (ErrorCode::UnknownRecipient, "x", &*mi.callback_id ()));
+  JsonText ei (error_text (ErrorCode::UnknownRecipient, "x", &*mi.callback_id ()));
   assert_str (ei.str ("code").c_str (), "unknown-recipient");
   fail_unless_equals_int (ei.vtype ("callback_response"), G_TYPE_INT64);
   fail_unless_equals_int (ei.num ("callback_response"), 17);
 
   Message ms = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":\"17\"}");
-  Obj es (error_text (ErrorCode::Limit, "y", &*ms.callback_id (), "m"));
+  JsonText es (error_text (ErrorCode::Limit, "y", &*ms.callback_id (), "m"));
   assert_str (es.str ("code").c_str (), "limit");
   assert_str (es.str ("callback_response").c_str (), "17");
   assert_str (es.str ("ref_type").c_str (), "m");
 
   /* Characters that need escaping survive. */
-  Obj esc (error_text (ErrorCode::BadJson, "quote \" backslash \\ newline \n"));
+  JsonText esc (error_text (ErrorCode::BadJson, "quote \" backslash \\ newline \n"));
   assert_str (esc.str ("message").c_str (),
       "quote \" backslash \\ newline \n");
   assert_str (esc.str ("code").c_str (), "bad-json");
@@ -600,19 +515,19 @@ GST_END_TEST;
 
 GST_START_TEST (test_disconnect_texts)
 {
-  Obj t (thread_disconnect_text ("room", "abc"));
+  JsonText t (thread_disconnect_text ("room", "abc"));
   assert_str (t.str ("type").c_str (), "thread:disconnect");
   assert_str (t.str ("thread").c_str (), "room");
   assert_str (t.str ("from").c_str (), "abc");
   fail_unless_equals_int (t.size (), 3);
 
-  Obj s (socket_disconnect_text ("abc"));
+  JsonText s (socket_disconnect_text ("abc"));
   assert_str (s.str ("type").c_str (), "socket:disconnect");
   assert_str (s.str ("from").c_str (), "abc");
   fail_unless_equals_int (s.size (), 2);
 
   /* Names are escaped, not pasted. */
-  Obj q (thread_disconnect_text ("a\"b", "c\\d"));
+  JsonText q (thread_disconnect_text ("a\"b", "c\\d"));
   assert_str (q.str ("thread").c_str (), "a\"b");
   assert_str (q.str ("from").c_str (), "c\\d");
 }
@@ -628,7 +543,7 @@ GST_START_TEST (test_greeting_text)
   g.grace_seconds = 30;
   g.ping_interval_seconds = 2.5;
   g.max_message_size = 65536;
-  Obj o (greeting_text (g));
+  JsonText o (greeting_text (g));
   assert_str (o.str ("type").c_str (), "socket:connect");
   assert_str (o.str ("id").c_str (), "0123456789abcdef");
   assert_str (o.str ("to").c_str (), "0123456789abcdef");
@@ -643,7 +558,7 @@ GST_START_TEST (test_greeting_text)
 
   Greeting fresh;
   fresh.id = "x";
-  Obj f (greeting_text (fresh));
+  JsonText f (greeting_text (fresh));
   fail_if (f.boolean ("resumed"));
   fail_unless_equals_int (f.num ("missed"), 0);
   assert_str (f.str ("token").c_str (), "");

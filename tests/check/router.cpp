@@ -4,8 +4,7 @@
 /* router.h first: check.h defines a `fail` macro, and Router has a private
  * member function of that name. */
 #include "router.h"
-
-#include <gst/check/gstcheck.h>
+#include "json-text.h"
 
 #include <map>
 #include <memory>
@@ -14,27 +13,7 @@
 #include <vector>
 
 using namespace peerjs;
-
-static inline std::string
-str_of (const char *s)
-{
-  return s ? s : "(null)";
-}
-
-static inline std::string
-str_of (const std::string & s)
-{
-  return s;
-}
-
-/* Like fail_unless_equals_string, but safe with std::string temporaries. */
-#define assert_str(a, b)                                                 \
-  G_STMT_START {                                                         \
-    const std::string _first = str_of (a);                               \
-    const std::string _second = str_of (b);                              \
-    fail_unless (_first == _second, "'" #a "' (%s) is not equal to '" #b \
-        "' (%s)", _first.c_str (), _second.c_str ());                    \
-  } G_STMT_END
+using namespace peerjs::test;
 
 namespace {
 
@@ -42,74 +21,17 @@ const std::int64_t SEC = G_USEC_PER_SEC;
 const std::int64_t T0 = 1000 * SEC;
 const char *SECRET = "router-test-secret";
 
-/* One delivered text, parsed. */
-class Msg
+/* One delivered text, parsed, and who it went to. */
+class Msg : public JsonText
 {
 public:
   Msg (std::string session, std::string text)
-    : session_ (std::move (session)), text_ (std::move (text))
-  {
-    GError *err = nullptr;
-    JsonNode *node = json_from_string (text_.c_str (), &err);
-    fail_unless (node != nullptr, "not JSON: %s (%s)", text_.c_str (),
-        err ? err->message : "empty");
-    g_clear_error (&err);
-    root_ = adopt_node (node);
-    fail_unless (JSON_NODE_HOLDS_OBJECT (node), "not an object: %s",
-        text_.c_str ());
-  }
-
-  JsonObject *obj () const { return json_node_get_object (root_.get ()); }
-  bool has (const char *m) const { return json_object_has_member (obj (), m); }
-  JsonNode *node (const char *m) const
-  {
-    JsonNode *n = json_object_get_member (obj (), m);
-    fail_unless (n != nullptr, "no member '%s' in %s", m, text_.c_str ());
-    return n;
-  }
-  GType vtype (const char *m) const
-  {
-    JsonNode *n = node (m);
-    return JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
-  }
-  std::string str (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_STRING, "member '%s' not a string in %s",
-        m, text_.c_str ());
-    return json_node_get_string (node (m));
-  }
-  gint64 num (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_INT64, "member '%s' not an integer in %s",
-        m, text_.c_str ());
-    return json_node_get_int (node (m));
-  }
-  bool boolean (const char *m) const
-  {
-    fail_unless (vtype (m) == G_TYPE_BOOLEAN, "member '%s' not a boolean in %s",
-        m, text_.c_str ());
-    return json_node_get_boolean (node (m));
-  }
-  double dbl (const char *m) const
-  {
-    GType t = vtype (m);
-    fail_unless (t == G_TYPE_DOUBLE || t == G_TYPE_INT64,
-        "member '%s' not a number in %s", m, text_.c_str ());
-    return json_node_get_double (node (m));
-  }
-  std::string type () const { return has ("type") ? str ("type") : ""; }
+    : JsonText (std::move (text)), session_ (std::move (session)) { }
   std::string code () const { return str ("code"); }
-  bool is_error (const char *code) const
-  {
-    return type () == "error" && has ("code") && str ("code") == code;
-  }
   const std::string & session () const { return session_; }
-  const std::string & text () const { return text_; }
 
 private:
   std::string session_;
-  std::string text_;
-  JsonNodePtr root_;
 };
 
 using Msgs = std::vector<Msg>;
