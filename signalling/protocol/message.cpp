@@ -1,23 +1,12 @@
 #include "message.h"
 
+#include <glib.h>
+
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace peerjs {
-
-JsonNodePtr
-adopt_node (JsonNode * node)
-{
-  return JsonNodePtr (node, [] (JsonNode * n) {
-        if (n)
-          json_node_unref (n);
-      });
-}
-
-JsonNodePtr
-share_node (JsonNode * node)
-{
-  return adopt_node (node ? json_node_ref (node) : nullptr);
-}
 
 const char *
 error_code_name (ErrorCode code)
@@ -53,115 +42,249 @@ valid_name (std::string_view s, std::size_t max)
   return true;
 }
 
-namespace {
-
-/* json-glib 1.6 is lenient (single quotes, trailing text, `var x = {}`)
- * and parses recursively, so a 64 KiB frame of '[' would recurse 64k deep.
- * Every text is first checked against RFC 8259, with nesting bounded.
- * json-glib also ends strings at U+0000, which would corrupt what is
- * relayed, so \u0000 is refused. */
-class StrictJson
+/* A strict RFC 8259 reader over text already known to be UTF-8. It checks
+ * the grammar with bounded nesting and reports where the top-level members
+ * are; string contents are decoded only when asked for. */
+class Scanner
 {
 public:
-  StrictJson (std::string_view text, unsigned max_depth)
-    : p_ (text.data ()), end_ (text.data () + text.size ()), max_depth_ (max_depth) { }
+  Scanner (std::string_view text, unsigned max_depth)
+    : s_ (text.data ()), n_ (text.size ()), max_depth_ (max_depth) { }
 
-  bool check (std::string & why)
+  const std::string & why () const { return why_; }
+
+  bool top_object (std::vector<Message::Member> & members)
   {
     ws ();
-    bool ok = value (0) && (ws (), p_ == end_ || fail ("text after the JSON value"));
-    why = why_;
-    return ok;
+    if (p_ == n_ || s_[p_] != '{')
+      return fail ("a message must be a JSON object");
+    p_++;
+    ws ();
+    if (p_ < n_ && s_[p_] == '}') {
+      p_++;
+    } else {
+      for (;;) {
+        if (p_ == n_ || s_[p_] != '"')
+          return fail ("object member names must be strings");
+        std::size_t kstart = p_;
+        bool escaped = false;
+        if (!string (&escaped))
+          return false;
+        std::string key;
+        if (escaped)
+          decode (std::string_view (s_ + kstart, p_ - kstart), key);
+        else
+          key.assign (s_ + kstart + 1, p_ - kstart - 2);
+        ws ();
+        if (p_ == n_ || s_[p_++] != ':')
+          return fail ("':' expected in a JSON object");
+        ws ();
+        std::size_t vstart = p_;
+        if (!value (1))
+          return false;
+        members.push_back (Message::Member {std::move (key), kstart, vstart, p_});
+        ws ();
+        if (p_ == n_)
+          return fail ("truncated JSON");
+        char c = s_[p_++];
+        if (c == '}')
+          break;
+        if (c != ',')
+          return fail ("',' or '}' expected");
+        ws ();
+      }
+    }
+    ws ();
+    return p_ == n_ || fail ("text after the JSON value");
+  }
+
+  /* `lit` is a validated string literal, quotes included. */
+  static void decode (std::string_view lit, std::string & out)
+  {
+    out.clear ();
+    const char *p = lit.data () + 1;
+    const char *end = lit.data () + lit.size () - 1;
+    while (p < end) {
+      const char *q = static_cast<const char *>(std::memchr (p, '\\', end - p));
+      if (!q) {
+        out.append (p, end - p);
+        break;
+      }
+      out.append (p, q - p);
+      p = q + 1;
+      char e = *p++;
+      switch (e) {
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          gunichar c = hex4 (p);
+          p += 4;
+          if (c >= 0xd800 && c <= 0xdbff) {
+            gunichar low = hex4 (p + 2);
+            p += 6;
+            c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+          }
+          char buf[6];
+          out.append (buf, g_unichar_to_utf8 (c, buf));
+          break;
+        }
+        default: out += e; break;   /* " \ / */
+      }
+    }
+  }
+
+  /* `json` is a validated value: true if it is an array of strings. */
+  static bool string_array (std::string_view json, std::vector<std::string> & out)
+  {
+    Scanner sc (json, 1);
+    if (json.empty () || json[0] != '[')
+      return false;
+    sc.p_ = 1;
+    sc.ws ();
+    if (sc.p_ < sc.n_ && json[sc.p_] == ']')
+      return true;
+    for (;;) {
+      if (sc.p_ == sc.n_ || json[sc.p_] != '"')
+        return false;
+      std::size_t start = sc.p_;
+      sc.string (nullptr);
+      out.emplace_back ();
+      decode (json.substr (start, sc.p_ - start), out.back ());
+      sc.ws ();
+      char c = json[sc.p_++];
+      if (c == ']')
+        return true;
+      sc.ws ();
+    }
   }
 
 private:
+  static gunichar hex4 (const char *p)
+  {
+    gunichar v = 0;
+    for (int i = 0; i < 4; i++)
+      v = (v << 4) | g_ascii_xdigit_value (p[i]);
+    return v;
+  }
+
   bool fail (const char *why)
   {
     if (why_.empty ())
       why_ = why;
     return false;
   }
+
   void ws ()
   {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r'))
+    while (p_ < n_ && (s_[p_] == ' ' || s_[p_] == '\t' || s_[p_] == '\n'
+            || s_[p_] == '\r'))
       p_++;
   }
+
   bool lit (const char *word)
   {
-    std::size_t n = std::strlen (word);
-    if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp (p_, word, n) != 0)
+    std::size_t len = std::strlen (word);
+    if (n_ - p_ < len || std::memcmp (s_ + p_, word, len) != 0)
       return fail ("invalid JSON value");
-    p_ += n;
+    p_ += len;
     return true;
   }
+
   bool digits ()
   {
-    const char *start = p_;
-    while (p_ < end_ && g_ascii_isdigit (*p_))
+    std::size_t start = p_;
+    while (p_ < n_ && g_ascii_isdigit (s_[p_]))
       p_++;
     return p_ > start || fail ("invalid JSON number");
   }
+
   bool number ()
   {
-    if (p_ < end_ && *p_ == '-')
+    if (p_ < n_ && s_[p_] == '-')
       p_++;
-    if (p_ < end_ && *p_ == '0')
+    if (p_ < n_ && s_[p_] == '0')
       p_++;
-    else if (!(p_ < end_ && g_ascii_isdigit (*p_)) || !digits ())
-      return fail ("invalid JSON number");
-    if (p_ < end_ && *p_ == '.') {
+    else if (!(p_ < n_ && g_ascii_isdigit (s_[p_])) || !digits ())
+      return fail ("invalid JSON value");
+    if (p_ < n_ && s_[p_] == '.') {
       p_++;
       if (!digits ())
         return false;
     }
-    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+    if (p_ < n_ && (s_[p_] == 'e' || s_[p_] == 'E')) {
       p_++;
-      if (p_ < end_ && (*p_ == '+' || *p_ == '-'))
+      if (p_ < n_ && (s_[p_] == '+' || s_[p_] == '-'))
         p_++;
       if (!digits ())
         return false;
     }
     return true;
   }
-  bool string ()
+
+  bool escape_u (gunichar & c)
+  {
+    if (n_ - p_ < 4)
+      return fail ("unterminated JSON string");
+    for (int i = 0; i < 4; i++)
+      if (!g_ascii_isxdigit (s_[p_ + i]))
+        return fail ("invalid \\u escape");
+    c = hex4 (s_ + p_);
+    p_ += 4;
+    return true;
+  }
+
+  bool string (bool *escaped)
   {
     p_++;   /* opening quote */
-    while (p_ < end_) {
-      unsigned char c = *p_++;
+    while (p_ < n_) {
+      unsigned char c = s_[p_++];
       if (c == '"')
         return true;
       if (c < 0x20)
         return fail ("control character inside a JSON string");
       if (c != '\\')
         continue;
-      if (p_ == end_)
+      if (escaped)
+        *escaped = true;
+      if (p_ == n_)
         break;
-      char e = *p_++;
+      char e = s_[p_++];
       if (e == 'u') {
-        if (end_ - p_ < 4)
-          break;
-        for (int i = 0; i < 4; i++)
-          if (!g_ascii_isxdigit (p_[i]))
-            return fail ("invalid \\u escape");
-        if (std::memcmp (p_, "0000", 4) == 0)
-          return fail ("\\u0000 is not accepted in strings");
-        p_ += 4;
+        gunichar u;
+        if (!escape_u (u))
+          return false;
+        if (u >= 0xdc00 && u <= 0xdfff)
+          return fail ("lone low surrogate in a \\u escape");
+        if (u >= 0xd800 && u <= 0xdbff) {
+          gunichar low;
+          if (n_ - p_ < 2 || s_[p_] != '\\' || s_[p_ + 1] != 'u')
+            return fail ("lone high surrogate in a \\u escape");
+          p_ += 2;
+          if (!escape_u (low))
+            return false;
+          if (low < 0xdc00 || low > 0xdfff)
+            return fail ("lone high surrogate in a \\u escape");
+        }
       } else if (!std::strchr ("\"\\/bfnrt", e) || e == '\0') {
         return fail ("invalid escape in a JSON string");
       }
     }
     return fail ("unterminated JSON string");
   }
+
   bool value (unsigned depth)
   {
-    if (p_ == end_)
+    if (p_ == n_)
       return fail ("truncated JSON");
-    switch (*p_) {
+    switch (s_[p_]) {
       case '{':
       case '[':
         return container (depth + 1);
       case '"':
-        return string ();
+        return string (nullptr);
       case 't':
         return lit ("true");
       case 'f':
@@ -172,32 +295,35 @@ private:
         return number ();
     }
   }
+
   bool container (unsigned depth)
   {
     if (depth > max_depth_)
       return fail ("JSON nested too deeply");
-    bool object = *p_++ == '{';
+    bool object = s_[p_++] == '{';
     char close = object ? '}' : ']';
     ws ();
-    if (p_ < end_ && *p_ == close) {
+    if (p_ < n_ && s_[p_] == close) {
       p_++;
       return true;
     }
     for (;;) {
       if (object) {
-        if (p_ == end_ || *p_ != '"' || !string ())
+        if (p_ == n_ || s_[p_] != '"')
           return fail ("object member names must be strings");
+        if (!string (nullptr))
+          return false;
         ws ();
-        if (p_ == end_ || *p_++ != ':')
+        if (p_ == n_ || s_[p_++] != ':')
           return fail ("':' expected in a JSON object");
         ws ();
       }
       if (!value (depth))
         return false;
       ws ();
-      if (p_ == end_)
+      if (p_ == n_)
         return fail ("truncated JSON");
-      char c = *p_++;
+      char c = s_[p_++];
       if (c == close)
         return true;
       if (c != ',')
@@ -206,11 +332,14 @@ private:
     }
   }
 
-  const char *p_;
-  const char *end_;
+  const char *s_;
+  std::size_t n_;
+  std::size_t p_ = 0;
   unsigned max_depth_;
   std::string why_;
 };
+
+namespace {
 
 bool
 fail (ProtocolError * error, ErrorCode code, std::string message)
@@ -223,54 +352,46 @@ fail (ProtocolError * error, ErrorCode code, std::string message)
 }
 
 bool
-read_callback_ref (JsonObject * obj, const char *field,
-    const ProtocolLimits & limits, std::optional<CallbackRef> & out,
-    ProtocolError * error)
+is_string (std::string_view json)
 {
-  JsonNode *node = json_object_get_member (obj, field);
-  if (!node)
-    return true;
-  if (JSON_NODE_HOLDS_VALUE (node)) {
-    GType t = json_node_get_value_type (node);
-    if (t == G_TYPE_INT64) {
-      out = CallbackRef {"i:" + std::to_string (json_node_get_int (node)),
-        share_node (node)};
-      return true;
-    }
-    if (t == G_TYPE_STRING) {
-      const char *s = json_node_get_string (node);
-      if (std::strlen (s) <= limits.max_callback_id_length) {
-        out = CallbackRef {std::string ("s:") + s, share_node (node)};
-        return true;
-      }
-    }
-  }
-  return fail (error, ErrorCode::BadMessage, std::string ("field '") + field +
-      "' must be an integer or a string of at most " +
-      std::to_string (limits.max_callback_id_length) + " bytes");
-}
-
-bool
-read_name (JsonObject * obj, const char *field, std::size_t max,
-    std::optional<std::string> & out, ProtocolError * error)
-{
-  JsonNode *node = json_object_get_member (obj, field);
-  if (!node)
-    return true;
-  if (JSON_NODE_HOLDS_VALUE (node)
-      && json_node_get_value_type (node) == G_TYPE_STRING) {
-    const char *s = json_node_get_string (node);
-    if (valid_name (s, max)) {
-      out = s;
-      return true;
-    }
-  }
-  return fail (error, ErrorCode::BadMessage, std::string ("field '") + field +
-      "' must be a string of 1 to " + std::to_string (max) +
-      " bytes without control characters");
+  return !json.empty () && json[0] == '"';
 }
 
 }  // namespace
+
+const Message::Member *
+Message::find (std::string_view name) const
+{
+  /* With a repeated name the last one counts, as with JSON.parse. */
+  for (auto it = members_.rbegin (); it != members_.rend (); ++it)
+    if (it->key == name)
+      return &*it;
+  return nullptr;
+}
+
+std::optional<std::string_view>
+Message::member (std::string_view name) const
+{
+  const Member *m = find (name);
+  if (!m)
+    return std::nullopt;
+  return std::string_view (text_).substr (m->value, m->end - m->value);
+}
+
+bool
+Message::data_strings (std::vector<std::string> & out) const
+{
+  out.clear ();
+  auto data = member ("data");
+  if (!data)
+    return false;
+  if (is_string (*data)) {
+    out.emplace_back ();
+    Scanner::decode (*data, out.back ());
+    return true;
+  }
+  return Scanner::string_array (*data, out) && !out.empty ();
+}
 
 std::optional<Message>
 Message::parse (std::string_view text, const ProtocolLimits & limits,
@@ -286,92 +407,101 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
     fail (error, ErrorCode::BadJson, "the text is not valid UTF-8");
     return std::nullopt;
   }
-  std::string why;
-  if (!StrictJson (text, limits.max_depth).check (why)) {
+
+  Message m;
+  Scanner sc (text, limits.max_depth);
+  if (!sc.top_object (m.members_)) {
+    std::string why = sc.why ();
     if (why == "JSON nested too deeply")
       why += " (more than " + std::to_string (limits.max_depth) + " levels)";
     fail (error, ErrorCode::BadJson, "invalid JSON: " + why);
     return std::nullopt;
   }
+  m.text_.assign (text.data (), text.size ());
 
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  g_autoptr (GError) err = nullptr;
-  if (!json_parser_load_from_data (parser, text.data (), text.size (), &err)) {
-    fail (error, ErrorCode::BadJson, std::string ("invalid JSON: ") +
-        err->message);
-    return std::nullopt;
-  }
-  JsonNode *root = json_parser_get_root (parser);
-  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
-    fail (error, ErrorCode::BadJson, "a message must be a JSON object");
-    return std::nullopt;
-  }
-
-  Message m;
-  m.root_ = share_node (root);
-  JsonObject *obj = json_node_get_object (root);
+  auto name_field = [&] (const char *field, std::size_t max,
+      std::optional<std::string> & out) {
+    auto v = m.member (field);
+    if (!v)
+      return true;
+    if (is_string (*v)) {
+      std::string s;
+      Scanner::decode (*v, s);
+      if (valid_name (s, max)) {
+        out = std::move (s);
+        return true;
+      }
+    }
+    return fail (error, ErrorCode::BadMessage, std::string ("field '") +
+        field + "' must be a string of 1 to " + std::to_string (max) +
+        " bytes without control characters");
+  };
+  auto callback_field = [&] (const char *field, std::optional<CallbackRef> & out) {
+    auto v = m.member (field);
+    if (!v)
+      return true;
+    if (is_string (*v)) {
+      std::string s;
+      Scanner::decode (*v, s);
+      if (s.size () <= limits.max_callback_id_length) {
+        out = CallbackRef {"s:" + s, std::string (*v)};
+        return true;
+      }
+    } else if (v->find_first_of (".eE") == std::string_view::npos
+        && (g_ascii_isdigit ((*v)[0]) || (*v)[0] == '-')) {
+      std::string digits (*v);
+      errno = 0;
+      gint64 n = g_ascii_strtoll (digits.c_str (), nullptr, 10);
+      if (errno == 0) {
+        std::string canonical = std::to_string (n);
+        out = CallbackRef {"i:" + canonical, canonical};
+        return true;
+      }
+    }
+    return fail (error, ErrorCode::BadMessage, std::string ("field '") + field +
+        "' must be a 64-bit integer or a string of at most " +
+        std::to_string (limits.max_callback_id_length) + " bytes");
+  };
 
   std::optional<std::string> type;
-  if (!read_name (obj, "type", limits.max_type_length, type, error)
-      || !read_name (obj, "thread", limits.max_name_length, m.thread_, error)
-      || !read_name (obj, "from", limits.max_name_length, m.from_, error)
-      || !read_callback_ref (obj, "callback_id", limits, m.callback_id_, error)
-      || !read_callback_ref (obj, "callback_response", limits,
-          m.callback_response_, error))
+  if (!name_field ("type", limits.max_type_length, type)
+      || !name_field ("thread", limits.max_name_length, m.thread_)
+      || !name_field ("from", limits.max_name_length, m.from_)
+      || !callback_field ("callback_id", m.callback_id_)
+      || !callback_field ("callback_response", m.callback_response_))
     return std::nullopt;
   if (type)
-    m.type_ = *type;
+    m.type_ = std::move (*type);
   if (!type && !m.callback_response_) {
     fail (error, ErrorCode::BadMessage,
         "field 'type' is required (only a callback reply may omit it)");
     return std::nullopt;
   }
 
-  if (JsonNode *to = json_object_get_member (obj, "to")) {
+  if (auto to = m.member ("to")) {
     m.has_to_ = true;
-    auto bad_to = [&] () {
-      return fail (error, ErrorCode::BadMessage, "field 'to' must be a "
-          "session id or tag, or an array of 1 to " +
-          std::to_string (limits.max_to_entries) + " of them, each 1 to " +
-          std::to_string (limits.max_name_length) + " bytes");
-    };
-    if (JSON_NODE_HOLDS_VALUE (to)
-        && json_node_get_value_type (to) == G_TYPE_STRING) {
-      const char *s = json_node_get_string (to);
-      if (!valid_name (s, limits.max_name_length)) {
-        bad_to ();
-        return std::nullopt;
-      }
-      m.to_.emplace_back (s);
-    } else if (JSON_NODE_HOLDS_ARRAY (to)) {
-      JsonArray *arr = json_node_get_array (to);
-      guint n = json_array_get_length (arr);
-      if (n == 0 || n > limits.max_to_entries) {
-        bad_to ();
-        return std::nullopt;
-      }
-      for (guint i = 0; i < n; i++) {
-        JsonNode *e = json_array_get_element (arr, i);
-        if (!JSON_NODE_HOLDS_VALUE (e)
-            || json_node_get_value_type (e) != G_TYPE_STRING
-            || !valid_name (json_node_get_string (e), limits.max_name_length)) {
-          bad_to ();
-          return std::nullopt;
-        }
-        m.to_.emplace_back (json_node_get_string (e));
-      }
+    bool ok;
+    if (is_string (*to)) {
+      m.to_.emplace_back ();
+      Scanner::decode (*to, m.to_.back ());
+      ok = true;
     } else {
-      bad_to ();
+      ok = Scanner::string_array (*to, m.to_) && !m.to_.empty ()
+          && m.to_.size () <= limits.max_to_entries;
+    }
+    for (const auto &e : m.to_)
+      ok = ok && valid_name (e, limits.max_name_length);
+    if (!ok) {
+      fail (error, ErrorCode::BadMessage, "field 'to' must be a session id "
+          "or tag, or an array of 1 to " + std::to_string (limits.max_to_entries)
+          + " of them, each 1 to " + std::to_string (limits.max_name_length) +
+          " bytes");
       return std::nullopt;
     }
   }
 
-  if (JsonNode *c = json_object_get_member (obj, "constraints")) {
-    bool ok = JSON_NODE_HOLDS_OBJECT (c) || JSON_NODE_HOLDS_NULL (c)
-        || (JSON_NODE_HOLDS_VALUE (c)
-        && json_node_get_value_type (c) == G_TYPE_BOOLEAN
-        && !json_node_get_boolean (c));
-    if (!ok) {
+  if (auto c = m.member ("constraints")) {
+    if ((*c)[0] != '{' && *c != "null" && *c != "false") {
       fail (error, ErrorCode::BadMessage,
           "field 'constraints' must be an object, null or false");
       return std::nullopt;
@@ -380,60 +510,95 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
   return m;
 }
 
-JsonNode *
-Message::constraints () const
-{
-  return json_object_get_member (object (), "constraints");
-}
-
-JsonNode *
-Message::data () const
-{
-  return json_object_get_member (object (), "data");
-}
-
 std::string
 Message::relay_text (const std::string & from,
     const std::string * original_to) const
 {
-  /* Copy the members into a fresh object rather than mutate the parsed one:
-   * the same Message may be relayed under several `original_to` values. */
-  g_autoptr (JsonObject) out = json_object_new ();
-  JsonObject *in = object ();
-  g_autoptr (GList) members = json_object_get_members (in);
-  for (GList * l = members; l; l = l->next) {
-    const char *name = static_cast<const char *>(l->data);
-    if (!strcmp (name, "from") || !strcmp (name, "original_to")
-        || !strcmp (name, "seq"))
-      continue;
-    json_object_set_member (out, name,
-        json_node_ref (json_object_get_member (in, name)));
+  std::string out;
+  out.reserve (text_.size () + from.size () + 32 +
+      (original_to ? original_to->size () + 16 : 0));
+  out += "{\"from\":";
+  append_json_string (out, from);
+  if (original_to) {
+    out += ",\"original_to\":";
+    append_json_string (out, *original_to);
   }
-  json_object_set_string_member (out, "from", from.c_str ());
-  if (original_to)
-    json_object_set_string_member (out, "original_to", original_to->c_str ());
-  g_autoptr (JsonNode) node = json_node_init_object (json_node_alloc (), out);
-  return to_json (node);
+  for (const Member & m : members_) {
+    if (m.key == "from" || m.key == "original_to" || m.key == "seq")
+      continue;
+    out += ',';
+    out.append (text_, m.start, m.end - m.start);
+  }
+  out += '}';
+  return out;
 }
 
-std::string
-to_json (JsonNode * node)
+void
+append_json_string (std::string & out, std::string_view s)
 {
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_root (gen, node);
-  gsize len = 0;
-  g_autofree char *s = json_generator_to_data (gen, &len);
-  return std::string (s, len);
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  for (char ch : s) {
+    unsigned char c = ch;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
 }
 
 namespace {
 
-std::string
-builder_text (JsonBuilder * b)
+/* Small objects the server writes itself: members appended in order. */
+class ObjectWriter
 {
-  g_autoptr (JsonNode) node = json_builder_get_root (b);
-  return to_json (node);
-}
+public:
+  ObjectWriter & str (const char *name, std::string_view value)
+  {
+    key (name);
+    append_json_string (out_, value);
+    return *this;
+  }
+  ObjectWriter & raw (const char *name, std::string_view json)
+  {
+    key (name);
+    out_ += json;
+    return *this;
+  }
+  ObjectWriter & num (const char *name, double value)
+  {
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    return raw (name, g_ascii_formatd (buf, sizeof buf, "%.6g", value));
+  }
+  ObjectWriter & boolean (const char *name, bool value)
+  {
+    return raw (name, value ? "true" : "false");
+  }
+  std::string done () { return out_ + '}'; }
+
+private:
+  void key (const char *name)
+  {
+    out_ += out_.size () > 1 ? ",\"" : "\"";
+    out_ += name;
+    out_ += "\":";
+  }
+  std::string out_ = "{";
+};
 
 }  // namespace
 
@@ -441,85 +606,48 @@ std::string
 error_text (ErrorCode code, std::string_view message,
     const CallbackRef * callback_response, std::string_view ref_type)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "type");
-  json_builder_add_string_value (b, "error");
-  json_builder_set_member_name (b, "code");
-  json_builder_add_string_value (b, error_code_name (code));
-  json_builder_set_member_name (b, "message");
-  json_builder_add_string_value (b, std::string (message).c_str ());
-  if (!ref_type.empty ()) {
-    json_builder_set_member_name (b, "ref_type");
-    json_builder_add_string_value (b, std::string (ref_type).c_str ());
-  }
-  if (callback_response && callback_response->node) {
-    json_builder_set_member_name (b, "callback_response");
-    json_builder_add_value (b, json_node_copy (callback_response->node.get ()));
-  }
-  json_builder_end_object (b);
-  return builder_text (b);
-}
-
-/* An object of string members, in the order given. */
-std::string
-strings_text (std::initializer_list<std::pair<const char *, std::string>> members)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  for (const auto &[name, value] : members) {
-    json_builder_set_member_name (b, name);
-    json_builder_add_string_value (b, value.c_str ());
-  }
-  json_builder_end_object (b);
-  return builder_text (b);
+  ObjectWriter w;
+  w.str ("type", "error").str ("code", error_code_name (code))
+      .str ("message", message);
+  if (!ref_type.empty ())
+    w.str ("ref_type", ref_type);
+  if (callback_response)
+    w.raw ("callback_response", callback_response->json);
+  return w.done ();
 }
 
 std::string
 thread_disconnect_text (const std::string & thread, const std::string & from)
 {
-  return strings_text ({{"type", "thread:disconnect"}, {"thread", thread},
-      {"from", from}});
+  return ObjectWriter ().str ("type", "thread:disconnect").str ("thread", thread)
+      .str ("from", from).done ();
 }
 
 std::string
 socket_disconnect_text (const std::string & from)
 {
-  return strings_text ({{"type", "socket:disconnect"}, {"from", from}});
+  return ObjectWriter ().str ("type", "socket:disconnect").str ("from", from)
+      .done ();
 }
 
 std::string
 greeting_text (const Greeting & g)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "type");
-  json_builder_add_string_value (b, "socket:connect");
   /* id, to and from all carry the session id, as the original's did. */
-  for (const char *field : {"id", "to", "from"}) {
-    json_builder_set_member_name (b, field);
-    json_builder_add_string_value (b, g.id.c_str ());
-  }
-  json_builder_set_member_name (b, "token");
-  json_builder_add_string_value (b, g.token.c_str ());
-  json_builder_set_member_name (b, "resumed");
-  json_builder_add_boolean_value (b, g.resumed);
-  json_builder_set_member_name (b, "missed");
-  json_builder_add_int_value (b, (gint64) g.missed);
-  json_builder_set_member_name (b, "grace");
-  json_builder_add_double_value (b, g.grace_seconds);
-  json_builder_set_member_name (b, "ping_interval");
-  json_builder_add_double_value (b, g.ping_interval_seconds);
-  json_builder_set_member_name (b, "max_message_size");
-  json_builder_add_int_value (b, (gint64) g.max_message_size);
-  json_builder_end_object (b);
-  return builder_text (b);
+  return ObjectWriter ().str ("type", "socket:connect").str ("id", g.id)
+      .str ("to", g.id).str ("from", g.id).str ("token", g.token)
+      .boolean ("resumed", g.resumed).num ("missed", g.missed)
+      .num ("grace", g.grace_seconds).num ("ping_interval", g.ping_interval_seconds)
+      .num ("max_message_size", g.max_message_size).done ();
 }
 
 std::string
 with_seq (std::uint64_t seq, std::string_view text)
 {
-  std::string out = "{\"seq\":" + std::to_string (seq);
+  std::string out;
+  out.reserve (text.size () + 24);
+  out += "{\"seq\":";
+  out += std::to_string (seq);
   /* text is "{...}" or "{}" */
   std::string_view rest = text.substr (1);
   if (rest != "}")

@@ -1,27 +1,25 @@
 /* peerjs wire protocol: the message model and its JSON codec.
  *
  * One message is one JSON object in one WebSocket text frame. This module
- * parses and validates such frames and builds the ones the server sends; it
- * does no I/O and keeps no state, so the server and the GStreamer elements
- * share it. docs/protocol.md is the contract this code implements.
+ * checks such frames and builds the ones the server sends; it does no I/O
+ * and keeps no state, so the server and the GStreamer elements share it.
+ * docs/protocol.md is the contract this code implements.
+ *
+ * The server relays what it does not interpret, so a message is kept as its
+ * text plus the place of each top-level member: one strict pass validates
+ * the frame (RFC 8259, bounded nesting) and finds the envelope fields, and a
+ * relayed message is the client's members spliced behind a new `from`. No
+ * document tree is built for a message that is only passed on.
  */
 #pragma once
 
-#include <json-glib/json-glib.h>
-
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace peerjs {
-
-/* Owning reference to a JsonNode (json_node_ref/json_node_unref). */
-using JsonNodePtr = std::shared_ptr<JsonNode>;
-JsonNodePtr adopt_node (JsonNode * node);   /* takes the caller's reference */
-JsonNodePtr share_node (JsonNode * node);   /* adds a reference */
 
 /* What a single frame may hold. */
 struct ProtocolLimits
@@ -62,15 +60,14 @@ struct ProtocolError
 
 /* A callback id or response: the original used array indices (integers);
  * strings are accepted too. `key` is canonical for lookups ("i:12", "s:ab"),
- * `node` is echoed back with its JSON type intact. */
+ * `json` is the value as JSON text, echoed back with its type intact. */
 struct CallbackRef
 {
   std::string key;
-  JsonNodePtr node;
+  std::string json;
 };
 
-/* A parsed and validated client message. The JSON object is kept whole, since
- * application fields are relayed as they came. */
+/* A parsed and validated client message. */
 class Message
 {
 public:
@@ -86,20 +83,35 @@ public:
   const std::optional<CallbackRef> & callback_id () const { return callback_id_; }
   const std::optional<CallbackRef> & callback_response () const { return callback_response_; }
 
-  /* `constraints` as sent: absent, null, false, or an object. */
-  JsonNode *constraints () const;
-  JsonNode *data () const;
+  /* A top-level member's value as JSON text, if present. */
+  std::optional<std::string_view> member (std::string_view name) const;
+  /* `data` as a list of strings, when it is a string or a non-empty array
+   * of strings. */
+  bool data_strings (std::vector<std::string> & out) const;
 
   /* The wire form relayed to a recipient: `from` is set by the server,
    * `original_to` is set when delivery went through a tag and removed
-   * otherwise, `seq` is left to the outbox. */
+   * otherwise, `seq` is left to the outbox. Every other member is passed on
+   * byte for byte. */
   std::string relay_text (const std::string & from,
       const std::string * original_to = nullptr) const;
 
-  JsonObject *object () const { return json_node_get_object (root_.get ()); }
+  const std::string & text () const { return text_; }
 
 private:
-  JsonNodePtr root_;
+  struct Member
+  {
+    std::string key;
+    std::size_t start;          /* the key's opening quote */
+    std::size_t value;          /* the value's first byte */
+    std::size_t end;            /* one past the value */
+  };
+  friend class Scanner;
+
+  const Member *find (std::string_view name) const;
+
+  std::string text_;
+  std::vector<Member> members_;
   std::string type_;
   std::vector<std::string> to_;
   bool has_to_ = false;
@@ -133,8 +145,8 @@ std::string greeting_text (const Greeting & greeting);
  * {"seq":N,...}. `text` must be a JSON object text. */
 std::string with_seq (std::uint64_t seq, std::string_view text);
 
-/* Serialize a node compactly. */
-std::string to_json (JsonNode * node);
+/* Append `s` (UTF-8) to `out` as a JSON string literal. */
+void append_json_string (std::string & out, std::string_view s);
 
 /* A valid name: 1..max bytes of UTF-8 without control characters. */
 bool valid_name (std::string_view s, std::size_t max);

@@ -41,9 +41,10 @@ struct Router::Watch
   std::shared_ptr<const Message> message;
 };
 
+/* Constraints are the clients' business: relayed, not interpreted. */
 struct Router::Thread
 {
-  std::map<std::string, JsonNodePtr> members;   /* id -> constraints */
+  std::set<std::string> members;
 };
 
 /* Collects deliveries for one entry point. */
@@ -63,19 +64,6 @@ std::string
 callback_key_desc (const CallbackRef & ref)
 {
   return ref.key.substr (2);
-}
-
-JsonNodePtr
-normalized_constraints (const Message & m)
-{
-  JsonNode *c = m.constraints ();
-  if (!c || JSON_NODE_HOLDS_NULL (c)) {
-    JsonNode *empty = json_node_init_object (json_node_alloc (), nullptr);
-    g_autoptr (JsonObject) obj = json_object_new ();
-    json_node_set_object (empty, obj);
-    return adopt_node (empty);
-  }
-  return share_node (c);
 }
 
 }  // namespace
@@ -176,8 +164,7 @@ Router::thread_members (const std::string & thread) const
   std::vector<std::string> out;
   auto it = threads_.find (thread);
   if (it != threads_.end ())
-    for (const auto &kv : it->second->members)
-      out.push_back (kv.first);
+    out.assign (it->second->members.begin (), it->second->members.end ());
   return out;
 }
 
@@ -427,7 +414,6 @@ Router::handle_thread_connect (Session & s, const Message & m, Out & out)
           "thread:connect to the thread before answering in it", &m);
       return;
     }
-    it->second->members[s.id] = normalized_constraints (m);
     route (s, m, out);
     return;
   }
@@ -447,7 +433,7 @@ Router::handle_thread_connect (Session & s, const Message & m, Out & out)
     if (it == threads_.end ())
       it = threads_.emplace (name, std::make_unique<Thread> ()).first;
   }
-  it->second->members[s.id] = normalized_constraints (m);
+  it->second->members.insert (s.id);
   s.threads.insert (name);
   route (s, m, out);
 }
@@ -465,8 +451,6 @@ Router::handle_thread_change (Session & s, const Message & m, Out & out)
         "'", &m);
     return;
   }
-  if (m.constraints ())
-    it->second->members[s.id] = normalized_constraints (m);
   route (s, m, out);
 }
 
@@ -495,8 +479,8 @@ Router::leave_thread (Session & s, const std::string & name, Out & out)
     return;
   it->second->members.erase (s.id);
   std::string body = thread_disconnect_text (name, s.id);
-  for (const auto &kv : it->second->members)
-    if (Session *m = find (kv.first))
+  for (const auto &id : it->second->members)
+    if (Session *m = find (id))
       deliver (*m, body, out);
   if (it->second->members.empty ())
     threads_.erase (it);
@@ -506,23 +490,9 @@ void
 Router::handle_tag (Session & s, const Message & m, Out & out)
 {
   std::vector<std::string> wanted;
-  JsonNode *data = m.data ();
-  auto take = [&] (JsonNode * n) {
-    if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING
-        || !valid_name (json_node_get_string (n), limits_.protocol.max_name_length))
-      return false;
-    wanted.emplace_back (json_node_get_string (n));
-    return true;
-  };
-  bool ok = false;
-  if (data && JSON_NODE_HOLDS_ARRAY (data)) {
-    JsonArray *arr = json_node_get_array (data);
-    ok = json_array_get_length (arr) > 0;
-    for (guint i = 0; ok && i < json_array_get_length (arr); i++)
-      ok = take (json_array_get_element (arr, i));
-  } else if (data) {
-    ok = take (data);
-  }
+  bool ok = m.data_strings (wanted);
+  for (const auto &t : wanted)
+    ok = ok && valid_name (t, limits_.protocol.max_name_length);
   if (!ok) {
     refuse (s, out, ErrorCode::BadMessage, "presence:tag needs 'data': a tag or "
         "an array of tags, each a string of 1 to " +
@@ -687,9 +657,9 @@ Router::route (Session & s, const Message & m, Out & out)
       }
     }
   } else if (t) {
-    for (const auto &kv : t->members)
-      if (kv.first != s.id)
-        recipients.emplace_back (find (kv.first), nullptr);
+    for (const auto &id : t->members)
+      if (id != s.id)
+        recipients.emplace_back (find (id), nullptr);
   } else {
     refuse (s, out, ErrorCode::BadMessage, "a message needs 'to' or 'thread'",
         &m);

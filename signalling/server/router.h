@@ -12,6 +12,8 @@
 
 #include "message.h"
 
+#include <glib.h>
+
 #include <cstdint>
 #include <deque>
 #include <list>

@@ -6,7 +6,9 @@
 #include "message.h"
 
 #include <gst/check/gstcheck.h>
+#include <json-glib/json-glib.h>
 
+#include <memory>
 #include <string>
 
 static inline std::string
@@ -32,6 +34,25 @@ str_of (const std::string & s)
   } G_STMT_END
 
 namespace peerjs::test {
+
+/* The tests read what the code under test wrote with another JSON parser:
+ * json-glib. */
+using JsonNodePtr = std::shared_ptr<JsonNode>;
+
+inline JsonNodePtr
+adopt_node (JsonNode * node)   /* takes the caller's reference */
+{
+  return JsonNodePtr (node, [] (JsonNode * n) {
+        if (n)
+          json_node_unref (n);
+      });
+}
+
+inline JsonNodePtr
+share_node (JsonNode * node)
+{
+  return adopt_node (node ? json_node_ref (node) : nullptr);
+}
 
 class JsonText
 {

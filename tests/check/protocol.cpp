@@ -72,11 +72,9 @@ GST_START_TEST (test_parse_minimal)
   fail_if (m.from ().has_value ());
   fail_if (m.callback_id ().has_value ());
   fail_if (m.callback_response ().has_value ());
-  fail_unless (m.constraints () == nullptr);
-  fail_unless (m.data () != nullptr);
-  fail_unless (JSON_NODE_HOLDS_OBJECT (m.data ()));
-  fail_unless_equals_int (json_object_get_int_member (
-          json_node_get_object (m.data ()), "x"), 1);
+  fail_if (m.member ("constraints").has_value ());
+  fail_unless (m.member ("data").has_value ());
+  assert_str (std::string (*m.member ("data")), "{\"x\":1}");
 
   /* A NULL error pointer is allowed. */
   fail_unless (Message::parse ("{\"type\":\"x\",\"to\":\"a\"}", kLimits,
@@ -112,19 +110,21 @@ GST_START_TEST (test_parse_strict_json)
 }
 GST_END_TEST;
 
-/* json-glib hands strings over NUL-terminated, so "b\u0000x" would read as
- * "b": \u0000 is refused in any string. */
+/* A NUL is a control character: not in a name. In data it is relayed
+ * intact (json-glib, which ends strings at NUL, no longer decodes it). */
 GST_START_TEST (test_parse_nul_in_names)
 {
-  rejects ("{\"type\":\"m\",\"to\":\"b\\u0000x\"}", ErrorCode::BadJson);
-  rejects ("{\"type\":\"m\",\"to\":[\"b\\u0000x\"]}", ErrorCode::BadJson);
+  rejects ("{\"type\":\"m\",\"to\":\"b\\u0000x\"}", ErrorCode::BadMessage);
+  rejects ("{\"type\":\"m\",\"to\":[\"b\\u0000x\"]}", ErrorCode::BadMessage);
   rejects ("{\"type\":\"m\",\"to\":\"b\",\"thread\":\"t\\u0000u\"}",
-      ErrorCode::BadJson);
-  rejects ("{\"type\":\"m\\u0000n\",\"to\":\"b\"}", ErrorCode::BadJson);
+      ErrorCode::BadMessage);
+  rejects ("{\"type\":\"m\\u0000n\",\"to\":\"b\"}", ErrorCode::BadMessage);
   rejects ("{\"type\":\"m\",\"to\":\"b\",\"from\":\"a\\u0000z\"}",
-      ErrorCode::BadJson);
-  rejects ("{\"type\":\"m\",\"to\":\"b\",\"callback_id\":\"1\\u00002\"}",
-      ErrorCode::BadJson);
+      ErrorCode::BadMessage);
+  Message m = ok ("{\"type\":\"m\",\"to\":\"b\",\"data\":\"x\\u0000y\"}");
+  /* json-glib would cut the decoded string short: look at the text. */
+  fail_unless (m.relay_text ("a").find ("\"data\":\"x\\u0000y\"")
+      != std::string::npos, "%s", m.relay_text ("a").c_str ());
 }
 GST_END_TEST;
 
@@ -175,7 +175,7 @@ GST_START_TEST (test_parse_depth)
   /* Brackets inside strings are not nesting. */
   Message m = ok ("{\"type\":\"t\",\"data\":\"" + repeat ('[', 1000) +
       "\\\"" + repeat ('{', 1000) + "\"}");
-  fail_unless (m.data () != nullptr);
+  fail_unless (m.member ("data").has_value ());
 
   /* A frame of 64 KiB of '[' is rejected without recursing. */
   rejects (repeat ('[', 65536), ErrorCode::BadJson);
@@ -315,24 +315,19 @@ GST_START_TEST (test_parse_constraints)
 {
   Message obj = ok ("{\"type\":\"thread:connect\",\"thread\":\"t\","
       "\"constraints\":{\"video\":true,\"audio\":false}}");
-  fail_unless (obj.constraints () != nullptr);
-  fail_unless (JSON_NODE_HOLDS_OBJECT (obj.constraints ()));
-  fail_unless (json_object_get_boolean_member (json_node_get_object (
-              obj.constraints ()), "video"));
+  assert_str (std::string (*obj.member ("constraints")),
+      "{\"video\":true,\"audio\":false}");
 
   Message null = ok ("{\"type\":\"thread:connect\",\"thread\":\"t\","
       "\"constraints\":null}");
-  fail_unless (null.constraints () != nullptr);
-  fail_unless (JSON_NODE_HOLDS_NULL (null.constraints ()));
+  assert_str (std::string (*null.member ("constraints")), "null");
 
   Message no = ok ("{\"type\":\"thread:connect\",\"thread\":\"t\","
       "\"constraints\":false}");
-  fail_unless (no.constraints () != nullptr);
-  fail_unless (JSON_NODE_HOLDS_VALUE (no.constraints ()));
-  fail_if (json_node_get_boolean (no.constraints ()));
+  assert_str (std::string (*no.member ("constraints")), "false");
 
   Message absent = ok ("{\"type\":\"thread:connect\",\"thread\":\"t\"}");
-  fail_unless (absent.constraints () == nullptr);
+  fail_if (absent.member ("constraints").has_value ());
 
   for (const char *c : {"true", "0", "1", "1.5", "\"video\"", "\"\"",
           "[]", "[true]"})
@@ -349,18 +344,14 @@ GST_START_TEST (test_parse_callbacks)
   Message i = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":12}");
   fail_unless (i.callback_id ().has_value ());
   assert_str (i.callback_id ()->key.c_str (), "i:12");
-  fail_unless (i.callback_id ()->node != nullptr);
-  fail_unless_equals_int (json_node_get_value_type (i.callback_id ()->node.get ()),
-      G_TYPE_INT64);
-  fail_unless_equals_int (json_node_get_int (i.callback_id ()->node.get ()), 12);
+  assert_str (i.callback_id ()->json, "12");
 
   Message neg = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":-7}");
   assert_str (neg.callback_id ()->key.c_str (), "i:-7");
 
   Message s = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":\"ab\"}");
   assert_str (s.callback_id ()->key.c_str (), "s:ab");
-  fail_unless_equals_int (json_node_get_value_type (s.callback_id ()->node.get ()),
-      G_TYPE_STRING);
+  assert_str (s.callback_id ()->json, "\"ab\"");
   /* 12 and "12" are different callbacks. */
   Message s12 = ok ("{\"type\":\"m\",\"to\":\"a\",\"callback_id\":\"12\"}");
   assert_str (s12.callback_id ()->key.c_str (), "s:12");
