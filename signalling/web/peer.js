@@ -279,9 +279,10 @@
       const was = this._connected;
       this._ws = null;
       this._connected = false;
-      if (was) this.emit('socket:disconnect', { code: ev.code, reason: ev.reason });
-      /* 1000: our session ended; 4000: it was resumed elsewhere. */
-      if (this._closing || ev.code === 1000 || ev.code === 4000) return;
+      /* 4000: this session was resumed on another connection. */
+      const reconnecting = !this._closing && ev.code !== 4000;
+      if (was) this.emit('socket:disconnect', { code: ev.code, reason: ev.reason, reconnecting });
+      if (!reconnecting) return;
       const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this._retry++);
       this._retryTimer = setTimeout(() => {
         this._retryTimer = null;
@@ -431,11 +432,12 @@
         case 'stream:candidate':
           this._onCandidate(from, msg.data);
           break;
-        case 'stream:makeoffer': {
-          const r = this._remote(from);
-          if (r.master) this._offer(r);
+        case 'stream:makeoffer':
+          if (this.support.rtc && from) {
+            const r = this._remote(from);
+            if (r.master) this._offer(r);
+          }
           break;
-        }
         case 'file:request':
           if (this._offers.has(String(msg.id))) {
             this.sendFile(this._offers.get(String(msg.id)), from, String(msg.id));
@@ -457,7 +459,7 @@
       if (joined) {
         this._send({ type: 'thread:connect', to: msg.from, thread: t.id, constraints: t.constraints });
       }
-      this._sync(this._remote(msg.from));
+      if (this.support.rtc) this._sync(this._remote(msg.from));
     }
 
     _memberLeft (thread, from) {
@@ -490,11 +492,8 @@
         constraints = {};
       }
 
-      if (!t || t.constraints === false) {
-        if (constraints === false) {
-          if (!t) t = this.threads[id] = { id, constraints: false, members: {} };
-          return t;
-        }
+      if (!t) {
+        if (constraints === false) return { id, constraints: false, members: {} };
         const c = constraints === null ? {} : merge({}, constraints);
         t = this.threads[id] = { id, constraints: c, members: {} };
         this._send({ type: 'thread:connect', thread: id, constraints: c });
@@ -506,6 +505,7 @@
         const members = Object.keys(t.members);
         t.constraints = false;
         t.members = {};
+        delete this.threads[id];
         this._send({ type: 'thread:disconnect', thread: id });
         this.emit('thread:disconnect', { thread: id });
         for (const m of members) {
@@ -557,7 +557,22 @@
         if (done) done.call(this, this.localmedia);
         return this;
       }
-      navigator.mediaDevices.getUserMedia({ audio: true, video: true }).then((stream) => {
+      /* Camera and microphone, else whichever of them there is; a refused
+       * permission is final. */
+      const tries = [{ audio: true, video: true }, { audio: true }, { video: true }];
+      const attempt = (i) => navigator.mediaDevices.getUserMedia(tries[i]).catch((error) => {
+        if (error.name === 'NotAllowedError' || error.name === 'SecurityError' || i + 1 === tries.length) {
+          throw error;
+        }
+        return attempt(i + 1);
+      });
+      if (!navigator.mediaDevices) {
+        const error = new Error('getUserMedia needs a secure page (https or localhost)');
+        this.emit('localmedia:failed', { error });
+        if (typeof fail === 'function') fail.call(this, error);
+        return this;
+      }
+      attempt(0).then((stream) => {
         this._setLocal(stream);
         if (done) done.call(this, stream);
       }, (error) => {
@@ -736,7 +751,7 @@
     }
 
     async _onOffer (from, data) {
-      if (!from || !data) return;
+      if (!from || !data || !this.support.rtc) return;
       const r = this._remote(from);
       if (r.master) return;   /* the larger id offers; never the other */
       const pc = r.pc;
@@ -800,6 +815,10 @@
 
     requestFile (offer) {
       const id = String(offer.id);
+      if (!this.support.datachannel) {
+        this.emit('file:error', { id, from: offer.from, message: 'this browser has no data channels' });
+        return id;
+      }
       this._wanted.set(offer.from + '/' + id, offer);
       this._remote(offer.from);
       this._send({ type: 'file:request', to: offer.from, id });
@@ -807,8 +826,17 @@
     }
 
     cancelFile (id) {
-      const states = this._transfers.get(String(id));
+      id = String(id);
+      const states = this._transfers.get(id);
       if (states) for (const s of Array.from(states)) s.cancel('cancelled');
+      /* Requested but not started: the sender's channel will be turned
+       * away as not requested. */
+      for (const [key, offer] of Array.from(this._wanted)) {
+        if (String(offer.id) === id && !(states && states.size)) {
+          this._wanted.delete(key);
+          this.emit('file:error', { id, from: offer.from, name: offer.name, message: 'cancelled' });
+        }
+      }
       return this;
     }
 
@@ -828,6 +856,10 @@
 
     sendFile (file, to, id) {
       id = String(id || randomId());
+      if (!this.support.datachannel) {
+        this.emit('file:error', { id, to, message: 'this browser has no data channels' });
+        return id;
+      }
       const r = this._remote(to);
       const channel = r.pc.createDataChannel('file:' + id + ':' + randomId(), { ordered: true });
       channel.binaryType = 'arraybuffer';
