@@ -1,0 +1,559 @@
+/* The peerjs demo chat room: one thread at a time, named by the URL hash. */
+'use strict';
+
+(() => {
+  const $ = (selector) => document.querySelector(selector);
+  const MEDIA = { video: true, audio: true };
+
+  const ui = {
+    roomName: $('#room-name'),
+    count: $('#member-count'),
+    status: $('#status'),
+    notice: $('#notice'),
+    camera: $('#toggle-camera'),
+    mute: $('#toggle-mute'),
+    picture: $('#toggle-picture'),
+    newThread: $('#new-thread'),
+    exit: $('#exit-thread'),
+    out: $('#out'),
+    outRoom: $('#out-room'),
+    rejoin: $('#rejoin'),
+    self: $('#self-view'),
+    localVideo: $('#local-video'),
+    members: $('#members'),
+    enableSound: $('#enable-sound'),
+    shareLink: $('#share-link'),
+    copyLink: $('#copy-link'),
+    chat: $('#chat'),
+    form: $('#chat-form'),
+    input: $('#chat-input'),
+    fileInput: $('#file-input'),
+  };
+
+  function showNotice(text) {
+    ui.notice.textContent = text;
+    ui.notice.hidden = false;
+  }
+
+  if (!window.peer) {
+    showNotice('Could not load /peer.js, so the chat room cannot start.');
+    ui.status.textContent = 'Offline';
+    return;
+  }
+
+  const rtc = Boolean(peer.support && peer.support.rtc);
+
+  let room = null;      // the thread named by the hash
+  let joined = false;   // whether we are in it right now
+  let myId = null;
+  const tiles = new Map();     // member session id -> tile element
+  const streams = new Map();   // member session id -> MediaStream
+  const watched = new WeakSet();  // streams and tracks we listen to
+  const transfers = new Map(); // "from:id" or "out:id" -> chat entry parts
+  const removed = { audio: [], video: [] };  // tracks taken out by Mute / Hide picture
+
+  /* ---------- small helpers ---------- */
+
+  const short = (id) => String(id ?? '').slice(0, 6);
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === 'class') node.className = value;
+      else if (key.startsWith('data-') || key.startsWith('aria-')) node.setAttribute(key, value);
+      else node[key] = value;
+    }
+    node.append(...children);
+    return node;
+  }
+
+  function formatSize(bytes) {
+    if (!Number.isFinite(bytes)) return '';
+    const units = ['B', 'KB', 'MB', 'GB'];
+    let i = 0;
+    while (bytes >= 1000 && i < units.length - 1) { bytes /= 1000; i++; }
+    return `${i ? bytes.toFixed(1) : bytes} ${units[i]}`;
+  }
+
+  function randomRoom() {
+    return Array.from(crypto.getRandomValues(new Uint8Array(4)),
+        (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function hashText() {
+    const raw = location.hash.slice(1);
+    try { return decodeURIComponent(raw); } catch { return raw; }
+  }
+
+  /* The server takes thread names of 1-128 bytes without control characters. */
+  function roomName(text) {
+    const bytes = new TextEncoder();
+    let name = '';
+    for (const ch of text.replace(/[\u0000-\u001f\u007f]/g, '').trim()) {
+      if (bytes.encode(name + ch).length > 128) break;
+      name += ch;
+    }
+    return name;
+  }
+
+  function setHash(name) {
+    history.replaceState(null, '', `#${encodeURIComponent(name)}`);
+  }
+
+  function avatar(id) {
+    const node = el('span', { class: 'avatar', 'aria-hidden': 'true' }, short(id).slice(0, 2).toUpperCase());
+    let hue = 0;
+    for (const c of String(id)) hue = (hue * 31 + c.charCodeAt(0)) % 360;
+    node.style.setProperty('--hue', hue);
+    return node;
+  }
+
+  /* ---------- status, room and buttons ---------- */
+
+  function setStatus(state) {
+    document.body.dataset.connection = state;
+    ui.status.textContent = {
+      connecting: 'Connecting…',
+      connected: `Connected as ${short(myId)}`,
+      reconnecting: 'Connection lost, reconnecting…',
+      ended: 'Disconnected: reload the page to come back',
+      replaced: 'Disconnected: this session continues in another tab',
+    }[state];
+    ui.status.title = state === 'connected' ? `Session ${myId}` : '';
+  }
+
+  function render() {
+    const label = `#${room}`;
+    ui.roomName.textContent = label;
+    document.title = `${label} · peerjs chat room`;
+    ui.count.textContent = joined ? `${tiles.size + 1} here` : 'left';
+    ui.shareLink.href = ui.shareLink.textContent = location.href;
+    ui.out.hidden = joined;
+    ui.outRoom.textContent = label;
+    ui.exit.disabled = !joined;
+    ui.input.disabled = !joined;
+    ui.form.querySelector('[type=submit]').disabled = !joined;
+    ui.fileInput.disabled = !joined || !rtc;
+    ui.input.placeholder = joined ? `Message ${label}` : 'Rejoin to chat';
+  }
+
+  function renderLocal() {
+    const stream = peer.localmedia || null;
+    if (ui.localVideo.srcObject !== stream) ui.localVideo.srcObject = stream;
+    const has = (kind) => Boolean(stream && stream.getTracks().some((t) => t.kind === kind));
+    ui.self.classList.toggle('has-media', Boolean(stream));
+    ui.self.classList.toggle('has-video', has('video'));
+    ui.self.classList.toggle('has-audio', has('audio'));
+    ui.camera.setAttribute('aria-pressed', String(Boolean(stream)));
+    ui.mute.setAttribute('aria-pressed', String(removed.audio.length > 0));
+    ui.picture.setAttribute('aria-pressed', String(removed.video.length > 0));
+    ui.mute.disabled = !stream || (!has('audio') && !removed.audio.length);
+    ui.picture.disabled = !stream || (!has('video') && !removed.video.length);
+  }
+
+  /* ---------- threads ---------- */
+
+  function join() {
+    const thread = peer.thread(room, MEDIA);
+    joined = true;
+    for (const id of Object.keys(thread.members || {})) addMember(id, false);
+    note(`You joined #${room}`);
+    render();
+  }
+
+  function leave() {
+    peer.thread(room, false);
+    joined = false;
+    clearMembers();
+    note(`You left #${room}`);
+    render();
+  }
+
+  function enterRoom(name) {
+    if (joined) leave();
+    room = name;
+    join();
+  }
+
+  function onHashChange() {
+    const name = roomName(hashText()) || randomRoom();
+    if (name !== hashText()) setHash(name);
+    if (name !== room) enterRoom(name);
+    else if (!joined) join();
+    else render();
+  }
+
+  /* ---------- member tiles ---------- */
+
+  function addMember(id, announce = true) {
+    if (tiles.has(id)) return tiles.get(id);
+    const tile = el('figure', { class: 'tile', 'data-member': id },
+        avatar(id),
+        el('figcaption', {}, el('span', { class: 'name', title: id }, short(id)),
+            el('span', { class: 'badge', textContent: 'muted' })));
+    tiles.set(id, tile);
+    ui.members.append(tile);
+    if (streams.has(id)) showStream(id);
+    if (announce) note(`${short(id)} joined`);
+    render();
+    return tile;
+  }
+
+  function removeMember(id, why = 'left') {
+    const tile = tiles.get(id);
+    if (!tile) return;
+    tile.remove();
+    tiles.delete(id);
+    note(`${short(id)} ${why}`);
+    render();
+  }
+
+  function clearMembers() {
+    for (const tile of tiles.values()) tile.remove();
+    tiles.clear();
+  }
+
+  function showStream(id) {
+    const tile = tiles.get(id);
+    const stream = streams.get(id);
+    if (!tile) return;
+    let video = tile.querySelector('video');
+    if (!stream) {
+      if (video) video.remove();
+      tile.classList.remove('has-media', 'has-video', 'has-audio');
+      return;
+    }
+    if (!video) {
+      video = el('video', { autoplay: true, playsInline: true });
+      tile.prepend(video);
+    }
+    if (video.srcObject !== stream) {
+      video.srcObject = stream;
+      video.play().catch((error) => { if (error.name === 'NotAllowedError') soundBlocked(video); });
+    }
+    for (const track of stream.getTracks()) {
+      if (watched.has(track)) continue;
+      watched.add(track);
+      track.addEventListener('mute', () => showStream(id));
+      track.addEventListener('unmute', () => showStream(id));
+    }
+    tile.classList.add('has-media');
+    // A muted remote video track has no frames yet, or no more.
+    tile.classList.toggle('has-video', stream.getVideoTracks().some((t) => !t.muted));
+    tile.classList.toggle('has-audio', stream.getAudioTracks().length > 0);
+  }
+
+  /* Autoplay rules may refuse sound until the user interacts with the page. */
+  function soundBlocked(video) {
+    video.muted = true;
+    video.play().catch(() => {});
+    ui.enableSound.hidden = false;
+  }
+
+  ui.enableSound.addEventListener('click', () => {
+    for (const video of ui.members.querySelectorAll('video')) {
+      video.muted = false;
+      video.play().catch(() => {});
+    }
+    ui.enableSound.hidden = true;
+  });
+
+  /* ---------- chat ---------- */
+
+  function scrollChat(update) {
+    const log = ui.chat;
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    update();
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  }
+
+  function note(text) {
+    scrollChat(() => ui.chat.append(el('li', { class: 'note', textContent: text })));
+  }
+
+  /* One chat entry: who, which thread, when, then the body. */
+  function entry(from, thread, ...body) {
+    const time = new Date();
+    const li = el('li', { class: from ? 'msg' : 'msg mine' },
+        el('div', { class: 'meta' },
+            el('span', { class: 'from', title: from || myId || '' }, from ? short(from) : 'you'),
+            el('span', { class: 'thread', textContent: thread ? `#${thread}` : '' }),
+            el('time', { dateTime: time.toISOString(),
+              textContent: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
+        ...body);
+    scrollChat(() => ui.chat.append(li));
+    return li;
+  }
+
+  function text(data) {
+    return el('p', { class: 'text', textContent: typeof data === 'string' ? data : JSON.stringify(data) });
+  }
+
+  ui.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const data = ui.input.value.trim();
+    if (!data || !joined) return;
+    peer.send('message', { thread: room, data });
+    entry(null, room, text(data));  // the server does not echo our own messages
+    ui.input.value = '';
+  });
+
+  /* ---------- files ---------- */
+
+  function progressBar(size) {
+    return el('progress', { max: size || 1, value: 0 });
+  }
+
+  ui.fileInput.addEventListener('change', () => {
+    for (const file of ui.fileInput.files) {
+      const id = peer.offerFile(file, { thread: room });
+      const list = el('ul', { class: 'sends' });
+      entry(null, room,
+          el('p', { class: 'text' }, 'Offered ', el('strong', { textContent: file.name }),
+              ` (${formatSize(file.size)})`),
+          list);
+      transfers.set(`out:${id}`, { list, rows: new Map(), size: file.size });
+    }
+    ui.fileInput.value = '';
+  });
+
+  /* Outgoing transfers get one row per member who asked for the file. */
+  function sendRow(e) {
+    const t = transfers.get(`out:${e.id}`);
+    if (!t) return null;
+    let row = t.rows.get(e.to);
+    if (!row) {
+      row = { bar: progressBar(e.size || t.size), state: el('span', { class: 'state' }) };
+      t.rows.set(e.to, row);
+      t.list.append(el('li', {}, `to ${short(e.to)} `, row.bar, row.state));
+    }
+    return row;
+  }
+
+  function setProgress(bar, label, done, size) {
+    bar.max = size || bar.max;
+    bar.value = done;
+    label.textContent = `${Math.floor((100 * done) / (size || bar.max))}%`;
+  }
+
+  peer.on('file:offer', (e) => {
+    if (!e.from) return;
+    const key = `${e.from}:${e.id}`;
+    const button = el('button', { type: 'button', class: 'file-offer', 'data-file-id': e.id },
+        'Download ', el('strong', { textContent: e.name }),
+        el('span', { class: 'size', textContent: formatSize(e.size) }));
+    const state = el('span', { class: 'state' });
+    const t = { button, state, bar: null, cancel: null };
+    transfers.set(key, t);
+    button.addEventListener('click', () => {
+      button.disabled = true;
+      state.textContent = '';
+      t.bar = progressBar(e.size);
+      t.cancel = el('button', { type: 'button', class: 'link', textContent: 'Cancel' });
+      t.cancel.addEventListener('click', () => {
+        peer.cancelFile(e.id);
+        fileFailed(t, 'cancelled');
+      });
+      button.after(t.bar, t.cancel);
+      peer.requestFile(e);
+    });
+    entry(e.from, e.thread, el('p', { class: 'file' }, button, state));
+  });
+
+  function fileFailed(t, message) {
+    if (t.bar) t.bar.remove();
+    if (t.cancel) t.cancel.remove();
+    t.bar = t.cancel = null;
+    t.button.disabled = false;  // let the user try again
+    t.state.textContent = message;
+    t.state.classList.add('error');
+  }
+
+  peer.on('file:progress', (e) => {
+    if (e.from) {
+      const t = transfers.get(`${e.from}:${e.id}`);
+      if (t && t.bar) setProgress(t.bar, t.state, e.received, e.size);
+    } else if (e.to) {
+      const row = sendRow(e);
+      if (row) setProgress(row.bar, row.state, e.sent, e.size);
+    }
+  });
+
+  peer.on('file:sent', (e) => {
+    const row = sendRow(e);
+    if (row) {
+      setProgress(row.bar, row.state, e.size, e.size);
+      row.state.textContent = 'delivered';
+    }
+  });
+
+  peer.on('file:complete', (e) => {
+    if (!e.from || !e.blob) return;
+    const t = transfers.get(`${e.from}:${e.id}`);
+    if (!t) return;
+    const link = el('a', { class: 'file-offer file-download', 'data-file-id': e.id,
+      href: URL.createObjectURL(e.blob), download: e.name || 'file' },
+        'Save ', el('strong', { textContent: e.name }),
+        el('span', { class: 'size', textContent: formatSize(e.size) }));
+    t.button.replaceWith(link);
+    if (t.bar) t.bar.remove();
+    if (t.cancel) t.cancel.remove();
+    t.state.textContent = '';
+    t.state.classList.remove('error');
+    transfers.delete(`${e.from}:${e.id}`);
+  });
+
+  peer.on('file:error', (e) => {
+    if (e.from) {
+      const t = transfers.get(`${e.from}:${e.id}`);
+      if (t && t.bar) fileFailed(t, `failed: ${e.message || 'unknown error'}`);
+    } else if (e.to) {
+      const row = sendRow(e);
+      if (row) {
+        row.state.textContent = `failed: ${e.message || 'unknown error'}`;
+        row.state.classList.add('error');
+      }
+    }
+  });
+
+  /* ---------- local media ---------- */
+
+  function stopRemovedTracks() {
+    for (const kind of ['audio', 'video']) {
+      for (const track of removed[kind]) track.stop();
+      removed[kind] = [];
+    }
+  }
+
+  function toggleCamera() {
+    if (peer.localmedia) {
+      stopRemovedTracks();
+      peer.removeMedia();
+      renderLocal();
+      return;
+    }
+    ui.camera.disabled = true;
+    peer.addMedia(() => {
+      ui.camera.disabled = false;
+      renderLocal();
+    }, (error) => {
+      ui.camera.disabled = false;
+      showNotice(`Camera and microphone unavailable: ${(error && (error.message || error.name)) || error}`);
+      renderLocal();
+    });
+  }
+
+  /* Mute and Hide picture take the track out of the shared stream and put it back. */
+  function toggleTrack(kind) {
+    const stream = peer.localmedia;
+    if (!stream) return;
+    const live = stream.getTracks().filter((t) => t.kind === kind);
+    if (live.length) {
+      for (const track of live) stream.removeTrack(track);
+      removed[kind] = live;
+    } else {
+      for (const track of removed[kind]) stream.addTrack(track);
+      removed[kind] = [];
+    }
+    peer.addMedia(stream);
+    renderLocal();
+  }
+
+  ui.camera.addEventListener('click', toggleCamera);
+  ui.self.querySelector('.start-camera').addEventListener('click', toggleCamera);
+  ui.mute.addEventListener('click', () => toggleTrack('audio'));
+  ui.picture.addEventListener('click', () => toggleTrack('video'));
+
+  /* ---------- room buttons and share link ---------- */
+
+  ui.newThread.addEventListener('click', () => { location.hash = randomRoom(); });
+  ui.exit.addEventListener('click', () => { if (joined) leave(); });
+  ui.rejoin.addEventListener('click', () => { if (!joined) join(); });
+
+  ui.copyLink.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(location.href);
+      ui.copyLink.textContent = 'Copied';
+    } catch {
+      getSelection().selectAllChildren(ui.shareLink);  // for copying by hand
+      ui.copyLink.textContent = 'Selected';
+    }
+    setTimeout(() => { ui.copyLink.textContent = 'Copy'; }, 2000);
+  });
+
+  /* ---------- peer events ---------- */
+
+  peer.on('socket:connect', (e) => {
+    // Not resumed: the server forgot us, peer.js joins our threads again and
+    // the members answer anew, so the tiles we have may be stale.
+    if (myId && !e.resumed) {
+      clearMembers();
+      render();
+    }
+    myId = e.id || peer.id;
+    ui.self.querySelector('.name').textContent = short(myId);
+    ui.self.querySelector('.avatar').replaceWith(avatar(myId));
+    setStatus('connected');
+  });
+
+  peer.on('socket:disconnect', (e) => {
+    if (e.from) {
+      streams.delete(e.from);
+      removeMember(e.from, 'disconnected');
+    } else {
+      // peer.js gives up after 1000 (session ended) and 4000 (taken over).
+      setStatus({ 1000: 'ended', 4000: 'replaced' }[e.code] || 'reconnecting');
+    }
+  });
+
+  peer.on('thread:connect, thread:change', (e) => {
+    if (e.from && joined && e.thread === room) addMember(e.from);
+  });
+
+  peer.on('thread:disconnect', (e) => {
+    if (e.from && e.thread === room) removeMember(e.from);
+  });
+
+  peer.on('media:connect', (e) => {
+    if (!e.from || !e.stream) return;
+    streams.set(e.from, e.stream);
+    if (!watched.has(e.stream)) {
+      watched.add(e.stream);
+      const update = () => { if (streams.get(e.from) === e.stream) showStream(e.from); };
+      e.stream.addEventListener('addtrack', update);
+      e.stream.addEventListener('removetrack', update);
+    }
+    if (joined && !tiles.has(e.from)) addMember(e.from);
+    showStream(e.from);
+  });
+
+  peer.on('media:disconnect', (e) => {
+    if (!e.from) return;
+    streams.delete(e.from);
+    showStream(e.from);
+  });
+
+  peer.on('localmedia:connect, localmedia:disconnect', renderLocal);
+
+  peer.on('error', (e) => {
+    // A refused resume token is handled by peer.js: it only means a new id.
+    if (e.code && e.code !== 'bad-token') note(`Server: ${e.message || e.code}`);
+  });
+
+  peer.on('message', (e) => {
+    if (e.from) entry(e.from, e.thread, text(e.data));
+  });
+
+  /* ---------- start ---------- */
+
+  if (!rtc) {
+    showNotice('This browser has no WebRTC: you can chat, but not share video or files.');
+    ui.camera.disabled = true;
+    ui.self.querySelector('.start-camera').disabled = true;
+  }
+
+  window.addEventListener('hashchange', onHashChange);
+  peer.init();
+  onHashChange();
+  renderLocal();
+})();
