@@ -18,8 +18,10 @@ struct Router::Session
   std::int64_t away_since = 0;
   std::uint64_t next_seq = 1;
   std::uint64_t last_sent = 0;        /* highest seq handed to a connection */
-  /* The outbox: sent messages kept for replay, then what waits while away. */
-  std::deque<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
+  /* The outbox: sent messages kept for replay, then what waits while away.
+   * A vector, not a deque: an idle session's empty one allocates nothing,
+   * and it holds a few dozen entries at most while online. */
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
   std::size_t box_bytes = 0;
   std::set<std::string> threads;
   std::set<std::string> tags;
@@ -31,7 +33,7 @@ struct Router::Session
   void pop_front ()
   {
     box_bytes -= box.front ().second->size ();
-    box.pop_front ();
+    box.erase (box.begin ());
   }
 };
 

@@ -15,7 +15,6 @@
 #include <glib.h>
 
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <map>
 #include <memory>
