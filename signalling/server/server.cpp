@@ -1,9 +1,10 @@
 #include "server.h"
 
-#include "websocket-guard.h"
+#include "websocket.h"
 
 #include <libsoup/soup.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -30,14 +31,19 @@ struct Upgrade
 
 }  // namespace
 
-struct Connection
+/* One WebSocket client. It is the WebSocket's listener and hands what it
+ * hears to the server. */
+struct Connection : WebSocket::Listener
 {
   SignallingServer::Impl *impl = nullptr;
-  SoupWebsocketConnection *ws = nullptr;
+  std::unique_ptr<WebSocket> ws;
   std::string session;               /* empty once detached from the router */
-  std::shared_ptr<GuardCounters> counters;
-  std::uint64_t queued = 0;          /* frame bytes handed to libsoup */
-  std::uint64_t pending_oversize = 0;
+  std::int64_t last_ping_us = 0;
+
+  void on_text (WebSocket & ws, std::string_view text) override;
+  void on_binary (WebSocket & ws) override;
+  void on_oversize (WebSocket & ws, std::uint64_t size) override;
+  void on_closed (WebSocket & ws) override;
 };
 
 struct SignallingServer::Impl
@@ -48,7 +54,6 @@ struct SignallingServer::Impl
   SoupServer *server = nullptr;
   GSocket *socket = nullptr;
   GSource *timer = nullptr;
-  GSource *oversize_idle = nullptr;  /* answers messages the guard dropped */
   guint port = 0;
 
   std::set<Connection *> connections;
@@ -63,16 +68,44 @@ struct SignallingServer::Impl
     : options (std::move (o)), router (options.limits, std::move (secret)) { }
 
   void dispatch (const std::vector<Delivery> & deliveries);
-  void send (Connection * c, const std::string & text);
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
-  void on_message (Connection * c, SoupWebsocketDataType type, GBytes * bytes);
+  void on_text (Connection * c, std::string_view text);
   void on_closed (Connection * c);
-  void release (Connection * c);
   void on_tick ();
-  void flush_oversize ();
   void serve_static (SoupServerMessage * msg, const char *path);
 };
+
+void
+Connection::on_text (WebSocket &, std::string_view text)
+{
+  impl->on_text (this, text);
+}
+
+void
+Connection::on_binary (WebSocket &)
+{
+  if (!session.empty ())
+    impl->dispatch (impl->router.reject (session, ErrorCode::BadMessage,
+            "binary frames are not part of the protocol; send JSON text"));
+}
+
+void
+Connection::on_oversize (WebSocket &, std::uint64_t size)
+{
+  if (!session.empty ())
+    impl->dispatch (impl->router.reject (session, ErrorCode::TooLarge,
+            "message of at least " + std::to_string (size) + " bytes exceeds "
+            "the limit of " + std::to_string (
+                impl->options.limits.protocol.max_message_size) +
+            "; it was dropped"));
+}
+
+void
+Connection::on_closed (WebSocket &)
+{
+  impl->on_closed (this);
+}
 
 namespace {
 
@@ -93,31 +126,30 @@ random_secret ()
 
 }  // namespace
 
-void
-SignallingServer::Impl::send (Connection * c, const std::string & text)
-{
-  if (!c->ws || soup_websocket_connection_get_state (c->ws)
-      != SOUP_WEBSOCKET_STATE_OPEN)
-    return;
-  soup_websocket_connection_send_text (c->ws, text.c_str ());
-  c->queued += websocket_frame_size (text.size ());
-  std::uint64_t backlog = c->queued - std::min (c->queued,
-      c->counters->bytes_written);
-  if (backlog > options.max_send_backlog) {
-    g_info ("session %s reads too slowly (%" G_GUINT64_FORMAT " bytes "
-        "waiting); closing its connection", c->session.c_str (), backlog);
-    slow_closed++;
-    detach (c, CLOSE_SLOW, "too slow: send backlog over the bound");
-  }
-}
-
+/* Queue every delivery, then write each connection once: a fan-out or a
+ * burst of relays to one client goes out in one write. */
 void
 SignallingServer::Impl::dispatch (const std::vector<Delivery> & deliveries)
 {
+  std::vector<Connection *> touched;
   for (const auto &d : deliveries) {
     auto it = by_session.find (d.session);
-    if (it != by_session.end ())
-      send (it->second, *d.text);
+    if (it == by_session.end () || !it->second->ws->is_open ())
+      continue;
+    it->second->ws->send_text (*d.text, false);
+    touched.push_back (it->second);
+  }
+  std::sort (touched.begin (), touched.end ());
+  touched.erase (std::unique (touched.begin (), touched.end ()), touched.end ());
+  for (Connection *c : touched) {
+    c->ws->flush ();
+    std::uint64_t backlog = c->ws->backlog ();
+    if (backlog > options.max_send_backlog && !c->session.empty ()) {
+      g_info ("session %s reads too slowly (%" G_GUINT64_FORMAT " bytes "
+          "waiting); closing its connection", c->session.c_str (), backlog);
+      slow_closed++;
+      detach (c, CLOSE_SLOW, "too slow: send backlog over the bound");
+    }
   }
 }
 
@@ -135,55 +167,38 @@ SignallingServer::Impl::detach (Connection * c, gushort code,
     }
     c->session.clear ();
   }
-  if (c->ws && soup_websocket_connection_get_state (c->ws)
-      == SOUP_WEBSOCKET_STATE_OPEN)
-    soup_websocket_connection_close (c->ws, code, reason);
+  c->ws->close (code, reason ? reason : "");
 }
 
 void
-SignallingServer::Impl::on_message (Connection * c, SoupWebsocketDataType type,
-    GBytes * bytes)
+SignallingServer::Impl::on_text (Connection * c, std::string_view text)
 {
   if (c->session.empty ())
     return;
   std::string session = c->session;
-  if (type != SOUP_WEBSOCKET_DATA_TEXT) {
-    dispatch (router.reject (session, ErrorCode::BadMessage,
-            "binary frames are not part of the protocol; send JSON text"));
-    return;
-  }
-  gsize size = 0;
-  const char *data = static_cast<const char *>(g_bytes_get_data (bytes, &size));
-  dispatch (router.receive (session, std::string_view (data, size),
-          g_get_monotonic_time ()));
-  if (!router.has_session (session)) {
+  dispatch (router.receive (session, text, g_get_monotonic_time ()));
+  if (!router.has_session (session) && c->session == session) {
     /* socket:disconnect: the session ended at the client's request. */
     by_session.erase (session);
     c->session.clear ();
-    if (soup_websocket_connection_get_state (c->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_close (c->ws, SOUP_WEBSOCKET_CLOSE_NORMAL,
-          "session ended");
+    c->ws->close (1000, "session ended");
   }
 }
 
 void
 SignallingServer::Impl::on_closed (Connection * c)
 {
-  detach (c, SOUP_WEBSOCKET_CLOSE_NORMAL, nullptr);
-  closed_bytes_in += c->counters->bytes_read;
-  closed_bytes_out += c->counters->bytes_written;
+  if (!c->session.empty ()) {
+    auto it = by_session.find (c->session);
+    if (it != by_session.end () && it->second == c) {
+      by_session.erase (it);
+      dispatch (router.drop (c->session, g_get_monotonic_time ()));
+    }
+    c->session.clear ();
+  }
+  closed_bytes_in += c->ws->bytes_read ();
+  closed_bytes_out += c->ws->bytes_written ();
   connections.erase (c);
-  release (c);
-}
-
-/* libsoup may hold the stream a while longer: nothing may call back into
- * a freed Connection. */
-void
-SignallingServer::Impl::release (Connection * c)
-{
-  c->counters->on_oversize = nullptr;
-  g_signal_handlers_disconnect_by_data (c->ws, c);
-  g_object_unref (c->ws);
   delete c;
 }
 
@@ -191,35 +206,28 @@ void
 SignallingServer::Impl::on_tick ()
 {
   std::int64_t now = g_get_monotonic_time ();
-  std::int64_t dead_after = static_cast<std::int64_t>(options.ping_interval_s)
-      * options.dead_after_pings * G_USEC_PER_SEC;
+  std::int64_t interval = static_cast<std::int64_t>(options.ping_interval_s)
+      * G_USEC_PER_SEC;
+  std::int64_t dead_after = interval * options.dead_after_pings;
   std::vector<Connection *> dead;
   for (Connection *c : connections) {
-    if (!c->session.empty () && now - c->counters->last_read_us > dead_after)
+    c->ws->tick (now);
+    if (c->session.empty ())
+      continue;
+    if (now - c->ws->last_read_us () > dead_after) {
       dead.push_back (c);
+    } else if (now - c->last_ping_us >= interval) {
+      c->last_ping_us = now;
+      c->ws->ping ();
+    }
   }
   for (Connection *c : dead) {
     g_info ("session %s silent for %.1f s; taking it as gone",
-        c->session.c_str (), (now - c->counters->last_read_us) / 1e6);
+        c->session.c_str (), (now - c->ws->last_read_us ()) / 1e6);
     dead_closed++;
     detach (c, CLOSE_DEAD, "no answer to pings");
   }
   dispatch (router.tick (now));
-}
-
-void
-SignallingServer::Impl::flush_oversize ()
-{
-  for (Connection *c : std::set<Connection *> (connections)) {
-    if (c->pending_oversize && !c->session.empty ()) {
-      std::uint64_t size = c->pending_oversize;
-      c->pending_oversize = 0;
-      dispatch (router.reject (c->session, ErrorCode::TooLarge, "message of at "
-              "least " + std::to_string (size) + " bytes exceeds the limit of "
-              + std::to_string (options.limits.protocol.max_message_size)
-              + "; it was dropped"));
-    }
-  }
 }
 
 void
@@ -228,60 +236,15 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   auto *c = new Connection ();
   c->impl = this;
-  c->counters = std::make_shared<GuardCounters> ();
-  c->counters->last_read_us = g_get_monotonic_time ();
-  c->counters->on_oversize = [this, c] (std::uint64_t size) {
-    /* Inside libsoup's read: answer from the main context, soon. */
-    c->pending_oversize = std::max (c->pending_oversize, size);
-    if (!oversize_idle) {
-      oversize_idle = g_idle_source_new ();
-      g_source_set_callback (oversize_idle, [] (gpointer data) -> gboolean {
-            auto *self = static_cast<Impl *>(data);
-            g_source_unref (self->oversize_idle);
-            self->oversize_idle = nullptr;
-            self->flush_oversize ();
-            return G_SOURCE_REMOVE;
-          }, this, nullptr);
-      g_source_attach (oversize_idle, context);
-    }
-  };
-
-  const std::uint64_t max = options.limits.protocol.max_message_size;
-  g_autoptr (GIOStream) guarded = guard_websocket_stream (stream, max,
-      c->counters);
-  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
-  c->ws = soup_websocket_connection_new (guarded,
-      soup_server_message_get_uri (msg), SOUP_WEBSOCKET_CONNECTION_SERVER,
-      soup_message_headers_get_one (req, "Origin"), nullptr, nullptr);
-  /* The guard already dropped anything larger; this is a second fence. */
-  soup_websocket_connection_set_max_incoming_payload_size (c->ws, max + 1024);
-  soup_websocket_connection_set_keepalive_interval (c->ws,
-      options.ping_interval_s);
+  c->last_ping_us = g_get_monotonic_time ();
+  c->ws = std::make_unique<WebSocket> (stream,
+      options.limits.protocol.max_message_size, *c);
   connections.insert (c);
-
-  g_signal_connect (c->ws, "message", G_CALLBACK (+[] (SoupWebsocketConnection *,
-              gint type, GBytes * bytes, gpointer data) {
-            auto *conn = static_cast<Connection *>(data);
-            conn->impl->on_message (conn,
-                static_cast<SoupWebsocketDataType>(type), bytes);
-          }), c);
-  g_signal_connect (c->ws, "closed", G_CALLBACK (+[] (SoupWebsocketConnection *,
-              gpointer data) {
-            auto *conn = static_cast<Connection *>(data);
-            conn->impl->on_closed (conn);
-          }), c);
-  g_signal_connect (c->ws, "error", G_CALLBACK (+[] (SoupWebsocketConnection *,
-              GError * error, gpointer data) {
-            auto *conn = static_cast<Connection *>(data);
-            g_info ("session %s: WebSocket error: %s", conn->session.c_str (),
-                error->message);
-          }), c);
 
   OpenResult r = router.open (up.resume, up.last_seq, g_get_monotonic_time ());
   if (!r.ok) {
-    send (c, r.refusal);
-    soup_websocket_connection_close (c->ws, CLOSE_TRY_LATER,
-        "server full");
+    c->ws->send_text (r.refusal);
+    c->ws->close (CLOSE_TRY_LATER, "server full");
     return;
   }
   if (r.replaced) {
@@ -290,8 +253,7 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
       Connection *old = it->second;
       by_session.erase (it);
       old->session.clear ();
-      soup_websocket_connection_close (old->ws, CLOSE_REPLACED,
-          "session resumed on another connection");
+      old->ws->close (CLOSE_REPLACED, "session resumed on another connection");
     }
   }
   c->session = r.session;
@@ -485,21 +447,14 @@ SignallingServer::stop ()
     g_source_unref (impl->timer);
     impl->timer = nullptr;
   }
-  if (impl->oversize_idle) {
-    g_source_destroy (impl->oversize_idle);
-    g_source_unref (impl->oversize_idle);
-    impl->oversize_idle = nullptr;
-  }
   for (Connection *c : std::set<Connection *> (impl->connections)) {
     impl->by_session.erase (c->session);
     c->session.clear ();
-    if (soup_websocket_connection_get_state (c->ws) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_close (c->ws, SOUP_WEBSOCKET_CLOSE_GOING_AWAY,
-          "server shutting down");
+    c->ws->close (SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "server shutting down");
   }
-  /* Connections close asynchronously; whatever is left is released now. */
+  /* The close frames are written; the connections go now. */
   for (Connection *c : std::set<Connection *> (impl->connections))
-    impl->release (c);
+    delete c;
   impl->connections.clear ();
   impl->by_session.clear ();
   if (impl->server) {
@@ -541,8 +496,8 @@ SignallingServer::metrics () const
   const RouterStats & st = r.stats ();
   std::uint64_t bytes_in = i.closed_bytes_in, bytes_out = i.closed_bytes_out;
   for (const Connection *c : i.connections) {
-    bytes_in += c->counters->bytes_read;
-    bytes_out += c->counters->bytes_written;
+    bytes_in += c->ws->bytes_read ();
+    bytes_out += c->ws->bytes_written ();
   }
   std::ostringstream o;
   auto metric = [&] (const char *name, const char *type, const char *help,

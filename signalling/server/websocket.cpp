@@ -1,0 +1,370 @@
+#include "websocket.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace peerjs {
+
+namespace {
+
+constexpr guint8 OP_CONTINUATION = 0x0;
+constexpr guint8 OP_TEXT = 0x1;
+constexpr guint8 OP_BINARY = 0x2;
+constexpr guint8 OP_CLOSE = 0x8;
+constexpr guint8 OP_PING = 0x9;
+constexpr guint8 OP_PONG = 0xa;
+
+constexpr gushort CLOSE_PROTOCOL_ERROR = 1002;
+constexpr std::size_t READ_CHUNK = 64 * 1024;
+
+}  // namespace
+
+WebSocket::WebSocket (GIOStream * stream, std::uint64_t max_message,
+    Listener & listener)
+  : io_ (G_IO_STREAM (g_object_ref (stream))),
+    in_ (G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream))),
+    out_stream_ (G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (stream))),
+    listener_ (listener), max_message_ (max_message),
+    last_read_us_ (g_get_monotonic_time ())
+{
+  /* One source for the connection's whole life, not one per wait. */
+  read_source_ = g_pollable_input_stream_create_source (in_, nullptr);
+  g_source_set_callback (read_source_, G_SOURCE_FUNC (readable_cb), this, nullptr);
+  g_source_attach (read_source_, g_main_context_get_thread_default ());
+}
+
+WebSocket::~WebSocket ()
+{
+  for (GSource **s : {&read_source_, &write_source_, &closed_source_}) {
+    if (*s) {
+      g_source_destroy (*s);
+      g_source_unref (*s);
+      *s = nullptr;
+    }
+  }
+  if (!stream_closed_)
+    g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
+  g_object_unref (io_);
+}
+
+gboolean
+WebSocket::readable_cb (GObject *, gpointer data)
+{
+  auto *self = static_cast<WebSocket *>(data);
+  return self->read_some () ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+gboolean
+WebSocket::writable_cb (GObject *, gpointer data)
+{
+  auto *self = static_cast<WebSocket *>(data);
+  g_source_unref (self->write_source_);
+  self->write_source_ = nullptr;
+  self->flush ();
+  return G_SOURCE_REMOVE;
+}
+
+bool
+WebSocket::read_some ()
+{
+  static thread_local guint8 chunk[READ_CHUNK];
+  for (int round = 0; round < 4 && state_ != State::Closed; round++) {
+    g_autoptr (GError) error = nullptr;
+    gssize n = g_pollable_input_stream_read_nonblocking (in_, chunk, sizeof chunk,
+        nullptr, &error);
+    if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      break;
+    if (n <= 0) {
+      finish ();
+      break;
+    }
+    bytes_read_ += n;
+    last_read_us_ = g_get_monotonic_time ();
+    std::size_t used = 0;
+    if (in_buf_.empty ()) {
+      bool open = parse (chunk, n, used);
+      if (open && used < static_cast<std::size_t>(n))
+        in_buf_.append (reinterpret_cast<char *>(chunk) + used, n - used);
+    } else {
+      in_buf_.append (reinterpret_cast<char *>(chunk), n);
+      if (parse (reinterpret_cast<const guint8 *>(in_buf_.data ()),
+              in_buf_.size (), used))
+        in_buf_.erase (0, used);
+    }
+    if (static_cast<std::size_t>(n) < sizeof chunk)
+      break;
+  }
+  if (state_ != State::Closed)
+    flush ();   /* pongs */
+  return state_ != State::Closed;
+}
+
+bool
+WebSocket::parse (const guint8 * d, std::size_t n, std::size_t & used)
+{
+  used = 0;
+  while (state_ != State::Closed) {
+    if (skip_ > 0) {
+      std::size_t k = std::min<std::uint64_t>(skip_, n - used);
+      skip_ -= k;
+      used += k;
+      if (skip_ > 0)
+        return true;
+      continue;
+    }
+    const guint8 *p = d + used;
+    std::size_t avail = n - used;
+    if (avail < 2)
+      return true;
+    bool fin = p[0] & 0x80;
+    guint8 opcode = p[0] & 0x0f;
+    bool masked = p[1] & 0x80;
+    std::uint64_t len = p[1] & 0x7f;
+    std::size_t hdr = 2 + (len == 126 ? 2 : len == 127 ? 8 : 0) + (masked ? 4 : 0);
+    if (avail < hdr)
+      return true;
+    if (len >= 126) {
+      int bytes = len == 126 ? 2 : 8;
+      len = 0;
+      for (int i = 0; i < bytes; i++)
+        len = (len << 8) | p[2 + i];
+    }
+
+    if (p[0] & 0x70)
+      return fail (CLOSE_PROTOCOL_ERROR, "reserved bits set"), false;
+    if (!masked)
+      return fail (CLOSE_PROTOCOL_ERROR, "client frames must be masked"), false;
+    if (opcode >= 0x8) {
+      if (!fin || len > 125 || (opcode != OP_CLOSE && opcode != OP_PING
+              && opcode != OP_PONG))
+        return fail (CLOSE_PROTOCOL_ERROR, "bad control frame"), false;
+    } else if (opcode == OP_CONTINUATION) {
+      if (!in_message_)
+        return fail (CLOSE_PROTOCOL_ERROR, "continuation without a message"), false;
+      in_message_ = !fin;
+    } else if (opcode == OP_TEXT || opcode == OP_BINARY) {
+      if (in_message_)
+        return fail (CLOSE_PROTOCOL_ERROR, "a new message inside a fragmented one"), false;
+      in_message_ = !fin;
+      message_text_ = opcode == OP_TEXT;
+      message_size_ = 0;
+      dropping_ = false;
+      message_.clear ();
+    } else {
+      return fail (CLOSE_PROTOCOL_ERROR, "unknown opcode"), false;
+    }
+
+    if (opcode < 0x8) {
+      /* Decide on the size before taking in a byte of the payload. */
+      message_size_ += len;
+      if (!dropping_ && message_size_ > max_message_) {
+        dropping_ = true;
+        message_.clear ();
+        message_.shrink_to_fit ();
+        listener_.on_oversize (*this, message_size_);
+        if (state_ == State::Closed)
+          return false;
+      }
+      if (dropping_) {
+        used += hdr;
+        skip_ = len;
+        if (fin)
+          dropping_ = false;
+        continue;
+      }
+    }
+    if (avail < hdr + len)
+      return true;   /* wait for the rest; it is within the bound */
+
+    const guint8 *mask = p + hdr - 4;
+    const guint8 *payload = p + hdr;
+    used += hdr + len;
+    if (!frame (opcode, fin, mask, payload, len))
+      return false;
+  }
+  return false;
+}
+
+bool
+WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
+    const guint8 * payload, std::size_t len)
+{
+  std::size_t start = opcode < 0x8 ? message_.size () : 0;
+  std::string control;
+  std::string &dst = opcode < 0x8 ? message_ : control;
+  dst.resize (start + len);
+  for (std::size_t i = 0; i < len; i++)
+    dst[start + i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+
+  switch (opcode) {
+    case OP_PING:
+      queue_frame (OP_PONG, control);
+      return true;
+    case OP_PONG:
+      return true;
+    case OP_CLOSE:
+      if (state_ == State::Open) {
+        /* Answer with the client's code, then go. */
+        queue_frame (OP_CLOSE, control.substr (0, std::min<std::size_t>(2, control.size ())));
+        flush ();
+      }
+      finish ();
+      return false;
+    default:
+      break;
+  }
+  if (!fin)
+    return true;
+  if (message_text_)
+    listener_.on_text (*this, message_);
+  else
+    listener_.on_binary (*this);
+  message_.clear ();
+  if (message_.capacity () > 64 * 1024)
+    message_.shrink_to_fit ();
+  return state_ != State::Closed;
+}
+
+void
+WebSocket::queue_frame (guint8 opcode, std::string_view payload)
+{
+  char hdr[10];
+  std::size_t n = 2;
+  std::uint64_t len = payload.size ();
+  hdr[0] = static_cast<char>(0x80 | opcode);
+  if (len < 126) {
+    hdr[1] = static_cast<char>(len);
+  } else if (len <= 0xffff) {
+    hdr[1] = 126;
+    hdr[2] = static_cast<char>(len >> 8);
+    hdr[3] = static_cast<char>(len);
+    n = 4;
+  } else {
+    hdr[1] = 127;
+    for (int i = 0; i < 8; i++)
+      hdr[2 + i] = static_cast<char>(len >> (56 - 8 * i));
+    n = 10;
+  }
+  out_.append (hdr, n);
+  out_.append (payload);
+}
+
+void
+WebSocket::send_text (std::string_view text, bool flush_now)
+{
+  if (state_ != State::Open)
+    return;
+  queue_frame (OP_TEXT, text);
+  if (flush_now)
+    flush ();
+}
+
+void
+WebSocket::ping ()
+{
+  if (state_ != State::Open)
+    return;
+  queue_frame (OP_PING, {});
+  flush ();
+}
+
+void
+WebSocket::flush ()
+{
+  if (state_ == State::Closed || write_source_)
+    return;
+  while (out_pos_ < out_.size ()) {
+    g_autoptr (GError) error = nullptr;
+    gssize n = g_pollable_output_stream_write_nonblocking (out_stream_,
+        out_.data () + out_pos_, out_.size () - out_pos_, nullptr, &error);
+    if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      write_source_ = g_pollable_output_stream_create_source (out_stream_, nullptr);
+      g_source_set_callback (write_source_, G_SOURCE_FUNC (writable_cb), this, nullptr);
+      g_source_attach (write_source_, g_main_context_get_thread_default ());
+      /* Keep the queue from growing behind a long written prefix. */
+      if (out_pos_ > out_.size () / 2) {
+        out_.erase (0, out_pos_);
+        out_pos_ = 0;
+      }
+      return;
+    }
+    if (n <= 0) {
+      finish ();
+      return;
+    }
+    out_pos_ += n;
+    bytes_written_ += n;
+  }
+  out_.clear ();
+  out_pos_ = 0;
+  if (out_.capacity () > 256 * 1024)
+    out_.shrink_to_fit ();
+}
+
+void
+WebSocket::close (gushort code, std::string_view reason)
+{
+  if (state_ != State::Open)
+    return;
+  std::string payload;
+  payload += static_cast<char>(code >> 8);
+  payload += static_cast<char>(code & 0xff);
+  payload += reason.substr (0, 123);
+  queue_frame (OP_CLOSE, payload);
+  state_ = State::Closing;
+  closing_since_ = g_get_monotonic_time ();
+  flush ();
+}
+
+void
+WebSocket::abort ()
+{
+  finish ();
+}
+
+void
+WebSocket::tick (std::int64_t now_us)
+{
+  if (state_ == State::Closing && now_us - closing_since_ > linger_us)
+    finish ();
+}
+
+bool
+WebSocket::fail (gushort code, const char *why)
+{
+  if (state_ == State::Open) {
+    close (code, why);
+    finish ();
+  }
+  return false;
+}
+
+void
+WebSocket::finish ()
+{
+  if (state_ == State::Closed)
+    return;
+  state_ = State::Closed;
+  for (GSource **s : {&read_source_, &write_source_}) {
+    if (*s) {
+      g_source_destroy (*s);
+      g_source_unref (*s);
+      *s = nullptr;
+    }
+  }
+  stream_closed_ = true;
+  g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
+  /* Tell the owner from the main loop, not from inside a read: it will
+   * delete this object. */
+  closed_source_ = g_idle_source_new ();
+  g_source_set_callback (closed_source_, [] (gpointer data) -> gboolean {
+        auto *self = static_cast<WebSocket *>(data);
+        g_source_unref (self->closed_source_);
+        self->closed_source_ = nullptr;
+        self->listener_.on_closed (*self);
+        return G_SOURCE_REMOVE;
+      }, this, nullptr);
+  g_source_attach (closed_source_, g_main_context_get_thread_default ());
+}
+
+}  // namespace peerjs
