@@ -747,6 +747,15 @@ Router::end (Session & s, Out & out)
 }
 
 std::vector<Delivery>
+Router::leave (const std::string & session)
+{
+  Out out;
+  if (Session *s = find (session))
+    end (*s, out);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
 Router::drop (const std::string & session, std::int64_t now_us)
 {
   if (Session *s = find (session)) {

@@ -97,6 +97,9 @@ public:
   std::vector<Delivery> reject (const std::string & session, ErrorCode code,
       const std::string & message);
 
+  /* The session ends now, as with socket:disconnect. */
+  std::vector<Delivery> leave (const std::string & session);
+
   /* The session's connection is gone; it is kept for the grace period. */
   std::vector<Delivery> drop (const std::string & session, std::int64_t now_us);
 

@@ -192,7 +192,14 @@ SignallingServer::Impl::on_closed (Connection * c)
     auto it = by_session.find (c->session);
     if (it != by_session.end () && it->second == c) {
       by_session.erase (it);
-      dispatch (router.drop (c->session, g_get_monotonic_time ()));
+      /* A client that says goodbye (1000) or is going away (1001: the
+       * browser closing the page) is not coming back: end it now rather
+       * than after the grace period. */
+      gushort code = c->ws->peer_close_code ();
+      if (code == 1000 || code == 1001)
+        dispatch (router.leave (c->session));
+      else
+        dispatch (router.drop (c->session, g_get_monotonic_time ()));
     }
     c->session.clear ();
   }

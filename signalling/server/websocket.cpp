@@ -203,6 +203,10 @@ WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
     case OP_PONG:
       return true;
     case OP_CLOSE:
+      peer_close_code_ = control.size () >= 2
+          ? static_cast<gushort>((static_cast<guint8>(control[0]) << 8)
+              | static_cast<guint8>(control[1]))
+          : 1005;   /* RFC 6455: no status code present */
       if (state_ == State::Open) {
         /* Answer with the client's code, then go. */
         queue_frame (OP_CLOSE, control.substr (0, std::min<std::size_t>(2, control.size ())));

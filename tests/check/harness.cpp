@@ -291,11 +291,13 @@ Client::quiet (int ms)
 }
 
 void
-Client::close ()
+Client::close (gushort code)
 {
   ContextScope scope (context_);
   if (ws_ && soup_websocket_connection_get_state (ws_) == SOUP_WEBSOCKET_STATE_OPEN)
-    soup_websocket_connection_close (ws_, SOUP_WEBSOCKET_CLOSE_NORMAL, nullptr);
+    soup_websocket_connection_close (ws_, code, nullptr);
+  /* Let the close frame go out. */
+  pump (50);
 }
 
 void

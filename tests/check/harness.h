@@ -68,7 +68,7 @@ public:
   /* True if nothing arrives within `ms`. */
   bool quiet (int ms = 200);
   /* Close with a close frame, or drop the TCP connection without one. */
-  void close ();
+  void close (gushort code = SOUP_WEBSOCKET_CLOSE_NORMAL);
   void abort ();
   /* Wait until the server has closed this connection. */
   bool wait_closed (int timeout_ms = 5000);

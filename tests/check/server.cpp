@@ -566,6 +566,33 @@ GST_START_TEST (test_cli)
 }
 GST_END_TEST;
 
+/* A browser closing its page sends close 1001: the session ends at once,
+ * without waiting out the grace period. */
+GST_START_TEST (test_goodbye_close_ends_session)
+{
+  ServerThread server;   /* grace 5 s */
+  auto a = connected (server);
+  auto b = connected (server);
+  join (*a, "t");
+  join (*b, "t");
+  expect (*a, "thread:connect", "B joined");
+  std::string b_id = b->id;
+  b->close (SOUP_WEBSOCKET_CLOSE_GOING_AWAY);
+  gint64 start = g_get_monotonic_time ();
+  auto left = a->next_of ("thread:disconnect", 2000);
+  auto gone = a->next_of ("socket:disconnect", 2000);
+  fail_unless (left && gone, "no notice within 2 s of the goodbye");
+  assert_str (left->str ("from"), b_id);
+  assert_str (gone->str ("from"), b_id);
+  fail_unless (g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC);
+  bool exists = true;
+  server.call ([&] (SignallingServer & s) {
+        exists = s.router ().has_session (b_id);
+      });
+  fail_if (exists, "the session was kept after a goodbye");
+}
+GST_END_TEST;
+
 static Suite *
 server_suite (void)
 {
@@ -582,6 +609,7 @@ server_suite (void)
   tcase_add_test (tc, test_dead_peer_and_grace);
   tcase_add_test (tc, test_hundred_clients);
   tcase_add_test (tc, test_socket_disconnect_tells_contacts);
+  tcase_add_test (tc, test_goodbye_close_ends_session);
   tcase_add_test (tc, test_restart_keeps_ids);
   tcase_add_test (tc, test_http);
   tcase_add_test (tc, test_tls);
