@@ -19,6 +19,7 @@
   const OUTBOX_LIMIT = 1000;              /* messages held while offline */
   const RECONNECT_MIN_MS = 250;
   const RECONNECT_MAX_MS = 5000;
+  const REJOIN_WAIT_MS = 10000;           /* after a server restart */
   const KINDS = ['audio', 'video'];
 
   /* ------------------------------------------------------------------ */
@@ -227,6 +228,8 @@
       this._token = null;
       this._lastSeq = 0;
       this._outbox = [];
+      this._holding = null;          /* members awaited before the outbox goes */
+      this._holdTimer = null;
       this._callbacks = new Map();
       this._callbackSeq = 0;
       this._retry = 0;
@@ -333,27 +336,47 @@
         for (const r of Array.from(this._remotes.values())) this._closeRemote(r);
         for (const t of Object.values(this.threads)) t.members = {};
       }
-      if (previous && !msg.resumed) this._restore();
-      const queued = this._outbox;
-      this._outbox = [];
-      for (const text of queued) this._ws.send(text);
+      if (previous && !msg.resumed) {
+        this._restore();
+        /* The server restarted: what was written during the outage is for
+         * members who are rejoining too. Hold it until they are back (or
+         * for REJOIN_WAIT_MS), or it would reach an empty room. */
+        const known = new Set();
+        for (const t of Object.values(this.threads)) Object.keys(t.members).forEach((m) => known.add(m));
+        if (known.size && this._outbox.length) {
+          this._holding = known;
+          this._holdTimer = setTimeout(() => this._release(), REJOIN_WAIT_MS);
+        }
+      }
+      if (!this._holding) this._release();
       this.emit('socket:connect', { id: this.id, resumed: !!msg.resumed });
     }
 
-    /* The server forgot us (restart, or grace passed): join again. */
+    /* Send what waited in the outbox, in order. */
+    _release () {
+      if (this._holdTimer) clearTimeout(this._holdTimer);
+      this._holdTimer = null;
+      this._holding = null;
+      if (!this._connected) return;
+      const queued = this._outbox;
+      this._outbox = [];
+      for (const text of queued) this._ws.send(text);
+    }
+
+    /* The server forgot us (restart, or grace passed): join again, ahead
+     * of anything queued. */
     _restore () {
+      const now = (obj) => this._ws.send(JSON.stringify(obj));
       for (const t of Object.values(this.threads)) {
-        if (t.constraints !== false) {
-          this._send({ type: 'thread:connect', thread: t.id, constraints: t.constraints });
-        }
+        if (t.constraints !== false) now({ type: 'thread:connect', thread: t.id, constraints: t.constraints });
       }
-      if (this._tags.size) this._send({ type: 'presence:tag', data: Array.from(this._tags) });
-      if (this._watches.size) this._send({ type: 'presence:watch', to: Array.from(this._watches) });
+      if (this._tags.size) now({ type: 'presence:tag', data: Array.from(this._tags) });
+      if (this._watches.size) now({ type: 'presence:watch', to: Array.from(this._watches) });
     }
 
     _send (obj) {
       const text = JSON.stringify(obj);
-      if (this._connected) {
+      if (this._connected && !this._holding) {
         this._ws.send(text);
       } else {
         if (this._outbox.length >= OUTBOX_LIMIT) {
@@ -388,6 +411,7 @@
       if (this._closing) return this;
       this._closing = true;
       if (this._retryTimer) clearTimeout(this._retryTimer);
+      if (this._holdTimer) clearTimeout(this._holdTimer);
       if (this._connected) this._ws.send(JSON.stringify({ type: 'socket:disconnect' }));
       for (const r of Array.from(this._remotes.values())) this._closeRemote(r);
       if (this._ws) this._ws.close(1000);
@@ -455,6 +479,7 @@
       if (!t || t.constraints === false || !msg.from) return;
       const joined = msg.type === 'thread:connect' && !msg.to;
       t.members[msg.from] = msg.constraints || {};
+      if (this._holding && this._holding.delete(msg.from) && !this._holding.size) this._release();
       /* Answer a join directly, so both know each other's constraints. */
       if (joined) {
         this._send({ type: 'thread:connect', to: msg.from, thread: t.id, constraints: t.constraints });
@@ -644,6 +669,10 @@
       pc.oniceconnectionstatechange = () => {
         const state = pc.iceConnectionState;
         this.emit('stream:' + state, { from: id });
+        /* A member gone without a goodbye: its transfers cannot finish. */
+        if (state === 'disconnected' || state === 'failed') {
+          for (const t of Array.from(r.transfers)) t.fail('the connection to ' + id + ' was lost');
+        }
         if (state === 'failed' && r.master && pc.restartIce) pc.restartIce();
       };
       pc.ontrack = (e) => this._onTrack(r, e);
