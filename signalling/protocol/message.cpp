@@ -29,12 +29,46 @@ error_code_name (ErrorCode code)
   return "unknown";
 }
 
+namespace {
+
+/* Most frames are ASCII: check eight bytes at a time before asking for a
+ * full UTF-8 validation. */
+bool
+valid_utf8 (std::string_view s)
+{
+  std::size_t i = 0;
+  for (; i + 8 <= s.size (); i += 8) {
+    std::uint64_t v;
+    std::memcpy (&v, s.data () + i, 8);
+    if (v & 0x8080808080808080ULL)
+      return g_utf8_validate (s.data () + i, s.size () - i, nullptr);
+  }
+  for (; i < s.size (); i++)
+    if (static_cast<unsigned char>(s[i]) & 0x80)
+      return g_utf8_validate (s.data () + i, s.size () - i, nullptr);
+  return true;
+}
+
+/* Bytes that stand for themselves inside a JSON string. */
+struct PlainBytes
+{
+  bool plain[256];
+  constexpr PlainBytes () : plain ()
+  {
+    for (int c = 0; c < 256; c++)
+      plain[c] = c >= 0x20 && c != '"' && c != '\\';
+  }
+};
+constexpr PlainBytes kPlain;
+
+}  // namespace
+
 bool
 valid_name (std::string_view s, std::size_t max)
 {
   if (s.empty () || s.size () > max)
     return false;
-  if (!g_utf8_validate (s.data (), s.size (), nullptr))
+  if (!valid_utf8 (s))
     return false;
   for (unsigned char c : s)
     if (c < 0x20 || c == 0x7f)
@@ -240,6 +274,10 @@ private:
   {
     p_++;   /* opening quote */
     while (p_ < n_) {
+      while (p_ < n_ && kPlain.plain[static_cast<unsigned char>(s_[p_])])
+        p_++;
+      if (p_ == n_)
+        break;
       unsigned char c = s_[p_++];
       if (c == '"')
         return true;
@@ -403,12 +441,13 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
         std::to_string (limits.max_message_size));
     return std::nullopt;
   }
-  if (!g_utf8_validate (text.data (), text.size (), nullptr)) {
+  if (!valid_utf8 (text)) {
     fail (error, ErrorCode::BadJson, "the text is not valid UTF-8");
     return std::nullopt;
   }
 
   Message m;
+  m.members_.reserve (8);
   Scanner sc (text, limits.max_depth);
   if (!sc.top_object (m.members_)) {
     std::string why = sc.why ();
@@ -419,9 +458,31 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
   }
   m.text_.assign (text.data (), text.size ());
 
-  auto name_field = [&] (const char *field, std::size_t max,
+  /* One pass over the members finds the envelope fields (the last of a
+   * repeated name counts, as with JSON.parse). */
+  enum { TYPE, TO, THREAD, FROM, CALLBACK_ID, CALLBACK_RESPONSE, CONSTRAINTS,
+    FIELDS };
+  static constexpr std::string_view names[FIELDS] = {"type", "to", "thread",
+    "from", "callback_id", "callback_response", "constraints"};
+  const Member *field[FIELDS] = { };
+  for (Member & mem : m.members_) {
+    std::string_view key = mem.key;
+    for (int f = 0; f < FIELDS; f++)
+      if (key == names[f])
+        field[f] = &mem;
+    mem.server_owned = key == "from" || key == "original_to" || key == "seq";
+  }
+  auto value_of = [&] (int f) -> std::optional<std::string_view> {
+    if (!field[f])
+      return std::nullopt;
+    return std::string_view (m.text_).substr (field[f]->value,
+        field[f]->end - field[f]->value);
+  };
+
+  auto name_field = [&] (int f, std::size_t max,
       std::optional<std::string> & out) {
-    auto v = m.member (field);
+    const char *field = names[f].data ();
+    auto v = value_of (f);
     if (!v)
       return true;
     if (is_string (*v)) {
@@ -436,8 +497,9 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
         field + "' must be a string of 1 to " + std::to_string (max) +
         " bytes without control characters");
   };
-  auto callback_field = [&] (const char *field, std::optional<CallbackRef> & out) {
-    auto v = m.member (field);
+  auto callback_field = [&] (int f, std::optional<CallbackRef> & out) {
+    const char *field = names[f].data ();
+    auto v = value_of (f);
     if (!v)
       return true;
     if (is_string (*v)) {
@@ -464,11 +526,11 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
   };
 
   std::optional<std::string> type;
-  if (!name_field ("type", limits.max_type_length, type)
-      || !name_field ("thread", limits.max_name_length, m.thread_)
-      || !name_field ("from", limits.max_name_length, m.from_)
-      || !callback_field ("callback_id", m.callback_id_)
-      || !callback_field ("callback_response", m.callback_response_))
+  if (!name_field (TYPE, limits.max_type_length, type)
+      || !name_field (THREAD, limits.max_name_length, m.thread_)
+      || !name_field (FROM, limits.max_name_length, m.from_)
+      || !callback_field (CALLBACK_ID, m.callback_id_)
+      || !callback_field (CALLBACK_RESPONSE, m.callback_response_))
     return std::nullopt;
   if (type)
     m.type_ = std::move (*type);
@@ -478,7 +540,7 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
     return std::nullopt;
   }
 
-  if (auto to = m.member ("to")) {
+  if (auto to = value_of (TO)) {
     m.has_to_ = true;
     bool ok;
     if (is_string (*to)) {
@@ -500,7 +562,7 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
     }
   }
 
-  if (auto c = m.member ("constraints")) {
+  if (auto c = value_of (CONSTRAINTS)) {
     if ((*c)[0] != '{' && *c != "null" && *c != "false") {
       fail (error, ErrorCode::BadMessage,
           "field 'constraints' must be an object, null or false");
@@ -524,7 +586,7 @@ Message::relay_text (const std::string & from,
     append_json_string (out, *original_to);
   }
   for (const Member & m : members_) {
-    if (m.key == "from" || m.key == "original_to" || m.key == "seq")
+    if (m.server_owned)
       continue;
     out += ',';
     out.append (text_, m.start, m.end - m.start);

@@ -105,6 +105,7 @@ private:
     std::size_t start;          /* the key's opening quote */
     std::size_t value;          /* the value's first byte */
     std::size_t end;            /* one past the value */
+    bool server_owned = false;  /* from, original_to, seq: not relayed */
   };
   friend class Scanner;
 

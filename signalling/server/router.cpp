@@ -98,11 +98,13 @@ Router::create (const std::string & id)
 std::string
 Router::new_id ()
 {
+  /* 15 characters (36^15 ids) fit std::string's inline buffer: the id is
+   * copied into every delivery without a heap allocation. */
   static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   std::string id;
   do {
     id.clear ();
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; i < 15; i++)
       id += alphabet[g_random_int_range (0, 36)];
   } while (sessions_.count (id));
   return id;
@@ -370,10 +372,34 @@ Router::reject (const std::string & session, ErrorCode code,
   return std::move (out.items);
 }
 
+namespace {
+
+bool
+starts_with (const std::string & s, std::string_view prefix)
+{
+  return s.size () >= prefix.size ()
+      && s.compare (0, prefix.size (), prefix) == 0;
+}
+
+/* Types in the namespaces the server defines; everything else is the
+ * applications' and only routed. */
+bool
+server_type (const std::string & type)
+{
+  return type == "error" || starts_with (type, "socket:")
+      || starts_with (type, "thread:") || starts_with (type, "presence:");
+}
+
+}  // namespace
+
 void
 Router::handle (Session & s, const Message & m, Out & out)
 {
   const std::string & type = m.type ();
+  if (!m.callback_response () && !server_type (type)) {
+    route (s, m, out);
+    return;
+  }
   if (m.callback_response ()) {
     handle_reply (s, m, out);
   } else if (type == "thread:connect") {
@@ -388,12 +414,9 @@ Router::handle (Session & s, const Message & m, Out & out)
     handle_watch (s, m, out);
   } else if (type == "socket:disconnect") {
     end (s, out);
-  } else if (type == "error" || type.rfind ("socket:", 0) == 0
-      || type.rfind ("thread:", 0) == 0 || type.rfind ("presence:", 0) == 0) {
+  } else {
     refuse (s, out, ErrorCode::UnknownType, "type '" + type + "' is in a "
         "namespace the server defines, and it defines no such type", &m);
-  } else {
-    route (s, m, out);
   }
 }
 
@@ -632,17 +655,23 @@ Router::route (Session & s, const Message & m, Out & out)
 
   /* Resolve recipients, each once, in the order given. */
   std::vector<std::pair<Session *, const std::string *>> recipients;
-  std::set<std::string> seen;
+  /* Each recipient once; lists are short, a linear look is cheapest. */
+  auto seen = [&] (Session * r) {
+    for (const auto &e : recipients)
+      if (e.first == r)
+        return true;
+    return false;
+  };
   std::vector<std::string> unknown;
   std::vector<std::string> outside;   /* thread:* answers to non-members */
-  bool thread_type = m.type ().rfind ("thread:", 0) == 0;
+  bool thread_type = starts_with (m.type (), "thread:");
 
   if (m.has_to ()) {
     for (const auto &e : m.to ()) {
       if (Session *r = find (e)) {
         if (thread_type && !t->members.count (e))
           outside.push_back (e);
-        else if (seen.insert (e).second)
+        else if (!seen (r))
           recipients.emplace_back (r, nullptr);
         continue;
       }
@@ -654,8 +683,9 @@ Router::route (Session & s, const Message & m, Out & out)
       for (const auto &id : carriers->second) {
         if (id == s.id || (thread_type && !t->members.count (id)))
           continue;
-        if (seen.insert (id).second)
-          recipients.emplace_back (find (id), &e);
+        Session *r = find (id);
+        if (!seen (r))
+          recipients.emplace_back (r, &e);
       }
     }
   } else if (t) {

@@ -193,8 +193,20 @@ WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
   std::string control;
   std::string &dst = opcode < 0x8 ? message_ : control;
   dst.resize (start + len);
-  for (std::size_t i = 0; i < len; i++)
-    dst[start + i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+  /* Unmask eight bytes at a time; the mask repeats every four. */
+  char *out = &dst[start];
+  std::uint32_t m4;
+  std::memcpy (&m4, mask, 4);
+  const std::uint64_t m8 = (static_cast<std::uint64_t>(m4) << 32) | m4;
+  std::size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    std::uint64_t v;
+    std::memcpy (&v, payload + i, 8);
+    v ^= m8;
+    std::memcpy (out + i, &v, 8);
+  }
+  for (; i < len; i++)
+    out[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
 
   switch (opcode) {
     case OP_PING:

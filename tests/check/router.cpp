@@ -82,7 +82,7 @@ public:
     fail_unless (r.ok, "open refused: %s", r.refusal.c_str ());
     fail_if (r.resumed);
     fail_if (r.replaced);
-    fail_unless_equals_int (r.session.size (), 16);
+    fail_unless_equals_int (r.session.size (), 15);
     Msgs ms = record (r.deliveries);
     fail_unless_equals_int (ms.size (), 1);
     const Msg & g = ms[0];
@@ -193,7 +193,7 @@ GST_START_TEST (test_open_greeting)
   fail_if (r.resumed);
   fail_if (r.replaced);
   fail_unless (r.refusal.empty ());
-  fail_unless_equals_int (r.session.size (), 16);
+  fail_unless_equals_int (r.session.size (), 15);
   fail_unless_equals_int (r.deliveries.size (), 1);
 
   Msg g (r.deliveries[0].session, *r.deliveries[0].text);
@@ -1114,7 +1114,7 @@ GST_START_TEST (test_tokens)
     fail_if (f.resumed, "resumed with %s", bad.c_str ());
     fail_if (f.session == a, "took over %s with %s", a.c_str (), bad.c_str ());
     fail_if (f.session == "victimvictimvict");
-    fail_unless_equals_int (f.session.size (), 16);
+    fail_unless_equals_int (f.session.size (), 15);
     Msgs fm = net.record (f.deliveries);
     fail_unless_equals_int (fm.size (), 2);
     assert_str (fm[0].type (), "socket:connect");
