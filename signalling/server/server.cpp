@@ -43,7 +43,10 @@ struct Connection : WebSocket::Listener
   void on_text (WebSocket & ws, std::string_view text) override;
   void on_binary (WebSocket & ws) override;
   void on_oversize (WebSocket & ws, std::uint64_t size) override;
+  void on_read_end (WebSocket & ws) override;
   void on_closed (WebSocket & ws) override;
+
+  bool flush_pending = false;        /* in Impl::pending */
 };
 
 struct SignallingServer::Impl
@@ -63,11 +66,17 @@ struct SignallingServer::Impl
   std::uint64_t closed_bytes_out = 0;
   std::uint64_t dead_closed = 0;
   std::uint64_t slow_closed = 0;
+  /* While a read is handed over, deliveries are queued and written once
+   * at its end: a client's burst of messages to one partner becomes one
+   * write instead of one per message. */
+  bool reading = false;
+  std::vector<Connection *> pending;
 
   Impl (ServerOptions o, std::string secret)
     : options (std::move (o)), router (options.limits, std::move (secret)) { }
 
   void dispatch (const std::vector<Delivery> & deliveries);
+  void flush ();
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
   void on_text (Connection * c, std::string_view text);
@@ -79,12 +88,14 @@ struct SignallingServer::Impl
 void
 Connection::on_text (WebSocket &, std::string_view text)
 {
+  impl->reading = true;
   impl->on_text (this, text);
 }
 
 void
 Connection::on_binary (WebSocket &)
 {
+  impl->reading = true;
   if (!session.empty ())
     impl->dispatch (impl->router.reject (session, ErrorCode::BadMessage,
             "binary frames are not part of the protocol; send JSON text"));
@@ -93,12 +104,20 @@ Connection::on_binary (WebSocket &)
 void
 Connection::on_oversize (WebSocket &, std::uint64_t size)
 {
+  impl->reading = true;
   if (!session.empty ())
     impl->dispatch (impl->router.reject (session, ErrorCode::TooLarge,
             "message of at least " + std::to_string (size) + " bytes exceeds "
             "the limit of " + std::to_string (
                 impl->options.limits.protocol.max_message_size) +
             "; it was dropped"));
+}
+
+void
+Connection::on_read_end (WebSocket &)
+{
+  impl->reading = false;
+  impl->flush ();
 }
 
 void
@@ -126,22 +145,33 @@ random_secret ()
 
 }  // namespace
 
-/* Queue every delivery, then write each connection once: a fan-out or a
- * burst of relays to one client goes out in one write. */
+/* Queue every delivery; each connection is written once, at the end of
+ * the read being handed over, or now when there is none. */
 void
 SignallingServer::Impl::dispatch (const std::vector<Delivery> & deliveries)
 {
-  std::vector<Connection *> touched;
   for (const auto &d : deliveries) {
     auto it = by_session.find (d.session);
     if (it == by_session.end () || !it->second->ws->is_open ())
       continue;
-    it->second->ws->send_text (*d.text, false);
-    touched.push_back (it->second);
+    Connection *c = it->second;
+    c->ws->send_text (*d.text, false);
+    if (!c->flush_pending) {
+      c->flush_pending = true;
+      pending.push_back (c);
+    }
   }
-  std::sort (touched.begin (), touched.end ());
-  touched.erase (std::unique (touched.begin (), touched.end ()), touched.end ());
-  for (Connection *c : touched) {
+  if (!reading)
+    flush ();
+}
+
+void
+SignallingServer::Impl::flush ()
+{
+  std::vector<Connection *> now;
+  now.swap (pending);
+  for (Connection *c : now) {
+    c->flush_pending = false;
     c->ws->flush ();
     std::uint64_t backlog = c->ws->backlog ();
     if (backlog > options.max_send_backlog && !c->session.empty ()) {
@@ -206,6 +236,8 @@ SignallingServer::Impl::on_closed (Connection * c)
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
   connections.erase (c);
+  if (c->flush_pending)
+    pending.erase (std::find (pending.begin (), pending.end (), c));
   delete c;
 }
 
@@ -460,6 +492,7 @@ SignallingServer::stop ()
     c->ws->close (SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "server shutting down");
   }
   /* The close frames are written; the connections go now. */
+  impl->pending.clear ();
   for (Connection *c : std::set<Connection *> (impl->connections))
     delete c;
   impl->connections.clear ();

@@ -94,6 +94,7 @@ WebSocket::read_some ()
     if (static_cast<std::size_t>(n) < sizeof chunk)
       break;
   }
+  listener_.on_read_end (*this);
   if (state_ != State::Closed)
     flush ();   /* pongs */
   return state_ != State::Closed;
@@ -311,10 +312,9 @@ WebSocket::flush ()
     out_pos_ += n;
     bytes_written_ += n;
   }
-  out_.clear ();
+  /* Drained: give the buffer back, so an idle connection holds none. */
+  std::string ().swap (out_);
   out_pos_ = 0;
-  if (out_.capacity () > 256 * 1024)
-    out_.shrink_to_fit ();
 }
 
 void

@@ -30,6 +30,9 @@ public:
     virtual void on_binary (WebSocket & ws) = 0;
     /* A message over the bound was dropped; `size` is what was seen. */
     virtual void on_oversize (WebSocket & ws, std::uint64_t size) = 0;
+    /* Everything read in one wake-up has been handed over: frames queued
+     * meanwhile can go out together. */
+    virtual void on_read_end (WebSocket & ws) = 0;
     /* The connection is gone; the WebSocket may be deleted from here. */
     virtual void on_closed (WebSocket & ws) = 0;
     virtual ~Listener () = default;
