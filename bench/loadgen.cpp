@@ -13,13 +13,16 @@
 //          average W messages are outstanding per direction). Messages carry
 //          a CLOCK_MONOTONIC send time; the receiver computes the one-way
 //          latency. After a warm-up, delivered messages and latencies are
-//          counted for the measurement window.
-//   idle   N connections are opened (at most --batch handshakes in flight),
-//          waited for until greeted, then held until stdin says "close" (or
-//          reaches EOF, or --hold seconds pass), while the caller samples the
-//          server's memory. Before that, --warm K connections are opened,
-//          used and closed so the server's one-time lazy initialisation is in
-//          the baseline, not in the per-connection figure.
+//          counted for the measurement window. --background N keeps N more
+//          connections open and idle meanwhile; --coalesce-us pauses after
+//          each wakeup so messages are handled in batches (see relay_step).
+//   idle   First --warm K connections are opened, used and closed, so the
+//          server's one-time lazy initialisation is in the baseline, not in
+//          the per-connection figure; "BASELINE" is printed. After a line on
+//          stdin, N connections are opened (at most --batch handshakes in
+//          flight) and greeted; "READY" is printed. They are held (pings
+//          answered) until the next line on stdin, EOF or --hold seconds,
+//          while the caller samples the server's memory, then closed.
 //
 // Output: human-readable progress on stderr, and one machine-readable
 // "RESULT key=value ..." line on stdout (plus "BASELINE"/"READY" lines in idle
@@ -410,8 +413,6 @@ struct Conn {
   int peer = -1;           // relay partner index
   uint64_t send_seq = 0;   // next seq we send to the partner
   uint64_t recv_seq = 0;   // next seq we expect from the partner
-  int64_t greeted_at = 0;  // ns
-  int64_t started_at = 0;  // ns
 };
 
 struct Stats {
@@ -425,8 +426,8 @@ struct Stats {
   uint64_t pings = 0;
   uint64_t wakeups = 0;        // epoll_wait returns
   uint64_t events = 0;         // events they carried
-  uint64_t delivered = 0;     // messages received in the measurement window
-  uint64_t delivered_all = 0; // messages received at any time
+  uint64_t delivered = 0;      // messages received in the measurement window
+  uint64_t delivered_all = 0;  // messages received at any time
   uint64_t sent = 0;
   std::vector<uint32_t> lat_us;  // one-way latencies in the window, microseconds
   std::string first_error;
@@ -482,7 +483,6 @@ Conn *LoadGen::start_conn(int index)
 {
   auto c = std::make_unique<Conn>();
   c->index = index;
-  c->started_at = now_ns();
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     perror("socket");
@@ -537,7 +537,8 @@ void LoadGen::close_conn(Conn *c, bool by_us)
       st.closed_early++;
     else if (c->state != State::Closing) {
       st.connect_failed++;
-      note_error("connection closed before the greeting", nullptr, 0);
+      if (c->state != State::Connecting)  // a failed connect() was reported already
+        note_error("connection closed before the greeting", nullptr, 0);
     }
   }
   if (c->state == State::Connecting || c->state == State::Handshake || c->state == State::Greeting)
@@ -669,7 +670,6 @@ void LoadGen::send_relay(Conn *c)
 void LoadGen::on_greeted(Conn *c)
 {
   c->state = State::Open;
-  c->greeted_at = now_ns();
   in_flight_handshakes--;
   greeted++;
 }
@@ -1040,7 +1040,12 @@ int LoadGen::poll_once(int timeout_ms)
 // choose their own ids ("<prefix><pid>x<index>"); partners are index ^ 1.
 bool LoadGen::ramp_up(const char *prefix, int64_t deadline)
 {
+  int64_t next_report = now_ns() + 1000000000;
   while (now_ns() < deadline) {
+    if (opt.verbose && now_ns() >= next_report) {
+      fprintf(stderr, "loadgen: %d greeted, %d handshakes in flight\n", greeted, in_flight_handshakes);
+      next_report += 1000000000;
+    }
     while (next_to_start < target_conns && in_flight_handshakes < opt.batch) {
       int idx = next_to_start++;
       Conn *c = start_conn(idx);
