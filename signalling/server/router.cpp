@@ -24,11 +24,30 @@ struct Router::Session
   std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
   std::size_t box_bytes = 0;
   std::set<std::string> threads;
-  std::set<std::string> tags;
-  std::set<std::string> watched;      /* tags this session watches */
-  std::unordered_set<std::string> contacts;
-  std::list<Pending> pending;         /* oldest first */
-  std::unordered_map<std::string, std::list<Pending>::iterator> pending_by_key;
+
+  /* What a session gathers once it talks, allocated on first use: an idle
+   * session carries one pointer for all of it. */
+  struct Extras
+  {
+    std::set<std::string> tags;
+    std::set<std::string> watched;    /* tags this session watches */
+    std::unordered_set<std::string> contacts;
+    std::list<Pending> pending;       /* oldest first */
+    std::unordered_map<std::string, std::list<Pending>::iterator> pending_by_key;
+  };
+  std::unique_ptr<Extras> extras;
+
+  Extras & x ()
+  {
+    if (!extras)
+      extras = std::make_unique<Extras> ();
+    return *extras;
+  }
+  const Extras & view () const
+  {
+    static const Extras none;
+    return extras ? *extras : none;
+  }
 
   void pop_front ()
   {
@@ -231,10 +250,10 @@ Router::contact (Session & a, Session & b)
 {
   if (&a == &b)
     return;
-  if (a.contacts.size () < limits_.max_contacts
-      && b.contacts.size () < limits_.max_contacts) {
-    a.contacts.insert (b.id);
-    b.contacts.insert (a.id);
+  auto &ac = a.x ().contacts, &bc = b.x ().contacts;
+  if (ac.size () < limits_.max_contacts && bc.size () < limits_.max_contacts) {
+    ac.insert (b.id);
+    bc.insert (a.id);
   }
 }
 
@@ -245,13 +264,14 @@ Router::remember_callback (Session & origin, const Message & m,
   if (!m.callback_id ())
     return;
   const CallbackRef & ref = *m.callback_id ();
-  auto it = origin.pending_by_key.find (ref.key);
-  if (it == origin.pending_by_key.end ()) {
-    if (origin.pending.size () >= limits_.max_pending_callbacks) {
+  Session::Extras & ox = origin.x ();
+  auto it = ox.pending_by_key.find (ref.key);
+  if (it == ox.pending_by_key.end ()) {
+    if (ox.pending.size () >= limits_.max_pending_callbacks) {
       /* Forget the oldest, and say so: its one reply is this error. */
-      Pending old = std::move (origin.pending.front ());
-      origin.pending_by_key.erase (old.ref.key);
-      origin.pending.pop_front ();
+      Pending old = std::move (ox.pending.front ());
+      ox.pending_by_key.erase (old.ref.key);
+      ox.pending.pop_front ();
       stats_.errors[error_code_name (ErrorCode::CallbackExpired)]++;
       deliver (origin, error_text (ErrorCode::CallbackExpired,
               "callback " + callback_key_desc (old.ref) + " was dropped "
@@ -259,9 +279,9 @@ Router::remember_callback (Session & origin, const Message & m,
               std::to_string (limits_.max_pending_callbacks) +
               " callbacks are waiting", &old.ref), out);
     }
-    origin.pending.push_back (Pending {ref, {}});
-    it = origin.pending_by_key.emplace (ref.key,
-        std::prev (origin.pending.end ())).first;
+    ox.pending.push_back (Pending {ref, {}});
+    it = ox.pending_by_key.emplace (ref.key,
+        std::prev (ox.pending.end ())).first;
   }
   it->second->recipients.insert (recipient);
 }
@@ -527,17 +547,17 @@ Router::handle_tag (Session & s, const Message & m, Out & out)
 
   std::vector<std::string> fresh;
   for (const auto &t : wanted)
-    if (!s.tags.count (t)
+    if (!s.view ().tags.count (t)
         && std::find (fresh.begin (), fresh.end (), t) == fresh.end ())
       fresh.push_back (t);
-  if (s.tags.size () + fresh.size () > limits_.max_tags_per_session) {
+  if (s.view ().tags.size () + fresh.size () > limits_.max_tags_per_session) {
     refuse (s, out, ErrorCode::Limit, "a session may carry at most " +
         std::to_string (limits_.max_tags_per_session) + " tags", &m);
     return;
   }
 
   for (const auto &t : fresh) {
-    s.tags.insert (t);
+    s.x ().tags.insert (t);
     tags_[t].insert (s.id);
     auto w = watches_.find (t);
     if (w == watches_.end ())
@@ -561,9 +581,9 @@ Router::handle_watch (Session & s, const Message & m, Out & out)
   }
   std::size_t fresh = 0;
   for (const auto &e : m.to ())
-    if (!find (e) && !s.watched.count (e))
+    if (!find (e) && !s.view ().watched.count (e))
       fresh++;
-  if (s.watched.size () + fresh > limits_.max_watches_per_session) {
+  if (s.view ().watched.size () + fresh > limits_.max_watches_per_session) {
     refuse (s, out, ErrorCode::Limit, "a session may watch at most " +
         std::to_string (limits_.max_watches_per_session) + " tags", &m);
     return;
@@ -581,7 +601,7 @@ Router::handle_watch (Session & s, const Message & m, Out & out)
     auto &list = watches_[e];
     list.remove_if ([&] (const Watch & w) { return w.watcher == s.id; });
     list.push_back (Watch {s.id, held});
-    s.watched.insert (e);
+    s.x ().watched.insert (e);
     auto carriers = tags_.find (e);
     if (carriers == tags_.end ())
       continue;
@@ -606,8 +626,9 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
         "' to answer", &m);
     return;
   }
-  auto it = origin->pending_by_key.find (ref.key);
-  if (it == origin->pending_by_key.end ()
+  Session::Extras & ox = origin->x ();
+  auto it = ox.pending_by_key.find (ref.key);
+  if (it == ox.pending_by_key.end ()
       || !it->second->recipients.count (s.id)) {
     refuse (s, out, ErrorCode::UnknownCallback, "session " + origin->id +
         " is not waiting for an answer from you to callback " +
@@ -621,8 +642,8 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
         " is away and its queue is full; try again later", &m);
     return;
   }
-  origin->pending.erase (it->second);
-  origin->pending_by_key.erase (it);
+  ox.pending.erase (it->second);
+  ox.pending_by_key.erase (it);
   contact (s, *origin);
   remember_callback (s, m, origin->id, out);
 }
@@ -750,7 +771,8 @@ Router::end (Session & s, Out & out)
   std::string id = s.id;
   for (const auto &name : std::set<std::string> (s.threads))
     leave_thread (s, name, out);
-  for (const auto &t : s.tags) {
+  const Session::Extras & sx = s.view ();
+  for (const auto &t : sx.tags) {
     auto it = tags_.find (t);
     if (it == tags_.end ())
       continue;
@@ -758,7 +780,7 @@ Router::end (Session & s, Out & out)
     if (it->second.empty ())
       tags_.erase (it);
   }
-  for (const auto &t : s.watched) {
+  for (const auto &t : sx.watched) {
     auto it = watches_.find (t);
     if (it == watches_.end ())
       continue;
@@ -767,9 +789,9 @@ Router::end (Session & s, Out & out)
       watches_.erase (it);
   }
   std::string gone = socket_disconnect_text (id);
-  for (const auto &c : s.contacts) {
+  for (const auto &c : sx.contacts) {
     if (Session *other = find (c)) {
-      other->contacts.erase (id);
+      other->x ().contacts.erase (id);
       deliver (*other, gone, out);
     }
   }
