@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -77,6 +76,7 @@ struct SignallingServer::Impl
 
   void dispatch (const std::vector<Delivery> & deliveries);
   void flush ();
+  void unmap (Connection * c, bool leaving);
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
   void on_text (Connection * c, std::string_view text);
@@ -183,20 +183,29 @@ SignallingServer::Impl::flush ()
   }
 }
 
-/* Take the connection out of the router (the session starts its grace
- * period) and close it. */
+/* Part the connection from its session: the session ends now (`leaving`)
+ * or starts its grace period. A connection replaced by a resume has
+ * already been parted. */
+void
+SignallingServer::Impl::unmap (Connection * c, bool leaving)
+{
+  if (c->session.empty ())
+    return;
+  auto it = by_session.find (c->session);
+  if (it != by_session.end () && it->second == c) {
+    by_session.erase (it);
+    dispatch (leaving ? router.leave (c->session)
+        : router.drop (c->session, g_get_monotonic_time ()));
+  }
+  c->session.clear ();
+}
+
+/* Close the connection; its session waits to be resumed. */
 void
 SignallingServer::Impl::detach (Connection * c, gushort code,
     const char *reason)
 {
-  if (!c->session.empty ()) {
-    auto it = by_session.find (c->session);
-    if (it != by_session.end () && it->second == c) {
-      by_session.erase (it);
-      dispatch (router.drop (c->session, g_get_monotonic_time ()));
-    }
-    c->session.clear ();
-  }
+  unmap (c, false);
   c->ws->close (code, reason ? reason : "");
 }
 
@@ -218,21 +227,11 @@ SignallingServer::Impl::on_text (Connection * c, std::string_view text)
 void
 SignallingServer::Impl::on_closed (Connection * c)
 {
-  if (!c->session.empty ()) {
-    auto it = by_session.find (c->session);
-    if (it != by_session.end () && it->second == c) {
-      by_session.erase (it);
-      /* A client that says goodbye (1000) or is going away (1001: the
-       * browser closing the page) is not coming back: end it now rather
-       * than after the grace period. */
-      gushort code = c->ws->peer_close_code ();
-      if (code == 1000 || code == 1001)
-        dispatch (router.leave (c->session));
-      else
-        dispatch (router.drop (c->session, g_get_monotonic_time ()));
-    }
-    c->session.clear ();
-  }
+  /* A client that says goodbye (1000) or is going away (1001: the
+   * browser closing the page) is not coming back: end it now rather than
+   * after the grace period. */
+  gushort code = c->ws->peer_close_code ();
+  unmap (c, code == 1000 || code == 1001);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
   connections.erase (c);
