@@ -40,19 +40,8 @@ load_secret (const char *path, std::string & secret, GError ** error)
     }
     return true;
   }
-  guint8 raw[32];
-  FILE *f = fopen ("/dev/urandom", "rb");
-  bool ok = f && fread (raw, 1, sizeof raw, f) == sizeof raw;
-  if (f)
-    fclose (f);
-  if (!ok) {
-    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_IO,
-        "cannot read /dev/urandom to make a secret");
+  if (!peerjs::random_secret (secret, error))
     return false;
-  }
-  g_autofree char *hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw,
-      sizeof raw);
-  secret = hex;
   int fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd < 0 || write (fd, secret.data (), secret.size ())
       != static_cast<ssize_t>(secret.size ())) {

@@ -126,24 +126,24 @@ Connection::on_closed (WebSocket &)
   impl->on_closed (this);
 }
 
-namespace {
-
-std::string
-random_secret ()
+bool
+random_secret (std::string & out, GError ** error)
 {
-  guint8 bytes[32];
-  for (auto &b : bytes)
-    b = static_cast<guint8>(g_random_int_range (0, 256));
-  /* g_random is seeded from /dev/urandom; read it directly when we can. */
-  if (FILE *f = fopen ("/dev/urandom", "rb")) {
-    if (fread (bytes, 1, sizeof bytes, f) != sizeof bytes)
-      g_warning ("short read from /dev/urandom; using GLib's generator");
+  guint8 raw[32];
+  FILE *f = fopen ("/dev/urandom", "rb");
+  bool ok = f && fread (raw, 1, sizeof raw, f) == sizeof raw;
+  if (f)
     fclose (f);
+  if (!ok) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_IO,
+        "cannot read /dev/urandom to make a secret");
+    return false;
   }
-  return std::string (reinterpret_cast<char *>(bytes), sizeof bytes);
+  g_autofree char *hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw,
+      sizeof raw);
+  out = hex;
+  return true;
 }
-
-}  // namespace
 
 /* Queue every delivery; each connection is written once, at the end of
  * the read being handed over, or now when there is none. */
@@ -347,7 +347,14 @@ SignallingServer::Impl::serve_static (SoupServerMessage * msg, const char *path)
 
 SignallingServer::SignallingServer (ServerOptions options)
 {
-  std::string secret = options.secret.empty () ? random_secret () : options.secret;
+  std::string secret = options.secret;
+  g_autoptr (GError) error = nullptr;
+  if (secret.empty () && !random_secret (secret, &error)) {
+    /* g_random is seeded from /dev/urandom too, when it can be read. */
+    g_warning ("%s; using GLib's generator", error->message);
+    for (int i = 0; i < 8; i++)
+      secret += std::to_string (g_random_int ());
+  }
   options.limits.ping_interval_us = static_cast<std::int64_t>(
       options.ping_interval_s) * G_USEC_PER_SEC;
   impl_ = std::make_unique<Impl> (std::move (options), std::move (secret));

@@ -32,6 +32,9 @@ struct ServerOptions
   int listen_backlog = 4096;
 };
 
+/* A key for resume tokens: 32 bytes from /dev/urandom, as a hex digest. */
+bool random_secret (std::string & out, GError ** error);
+
 class SignallingServer
 {
 public:
