@@ -333,12 +333,6 @@ WebSocket::close (gushort code, std::string_view reason)
 }
 
 void
-WebSocket::abort ()
-{
-  finish ();
-}
-
-void
 WebSocket::tick (std::int64_t now_us)
 {
   if (state_ == State::Closing && now_us - closing_since_ > linger_us)

@@ -55,8 +55,6 @@ public:
   /* Start the closing handshake; the stream closes when the client
    * answers or after `linger_us`. */
   void close (gushort code, std::string_view reason);
-  /* Drop the connection without a handshake. */
-  void abort ();
   /* Called by the server's timer: ends a closing handshake that took too
    * long. */
   void tick (std::int64_t now_us);
