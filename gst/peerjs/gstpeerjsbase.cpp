@@ -1,0 +1,499 @@
+#include "gstpeerjsbase.h"
+
+#include "session.h"
+
+#include <mutex>
+#include <sstream>
+
+GST_DEBUG_CATEGORY (gst_peerjs_debug);
+#define GST_CAT_DEFAULT gst_peerjs_debug
+
+#define DEFAULT_SERVER "ws://127.0.0.1:5000/peerjs"
+#define DEFAULT_LATENCY 50
+#define DEFAULT_VIDEO_CODEC "VP8"
+#define DEFAULT_AUDIO_CODEC "OPUS"
+#define DEFAULT_VIDEO_BITRATE 1000000
+#define DEFAULT_STATS_INTERVAL 0
+
+enum
+{
+  PROP_0,
+  PROP_SERVER,
+  PROP_THREAD,
+  PROP_CONSTRAINTS,
+  PROP_SESSION_ID,
+  PROP_STUN_SERVER,
+  PROP_TURN_SERVER,
+  PROP_ICE_ADDRESSES,
+  PROP_TLS_CA,
+  PROP_LATENCY,
+  PROP_VIDEO_CODEC,
+  PROP_AUDIO_CODEC,
+  PROP_VIDEO_BITRATE,
+  PROP_STATS_INTERVAL,
+};
+
+static GstStaticPadTemplate video_sink_template =
+GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS ("video/x-raw; video/x-vp8; "
+        "video/x-h264, stream-format = (string) { avc, byte-stream }, "
+        "alignment = (string) au"));
+static GstStaticPadTemplate audio_sink_template =
+GST_STATIC_PAD_TEMPLATE ("audio", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS ("audio/x-raw; audio/x-opus"));
+static GstStaticPadTemplate video_src_template =
+GST_STATIC_PAD_TEMPLATE ("video_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS ("video/x-raw"));
+static GstStaticPadTemplate audio_src_template =
+GST_STATIC_PAD_TEMPLATE ("audio_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS ("audio/x-raw"));
+
+namespace {
+
+struct Settings
+{
+  std::string server = DEFAULT_SERVER;
+  std::string threads;
+  std::string constraints;
+  std::string stun_server;
+  std::string turn_server;
+  std::string ice_addresses;
+  std::string tls_ca;
+  guint latency = DEFAULT_LATENCY;
+  std::string video_codec = DEFAULT_VIDEO_CODEC;
+  std::string audio_codec = DEFAULT_AUDIO_CODEC;
+  guint video_bitrate = DEFAULT_VIDEO_BITRATE;
+  guint stats_interval = DEFAULT_STATS_INTERVAL;
+};
+
+std::vector<std::string>
+split_list (const std::string & s)
+{
+  std::vector<std::string> out;
+  std::stringstream in (s);
+  std::string item;
+  while (std::getline (in, item, ',')) {
+    g_autofree char *stripped = g_strstrip (g_strdup (item.c_str ()));
+    if (*stripped)
+      out.push_back (stripped);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct GstPeerJSBasePrivateCpp
+{
+  std::mutex lock;        /* settings */
+  Settings settings;
+  std::unique_ptr<peerjs::Session> session;
+  GstPad *pads[peerjs::KIND_COUNT] = {};
+};
+
+typedef struct
+{
+  GstPeerJSBasePrivateCpp *cpp;
+} GstPeerJSBasePrivate;
+
+G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (GstPeerJSBase, gst_peerjs_base,
+    GST_TYPE_BIN);
+
+static GstPeerJSBasePrivateCpp *
+priv_of (gpointer self)
+{
+  auto *p = static_cast<GstPeerJSBasePrivate *> (
+      gst_peerjs_base_get_instance_private (GST_PEERJS_BASE (self)));
+  return p->cpp;
+}
+
+static void
+set_string (std::string & field, const GValue * value)
+{
+  const char *s = g_value_get_string (value);
+  field = s ? s : "";
+}
+
+static void
+gst_peerjs_base_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  auto *priv = priv_of (object);
+  std::lock_guard<std::mutex> guard (priv->lock);
+  Settings & s = priv->settings;
+  switch (prop_id) {
+    case PROP_SERVER:
+      set_string (s.server, value);
+      break;
+    case PROP_THREAD:
+      set_string (s.threads, value);
+      break;
+    case PROP_CONSTRAINTS:
+      set_string (s.constraints, value);
+      break;
+    case PROP_STUN_SERVER:
+      set_string (s.stun_server, value);
+      break;
+    case PROP_TURN_SERVER:
+      set_string (s.turn_server, value);
+      break;
+    case PROP_ICE_ADDRESSES:
+      set_string (s.ice_addresses, value);
+      break;
+    case PROP_TLS_CA:
+      set_string (s.tls_ca, value);
+      break;
+    case PROP_LATENCY:
+      s.latency = g_value_get_uint (value);
+      break;
+    case PROP_VIDEO_CODEC:{
+      const char *v = g_value_get_string (value);
+      const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
+      if (c && c->kind == peerjs::Kind::Video)
+        s.video_codec = c->name;
+      else
+        g_warning ("peerjs: video-codec '%s' is not one of VP8, H264", v);
+      break;
+    }
+    case PROP_AUDIO_CODEC:{
+      const char *v = g_value_get_string (value);
+      const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
+      if (c && c->kind == peerjs::Kind::Audio)
+        s.audio_codec = c->name;
+      else
+        g_warning ("peerjs: audio-codec '%s' is not OPUS", v);
+      break;
+    }
+    case PROP_VIDEO_BITRATE:
+      s.video_bitrate = g_value_get_uint (value);
+      break;
+    case PROP_STATS_INTERVAL:
+      s.stats_interval = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static void
+gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  auto *priv = priv_of (object);
+  if (prop_id == PROP_SESSION_ID) {
+    std::string id = priv->session->id ();
+    g_value_set_string (value, id.empty () ? nullptr : id.c_str ());
+    return;
+  }
+  std::lock_guard<std::mutex> guard (priv->lock);
+  Settings & s = priv->settings;
+  auto str = [value] (const std::string & v) {
+    g_value_set_string (value, v.empty () ? nullptr : v.c_str ());
+  };
+  switch (prop_id) {
+    case PROP_SERVER:
+      str (s.server);
+      break;
+    case PROP_THREAD:
+      str (s.threads);
+      break;
+    case PROP_CONSTRAINTS:
+      str (s.constraints);
+      break;
+    case PROP_STUN_SERVER:
+      str (s.stun_server);
+      break;
+    case PROP_TURN_SERVER:
+      str (s.turn_server);
+      break;
+    case PROP_ICE_ADDRESSES:
+      str (s.ice_addresses);
+      break;
+    case PROP_TLS_CA:
+      str (s.tls_ca);
+      break;
+    case PROP_LATENCY:
+      g_value_set_uint (value, s.latency);
+      break;
+    case PROP_VIDEO_CODEC:
+      str (s.video_codec);
+      break;
+    case PROP_AUDIO_CODEC:
+      str (s.audio_codec);
+      break;
+    case PROP_VIDEO_BITRATE:
+      g_value_set_uint (value, s.video_bitrate);
+      break;
+    case PROP_STATS_INTERVAL:
+      g_value_set_uint (value, s.stats_interval);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static GstPad *
+gst_peerjs_base_request_new_pad (GstElement * element, GstPadTemplate * templ,
+    const gchar * name, const GstCaps * caps)
+{
+  auto *priv = priv_of (element);
+  peerjs::Kind kind = g_str_equal (GST_PAD_TEMPLATE_NAME_TEMPLATE (templ),
+      "audio") ? peerjs::Kind::Audio : peerjs::Kind::Video;
+  if (priv->pads[(int) kind]) {
+    GST_WARNING_OBJECT (element, "there is already a %s pad: one stream of "
+        "each kind is published", peerjs::kind_name (kind));
+    return nullptr;
+  }
+  peerjs::Outgoing::Settings settings;
+  {
+    std::lock_guard<std::mutex> guard (priv->lock);
+    settings.raw_codec = peerjs::codec_by_name (kind == peerjs::Kind::Video
+        ? priv->settings.video_codec : priv->settings.audio_codec);
+    settings.video_bitrate = priv->settings.video_bitrate;
+  }
+  g_autoptr (GstPad) target = priv->session->add_outgoing (kind, settings);
+  GstPad *pad = gst_ghost_pad_new_from_template (peerjs::kind_name (kind),
+      target, templ);
+  priv->pads[(int) kind] = pad;
+  if (GST_STATE (element) > GST_STATE_NULL)
+    gst_pad_set_active (pad, TRUE);
+  gst_element_add_pad (element, pad);
+  return pad;
+}
+
+static void
+gst_peerjs_base_release_pad (GstElement * element, GstPad * pad)
+{
+  auto *priv = priv_of (element);
+  for (int k = 0; k < peerjs::KIND_COUNT; k++) {
+    if (priv->pads[k] == pad) {
+      priv->pads[k] = nullptr;
+      gst_element_remove_pad (element, pad);
+      priv->session->remove_outgoing ((peerjs::Kind) k);
+    }
+  }
+}
+
+static peerjs::Config
+make_config (GstPeerJSBase * self)
+{
+  auto *priv = priv_of (self);
+  std::lock_guard<std::mutex> guard (priv->lock);
+  const Settings & s = priv->settings;
+  peerjs::Config c;
+  c.server = s.server;
+  c.tls_ca = s.tls_ca;
+  c.threads = split_list (s.threads);
+  c.constraints = s.constraints;
+  c.receives = GST_PEERJS_BASE_GET_CLASS (self)->receives;
+  c.stun_server = s.stun_server;
+  c.turn_server = s.turn_server;
+  c.ice_addresses = split_list (s.ice_addresses);
+  c.latency_ms = s.latency;
+  c.stats_interval_ms = s.stats_interval;
+  return c;
+}
+
+static GstStateChangeReturn
+gst_peerjs_base_change_state (GstElement * element, GstStateChange transition)
+{
+  auto *self = GST_PEERJS_BASE (element);
+  auto *priv = priv_of (self);
+  gboolean receives = GST_PEERJS_BASE_GET_CLASS (self)->receives;
+
+  switch (transition) {
+    case GST_STATE_CHANGE_NULL_TO_READY:
+      if (!priv->session->start (make_config (self)))
+        return GST_STATE_CHANGE_FAILURE;
+      break;
+    case GST_STATE_CHANGE_READY_TO_NULL:
+      priv->session->stop ();
+      break;
+    default:
+      break;
+  }
+
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS (gst_peerjs_base_parent_class)->change_state (element,
+      transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) {
+    if (transition == GST_STATE_CHANGE_NULL_TO_READY)
+      priv->session->stop ();
+    return ret;
+  }
+  /* Members come and go: a receiving element is live and has nothing to
+   * preroll. */
+  if (receives && (transition == GST_STATE_CHANGE_READY_TO_PAUSED
+          || transition == GST_STATE_CHANGE_PLAYING_TO_PAUSED))
+    ret = GST_STATE_CHANGE_NO_PREROLL;
+  return ret;
+}
+
+/* The member an element inside us serves: webrtc-ID, dec-KIND-ID,
+ * pay-KIND-ID. */
+static std::string
+member_of (GstObject * obj)
+{
+  for (GstObject *o = obj; o; o = GST_OBJECT_PARENT (o)) {
+    const char *name = GST_OBJECT_NAME (o);
+    if (!name)
+      continue;
+    if (g_str_has_prefix (name, "webrtc-"))
+      return name + strlen ("webrtc-");
+    if (g_str_has_prefix (name, "dec-") || g_str_has_prefix (name, "pay-")) {
+      const char *dash = strchr (name + 4, '-');
+      if (dash)
+        return dash + 1;
+    }
+  }
+  return {};
+}
+
+static void
+gst_peerjs_base_handle_message (GstBin * bin, GstMessage * message)
+{
+  /* One member's broken connection is not the pipeline's end: it becomes
+   * a warning and that member is dropped. */
+  if (GST_MESSAGE_TYPE (message) == GST_MESSAGE_ERROR) {
+    std::string member = member_of (GST_MESSAGE_SRC (message));
+    if (!member.empty ()) {
+      g_autoptr (GError) error = nullptr;
+      g_autofree char *debug = nullptr;
+      gst_message_parse_error (message, &error, &debug);
+      priv_of (bin)->session->invoke ([bin, member,
+              text = std::string (error->message)] {
+            priv_of (bin)->session->peer_failed (member, text);
+          });
+      gst_message_unref (message);
+      return;
+    }
+  }
+  GST_BIN_CLASS (gst_peerjs_base_parent_class)->handle_message (bin, message);
+}
+
+static void
+gst_peerjs_base_finalize (GObject * object)
+{
+  auto *p = static_cast<GstPeerJSBasePrivate *> (
+      gst_peerjs_base_get_instance_private (GST_PEERJS_BASE (object)));
+  delete p->cpp;
+  G_OBJECT_CLASS (gst_peerjs_base_parent_class)->finalize (object);
+}
+
+static void
+gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBinClass *bin_class = GST_BIN_CLASS (klass);
+
+  gobject_class->set_property = gst_peerjs_base_set_property;
+  gobject_class->get_property = gst_peerjs_base_get_property;
+  gobject_class->finalize = gst_peerjs_base_finalize;
+  element_class->change_state =
+      GST_DEBUG_FUNCPTR (gst_peerjs_base_change_state);
+  bin_class->handle_message =
+      GST_DEBUG_FUNCPTR (gst_peerjs_base_handle_message);
+
+  const GParamFlags rw = (GParamFlags) (G_PARAM_READWRITE
+      | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  g_object_class_install_property (gobject_class, PROP_SERVER,
+      g_param_spec_string ("server", "Server",
+          "WebSocket URL of the peerjs-signalling server (ws:// or wss://)",
+          DEFAULT_SERVER, rw));
+  g_object_class_install_property (gobject_class, PROP_THREAD,
+      g_param_spec_string ("thread", "Thread",
+          "The thread (room) to join, or several as a comma-separated list",
+          nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_CONSTRAINTS,
+      g_param_spec_string ("constraints", "Constraints",
+          "The media this member shares in its threads, as a JSON object "
+          "such as {\"video\":true,\"audio\":false}. Unset: share the kinds "
+          "the sink pads carry, and receive both kinds on a receiving element",
+          nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_SESSION_ID,
+      g_param_spec_string ("session-id", "Session id",
+          "This member's id, given by the server (NULL until connected)",
+          nullptr, (GParamFlags) (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property (gobject_class, PROP_STUN_SERVER,
+      g_param_spec_string ("stun-server", "STUN server",
+          "STUN server as stun://host:port; none by default, so nothing "
+          "waits on a public name", nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_TURN_SERVER,
+      g_param_spec_string ("turn-server", "TURN server",
+          "TURN server as turn(s)://user:password@host:port", nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_ICE_ADDRESSES,
+      g_param_spec_string ("ice-addresses", "ICE addresses",
+          "Comma-separated local IP addresses ICE may use (only these). "
+          "Unset: every non-loopback address, or 127.0.0.1 on a host that "
+          "has no other", nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_TLS_CA,
+      g_param_spec_string ("tls-ca", "TLS CA file",
+          "PEM file of the certificate authorities trusted for wss:// "
+          "(unset: the system's)", nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_LATENCY,
+      g_param_spec_uint ("latency", "Latency",
+          "Jitterbuffer latency for received media, in milliseconds",
+          0, 10000, DEFAULT_LATENCY, rw));
+  g_object_class_install_property (gobject_class, PROP_VIDEO_CODEC,
+      g_param_spec_string ("video-codec", "Video codec",
+          "What raw video is encoded to: VP8 or H264 (needs x264enc); "
+          "encoded input is sent as it is", DEFAULT_VIDEO_CODEC, rw));
+  g_object_class_install_property (gobject_class, PROP_AUDIO_CODEC,
+      g_param_spec_string ("audio-codec", "Audio codec",
+          "What raw audio is encoded to: OPUS", DEFAULT_AUDIO_CODEC, rw));
+  g_object_class_install_property (gobject_class, PROP_VIDEO_BITRATE,
+      g_param_spec_uint ("video-bitrate", "Video bitrate",
+          "Target bitrate of encoded video, in bits per second",
+          10000, 100000000, DEFAULT_VIDEO_BITRATE, rw));
+  g_object_class_install_property (gobject_class, PROP_STATS_INTERVAL,
+      g_param_spec_uint ("stats-interval", "Stats interval",
+          "Post a peerjs-stats message per member this often, in "
+          "milliseconds (0: never)", 0, G_MAXUINT, DEFAULT_STATS_INTERVAL,
+          rw));
+
+  gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_BASE, (GstPluginAPIFlags) 0);
+}
+
+void
+gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
+    gboolean receives)
+{
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  klass->sends = sends;
+  klass->receives = receives;
+  if (sends) {
+    gst_element_class_add_static_pad_template (element_class,
+        &video_sink_template);
+    gst_element_class_add_static_pad_template (element_class,
+        &audio_sink_template);
+    element_class->request_new_pad =
+        GST_DEBUG_FUNCPTR (gst_peerjs_base_request_new_pad);
+    element_class->release_pad =
+        GST_DEBUG_FUNCPTR (gst_peerjs_base_release_pad);
+  }
+  if (receives) {
+    gst_element_class_add_static_pad_template (element_class,
+        &video_src_template);
+    gst_element_class_add_static_pad_template (element_class,
+        &audio_src_template);
+  }
+}
+
+static void
+gst_peerjs_base_init (GstPeerJSBase * self)
+{
+  auto *p = static_cast<GstPeerJSBasePrivate *> (
+      gst_peerjs_base_get_instance_private (self));
+  p->cpp = new GstPeerJSBasePrivateCpp ();
+  p->cpp->session = std::make_unique<peerjs::Session> (GST_ELEMENT (self));
+  /* Member pads come and go; what the element is decides what the
+   * pipeline waits for. */
+  GstPeerJSBaseClass *klass = GST_PEERJS_BASE_GET_CLASS (self);
+  if (klass->receives)
+    GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
+  if (klass->sends)
+    GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SINK);
+}

@@ -1,0 +1,357 @@
+#include "media.h"
+
+#include <gst/video/video.h>
+
+#include <sstream>
+#include <vector>
+
+GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
+#define GST_CAT_DEFAULT gst_peerjs_debug
+
+namespace peerjs {
+
+namespace {
+
+/* The payload types are Chromium's for these codecs, so offers from either
+ * side look alike; an answerer always takes the offerer's. */
+const Codec CODECS[] = {
+  { "VP8", Kind::Video, "video/x-vp8", 90000, 96,
+    "vp8enc", nullptr, "rtpvp8pay", "rtpvp8depay", "vp8dec" },
+  { "H264", Kind::Video, "video/x-h264", 90000, 102,
+    "x264enc", "h264parse", "rtph264pay", "rtph264depay", "avdec_h264" },
+  { "OPUS", Kind::Audio, "audio/x-opus", 48000, 111,
+    "opusenc", nullptr, "rtpopuspay", "rtpopusdepay", "opusdec" },
+};
+
+/* Queue ahead of each member's payloader: a member whose connection is
+ * slow or still negotiating drops its oldest data instead of holding up
+ * the others. */
+constexpr guint64 MEMBER_QUEUE_NS = 500 * GST_MSECOND;
+
+GstElement *
+make (const char *factory, const char *name = nullptr)
+{
+  GstElement *e = gst_element_factory_make (factory, name);
+  if (!e)
+    GST_ERROR ("no element '%s'", factory);
+  return e;
+}
+
+/* Add `chain` to `bin` and link it in order; false if an element is null
+ * or a link fails. The elements are owned by `bin` afterwards (or unreffed
+ * when they could not be added). */
+bool
+add_chain (GstBin * bin, const std::vector<GstElement *> & chain)
+{
+  bool ok = true;
+  for (GstElement *e : chain)
+    ok = ok && e != nullptr;
+  if (!ok) {
+    for (GstElement *e : chain)
+      if (e)
+        gst_object_unref (gst_object_ref_sink (e));
+    return false;
+  }
+  for (GstElement *e : chain)
+    gst_bin_add (bin, e);
+  for (size_t i = 1; i < chain.size (); i++)
+    if (!gst_element_link (chain[i - 1], chain[i]))
+      return false;
+  return true;
+}
+
+GstElement *
+bin_with_ghosts (const std::string & name, GstElement * first,
+    GstElement * last, const std::vector<GstElement *> & chain)
+{
+  GstElement *bin = gst_bin_new (name.c_str ());
+  if (!add_chain (GST_BIN (bin), chain)) {
+    gst_object_unref (gst_object_ref_sink (bin));
+    return nullptr;
+  }
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (first, "sink");
+  g_autoptr (GstPad) src = gst_element_get_static_pad (last, "src");
+  gst_element_add_pad (bin, gst_ghost_pad_new ("sink", sink));
+  gst_element_add_pad (bin, gst_ghost_pad_new ("src", src));
+  return bin;
+}
+
+bool
+has_factory (const char *name)
+{
+  g_autoptr (GstElementFactory) f = gst_element_factory_find (name);
+  return f != nullptr;
+}
+
+}  // namespace
+
+const char *
+kind_name (Kind kind)
+{
+  return kind == Kind::Video ? "video" : "audio";
+}
+
+const Codec *
+codec_by_name (const std::string & name)
+{
+  for (const Codec & c : CODECS)
+    if (g_ascii_strcasecmp (c.name, name.c_str ()) == 0)
+      return &c;
+  return nullptr;
+}
+
+const Codec *
+codec_for_encoded (const GstCaps * caps)
+{
+  if (!caps || gst_caps_is_empty (caps))
+    return nullptr;
+  const char *media = gst_structure_get_name (gst_caps_get_structure (caps,
+          0));
+  for (const Codec & c : CODECS)
+    if (g_strcmp0 (media, c.encoded_caps) == 0)
+      return &c;
+  return nullptr;
+}
+
+GstCaps *
+rtp_caps (const Codec & codec, int pt)
+{
+  GstCaps *caps = gst_caps_new_simple ("application/x-rtp",
+      "media", G_TYPE_STRING, kind_name (codec.kind),
+      "encoding-name", G_TYPE_STRING, codec.name,
+      "clock-rate", G_TYPE_INT, codec.clock_rate,
+      "payload", G_TYPE_INT, pt, NULL);
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  if (codec.kind == Kind::Video) {
+    gst_structure_set (s,
+        "rtcp-fb-nack", G_TYPE_BOOLEAN, TRUE,
+        "rtcp-fb-nack-pli", G_TYPE_BOOLEAN, TRUE,
+        "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
+  } else {
+    gst_structure_set (s, "encoding-params", G_TYPE_STRING, "2", NULL);
+  }
+  if (g_str_equal (codec.name, "H264")) {
+    gst_structure_set (s, "packetization-mode", G_TYPE_STRING, "1",
+        "profile-level-id", G_TYPE_STRING, "42e01f", NULL);
+  }
+  return caps;
+}
+
+GstCaps *
+receivable_caps (Kind kind)
+{
+  GstCaps *caps = gst_caps_new_empty ();
+  for (const Codec & c : CODECS) {
+    if (c.kind == kind && has_factory (c.depayloader) && has_factory (c.decoder))
+      gst_caps_append (caps, rtp_caps (c, c.default_pt));
+  }
+  return caps;
+}
+
+std::string
+missing_factory (const char *factories)
+{
+  g_auto (GStrv) names = g_strsplit (factories, ",", -1);
+  for (char **n = names; *n; n++)
+    if (**n && !has_factory (*n))
+      return *n;
+  return {};
+}
+
+/* ------------------------------------------------------------------ */
+
+Outgoing::Outgoing (GstBin * bin, Kind kind, Settings settings, Ready ready,
+    Failed failed)
+  : bin_ (bin), kind_ (kind), settings_ (settings), ready_ (std::move (ready)),
+    failed_ (std::move (failed))
+{
+  std::string k = kind_name (kind);
+  queue_ = make ("queue", (k + "-in").c_str ());
+  tee_ = make ("tee", (k + "-tee").c_str ());
+  g_object_set (tee_, "allow-not-linked", TRUE, NULL);
+  /* The clock branch: members' branches never block, so without it
+   * nothing would pace input that is not live. */
+  GstElement *clock_queue = make ("queue", (k + "-clock-queue").c_str ());
+  GstElement *clock = make ("fakesink", (k + "-clock").c_str ());
+  g_object_set (clock, "sync", TRUE, "async", FALSE, "enable-last-sample",
+      FALSE, NULL);
+  gst_bin_add_many (bin_, queue_, tee_, clock_queue, clock, NULL);
+  elements_ = { queue_, tee_, clock_queue, clock };
+  gst_element_link_many (tee_, clock_queue, clock, NULL);
+  for (GstElement *e : { clock, clock_queue, tee_, queue_ })
+    gst_element_sync_state_with_parent (e);
+
+  g_autoptr (GstPad) src = gst_element_get_static_pad (queue_, "src");
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, on_caps, this,
+      nullptr);
+}
+
+Outgoing::~Outgoing ()
+{
+  for (GstElement *e : elements_) {
+    gst_element_set_state (e, GST_STATE_NULL);
+    gst_bin_remove (bin_, e);
+  }
+}
+
+GstPad *
+Outgoing::sink_pad () const
+{
+  return gst_element_get_static_pad (queue_, "sink");
+}
+
+const Codec *
+Outgoing::codec () const
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return codec_;
+}
+
+GstPadProbeReturn
+Outgoing::on_caps (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+  if (GST_EVENT_TYPE (event) != GST_EVENT_CAPS)
+    return GST_PAD_PROBE_OK;
+  auto *self = static_cast<Outgoing *> (data);
+  GstCaps *caps;
+  gst_event_parse_caps (event, &caps);
+  /* Linking here, before the event goes on, makes the new chain its
+   * receiver. */
+  if (!self->build (caps))
+    return GST_PAD_PROBE_DROP;
+  self->ready_ (*self);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+bool
+Outgoing::build (GstCaps * caps)
+{
+  const GstStructure *s = gst_caps_get_structure (caps, 0);
+  bool raw = gst_structure_has_name (s, "video/x-raw")
+      || gst_structure_has_name (s, "audio/x-raw");
+  const Codec *codec = raw ? settings_.raw_codec : codec_for_encoded (caps);
+  if (!codec || codec->kind != kind_) {
+    g_autofree char *str = gst_caps_to_string (caps);
+    failed_ ("", std::string ("cannot publish ") + str);
+    return false;
+  }
+
+  std::string needed = raw ? codec->encoder : "";
+  if (codec->parser)
+    needed += std::string (",") + codec->parser;
+  needed += std::string (",") + codec->payloader;
+  if (raw)
+    needed += kind_ == Kind::Video ? ",videoconvert" : ",audioconvert,audioresample";
+  std::string missing = missing_factory (needed.c_str ());
+  if (!missing.empty ()) {
+    failed_ (missing, std::string ("cannot publish ") + codec->name);
+    return false;
+  }
+
+  std::vector<GstElement *> chain;
+  if (raw) {
+    if (kind_ == Kind::Video) {
+      chain.push_back (make ("videoconvert"));
+    } else {
+      chain.push_back (make ("audioconvert"));
+      chain.push_back (make ("audioresample"));
+    }
+    encoder_ = make (codec->encoder);
+    chain.push_back (encoder_);
+    if (g_str_equal (codec->encoder, "vp8enc")) {
+      /* Realtime: no lag frames, the fastest deadline, resilient to loss. */
+      g_object_set (encoder_, "deadline", (gint64) 1, "lag-in-frames", 0,
+          "cpu-used", 8, "keyframe-max-dist", 60,
+          "target-bitrate", (gint) settings_.video_bitrate, NULL);
+      gst_util_set_object_arg (G_OBJECT (encoder_), "end-usage", "cbr");
+      gst_util_set_object_arg (G_OBJECT (encoder_), "error-resilient",
+          "default");
+    } else if (g_str_equal (codec->encoder, "x264enc")) {
+      gst_util_set_object_arg (G_OBJECT (encoder_), "tune", "zerolatency");
+      gst_util_set_object_arg (G_OBJECT (encoder_), "speed-preset",
+          "ultrafast");
+      g_object_set (encoder_, "key-int-max", 60, "bitrate",
+          settings_.video_bitrate / 1000, NULL);
+      GstElement *filter = make ("capsfilter");
+      g_autoptr (GstCaps) profile = gst_caps_from_string (
+          "video/x-h264,profile=constrained-baseline");
+      g_object_set (filter, "caps", profile, NULL);
+      chain.push_back (filter);
+    }
+  }
+  if (codec->parser)
+    chain.push_back (make (codec->parser));
+  if (!add_chain (bin_, chain)) {
+    failed_ ("", std::string ("could not build the ") + codec->name
+        + " encoder");
+    return false;
+  }
+  elements_.insert (elements_.end (), chain.begin (), chain.end ());
+  if (chain.empty ()) {
+    gst_element_link (queue_, tee_);
+  } else {
+    gst_element_link (queue_, chain.front ());
+    gst_element_link (chain.back (), tee_);
+  }
+  for (auto it = chain.rbegin (); it != chain.rend (); ++it)
+    gst_element_sync_state_with_parent (*it);
+
+  std::lock_guard<std::mutex> guard (lock_);
+  codec_ = codec;
+  GST_INFO ("%s: publishing %s%s", kind_name (kind_), codec->name,
+      raw ? " (encoded here)" : " (passed through)");
+  return true;
+}
+
+void
+Outgoing::force_key_unit ()
+{
+  g_autoptr (GstPad) pad = gst_element_get_static_pad (tee_, "sink");
+  gst_pad_push_event (pad, gst_video_event_new_upstream_force_key_unit (
+          GST_CLOCK_TIME_NONE, TRUE, 0));
+}
+
+/* ------------------------------------------------------------------ */
+
+GstElement *
+make_decoder (const Codec & codec, const std::string & name)
+{
+  GstElement *depay = make (codec.depayloader);
+  GstElement *dec = make (codec.decoder);
+  std::vector<GstElement *> chain = { depay, dec };
+  if (codec.kind == Kind::Video) {
+    chain.push_back (make ("videoconvert"));
+  } else {
+    if (dec)
+      g_object_set (dec, "plc", TRUE, NULL);
+    chain.push_back (make ("audioconvert"));
+    chain.push_back (make ("audioresample"));
+  }
+  return bin_with_ghosts (name, chain.front (), chain.back (), chain);
+}
+
+GstElement *
+make_payloader (const Codec & codec, int pt, const std::string & name)
+{
+  GstElement *queue = make ("queue");
+  if (queue) {
+    g_object_set (queue, "max-size-buffers", 0, "max-size-bytes", 0,
+        "max-size-time", MEMBER_QUEUE_NS, NULL);
+    gst_util_set_object_arg (G_OBJECT (queue), "leaky", "downstream");
+  }
+  GstElement *pay = make (codec.payloader);
+  if (pay) {
+    g_object_set (pay, "pt", (guint) pt, "mtu", (guint) 1200, NULL);
+    if (g_str_equal (codec.payloader, "rtpvp8pay"))
+      gst_util_set_object_arg (G_OBJECT (pay), "picture-id-mode", "15-bit");
+    else if (g_str_equal (codec.payloader, "rtph264pay")) {
+      g_object_set (pay, "config-interval", -1, NULL);
+      gst_util_set_object_arg (G_OBJECT (pay), "aggregate-mode",
+          "zero-latency");
+    }
+  }
+  return bin_with_ghosts (name, queue, pay, { queue, pay });
+}
+
+}  // namespace peerjs

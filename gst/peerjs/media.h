@@ -1,0 +1,105 @@
+/* Media branches: the codecs the elements speak, and the chains that encode
+ * and payload what a pipeline publishes, and depayload and decode what
+ * members send. No signalling here. */
+#pragma once
+
+#include <gst/gst.h>
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace peerjs {
+
+enum class Kind { Video = 0, Audio = 1 };
+constexpr int KIND_COUNT = 2;
+const char *kind_name (Kind kind);
+
+struct Codec
+{
+  const char *name;            /* SDP encoding name: VP8, H264, OPUS */
+  Kind kind;
+  const char *encoded_caps;    /* what an encoder makes, e.g. video/x-vp8 */
+  int clock_rate;
+  int default_pt;
+  const char *encoder;
+  const char *parser;          /* between encoder and payloader, or null */
+  const char *payloader;
+  const char *depayloader;
+  const char *decoder;
+};
+
+/* By SDP name, case-insensitive; null when unknown. */
+const Codec *codec_by_name (const std::string & name);
+/* The codec of already-encoded caps (video/x-vp8, ...); null for raw or
+ * unknown caps. */
+const Codec *codec_for_encoded (const GstCaps * caps);
+/* RTP caps for a codec with a payload type, as webrtcbin wants them for
+ * codec preferences and payloader output. */
+GstCaps *rtp_caps (const Codec & codec, int pt);
+/* RTP caps of every codec of `kind` this machine can depayload and decode,
+ * with our default payload types. */
+GstCaps *receivable_caps (Kind kind);
+
+/* The first factory in `factories` (comma list) that is missing, or "". */
+std::string missing_factory (const char *factories);
+
+/* A pad's published stream: sink pad -> queue -> [convert ! encoder |
+ * parser] -> tee. The chain after the queue is built when the first caps
+ * arrive, since they decide whether to encode or pass through. The tee feeds
+ * one payloader per member (Peer) and a clock branch that paces non-live
+ * input. */
+class Outgoing
+{
+public:
+  struct Settings
+  {
+    const Codec *raw_codec;    /* what raw input is encoded to */
+    guint video_bitrate;       /* bits per second */
+  };
+  using Ready = std::function<void (Outgoing &)>;
+  /* `plugin`: the name of a missing element; else `what` cannot be
+   * published. */
+  using Failed = std::function<void (const std::string & plugin,
+      const std::string & what)>;
+
+  Outgoing (GstBin * bin, Kind kind, Settings settings, Ready ready,
+      Failed failed);
+  /* Stops and removes our elements; members must be unlinked first. */
+  ~Outgoing ();
+
+  Kind kind () const { return kind_; }
+  /* The pad a ghost pad targets. */
+  GstPad *sink_pad () const;
+  /* The codec, once caps are known; null before. Any thread. */
+  const Codec *codec () const;
+  GstElement *tee () const { return tee_; }
+  /* Ask the encoder for a key frame now (a member joined). */
+  void force_key_unit ();
+
+private:
+  static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
+      gpointer self);
+  bool build (GstCaps * caps);
+
+  GstBin *bin_;
+  Kind kind_;
+  Settings settings_;
+  Ready ready_;
+  Failed failed_;
+  GstElement *queue_ = nullptr;
+  GstElement *tee_ = nullptr;
+  GstElement *encoder_ = nullptr;
+  std::vector<GstElement *> elements_;   /* all we added to bin_ */
+  mutable std::mutex lock_;
+  const Codec *codec_ = nullptr;
+};
+
+/* depayloader ! decoder ! converter, in a bin with a sink and a src pad. */
+GstElement *make_decoder (const Codec & codec, const std::string & name);
+/* queue ! payloader, in a bin with a sink and a src pad. */
+GstElement *make_payloader (const Codec & codec, int pt,
+    const std::string & name);
+
+}  // namespace peerjs

@@ -1,0 +1,19 @@
+/* The names of the elements' bus messages, one per event. Their fields are
+ * documented in docs/elements.md and in each element's gst-inspect text. */
+#pragma once
+
+namespace peerjs::message {
+
+constexpr const char *SOCKET_CONNECT = "peerjs-socket-connect";
+constexpr const char *SOCKET_DISCONNECT = "peerjs-socket-disconnect";
+constexpr const char *SOCKET_RESUMED = "peerjs-socket-resumed";
+constexpr const char *THREAD_CONNECT = "peerjs-thread-connect";
+constexpr const char *THREAD_CHANGE = "peerjs-thread-change";
+constexpr const char *THREAD_DISCONNECT = "peerjs-thread-disconnect";
+constexpr const char *MEDIA_CONNECT = "peerjs-media-connect";
+constexpr const char *MEDIA_DISCONNECT = "peerjs-media-disconnect";
+constexpr const char *PEER_FAILED = "peerjs-peer-failed";
+constexpr const char *SERVER_ERROR = "peerjs-server-error";
+constexpr const char *STATS = "peerjs-stats";
+
+}  // namespace peerjs::message

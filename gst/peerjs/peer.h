@@ -1,0 +1,127 @@
+/* One remote member that media may flow with: one webrtcbin, the
+ * payloaders that feed it from our published streams, and the decoders
+ * behind its output pads. The session with the larger id offers (the
+ * master); the other answers and asks for offers with stream:makeoffer.
+ *
+ * Threads: everything but `on_pad_added` runs on the signalling thread.
+ * webrtcbin's callbacks hand their work over to it; `on_pad_added` runs on
+ * a streaming thread and only touches `recv_`, under `lock_`.
+ */
+#pragma once
+
+#include "media.h"
+
+#include <gst/webrtc/webrtc.h>
+#include <json-glib/json-glib.h>
+
+#include <array>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace peerjs {
+
+/* What a Peer needs from its session. */
+class PeerHost
+{
+public:
+  virtual ~PeerHost () = default;
+  virtual GstBin *bin () = 0;
+  virtual void send (JsonObject * msg) = 0;
+  /* Run on the signalling thread. */
+  virtual void invoke (std::function<void ()> f) = 0;
+  /* What we want with `member` for `kind`, now. */
+  virtual bool wants_send (const std::string & member, Kind kind) = 0;
+  virtual bool wants_recv (const std::string & member, Kind kind) = 0;
+  virtual Outgoing *outgoing (Kind kind) = 0;
+  /* Configure a new webrtcbin (ICE servers, addresses, latency). */
+  virtual void configure (GstElement * webrtc) = 0;
+  /* Expose or withdraw a decoded pad on the element; any thread. */
+  virtual void add_output (GstPad * ghost, const std::string & member,
+      Kind kind) = 0;
+  virtual void remove_output (GstPad * ghost, const std::string & member,
+      Kind kind) = 0;
+  /* The connection to `member` is beyond repair; on the signalling thread. */
+  virtual void peer_failed (const std::string & member,
+      const std::string & reason) = 0;
+};
+
+class Peer
+{
+public:
+  Peer (PeerHost & host, std::string id, bool master);
+  ~Peer ();
+
+  const std::string & id () const { return id_; }
+  bool master () const { return master_; }
+
+  /* Bring the connection in line with what the host wants: the master
+   * renegotiates when something changed, the other side asks it to. */
+  void sync ();
+  /* The master was asked for an offer. */
+  void offer ();
+
+  void on_offer (const std::string & sdp);
+  void on_answer (const std::string & sdp);
+  void on_candidate (guint mline, const std::string & candidate);
+
+  /* Ask webrtcbin for statistics and hand `post` one peerjs-stats
+   * structure when they come (on a webrtcbin thread). */
+  void stats (std::function<void (GstStructure *)> post);
+
+  /* Stop everything and take our elements out of the bin. */
+  void close ();
+
+private:
+  struct Send
+  {
+    GstElement *payloader = nullptr;
+    GstPad *tee_pad = nullptr;
+    GstPad *webrtc_pad = nullptr;
+    const Codec *codec = nullptr;
+    int pt = -1;
+  };
+  struct Recv
+  {
+    GstElement *decoder = nullptr;
+    GstElement *parking = nullptr;   /* where output goes while not exposed */
+    GstPad *ghost = nullptr;
+  };
+
+  GstWebRTCRTPTransceiver *transceiver (Kind kind);
+  GstWebRTCRTPTransceiverDirection wanted_direction (Kind kind, bool * send,
+      bool * recv);
+  bool link_send (Kind kind, GstWebRTCRTPTransceiver * trans, int pt);
+  void unlink_send (Kind kind);
+  void negotiated ();
+  bool set_description (GstWebRTCSDPType type, const std::string & sdp,
+      bool local, GstWebRTCSessionDescription ** out = nullptr);
+
+  GstStructure *summarize (const GstStructure * reply);
+  void on_pad_added (GstPad * pad);
+  void expose (Kind kind, bool on);
+
+  PeerHost & host_;
+  std::string id_;
+  bool master_;
+  GstElement *webrtc_ = nullptr;
+  GstWebRTCDataChannel *channel_ = nullptr;
+
+  /* Signalling thread. */
+  std::array<Send, KIND_COUNT> send_;
+  std::array<GstWebRTCRTPTransceiverDirection, KIND_COUNT> direction_ {};
+  bool negotiated_once_ = false;
+  bool offer_again_ = false;
+  bool closed_ = false;
+  std::string remote_sdp_;         /* the last offer or answer we applied */
+
+  std::mutex lock_;                /* recv_, discards_ and closing_ */
+  std::array<Recv, KIND_COUNT> recv_;
+  std::vector<GstElement *> discards_;   /* sinks for streams not decoded */
+  guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;
+  GstClockTime last_stats_ = GST_CLOCK_TIME_NONE;
+  bool closing_ = false;
+};
+
+}  // namespace peerjs

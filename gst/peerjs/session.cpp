@@ -1,0 +1,610 @@
+#include "session.h"
+
+#include "message.h"
+
+#include <future>
+#include <nice/interfaces.h>
+
+GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
+#define GST_CAT_DEFAULT gst_peerjs_debug
+
+namespace peerjs {
+
+namespace {
+
+/* A constraint value is on when it is truthy, as in JavaScript. */
+bool
+truthy (JsonNode * node)
+{
+  if (!node || JSON_NODE_HOLDS_NULL (node))
+    return false;
+  if (JSON_NODE_HOLDS_OBJECT (node) || JSON_NODE_HOLDS_ARRAY (node))
+    return true;
+  GType t = json_node_get_value_type (node);
+  if (t == G_TYPE_BOOLEAN)
+    return json_node_get_boolean (node);
+  if (t == G_TYPE_INT64)
+    return json_node_get_int (node) != 0;
+  if (t == G_TYPE_DOUBLE)
+    return json_node_get_double (node) != 0;
+  if (t == G_TYPE_STRING)
+    return *json_node_get_string (node) != '\0';
+  return false;
+}
+
+JsonObject *
+new_message (const char *type)
+{
+  JsonObject *msg = json_object_new ();
+  json_object_set_string_member (msg, "type", type);
+  return msg;
+}
+
+}  // namespace
+
+Session::Session (GstElement * element) : element_ (element) {}
+
+Session::~Session ()
+{
+  stop ();
+}
+
+std::string
+Session::id () const
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return id_;
+}
+
+/* ------------------------------------------------------------------ */
+/* Element side */
+
+bool
+Session::start (const Config & config)
+{
+  config_ = config;
+  g_autoptr (GUri) uri = g_uri_parse (config_.server.c_str (),
+      G_URI_FLAGS_NONE, nullptr);
+  const char *scheme = uri ? g_uri_get_scheme (uri) : nullptr;
+  if (!scheme || (g_ascii_strcasecmp (scheme, "ws") != 0
+          && g_ascii_strcasecmp (scheme, "wss") != 0)) {
+    GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
+        ("The server must be a ws:// or wss:// URL, not '%s'.",
+            config_.server.c_str ()), (nullptr));
+    return false;
+  }
+  ProtocolLimits limits;
+  for (const std::string & t : config_.threads) {
+    if (!valid_name (t, limits.max_name_length)) {
+      GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
+          ("Thread name '%s' is not valid: 1 to %zu bytes of UTF-8 without "
+              "control characters.", t.c_str (), limits.max_name_length),
+          (nullptr));
+      return false;
+    }
+  }
+  fixed_ = !config_.constraints.empty ();
+  if (fixed_) {
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    g_autoptr (GError) error = nullptr;
+    if (!json_parser_load_from_data (parser, config_.constraints.c_str (), -1,
+            &error) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+      GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
+          ("constraints must be a JSON object such as "
+              "{\"video\":true,\"audio\":false}, not '%s'.",
+              config_.constraints.c_str ()),
+          ("%s", error ? error->message : "not an object"));
+      return false;
+    }
+    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+    fixed_media_.video = truthy (json_object_get_member (o, "video"));
+    fixed_media_.audio = truthy (json_object_get_member (o, "audio"));
+  }
+  std::string missing = missing_factory ("webrtcbin,nicesrc,dtlssrtpenc,"
+      "sctpenc,rtpbin");
+  if (!missing.empty ()) {
+    GST_ELEMENT_ERROR (element_, CORE, MISSING_PLUGIN,
+        ("The '%s' element is missing; it comes with GStreamer's "
+            "plugins-bad (webrtc, dtls, sctp), libnice and plugins-good.",
+            missing.c_str ()), (nullptr));
+    return false;
+  }
+
+  SignallingClient::Handlers handlers;
+  handlers.connected = [this] (const std::string & id, bool first, bool same,
+      bool resumed) { on_connected (id, first, same, resumed); };
+  handlers.message = [this] (JsonObject * msg) { on_message (msg); };
+  handlers.lost = [this] (const std::string & reason, bool fatal,
+      guint retry) { on_lost (reason, fatal, retry); };
+  client_ = std::make_unique<SignallingClient> (config_.server,
+      config_.tls_ca, std::move (handlers));
+  client_->start ();
+  return true;
+}
+
+void
+Session::stop ()
+{
+  if (!client_)
+    return;
+  client_->stop ();
+  /* The signalling thread is gone: what it owned is ours now. */
+  if (stats_source_) {
+    g_source_destroy (stats_source_);
+    g_source_unref (stats_source_);
+    stats_source_ = nullptr;
+  }
+  std::vector<std::string> members;
+  for (auto & p : peers_)
+    members.push_back (p.first);
+  for (const std::string & m : members)
+    close_peer (m);
+  threads_.clear ();
+  client_.reset ();
+  warned_offline_ = false;
+  std::lock_guard<std::mutex> guard (lock_);
+  id_.clear ();
+}
+
+GstPad *
+Session::add_outgoing (Kind kind, Outgoing::Settings settings)
+{
+  auto ready = [this] (Outgoing &) {
+    /* A streaming thread: the signalling thread takes it from here. */
+    if (client_)
+      invoke ([this] { constraints_changed (); });
+  };
+  auto failed = [this] (const std::string & plugin, const std::string & what) {
+    if (!plugin.empty ()) {
+      GST_ELEMENT_ERROR (element_, CORE, MISSING_PLUGIN,
+          ("The '%s' element is missing: %s.", plugin.c_str (), what.c_str ()),
+          (nullptr));
+    } else {
+      GST_ELEMENT_ERROR (element_, STREAM, FORMAT, ("%s.", what.c_str ()),
+          (nullptr));
+    }
+  };
+  auto out = std::make_unique<Outgoing> (bin (), kind, settings, ready,
+      failed);
+  GstPad *pad = out->sink_pad ();
+  std::lock_guard<std::mutex> guard (lock_);
+  outgoing_[(int) kind] = std::move (out);
+  return pad;
+}
+
+void
+Session::remove_outgoing (Kind kind)
+{
+  auto unlink = [this, kind] {
+    for (auto & p : peers_)
+      p.second->sync ();
+  };
+  std::unique_ptr<Outgoing> gone;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    gone = std::move (outgoing_[(int) kind]);
+  }
+  /* Members stop being fed before the stream's elements go. */
+  if (client_) {
+    std::promise<void> done;
+    invoke ([&] {
+      unlink ();
+      constraints_changed ();
+      done.set_value ();
+    });
+    done.get_future ().wait ();
+  } else {
+    unlink ();
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* PeerHost */
+
+void
+Session::send (JsonObject * msg)
+{
+  if (client_)
+    client_->send (msg);
+}
+
+void
+Session::invoke (std::function<void ()> f)
+{
+  if (client_)
+    client_->invoke (std::move (f));
+}
+
+Outgoing *
+Session::outgoing (Kind kind)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return outgoing_[(int) kind].get ();
+}
+
+bool
+Session::wants_send (const std::string & member, Kind kind)
+{
+  return outgoing (kind) && allowed (member, kind);
+}
+
+bool
+Session::wants_recv (const std::string & member, Kind kind)
+{
+  return config_.receives && allowed (member, kind);
+}
+
+void
+Session::configure (GstElement * webrtc)
+{
+  if (!config_.stun_server.empty ())
+    g_object_set (webrtc, "stun-server", config_.stun_server.c_str (), NULL);
+  if (!config_.turn_server.empty ())
+    g_object_set (webrtc, "turn-server", config_.turn_server.c_str (), NULL);
+  g_object_set (webrtc, "latency", config_.latency_ms, NULL);
+
+  std::vector<std::string> addresses = config_.ice_addresses;
+  if (addresses.empty ()) {
+    /* libnice leaves loopback out; on a host with nothing else (a
+     * loopback-only namespace) it would gather no candidate at all. */
+    GList *ips = nice_interfaces_get_local_ips (FALSE);
+    if (!ips)
+      addresses.push_back ("127.0.0.1");
+    g_list_free_full (ips, g_free);
+  }
+  if (addresses.empty ())
+    return;
+  g_autoptr (GObject) ice = nullptr;
+  g_object_get (webrtc, "ice-agent", &ice, NULL);
+  for (const std::string & a : addresses) {
+    gboolean ok = FALSE;
+    g_signal_emit_by_name (ice, "add-local-ip-address", a.c_str (), &ok);
+    if (!ok)
+      GST_WARNING_OBJECT (element_, "ICE cannot use address '%s'", a.c_str ());
+  }
+}
+
+void
+Session::add_output (GstPad * ghost, const std::string & member, Kind kind)
+{
+  gst_pad_set_active (ghost, TRUE);
+  gst_element_add_pad (element_, GST_PAD (gst_object_ref (ghost)));
+  post (gst_structure_new (message::MEDIA_CONNECT,
+          "member", G_TYPE_STRING, member.c_str (),
+          "kind", G_TYPE_STRING, kind_name (kind),
+          "pad", G_TYPE_STRING, GST_PAD_NAME (ghost), NULL));
+}
+
+void
+Session::remove_output (GstPad * ghost, const std::string & member, Kind kind)
+{
+  std::string name = GST_PAD_NAME (ghost);
+  gst_pad_set_active (ghost, FALSE);
+  gst_element_remove_pad (element_, ghost);
+  post (gst_structure_new (message::MEDIA_DISCONNECT,
+          "member", G_TYPE_STRING, member.c_str (),
+          "kind", G_TYPE_STRING, kind_name (kind),
+          "pad", G_TYPE_STRING, name.c_str (), NULL));
+}
+
+void
+Session::peer_failed (const std::string & member, const std::string & reason)
+{
+  GST_ELEMENT_WARNING (element_, STREAM, FAILED,
+      ("The connection to member %s failed.", member.c_str ()),
+      ("%s", reason.c_str ()));
+  post (gst_structure_new (message::PEER_FAILED,
+          "member", G_TYPE_STRING, member.c_str (),
+          "reason", G_TYPE_STRING, reason.c_str (), NULL));
+  /* Not from inside the Peer's own call: it is still on the stack. */
+  std::string m = member;
+  invoke ([this, m] { close_peer (m); });
+}
+
+/* ------------------------------------------------------------------ */
+/* Signalling */
+
+void
+Session::post (GstStructure * s)
+{
+  gst_element_post_message (element_,
+      gst_message_new_element (GST_OBJECT (element_), s));
+}
+
+void
+Session::on_connected (const std::string & id, bool first, bool same_id,
+    bool resumed)
+{
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    id_ = id;
+  }
+  warned_offline_ = false;
+  if (first || !same_id) {
+    if (!first) {
+      /* A new identity: every connection was made as the old one. */
+      std::vector<std::string> members;
+      for (auto & p : peers_)
+        members.push_back (p.first);
+      for (const std::string & m : members)
+        close_peer (m);
+      for (auto & t : threads_)
+        t.second.members.clear ();
+    }
+    GST_INFO_OBJECT (element_, "connected to %s as %s",
+        config_.server.c_str (), id.c_str ());
+    post (gst_structure_new (message::SOCKET_CONNECT,
+            "server", G_TYPE_STRING, config_.server.c_str (),
+            "id", G_TYPE_STRING, id.c_str (), NULL));
+    g_object_notify (G_OBJECT (element_), "session-id");
+    join_all ();
+  } else {
+    GST_INFO_OBJECT (element_, "back on %s as %s (%s)",
+        config_.server.c_str (), id.c_str (),
+        resumed ? "session kept" : "rejoining");
+    post (gst_structure_new (message::SOCKET_RESUMED,
+            "server", G_TYPE_STRING, config_.server.c_str (),
+            "id", G_TYPE_STRING, id.c_str (),
+            "restored", G_TYPE_BOOLEAN, resumed, NULL));
+    /* The server forgot us (restart, or the grace period passed): our
+     * threads are to be joined again; the media connections never
+     * needed the server and go on. */
+    if (!resumed)
+      join_all ();
+  }
+  if (config_.stats_interval_ms && !stats_source_) {
+    stats_source_ = g_timeout_source_new (config_.stats_interval_ms);
+    g_source_set_callback (stats_source_, [] (gpointer self) -> gboolean {
+      static_cast<Session *> (self)->collect_stats ();
+      return G_SOURCE_CONTINUE;
+    }, this, nullptr);
+    g_source_attach (stats_source_, client_->context ());
+  }
+}
+
+void
+Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
+{
+  if (fatal) {
+    GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
+        ("Could not connect to the signalling server %s.",
+            config_.server.c_str ()), ("%s", reason.c_str ()));
+    return;
+  }
+  if (!warned_offline_) {
+    warned_offline_ = true;
+    GST_ELEMENT_WARNING (element_, RESOURCE, OPEN_READ_WRITE,
+        ("Lost the signalling server %s; reconnecting. Media between "
+            "members goes on.", config_.server.c_str ()),
+        ("%s", reason.c_str ()));
+  }
+  post (gst_structure_new (message::SOCKET_DISCONNECT,
+          "server", G_TYPE_STRING, config_.server.c_str (),
+          "reason", G_TYPE_STRING, reason.c_str (),
+          "retry-in", G_TYPE_UINT, retry_ms, NULL));
+}
+
+Session::Media
+Session::our_media () const
+{
+  if (fixed_)
+    return fixed_media_;
+  /* Send what the pads carry, receive everything. */
+  Media m;
+  std::lock_guard<std::mutex> guard (lock_);
+  m.video = config_.receives || outgoing_[(int) Kind::Video] != nullptr;
+  m.audio = config_.receives || outgoing_[(int) Kind::Audio] != nullptr;
+  return m;
+}
+
+JsonObject *
+Session::our_constraints () const
+{
+  Media m = our_media ();
+  JsonObject *c = json_object_new ();
+  json_object_set_boolean_member (c, "video", m.video);
+  json_object_set_boolean_member (c, "audio", m.audio);
+  return c;
+}
+
+void
+Session::join_all ()
+{
+  for (const std::string & t : config_.threads) {
+    threads_[t];
+    JsonObject *msg = new_message ("thread:connect");
+    json_object_set_string_member (msg, "thread", t.c_str ());
+    json_object_set_object_member (msg, "constraints", our_constraints ());
+    send (msg);
+    json_object_unref (msg);
+  }
+}
+
+void
+Session::constraints_changed ()
+{
+  if (!fixed_ && client_ && client_->connected ()) {
+    for (auto & t : threads_) {
+      JsonObject *msg = new_message ("thread:change");
+      json_object_set_string_member (msg, "thread", t.first.c_str ());
+      json_object_set_object_member (msg, "constraints", our_constraints ());
+      send (msg);
+      json_object_unref (msg);
+    }
+  }
+  sync_all ();
+}
+
+bool
+Session::allowed (const std::string & member, Kind kind) const
+{
+  Media ours = our_media ();
+  if (!ours.has (kind))
+    return false;
+  for (auto & t : threads_) {
+    auto it = t.second.members.find (member);
+    if (it != t.second.members.end () && it->second.has (kind))
+      return true;
+  }
+  return false;
+}
+
+bool
+Session::shares_thread (const std::string & member) const
+{
+  for (auto & t : threads_)
+    if (t.second.members.count (member))
+      return true;
+  return false;
+}
+
+Peer *
+Session::ensure_peer (const std::string & member)
+{
+  auto it = peers_.find (member);
+  if (it != peers_.end ())
+    return it->second.get ();
+  if (!shares_thread (member))
+    return nullptr;
+  std::string me = id ();
+  auto peer = std::make_unique<Peer> (*this, member, me > member);
+  Peer *p = peer.get ();
+  peers_[member] = std::move (peer);
+  return p;
+}
+
+void
+Session::close_peer (const std::string & member)
+{
+  auto it = peers_.find (member);
+  if (it == peers_.end ())
+    return;
+  std::unique_ptr<Peer> peer = std::move (it->second);
+  peers_.erase (it);
+  peer->close ();
+}
+
+void
+Session::settle (const std::string & member)
+{
+  if (shares_thread (member)) {
+    if (Peer *p = ensure_peer (member))
+      p->sync ();
+  } else {
+    close_peer (member);
+  }
+}
+
+void
+Session::sync_all ()
+{
+  for (auto & p : peers_)
+    p.second->sync ();
+}
+
+void
+Session::on_message (JsonObject * msg)
+{
+  std::string type = json_string (msg, "type");
+  std::string from = json_string (msg, "from");
+  std::string thread = json_string (msg, "thread");
+
+  if (type == "thread:connect" || type == "thread:change") {
+    auto t = threads_.find (thread);
+    if (t == threads_.end () || from.empty ())
+      return;
+    JsonNode *c = json_object_get_member (msg, "constraints");
+    Media m;
+    if (c && JSON_NODE_HOLDS_OBJECT (c)) {
+      JsonObject *o = json_node_get_object (c);
+      m.video = truthy (json_object_get_member (o, "video"));
+      m.audio = truthy (json_object_get_member (o, "audio"));
+    }
+    bool joined = type == "thread:connect"
+        && !json_object_has_member (msg, "to");
+    t->second.members[from] = m;
+    if (joined) {
+      /* Answer a join directly, so both know each other's constraints. */
+      JsonObject *answer = new_message ("thread:connect");
+      json_object_set_string_member (answer, "to", from.c_str ());
+      json_object_set_string_member (answer, "thread", thread.c_str ());
+      json_object_set_object_member (answer, "constraints",
+          our_constraints ());
+      send (answer);
+      json_object_unref (answer);
+    }
+    post (gst_structure_new (type == "thread:change" ? message::THREAD_CHANGE
+            : message::THREAD_CONNECT,
+            "thread", G_TYPE_STRING, thread.c_str (),
+            "member", G_TYPE_STRING, from.c_str (),
+            "video", G_TYPE_BOOLEAN, m.video,
+            "audio", G_TYPE_BOOLEAN, m.audio, NULL));
+    if (Peer *p = ensure_peer (from))
+      p->sync ();
+  } else if (type == "thread:disconnect") {
+    auto t = threads_.find (thread);
+    if (t == threads_.end () || !t->second.members.erase (from))
+      return;
+    post (gst_structure_new (message::THREAD_DISCONNECT,
+            "thread", G_TYPE_STRING, thread.c_str (),
+            "member", G_TYPE_STRING, from.c_str (), NULL));
+    settle (from);
+  } else if (type == "socket:disconnect") {
+    for (auto & t : threads_) {
+      if (t.second.members.erase (from)) {
+        post (gst_structure_new (message::THREAD_DISCONNECT,
+                "thread", G_TYPE_STRING, t.first.c_str (),
+                "member", G_TYPE_STRING, from.c_str (), NULL));
+      }
+    }
+    close_peer (from);
+  } else if (type == "stream:offer" || type == "stream:answer"
+      || type == "stream:candidate" || type == "stream:makeoffer") {
+    JsonNode *data_node = json_object_get_member (msg, "data");
+    JsonObject *data = data_node && JSON_NODE_HOLDS_OBJECT (data_node)
+        ? json_node_get_object (data_node) : nullptr;
+    Peer *p = type == "stream:offer" ? ensure_peer (from)
+        : (peers_.count (from) ? peers_[from].get () : nullptr);
+    if (!p) {
+      GST_DEBUG_OBJECT (element_, "%s from %s, who shares no thread with us",
+          type.c_str (), from.c_str ());
+      return;
+    }
+    if (type == "stream:makeoffer") {
+      p->offer ();
+    } else if (type == "stream:candidate") {
+      std::string candidate = json_string (data, "candidate");
+      const char *index = data && json_object_has_member (data,
+          "sdpMLineIndex") ? "sdpMLineIndex" : "label";
+      JsonNode *n = data ? json_object_get_member (data, index) : nullptr;
+      if (n && JSON_NODE_HOLDS_VALUE (n)
+          && json_node_get_value_type (n) == G_TYPE_INT64)
+        p->on_candidate ((guint) json_node_get_int (n), candidate);
+    } else {
+      std::string sdp = json_string (data, "sdp");
+      if (type == "stream:offer")
+        p->on_offer (sdp);
+      else
+        p->on_answer (sdp);
+    }
+  } else if (type == "error") {
+    std::string code = json_string (msg, "code");
+    std::string text = json_string (msg, "message");
+    GST_WARNING_OBJECT (element_, "server refused a message: %s: %s",
+        code.c_str (), text.c_str ());
+    post (gst_structure_new (message::SERVER_ERROR,
+            "code", G_TYPE_STRING, code.c_str (),
+            "message", G_TYPE_STRING, text.c_str (),
+            "ref-type", G_TYPE_STRING, json_string (msg, "ref_type").c_str (),
+            NULL));
+  }
+}
+
+void
+Session::collect_stats ()
+{
+  for (auto & p : peers_)
+    p.second->stats ([this] (GstStructure * s) { post (s); });
+}
+
+}  // namespace peerjs

@@ -1,0 +1,122 @@
+/* The core the three elements share: one session with peerjs-signalling
+ * (identity, threads, members and their constraints) and the mesh of Peers
+ * it keeps with the members that media may flow with. The element
+ * forwards its properties as a Config and its request pads as Outgoing
+ * streams; the session adds and removes the element's member pads and
+ * posts its bus messages.
+ *
+ * Threads: start(), stop(), add_outgoing() and remove_outgoing() are called
+ * by the element (application or state-change thread). Everything else runs
+ * on the signalling thread of the SignallingClient.
+ */
+#pragma once
+
+#include "media.h"
+#include "messages.h"
+#include "peer.h"
+#include "signalling-client.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace peerjs {
+
+struct Config
+{
+  std::string server;
+  std::string tls_ca;
+  std::vector<std::string> threads;
+  std::string constraints;              /* JSON object, or "" for automatic */
+  bool receives = false;                /* a source element */
+  std::string stun_server;
+  std::string turn_server;
+  std::vector<std::string> ice_addresses;   /* empty: automatic */
+  guint latency_ms = 0;
+  guint stats_interval_ms = 0;          /* 0: no stats */
+};
+
+
+class Session : public PeerHost
+{
+public:
+  explicit Session (GstElement * element);
+  ~Session () override;
+
+  /* Check the config and connect; false (with an error posted) when the
+   * config cannot work. */
+  bool start (const Config & config);
+  /* Leave, close every connection, remove member pads. */
+  void stop ();
+
+  /* A published stream for a sink pad; the pad to target. */
+  GstPad *add_outgoing (Kind kind, Outgoing::Settings settings);
+  void remove_outgoing (Kind kind);
+
+  std::string id () const;
+
+  /* PeerHost */
+  GstBin *bin () override { return GST_BIN (element_); }
+  void send (JsonObject * msg) override;
+  void invoke (std::function<void ()> f) override;
+  bool wants_send (const std::string & member, Kind kind) override;
+  bool wants_recv (const std::string & member, Kind kind) override;
+  Outgoing *outgoing (Kind kind) override;
+  void configure (GstElement * webrtc) override;
+  void add_output (GstPad * ghost, const std::string & member,
+      Kind kind) override;
+  void remove_output (GstPad * ghost, const std::string & member,
+      Kind kind) override;
+  void peer_failed (const std::string & member,
+      const std::string & reason) override;
+
+private:
+  struct Media
+  {
+    bool video = false;
+    bool audio = false;
+    bool has (Kind k) const { return k == Kind::Video ? video : audio; }
+  };
+  struct Thread
+  {
+    std::map<std::string, Media> members;
+  };
+
+  /* Signalling thread. */
+  void on_connected (const std::string & id, bool first, bool same_id,
+      bool resumed);
+  void on_message (JsonObject * msg);
+  void on_lost (const std::string & reason, bool fatal, guint retry_ms);
+  void join_all ();
+  Media our_media () const;
+  JsonObject *our_constraints () const;
+  bool allowed (const std::string & member, Kind kind) const;
+  bool shares_thread (const std::string & member) const;
+  Peer *ensure_peer (const std::string & member);
+  void settle (const std::string & member);
+  void close_peer (const std::string & member);
+  void sync_all ();
+  void constraints_changed ();
+  void post (GstStructure * s);
+  void collect_stats ();
+
+  GstElement *element_;
+  Config config_;
+  std::unique_ptr<SignallingClient> client_;
+
+  mutable std::mutex lock_;             /* id_ and outgoing_ */
+  std::string id_;
+  std::unique_ptr<Outgoing> outgoing_[KIND_COUNT];
+
+  /* Signalling thread. */
+  std::map<std::string, Thread> threads_;
+  std::map<std::string, std::unique_ptr<Peer>> peers_;
+  Media fixed_media_;                   /* from config_.constraints */
+  bool fixed_ = false;
+  bool warned_offline_ = false;
+  GSource *stats_source_ = nullptr;
+};
+
+}  // namespace peerjs

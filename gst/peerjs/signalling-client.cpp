@@ -1,0 +1,314 @@
+#include "signalling-client.h"
+
+#include <gst/gst.h>
+#include <libsoup/soup.h>
+
+GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
+#define GST_CAT_DEFAULT gst_peerjs_debug
+
+namespace peerjs {
+
+namespace {
+
+/* How long the first connection may take before it counts as failed; a
+ * reconnect waits the same. */
+constexpr guint CONNECT_TIMEOUT_MS = 5000;
+/* Reconnect backoff: 250 ms doubling up to 5 s. */
+constexpr guint RETRY_FIRST_MS = 250;
+constexpr guint RETRY_MAX_MS = 5000;
+/* Relayed SDP stays under the server's 64 KiB bound; leave room for what
+ * the server adds. */
+constexpr guint64 MAX_INCOMING = 1024 * 1024;
+
+struct Invocation
+{
+  std::function<void ()> f;
+};
+
+}  // namespace
+
+std::string
+json_string (JsonObject * obj, const char * name)
+{
+  if (!obj || !json_object_has_member (obj, name))
+    return {};
+  JsonNode *node = json_object_get_member (obj, name);
+  if (!JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_STRING)
+    return {};
+  return json_node_get_string (node);
+}
+
+SignallingClient::SignallingClient (std::string url, std::string tls_ca,
+    Handlers handlers)
+  : url_ (std::move (url)), tls_ca_ (std::move (tls_ca)),
+    handlers_ (std::move (handlers))
+{
+  context_ = g_main_context_new ();
+  loop_ = g_main_loop_new (context_, FALSE);
+}
+
+SignallingClient::~SignallingClient ()
+{
+  stop ();
+  g_main_loop_unref (loop_);
+  g_main_context_unref (context_);
+}
+
+void
+SignallingClient::start ()
+{
+  thread_ = std::thread ([this] { run (); });
+}
+
+void
+SignallingClient::run ()
+{
+  g_main_context_push_thread_default (context_);
+  session_ = soup_session_new_with_options ("user-agent", "gst-peerjs", NULL);
+  if (!tls_ca_.empty ()) {
+    g_autoptr (GError) error = nullptr;
+    g_autoptr (GTlsDatabase) db = g_tls_file_database_new (tls_ca_.c_str (),
+        &error);
+    if (db)
+      soup_session_set_tls_database (session_, db);
+    else
+      GST_WARNING ("tls-ca %s: %s", tls_ca_.c_str (), error->message);
+  }
+  connect ();
+  g_main_loop_run (loop_);
+
+  /* Stopped: drop what is left on this thread, where it was made. */
+  if (retry_source_) {
+    g_source_destroy (retry_source_);
+    g_source_unref (retry_source_);
+    retry_source_ = nullptr;
+  }
+  if (cancellable_) {
+    g_cancellable_cancel (cancellable_);
+    g_clear_object (&cancellable_);
+  }
+  if (ws_) {
+    g_signal_handlers_disconnect_by_data (ws_, this);
+    g_clear_object (&ws_);
+  }
+  soup_session_abort (session_);
+  /* Let cancelled operations finish on this context before it goes. */
+  while (g_main_context_iteration (context_, FALSE)) {
+  }
+  g_clear_object (&session_);
+  g_main_context_pop_thread_default (context_);
+}
+
+void
+SignallingClient::stop ()
+{
+  if (!thread_.joinable ())
+    return;
+  invoke ([this] {
+    stopping_ = true;
+    if (ws_ && soup_websocket_connection_get_state (ws_)
+        == SOUP_WEBSOCKET_STATE_OPEN) {
+      soup_websocket_connection_send_text (ws_,
+          "{\"type\":\"socket:disconnect\"}");
+      soup_websocket_connection_close (ws_, SOUP_WEBSOCKET_CLOSE_NORMAL,
+          nullptr);
+      /* Wait for the server's close frame, but not for long. */
+      GSource *t = g_timeout_source_new (1000);
+      g_source_set_callback (t, [] (gpointer loop) {
+        g_main_loop_quit (static_cast<GMainLoop *> (loop));
+        return G_SOURCE_REMOVE;
+      }, loop_, nullptr);
+      g_source_attach (t, context_);
+      g_source_unref (t);
+    } else {
+      g_main_loop_quit (loop_);
+    }
+  });
+  thread_.join ();
+}
+
+void
+SignallingClient::invoke (std::function<void ()> f)
+{
+  auto *inv = new Invocation { std::move (f) };
+  g_main_context_invoke_full (context_, G_PRIORITY_DEFAULT, [] (gpointer d) {
+    static_cast<Invocation *> (d)->f ();
+    return G_SOURCE_REMOVE;
+  }, inv, [] (gpointer d) { delete static_cast<Invocation *> (d); });
+}
+
+void
+SignallingClient::send (JsonObject * msg)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  json_node_set_object (node, msg);
+  g_autofree char *text = json_to_string (node, FALSE);
+  if (!ws_ || soup_websocket_connection_get_state (ws_)
+      != SOUP_WEBSOCKET_STATE_OPEN) {
+    GST_DEBUG ("not connected, dropped %s", text);
+    return;
+  }
+  GST_LOG ("send %s", text);
+  soup_websocket_connection_send_text (ws_, text);
+}
+
+void
+SignallingClient::connect ()
+{
+  std::string url = url_;
+  if (!token_.empty ()) {
+    g_autofree char *escaped = g_uri_escape_string (token_.c_str (), nullptr,
+        FALSE);
+    url += (url.find ('?') == std::string::npos ? "?" : "&");
+    url += "resume=" + std::string (escaped) + "&last="
+        + std::to_string (last_seq_);
+  }
+  SoupMessage *msg = soup_message_new ("GET", url.c_str ());
+  if (!msg) {
+    /* Checked when the element starts; a URL that still does not parse is
+     * final. */
+    handlers_.lost ("'" + url_ + "' is not a WebSocket URL", true, 0);
+    return;
+  }
+  cancellable_ = g_cancellable_new ();
+  /* Our own bound on the connection attempt: libsoup's I/O timeout would
+   * also cut an idle WebSocket later. */
+  GSource *t = g_timeout_source_new (CONNECT_TIMEOUT_MS);
+  g_source_set_callback (t, [] (gpointer c) {
+    g_cancellable_cancel (G_CANCELLABLE (c));
+    return G_SOURCE_REMOVE;
+  }, g_object_ref (cancellable_), g_object_unref);
+  g_source_attach (t, context_);
+  GSource *timeout = t;
+
+  struct Pending
+  {
+    SignallingClient *self;
+    GSource *timeout;
+  };
+  soup_session_websocket_connect_async (session_, msg, nullptr, nullptr,
+      G_PRIORITY_DEFAULT, cancellable_,
+      [] (GObject * source, GAsyncResult * result, gpointer data) {
+        auto *p = static_cast<Pending *> (data);
+        g_source_destroy (p->timeout);
+        g_source_unref (p->timeout);
+        p->self->on_connected (source, result);
+        delete p;
+      }, new Pending { this, timeout });
+  g_object_unref (msg);
+}
+
+void
+SignallingClient::on_connected (GObject * source, GAsyncResult * result)
+{
+  g_autoptr (GError) error = nullptr;
+  SoupWebsocketConnection *ws = soup_session_websocket_connect_finish (
+      SOUP_SESSION (source), result, &error);
+  bool timed_out = cancellable_ && g_cancellable_is_cancelled (cancellable_);
+  g_clear_object (&cancellable_);
+  if (stopping_) {
+    g_clear_object (&ws);
+    g_main_loop_quit (loop_);
+    return;
+  }
+  if (!ws) {
+    std::string reason = timed_out
+        ? "no answer within " + std::to_string (CONNECT_TIMEOUT_MS / 1000) + " s"
+        : std::string (error ? error->message : "unknown error");
+    if (!greeted_once_)
+      handlers_.lost (reason, true, 0);
+    else
+      schedule_reconnect (reason);
+    return;
+  }
+  ws_ = ws;
+  soup_websocket_connection_set_max_incoming_payload_size (ws_, MAX_INCOMING);
+  g_signal_connect (ws_, "message", G_CALLBACK (+[] (SoupWebsocketConnection *,
+              gint type, GBytes * bytes, gpointer self) {
+        if (type == SOUP_WEBSOCKET_DATA_TEXT)
+          static_cast<SignallingClient *> (self)->on_message (bytes);
+      }), this);
+  g_signal_connect (ws_, "closed", G_CALLBACK (+[] (SoupWebsocketConnection *,
+              gpointer self) {
+        static_cast<SignallingClient *> (self)->on_closed ();
+      }), this);
+}
+
+void
+SignallingClient::on_message (GBytes * bytes)
+{
+  gsize size = 0;
+  const char *text = static_cast<const char *> (g_bytes_get_data (bytes,
+          &size));
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = nullptr;
+  if (!json_parser_load_from_data (parser, text, size, &error)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+    GST_WARNING ("server sent a frame that is not a JSON object: %s",
+        error ? error->message : "not an object");
+    return;
+  }
+  JsonObject *msg = json_node_get_object (json_parser_get_root (parser));
+  GST_LOG ("recv %.*s", (int) size, text);
+
+  std::string type = json_string (msg, "type");
+  if (type == "socket:connect" && !json_object_has_member (msg, "seq")) {
+    std::string id = json_string (msg, "id");
+    bool resumed = json_object_has_member (msg, "resumed")
+        && json_object_get_boolean_member (msg, "resumed");
+    bool first = !greeted_once_;
+    bool same = id == id_;
+    if (!same)
+      last_seq_ = 0;
+    id_ = id;
+    token_ = json_string (msg, "token");
+    greeted_once_ = true;
+    retry_ = 0;
+    handlers_.connected (id, first, same, resumed);
+    return;
+  }
+  if (json_object_has_member (msg, "seq")) {
+    gint64 seq = json_object_get_int_member (msg, "seq");
+    if (seq <= last_seq_) {
+      GST_DEBUG ("dropping replayed seq %" G_GINT64_FORMAT, seq);
+      return;
+    }
+    last_seq_ = seq;
+  }
+  handlers_.message (msg);
+}
+
+void
+SignallingClient::on_closed ()
+{
+  gushort code = soup_websocket_connection_get_close_code (ws_);
+  g_signal_handlers_disconnect_by_data (ws_, this);
+  g_clear_object (&ws_);
+  if (stopping_) {
+    g_main_loop_quit (loop_);
+    return;
+  }
+  schedule_reconnect ("the connection closed (code " + std::to_string (code)
+      + ")");
+}
+
+void
+SignallingClient::schedule_reconnect (const std::string & reason)
+{
+  guint delay = RETRY_FIRST_MS << MIN (retry_, 5u);
+  delay = MIN (delay, RETRY_MAX_MS);
+  retry_++;
+  handlers_.lost (reason, false, delay);
+  retry_source_ = g_timeout_source_new (delay);
+  g_source_set_callback (retry_source_, [] (gpointer d) {
+    auto *self = static_cast<SignallingClient *> (d);
+    g_source_unref (self->retry_source_);
+    self->retry_source_ = nullptr;
+    self->connect ();
+    return G_SOURCE_REMOVE;
+  }, this, nullptr);
+  g_source_attach (retry_source_, context_);
+}
+
+}  // namespace peerjs
