@@ -85,16 +85,81 @@ direction_name (Direction d)
   }
 }
 
-Kind
-kind_of_media (const GstSDPMessage * sdp, guint mline, bool * ok)
+bool
+sends (GstWebRTCRTPTransceiverDirection d)
 {
-  *ok = false;
-  if (!sdp || mline >= gst_sdp_message_medias_len (sdp))
-    return Kind::Video;
-  const char *media = gst_sdp_media_get_media (gst_sdp_message_get_media (sdp,
-          mline));
-  *ok = g_strcmp0 (media, "video") == 0 || g_strcmp0 (media, "audio") == 0;
-  return g_strcmp0 (media, "audio") == 0 ? Kind::Audio : Kind::Video;
+  return d == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV
+      || d == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY;
+}
+
+bool
+recvs (GstWebRTCRTPTransceiverDirection d)
+{
+  return d == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV
+      || d == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY;
+}
+
+GstWebRTCRTPTransceiverDirection
+make_direction (bool send, bool recv)
+{
+  if (send && recv)
+    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV;
+  if (send)
+    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY;
+  if (recv)
+    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY;
+  return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+}
+
+/* The other end's view of a direction. */
+GstWebRTCRTPTransceiverDirection
+reverse (GstWebRTCRTPTransceiverDirection d)
+{
+  return make_direction (recvs (d), sends (d));
+}
+
+GstWebRTCRTPTransceiverDirection
+intersect (GstWebRTCRTPTransceiverDirection a,
+    GstWebRTCRTPTransceiverDirection b)
+{
+  return make_direction (sends (a) && sends (b), recvs (a) && recvs (b));
+}
+
+const char *const DIRECTIONS[] = { "sendrecv", "sendonly", "recvonly",
+  "inactive" };
+
+GstWebRTCRTPTransceiverDirection
+media_direction (const GstSDPMedia * media)
+{
+  /* Port 0 rejects an m-line, unless it is only to be bundled. */
+  if (gst_sdp_media_get_port (media) == 0
+      && !gst_sdp_media_get_attribute_val (media, "bundle-only"))
+    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const char *key = gst_sdp_media_get_attribute (media, i)->key;
+    if (g_strcmp0 (key, "sendonly") == 0)
+      return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY;
+    if (g_strcmp0 (key, "recvonly") == 0)
+      return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY;
+    if (g_strcmp0 (key, "inactive") == 0)
+      return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+  }
+  return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV;
+}
+
+void
+set_media_direction (GstSDPMedia * media, GstWebRTCRTPTransceiverDirection d)
+{
+  for (guint i = gst_sdp_media_attributes_len (media); i-- > 0;) {
+    const char *key = gst_sdp_media_get_attribute (media, i)->key;
+    for (const char *name : DIRECTIONS)
+      if (g_strcmp0 (key, name) == 0) {
+        gst_sdp_media_remove_attribute (media, i);
+        break;
+      }
+  }
+  /* An empty value, not null: webrtcbin reads every value as text. */
+  gst_sdp_media_add_attribute (media, direction_name (d), "");
 }
 
 }  // namespace
@@ -159,125 +224,209 @@ Peer::~Peer ()
 
 /* ------------------------------------------------------------------ */
 
-GstWebRTCRTPTransceiver *
-Peer::transceiver (Kind kind)
+/* ------------------------------------------------------------------ */
+/* What we want, and what webrtcbin is told */
+
+Peer::Direction
+Peer::ideal (Kind kind)
 {
-  GArray *all = nullptr;
-  g_signal_emit_by_name (webrtc_, "get-transceivers", &all);
-  if (!all)
-    return nullptr;
-  GstWebRTCRTPTransceiver *found = nullptr;
-  g_autoptr (GstSDPMessage) sdp = nullptr;
-  if (!remote_sdp_.empty ())
-    gst_sdp_message_new_from_text (remote_sdp_.c_str (), &sdp);
-  for (guint i = 0; i < all->len && !found; i++) {
-    auto *t = g_array_index (all, GstWebRTCRTPTransceiver *, i);
-    GstWebRTCKind k = GST_WEBRTC_KIND_UNKNOWN;
-    guint mline = G_MAXUINT;
-    g_object_get (t, "kind", &k, "mlineindex", &mline, NULL);
-    bool ok = false;
-    Kind from_sdp = kind_of_media (sdp, mline, &ok);
-    bool match = ok ? from_sdp == kind
-        : (k == (kind == Kind::Video ? GST_WEBRTC_KIND_VIDEO
-              : GST_WEBRTC_KIND_AUDIO));
-    if (match)
-      found = GST_WEBRTC_RTP_TRANSCEIVER (gst_object_ref (t));
-  }
-  g_array_unref (all);
-  return found;
+  return make_direction (host_.outgoing (kind) != nullptr, host_.receives ());
 }
 
-Direction
-Peer::wanted_direction (Kind kind, bool * send, bool * recv)
+Peer::Direction
+Peer::wanted (Kind kind)
 {
   Outgoing *out = host_.outgoing (kind);
-  *send = host_.wants_send (id_, kind) && out && out->codec ();
-  *recv = host_.wants_recv (id_, kind);
-  if (*send && *recv)
-    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV;
-  if (*send)
-    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY;
-  if (*recv)
-    return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY;
-  return GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+  return make_direction (host_.wants_send (id_, kind) && out && out->codec (),
+      host_.wants_recv (id_, kind));
 }
 
 bool
-Peer::link_send (Kind kind, GstWebRTCRTPTransceiver * trans, int pt)
+Peer::make_payloader (Kind kind, int pt, const char *pad_name)
 {
-  Send & s = send_[(int) kind];
-  Outgoing *out = host_.outgoing (kind);
-  const Codec *codec = out ? out->codec () : nullptr;
-  if (!codec)
+  Slot & s = slots_[(int) kind];
+  const Codec *codec = host_.outgoing (kind)->codec ();
+  std::string name = std::string ("pay-") + kind_name (kind) + "-" + id_;
+  s.payloader = peerjs::make_payloader (*codec, pt, name);
+  if (!s.payloader)
     return false;
-  if (!s.payloader) {
-    std::string name = std::string ("pay-") + kind_name (kind) + "-" + id_;
-    s.payloader = make_payloader (*codec, pt, name);
-    if (!s.payloader)
-      return false;
-    gst_bin_add (host_.bin (), s.payloader);
-    GstPadTemplate *templ = gst_element_get_pad_template (webrtc_, "sink_%u");
-    g_autofree char *pad_name = nullptr;
-    if (trans) {
-      guint mline = G_MAXUINT;
-      g_object_get (trans, "mlineindex", &mline, NULL);
-      if (mline != G_MAXUINT)
-        pad_name = g_strdup_printf ("sink_%u", mline);
-    }
-    g_autoptr (GstCaps) caps = rtp_caps (*codec, pt);
-    s.webrtc_pad = gst_element_request_pad (webrtc_, templ, pad_name, caps);
-    g_autoptr (GstPad) pay_src = gst_element_get_static_pad (s.payloader,
-        "src");
-    if (!s.webrtc_pad || gst_pad_link (pay_src, s.webrtc_pad) != GST_PAD_LINK_OK) {
-      GST_WARNING ("%s: cannot link the %s payloader to webrtcbin",
-          id_.c_str (), kind_name (kind));
-      return false;
-    }
-    s.codec = codec;
-    s.pt = pt;
-    gst_element_sync_state_with_parent (s.payloader);
+  gst_bin_add (host_.bin (), s.payloader);
+  GstPadTemplate *templ = gst_element_get_pad_template (webrtc_, "sink_%u");
+  g_autoptr (GstCaps) caps = rtp_caps (*codec, pt);
+  s.webrtc_pad = gst_element_request_pad (webrtc_, templ, pad_name, caps);
+  g_autoptr (GstPad) src = gst_element_get_static_pad (s.payloader, "src");
+  if (!s.webrtc_pad || gst_pad_link (src, s.webrtc_pad) != GST_PAD_LINK_OK) {
+    GST_WARNING ("%s: cannot link the %s payloader to webrtcbin",
+        id_.c_str (), kind_name (kind));
+    return false;
   }
-  if (!s.tee_pad) {
-    s.tee_pad = gst_element_request_pad_simple (out->tee (), "src_%u");
-    g_autoptr (GstPad) pay_sink = gst_element_get_static_pad (s.payloader,
-        "sink");
-    gst_pad_link (s.tee_pad, pay_sink);
+  s.pt = pt;
+  gst_element_sync_state_with_parent (s.payloader);
+  return true;
+}
+
+bool
+Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
+{
+  Slot & s = slots_[(int) kind];
+  Direction fixed = ideal (kind);
+  if (fixed == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE || !prefs
+      || gst_caps_is_empty (prefs))
+    return false;
+  if (sends (fixed)) {
+    if (!make_payloader (kind, pt, nullptr))
+      return false;
+    g_object_get (s.webrtc_pad, "transceiver", &s.trans, NULL);
+  } else {
+    g_signal_emit_by_name (webrtc_, "add-transceiver", fixed, prefs, &s.trans);
   }
+  if (!s.trans)
+    return false;
+  g_object_set (s.trans, "codec-preferences", prefs, "direction", fixed, NULL);
+  s.fixed = fixed;
+  GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
+      direction_name (fixed));
   return true;
 }
 
 void
-Peer::unlink_send (Kind kind)
+Peer::feed (Kind kind, bool on)
 {
-  Send & s = send_[(int) kind];
-  if (!s.tee_pad)
-    return;
-  g_autoptr (GstPad) peer = gst_pad_get_peer (s.tee_pad);
-  if (peer)
-    gst_pad_unlink (s.tee_pad, peer);
-  /* The stream may already be gone from the host: ask the pad. */
-  g_autoptr (GstElement) tee = gst_pad_get_parent_element (s.tee_pad);
-  if (tee)
-    gst_element_release_request_pad (tee, s.tee_pad);
-  gst_clear_object (&s.tee_pad);
+  Slot & s = slots_[(int) kind];
+  Outgoing *out = host_.outgoing (kind);
+  if (on && !s.tee_pad && s.payloader && out) {
+    s.tee_pad = gst_element_request_pad_simple (out->tee (), "src_%u");
+    g_autoptr (GstPad) sink = gst_element_get_static_pad (s.payloader, "sink");
+    gst_pad_link (s.tee_pad, sink);
+    /* A member that starts receiving gets a key frame at once. */
+    out->force_key_unit ();
+  } else if (!on && s.tee_pad) {
+    g_autoptr (GstPad) peer = gst_pad_get_peer (s.tee_pad);
+    if (peer)
+      gst_pad_unlink (s.tee_pad, peer);
+    /* The stream may be gone from the host already: ask the pad. */
+    g_autoptr (GstElement) tee = gst_pad_get_parent_element (s.tee_pad);
+    if (tee)
+      gst_element_release_request_pad (tee, s.tee_pad);
+    gst_clear_object (&s.tee_pad);
+  }
+}
+
+/* Remote SDP (local = false): note what the member says for each of our
+ * m-lines, and tell webrtcbin the mirror of its fixed direction. Local SDP
+ * (local = true): tell the member our true directions. Other audio and
+ * video m-lines are inactive both ways, so they never change either. */
+void
+Peer::rewrite (GstSDPMessage * sdp, bool local)
+{
+  for (guint i = 0; i < gst_sdp_message_medias_len (sdp); i++) {
+    auto *media = const_cast<GstSDPMedia *> (gst_sdp_message_get_media (sdp,
+            i));
+    const char *type = gst_sdp_media_get_media (media);
+    if (g_strcmp0 (type, "audio") != 0 && g_strcmp0 (type, "video") != 0)
+      continue;
+    Slot *slot = nullptr;
+    for (Slot & s : slots_)
+      if (s.trans && s.mline == i)
+        slot = &s;
+    Direction d = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+    if (slot && local) {
+      d = slot->local;
+    } else if (slot) {
+      slot->remote = media_direction (media);
+      d = reverse (slot->fixed);
+    }
+    set_media_direction (media, d);
+  }
+}
+
+bool
+Peer::apply (GstWebRTCSDPType type, GstSDPMessage * sdp, bool local)
+{
+  GstSDPMessage *copy = nullptr;
+  gst_sdp_message_copy (sdp, &copy);
+  GstWebRTCSessionDescription *desc =
+      gst_webrtc_session_description_new (type, copy);
+  Promise p;
+  g_signal_emit_by_name (webrtc_, local ? "set-local-description"
+      : "set-remote-description", desc, p.get ());
+  gst_webrtc_session_description_free (desc);
+  std::string error;
+  const GstStructure *reply = nullptr;
+  if (p.wait (&reply, &error))
+    return true;
+  std::string what = std::string (local ? "our " : "its ")
+      + gst_webrtc_sdp_type_to_string (type);
+  if (local)
+    GST_WARNING ("%s: setting %s failed: %s", id_.c_str (), what.c_str (),
+        error.c_str ());
+  else
+    host_.peer_failed (id_, what + " was refused: " + error);
+  return false;
+}
+
+GstSDPMessage *
+Peer::create (const char *what)
+{
+  Promise p;
+  g_signal_emit_by_name (webrtc_, (std::string ("create-") + what).c_str (),
+      nullptr, p.get ());
+  std::string error;
+  const GstStructure *reply = nullptr;
+  GstWebRTCSessionDescription *desc = nullptr;
+  if (p.wait (&reply, &error) && reply)
+    gst_structure_get (reply, what, GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
+        &desc, NULL);
+  if (!desc) {
+    host_.peer_failed (id_, std::string ("creating an ") + what + " failed: "
+        + error);
+    return nullptr;
+  }
+  GstSDPMessage *sdp = nullptr;
+  gst_sdp_message_copy (desc->sdp, &sdp);
+  gst_webrtc_session_description_free (desc);
+  return sdp;
+}
+
+void
+Peer::send_sdp (const char *type, GstSDPMessage * sdp)
+{
+  g_autofree char *text = gst_sdp_message_as_text (sdp);
+  JsonObject *msg = json_object_new ();
+  json_object_set_string_member (msg, "type",
+      (std::string ("stream:") + type).c_str ());
+  json_object_set_string_member (msg, "to", id_.c_str ());
+  JsonObject *data = json_object_new ();
+  json_object_set_string_member (data, "type", type);
+  json_object_set_string_member (data, "sdp", text);
+  json_object_set_object_member (msg, "data", data);
+  host_.send (msg);
+  json_object_unref (msg);
 }
 
 /* ------------------------------------------------------------------ */
+/* Negotiation */
 
 void
 Peer::sync ()
 {
-  if (closed_)
+  if (closed_ || !host_.media_ready ())
     return;
   if (!master_) {
+    if (!pending_offer_.empty ()) {
+      std::string sdp = std::move (pending_offer_);
+      pending_offer_.clear ();
+      on_offer (sdp);
+      return;
+    }
     if (!negotiated_once_)
       return;   /* the master offers as soon as it knows us */
     for (int k = 0; k < KIND_COUNT; k++) {
-      bool send, recv;
-      Direction want = wanted_direction ((Kind) k, &send, &recv);
-      g_autoptr (GstWebRTCRTPTransceiver) trans = transceiver ((Kind) k);
-      if ((trans || want != GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE)
-          && want != direction_[k]) {
+      Slot & s = slots_[k];
+      Direction w = wanted ((Kind) k);
+      bool differs = s.trans ? intersect (w, reverse (s.remote)) != s.local
+          : w != GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+      if (differs) {
         JsonObject *msg = json_object_new ();
         json_object_set_string_member (msg, "type", "stream:makeoffer");
         json_object_set_string_member (msg, "to", id_.c_str ());
@@ -292,44 +441,18 @@ Peer::sync ()
   bool changed = !negotiated_once_;
   for (int k = 0; k < KIND_COUNT; k++) {
     Kind kind = (Kind) k;
-    bool send, recv;
-    Direction want = wanted_direction (kind, &send, &recv);
-    g_autoptr (GstWebRTCRTPTransceiver) trans = transceiver (kind);
-    if (!trans) {
-      if (want == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE)
-        continue;
-      if (send) {
-        const Codec *codec = host_.outgoing (kind)->codec ();
-        if (!link_send (kind, nullptr, codec->default_pt))
-          continue;
-        g_object_get (send_[k].webrtc_pad, "transceiver", &trans, NULL);
-        g_autoptr (GstCaps) prefs = rtp_caps (*codec, codec->default_pt);
-        g_object_set (trans, "codec-preferences", prefs, NULL);
-      } else {
-        g_autoptr (GstCaps) prefs = receivable_caps (kind);
-        g_signal_emit_by_name (webrtc_, "add-transceiver",
-            GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, prefs, &trans);
-      }
-      if (!trans)
-        continue;
-      changed = true;
-    } else if (send && !send_[k].tee_pad) {
-      const Codec *codec = host_.outgoing (kind)->codec ();
-      int pt = send_[k].payloader ? send_[k].pt : codec->default_pt;
-      g_autoptr (GstCaps) prefs = rtp_caps (*codec, pt);
-      g_object_set (trans, "codec-preferences", prefs, "direction", want,
-          NULL);
-      link_send (kind, trans, pt);
-    } else if (!send && send_[k].tee_pad) {
-      unlink_send (kind);
+    Slot & s = slots_[k];
+    Direction w = wanted (kind);
+    if (!s.trans && w != GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE) {
+      Outgoing *out = host_.outgoing (kind);
+      const Codec *codec = out ? out->codec () : nullptr;
+      g_autoptr (GstCaps) prefs = codec
+          ? rtp_caps (*codec, codec->default_pt) : receivable_caps (kind);
+      if (make_slot (kind, prefs, codec ? codec->default_pt : -1))
+        changed = true;
     }
-    Direction now;
-    g_object_get (trans, "direction", &now, NULL);
-    if (now != want) {
-      g_object_set (trans, "direction", want, NULL);
+    if (s.trans && w != s.local)
       changed = true;
-    }
-    direction_[k] = want;
   }
   if (changed)
     offer ();
@@ -338,7 +461,7 @@ Peer::sync ()
 void
 Peer::offer ()
 {
-  if (closed_ || !master_)
+  if (closed_ || !master_ || !host_.media_ready ())
     return;
   GstWebRTCSignalingState state;
   g_object_get (webrtc_, "signaling-state", &state, NULL);
@@ -348,71 +471,33 @@ Peer::offer ()
   }
   offer_again_ = false;
 
-  Promise p;
-  g_signal_emit_by_name (webrtc_, "create-offer", nullptr, p.get ());
-  std::string error;
-  const GstStructure *reply = nullptr;
-  GstWebRTCSessionDescription *offer = nullptr;
-  if (p.wait (&reply, &error) && reply)
-    gst_structure_get (reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
-        &offer, NULL);
-  if (!offer) {
-    GST_WARNING ("%s: creating an offer failed: %s", id_.c_str (),
-        error.c_str ());
+  GstSDPMessage *sdp = create ("offer");
+  if (!sdp)
     return;
+  /* Only the master makes m-lines, one per kind: the m-line of a kind is
+   * that kind's slot (webrtcbin numbers its transceivers only later). */
+  for (guint i = gst_sdp_message_medias_len (sdp); i-- > 0;) {
+    const char *type = gst_sdp_media_get_media (gst_sdp_message_get_media (sdp,
+            i));
+    if (g_strcmp0 (type, "video") == 0)
+      slots_[(int) Kind::Video].mline = i;
+    else if (g_strcmp0 (type, "audio") == 0)
+      slots_[(int) Kind::Audio].mline = i;
   }
-  g_autofree char *sdp = gst_sdp_message_as_text (offer->sdp);
-  gst_webrtc_session_description_free (offer);
-  if (!set_description (GST_WEBRTC_SDP_TYPE_OFFER, sdp, true))
-    return;
-
-  JsonObject *msg = json_object_new ();
-  json_object_set_string_member (msg, "type", "stream:offer");
-  json_object_set_string_member (msg, "to", id_.c_str ());
-  JsonObject *data = json_object_new ();
-  json_object_set_string_member (data, "type", "offer");
-  json_object_set_string_member (data, "sdp", sdp);
-  json_object_set_object_member (msg, "data", data);
-  host_.send (msg);
-  json_object_unref (msg);
-}
-
-bool
-Peer::set_description (GstWebRTCSDPType type, const std::string & text,
-    bool local, GstWebRTCSessionDescription ** out)
-{
-  GstSDPMessage *sdp = nullptr;
-  if (gst_sdp_message_new_from_text (text.c_str (), &sdp) != GST_SDP_OK
-      || gst_sdp_message_medias_len (sdp) == 0) {
-    if (sdp)
-      gst_sdp_message_free (sdp);
-    host_.peer_failed (id_, std::string ("its ")
-        + gst_webrtc_sdp_type_to_string (type) + " does not parse as SDP");
-    return false;
+  for (int k = 0; k < KIND_COUNT; k++) {
+    Slot & s = slots_[k];
+    s.local = s.trans ? wanted ((Kind) k)
+        : GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
   }
-  GstWebRTCSessionDescription *desc =
-      gst_webrtc_session_description_new (type, sdp);
-  Promise p;
-  g_signal_emit_by_name (webrtc_, local ? "set-local-description"
-      : "set-remote-description", desc, p.get ());
-  gst_webrtc_session_description_free (desc);
-  std::string error;
-  const GstStructure *reply = nullptr;
-  if (!p.wait (&reply, &error)) {
-    if (local) {
-      GST_WARNING ("%s: setting our %s failed: %s", id_.c_str (),
-          gst_webrtc_sdp_type_to_string (type), error.c_str ());
-    } else {
-      host_.peer_failed (id_, std::string ("its ")
-          + gst_webrtc_sdp_type_to_string (type) + " was refused: " + error);
-    }
-    return false;
+  if (apply (GST_WEBRTC_SDP_TYPE_OFFER, sdp, true)) {
+    rewrite (sdp, true);
+    send_sdp ("offer", sdp);
   }
-  return true;
+  gst_sdp_message_free (sdp);
 }
 
 void
-Peer::on_offer (const std::string & sdp)
+Peer::on_offer (const std::string & text)
 {
   if (closed_)
     return;
@@ -421,97 +506,78 @@ Peer::on_offer (const std::string & sdp)
         id_.c_str ());
     return;
   }
-  if (!set_description (GST_WEBRTC_SDP_TYPE_OFFER, sdp, false))
+  if (!host_.media_ready ()) {
+    pending_offer_ = text;
     return;
-  remote_sdp_ = sdp;
-  g_autoptr (GstSDPMessage) offer = nullptr;
-  gst_sdp_message_new_from_text (sdp.c_str (), &offer);
+  }
+  GstSDPMessage *offer = nullptr;
+  if (gst_sdp_message_new_from_text (text.c_str (), &offer) != GST_SDP_OK
+      || gst_sdp_message_medias_len (offer) == 0) {
+    if (offer)
+      gst_sdp_message_free (offer);
+    host_.peer_failed (id_, "its offer does not parse as SDP");
+    return;
+  }
 
-  for (int k = 0; k < KIND_COUNT; k++) {
-    Kind kind = (Kind) k;
-    g_autoptr (GstWebRTCRTPTransceiver) trans = transceiver (kind);
-    if (!trans)
+  /* The first offered m-line of a kind we have no m-line for becomes ours:
+   * a transceiver made now is the one webrtcbin's answer picks. */
+  for (guint i = 0; i < gst_sdp_message_medias_len (offer); i++) {
+    const GstSDPMedia *media = gst_sdp_message_get_media (offer, i);
+    const char *type = gst_sdp_media_get_media (media);
+    Kind kind = g_strcmp0 (type, "audio") == 0 ? Kind::Audio : Kind::Video;
+    bool taken = false;
+    for (Slot & s : slots_)
+      taken = taken || (s.trans && s.mline == i);
+    if (taken || slots_[(int) kind].trans || (g_strcmp0 (type, "audio") != 0
+            && g_strcmp0 (type, "video") != 0))
       continue;
-    guint mline = G_MAXUINT;
-    g_object_get (trans, "mlineindex", &mline, NULL);
-    const GstSDPMedia *media = gst_sdp_message_get_media (offer, mline);
-    bool send, recv;
-    wanted_direction (kind, &send, &recv);
-
     g_autoptr (GstCaps) prefs = gst_caps_new_empty ();
     int pt = -1;
-    if (send) {
+    if (sends (ideal (kind))) {
       const Codec *codec = host_.outgoing (kind)->codec ();
       std::vector<int> pts = payload_types (media, *codec);
       if (pts.empty ()) {
-        GST_WARNING ("%s offers no %s: not sending it %s", id_.c_str (),
-            codec->name, kind_name (kind));
-        send = false;
-      } else {
-        pt = send_[k].payloader ? send_[k].pt : pts.front ();
-        gst_caps_append (prefs, rtp_caps (*codec, pt));
+        GST_WARNING ("%s offers no %s for our %s", id_.c_str (), codec->name,
+            kind_name (kind));
+        continue;
       }
-    }
-    if (recv && !send) {
+      pt = pts.front ();
+      gst_caps_append (prefs, rtp_caps (*codec, pt));
+    } else {
       g_autoptr (GstCaps) ours = receivable_caps (kind);
-      for (guint i = 0; i < gst_caps_get_size (ours); i++) {
+      for (guint j = 0; j < gst_caps_get_size (ours); j++) {
         const Codec *c = codec_by_name (gst_structure_get_string (
-                gst_caps_get_structure (ours, i), "encoding-name"));
+                gst_caps_get_structure (ours, j), "encoding-name"));
         gst_caps_append (prefs, caps_for_pts (*c, payload_types (media, *c)));
       }
-      if (gst_caps_is_empty (prefs)) {
-        GST_WARNING ("%s offers no %s codec we decode", id_.c_str (),
-            kind_name (kind));
-        recv = false;
-      }
     }
-    Direction dir = send && recv ? GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV
-        : send ? GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY
-        : recv ? GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY
-        : GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
-    if (!gst_caps_is_empty (prefs))
-      g_object_set (trans, "codec-preferences", prefs, NULL);
-    g_object_set (trans, "direction", dir, NULL);
-    if (send)
-      link_send (kind, trans, pt);
-    else
-      unlink_send (kind);
-    direction_[k] = dir;
-    GST_DEBUG ("%s: %s m-line %u answered %s", id_.c_str (), kind_name (kind),
-        mline, direction_name (dir));
+    if (make_slot (kind, prefs, pt))
+      slots_[(int) kind].mline = i;
   }
 
-  Promise p;
-  g_signal_emit_by_name (webrtc_, "create-answer", nullptr, p.get ());
-  std::string error;
-  const GstStructure *reply = nullptr;
-  GstWebRTCSessionDescription *answer = nullptr;
-  if (p.wait (&reply, &error) && reply)
-    gst_structure_get (reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
-        &answer, NULL);
-  if (!answer) {
-    host_.peer_failed (id_, "no answer to its offer: " + error);
+  rewrite (offer, false);
+  bool ok = apply (GST_WEBRTC_SDP_TYPE_OFFER, offer, false);
+  gst_sdp_message_free (offer);
+  if (!ok)
     return;
+  GstSDPMessage *answer = create ("answer");
+  if (!answer)
+    return;
+  if (apply (GST_WEBRTC_SDP_TYPE_ANSWER, answer, true)) {
+    for (int k = 0; k < KIND_COUNT; k++) {
+      Slot & s = slots_[k];
+      s.local = s.trans ? intersect (wanted ((Kind) k), reverse (s.remote))
+          : GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+    }
+    rewrite (answer, true);
+    send_sdp ("answer", answer);
+    negotiated ();
   }
-  g_autofree char *text = gst_sdp_message_as_text (answer->sdp);
-  gst_webrtc_session_description_free (answer);
-  if (!set_description (GST_WEBRTC_SDP_TYPE_ANSWER, text, true))
-    return;
-
-  JsonObject *msg = json_object_new ();
-  json_object_set_string_member (msg, "type", "stream:answer");
-  json_object_set_string_member (msg, "to", id_.c_str ());
-  JsonObject *data = json_object_new ();
-  json_object_set_string_member (data, "type", "answer");
-  json_object_set_string_member (data, "sdp", text);
-  json_object_set_object_member (msg, "data", data);
-  host_.send (msg);
-  json_object_unref (msg);
-  negotiated ();
+  gst_sdp_message_free (answer);
 }
 
 void
-Peer::on_answer (const std::string & sdp)
+Peer::on_answer (const std::string & text)
 {
   if (closed_ || !master_)
     return;
@@ -521,10 +587,19 @@ Peer::on_answer (const std::string & sdp)
     GST_DEBUG ("%s: answer without an offer, ignored", id_.c_str ());
     return;
   }
-  if (!set_description (GST_WEBRTC_SDP_TYPE_ANSWER, sdp, false))
+  GstSDPMessage *answer = nullptr;
+  if (gst_sdp_message_new_from_text (text.c_str (), &answer) != GST_SDP_OK
+      || gst_sdp_message_medias_len (answer) == 0) {
+    if (answer)
+      gst_sdp_message_free (answer);
+    host_.peer_failed (id_, "its answer does not parse as SDP");
     return;
-  remote_sdp_ = sdp;
-  negotiated ();
+  }
+  rewrite (answer, false);
+  bool ok = apply (GST_WEBRTC_SDP_TYPE_ANSWER, answer, false);
+  gst_sdp_message_free (answer);
+  if (ok)
+    negotiated ();
 }
 
 void
@@ -541,16 +616,17 @@ Peer::negotiated ()
 {
   negotiated_once_ = true;
   for (int k = 0; k < KIND_COUNT; k++) {
-    g_autoptr (GstWebRTCRTPTransceiver) trans = transceiver ((Kind) k);
-    Direction current = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_NONE;
-    if (trans)
-      g_object_get (trans, "current-direction", &current, NULL);
-    bool receiving = current == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY
-        || current == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV;
+    Slot & s = slots_[k];
+    bool sending = s.trans && sends (s.local) && recvs (s.remote);
+    bool receiving = s.trans && recvs (s.local) && sends (s.remote);
+    GST_DEBUG ("%s: %s: sending %d, receiving %d", id_.c_str (),
+        kind_name ((Kind) k), sending, receiving);
+    feed ((Kind) k, sending);
+    {
+      std::lock_guard<std::mutex> guard (lock_);
+      recv_[k].wanted = receiving;
+    }
     expose ((Kind) k, receiving);
-    /* A member that starts receiving gets a key frame at once. */
-    if (send_[k].tee_pad)
-      host_.outgoing ((Kind) k)->force_key_unit ();
   }
   if (master_ && offer_again_)
     offer ();
@@ -577,37 +653,32 @@ Peer::on_pad_added (GstPad * pad)
   if (closing_)
     return;
   GstElement *decoder = nullptr;
-  if (codec && !r.decoder) {
+  if (codec && !r.decoder && host_.receives ()) {
     std::string name = std::string ("dec-") + kind_name (kind) + "-" + id_;
     decoder = make_decoder (*codec, name);
   }
+  GstElement *sink = decoder;
   if (!decoder) {
     /* Not ours to decode (or a second stream of the same kind): consume it
      * so webrtcbin never sees not-linked. */
-    GST_WARNING ("%s: cannot decode %s (%s), discarding it", id_.c_str (),
-        media ? media : "?", encoding ? encoding : "no caps");
-    GstElement *sink = gst_element_factory_make ("fakesink", nullptr);
+    GST_INFO ("%s: not decoding %s (%s)", id_.c_str (), media ? media : "?",
+        encoding ? encoding : "no caps");
+    sink = gst_element_factory_make ("fakesink", nullptr);
     g_object_set (sink, "async", FALSE, "sync", FALSE, NULL);
-    gst_bin_add (bin, sink);
-    g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
-    gst_pad_link (pad, sinkpad);
-    gst_element_sync_state_with_parent (sink);
     discards_.push_back (sink);
-    return;
+  } else {
+    r.decoder = decoder;
   }
-  gst_bin_add (bin, decoder);
-  g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (decoder, "sink");
-  gst_pad_link (pad, sinkpad);
-  g_autoptr (GstPad) src = gst_element_get_static_pad (decoder, "src");
-  std::string pad_name = std::string (kind_name (kind)) + "_" + id_;
-  r.decoder = decoder;
-  r.ghost = gst_ghost_pad_new (pad_name.c_str (), src);
-  GstPad *ghost = GST_PAD (gst_object_ref (r.ghost));
+  bool on = r.wanted;
   guard.unlock ();
 
-  gst_element_sync_state_with_parent (decoder);
-  host_.add_output (ghost, id_, kind);
-  gst_object_unref (ghost);
+  /* Running and linked downstream before the first buffer comes. */
+  gst_bin_add (bin, sink);
+  gst_element_sync_state_with_parent (sink);
+  if (decoder)
+    expose (kind, on);
+  g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
+  gst_pad_link (pad, sinkpad);
 }
 
 void
@@ -615,10 +686,12 @@ Peer::expose (Kind kind, bool on)
 {
   std::unique_lock<std::mutex> guard (lock_);
   Recv & r = recv_[(int) kind];
-  if (!r.decoder)
+  if (!r.decoder || closing_)
     return;
   g_autoptr (GstPad) src = gst_element_get_static_pad (r.decoder, "src");
-  if (on && !r.ghost) {
+  if (on) {
+    if (r.ghost)
+      return;
     if (r.parking) {
       g_autoptr (GstPad) park = gst_element_get_static_pad (r.parking, "sink");
       gst_pad_unlink (src, park);
@@ -629,21 +702,26 @@ Peer::expose (Kind kind, bool on)
     guard.unlock ();
     host_.add_output (ghost, id_, kind);
     gst_object_unref (ghost);
-  } else if (!on && r.ghost) {
-    GstPad *ghost = r.ghost;
-    r.ghost = nullptr;
-    if (!r.parking) {
-      r.parking = gst_element_factory_make ("fakesink", nullptr);
-      g_object_set (r.parking, "async", FALSE, "sync", FALSE, NULL);
-      gst_bin_add (host_.bin (), r.parking);
-      gst_element_sync_state_with_parent (r.parking);
-    }
-    guard.unlock ();
-    host_.remove_output (ghost, id_, kind);
-    gst_object_unref (ghost);
-    g_autoptr (GstPad) park = gst_element_get_static_pad (r.parking, "sink");
-    gst_pad_link (src, park);
+    return;
   }
+  GstPad *ghost = r.ghost;
+  r.ghost = nullptr;
+  if (!r.parking) {
+    r.parking = gst_element_factory_make ("fakesink", nullptr);
+    g_object_set (r.parking, "async", FALSE, "sync", FALSE, NULL);
+    gst_bin_add (host_.bin (), r.parking);
+    gst_element_sync_state_with_parent (r.parking);
+  }
+  GstElement *parking = r.parking;
+  guard.unlock ();
+  if (ghost) {
+    host_.remove_output (ghost, id_, kind);
+    gst_ghost_pad_set_target (GST_GHOST_PAD (ghost), nullptr);
+    gst_object_unref (ghost);
+  }
+  g_autoptr (GstPad) park = gst_element_get_static_pad (parking, "sink");
+  if (!gst_pad_is_linked (src))
+    gst_pad_link (src, park);
 }
 
 void
@@ -746,32 +824,30 @@ Peer::close ()
   GstBin *bin = host_.bin ();
   g_signal_handlers_disconnect_by_data (webrtc_, this);
   for (int k = 0; k < KIND_COUNT; k++)
-    unlink_send ((Kind) k);
+    feed ((Kind) k, false);
   g_clear_object (&channel_);
   gst_element_set_state (webrtc_, GST_STATE_NULL);
 
+  std::vector<GstElement *> gone = discards_;
+  discards_.clear ();
   for (int k = 0; k < KIND_COUNT; k++) {
     Recv & r = recv_[k];
     if (r.ghost) {
       host_.remove_output (r.ghost, id_, (Kind) k);
       gst_clear_object (&r.ghost);
     }
-    for (GstElement *e : { r.decoder, r.parking, send_[k].payloader }) {
-      if (e) {
-        gst_element_set_state (e, GST_STATE_NULL);
-        gst_bin_remove (bin, e);
-      }
-    }
-    r.decoder = r.parking = nullptr;
-    if (send_[k].webrtc_pad)
-      gst_clear_object (&send_[k].webrtc_pad);
-    send_[k].payloader = nullptr;
+    Slot & s = slots_[k];
+    for (GstElement *e : { r.decoder, r.parking, s.payloader })
+      if (e)
+        gone.push_back (e);
+    r.decoder = r.parking = s.payloader = nullptr;
+    gst_clear_object (&s.webrtc_pad);
+    gst_clear_object (&s.trans);
   }
-  for (GstElement *e : discards_) {
+  for (GstElement *e : gone) {
     gst_element_set_state (e, GST_STATE_NULL);
     gst_bin_remove (bin, e);
   }
-  discards_.clear ();
   gst_bin_remove (bin, webrtc_);
   webrtc_ = nullptr;
 }

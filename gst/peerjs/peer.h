@@ -11,6 +11,7 @@
 
 #include "media.h"
 
+#include <gst/sdp/sdp.h>
 #include <gst/webrtc/webrtc.h>
 #include <json-glib/json-glib.h>
 
@@ -35,6 +36,10 @@ public:
   virtual bool wants_send (const std::string & member, Kind kind) = 0;
   virtual bool wants_recv (const std::string & member, Kind kind) = 0;
   virtual Outgoing *outgoing (Kind kind) = 0;
+  /* Whether the element receives at all. */
+  virtual bool receives () = 0;
+  /* Every published stream knows its codec (first negotiations wait). */
+  virtual bool media_ready () = 0;
   /* Configure a new webrtcbin (ICE servers, addresses, latency). */
   virtual void configure (GstElement * webrtc) = 0;
   /* Expose or withdraw a decoded pad on the element; any thread. */
@@ -74,29 +79,44 @@ public:
   void close ();
 
 private:
-  struct Send
+  using Direction = GstWebRTCRTPTransceiverDirection;
+
+  /* Our one m-line of a kind. webrtcbin 1.22 refuses any change of a
+   * negotiated direction but to inactive, so webrtcbin is told a `fixed`
+   * direction for good, and the member is told the true one: the SDP is
+   * rewritten both ways, and media is switched here (the tee feeds the
+   * payloader or not; the member pad is exposed or not). */
+  struct Slot
   {
+    GstWebRTCRTPTransceiver *trans = nullptr;
+    guint mline = G_MAXUINT;
+    Direction fixed = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+    Direction local = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+    Direction remote = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
+    /* Sending: the payloader in front of webrtcbin's sink pad. */
     GstElement *payloader = nullptr;
-    GstPad *tee_pad = nullptr;
     GstPad *webrtc_pad = nullptr;
-    const Codec *codec = nullptr;
+    GstPad *tee_pad = nullptr;
     int pt = -1;
   };
   struct Recv
   {
     GstElement *decoder = nullptr;
-    GstElement *parking = nullptr;   /* where output goes while not exposed */
+    GstElement *parking = nullptr;   /* where output goes while hidden */
     GstPad *ghost = nullptr;
+    bool wanted = false;             /* the member sends it to us now */
   };
 
-  GstWebRTCRTPTransceiver *transceiver (Kind kind);
-  GstWebRTCRTPTransceiverDirection wanted_direction (Kind kind, bool * send,
-      bool * recv);
-  bool link_send (Kind kind, GstWebRTCRTPTransceiver * trans, int pt);
-  void unlink_send (Kind kind);
+  Direction wanted (Kind kind);
+  Direction ideal (Kind kind);
+  bool make_slot (Kind kind, GstCaps * prefs, int pt);
+  bool make_payloader (Kind kind, int pt, const char *pad_name);
+  void feed (Kind kind, bool on);
   void negotiated ();
-  bool set_description (GstWebRTCSDPType type, const std::string & sdp,
-      bool local, GstWebRTCSessionDescription ** out = nullptr);
+  void rewrite (GstSDPMessage * sdp, bool local);
+  bool apply (GstWebRTCSDPType type, GstSDPMessage * sdp, bool local);
+  void send_sdp (const char *type, GstSDPMessage * sdp);
+  GstSDPMessage *create (const char *what);
 
   GstStructure *summarize (const GstStructure * reply);
   void on_pad_added (GstPad * pad);
@@ -109,14 +129,13 @@ private:
   GstWebRTCDataChannel *channel_ = nullptr;
 
   /* Signalling thread. */
-  std::array<Send, KIND_COUNT> send_;
-  std::array<GstWebRTCRTPTransceiverDirection, KIND_COUNT> direction_ {};
+  std::array<Slot, KIND_COUNT> slots_;
   bool negotiated_once_ = false;
   bool offer_again_ = false;
   bool closed_ = false;
-  std::string remote_sdp_;         /* the last offer or answer we applied */
+  std::string pending_offer_;      /* held until our streams know codecs */
 
-  std::mutex lock_;                /* recv_, discards_ and closing_ */
+  std::mutex lock_;                /* recv_, discards_, stats and closing_ */
   std::array<Recv, KIND_COUNT> recv_;
   std::vector<GstElement *> discards_;   /* sinks for streams not decoded */
   guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;

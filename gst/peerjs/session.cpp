@@ -223,6 +223,16 @@ Session::outgoing (Kind kind)
 }
 
 bool
+Session::media_ready ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  for (auto & out : outgoing_)
+    if (out && !out->codec ())
+      return false;
+  return true;
+}
+
+bool
 Session::wants_send (const std::string & member, Kind kind)
 {
   return outgoing (kind) && allowed (member, kind);

@@ -64,6 +64,8 @@ public:
   bool wants_send (const std::string & member, Kind kind) override;
   bool wants_recv (const std::string & member, Kind kind) override;
   Outgoing *outgoing (Kind kind) override;
+  bool receives () override { return config_.receives; }
+  bool media_ready () override;
   void configure (GstElement * webrtc) override;
   void add_output (GstPad * ghost, const std::string & member,
       Kind kind) override;
