@@ -88,7 +88,13 @@ struct GstPeerJSBasePrivateCpp
   Settings settings;
   std::unique_ptr<peerjs::Session> session;
   GstPad *pads[peerjs::KIND_COUNT] = {};
+  /* EOS: webrtcbin never ends, so the element says when it has. */
+  std::mutex eos_lock;
+  bool eos_sent = false;        /* an EOS event ended the member pads */
+  bool streams_ended = false;   /* every published stream reached EOS */
+  bool eos_posted = false;
 };
+
 
 typedef struct
 {
@@ -106,6 +112,28 @@ priv_of (gpointer self)
   return p->cpp;
 }
 
+/* Post the element's EOS once its parts have all ended: the member pads
+ * (by an EOS event) on a receiving element, the published streams on a
+ * publishing one. */
+static void
+maybe_post_eos (GstElement * element, guint32 seqnum)
+{
+  auto *priv = priv_of (element);
+  GstPeerJSBaseClass *klass = GST_PEERJS_BASE_GET_CLASS (element);
+  {
+    std::lock_guard<std::mutex> guard (priv->eos_lock);
+    bool done = (!klass->receives || priv->eos_sent)
+        && (!klass->sends || priv->streams_ended);
+    if (!done || priv->eos_posted)
+      return;
+    priv->eos_posted = true;
+  }
+  GstMessage *eos = gst_message_new_eos (GST_OBJECT (element));
+  if (seqnum)
+    gst_message_set_seqnum (eos, seqnum);
+  gst_element_post_message (element, eos);
+}
+
 static void
 set_string (std::string & field, const GValue * value)
 {
@@ -118,6 +146,17 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
   auto *priv = priv_of (object);
+  if (prop_id == PROP_CONSTRAINTS) {
+    std::string text;
+    set_string (text, value);
+    {
+      std::lock_guard<std::mutex> guard (priv->lock);
+      priv->settings.constraints = text;
+    }
+    /* Takes effect at once when the session runs. */
+    priv->session->set_constraints (text);
+    return;
+  }
   std::lock_guard<std::mutex> guard (priv->lock);
   Settings & s = priv->settings;
   switch (prop_id) {
@@ -126,9 +165,6 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
       break;
     case PROP_THREAD:
       set_string (s.threads, value);
-      break;
-    case PROP_CONSTRAINTS:
-      set_string (s.constraints, value);
       break;
     case PROP_STUN_SERVER:
       set_string (s.stun_server, value);
@@ -266,6 +302,11 @@ static void
 gst_peerjs_base_release_pad (GstElement * element, GstPad * pad)
 {
   auto *priv = priv_of (element);
+  if (!priv) {
+    /* Disposing: the session and its streams are gone already. */
+    gst_element_remove_pad (element, pad);
+    return;
+  }
   for (int k = 0; k < peerjs::KIND_COUNT; k++) {
     if (priv->pads[k] == pad) {
       priv->pads[k] = nullptr;
@@ -310,6 +351,12 @@ gst_peerjs_base_change_state (GstElement * element, GstStateChange transition)
     case GST_STATE_CHANGE_READY_TO_NULL:
       priv->session->stop ();
       break;
+    case GST_STATE_CHANGE_READY_TO_PAUSED:{
+      priv->session->reset_ended ();
+      std::lock_guard<std::mutex> guard (priv->eos_lock);
+      priv->eos_sent = priv->streams_ended = priv->eos_posted = false;
+      break;
+    }
     default:
       break;
   }
@@ -328,6 +375,31 @@ gst_peerjs_base_change_state (GstElement * element, GstStateChange transition)
           || transition == GST_STATE_CHANGE_PLAYING_TO_PAUSED))
     ret = GST_STATE_CHANGE_NO_PREROLL;
   return ret;
+}
+
+static gboolean
+gst_peerjs_base_send_event (GstElement * element, GstEvent * event)
+{
+  /* Members never end by themselves: an EOS sent to a receiving element
+   * (gst-launch-1.0 -e on Ctrl-C) ends every member pad at once. */
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS
+      && GST_PEERJS_BASE_GET_CLASS (element)->receives) {
+    gst_element_foreach_src_pad (element, [] (GstElement *, GstPad * pad,
+            gpointer eos) -> gboolean {
+          gst_pad_push_event (pad, gst_event_ref (GST_EVENT (eos)));
+          return TRUE;
+        }, event);
+    {
+      auto *priv = priv_of (element);
+      std::lock_guard<std::mutex> guard (priv->eos_lock);
+      priv->eos_sent = true;
+    }
+    maybe_post_eos (element, gst_event_get_seqnum (event));
+    gst_event_unref (event);
+    return TRUE;
+  }
+  return GST_ELEMENT_CLASS (gst_peerjs_base_parent_class)->send_event (element,
+      event);
 }
 
 /* The member an element inside us serves: webrtc-ID, dec-KIND-ID,
@@ -369,16 +441,38 @@ gst_peerjs_base_handle_message (GstBin * bin, GstMessage * message)
       return;
     }
   }
+  /* The members' webrtcbins never end, so the bin's own EOS would never
+   * come: the published streams' EOS is the element's. */
+  if (GST_MESSAGE_TYPE (message) == GST_MESSAGE_EOS) {
+    bool all = false;
+    if (priv_of (bin)->session->stream_ended (GST_MESSAGE_SRC (message),
+            &all)) {
+      guint32 seqnum = gst_message_get_seqnum (message);
+      gst_message_unref (message);
+      if (all) {
+        auto *priv = priv_of (bin);
+        {
+          std::lock_guard<std::mutex> guard (priv->eos_lock);
+          priv->streams_ended = true;
+        }
+        maybe_post_eos (GST_ELEMENT (bin), seqnum);
+      }
+      return;
+    }
+  }
   GST_BIN_CLASS (gst_peerjs_base_parent_class)->handle_message (bin, message);
 }
 
+/* Before GstBin's dispose: the session's streams take their elements out
+ * of the bin themselves. */
 static void
-gst_peerjs_base_finalize (GObject * object)
+gst_peerjs_base_dispose (GObject * object)
 {
   auto *p = static_cast<GstPeerJSBasePrivate *> (
       gst_peerjs_base_get_instance_private (GST_PEERJS_BASE (object)));
   delete p->cpp;
-  G_OBJECT_CLASS (gst_peerjs_base_parent_class)->finalize (object);
+  p->cpp = nullptr;
+  G_OBJECT_CLASS (gst_peerjs_base_parent_class)->dispose (object);
 }
 
 static void
@@ -390,9 +484,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
 
   gobject_class->set_property = gst_peerjs_base_set_property;
   gobject_class->get_property = gst_peerjs_base_get_property;
-  gobject_class->finalize = gst_peerjs_base_finalize;
+  gobject_class->dispose = gst_peerjs_base_dispose;
   element_class->change_state =
       GST_DEBUG_FUNCPTR (gst_peerjs_base_change_state);
+  element_class->send_event = GST_DEBUG_FUNCPTR (gst_peerjs_base_send_event);
   bin_class->handle_message =
       GST_DEBUG_FUNCPTR (gst_peerjs_base_handle_message);
 
@@ -411,8 +506,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       g_param_spec_string ("constraints", "Constraints",
           "The media this member shares in its threads, as a JSON object "
           "such as {\"video\":true,\"audio\":false}. Unset: share the kinds "
-          "the sink pads carry, and receive both kinds on a receiving element",
-          nullptr, rw));
+          "the sink pads carry, and receive both kinds on a receiving element. "
+          "Changes take effect at once", nullptr,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+              | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_SESSION_ID,
       g_param_spec_string ("session-id", "Session id",
           "This member's id, given by the server (NULL until connected)",

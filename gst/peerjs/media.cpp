@@ -172,7 +172,7 @@ Outgoing::Outgoing (GstBin * bin, Kind kind, Settings settings, Ready ready,
   /* The clock branch: members' branches never block, so without it
    * nothing would pace input that is not live. */
   GstElement *clock_queue = make ("queue", (k + "-clock-queue").c_str ());
-  GstElement *clock = make ("fakesink", (k + "-clock").c_str ());
+  GstElement *clock = clock_ = make ("fakesink", (k + "-clock").c_str ());
   g_object_set (clock, "sync", TRUE, "async", FALSE, "enable-last-sample",
       FALSE, NULL);
   gst_bin_add_many (bin_, queue_, tee_, clock_queue, clock, NULL);
@@ -332,7 +332,8 @@ make_decoder (const Codec & codec, const std::string & name)
 }
 
 GstElement *
-make_payloader (const Codec & codec, int pt, const std::string & name)
+make_payloader (const Codec & codec, int pt, guint ssrc,
+    const std::string & name)
 {
   GstElement *queue = make ("queue");
   if (queue) {
@@ -342,7 +343,8 @@ make_payloader (const Codec & codec, int pt, const std::string & name)
   }
   GstElement *pay = make (codec.payloader);
   if (pay) {
-    g_object_set (pay, "pt", (guint) pt, "mtu", (guint) 1200, NULL);
+    g_object_set (pay, "pt", (guint) pt, "mtu", (guint) 1200,
+        "ssrc", ssrc, NULL);
     if (g_str_equal (codec.payloader, "rtpvp8pay"))
       gst_util_set_object_arg (G_OBJECT (pay), "picture-id-mode", "15-bit");
     else if (g_str_equal (codec.payloader, "rtph264pay")) {

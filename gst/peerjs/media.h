@@ -75,6 +75,8 @@ public:
   /* The codec, once caps are known; null before. Any thread. */
   const Codec *codec () const;
   GstElement *tee () const { return tee_; }
+  /* The sink at the end of the clock branch: its EOS is the stream's. */
+  GstElement *clock () const { return clock_; }
   /* Ask the encoder for a key frame now (a member joined). */
   void force_key_unit ();
 
@@ -90,6 +92,7 @@ private:
   Failed failed_;
   GstElement *queue_ = nullptr;
   GstElement *tee_ = nullptr;
+  GstElement *clock_ = nullptr;
   GstElement *encoder_ = nullptr;
   std::vector<GstElement *> elements_;   /* all we added to bin_ */
   mutable std::mutex lock_;
@@ -99,7 +102,7 @@ private:
 /* depayloader ! decoder ! converter, in a bin with a sink and a src pad. */
 GstElement *make_decoder (const Codec & codec, const std::string & name);
 /* queue ! payloader, in a bin with a sink and a src pad. */
-GstElement *make_payloader (const Codec & codec, int pt,
+GstElement *make_payloader (const Codec & codec, int pt, guint ssrc,
     const std::string & name);
 
 }  // namespace peerjs

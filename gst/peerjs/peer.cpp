@@ -247,12 +247,14 @@ Peer::make_payloader (Kind kind, int pt, const char *pad_name)
   Slot & s = slots_[(int) kind];
   const Codec *codec = host_.outgoing (kind)->codec ();
   std::string name = std::string ("pay-") + kind_name (kind) + "-" + id_;
-  s.payloader = peerjs::make_payloader (*codec, pt, name);
+  s.ssrc = g_random_int ();
+  s.payloader = peerjs::make_payloader (*codec, pt, s.ssrc, name);
   if (!s.payloader)
     return false;
   gst_bin_add (host_.bin (), s.payloader);
   GstPadTemplate *templ = gst_element_get_pad_template (webrtc_, "sink_%u");
   g_autoptr (GstCaps) caps = rtp_caps (*codec, pt);
+  gst_caps_set_simple (caps, "ssrc", G_TYPE_UINT, s.ssrc, NULL);
   s.webrtc_pad = gst_element_request_pad (webrtc_, templ, pad_name, caps);
   g_autoptr (GstPad) src = gst_element_get_static_pad (s.payloader, "src");
   if (!s.webrtc_pad || gst_pad_link (src, s.webrtc_pad) != GST_PAD_LINK_OK) {
@@ -273,16 +275,20 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   if (fixed == GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE || !prefs
       || gst_caps_is_empty (prefs))
     return false;
+  g_autoptr (GstCaps) caps = gst_caps_copy (prefs);
   if (sends (fixed)) {
     if (!make_payloader (kind, pt, nullptr))
       return false;
     g_object_get (s.webrtc_pad, "transceiver", &s.trans, NULL);
+    /* The SSRC in the SDP from the start: without it the member cannot
+     * tell which stream the track belongs to until a renegotiation. */
+    gst_caps_set_simple (caps, "ssrc", G_TYPE_UINT, s.ssrc, NULL);
   } else {
     g_signal_emit_by_name (webrtc_, "add-transceiver", fixed, prefs, &s.trans);
   }
   if (!s.trans)
     return false;
-  g_object_set (s.trans, "codec-preferences", prefs, "direction", fixed, NULL);
+  g_object_set (s.trans, "codec-preferences", caps, "direction", fixed, NULL);
   s.fixed = fixed;
   GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
       direction_name (fixed));

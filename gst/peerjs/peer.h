@@ -98,6 +98,7 @@ private:
     GstPad *webrtc_pad = nullptr;
     GstPad *tee_pad = nullptr;
     int pt = -1;
+    guint ssrc = 0;
   };
   struct Recv
   {

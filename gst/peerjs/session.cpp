@@ -44,6 +44,46 @@ new_message (const char *type)
 
 Session::Session (GstElement * element) : element_ (element) {}
 
+bool
+Session::parse_constraints (const std::string & text, bool * fixed,
+    Media * media, std::string * error)
+{
+  *fixed = !text.empty ();
+  *media = Media ();
+  if (!*fixed)
+    return true;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_data (parser, text.c_str (), -1, nullptr)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+    *error = "constraints must be a JSON object such as "
+        "{\"video\":true,\"audio\":false}, not '" + text + "'.";
+    return false;
+  }
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  media->video = truthy (json_object_get_member (o, "video"));
+  media->audio = truthy (json_object_get_member (o, "audio"));
+  return true;
+}
+
+bool
+Session::set_constraints (const std::string & text)
+{
+  bool fixed;
+  Media media;
+  std::string error;
+  if (!parse_constraints (text, &fixed, &media, &error)) {
+    GST_ELEMENT_WARNING (element_, RESOURCE, SETTINGS, ("%s", error.c_str ()),
+        (nullptr));
+    return false;
+  }
+  invoke ([this, fixed, media] {
+    fixed_ = fixed;
+    fixed_media_ = media;
+    constraints_changed (true);
+  });
+  return true;
+}
+
 Session::~Session ()
 {
   stop ();
@@ -83,22 +123,12 @@ Session::start (const Config & config)
       return false;
     }
   }
-  fixed_ = !config_.constraints.empty ();
-  if (fixed_) {
-    g_autoptr (JsonParser) parser = json_parser_new ();
-    g_autoptr (GError) error = nullptr;
-    if (!json_parser_load_from_data (parser, config_.constraints.c_str (), -1,
-            &error) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
-      GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
-          ("constraints must be a JSON object such as "
-              "{\"video\":true,\"audio\":false}, not '%s'.",
-              config_.constraints.c_str ()),
-          ("%s", error ? error->message : "not an object"));
-      return false;
-    }
-    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
-    fixed_media_.video = truthy (json_object_get_member (o, "video"));
-    fixed_media_.audio = truthy (json_object_get_member (o, "audio"));
+  std::string error;
+  if (!parse_constraints (config_.constraints, &fixed_, &fixed_media_,
+          &error)) {
+    GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS, ("%s", error.c_str ()),
+        (nullptr));
+    return false;
   }
   std::string missing = missing_factory ("webrtcbin,nicesrc,dtlssrtpenc,"
       "sctpenc,rtpbin");
@@ -152,7 +182,7 @@ Session::add_outgoing (Kind kind, Outgoing::Settings settings)
   auto ready = [this] (Outgoing &) {
     /* A streaming thread: the signalling thread takes it from here. */
     if (client_)
-      invoke ([this] { constraints_changed (); });
+      invoke ([this] { constraints_changed (false); });
   };
   auto failed = [this] (const std::string & plugin, const std::string & what) {
     if (!plugin.empty ()) {
@@ -169,6 +199,7 @@ Session::add_outgoing (Kind kind, Outgoing::Settings settings)
   GstPad *pad = out->sink_pad ();
   std::lock_guard<std::mutex> guard (lock_);
   outgoing_[(int) kind] = std::move (out);
+  ended_[(int) kind] = false;
   return pad;
 }
 
@@ -189,13 +220,39 @@ Session::remove_outgoing (Kind kind)
     std::promise<void> done;
     invoke ([&] {
       unlink ();
-      constraints_changed ();
+      constraints_changed (false);
       done.set_value ();
     });
     done.get_future ().wait ();
   } else {
     unlink ();
   }
+}
+
+bool
+Session::stream_ended (GstObject * sink, bool * all)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  bool ours = false;
+  *all = true;
+  for (int k = 0; k < KIND_COUNT; k++) {
+    if (!outgoing_[k])
+      continue;
+    if (GST_OBJECT (outgoing_[k]->clock ()) == sink) {
+      ours = true;
+      ended_[k] = true;
+    }
+    *all = *all && ended_[k];
+  }
+  return ours;
+}
+
+void
+Session::reset_ended ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  for (bool & e : ended_)
+    e = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,6 +334,13 @@ Session::configure (GstElement * webrtc)
 void
 Session::add_output (GstPad * ghost, const std::string & member, Kind kind)
 {
+  /* A member pad the pipeline left unlinked (more members than it has
+   * branches for) drops its data instead of failing that member. */
+  gst_pad_add_probe (ghost, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+          | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
+          GstPadProbeInfo *, gpointer) {
+        return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+      }, nullptr, nullptr);
   gst_pad_set_active (ghost, TRUE);
   gst_element_add_pad (element_, GST_PAD (gst_object_ref (ghost)));
   post (gst_structure_new (message::MEDIA_CONNECT,
@@ -431,9 +495,9 @@ Session::join_all ()
 }
 
 void
-Session::constraints_changed ()
+Session::constraints_changed (bool announce)
 {
-  if (!fixed_ && client_ && client_->connected ()) {
+  if ((announce || !fixed_) && client_ && client_->connected ()) {
     for (auto & t : threads_) {
       JsonObject *msg = new_message ("thread:change");
       json_object_set_string_member (msg, "thread", t.first.c_str ());

@@ -56,6 +56,14 @@ public:
   void remove_outgoing (Kind kind);
 
   std::string id () const;
+  /* `sink` posted EOS: true if it is the clock sink of a published stream
+   * (the message is ours to handle); `all` tells whether every published
+   * stream has ended now. reset_ended() forgets them. */
+  bool stream_ended (GstObject * sink, bool * all);
+  void reset_ended ();
+  /* New constraints for every thread joined, at once (false and a warning
+   * when `text` is not a JSON object). */
+  bool set_constraints (const std::string & text);
 
   /* PeerHost */
   GstBin *bin () override { return GST_BIN (element_); }
@@ -100,7 +108,11 @@ private:
   void settle (const std::string & member);
   void close_peer (const std::string & member);
   void sync_all ();
-  void constraints_changed ();
+  /* Our constraints may have changed: tell the threads (always when
+   * `announce`, else only when they follow the pads) and renegotiate. */
+  void constraints_changed (bool announce);
+  static bool parse_constraints (const std::string & text, bool * fixed,
+      Media * media, std::string * error);
   void post (GstStructure * s);
   void collect_stats ();
 
@@ -111,6 +123,7 @@ private:
   mutable std::mutex lock_;             /* id_ and outgoing_ */
   std::string id_;
   std::unique_ptr<Outgoing> outgoing_[KIND_COUNT];
+  bool ended_[KIND_COUNT] = {};
 
   /* Signalling thread. */
   std::map<std::string, Thread> threads_;

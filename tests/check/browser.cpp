@@ -225,6 +225,12 @@ GST_START_TEST (test_restart)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_pipelines)
+{
+  run_scenario ("pipelines");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_screenshot)
 {
   run_scenario ("screenshot");
@@ -243,6 +249,7 @@ browser_suite (void)
   tcase_add_test (tc, test_files);
   tcase_add_test (tc, test_restart);
   tcase_add_test (tc, test_screenshot);
+  tcase_add_test (tc, test_pipelines);
   return s;
 }
 
