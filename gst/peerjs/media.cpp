@@ -189,6 +189,7 @@ Outgoing::Outgoing (GstBin * bin, Kind kind, Settings settings, Ready ready,
 Outgoing::~Outgoing ()
 {
   for (GstElement *e : elements_) {
+    gst_element_set_locked_state (e, TRUE);
     gst_element_set_state (e, GST_STATE_NULL);
     gst_bin_remove (bin_, e);
   }

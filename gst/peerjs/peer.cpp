@@ -823,6 +823,7 @@ Peer::close ()
   if (closed_)
     return;
   closed_ = true;
+  GST_DEBUG ("%s: closing", id_.c_str ());
   {
     std::lock_guard<std::mutex> guard (lock_);
     closing_ = true;
@@ -832,6 +833,9 @@ Peer::close ()
   for (int k = 0; k < KIND_COUNT; k++)
     feed ((Kind) k, false);
   g_clear_object (&channel_);
+  /* Locked first: the application thread may be changing the bin's state
+   * meanwhile, and would set it back up before it is out of the bin. */
+  gst_element_set_locked_state (webrtc_, TRUE);
   gst_element_set_state (webrtc_, GST_STATE_NULL);
 
   std::vector<GstElement *> gone = discards_;
@@ -851,11 +855,13 @@ Peer::close ()
     gst_clear_object (&s.trans);
   }
   for (GstElement *e : gone) {
+    gst_element_set_locked_state (e, TRUE);
     gst_element_set_state (e, GST_STATE_NULL);
     gst_bin_remove (bin, e);
   }
   gst_bin_remove (bin, webrtc_);
   webrtc_ = nullptr;
+  GST_DEBUG ("%s: closed", id_.c_str ());
 }
 
 }  // namespace peerjs

@@ -259,7 +259,9 @@ SignallingClient::on_message (GBytes * bytes)
         && json_object_get_boolean_member (msg, "resumed");
     bool first = !greeted_once_;
     bool same = id == id_;
-    if (!same)
+    /* A session the server does not have (a new id, or ours after a
+     * restart) numbers its messages from 1 again. */
+    if (!same || !resumed)
       last_seq_ = 0;
     id_ = id;
     token_ = json_string (msg, "token");

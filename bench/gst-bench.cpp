@@ -1,0 +1,1578 @@
+/* gst-bench: figures for the GStreamer elements, each next to a peer
+ * measured in the same run.
+ *
+ *  1. Time from PLAYING to the first decoded frame, peerjssink -> server ->
+ *     peerjssrc (two pipelines in this process), against a bare pair of
+ *     webrtcbins negotiated in this process with no server.
+ *  2. CPU of one peerjssink process serving 1, 2, 4, 8 receivers, against
+ *     a gst-launch-1.0 pipeline with one vp8enc per receiver (what a
+ *     per-viewer-encoder design such as webrtcsink costs).
+ *  3. RSS and threads of one peerjssrc process per remote member.
+ *
+ * It starts its own peerjs-signalling on a free port of 127.0.0.1 and must
+ * run in a network namespace that has only loopback:
+ *
+ *   unshare --net sh -c 'ip link set lo up && build/bench/gst-bench'
+ *
+ * bench/run does that. `gst-bench --help` lists the knobs. The table goes
+ * to stdout; --json FILE writes every raw figure.
+ *
+ * Internally it also runs itself as a helper (--role receivers): N
+ * peerjssrc elements in one process, each member pad into a fakesink,
+ * reporting on stdout what connected and how many frames came. */
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+#define GST_USE_UNSTABLE_API
+#include <gst/webrtc/webrtc.h>
+#include <gst/video/video.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <poll.h>
+#include <sstream>
+#include <string>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#ifndef PEERJS_PLUGIN_DIR
+#define PEERJS_PLUGIN_DIR ""
+#endif
+#ifndef PEERJS_SIGNALLING
+#define PEERJS_SIGNALLING ""
+#endif
+
+namespace {
+
+/* ------------------------------------------------------------------ */
+/* Options */
+
+struct Options
+{
+  std::string signalling = PEERJS_SIGNALLING;
+  std::string log_dir;
+  std::string json_path;
+  std::string only = "first-frame,cpu,memory";
+  int runs = 5;
+  int latency = 50;
+  double window = 10.0;
+  double settle = 2.0;
+  std::vector<int> receivers = { 1, 2, 4, 8 };
+  std::vector<int> members = { 1, 4 };
+  int cpu_width = 640, cpu_height = 480;
+  int mem_width = 320, mem_height = 240;
+  bool allow_network = false;
+  bool format_check = true;
+
+  /* --role receivers */
+  std::string role;
+  std::string server;
+  std::string thread;
+  int count = 1;
+};
+
+Options opt;
+
+std::vector<int>
+parse_int_list (const char *s)
+{
+  std::vector<int> out;
+  std::stringstream in (s);
+  std::string item;
+  while (std::getline (in, item, ','))
+    if (!item.empty ())
+      out.push_back (atoi (item.c_str ()));
+  return out;
+}
+
+bool
+wants (const char *what)
+{
+  std::stringstream in (opt.only);
+  std::string item;
+  while (std::getline (in, item, ','))
+    if (item == what)
+      return true;
+  return false;
+}
+
+void
+note (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+void
+note (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fprintf (stderr, "gst-bench: ");
+  vfprintf (stderr, fmt, ap);
+  fprintf (stderr, "\n");
+  va_end (ap);
+}
+
+gint64
+now_us ()
+{
+  return g_get_monotonic_time ();
+}
+
+std::string
+random_name (const char *prefix)
+{
+  return std::string (prefix) + "-" + std::to_string (getpid ()) + "-"
+      + std::to_string (g_random_int_range (0, 1000000));
+}
+
+double
+median (std::vector<double> v)
+{
+  if (v.empty ())
+    return NAN;
+  std::sort (v.begin (), v.end ());
+  size_t n = v.size ();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ------------------------------------------------------------------ */
+/* /proc */
+
+/* utime + stime of a process (all its threads), in clock ticks. */
+long long
+cpu_ticks (pid_t pid)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  g_autofree char *text = nullptr;
+  if (!g_file_get_contents (path, &text, nullptr, nullptr))
+    return -1;
+  const char *p = strrchr (text, ')');
+  if (!p)
+    return -1;
+  /* Fields after the command: state is field 3; utime 14, stime 15. */
+  std::stringstream in (p + 2);
+  std::string tok;
+  long long utime = 0, stime = 0;
+  for (int field = 3; field <= 15 && (in >> tok); field++) {
+    if (field == 14)
+      utime = atoll (tok.c_str ());
+    else if (field == 15)
+      stime = atoll (tok.c_str ());
+  }
+  return utime + stime;
+}
+
+/* Busy ticks of the whole machine (user nice system irq softirq steal). */
+long long
+machine_ticks ()
+{
+  g_autofree char *text = nullptr;
+  if (!g_file_get_contents ("/proc/stat", &text, nullptr, nullptr))
+    return -1;
+  long long v[8] = {};
+  sscanf (text, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1],
+      &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+  return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+}
+
+/* A field of /proc/PID/status (VmRSS in KiB, Threads), or -1. */
+long
+status_field (pid_t pid, const char *key)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+  g_autofree char *text = nullptr;
+  if (!g_file_get_contents (path, &text, nullptr, nullptr))
+    return -1;
+  std::string k = std::string ("\n") + key + ":";
+  const char *p = strstr (text, k.c_str ());
+  if (!p)
+    return -1;
+  return atol (p + k.size ());
+}
+
+/* Only loopback in this network namespace: nothing can leave the machine.
+ * /proc/self/net is this namespace's (/sys/class/net may not be). */
+bool
+loopback_only (std::string * other)
+{
+  g_autofree char *text = nullptr;
+  if (!g_file_get_contents ("/proc/self/net/dev", &text, nullptr, nullptr))
+    return false;
+  bool ok = true;
+  std::stringstream in (text);
+  std::string l;
+  while (std::getline (in, l)) {
+    size_t colon = l.find (':');
+    if (colon == std::string::npos)
+      continue;   /* the two header lines */
+    g_autofree char *name = g_strstrip (g_strdup (l.substr (0, colon).c_str ()));
+    if (g_strcmp0 (name, "lo") != 0) {
+      ok = false;
+      *other = name;
+    }
+  }
+  return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Child processes */
+
+struct Child
+{
+  std::string name;
+  GPid pid = 0;
+  int out = -1;                 /* stdout, when read; else -1 */
+  std::string buf;              /* stdout not yet split into lines */
+  std::vector<std::string> lines;
+  bool exited = false;
+  int status = 0;
+};
+
+std::vector<Child *> children;
+
+void
+child_setup (gpointer)
+{
+  /* Own process group (stopped with everything it runs), and gone when we
+   * are, even if we are killed. */
+  setpgid (0, 0);
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+int
+open_log (const std::string & name)
+{
+  if (opt.log_dir.empty ())
+    return open ("/dev/null", O_WRONLY | O_CLOEXEC);
+  std::string path = opt.log_dir + "/gst-" + name + ".log";
+  return open (path.c_str (), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+/* Start argv; its stdout is read when `read_stdout`, else goes to the log
+ * with its stderr. */
+Child *
+spawn (const std::string & name, const std::vector<std::string> & argv,
+    bool read_stdout)
+{
+  std::vector<char *> args;
+  for (const std::string & a : argv)
+    args.push_back (const_cast<char *> (a.c_str ()));
+  args.push_back (nullptr);
+  int log = open_log (name);
+  if (!opt.log_dir.empty ()) {
+    std::string line = "$";
+    for (const std::string & a : argv)
+      line += " " + a;
+    line += "\n";
+    if (write (log, line.data (), line.size ()) < 0) {
+      /* a log we cannot write is no reason to stop */
+    }
+  }
+  auto *c = new Child ();
+  c->name = name;
+  GError *error = nullptr;
+  gboolean ok = g_spawn_async_with_pipes_and_fds (nullptr, args.data (),
+      nullptr, (GSpawnFlags) (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
+          | G_SPAWN_STDIN_FROM_DEV_NULL), child_setup, nullptr, -1,
+      read_stdout ? -1 : log, log, nullptr, nullptr, 0, &c->pid, nullptr,
+      read_stdout ? &c->out : nullptr, nullptr, &error);
+  close (log);
+  if (!ok) {
+    note ("cannot start %s: %s", argv[0].c_str (), error->message);
+    g_error_free (error);
+    delete c;
+    return nullptr;
+  }
+  if (c->out >= 0)
+    fcntl (c->out, F_SETFL, fcntl (c->out, F_GETFL) | O_NONBLOCK);
+  children.push_back (c);
+  return c;
+}
+
+bool
+alive (Child * c)
+{
+  if (c->exited)
+    return false;
+  int status;
+  pid_t r = waitpid (c->pid, &status, WNOHANG);
+  if (r == c->pid) {
+    c->exited = true;
+    c->status = status;
+    return false;
+  }
+  return true;
+}
+
+/* Read whatever the children wrote, waiting at most `ms`. */
+void
+pump (int ms)
+{
+  std::vector<pollfd> fds;
+  std::vector<Child *> who;
+  for (Child *c : children)
+    if (c->out >= 0) {
+      fds.push_back ({ c->out, POLLIN, 0 });
+      who.push_back (c);
+    }
+  if (fds.empty ()) {
+    if (ms > 0)
+      g_usleep (ms * 1000);
+    return;
+  }
+  if (poll (fds.data (), fds.size (), ms) <= 0)
+    return;
+  for (size_t i = 0; i < fds.size (); i++) {
+    if (!(fds[i].revents & (POLLIN | POLLHUP)))
+      continue;
+    Child *c = who[i];
+    char tmp[4096];
+    for (;;) {
+      ssize_t n = read (c->out, tmp, sizeof tmp);
+      if (n > 0) {
+        c->buf.append (tmp, n);
+        continue;
+      }
+      if (n == 0) {
+        close (c->out);
+        c->out = -1;
+      }
+      break;
+    }
+    size_t nl;
+    while ((nl = c->buf.find ('\n')) != std::string::npos) {
+      c->lines.push_back (c->buf.substr (0, nl));
+      c->buf.erase (0, nl + 1);
+    }
+  }
+}
+
+/* Keep reading the children's output for `seconds`. */
+void
+pump_for (double seconds)
+{
+  gint64 end = now_us () + (gint64) (seconds * G_USEC_PER_SEC);
+  for (gint64 t = now_us (); t < end; t = now_us ())
+    pump ((int) std::min<gint64> (100, (end - t) / 1000 + 1));
+}
+
+int
+count_lines (Child * c, const char *prefix)
+{
+  int n = 0;
+  for (const std::string & l : c->lines)
+    if (g_str_has_prefix (l.c_str (), prefix))
+      n++;
+  return n;
+}
+
+/* The last "FRAMES n time" a receivers helper printed: frames so far and
+ * when (monotonic us); false when there is none yet. */
+bool
+last_frames (Child * c, long long * frames, long long * when)
+{
+  for (auto it = c->lines.rbegin (); it != c->lines.rend (); ++it)
+    if (sscanf (it->c_str (), "FRAMES %lld %lld", frames, when) == 2)
+      return true;
+  return false;
+}
+
+/* Frames per second between two FRAMES readings. */
+double
+frame_rate (long long f0, long long t0, long long f1, long long t1)
+{
+  return t1 > t0 ? (f1 - f0) / ((t1 - t0) / 1e6) : NAN;
+}
+
+void
+stop_child (Child * c)
+{
+  if (!c)
+    return;
+  if (alive (c)) {
+    kill (-c->pid, SIGTERM);
+    gint64 end = now_us () + 3 * G_USEC_PER_SEC;
+    while (alive (c) && now_us () < end)
+      g_usleep (20000);
+    if (alive (c)) {
+      kill (-c->pid, SIGKILL);
+      waitpid (c->pid, &c->status, 0);
+      c->exited = true;
+    }
+  }
+  if (c->out >= 0) {
+    pump (0);
+    close (c->out);
+  }
+  /* What a helper said goes to its log too. */
+  if (!opt.log_dir.empty () && !c->lines.empty ()) {
+    int log = open_log (c->name);
+    for (const std::string & l : c->lines)
+      if (write (log, (l + "\n").data (), l.size () + 1) < 0)
+        break;
+    close (log);
+  }
+  g_spawn_close_pid (c->pid);
+  children.erase (std::remove (children.begin (), children.end (), c),
+      children.end ());
+  delete c;
+}
+
+void
+stop_all ()
+{
+  while (!children.empty ())
+    stop_child (children.back ());
+}
+
+void
+on_fatal_signal (int sig)
+{
+  for (Child *c : children)
+    kill (-c->pid, SIGKILL);
+  signal (sig, SIG_DFL);
+  raise (sig);
+}
+
+/* ------------------------------------------------------------------ */
+/* The server */
+
+struct Server
+{
+  Child *child = nullptr;
+  std::string url;
+};
+
+bool
+start_server (Server & s)
+{
+  s.child = spawn ("signalling", { opt.signalling, "--host", "127.0.0.1",
+          "--port", "0" }, true);
+  if (!s.child)
+    return false;
+  gint64 end = now_us () + 10 * G_USEC_PER_SEC;
+  while (now_us () < end && alive (s.child)) {
+    pump (100);
+    for (const std::string & l : s.child->lines) {
+      size_t at = l.find ("(WebSocket ");
+      if (at != std::string::npos) {
+        s.url = l.substr (at + 11);
+        s.url = s.url.substr (0, s.url.find (')'));
+        return true;
+      }
+    }
+  }
+  note ("peerjs-signalling did not start");
+  return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helper role: N receivers in this process */
+
+struct Receivers
+{
+  GstElement *pipeline = nullptr;
+  GMainLoop *loop = nullptr;
+  std::atomic<long long> frames { 0 };
+  int exit_code = 0;
+};
+
+GstPadProbeReturn
+count_frame (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *r = static_cast<Receivers *> (data);
+  if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+    r->frames += gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST (info));
+  else
+    r->frames++;
+  return GST_PAD_PROBE_OK;
+}
+
+void
+receivers_pad_added (GstElement *, GstPad * pad, gpointer data)
+{
+  auto *r = static_cast<Receivers *> (data);
+  if (GST_PAD_DIRECTION (pad) != GST_PAD_SRC)
+    return;
+  GstElement *sink = gst_element_factory_make ("fakesink", nullptr);
+  g_object_set (sink, "sync", FALSE, "async", FALSE, "enable-last-sample",
+      FALSE, NULL);
+  gst_bin_add (GST_BIN (r->pipeline), sink);
+  gst_element_sync_state_with_parent (sink);
+  g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
+  if (g_str_has_prefix (GST_PAD_NAME (pad), "video_"))
+    gst_pad_add_probe (sinkpad, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), count_frame, r, nullptr);
+  if (gst_pad_link (pad, sinkpad) != GST_PAD_LINK_OK)
+    printf ("WARNING cannot link %s\n", GST_PAD_NAME (pad));
+}
+
+gboolean
+receivers_bus (GstBus *, GstMessage * msg, gpointer data)
+{
+  auto *r = static_cast<Receivers *> (data);
+  switch (GST_MESSAGE_TYPE (msg)) {
+    case GST_MESSAGE_ERROR:{
+      g_autoptr (GError) e = nullptr;
+      g_autofree char *dbg = nullptr;
+      gst_message_parse_error (msg, &e, &dbg);
+      printf ("ERROR %s: %s\n", GST_OBJECT_NAME (msg->src), e->message);
+      r->exit_code = 1;
+      g_main_loop_quit (r->loop);
+      break;
+    }
+    case GST_MESSAGE_WARNING:{
+      g_autoptr (GError) e = nullptr;
+      g_autofree char *dbg = nullptr;
+      gst_message_parse_warning (msg, &e, &dbg);
+      printf ("WARNING %s: %s (%s)\n", GST_OBJECT_NAME (msg->src), e->message,
+          dbg ? dbg : "");
+      break;
+    }
+    case GST_MESSAGE_ELEMENT:{
+      const GstStructure *s = gst_message_get_structure (msg);
+      const char *name = gst_structure_get_name (s);
+      auto str = [s] (const char *f) {
+        const char *v = gst_structure_get_string (s, f);
+        return v ? v : "?";
+      };
+      if (g_str_equal (name, "peerjs-socket-connect"))
+        printf ("SOCKET %s %s\n", GST_OBJECT_NAME (msg->src), str ("id"));
+      else if (g_str_equal (name, "peerjs-media-connect"))
+        printf ("MEDIA %s %s %s\n", GST_OBJECT_NAME (msg->src), str ("member"),
+            str ("kind"));
+      else if (g_str_equal (name, "peerjs-media-disconnect"))
+        printf ("GONE %s %s %s\n", GST_OBJECT_NAME (msg->src), str ("member"),
+            str ("kind"));
+      else if (g_str_equal (name, "peerjs-peer-failed"))
+        printf ("FAILED %s %s %s\n", GST_OBJECT_NAME (msg->src),
+            str ("member"), str ("reason"));
+      break;
+    }
+    default:
+      break;
+  }
+  return TRUE;
+}
+
+int
+run_receivers ()
+{
+  setvbuf (stdout, nullptr, _IOLBF, 0);
+  Receivers r;
+  r.loop = g_main_loop_new (nullptr, FALSE);
+  r.pipeline = gst_pipeline_new ("receivers");
+  for (int i = 0; i < opt.count; i++) {
+    std::string name = "r" + std::to_string (i);
+    GstElement *src = gst_element_factory_make ("peerjssrc", name.c_str ());
+    if (!src) {
+      printf ("ERROR no peerjssrc (GST_PLUGIN_PATH?)\n");
+      return 1;
+    }
+    g_object_set (src, "server", opt.server.c_str (), "thread",
+        opt.thread.c_str (), "latency", (guint) opt.latency, NULL);
+    g_signal_connect (src, "pad-added", G_CALLBACK (receivers_pad_added), &r);
+    gst_bin_add (GST_BIN (r.pipeline), src);
+  }
+  g_autoptr (GstBus) bus = gst_element_get_bus (r.pipeline);
+  gst_bus_add_watch (bus, receivers_bus, &r);
+  auto quit = +[] (gpointer data) -> gboolean {
+    g_main_loop_quit (static_cast<GMainLoop *> (data));
+    return G_SOURCE_CONTINUE;
+  };
+  g_unix_signal_add (SIGTERM, quit, r.loop);
+  g_unix_signal_add (SIGINT, quit, r.loop);
+  g_timeout_add (1000, +[] (gpointer data) -> gboolean {
+        printf ("FRAMES %lld %lld\n",
+            static_cast<Receivers *> (data)->frames.load (),
+            (long long) g_get_monotonic_time ());
+        return G_SOURCE_CONTINUE;
+      }, &r);
+  if (gst_element_set_state (r.pipeline, GST_STATE_PLAYING)
+      == GST_STATE_CHANGE_FAILURE) {
+    printf ("ERROR the receivers did not start\n");
+    return 1;
+  }
+  printf ("STARTED %d\n", opt.count);
+  g_main_loop_run (r.loop);
+  gst_element_set_state (r.pipeline, GST_STATE_NULL);
+  gst_object_unref (r.pipeline);
+  return r.exit_code;
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. First decoded frame */
+
+struct FirstFrame
+{
+  GstElement *send = nullptr;   /* the publishing pipeline */
+  GstElement *recv = nullptr;   /* the receiving pipeline */
+  GstElement *a = nullptr, *b = nullptr, *pay = nullptr;   /* bare pair */
+  std::atomic<gint64> first { 0 };
+  std::atomic<bool> failed { false };
+  std::string why;
+};
+
+GstPadProbeReturn
+first_buffer (GstPad *, GstPadProbeInfo *, gpointer data)
+{
+  auto *ff = static_cast<FirstFrame *> (data);
+  gint64 zero = 0;
+  ff->first.compare_exchange_strong (zero, now_us ());
+  return GST_PAD_PROBE_REMOVE;
+}
+
+/* A fakesink in the receiving pipeline fed by `pad`, stamping the first
+ * buffer that reaches it. `chain` (may be empty) goes in between. */
+void
+sink_for (FirstFrame * ff, GstPad * pad, std::vector<const char *> chain)
+{
+  std::vector<GstElement *> elements;
+  for (const char *f : chain)
+    elements.push_back (gst_element_factory_make (f, nullptr));
+  GstElement *sink = gst_element_factory_make ("fakesink", nullptr);
+  g_object_set (sink, "sync", FALSE, "async", FALSE, "enable-last-sample",
+      FALSE, NULL);
+  elements.push_back (sink);
+  for (GstElement *e : elements)
+    gst_bin_add (GST_BIN (ff->recv), e);
+  for (size_t i = 1; i < elements.size (); i++)
+    gst_element_link (elements[i - 1], elements[i]);
+  g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
+  gst_pad_add_probe (sinkpad, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+          | GST_PAD_PROBE_TYPE_BUFFER_LIST), first_buffer, ff, nullptr);
+  for (auto it = elements.rbegin (); it != elements.rend (); ++it)
+    gst_element_sync_state_with_parent (*it);
+  g_autoptr (GstPad) first = gst_element_get_static_pad (elements.front (),
+      "sink");
+  if (gst_pad_link (pad, first) != GST_PAD_LINK_OK) {
+    ff->why = "cannot link the received pad";
+    ff->failed = true;
+  }
+}
+
+void
+add_loopback (GstElement * webrtc)
+{
+  g_autoptr (GObject) ice = nullptr;
+  g_object_get (webrtc, "ice-agent", &ice, NULL);
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (ice, "add-local-ip-address", "127.0.0.1", &ok);
+  if (!ok)
+    note ("ice-agent refused 127.0.0.1");
+}
+
+/* Offer/answer of the bare pair, passed directly. */
+void
+bare_answer_created (GstPromise * p, gpointer data)
+{
+  auto *ff = static_cast<FirstFrame *> (data);
+  const GstStructure *reply = gst_promise_get_reply (p);
+  GstWebRTCSessionDescription *answer = nullptr;
+  if (reply)
+    gst_structure_get (reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
+        &answer, NULL);
+  gst_promise_unref (p);
+  if (!answer) {
+    ff->why = "no answer";
+    ff->failed = true;
+    return;
+  }
+  g_signal_emit_by_name (ff->b, "set-local-description", answer, nullptr);
+  /* As the elements do once a member's answer is in: ask the encoder for a
+   * key frame for the new receiver. */
+  GstPromise *set = gst_promise_new_with_change_func ([] (GstPromise * p,
+          gpointer data) {
+        auto *ff = static_cast<FirstFrame *> (data);
+        /* Not when webrtcbin interrupts it at teardown. */
+        if (gst_promise_wait (p) == GST_PROMISE_RESULT_REPLIED) {
+          g_autoptr (GstPad) src = gst_element_get_static_pad (ff->pay, "src");
+          gst_pad_send_event (src,
+              gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
+                  TRUE, 0));
+        }
+        gst_promise_unref (p);
+      }, ff, nullptr);
+  g_signal_emit_by_name (ff->a, "set-remote-description", answer, set);
+  gst_webrtc_session_description_free (answer);
+}
+
+void
+bare_offer_created (GstPromise * p, gpointer data)
+{
+  auto *ff = static_cast<FirstFrame *> (data);
+  const GstStructure *reply = gst_promise_get_reply (p);
+  GstWebRTCSessionDescription *offer = nullptr;
+  if (reply)
+    gst_structure_get (reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
+        &offer, NULL);
+  gst_promise_unref (p);
+  if (!offer) {
+    ff->why = "no offer";
+    ff->failed = true;
+    return;
+  }
+  g_signal_emit_by_name (ff->a, "set-local-description", offer, nullptr);
+  g_signal_emit_by_name (ff->b, "set-remote-description", offer, nullptr);
+  GstPromise *answer = gst_promise_new_with_change_func (bare_answer_created,
+      ff, nullptr);
+  g_signal_emit_by_name (ff->b, "create-answer", nullptr, answer);
+  gst_webrtc_session_description_free (offer);
+}
+
+GstElement *
+parse (const std::string & desc)
+{
+  GError *error = nullptr;
+  GstElement *e = gst_parse_launch (desc.c_str (), &error);
+  if (error) {
+    note ("cannot build '%s': %s", desc.c_str (), error->message);
+    g_error_free (error);
+    if (e)
+      gst_object_unref (e);
+    return nullptr;
+  }
+  if (GST_IS_PIPELINE (e))
+    return e;
+  /* A single element: put it in a pipeline of its own. */
+  GstElement *pipeline = gst_pipeline_new (nullptr);
+  gst_bin_add (GST_BIN (pipeline), e);
+  return pipeline;
+}
+
+/* Element settings of the elements' own VP8 encoder (gst/peerjs/media.cpp),
+ * so both sides of each comparison encode alike. */
+const char *VP8ENC = "vp8enc deadline=1 cpu-used=8 lag-in-frames=0 "
+    "keyframe-max-dist=60 target-bitrate=1000000 end-usage=cbr "
+    "error-resilient=default";
+
+std::string
+raw_caps (int w, int h, bool pin_format = true)
+{
+  return std::string ("video/x-raw,") + (pin_format ? "format=I420," : "")
+      + "width=" + std::to_string (w) + ",height=" + std::to_string (h)
+      + ",framerate=30/1";
+}
+
+bool
+build_ours (FirstFrame * ff, const std::string & url)
+{
+  std::string thread = random_name ("ff");
+  std::string lat = std::to_string (opt.latency);
+  ff->send = parse ("videotestsrc is-live=true ! " + raw_caps (320, 240)
+      + " ! peerjssink server=" + url + " thread=" + thread + " latency="
+      + lat);
+  ff->recv = parse ("peerjssrc name=r server=" + url + " thread=" + thread
+      + " latency=" + lat);
+  if (!ff->send || !ff->recv)
+    return false;
+  g_autoptr (GstElement) r = gst_bin_get_by_name (GST_BIN (ff->recv), "r");
+  g_signal_connect (r, "pad-added", G_CALLBACK (+[] (GstElement *,
+              GstPad * pad, gpointer data) {
+        if (g_str_has_prefix (GST_PAD_NAME (pad), "video_"))
+          sink_for (static_cast<FirstFrame *> (data), pad, {});
+      }), ff);
+  return true;
+}
+
+bool
+build_bare (FirstFrame * ff)
+{
+  std::string lat = std::to_string (opt.latency);
+  ff->send = parse ("videotestsrc is-live=true ! " + raw_caps (320, 240)
+      + " ! " + VP8ENC + " ! rtpvp8pay name=pay pt=96 mtu=1200 "
+      "picture-id-mode=15-bit ! application/x-rtp,media=video,"
+      "encoding-name=VP8,payload=96,clock-rate=90000 ! webrtcbin name=a "
+      "bundle-policy=max-bundle latency=" + lat);
+  ff->recv = parse ("webrtcbin name=b bundle-policy=max-bundle latency="
+      + lat);
+  if (!ff->send || !ff->recv)
+    return false;
+  ff->a = gst_bin_get_by_name (GST_BIN (ff->send), "a");
+  ff->pay = gst_bin_get_by_name (GST_BIN (ff->send), "pay");
+  ff->b = gst_bin_get_by_name (GST_BIN (ff->recv), "b");
+  add_loopback (ff->a);
+  add_loopback (ff->b);
+  GstWebRTCRTPTransceiver *trans = nullptr;
+  g_signal_emit_by_name (ff->a, "get-transceiver", 0, &trans);
+  if (trans) {
+    g_object_set (trans, "direction",
+        GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, NULL);
+    gst_object_unref (trans);
+  }
+  g_signal_connect (ff->a, "on-negotiation-needed", G_CALLBACK (+[] (
+              GstElement * a, gpointer data) {
+        GstPromise *p = gst_promise_new_with_change_func (bare_offer_created,
+            data, nullptr);
+        g_signal_emit_by_name (a, "create-offer", nullptr, p);
+      }), ff);
+  g_signal_connect (ff->a, "on-ice-candidate", G_CALLBACK (+[] (GstElement *,
+              guint mline, gchar * cand, gpointer data) {
+        g_signal_emit_by_name (static_cast<FirstFrame *> (data)->b,
+            "add-ice-candidate", mline, cand);
+      }), ff);
+  g_signal_connect (ff->b, "on-ice-candidate", G_CALLBACK (+[] (GstElement *,
+              guint mline, gchar * cand, gpointer data) {
+        g_signal_emit_by_name (static_cast<FirstFrame *> (data)->a,
+            "add-ice-candidate", mline, cand);
+      }), ff);
+  g_signal_connect (ff->b, "pad-added", G_CALLBACK (+[] (GstElement *,
+              GstPad * pad, gpointer data) {
+        if (GST_PAD_DIRECTION (pad) == GST_PAD_SRC)
+          sink_for (static_cast<FirstFrame *> (data), pad,
+              { "rtpvp8depay", "vp8dec" });
+      }), ff);
+  return true;
+}
+
+/* Errors on either bus fail the run; warnings are logged. */
+void
+check_bus (FirstFrame * ff, GstElement * pipeline)
+{
+  g_autoptr (GstBus) bus = gst_element_get_bus (pipeline);
+  while (GstMessage *m = gst_bus_pop_filtered (bus, (GstMessageType)
+          (GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))) {
+    g_autoptr (GError) e = nullptr;
+    g_autofree char *dbg = nullptr;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      gst_message_parse_error (m, &e, &dbg);
+      ff->why = std::string (GST_OBJECT_NAME (m->src)) + ": " + e->message;
+      ff->failed = true;
+    } else {
+      gst_message_parse_warning (m, &e, &dbg);
+      note ("warning from %s: %s", GST_OBJECT_NAME (m->src), e->message);
+    }
+    gst_message_unref (m);
+  }
+}
+
+/* One run; the time to the first frame in ms, or a negative number. */
+double
+first_frame_run (bool ours, const std::string & url, std::string * why)
+{
+  auto *ff = new FirstFrame ();
+  double result = -1;
+  if (!(ours ? build_ours (ff, url) : build_bare (ff))) {
+    *why = "could not build the pipelines";
+  } else {
+    /* The receiving side first: webrtcbin takes no description before it
+     * runs. The clock starts before either. */
+    gint64 t0 = now_us ();
+    gst_element_set_state (ff->recv, GST_STATE_PLAYING);
+    gst_element_set_state (ff->send, GST_STATE_PLAYING);
+    gint64 end = t0 + 15 * G_USEC_PER_SEC;
+    while (!ff->first && !ff->failed && now_us () < end) {
+      g_usleep (2000);
+      check_bus (ff, ff->send);
+      check_bus (ff, ff->recv);
+    }
+    if (ff->first)
+      result = (ff->first - t0) / 1000.0;
+    else
+      *why = ff->failed ? ff->why : "no frame within 15 s";
+  }
+  /* The sender first. The peerjs receiver is stopped only once it has
+   * seen the sender leave: stopping it while its session is still closing
+   * that member disposes the member's webrtcbin and decoder in PAUSED
+   * (GStreamer-CRITICALs; see docs/performance.md). */
+  if (ff->send)
+    gst_element_set_state (ff->send, GST_STATE_NULL);
+  if (ours && ff->recv) {
+    g_autoptr (GstBus) bus = gst_element_get_bus (ff->recv);
+    gint64 end = now_us () + 3 * G_USEC_PER_SEC;
+    bool gone = false;
+    while (!gone && now_us () < end) {
+      GstMessage *m = gst_bus_timed_pop_filtered (bus, 50 * GST_MSECOND,
+          GST_MESSAGE_ELEMENT);
+      if (!m)
+        continue;
+      gone = gst_message_has_name (m, "peerjs-media-disconnect")
+          || gst_message_has_name (m, "peerjs-thread-disconnect");
+      gst_message_unref (m);
+    }
+    g_usleep (200000);
+  }
+  if (ff->recv)
+    gst_element_set_state (ff->recv, GST_STATE_NULL);
+  for (GstElement *e : { ff->a, ff->b, ff->pay, ff->send, ff->recv })
+    if (e)
+      gst_object_unref (e);
+  /* Not freed: a promise of a stopped webrtcbin may still call back with
+   * it. A few bytes per run. */
+  return result;
+}
+
+struct FirstFrameResult
+{
+  std::vector<double> ours, bare;
+  double ours_warm = NAN, bare_warm = NAN;
+  int failures = 0;
+  std::vector<std::string> problems;
+};
+
+FirstFrameResult
+bench_first_frame (const std::string & url)
+{
+  FirstFrameResult r;
+  for (int i = -1; i < opt.runs; i++) {
+    /* Interleaved, alternating which goes first; run -1 warms up. */
+    for (int j = 0; j < 2; j++) {
+      bool ours = (i + j) % 2 == 0;
+      std::string why;
+      double ms = first_frame_run (ours, url, &why);
+      const char *name = ours ? "peerjs elements" : "bare webrtcbin pair";
+      if (ms < 0) {
+        r.failures++;
+        r.problems.push_back (std::string (name) + ": " + why);
+        note ("first frame, %s, run %d: FAILED: %s", name, i + 1, why.c_str ());
+        continue;
+      }
+      note ("first frame, %s, %s: %.0f ms", name,
+          i < 0 ? "warm-up" : ("run " + std::to_string (i + 1)).c_str (), ms);
+      if (i < 0)
+        (ours ? r.ours_warm : r.bare_warm) = ms;
+      else
+        (ours ? r.ours : r.bare).push_back (ms);
+    }
+  }
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. CPU of the publisher */
+
+std::string gst_launch;
+std::string self_exe;   /* this program, for the helper role */
+
+struct CpuSample
+{
+  bool ok = false;
+  std::string why;
+  double cpu = NAN;             /* the publisher, % of one core */
+  double recv_cpu = NAN;        /* the receivers' process */
+  double machine = NAN;         /* whole machine */
+  double fps = NAN;             /* frames per second per receiver */
+  double connect_s = NAN;       /* until every receiver had video */
+  /* The machine's busy time not spent by what was measured. */
+  double other () const
+  {
+    return machine - cpu - (std::isnan (recv_cpu) ? 0 : recv_cpu);
+  }
+};
+
+/* CPU of `pid` (and the others) over the window. */
+void
+measure_window (CpuSample & s, pid_t pid, Child * receivers)
+{
+  double hz = sysconf (_SC_CLK_TCK);
+  long long c0 = cpu_ticks (pid), m0 = machine_ticks ();
+  long long r0 = receivers ? cpu_ticks (receivers->pid) : 0;
+  long long f0 = 0, ft0 = 0, f1 = 0, ft1 = 0;
+  if (receivers)
+    last_frames (receivers, &f0, &ft0);
+  gint64 t0 = now_us ();
+  pump_for (opt.window);
+  if (receivers)
+    pump_for (1.05);    /* one more FRAMES line */
+  double secs = (now_us () - t0) / 1e6;
+  long long c1 = cpu_ticks (pid), m1 = machine_ticks ();
+  if (c0 < 0 || c1 < 0) {
+    s.why = "the publisher exited during the window";
+    return;
+  }
+  s.cpu = (c1 - c0) / hz / secs * 100;
+  s.machine = (m1 - m0) / hz / secs * 100;
+  if (receivers) {
+    long long r1 = cpu_ticks (receivers->pid);
+    last_frames (receivers, &f1, &ft1);
+    s.recv_cpu = (r1 - r0) / hz / secs * 100;
+    s.fps = frame_rate (f0, ft0, f1, ft1);
+  }
+  s.ok = true;
+}
+
+CpuSample
+cpu_ours (const std::string & url, int n, bool pin_format)
+{
+  CpuSample s;
+  std::string thread = random_name ("cpu");
+  Child *sink = spawn ("publisher-" + std::to_string (n), { gst_launch,
+          "peerjssink", "name=s", "server=" + url, "thread=" + thread,
+          "latency=" + std::to_string (opt.latency), "videotestsrc",
+          "is-live=true", "!", raw_caps (opt.cpu_width, opt.cpu_height,
+              pin_format), "!", "s.video" }, false);
+  Child *recv = spawn ("receivers-" + std::to_string (n), { self_exe,
+          "--role", "receivers", "--count", std::to_string (n), "--server",
+          url, "--thread", thread, "--latency",
+          std::to_string (opt.latency) }, true);
+  if (sink && recv) {
+    gint64 t0 = now_us (), end = t0 + 40 * G_USEC_PER_SEC;
+    int connected = 0;
+    while (now_us () < end && alive (sink) && alive (recv)) {
+      pump (100);
+      connected = 0;
+      for (const std::string & l : recv->lines)
+        if (g_str_has_prefix (l.c_str (), "MEDIA ")
+            && g_str_has_suffix (l.c_str (), " video"))
+          connected++;
+      if (connected >= n)
+        break;
+    }
+    if (connected < n) {
+      s.why = std::to_string (connected) + " of " + std::to_string (n)
+          + " receivers got video within 40 s";
+    } else {
+      s.connect_s = (now_us () - t0) / 1e6;
+      pump_for (opt.settle);
+      measure_window (s, sink->pid, recv);
+      s.fps /= n;
+    }
+    for (const std::string & l : recv->lines)
+      if (g_str_has_prefix (l.c_str (), "FAILED ")
+          || g_str_has_prefix (l.c_str (), "ERROR ")
+          || g_str_has_prefix (l.c_str (), "GONE "))
+        note ("receivers: %s", l.c_str ());
+  } else {
+    s.why = "could not start the processes";
+  }
+  stop_child (recv);
+  stop_child (sink);
+  return s;
+}
+
+CpuSample
+cpu_encoders (int n)
+{
+  CpuSample s;
+  std::vector<std::string> argv = { gst_launch, "videotestsrc",
+    "is-live=true", "!", raw_caps (opt.cpu_width, opt.cpu_height), "!", "tee",
+    "name=t" };
+  for (int i = 0; i < n; i++) {
+    argv.insert (argv.end (), { "t.", "!", "queue", "!" });
+    gchar **enc = g_strsplit (VP8ENC, " ", -1);
+    for (gchar **e = enc; *e; e++)
+      argv.push_back (*e);
+    g_strfreev (enc);
+    argv.insert (argv.end (), { "!", "fakesink" });
+  }
+  Child *c = spawn ("encoders-" + std::to_string (n), argv, false);
+  if (!c) {
+    s.why = "could not start gst-launch-1.0";
+    return s;
+  }
+  pump_for (opt.settle);
+  if (alive (c))
+    measure_window (s, c->pid, nullptr);
+  else
+    s.why = "gst-launch-1.0 exited";
+  stop_child (c);
+  return s;
+}
+
+struct CpuResult
+{
+  std::map<int, CpuSample> ours, encoders;
+  CpuSample ours_any_format;    /* N=1, caps without format */
+};
+
+CpuResult
+bench_cpu (const std::string & url)
+{
+  CpuResult r;
+  for (int n : opt.receivers) {
+    note ("CPU: peerjssink with %d receiver(s)", n);
+    r.ours[n] = cpu_ours (url, n, true);
+    if (!r.ours[n].ok)
+      note ("CPU: peerjssink, %d: FAILED: %s", n, r.ours[n].why.c_str ());
+    note ("CPU: %d per-receiver encoder(s)", n);
+    r.encoders[n] = cpu_encoders (n);
+    if (!r.encoders[n].ok)
+      note ("CPU: encoders, %d: FAILED: %s", n, r.encoders[n].why.c_str ());
+  }
+  if (opt.format_check) {
+    note ("CPU: peerjssink with 1 receiver, caps without a format");
+    r.ours_any_format = cpu_ours (url, 1, false);
+  }
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. Memory and threads per remote member */
+
+struct MemSample
+{
+  bool ok = false;
+  std::string why;
+  double rss_kib = NAN;
+  double threads = NAN;
+  double base_rss_kib = NAN;    /* connected, no member yet */
+  double base_threads = NAN;
+  double fps = NAN;             /* frames per second per member */
+};
+
+void
+sample_memory (pid_t pid, double * rss, double * threads)
+{
+  std::vector<double> r, t;
+  for (int i = 0; i < 5; i++) {
+    if (i)
+      pump_for (0.2);
+    r.push_back (status_field (pid, "VmRSS"));
+    t.push_back (status_field (pid, "Threads"));
+  }
+  *rss = median (r);
+  *threads = median (t);
+}
+
+MemSample
+memory_run (const std::string & url, int k)
+{
+  MemSample s;
+  std::string thread = random_name ("mem");
+  Child *recv = spawn ("member-receiver-" + std::to_string (k),
+      { self_exe, "--role", "receivers", "--count", "1", "--server",
+        url, "--thread", thread, "--latency", std::to_string (opt.latency) },
+      true);
+  std::vector<Child *> sinks;
+  if (!recv) {
+    s.why = "could not start the receiver";
+    return s;
+  }
+  gint64 end = now_us () + 10 * G_USEC_PER_SEC;
+  while (now_us () < end && alive (recv) && !count_lines (recv, "SOCKET "))
+    pump (100);
+  if (!count_lines (recv, "SOCKET ")) {
+    s.why = "the receiver did not connect to the server";
+    stop_child (recv);
+    return s;
+  }
+  pump_for (opt.settle);
+  sample_memory (recv->pid, &s.base_rss_kib, &s.base_threads);
+  for (int i = 0; i < k; i++)
+    sinks.push_back (spawn ("member-" + std::to_string (k) + "-"
+            + std::to_string (i), { gst_launch, "peerjssink", "name=s",
+              "server=" + url, "thread=" + thread, "latency="
+              + std::to_string (opt.latency), "videotestsrc", "is-live=true",
+              "!", raw_caps (opt.mem_width, opt.mem_height), "!", "s.video" },
+            false));
+  end = now_us () + 40 * G_USEC_PER_SEC;
+  int connected = 0;
+  while (now_us () < end && alive (recv)) {
+    pump (100);
+    connected = 0;
+    for (const std::string & l : recv->lines)
+      if (g_str_has_prefix (l.c_str (), "MEDIA ")
+          && g_str_has_suffix (l.c_str (), " video"))
+        connected++;
+    if (connected >= k)
+      break;
+  }
+  if (connected < k) {
+    s.why = std::to_string (connected) + " of " + std::to_string (k)
+        + " members' video reached the receiver within 40 s";
+  } else {
+    pump_for (opt.settle + 1.0);
+    long long f0 = 0, t0 = 0, f1 = 0, t1 = 0;
+    last_frames (recv, &f0, &t0);
+    sample_memory (recv->pid, &s.rss_kib, &s.threads);
+    pump_for (1.05);
+    last_frames (recv, &f1, &t1);
+    s.fps = frame_rate (f0, t0, f1, t1) / k;
+    s.ok = true;
+  }
+  for (Child *c : sinks)
+    stop_child (c);
+  stop_child (recv);
+  return s;
+}
+
+struct MemResult
+{
+  std::map<int, MemSample> runs;
+};
+
+MemResult
+bench_memory (const std::string & url)
+{
+  MemResult r;
+  for (int k : opt.members) {
+    note ("memory: one peerjssrc receiving %d member(s)", k);
+    r.runs[k] = memory_run (url, k);
+    if (!r.runs[k].ok)
+      note ("memory, %d: FAILED: %s", k, r.runs[k].why.c_str ());
+  }
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* The table */
+
+std::string
+fmt (double v, const char *spec)
+{
+  if (std::isnan (v))
+    return "n/a";
+  char buf[256];
+  snprintf (buf, sizeof buf, spec, v);
+  return buf;
+}
+
+std::string
+pad (const std::string & s, size_t w)
+{
+  return s.size () >= w ? s + " " : s + std::string (w - s.size (), ' ');
+}
+
+std::string
+join_ms (const std::vector<double> & v)
+{
+  std::string out;
+  for (double x : v)
+    out += (out.empty () ? "" : ", ") + fmt (x, "%.0f");
+  return out;
+}
+
+void
+json_num (GString * j, const char *key, double v, bool comma = true)
+{
+  if (std::isnan (v))
+    g_string_append_printf (j, "\"%s\": null", key);
+  else
+    g_string_append_printf (j, "\"%s\": %.3f", key, v);
+  if (comma)
+    g_string_append (j, ", ");
+}
+
+}  // namespace
+
+int
+main (int argc, char **argv)
+{
+  gchar *signalling = nullptr, *log_dir = nullptr, *json = nullptr,
+      *only = nullptr, *receivers = nullptr, *members = nullptr,
+      *role = nullptr, *server = nullptr, *thread = nullptr;
+  gboolean allow_network = FALSE, no_format_check = FALSE;
+  GOptionEntry entries[] = {
+    { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
+        "peerjs-signalling binary (default: the build tree's)", "BIN" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &only,
+        "comma list of first-frame, cpu, memory (default: all)", "LIST" },
+    { "runs", 0, 0, G_OPTION_ARG_INT, &opt.runs,
+        "first-frame runs of each side, after one warm-up (5)", "N" },
+    { "window", 0, 0, G_OPTION_ARG_DOUBLE, &opt.window,
+        "CPU window in seconds (10)", "S" },
+    { "settle", 0, 0, G_OPTION_ARG_DOUBLE, &opt.settle,
+        "seconds between 'connected' and a measurement (2)", "S" },
+    { "receivers", 0, 0, G_OPTION_ARG_STRING, &receivers,
+        "receiver counts for the CPU figure (1,2,4,8)", "LIST" },
+    { "members", 0, 0, G_OPTION_ARG_STRING, &members,
+        "member counts for the memory figure (1,4)", "LIST" },
+    { "latency", 0, 0, G_OPTION_ARG_INT, &opt.latency,
+        "jitterbuffer latency in ms, both sides (50)", "MS" },
+    { "no-format-check", 0, 0, G_OPTION_ARG_NONE, &no_format_check,
+        "skip the extra CPU run with caps that name no format", nullptr },
+    { "log-dir", 0, 0, G_OPTION_ARG_FILENAME, &log_dir,
+        "keep every child's output here", "DIR" },
+    { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,
+        "write the raw figures here", "FILE" },
+    { "allow-network", 0, 0, G_OPTION_ARG_NONE, &allow_network,
+        "run even if this namespace has more than loopback", nullptr },
+    { "role", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &role, "", "" },
+    { "server", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &server, "", "" },
+    { "thread", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &thread, "", "" },
+    { "count", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt.count, "", "" },
+    { nullptr }
+  };
+  if (!g_getenv ("GST_PLUGIN_PATH") && *PEERJS_PLUGIN_DIR)
+    g_setenv ("GST_PLUGIN_PATH", PEERJS_PLUGIN_DIR, TRUE);
+  GOptionContext *ctx = g_option_context_new ("- figures for the peerjs "
+      "GStreamer elements");
+  g_option_context_add_main_entries (ctx, entries, nullptr);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  GError *error = nullptr;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    fprintf (stderr, "gst-bench: %s\n", error->message);
+    return 2;
+  }
+  g_option_context_free (ctx);
+  if (signalling)
+    opt.signalling = signalling;
+  if (log_dir)
+    opt.log_dir = log_dir;
+  if (json)
+    opt.json_path = json;
+  if (only)
+    opt.only = only;
+  if (receivers)
+    opt.receivers = parse_int_list (receivers);
+  if (members)
+    opt.members = parse_int_list (members);
+  if (role)
+    opt.role = role;
+  if (server)
+    opt.server = server;
+  if (thread)
+    opt.thread = thread;
+  opt.allow_network = allow_network;
+  opt.format_check = !no_format_check;
+
+  if (opt.role == "receivers")
+    return run_receivers ();
+
+  std::string other;
+  if (!opt.allow_network && !loopback_only (&other)) {
+    fprintf (stderr, "gst-bench: this network namespace has '%s' besides "
+        "loopback; run it as\n  unshare --net sh -c 'ip link set lo up && "
+        "%s'\n(bench/run does), or pass --allow-network\n", other.c_str (),
+        argv[0]);
+    return 2;
+  }
+  for (const char *f : { "peerjssink", "peerjssrc", "webrtcbin", "vp8enc",
+          "vp8dec", "rtpvp8pay", "rtpvp8depay", "videotestsrc" }) {
+    g_autoptr (GstElementFactory) fac = gst_element_factory_find (f);
+    if (!fac) {
+      fprintf (stderr, "gst-bench: no element '%s' (GST_PLUGIN_PATH=%s)\n", f,
+          g_getenv ("GST_PLUGIN_PATH"));
+      return 2;
+    }
+  }
+  g_autofree char *launch = g_find_program_in_path ("gst-launch-1.0");
+  if (!launch) {
+    fprintf (stderr, "gst-bench: gst-launch-1.0 is not on the PATH\n");
+    return 2;
+  }
+  gst_launch = launch;
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", nullptr);
+  self_exe = exe ? exe : argv[0];
+  if (!opt.log_dir.empty ())
+    g_mkdir_with_parents (opt.log_dir.c_str (), 0755);
+  for (int sig : { SIGINT, SIGTERM, SIGHUP })
+    signal (sig, on_fatal_signal);
+
+  gint64 started = now_us ();
+  Server srv;
+  if (!start_server (srv)) {
+    stop_all ();
+    return 1;
+  }
+  note ("server at %s", srv.url.c_str ());
+
+  FirstFrameResult ff;
+  CpuResult cpu;
+  MemResult mem;
+  bool ran_ff = wants ("first-frame"), ran_cpu = wants ("cpu"),
+      ran_mem = wants ("memory");
+  if (ran_ff)
+    ff = bench_first_frame (srv.url);
+  if (ran_cpu)
+    cpu = bench_cpu (srv.url);
+  if (ran_mem)
+    mem = bench_memory (srv.url);
+  bool server_alive = alive (srv.child);
+  stop_all ();
+
+  /* ---- table ---- */
+  int problems = ff.failures + (server_alive ? 0 : 1);
+  bool missed = false;
+  std::string out;
+  char line[512];
+  snprintf (line, sizeof line, "GStreamer elements, %ld cores, loopback-only "
+      "network namespace, %.0f s\n", sysconf (_SC_NPROCESSORS_ONLN),
+      (now_us () - started) / 1e6);
+  out += line;
+
+  double o_ms = median (ff.ours), b_ms = median (ff.bare);
+  if (ran_ff) {
+    double ratio = o_ms / b_ms;
+    bool met = o_ms < 500 && ratio <= 1.2;
+    missed = missed || !met;
+    out += "\n";
+    out += pad ("first decoded frame after PLAYING", 44)
+        + pad ("peerjs elements", 18) + pad ("bare webrtcbins", 18)
+        + "ratio\n";
+    std::string target = std::isnan (ratio) ? "n/a" : fmt (ratio, "%.2f")
+        + std::string (" (target < 500 ms and <= 1.2: ")
+        + (met ? "met" : "MISSED") + ")";
+    snprintf (line, sizeof line, "median of %d, 320x240 VP8", opt.runs);
+    out += pad (line, 44) + pad (fmt (o_ms, "%.0f ms"), 18)
+        + pad (fmt (b_ms, "%.0f ms"), 18) + target + "\n";
+    out += pad ("  runs, peerjs elements (ms)", 44) + join_ms (ff.ours) + "\n";
+    out += pad ("  runs, bare webrtcbins (ms)", 44) + join_ms (ff.bare) + "\n";
+    out += pad ("  warm-up run, not counted", 44)
+        + pad (fmt (ff.ours_warm, "%.0f ms"), 18)
+        + fmt (ff.bare_warm, "%.0f ms") + "\n";
+    for (const std::string & p : ff.problems)
+      out += "  FAILED: " + p + "\n";
+  }
+
+  if (ran_cpu) {
+    out += "\n";
+    snprintf (line, sizeof line, "publisher CPU, %dx%d@30 VP8, %g s",
+        opt.cpu_width, opt.cpu_height, opt.window);
+    out += pad (line, 44) + pad ("peerjssink", 12) + pad ("N encoders", 12)
+        + pad ("ours/theirs", 13) + pad ("recv fps", 10)
+        + pad ("recv CPU", 10) + "other load\n";
+    out += pad ("(CPU in % of one core)", 44) + pad ("", 12) + pad ("", 12)
+        + pad ("", 13) + pad ("per recv", 10) + pad ("", 10)
+        + "ours / enc.\n";
+    double worst_other = 0;
+    double o1 = cpu.ours.count (1) ? cpu.ours[1].cpu : NAN;
+    double e1 = cpu.encoders.count (1) ? cpu.encoders[1].cpu : NAN;
+    for (int n : opt.receivers) {
+      CpuSample & o = cpu.ours[n];
+      CpuSample & e = cpu.encoders[n];
+      problems += !o.ok + !e.ok;
+      snprintf (line, sizeof line, "%d receiver%s", n, n == 1 ? "" : "s");
+      out += pad (line, 44) + pad (o.ok ? fmt (o.cpu, "%.0f %%") : "FAILED", 12)
+          + pad (e.ok ? fmt (e.cpu, "%.0f %%") : "FAILED", 12)
+          + pad (fmt (o.cpu / e.cpu, "%.2f"), 13) + pad (fmt (o.fps, "%.1f"), 10)
+          + pad (fmt (o.recv_cpu, "%.0f %%"), 10)
+          + fmt (o.other (), "%.0f") + " / " + fmt (e.other (), "%.0f %%")
+          + "\n";
+    for (double x : { o.other (), e.other () })
+        if (!std::isnan (x))
+          worst_other = std::max (worst_other, x);
+    }
+    if (worst_other > 25)
+      out += fmt (worst_other, "WARNING: other work used up to %.0f%% of a "
+          "core during a window; the figures may be disturbed.\n");
+    for (int n : opt.receivers) {
+      if (n == 1)
+        continue;
+      double ro = cpu.ours[n].cpu / o1, re = cpu.encoders[n].cpu / e1;
+      snprintf (line, sizeof line, "%d vs 1 receiver", n);
+      std::string target;
+      if (n == 8) {
+        bool met = ro < 2.0;
+        missed = missed || !met;
+        target = std::string ("(target for peerjssink < 2: ")
+            + (std::isnan (ro) ? "n/a" : met ? "met" : "MISSED") + ")";
+      }
+      out += pad (line, 44) + pad (fmt (ro, "%.2f x"), 12)
+          + pad (fmt (re, "%.2f x"), 12) + target + "\n";
+    }
+    if (opt.format_check) {
+      CpuSample & a = cpu.ours_any_format;
+      out += pad ("1 receiver, caps without format=I420", 44)
+          + pad (a.ok ? fmt (a.cpu, "%.0f %%") : "FAILED", 12) + pad ("", 12)
+          + pad (fmt (a.cpu / o1, "%.2f"), 13) + "(vs format=I420)\n";
+    }
+    for (int n : opt.receivers)
+      for (CpuSample *s : { &cpu.ours[n], &cpu.encoders[n] })
+        if (!s->ok)
+          out += "  FAILED (" + std::to_string (n) + "): " + s->why + "\n";
+  }
+
+  if (ran_mem) {
+    out += "\n";
+    out += pad ("one peerjssrc process, per remote member", 44)
+        + pad ("RSS", 12) + pad ("threads", 12) + "fps per member\n";
+    bool first = true;
+    for (int k : opt.members) {
+      MemSample & s = mem.runs[k];
+      problems += !s.ok;
+      if (first && !std::isnan (s.base_rss_kib)) {
+        out += pad ("0 members (connected to the server)", 44)
+            + pad (fmt (s.base_rss_kib / 1024, "%.1f MiB"), 12)
+            + fmt (s.base_threads, "%.0f") + "\n";
+        first = false;
+      }
+      snprintf (line, sizeof line, "%d member%s, 320x240 VP8 each", k,
+          k == 1 ? "" : "s");
+      out += pad (line, 44) + pad (s.ok ? fmt (s.rss_kib / 1024, "%.1f MiB")
+          : "FAILED", 12) + pad (fmt (s.threads, "%.0f"), 12)
+          + fmt (s.fps, "%.1f") + "\n";
+      if (!s.ok)
+        out += "  FAILED: " + s.why + "\n";
+    }
+    if (opt.members.size () >= 2) {
+      int k0 = opt.members.front (), k1 = opt.members.back ();
+      MemSample & a = mem.runs[k0];
+      MemSample & b = mem.runs[k1];
+      snprintf (line, sizeof line, "per member (%d vs %d members)", k1, k0);
+      out += pad (line, 44) + pad (fmt ((b.rss_kib - a.rss_kib) / 1024
+              / (k1 - k0), "%.2f MiB"), 12)
+          + fmt ((b.threads - a.threads) / (k1 - k0), "%.1f") + "\n";
+      snprintf (line, sizeof line, "first member (%d vs 0)", k0);
+      out += pad (line, 44) + pad (fmt ((a.rss_kib - a.base_rss_kib) / 1024
+              / k0, "%.2f MiB"), 12)
+          + fmt ((a.threads - a.base_threads) / k0, "%.1f") + "\n";
+    }
+  }
+  if (!server_alive)
+    out += "\nFAILED: peerjs-signalling died during the benchmark\n";
+  /* No trailing blanks. */
+  std::string trimmed;
+  std::stringstream lines_in (out);
+  for (std::string l; std::getline (lines_in, l);)
+    trimmed += l.substr (0, l.find_last_not_of (' ') + 1) + "\n";
+  fputs (trimmed.c_str (), stdout);
+  fflush (stdout);
+
+  if (!opt.json_path.empty ()) {
+    GString *j = g_string_new ("{");
+    g_string_append (j, "\"first_frame\": {");
+    json_num (j, "ours_median_ms", o_ms);
+    json_num (j, "bare_median_ms", b_ms);
+    g_string_append_printf (j, "\"ours_ms\": [%s], \"bare_ms\": [%s], ",
+        join_ms (ff.ours).c_str (), join_ms (ff.bare).c_str ());
+    json_num (j, "ours_warmup_ms", ff.ours_warm);
+    json_num (j, "bare_warmup_ms", ff.bare_warm);
+    g_string_append_printf (j, "\"failures\": %d}, \"cpu\": [", ff.failures);
+    bool first = true;
+    for (int n : opt.receivers) {
+      if (!cpu.ours.count (n))
+        continue;
+      g_string_append_printf (j, "%s{\"receivers\": %d, ", first ? "" : ", ",
+          n);
+      first = false;
+      CpuSample & o = cpu.ours[n];
+      CpuSample & e = cpu.encoders[n];
+      json_num (j, "ours_cpu", o.cpu);
+      json_num (j, "encoders_cpu", e.cpu);
+      json_num (j, "receivers_cpu", o.recv_cpu);
+      json_num (j, "fps_per_receiver", o.fps);
+      json_num (j, "connect_s", o.connect_s);
+      json_num (j, "machine_ours", o.machine);
+      json_num (j, "machine_encoders", e.machine);
+      json_num (j, "other_ours", o.other ());
+      json_num (j, "other_encoders", e.other (), false);
+      g_string_append (j, "}");
+    }
+    g_string_append (j, "], ");
+    json_num (j, "cpu_any_format_1", cpu.ours_any_format.cpu);
+    g_string_append (j, "\"memory\": [");
+    first = true;
+    for (int k : opt.members) {
+      if (!mem.runs.count (k))
+        continue;
+      MemSample & s = mem.runs[k];
+      g_string_append_printf (j, "%s{\"members\": %d, ", first ? "" : ", ", k);
+      first = false;
+      json_num (j, "rss_kib", s.rss_kib);
+      json_num (j, "threads", s.threads);
+      json_num (j, "base_rss_kib", s.base_rss_kib);
+      json_num (j, "base_threads", s.base_threads);
+      json_num (j, "fps_per_member", s.fps, false);
+      g_string_append (j, "}");
+    }
+    g_string_append_printf (j, "], \"problems\": %d, \"targets_missed\": %s}\n",
+        problems, missed ? "true" : "false");
+    g_file_set_contents (opt.json_path.c_str (), j->str, -1, nullptr);
+    g_string_free (j, TRUE);
+  }
+  if (problems)
+    return 1;
+  return missed ? 3 : 0;
+}

@@ -1,0 +1,792 @@
+/* peerjssink, peerjssrc and peerjsbin end to end: real pipelines against the
+ * real signalling server on its own thread, in a network namespace that has
+ * only loopback (the whole test process enters it before anything starts).
+ * Every case asserts what a user would check: decoded frames with the
+ * expected caps and changing content, samples that are not silence, pads
+ * that come and go, bus messages, errors that name what failed.
+ *
+ * The suite is skipped (exit 77) only when it cannot make the namespace
+ * (not root and no user namespaces, or no `ip`). */
+#include "harness.h"
+
+#include <gst/check/gstcheck.h>
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using peerjs::test::ServerThread;
+using peerjs::test::Client;
+using peerjs::test::J;
+
+/* The cases end with END_TEST, not GST_END_TEST: webrtcbin 1.22 leaves a
+ * paused task behind (its data channel's appsrc and sctpenc) after a
+ * connection closes, and GST_END_TEST waits for every task thread to end.
+ * Each case runs in a process of its own that exits after it. */
+
+namespace {
+
+/* Waits in tests are generous: two cores may run another suite too. */
+constexpr int WAIT_MS = 20000;
+
+gint64
+now_ms ()
+{
+  return g_get_monotonic_time () / 1000;
+}
+
+bool
+wait_until (const std::function<bool ()> & done, int timeout_ms = WAIT_MS)
+{
+  gint64 deadline = now_ms () + timeout_ms;
+  while (!done ()) {
+    if (now_ms () > deadline)
+      return false;
+    g_usleep (20 * 1000);
+  }
+  return true;
+}
+
+/* What reached one output branch of a member pad. */
+struct Output
+{
+  std::string pad;
+  int buffers = 0;
+  std::set<guint> contents;     /* checksums of video frames */
+  int peak = 0;                 /* largest |sample| of S16 audio */
+  std::string caps;
+  bool removed = false;
+};
+
+/* A pipeline around one peerjs element named "p". Member pads are linked
+ * to `queue ! convert ! fakesink` branches that count what they get; bus
+ * messages are kept in order. */
+class Member
+{
+public:
+  explicit Member (const std::string & description)
+  {
+    GError *error = nullptr;
+    pipeline_ = gst_parse_launch (description.c_str (), &error);
+    fail_unless (pipeline_ != nullptr, "cannot parse '%s': %s",
+        description.c_str (), error ? error->message : "?");
+    g_clear_error (&error);
+    if (!GST_IS_PIPELINE (pipeline_)) {
+      /* A lone element: parse_launch gives it back without a pipeline. */
+      GstElement *lone = pipeline_;
+      pipeline_ = gst_pipeline_new (nullptr);
+      gst_bin_add (GST_BIN (pipeline_), lone);
+    }
+    element_ = gst_bin_get_by_name (GST_BIN (pipeline_), "p");
+    fail_unless (element_ != nullptr, "no element named p in '%s'",
+        description.c_str ());
+    g_autoptr (GstBus) bus = gst_element_get_bus (pipeline_);
+    gst_bus_set_sync_handler (bus, [] (GstBus *, GstMessage * m,
+            gpointer self) -> GstBusSyncReply {
+          static_cast<Member *> (self)->on_message (m);
+          return GST_BUS_DROP;
+        }, this, nullptr);
+    if (g_signal_lookup ("pad-added", G_OBJECT_TYPE (element_))) {
+      g_signal_connect (element_, "pad-added", G_CALLBACK (+[] (GstElement *,
+                  GstPad * pad, gpointer self) {
+            static_cast<Member *> (self)->on_pad_added (pad);
+          }), this);
+      g_signal_connect (element_, "pad-removed", G_CALLBACK (+[] (GstElement *,
+                  GstPad * pad, gpointer self) {
+            static_cast<Member *> (self)->on_pad_removed (pad);
+          }), this);
+    }
+  }
+
+  ~Member ()
+  {
+    stop ();
+    gst_object_unref (element_);
+    gst_object_unref (pipeline_);
+  }
+
+  GstStateChangeReturn play ()
+  {
+    return gst_element_set_state (pipeline_, GST_STATE_PLAYING);
+  }
+
+  /* To NULL; returns how long it took, in ms. */
+  gint64 stop ()
+  {
+    gint64 t0 = now_ms ();
+    gst_element_set_state (pipeline_, GST_STATE_NULL);
+    return now_ms () - t0;
+  }
+
+  GstElement *element () const { return element_; }
+
+  std::string id ()
+  {
+    std::string id;
+    wait_until ([&] {
+      g_autofree char *s = nullptr;
+      g_object_get (element_, "session-id", &s, NULL);
+      id = s ? s : "";
+      return !id.empty ();
+    });
+    fail_if (id.empty (), "no session-id within %d ms", WAIT_MS);
+    return id;
+  }
+
+  /* The first element message named `name` whose fields match, as text. */
+  std::string find (const std::string & name,
+      const std::map<std::string, std::string> & fields = {})
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (GstStructure *s : messages_) {
+      if (!gst_structure_has_name (s, name.c_str ()))
+        continue;
+      bool match = true;
+      for (auto & f : fields) {
+        const char *v = gst_structure_get_string (s, f.first.c_str ());
+        match = match && v && f.second == v;
+      }
+      if (match) {
+        g_autofree char *text = gst_structure_to_string (s);
+        return text;
+      }
+    }
+    return {};
+  }
+
+  std::string wait_message (const std::string & name,
+      const std::map<std::string, std::string> & fields = {},
+      int timeout_ms = WAIT_MS)
+  {
+    std::string found;
+    wait_until ([&] { return !(found = find (name, fields)).empty (); },
+        timeout_ms);
+    fail_if (found.empty (), "no %s message within %d ms; messages:\n%s",
+        name.c_str (), timeout_ms, describe ().c_str ());
+    return found;
+  }
+
+  int count (const std::string & name,
+      const std::map<std::string, std::string> & fields = {})
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    int n = 0;
+    for (GstStructure *s : messages_) {
+      bool match = gst_structure_has_name (s, name.c_str ());
+      for (auto & f : fields) {
+        const char *v = gst_structure_get_string (s, f.first.c_str ());
+        match = match && v && f.second == v;
+      }
+      n += match;
+    }
+    return n;
+  }
+
+  Output output (const std::string & pad)
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    auto it = outputs_.find (pad);
+    return it == outputs_.end () ? Output () : it->second;
+  }
+
+  /* Waits until pad `pad` has had `n` more buffers than `from`. */
+  void wait_buffers (const std::string & pad, int n, int from = -1,
+      int timeout_ms = WAIT_MS)
+  {
+    if (from < 0)
+      from = 0;
+    bool ok = wait_until ([&] { return output (pad).buffers >= from + n; },
+        timeout_ms);
+    fail_unless (ok, "pad %s: %d buffers after %d ms, wanted %d; messages:\n%s",
+        pad.c_str (), output (pad).buffers - from, timeout_ms, n,
+        describe ().c_str ());
+  }
+
+  std::vector<std::string> errors ()
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    return errors_;
+  }
+
+  std::string describe ()
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    std::string out;
+    for (GstStructure *s : messages_) {
+      g_autofree char *text = gst_structure_to_string (s);
+      out += std::string ("  ") + text + "\n";
+    }
+    for (auto & e : errors_)
+      out += "  " + e + "\n";
+    for (auto & o : outputs_)
+      out += "  output " + o.first + ": " + std::to_string (o.second.buffers)
+          + " buffers" + (o.second.removed ? " (removed)" : "") + "\n";
+    return out;
+  }
+
+private:
+  void on_message (GstMessage * m)
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && GST_MESSAGE_SRC (m) == GST_OBJECT (element_)) {
+      messages_.push_back (gst_structure_copy (gst_message_get_structure (m)));
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR
+        || GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING) {
+      GError *e = nullptr;
+      char *debug = nullptr;
+      if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR)
+        gst_message_parse_error (m, &e, &debug);
+      else
+        gst_message_parse_warning (m, &e, &debug);
+      errors_.push_back (std::string (GST_MESSAGE_TYPE_NAME (m)) + " "
+          + g_quark_to_string (e->domain) + "/" + std::to_string (e->code)
+          + ": " + e->message + " (" + (debug ? debug : "") + ")");
+      g_clear_error (&e);
+      g_free (debug);
+    }
+  }
+
+  void on_pad_added (GstPad * pad)
+  {
+    if (GST_PAD_DIRECTION (pad) != GST_PAD_SRC)
+      return;
+    std::string name = GST_PAD_NAME (pad);
+    bool video = g_str_has_prefix (name.c_str (), "video");
+    std::string desc = video
+        ? "queue ! videoconvert ! video/x-raw,format=I420 ! "
+          "fakesink signal-handoffs=true sync=false async=false"
+        : "queue ! audioconvert ! audio/x-raw,format=S16LE ! "
+          "fakesink signal-handoffs=true sync=false async=false";
+    GError *error = nullptr;
+    GstElement *branch = gst_parse_bin_from_description (desc.c_str (), TRUE,
+        &error);
+    fail_unless (branch != nullptr);
+    GstElement *sink = nullptr;
+    {
+      g_autoptr (GstIterator) it = gst_bin_iterate_sinks (GST_BIN (branch));
+      GValue v = G_VALUE_INIT;
+      if (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+        sink = GST_ELEMENT (g_value_get_object (&v));
+        g_value_unset (&v);
+      }
+    }
+    auto *ctx = new std::pair<Member *, std::string> (this, name);
+    auto on_handoff = +[] (GstElement *, GstBuffer * buf, GstPad * sinkpad,
+        gpointer data) {
+      auto *c = static_cast<std::pair<Member *, std::string> *> (data);
+      c->first->on_buffer (c->second, buf, sinkpad);
+    };
+    auto free_ctx = +[] (gpointer d, GClosure *) {
+      delete static_cast<std::pair<Member *, std::string> *> (d);
+    };
+    g_signal_connect_data (sink, "handoff", G_CALLBACK (on_handoff), ctx,
+        free_ctx, (GConnectFlags) 0);
+    gst_bin_add (GST_BIN (pipeline_), branch);
+    gst_element_sync_state_with_parent (branch);
+    g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (branch, "sink");
+    fail_unless_equals_int (gst_pad_link (pad, sinkpad), GST_PAD_LINK_OK);
+    std::lock_guard<std::mutex> guard (lock_);
+    Output & o = outputs_[name];
+    o = Output ();
+    o.pad = name;
+    branches_[name] = branch;
+  }
+
+  void on_pad_removed (GstPad * pad)
+  {
+    std::string name = GST_PAD_NAME (pad);
+    GstElement *branch = nullptr;
+    {
+      std::lock_guard<std::mutex> guard (lock_);
+      outputs_[name].removed = true;
+      branch = branches_[name];
+      branches_.erase (name);
+    }
+    if (branch) {
+      /* Not from this thread: it may be a streaming thread of ours. */
+      gst_object_ref (branch);
+      GstElement *pipeline = GST_ELEMENT (gst_object_ref (pipeline_));
+      std::thread ([branch, pipeline] {
+        gst_element_set_state (branch, GST_STATE_NULL);
+        gst_bin_remove (GST_BIN (pipeline), branch);
+        gst_object_unref (branch);
+        gst_object_unref (pipeline);
+      }).detach ();
+    }
+  }
+
+  void on_buffer (const std::string & pad, GstBuffer * buf, GstPad * sinkpad)
+  {
+    GstMapInfo map;
+    guint sum = 0;
+    int peak = 0;
+    bool video = g_str_has_prefix (pad.c_str (), "video");
+    if (gst_buffer_map (buf, &map, GST_MAP_READ)) {
+      if (video) {
+        for (gsize i = 0; i < map.size; i += 7)
+          sum = sum * 31 + map.data[i];
+      } else {
+        auto *s = reinterpret_cast<const gint16 *> (map.data);
+        for (gsize i = 0; i < map.size / 2; i++)
+          peak = std::max (peak, std::abs ((int) s[i]));
+      }
+      gst_buffer_unmap (buf, &map);
+    }
+    g_autoptr (GstCaps) caps = gst_pad_get_current_caps (sinkpad);
+    g_autofree char *caps_text = caps ? gst_caps_to_string (caps) : nullptr;
+    std::lock_guard<std::mutex> guard (lock_);
+    Output & o = outputs_[pad];
+    o.buffers++;
+    if (video)
+      o.contents.insert (sum);
+    o.peak = std::max (o.peak, peak);
+    if (caps_text)
+      o.caps = caps_text;
+  }
+
+  GstElement *pipeline_ = nullptr;
+  GstElement *element_ = nullptr;
+  std::mutex lock_;
+  std::vector<GstStructure *> messages_;
+  std::vector<std::string> errors_;
+  std::map<std::string, Output> outputs_;
+  std::map<std::string, GstElement *> branches_;
+};
+
+std::string
+props (ServerThread & server, const std::string & thread)
+{
+  return "server=" + server.ws_url () + " thread=" + thread;
+}
+
+std::string
+publisher (ServerThread & server, const std::string & thread,
+    const std::string & pattern = "ball", bool audio = true,
+    const std::string & element = "peerjssink")
+{
+  std::string d = element + " name=p " + props (server, thread)
+      + " videotestsrc is-live=true pattern=" + pattern
+      + " ! video/x-raw,width=320,height=240,framerate=15/1 ! p.video";
+  if (audio)
+    d += " audiotestsrc is-live=true wave=sine volume=0.5 ! p.audio";
+  return d;
+}
+
+std::string
+receiver (ServerThread & server, const std::string & thread)
+{
+  return "peerjssrc name=p " + props (server, thread);
+}
+
+/* Video frames of the expected size, and content that changes. */
+void
+check_video (Member & m, const std::string & pad, int frames)
+{
+  m.wait_buffers (pad, frames);
+  Output o = m.output (pad);
+  fail_unless (o.caps.find ("width=(int)320") != std::string::npos
+      && o.caps.find ("height=(int)240") != std::string::npos,
+      "pad %s: caps %s, wanted 320x240", pad.c_str (), o.caps.c_str ());
+  fail_unless (o.contents.size () >= 3,
+      "pad %s: %zu different frames in %d, the picture does not move",
+      pad.c_str (), o.contents.size (), o.buffers);
+}
+
+void
+check_audio (Member & m, const std::string & pad, int buffers)
+{
+  m.wait_buffers (pad, buffers);
+  Output o = m.output (pad);
+  fail_unless (o.caps.find ("audio/x-raw") != std::string::npos
+      && o.caps.find ("rate=(int)48000") != std::string::npos,
+      "pad %s: caps %s, wanted 48 kHz audio", pad.c_str (), o.caps.c_str ());
+  fail_unless (o.peak > 1000, "pad %s: peak %d, the tone is not there",
+      pad.c_str (), o.peak);
+}
+
+}  // namespace
+
+/* ------------------------------------------------------------------ */
+
+GST_START_TEST (test_sink_to_src)
+{
+  ServerThread server;
+  Member sink (publisher (server, "room"));
+  Member src (receiver (server, "room"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+
+  src.wait_message ("peerjs-media-connect", {{"member", id}, {"kind", "video"},
+          {"pad", "video_" + id}});
+  src.wait_message ("peerjs-media-connect", {{"member", id}, {"kind", "audio"},
+          {"pad", "audio_" + id}});
+  check_video (src, "video_" + id, 30);
+  check_audio (src, "audio_" + id, 30);
+  sink.wait_message ("peerjs-thread-connect", {{"thread", "room"},
+          {"member", src.id ()}});
+  fail_unless (src.errors ().empty (), "%s", src.describe ().c_str ());
+}
+END_TEST;
+
+GST_START_TEST (test_encoded_input)
+{
+  ServerThread server;
+  Member sink ("peerjssink name=p " + props (server, "enc")
+      + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1"
+      " ! vp8enc deadline=1 keyframe-max-dist=30 ! p.video"
+      " audiotestsrc is-live=true wave=sine ! opusenc ! p.audio");
+  Member src (receiver (server, "enc"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (src, "video_" + id, 30);
+  check_audio (src, "audio_" + id, 30);
+}
+END_TEST;
+
+GST_START_TEST (test_three_bins)
+{
+  ServerThread server;
+  std::vector<std::unique_ptr<Member>> m;
+  const char *patterns[] = { "ball", "smpte", "snow" };
+  for (const char *pattern : patterns) {
+    m.push_back (std::make_unique<Member> (publisher (server, "trio", pattern,
+                true, "peerjsbin")));
+    fail_unless (m.back ()->play () != GST_STATE_CHANGE_FAILURE);
+  }
+  std::vector<std::string> ids;
+  for (auto & x : m)
+    ids.push_back (x->id ());
+  fail_unless (std::set<std::string> (ids.begin (), ids.end ()).size () == 3);
+  for (size_t i = 0; i < m.size (); i++) {
+    for (size_t j = 0; j < m.size (); j++) {
+      if (i == j)
+        continue;
+      check_video (*m[i], "video_" + ids[j], 20);
+      check_audio (*m[i], "audio_" + ids[j], 20);
+    }
+    fail_unless (m[i]->output ("video_" + ids[i]).buffers == 0,
+        "a member receives itself");
+  }
+}
+END_TEST;
+
+GST_START_TEST (test_constraints_toggle)
+{
+  ServerThread server;
+  Member sink (publisher (server, "toggle"));
+  Member src (receiver (server, "toggle"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  std::string vpad = "video_" + id, apad = "audio_" + id;
+  check_video (src, vpad, 15);
+
+  g_object_set (sink.element (), "constraints",
+      "{\"video\":false,\"audio\":true}", NULL);
+  src.wait_message ("peerjs-thread-change", {{"member", id}});
+  src.wait_message ("peerjs-media-disconnect", {{"member", id},
+          {"kind", "video"}});
+  fail_unless (wait_until ([&] { return src.output (vpad).removed; }),
+      "the video pad of %s was not removed", id.c_str ());
+  /* Audio goes on meanwhile. */
+  int audio = src.output (apad).buffers;
+  src.wait_buffers (apad, 20, audio);
+
+  g_object_set (sink.element (), "constraints",
+      "{\"video\":true,\"audio\":true}", NULL);
+  fail_unless (wait_until ([&] {
+            return src.count ("peerjs-media-connect", {{"member", id},
+                    {"kind", "video"}}) == 2; }),
+      "video did not come back: %s", src.describe ().c_str ());
+  check_video (src, vpad, 15);
+}
+END_TEST;
+
+GST_START_TEST (test_member_leaves)
+{
+  ServerThread server;
+  Member a (publisher (server, "leave", "ball", false));
+  Member c (publisher (server, "leave", "smpte", false));
+  Member b (receiver (server, "leave"));
+  for (Member *m : { &a, &c, &b })
+    fail_unless (m->play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id (), idc = c.id ();
+  check_video (b, "video_" + ida, 10);
+  check_video (b, "video_" + idc, 10);
+
+  gint64 took = a.stop ();
+  fail_unless (took < 3000, "leaving took %" G_GINT64_FORMAT " ms", took);
+  b.wait_message ("peerjs-thread-disconnect", {{"member", ida}});
+  b.wait_message ("peerjs-media-disconnect", {{"member", ida}});
+  fail_unless (wait_until ([&] { return b.output ("video_" + ida).removed; }));
+  int before = b.output ("video_" + idc).buffers;
+  b.wait_buffers ("video_" + idc, 15, before);
+}
+END_TEST;
+
+GST_START_TEST (test_member_killed)
+{
+  ServerThread server;
+  Member b (receiver (server, "killed"));
+  Member c (publisher (server, "killed", "smpte", false));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (c.play () != GST_STATE_CHANGE_FAILURE);
+  std::string idc = c.id ();
+
+  /* A member in a process of its own, killed without a word. */
+  std::string cmd = "exec gst-launch-1.0 -q peerjssink name=p "
+      + props (server, "killed") + " videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video";
+  GPid pid = 0;
+  const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
+  fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &pid, nullptr));
+  /* Which member is the process: not c. */
+  std::string killed;
+  fail_unless (wait_until ([&] {
+            std::string d = b.describe ();
+            size_t at = d.find ("peerjs-media-connect");
+            while (at != std::string::npos) {
+              size_t m = d.find ("member=(string)", at);
+              std::string id = d.substr (m + 15, 15);
+              if (id != idc) {
+                killed = id;
+                return b.output ("video_" + id).buffers >= 10;
+              }
+              at = d.find ("peerjs-media-connect", at + 1);
+            }
+            return false;
+          }), "the process's video did not arrive: %s", b.describe ().c_str ());
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+
+  /* Dropped once the server gives up on it (grace 5 s here), or on ICE
+   * failure, whichever comes first; the others go on. */
+  fail_unless (wait_until ([&] { return b.output ("video_" + killed).removed; },
+          30000), "the killed member's pad stayed: %s", b.describe ().c_str ());
+  int before = b.output ("video_" + idc).buffers;
+  b.wait_buffers ("video_" + idc, 15, before);
+}
+END_TEST;
+
+GST_START_TEST (test_server_restart)
+{
+  ServerThread server;
+  Member sink (publisher (server, "restart", "ball", false));
+  Member src (receiver (server, "restart"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  std::string pad = "video_" + ids;
+  check_video (src, pad, 10);
+
+  server.stop ();
+  src.wait_message ("peerjs-socket-disconnect");
+  /* Media does not need the server. */
+  int during = src.output (pad).buffers;
+  src.wait_buffers (pad, 15, during);
+  server.start ();
+
+  sink.wait_message ("peerjs-socket-resumed", {{"id", ids}});
+  src.wait_message ("peerjs-socket-resumed", {{"id", idr}});
+  fail_unless (sink.id () == ids && src.id () == idr,
+      "the ids changed over the restart");
+  int after = src.output (pad).buffers;
+  src.wait_buffers (pad, 15, after);
+  /* A member that joins after the restart meets both. */
+  Member late (receiver (server, "restart"));
+  fail_unless (late.play () != GST_STATE_CHANGE_FAILURE);
+  check_video (late, pad, 10);
+}
+END_TEST;
+
+GST_START_TEST (test_unreachable_server)
+{
+  /* Nothing listens on port 1 of this namespace. */
+  Member m ("peerjssrc name=p server=ws://127.0.0.1:1/peerjs thread=x");
+  gint64 t0 = now_ms ();
+  m.play ();
+  bool failed = wait_until ([&] { return !m.errors ().empty (); }, 10000);
+  fail_unless (failed, "no error for an unreachable server");
+  std::string e = m.errors ().front ();
+  std::string want = "error gst-resource-error-quark/"
+      + std::to_string (GST_RESOURCE_ERROR_OPEN_READ_WRITE);
+  fail_unless (e.find (want) == 0
+      && e.find ("ws://127.0.0.1:1/peerjs") != std::string::npos,
+      "wanted RESOURCE/OPEN_READ_WRITE naming the URL, got %s", e.c_str ());
+  fail_unless (now_ms () - t0 < 6000, "the error took %" G_GINT64_FORMAT " ms",
+      now_ms () - t0);
+  fail_unless (m.stop () < 2000);
+}
+END_TEST;
+
+GST_START_TEST (test_bad_settings)
+{
+  ServerThread server;
+  {
+    Member m ("peerjssrc name=p server=http://127.0.0.1:5000/ thread=x");
+    fail_unless (m.play () == GST_STATE_CHANGE_FAILURE);
+    fail_unless (!m.errors ().empty ()
+        && m.errors ().front ().find ("ws:// or wss://") != std::string::npos,
+        "%s", m.describe ().c_str ());
+  }
+  {
+    std::string longname (129, 'a');
+    Member m ("peerjssrc name=p server=" + server.ws_url () + " thread="
+        + longname);
+    fail_unless (m.play () == GST_STATE_CHANGE_FAILURE);
+    fail_unless (!m.errors ().empty ()
+        && m.errors ().front ().find ("not valid") != std::string::npos,
+        "%s", m.describe ().c_str ());
+  }
+  {
+    Member m ("peerjssrc name=p server=" + server.ws_url ()
+        + " thread=x constraints=video");
+    fail_unless (m.play () == GST_STATE_CHANGE_FAILURE);
+    fail_unless (!m.errors ().empty ()
+        && m.errors ().back ().find ("JSON object") != std::string::npos,
+        "%s", m.describe ().c_str ());
+  }
+}
+END_TEST;
+
+/* A member whose SDP does not parse is dropped with a warning; the element
+ * and the others go on. */
+GST_START_TEST (test_bad_sdp)
+{
+  ServerThread server;
+  Member src (receiver (server, "sdp"));
+  Member sink (publisher (server, "sdp", "ball", false));
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  check_video (src, "video_" + ids, 10);
+
+  Client bad;
+  fail_unless (bad.connect (server.ws_url ()));
+  bad.send (J ("{'type':'thread:connect','thread':'sdp','constraints':{'video':true}}"));
+  const char *garbage = "this is not SDP at all";
+  if (bad.id > idr) {
+    bad.send (J ("{'type':'stream:offer','to':'" + idr
+            + "','data':{'type':'offer','sdp':'" + garbage + "'}}"));
+  } else {
+    /* The element offers; answer it with garbage. */
+    fail_unless (bad.next_of ("stream:offer", 10000).has_value (),
+        "no offer from the element");
+    bad.send (J ("{'type':'stream:answer','to':'" + idr
+            + "','data':{'type':'answer','sdp':'" + garbage + "'}}"));
+  }
+  src.wait_message ("peerjs-peer-failed", {{"member", bad.id}});
+  int before = src.output ("video_" + ids).buffers;
+  src.wait_buffers ("video_" + ids, 15, before);
+}
+END_TEST;
+
+/* NULL at any moment, negotiation included, returns promptly. */
+GST_START_TEST (test_stop_anytime)
+{
+  ServerThread server;
+  for (int delay : { 0, 30, 120, 300, 700 }) {
+    Member sink (publisher (server, "stop"));
+    Member src (receiver (server, "stop"));
+    sink.play ();
+    src.play ();
+    g_usleep (delay * 1000);
+    gint64 a = src.stop ();
+    gint64 b = sink.stop ();
+    fail_unless (a < 3000 && b < 3000, "stopping after %d ms took %"
+        G_GINT64_FORMAT " and %" G_GINT64_FORMAT " ms", delay, a, b);
+  }
+}
+END_TEST;
+
+/* gst-inspect-1.0 tells the whole story: every property documented. */
+GST_START_TEST (test_inspect)
+{
+  for (const char *name : { "peerjssink", "peerjssrc", "peerjsbin" }) {
+    g_autoptr (GstElement) e = gst_element_factory_make (name, nullptr);
+    fail_unless (e != nullptr, "no %s", name);
+    guint n = 0;
+    g_autofree GParamSpec **specs = g_object_class_list_properties (
+        G_OBJECT_GET_CLASS (e), &n);
+    for (guint i = 0; i < n; i++) {
+      const char *blurb = g_param_spec_get_blurb (specs[i]);
+      fail_unless (blurb && strlen (blurb) > 10, "%s::%s is not documented",
+          name, specs[i]->name);
+    }
+    g_autofree char *server = nullptr;
+    g_object_get (e, "server", &server, NULL);
+    fail_unless_equals_string (server, "ws://127.0.0.1:5000/peerjs");
+  }
+}
+END_TEST;
+
+/* ------------------------------------------------------------------ */
+
+namespace {
+
+/* Enter a network namespace with only loopback, before any thread runs. */
+std::string
+enter_loopback_namespace ()
+{
+  if (unshare (CLONE_NEWNET) != 0)
+    return std::string ("unshare(CLONE_NEWNET): ") + g_strerror (errno)
+        + " (run as root)";
+  if (system ("ip link set lo up") != 0)
+    return "ip link set lo up failed (iproute2)";
+  return {};
+}
+
+Suite *
+elements_suite ()
+{
+  Suite *s = suite_create ("elements");
+  TCase *tc = tcase_create ("pipelines");
+  tcase_set_timeout (tc, 90);
+  tcase_add_test (tc, test_inspect);
+  tcase_add_test (tc, test_sink_to_src);
+  tcase_add_test (tc, test_encoded_input);
+  tcase_add_test (tc, test_three_bins);
+  tcase_add_test (tc, test_constraints_toggle);
+  tcase_add_test (tc, test_member_leaves);
+  tcase_add_test (tc, test_member_killed);
+  tcase_add_test (tc, test_server_restart);
+  tcase_add_test (tc, test_unreachable_server);
+  tcase_add_test (tc, test_bad_settings);
+  tcase_add_test (tc, test_bad_sdp);
+  tcase_add_test (tc, test_stop_anytime);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+}  // namespace
+
+int
+main (int argc, char **argv)
+{
+  std::string why = enter_loopback_namespace ();
+  if (!why.empty ()) {
+    g_print ("SKIP: the elements suite needs a loopback-only network "
+        "namespace: %s\n", why.c_str ());
+    return 77;
+  }
+  gst_check_init (&argc, &argv);
+  return gst_check_run_suite (elements_suite (), "elements", __FILE__);
+}
