@@ -31,7 +31,13 @@ enum
   PROP_AUDIO_CODEC,
   PROP_VIDEO_BITRATE,
   PROP_STATS_INTERVAL,
+  PROP_MIX,
+  PROP_MIX_WIDTH,
+  PROP_MIX_HEIGHT,
 };
+
+#define DEFAULT_MIX_WIDTH 1280
+#define DEFAULT_MIX_HEIGHT 720
 
 static GstStaticPadTemplate video_sink_template =
 GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SINK, GST_PAD_REQUEST,
@@ -44,6 +50,12 @@ GST_STATIC_PAD_TEMPLATE ("audio", GST_PAD_SINK, GST_PAD_REQUEST,
 static GstStaticPadTemplate video_src_template =
 GST_STATIC_PAD_TEMPLATE ("video_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS ("video/x-raw"));
+static GstStaticPadTemplate video_mix_template =
+GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS ("video/x-raw"));
+static GstStaticPadTemplate audio_mix_template =
+GST_STATIC_PAD_TEMPLATE ("audio", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS ("audio/x-raw, rate = (int) 48000, channels = (int) 2"));
 static GstStaticPadTemplate audio_src_template =
 GST_STATIC_PAD_TEMPLATE ("audio_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS ("audio/x-raw"));
@@ -64,6 +76,9 @@ struct Settings
   std::string audio_codec = DEFAULT_AUDIO_CODEC;
   guint video_bitrate = DEFAULT_VIDEO_BITRATE;
   guint stats_interval = DEFAULT_STATS_INTERVAL;
+  bool mix = false;
+  int mix_width = DEFAULT_MIX_WIDTH;
+  int mix_height = DEFAULT_MIX_HEIGHT;
 };
 
 std::vector<std::string>
@@ -146,6 +161,32 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
   auto *priv = priv_of (object);
+  if (prop_id == PROP_MIX || prop_id == PROP_MIX_WIDTH
+      || prop_id == PROP_MIX_HEIGHT) {
+    if (GST_STATE (object) != GST_STATE_NULL) {
+      g_warning ("peerjs: %s can only be changed in the NULL state",
+          pspec->name);
+      return;
+    }
+    bool mix;
+    int width, height;
+    {
+      std::lock_guard<std::mutex> guard (priv->lock);
+      Settings & s = priv->settings;
+      if (prop_id == PROP_MIX)
+        s.mix = g_value_get_boolean (value);
+      else if (prop_id == PROP_MIX_WIDTH)
+        s.mix_width = g_value_get_int (value);
+      else
+        s.mix_height = g_value_get_int (value);
+      mix = s.mix;
+      width = s.mix_width;
+      height = s.mix_height;
+    }
+    /* The mixed pads exist from now on, for gst-launch-1.0 to link. */
+    priv->session->set_mix (mix, width, height);
+    return;
+  }
   if (prop_id == PROP_CONSTRAINTS) {
     std::string text;
     set_string (text, value);
@@ -262,6 +303,15 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_STATS_INTERVAL:
       g_value_set_uint (value, s.stats_interval);
+      break;
+    case PROP_MIX:
+      g_value_set_boolean (value, s.mix);
+      break;
+    case PROP_MIX_WIDTH:
+      g_value_set_int (value, s.mix_width);
+      break;
+    case PROP_MIX_HEIGHT:
+      g_value_set_int (value, s.mix_height);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -576,6 +626,35 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
         &video_src_template);
     gst_element_class_add_static_pad_template (element_class,
         &audio_src_template);
+  }
+  if (receives && !sends) {
+    /* Mixing is for the receiver alone: peerjsbin's "video" and "audio"
+     * are its sink pads. */
+    gst_element_class_add_static_pad_template (element_class,
+        &video_mix_template);
+    gst_element_class_add_static_pad_template (element_class,
+        &audio_mix_template);
+    GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+    /* GObject does not pass these on to subclasses. */
+    gobject_class->set_property = gst_peerjs_base_set_property;
+    gobject_class->get_property = gst_peerjs_base_get_property;
+    const GParamFlags flags = (GParamFlags) (G_PARAM_READWRITE
+        | G_PARAM_STATIC_STRINGS);
+    g_object_class_install_property (gobject_class, PROP_MIX,
+        g_param_spec_boolean ("mix", "Mix",
+            "Mix every member into one video pad \"video\" (a grid that "
+            "follows the member count, black while the room is empty) and "
+            "one audio pad \"audio\" (silence while empty), instead of a "
+            "pad per member; the two pads exist for the element's whole life. "
+            "Set it in the NULL state", FALSE, flags));
+    g_object_class_install_property (gobject_class, PROP_MIX_WIDTH,
+        g_param_spec_int ("mix-width", "Mix width",
+            "Width of the mixed video, in pixels (30 frames per second)",
+            16, 7680, DEFAULT_MIX_WIDTH, flags));
+    g_object_class_install_property (gobject_class, PROP_MIX_HEIGHT,
+        g_param_spec_int ("mix-height", "Mix height",
+            "Height of the mixed video, in pixels", 16, 4320,
+            DEFAULT_MIX_HEIGHT, flags));
   }
 }
 

@@ -12,6 +12,14 @@
  * |[
  * gst-launch-1.0 peerjssrc thread=lobby ! videoconvert ! autovideosink
  * ]| shows the first member's video that connects in the thread `lobby`.
+ * |[
+ * gst-launch-1.0 -e peerjssrc thread=lobby mix=true name=s \
+ *     s.video ! queue ! videoconvert ! vp8enc deadline=1 ! queue ! mux. \
+ *     s.audio ! queue ! audioconvert ! opusenc ! queue ! mux. \
+ *     webmmux name=mux ! filesink location=room.webm
+ * ]| records the whole room into one file: with `mix=true` the element has
+ * one `video` pad (members in a grid) and one `audio` pad (members mixed)
+ * for its whole life, whoever comes and goes.
  *
  * The bus messages are listed in docs/elements.md.
  */

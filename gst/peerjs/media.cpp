@@ -2,6 +2,8 @@
 
 #include <gst/video/video.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <vector>
 
@@ -311,6 +313,127 @@ Outgoing::force_key_unit ()
   g_autoptr (GstPad) pad = gst_element_get_static_pad (tee_, "sink");
   gst_pad_push_event (pad, gst_video_event_new_upstream_force_key_unit (
           GST_CLOCK_TIME_NONE, TRUE, 0));
+}
+
+/* ------------------------------------------------------------------ */
+
+Mixer::Mixer (GstElement * element, int width, int height)
+  : element_ (element), width_ (width), height_ (height)
+{
+  GstBin *bin = GST_BIN (element);
+  GstElement *vsrc = make ("videotestsrc", "mix-background");
+  g_object_set (vsrc, "is-live", TRUE, NULL);
+  gst_util_set_object_arg (G_OBJECT (vsrc), "pattern", "black");
+  background_caps_ = make ("capsfilter", "mix-background-caps");
+  GstElement *compositor = make ("compositor", "mix-video");
+  gst_util_set_object_arg (G_OBJECT (compositor), "background", "black");
+  output_caps_ = make ("capsfilter", "mix-video-caps");
+  GstElement *asrc = make ("audiotestsrc", "mix-silence");
+  g_object_set (asrc, "is-live", TRUE, NULL);
+  gst_util_set_object_arg (G_OBJECT (asrc), "wave", "silence");
+  GstElement *acaps = make ("capsfilter", "mix-silence-caps");
+  g_autoptr (GstCaps) audio = gst_caps_from_string (
+      "audio/x-raw,rate=48000,channels=2");
+  g_object_set (acaps, "caps", audio, NULL);
+  GstElement *audiomixer = make ("audiomixer", "mix-audio");
+  GstElement *aout = make ("capsfilter", "mix-audio-caps");
+  g_object_set (aout, "caps", audio, NULL);
+  elements_ = { vsrc, background_caps_, compositor, output_caps_, asrc, acaps,
+    audiomixer, aout };
+  for (GstElement *e : elements_)
+    gst_bin_add (bin, e);
+  gst_element_link_many (vsrc, background_caps_, compositor, output_caps_,
+      NULL);
+  gst_element_link_many (asrc, acaps, audiomixer, aout, NULL);
+  mixers_[(int) Kind::Video] = compositor;
+  mixers_[(int) Kind::Audio] = audiomixer;
+  resize (width, height);
+
+  GstElement *last[] = { output_caps_, aout };
+  for (int k = 0; k < KIND_COUNT; k++) {
+    const char *name = kind_name ((Kind) k);
+    g_autoptr (GstPad) target = gst_element_get_static_pad (last[k], "src");
+    GstPadTemplate *templ = gst_element_get_pad_template (element, name);
+    outputs_[k] = templ ? gst_ghost_pad_new_from_template (name, target, templ)
+        : gst_ghost_pad_new (name, target);
+    gst_object_ref (outputs_[k]);
+    gst_element_add_pad (element, outputs_[k]);
+  }
+}
+
+Mixer::~Mixer ()
+{
+  for (GstPad *&p : outputs_) {
+    gst_element_remove_pad (element_, p);
+    gst_clear_object (&p);
+  }
+  for (GstElement *e : elements_) {
+    gst_element_set_locked_state (e, TRUE);
+    gst_element_set_state (e, GST_STATE_NULL);
+    gst_bin_remove (GST_BIN (element_), e);
+  }
+}
+
+void
+Mixer::resize (int width, int height)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  width_ = width;
+  height_ = height;
+  g_autoptr (GstCaps) caps = gst_caps_new_simple ("video/x-raw",
+      "width", G_TYPE_INT, width, "height", G_TYPE_INT, height,
+      "framerate", GST_TYPE_FRACTION, 30, 1, NULL);
+  g_object_set (background_caps_, "caps", caps, NULL);
+  g_object_set (output_caps_, "caps", caps, NULL);
+  layout ();
+}
+
+GstPad *
+Mixer::add (Kind kind, GstPad * src)
+{
+  GstElement *mixer = mixers_[(int) kind];
+  GstPad *pad = gst_element_request_pad_simple (mixer, "sink_%u");
+  if (kind == Kind::Video) {
+    gst_util_set_object_arg (G_OBJECT (pad), "sizing-policy",
+        "keep-aspect-ratio");
+    g_object_set (pad, "zorder", 1u, NULL);
+    std::lock_guard<std::mutex> guard (lock_);
+    tiles_.push_back (pad);
+    layout ();
+  }
+  gst_pad_link (src, pad);
+  return pad;
+}
+
+void
+Mixer::remove (Kind kind, GstPad * pad)
+{
+  g_autoptr (GstPad) peer = gst_pad_get_peer (pad);
+  if (peer)
+    gst_pad_unlink (peer, pad);
+  if (kind == Kind::Video) {
+    std::lock_guard<std::mutex> guard (lock_);
+    tiles_.erase (std::remove (tiles_.begin (), tiles_.end (), pad),
+        tiles_.end ());
+    layout ();
+  }
+  gst_element_release_request_pad (mixers_[(int) kind], pad);
+}
+
+/* A grid as square as the count allows; under lock_. */
+void
+Mixer::layout ()
+{
+  int n = (int) tiles_.size ();
+  if (!n)
+    return;
+  int cols = (int) std::ceil (std::sqrt ((double) n));
+  int rows = (n + cols - 1) / cols;
+  int w = width_ / cols, h = height_ / rows;
+  for (int i = 0; i < n; i++) {
+    g_object_set (tiles_[i], "xpos", (i % cols) * w, "ypos", (i / cols) * h,
+        "width", w, "height", h, NULL);
+  }
 }
 
 /* ------------------------------------------------------------------ */

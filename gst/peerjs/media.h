@@ -99,6 +99,34 @@ private:
   const Codec *codec_ = nullptr;
 };
 
+/* Every member in one picture and one sound, for recording a room: a
+ * compositor and an audiomixer behind a black, silent live background, their
+ * outputs the element's "video" and "audio" pads for its whole life. Members
+ * are tiled in a grid that follows their count, whole pictures kept. */
+class Mixer
+{
+public:
+  Mixer (GstElement * element, int width, int height);
+  ~Mixer ();
+  void resize (int width, int height);
+  /* Link a member's decoded `src` in; returns the mixer's pad for it. */
+  GstPad *add (Kind kind, GstPad * src);
+  void remove (Kind kind, GstPad * pad);
+
+private:
+  void layout ();
+
+  GstElement *element_;
+  int width_, height_;
+  GstElement *mixers_[KIND_COUNT] = {};
+  GstElement *background_caps_ = nullptr;
+  GstElement *output_caps_ = nullptr;
+  GstPad *outputs_[KIND_COUNT] = {};
+  std::vector<GstElement *> elements_;
+  std::mutex lock_;
+  std::vector<GstPad *> tiles_;          /* compositor pads, in order */
+};
+
 /* depayloader ! decoder ! converter, in a bin with a sink and a src pad. */
 GstElement *make_decoder (const Codec & codec, const std::string & name);
 /* queue ! payloader, in a bin with a sink and a src pad. */

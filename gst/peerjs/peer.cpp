@@ -690,28 +690,27 @@ Peer::on_pad_added (GstPad * pad)
 void
 Peer::expose (Kind kind, bool on)
 {
+  std::lock_guard<std::mutex> serial (expose_lock_);
   std::unique_lock<std::mutex> guard (lock_);
   Recv & r = recv_[(int) kind];
   if (!r.decoder || closing_)
     return;
   g_autoptr (GstPad) src = gst_element_get_static_pad (r.decoder, "src");
   if (on) {
-    if (r.ghost)
+    if (r.output)
       return;
     if (r.parking) {
       g_autoptr (GstPad) park = gst_element_get_static_pad (r.parking, "sink");
       gst_pad_unlink (src, park);
     }
-    std::string pad_name = std::string (kind_name (kind)) + "_" + id_;
-    r.ghost = gst_ghost_pad_new (pad_name.c_str (), src);
-    GstPad *ghost = GST_PAD (gst_object_ref (r.ghost));
     guard.unlock ();
-    host_.add_output (ghost, id_, kind);
-    gst_object_unref (ghost);
+    GstPad *output = host_.add_output (src, id_, kind);
+    guard.lock ();
+    r.output = output;
     return;
   }
-  GstPad *ghost = r.ghost;
-  r.ghost = nullptr;
+  GstPad *output = r.output;
+  r.output = nullptr;
   if (!r.parking) {
     r.parking = gst_element_factory_make ("fakesink", nullptr);
     g_object_set (r.parking, "async", FALSE, "sync", FALSE, NULL);
@@ -720,10 +719,9 @@ Peer::expose (Kind kind, bool on)
   }
   GstElement *parking = r.parking;
   guard.unlock ();
-  if (ghost) {
-    host_.remove_output (ghost, id_, kind);
-    gst_ghost_pad_set_target (GST_GHOST_PAD (ghost), nullptr);
-    gst_object_unref (ghost);
+  if (output) {
+    host_.remove_output (output, id_, kind);
+    gst_object_unref (output);
   }
   g_autoptr (GstPad) park = gst_element_get_static_pad (parking, "sink");
   if (!gst_pad_is_linked (src))
@@ -842,9 +840,9 @@ Peer::close ()
   discards_.clear ();
   for (int k = 0; k < KIND_COUNT; k++) {
     Recv & r = recv_[k];
-    if (r.ghost) {
-      host_.remove_output (r.ghost, id_, (Kind) k);
-      gst_clear_object (&r.ghost);
+    if (r.output) {
+      host_.remove_output (r.output, id_, (Kind) k);
+      gst_clear_object (&r.output);
     }
     Slot & s = slots_[k];
     for (GstElement *e : { r.decoder, r.parking, s.payloader })

@@ -42,10 +42,12 @@ public:
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin (ICE servers, addresses, latency). */
   virtual void configure (GstElement * webrtc) = 0;
-  /* Expose or withdraw a decoded pad on the element; any thread. */
-  virtual void add_output (GstPad * ghost, const std::string & member,
+  /* A member's decoded stream starts or stops being output: `src` is the
+   * decoder's src pad. add_output links it on (a member pad on the element,
+   * or the mixer) and returns the handle remove_output takes. Any thread. */
+  virtual GstPad *add_output (GstPad * src, const std::string & member,
       Kind kind) = 0;
-  virtual void remove_output (GstPad * ghost, const std::string & member,
+  virtual void remove_output (GstPad * output, const std::string & member,
       Kind kind) = 0;
   /* The connection to `member` is beyond repair; on the signalling thread. */
   virtual void peer_failed (const std::string & member,
@@ -104,7 +106,7 @@ private:
   {
     GstElement *decoder = nullptr;
     GstElement *parking = nullptr;   /* where output goes while hidden */
-    GstPad *ghost = nullptr;
+    GstPad *output = nullptr;        /* from PeerHost::add_output */
     bool wanted = false;             /* the member sends it to us now */
   };
 
@@ -136,6 +138,7 @@ private:
   bool closed_ = false;
   std::string pending_offer_;      /* held until our streams know codecs */
 
+  std::mutex expose_lock_;         /* one expose () at a time */
   std::mutex lock_;                /* recv_, discards_, stats and closing_ */
   std::array<Recv, KIND_COUNT> recv_;
   std::vector<GstElement *> discards_;   /* sinks for streams not decoded */

@@ -279,6 +279,17 @@ Session::outgoing (Kind kind)
   return outgoing_[(int) kind].get ();
 }
 
+void
+Session::set_mix (bool on, int width, int height)
+{
+  if (!on)
+    mixer_.reset ();
+  else if (mixer_)
+    mixer_->resize (width, height);
+  else
+    mixer_ = std::make_unique<Mixer> (element_, width, height);
+}
+
 bool
 Session::media_ready ()
 {
@@ -331,34 +342,53 @@ Session::configure (GstElement * webrtc)
   }
 }
 
-void
-Session::add_output (GstPad * ghost, const std::string & member, Kind kind)
+GstPad *
+Session::add_output (GstPad * src, const std::string & member, Kind kind)
 {
-  /* A member pad the pipeline left unlinked (more members than it has
-   * branches for) drops its data instead of failing that member. */
-  gst_pad_add_probe (ghost, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
-          | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
-          GstPadProbeInfo *, gpointer) {
-        return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
-      }, nullptr, nullptr);
-  gst_pad_set_active (ghost, TRUE);
-  gst_element_add_pad (element_, GST_PAD (gst_object_ref (ghost)));
+  GstPad *output = nullptr;
+  std::string pad_name;
+  if (mixer_) {
+    output = mixer_->add (kind, src);
+    pad_name = kind_name (kind);
+  } else {
+    pad_name = std::string (kind_name (kind)) + "_" + member;
+    output = gst_ghost_pad_new (pad_name.c_str (), src);
+    /* A member pad the pipeline left unlinked (more members than it has
+     * branches for) drops its data instead of failing that member. */
+    gst_pad_add_probe (output, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
+            GstPadProbeInfo *, gpointer) {
+          return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK
+              : GST_PAD_PROBE_DROP;
+        }, nullptr, nullptr);
+    gst_pad_set_active (output, TRUE);
+    gst_element_add_pad (element_, GST_PAD (gst_object_ref (output)));
+  }
   post (gst_structure_new (message::MEDIA_CONNECT,
           "member", G_TYPE_STRING, member.c_str (),
           "kind", G_TYPE_STRING, kind_name (kind),
-          "pad", G_TYPE_STRING, GST_PAD_NAME (ghost), NULL));
+          "pad", G_TYPE_STRING, pad_name.c_str (), NULL));
+  return output;
 }
 
 void
-Session::remove_output (GstPad * ghost, const std::string & member, Kind kind)
+Session::remove_output (GstPad * output, const std::string & member,
+    Kind kind)
 {
-  std::string name = GST_PAD_NAME (ghost);
-  gst_pad_set_active (ghost, FALSE);
-  gst_element_remove_pad (element_, ghost);
+  std::string pad_name;
+  if (mixer_) {
+    pad_name = kind_name (kind);
+    mixer_->remove (kind, output);
+  } else {
+    pad_name = GST_PAD_NAME (output);
+    gst_pad_set_active (output, FALSE);
+    gst_ghost_pad_set_target (GST_GHOST_PAD (output), nullptr);
+    gst_element_remove_pad (element_, output);
+  }
   post (gst_structure_new (message::MEDIA_DISCONNECT,
           "member", G_TYPE_STRING, member.c_str (),
           "kind", G_TYPE_STRING, kind_name (kind),
-          "pad", G_TYPE_STRING, name.c_str (), NULL));
+          "pad", G_TYPE_STRING, pad_name.c_str (), NULL));
 }
 
 void

@@ -56,6 +56,9 @@ public:
   void remove_outgoing (Kind kind);
 
   std::string id () const;
+  /* Mix every member into one video and one audio pad of the element
+   * (NULL state only); false: a pad per member. */
+  void set_mix (bool on, int width, int height);
   /* `sink` posted EOS: true if it is the clock sink of a published stream
    * (the message is ours to handle); `all` tells whether every published
    * stream has ended now. reset_ended() forgets them. */
@@ -75,9 +78,9 @@ public:
   bool receives () override { return config_.receives; }
   bool media_ready () override;
   void configure (GstElement * webrtc) override;
-  void add_output (GstPad * ghost, const std::string & member,
+  GstPad *add_output (GstPad * src, const std::string & member,
       Kind kind) override;
-  void remove_output (GstPad * ghost, const std::string & member,
+  void remove_output (GstPad * output, const std::string & member,
       Kind kind) override;
   void peer_failed (const std::string & member,
       const std::string & reason) override;
@@ -132,6 +135,7 @@ private:
   bool fixed_ = false;
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
+  std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
 };
 
 }  // namespace peerjs

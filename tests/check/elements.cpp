@@ -9,6 +9,8 @@
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
 
+#include <glib/gstdio.h>
+
 #include <gst/check/gstcheck.h>
 
 #include <sched.h>
@@ -214,6 +216,16 @@ public:
         describe ().c_str ());
   }
 
+  /* Send EOS into the pipeline and wait until it has gone through. */
+  bool finish (int timeout_ms = 10000)
+  {
+    gst_element_send_event (pipeline_, gst_event_new_eos ());
+    return wait_until ([&] {
+      std::lock_guard<std::mutex> guard (lock_);
+      return eos_;
+    }, timeout_ms);
+  }
+
   std::vector<std::string> errors ()
   {
     std::lock_guard<std::mutex> guard (lock_);
@@ -240,6 +252,9 @@ private:
   void on_message (GstMessage * m)
   {
     std::lock_guard<std::mutex> guard (lock_);
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS
+        && GST_MESSAGE_SRC (m) == GST_OBJECT (pipeline_))
+      eos_ = true;
     if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
         && GST_MESSAGE_SRC (m) == GST_OBJECT (element_)) {
       messages_.push_back (gst_structure_copy (gst_message_get_structure (m)));
@@ -360,6 +375,7 @@ private:
   GstElement *pipeline_ = nullptr;
   GstElement *element_ = nullptr;
   std::mutex lock_;
+  bool eos_ = false;
   std::vector<GstStructure *> messages_;
   std::vector<std::string> errors_;
   std::map<std::string, Output> outputs_;
@@ -699,6 +715,68 @@ GST_START_TEST (test_bad_sdp)
 }
 END_TEST;
 
+/* mix=true records a room whose members come and go into one file. */
+GST_START_TEST (test_mix_record)
+{
+  ServerThread server;
+  g_autofree char *dir = g_dir_make_tmp ("peerjs-mix-XXXXXX", nullptr);
+  std::string file = std::string (dir) + "/room.webm";
+  Member rec ("peerjssrc name=p mix=true mix-width=320 mix-height=240 "
+      + props (server, "mix") + " p.video ! queue ! videoconvert"
+      " ! vp8enc deadline=1 ! queue ! mux. p.audio ! queue ! audioconvert"
+      " ! opusenc ! queue ! mux. webmmux name=mux ! filesink location="
+      + file);
+  g_autoptr (GstPad) video = gst_element_get_static_pad (rec.element (),
+      "video");
+  g_autoptr (GstPad) audio = gst_element_get_static_pad (rec.element (),
+      "audio");
+  fail_unless (video && audio, "mix=true: no video and audio pads");
+  fail_unless (rec.play () != GST_STATE_CHANGE_FAILURE);
+  g_usleep (G_USEC_PER_SEC);   /* an empty room first: black and silence */
+  auto a = std::make_unique<Member> (publisher (server, "mix", "ball"));
+  fail_unless (a->play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a->id ();
+  rec.wait_message ("peerjs-media-connect", {{"member", ida},
+          {"kind", "video"}, {"pad", "video"}});
+  Member b (publisher (server, "mix", "smpte", false));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  rec.wait_message ("peerjs-media-connect", {{"member", b.id ()},
+          {"kind", "video"}});
+  g_usleep (1500 * 1000);
+  a.reset ();   /* a leaves */
+  rec.wait_message ("peerjs-media-disconnect", {{"member", ida},
+          {"kind", "video"}});
+  g_usleep (1000 * 1000);
+  fail_unless (rec.finish (), "no EOS through the recording: %s",
+      rec.describe ().c_str ());
+  rec.stop ();
+  fail_unless (rec.errors ().empty (), "%s", rec.describe ().c_str ());
+
+  const char *argv[] = { "gst-discoverer-1.0", file.c_str (), nullptr };
+  g_autofree char *out = nullptr;
+  int status = -1;
+  fail_unless (g_spawn_sync (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &out, nullptr, &status,
+          nullptr), "cannot run gst-discoverer-1.0");
+  std::string text = out ? out : "";
+  fail_unless (text.find ("VP8") != std::string::npos
+      && text.find ("Width: 320") != std::string::npos
+      && text.find ("Opus") != std::string::npos,
+      "the recording lacks VP8 320x240 video or Opus audio:\n%s",
+      text.c_str ());
+  size_t at = text.find ("Duration: ");
+  fail_unless (at != std::string::npos, "no duration:\n%s", text.c_str ());
+  int h = 0, m = 0;
+  double s = 0;
+  sscanf (text.c_str () + at + 10, "%d:%d:%lf", &h, &m, &s);
+  double seconds = h * 3600 + m * 60 + s;
+  fail_unless (seconds > 4.0 && seconds < 60.0,
+      "the recording lasts %.2f s", seconds);
+  g_unlink (file.c_str ());
+  g_rmdir (dir);
+}
+END_TEST;
+
 /* NULL at any moment, negotiation included, returns promptly. */
 GST_START_TEST (test_stop_anytime)
 {
@@ -771,6 +849,7 @@ elements_suite ()
   tcase_add_test (tc, test_unreachable_server);
   tcase_add_test (tc, test_bad_settings);
   tcase_add_test (tc, test_bad_sdp);
+  tcase_add_test (tc, test_mix_record);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
   return s;
