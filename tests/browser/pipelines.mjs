@@ -3,11 +3,16 @@
 // peerjssrc decodes the page's fake camera and microphone into frames and
 // samples. The pipelines are gst-launch-1.0 processes with the plugin from
 // the build tree (GST_PLUGIN_PATH, set by the test runner).
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   scenario, Server, launchBrowser, openDemo, cameraOn, videoPlays, waitIn,
-  waitFor, note, assert, assertEqual,
+  waitFor, note, assert, assertEqual, ARTIFACTS,
 } from './lib.mjs';
 import { Pipeline } from './gst.mjs';
+
+// What the page looks like with the pipeline in the room.
+const SHOT = path.join(ARTIFACTS, 'demo-with-pipeline.png');
 
 const ROOM = 'pipelines-room';
 
@@ -37,6 +42,9 @@ scenario('pipelines', async (t) => {
       return tracks.filter((tr) => tr.readyState === 'live').length || false;
     }, sinkId);
   assertEqual(audio, 1, 'live audio tracks from the pipeline in the page');
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: SHOT });
+  note(`[B] screenshot ${SHOT}`, true);
 
   t.step('the sink leaves; the page drops its tile');
   await sink.interrupt();
