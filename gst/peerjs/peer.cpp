@@ -664,6 +664,18 @@ Peer::on_pad_added (GstPad * pad)
     decoder = make_decoder (*codec, name);
   }
   GstElement *sink = decoder;
+  if (decoder) {
+    /* While the member's stream is not output (not yet, or no longer: it
+     * stopped sending, or the pad was just removed), its data is dropped
+     * here instead of failing the member as not-linked. */
+    g_autoptr (GstPad) src = gst_element_get_static_pad (decoder, "src");
+    gst_pad_add_probe (src, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
+            GstPadProbeInfo *, gpointer) {
+          return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK
+              : GST_PAD_PROBE_DROP;
+        }, nullptr, nullptr);
+  }
   if (!decoder) {
     /* Not ours to decode (or a second stream of the same kind): consume it
      * so webrtcbin never sees not-linked. */
@@ -693,16 +705,10 @@ Peer::expose (Kind kind, bool on)
   std::lock_guard<std::mutex> serial (expose_lock_);
   std::unique_lock<std::mutex> guard (lock_);
   Recv & r = recv_[(int) kind];
-  if (!r.decoder || closing_)
+  if (!r.decoder || closing_ || on == (r.output != nullptr))
     return;
-  g_autoptr (GstPad) src = gst_element_get_static_pad (r.decoder, "src");
   if (on) {
-    if (r.output)
-      return;
-    if (r.parking) {
-      g_autoptr (GstPad) park = gst_element_get_static_pad (r.parking, "sink");
-      gst_pad_unlink (src, park);
-    }
+    g_autoptr (GstPad) src = gst_element_get_static_pad (r.decoder, "src");
     guard.unlock ();
     GstPad *output = host_.add_output (src, id_, kind);
     guard.lock ();
@@ -711,21 +717,9 @@ Peer::expose (Kind kind, bool on)
   }
   GstPad *output = r.output;
   r.output = nullptr;
-  if (!r.parking) {
-    r.parking = gst_element_factory_make ("fakesink", nullptr);
-    g_object_set (r.parking, "async", FALSE, "sync", FALSE, NULL);
-    gst_bin_add (host_.bin (), r.parking);
-    gst_element_sync_state_with_parent (r.parking);
-  }
-  GstElement *parking = r.parking;
   guard.unlock ();
-  if (output) {
-    host_.remove_output (output, id_, kind);
-    gst_object_unref (output);
-  }
-  g_autoptr (GstPad) park = gst_element_get_static_pad (parking, "sink");
-  if (!gst_pad_is_linked (src))
-    gst_pad_link (src, park);
+  host_.remove_output (output, id_, kind);
+  gst_object_unref (output);
 }
 
 void
@@ -845,10 +839,10 @@ Peer::close ()
       gst_clear_object (&r.output);
     }
     Slot & s = slots_[k];
-    for (GstElement *e : { r.decoder, r.parking, s.payloader })
+    for (GstElement *e : { r.decoder, s.payloader })
       if (e)
         gone.push_back (e);
-    r.decoder = r.parking = s.payloader = nullptr;
+    r.decoder = s.payloader = nullptr;
     gst_clear_object (&s.webrtc_pad);
     gst_clear_object (&s.trans);
   }

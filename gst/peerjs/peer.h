@@ -105,7 +105,6 @@ private:
   struct Recv
   {
     GstElement *decoder = nullptr;
-    GstElement *parking = nullptr;   /* where output goes while hidden */
     GstPad *output = nullptr;        /* from PeerHost::add_output */
     bool wanted = false;             /* the member sends it to us now */
   };

@@ -381,8 +381,11 @@ Session::remove_output (GstPad * output, const std::string & member,
     mixer_->remove (kind, output);
   } else {
     pad_name = GST_PAD_NAME (output);
-    gst_pad_set_active (output, FALSE);
+    /* The member's stream ends: what is downstream (a muxer, say) is told
+     * so. From here the decoder's data is dropped (Peer). */
     gst_ghost_pad_set_target (GST_GHOST_PAD (output), nullptr);
+    gst_pad_push_event (output, gst_event_new_eos ());
+    gst_pad_set_active (output, FALSE);
     gst_element_remove_pad (element_, output);
   }
   post (gst_structure_new (message::MEDIA_DISCONNECT,

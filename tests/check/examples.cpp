@@ -1,0 +1,592 @@
+/* The scripts in examples/pipelines/, run as a user would run them, with
+ * test sources and fake sinks swapped in through their environment
+ * variables. One test case per scenario: each is a bash script (below) run
+ * in a loopback-only network namespace (and a PID namespace of its own, so
+ * that nothing it started outlives it) together with a peerjs-signalling
+ * on a free port. The scripts start the examples with `-m -v`, wait for
+ * what a user would look for in their output (bus messages, buffers at the
+ * sinks, caps, pixel colours), stop them with SIGINT as Ctrl-C does, and
+ * print "FAIL <why>" and exit 1 at the first thing that is wrong. The
+ * recording is then opened with GstDiscoverer here.
+ *
+ * Every scenario leaves its logs (and the recording) in
+ * $PEERJS_ARTIFACTS/examples-<scenario>/; its output is printed when it
+ * fails. The suite is skipped (exit 77) only when unshare or ip is
+ * missing. */
+#include <gst/check/gstcheck.h>
+#include <gst/pbutils/pbutils.h>
+
+#include <glib/gstdio.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <cstdio>
+#include <string>
+#include <vector>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+/* Longest a scenario may run; each takes 3-6 s on two cores. */
+constexpr int SCENARIO_TIMEOUT_S = 75;
+
+std::string examples_dir;   /* examples/pipelines in the source tree */
+std::string ip_path = "ip";
+
+/* Helpers for the scenarios. Every example runs in the background with its
+ * output in NAME.log and its pid in NAME.pid, in the scenario's directory. */
+const char *PRELUDE = R"sh(
+set -u
+cd "$WORK" || exit 1
+CAPS=video/x-raw,width=320,height=240,framerate=15/1
+# Fake sinks that render at once and handle their state alone, as
+# watch-room.sh's default sinks do.
+FAKE="sync=false async=false"
+
+fail () {
+  echo "FAIL $*"
+  exit 1
+}
+
+note () {
+  echo "# $*"
+}
+
+# When the scenario fails: what each program said, without the flood of
+# buffer and caps lines that -v prints.
+report () {
+  status=$?
+  [ "$status" = 0 ] && return
+  for log in *.log; do
+    [ -f "$log" ] || continue
+    echo "----- $log ($(wc -l < "$log") lines): messages and errors"
+    grep -E 'peerjs-|ERROR|WARN|CRITICAL|\((error|warning)\)|Interrupt|EOS|Execution|Setting' "$log" \
+      | grep -v 'last-message' | cut -c1-400 | head -n 60
+    echo "----- $log: last lines"
+    grep -v 'last-message\|^0000' "$log" | tail -n 12 | cut -c1-400
+  done
+}
+trap report EXIT
+
+# running NAME: whether NAME is still running
+running () {
+  kill -0 "$(cat "$1.pid")" 2>/dev/null
+}
+
+# wait_for NAME TEXT SECONDS: until a line of NAME's output contains TEXT
+wait_for () {
+  i=0
+  until grep -qF -- "$2" "$1.log"; do
+    running "$1" || grep -qF -- "$2" "$1.log" || {
+      near "$1" "$2"
+      fail "$1 exited before printing \"$2\""
+    }
+    i=$((i + 1))
+    [ "$i" -le $(($3 * 10)) ] || {
+      near "$1" "$2"
+      fail "$1 did not print \"$2\" within $3 s"
+    }
+    sleep 0.1
+  done
+}
+
+# near NAME "WHAT = VALUE": what NAME printed for WHAT instead
+near () {
+  [ "${2%% = *}" != "$2" ] || return 0
+  echo "$1 printed for \"${2%% = *}\":"
+  grep -F -- "${2%% = *} = " "$1.log" | tail -n 3 | cut -c1-300
+}
+
+# count NAME TEXT: lines of NAME's output that contain TEXT
+count () {
+  grep -cF -- "$2" "$1.log"
+}
+
+# wait_count NAME TEXT N SECONDS: until N lines of NAME's output contain TEXT
+wait_count () {
+  i=0
+  until [ "$(count "$1" "$2")" -ge "$3" ]; do
+    running "$1" || fail "$1 exited with $(count "$1" "$2") of $3 lines \"$2\""
+    i=$((i + 1))
+    [ "$i" -le $(($4 * 10)) ] \
+      || fail "$1 printed $(count "$1" "$2") of $3 lines \"$2\" in $4 s"
+    sleep 0.1
+  done
+}
+
+# server: peerjs-signalling on a free port; sets SERVER for the examples
+server () {
+  "$PEERJS_SIGNALLING" --host 127.0.0.1 --port 0 > server.log 2>&1 &
+  echo $! > server.pid
+  wait_for server 'listening on http://127.0.0.1:' 10
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' server.log | head -n 1)
+  export SERVER="ws://127.0.0.1:$port/peerjs"
+  note "server at $SERVER"
+}
+
+# launch NAME SCRIPT [VARIABLE=value ...]: runs examples/pipelines/SCRIPT
+# with those variables and -m -v (bus messages, caps and sink messages in
+# its output)
+launch () {
+  name=$1 script=$2
+  shift 2
+  note "$name: $* $script -m -v"
+  env "$@" "$EXAMPLES/$script" -m -v > "$name.log" 2>&1 &
+  echo $! > "$name.pid"
+}
+
+# session_id VARIABLE NAME ELEMENT: sets VARIABLE to the member id in
+# ELEMENT's peerjs-socket-connect message
+session_id () {
+  wait_for "$2" "from element \"$3\" (element): peerjs-socket-connect" 20
+  printf -v "$1" '%s' "$(grep -F "from element \"$3\" (element): peerjs-socket-connect" "$2.log" \
+    | sed -n 's/.*id=(string)\([0-9a-z]*\).*/\1/p' | head -n 1)"
+  [ -n "${!1}" ] || fail "no member id in $2's peerjs-socket-connect"
+}
+
+# media NAME MEMBER KIND: wait until NAME receives MEMBER's KIND
+media () {
+  wait_for "$1" "peerjs-media-connect, member=(string)$2, kind=(string)$3" 20
+}
+
+# stop NAME: SIGINT, as Ctrl-C; NAME must end cleanly and soon
+stop () {
+  pid=$(cat "$1.pid")
+  kill -INT "$pid" 2>/dev/null
+  i=0
+  while kill -0 "$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -le 150 ] || fail "$1 did not exit within 15 s of SIGINT"
+    sleep 0.1
+  done
+  wait "$pid"
+  status=$?
+  [ "$status" = 0 ] || fail "$1 exited with status $status after SIGINT"
+}
+
+# clean NAME...: no errors, warnings or criticals in their output
+clean () {
+  for name in "$@"; do
+    ! grep -E '^(ERROR|WARNING)|CRITICAL' "$name.log" | head -n 3 | grep . \
+      || fail "$name printed errors or warnings"
+  done
+}
+)sh";
+
+/* The test pattern, and a watcher that sees and hears it. */
+const char *WATCH = R"sh(
+server
+launch pub publish-test-pattern.sh THREAD=watch "VIDEO_CAPS=$CAPS"
+session_id pub pub s
+note "publisher id $pub"
+launch watch watch-room.sh THREAD=watch \
+  "VIDEO_SINK=fakesink name=video-out silent=false $FAKE" \
+  "AUDIO_SINK=fakesink name=audio-out silent=false $FAKE"
+media watch "$pub" video
+media watch "$pub" audio
+wait_count watch 'video-out: last-message = chain' 30 20
+wait_count watch 'audio-out: last-message = chain' 30 20
+wait_for watch 'GstFakeSink:video-out.GstPad:sink: caps = video/x-raw, format=(string)I420, width=(int)320, height=(int)240' 5
+note "watcher: $(count watch 'video-out: last-message = chain') video frames, $(count watch 'audio-out: last-message = chain') audio buffers"
+stop watch
+stop pub
+clean pub watch
+)sh";
+
+/* A camera and a microphone (test sources here), scaled to 640x480. */
+const char *CAMERA = R"sh(
+server
+launch cam publish-camera.sh THREAD=camera \
+  "VIDEO_SOURCE=videotestsrc is-live=true ! $CAPS" \
+  "AUDIO_SOURCE=audiotestsrc is-live=true wave=ticks"
+session_id cam cam s
+note "camera id $cam"
+launch watch watch-room.sh THREAD=camera \
+  "VIDEO_SINK=fakesink name=video-out silent=false $FAKE" \
+  "AUDIO_SINK=fakesink name=audio-out silent=false $FAKE"
+media watch "$cam" video
+media watch "$cam" audio
+wait_count watch 'video-out: last-message = chain' 30 20
+wait_count watch 'audio-out: last-message = chain' 30 20
+wait_for watch 'GstFakeSink:video-out.GstPad:sink: caps = video/x-raw, format=(string)I420, width=(int)640, height=(int)480' 5
+note "watcher: $(count watch 'video-out: last-message = chain') video frames at 640x480, $(count watch 'audio-out: last-message = chain') audio buffers"
+stop watch
+stop cam
+clean cam watch
+)sh";
+
+/* A recording of the test pattern, stopped with Ctrl-C; the file is
+ * checked afterwards. */
+const char *RECORD = R"sh(
+server
+launch pub publish-test-pattern.sh THREAD=record "VIDEO_CAPS=$CAPS"
+session_id pub pub s
+launch rec record-room.sh THREAD=record OUTPUT=room.mkv WIDTH=320 HEIGHT=240
+media rec "$pub" video
+media rec "$pub" audio
+sleep 2
+stop pub
+sleep 2
+stop rec
+clean pub rec
+[ -s room.mkv ] || fail "record-room.sh wrote no room.mkv"
+note "room.mkv: $(wc -c < room.mkv) bytes"
+)sh";
+
+/* A bridge from thread A to thread B, and a watcher in B that sees the
+ * publisher of A, which is not in B: a magenta picture, which only that
+ * publisher makes. */
+const char *BRIDGE = R"sh(
+server
+launch pub publish-test-pattern.sh THREAD=bridge-a "VIDEO_CAPS=$CAPS" \
+  "VIDEO_SOURCE=videotestsrc is-live=true pattern=solid-color foreground-color=0xffff00ff"
+session_id pub pub s
+launch bridge bridge-rooms.sh THREAD_A=bridge-a THREAD_B=bridge-b
+session_id bridge_in bridge a
+session_id bridge_out bridge b
+note "publisher $pub; bridge $bridge_in in A, $bridge_out in B"
+media bridge "$pub" video
+launch watch watch-room.sh THREAD=bridge-b \
+  "VIDEO_SINK=videoscale ! video/x-raw,width=4,height=4 ! videoconvert ! video/x-raw,format=RGB ! fakesink name=video-out dump=true $FAKE" \
+  "AUDIO_SINK=fakesink name=audio-out $FAKE"
+media watch "$bridge_out" video
+wait_count watch '00000000 (' 30 20
+wait_for watch 'GstFakeSink:video-out.GstPad:sink: caps = video/x-raw, width=(int)4, height=(int)4' 5
+wait_for watch "GstPeerJSSrc:r.GstGhostPad:video_$bridge_out: caps = video/x-raw, format=(string)I420, width=(int)320, height=(int)240" 5
+! grep -F "member=(string)$pub" watch.log | grep -F peerjs-media-connect \
+  || fail "the publisher of thread A connected to the watcher in thread B"
+# Each frame, scaled to 4x4 RGB, is dumped in lines of 16 bytes:
+# "OFFSET (ADDRESS): 16 hex bytes  ascii". Every pixel must be magenta.
+set -- $(grep '^000000[0-9a-f]0 (' watch.log \
+  | sed 's/^\([0-9a-f]*\) ([^)]*): \(.\{48\}\).*/\1 \2/' \
+  | awk 'function hex(s,  i, n) {
+           n = 0
+           for (i = 1; i <= length(s); i++)
+             n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+           return n
+         }
+         { off = hex($1); if (off == 0) frames++
+           for (i = 2; i <= NF; i++) {
+             k = (off + i - 2) % 3; v = hex($i)
+             if ((k != 1 && v < 192) || (k == 1 && v > 64)) bad[frames] = 1
+           } }
+         END { n = 0; for (f in bad) n++; print frames + 0, n }')
+note "watcher in B: $1 frames, $2 of them not magenta"
+[ "$2" = 0 ] || fail "$2 of $1 frames in thread B are not the magenta of thread A"
+stop watch
+stop bridge
+stop pub
+clean pub bridge watch
+)sh";
+
+std::vector<std::string>
+namespace_argv (const std::string & shell_command)
+{
+  std::vector<std::string> argv = {"unshare"};
+  if (geteuid () != 0)
+    argv.push_back ("--map-root-user");
+  for (const char *a : {"--net", "--pid", "--fork", "--kill-child",
+          "--mount-proc", "sh", "-c"})
+    argv.push_back (a);
+  g_autofree char *ip = g_shell_quote (ip_path.c_str ());
+  argv.push_back (std::string (ip) + " link set lo up && " + shell_command);
+  return argv;
+}
+
+struct Run
+{
+  bool started = false;
+  bool timed_out = false;
+  int status = -1;
+  double seconds = 0;
+  std::string output;
+  std::string error;
+};
+
+/* Runs argv in dir with stdout and stderr to a file (not to a pipe that
+ * something left behind could hold open), for at most timeout_s. */
+Run
+run (const std::vector<std::string> & args, const std::string & dir,
+    int timeout_s)
+{
+  Run r;
+  std::vector<char *> argv;
+  for (const auto & a : args)
+    argv.push_back (const_cast<char *>(a.c_str ()));
+  argv.push_back (nullptr);
+
+  g_autofree char *log_path = nullptr;
+  int log_fd = g_file_open_tmp ("peerjs-examples-XXXXXX.log", &log_path,
+      nullptr);
+  if (log_fd < 0) {
+    r.error = "cannot make a temporary file";
+    return r;
+  }
+  gint64 t0 = g_get_monotonic_time ();
+  pid_t pid = fork ();
+  if (pid < 0) {
+    r.error = "fork failed";
+    close (log_fd);
+    return r;
+  }
+  if (pid == 0) {
+    dup2 (log_fd, STDOUT_FILENO);
+    dup2 (log_fd, STDERR_FILENO);
+    int null_fd = open ("/dev/null", O_RDONLY);
+    if (null_fd >= 0)
+      dup2 (null_fd, STDIN_FILENO);
+    if (chdir (dir.c_str ()) != 0)
+      _exit (126);
+    execvp (argv[0], argv.data ());
+    _exit (127);
+  }
+  r.started = true;
+  close (log_fd);
+  for (;;) {
+    pid_t done = waitpid (pid, &r.status, WNOHANG);
+    if (done == pid)
+      break;
+    if (g_get_monotonic_time () - t0 > gint64 (timeout_s) * G_USEC_PER_SEC) {
+      r.timed_out = true;
+      kill (pid, SIGKILL);  /* --kill-child takes the namespace down */
+      waitpid (pid, &r.status, 0);
+      break;
+    }
+    g_usleep (50 * 1000);
+  }
+  r.seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_autofree char *text = nullptr;
+  gsize len = 0;
+  if (g_file_get_contents (log_path, &text, &len, nullptr))
+    r.output.assign (text, len);
+  g_unlink (log_path);
+  return r;
+}
+
+bool
+exited_0 (const Run & r)
+{
+  return r.started && !r.timed_out && WIFEXITED (r.status)
+      && WEXITSTATUS (r.status) == 0;
+}
+
+std::string
+describe_status (const Run & r)
+{
+  if (!r.started)
+    return "did not start: " + r.error;
+  if (r.timed_out)
+    return "was killed after " + std::to_string (SCENARIO_TIMEOUT_S) + " s";
+  if (WIFEXITED (r.status))
+    return "exited " + std::to_string (WEXITSTATUS (r.status));
+  if (WIFSIGNALED (r.status))
+    return "was killed by signal " + std::to_string (WTERMSIG (r.status));
+  return "ended with status " + std::to_string (r.status);
+}
+
+/* rm -r, for what an earlier run of a scenario left. */
+void
+remove_tree (const std::string & path)
+{
+  if (g_file_test (path.c_str (), G_FILE_TEST_IS_DIR)
+      && !g_file_test (path.c_str (), G_FILE_TEST_IS_SYMLINK)) {
+    GDir *dir = g_dir_open (path.c_str (), 0, nullptr);
+    if (dir) {
+      while (const char *name = g_dir_read_name (dir))
+        remove_tree (path + G_DIR_SEPARATOR_S + name);
+      g_dir_close (dir);
+    }
+    g_rmdir (path.c_str ());
+  } else {
+    g_unlink (path.c_str ());
+  }
+}
+
+/* An empty directory for a scenario's logs and files. */
+std::string
+scenario_dir (const char *name)
+{
+  const char *artifacts = g_getenv ("PEERJS_ARTIFACTS");
+  if (!artifacts) {
+    g_autofree char *tmp = g_dir_make_tmp ("peerjs-examples-XXXXXX", nullptr);
+    return tmp ? tmp : "";
+  }
+  std::string dir = std::string (artifacts) + G_DIR_SEPARATOR_S + "examples-"
+      + name;
+  remove_tree (dir);
+  if (g_mkdir_with_parents (dir.c_str (), 0755) != 0)
+    return "";
+  return dir;
+}
+
+/* Runs one scenario; returns its directory. Fails the test case unless
+ * the scenario exits 0. */
+std::string
+run_scenario (const char *name, const char *body)
+{
+  std::string dir = scenario_dir (name);
+  fail_if (dir.empty (), "cannot make a directory for scenario %s", name);
+  g_autofree char *q_dir = g_shell_quote (dir.c_str ());
+  g_autofree char *q_examples = g_shell_quote (examples_dir.c_str ());
+  std::string script = std::string ("# scenario ") + name + "\nWORK=" + q_dir
+      + "\nEXAMPLES=" + q_examples + "\n" + PRELUDE + body;
+  std::string path = dir + G_DIR_SEPARATOR_S + "scenario.sh";
+  fail_unless (g_file_set_contents (path.c_str (), script.c_str (), -1,
+          nullptr), "cannot write %s", path.c_str ());
+
+  g_autofree char *q_path = g_shell_quote (path.c_str ());
+  Run r = run (namespace_argv (std::string ("exec bash ") + q_path), dir,
+      SCENARIO_TIMEOUT_S);
+  if (exited_0 (r)) {
+    /* Its notes (ids, frame counts) for the test log. */
+    g_print ("examples scenario %s passed in %.1f s\n%s", name, r.seconds,
+        r.output.c_str ());
+    return dir;
+  }
+  g_printerr ("\n===== examples scenario %s %s after %.1f s (logs in %s); "
+      "its output:\n%s===== end of %s\n", name, describe_status (r).c_str (),
+      r.seconds, dir.c_str (), r.output.c_str (), name);
+  std::string first_fail = "(no FAIL line; see the output above)";
+  auto at = r.output.find ("FAIL ");
+  if (at != std::string::npos)
+    first_fail = r.output.substr (at, r.output.find ('\n', at) - at);
+  ck_abort_msg ("examples scenario %s %s: %s", name,
+      describe_status (r).c_str (), first_fail.c_str ());
+  return dir;
+}
+
+/* Why the scenarios cannot run here, or "" when they can. */
+std::string
+missing_prerequisite ()
+{
+  g_autofree char *unshare = g_find_program_in_path ("unshare");
+  g_autofree char *ip = g_find_program_in_path ("ip");
+  if (!ip && g_file_test ("/usr/sbin/ip", G_FILE_TEST_IS_EXECUTABLE))
+    ip = g_strdup ("/usr/sbin/ip");
+  if (!unshare || !ip)
+    return "unshare or ip is missing (util-linux, iproute2)";
+  ip_path = ip;
+  return "";
+}
+
+/* examples/pipelines: $PEERJS_EXAMPLES, else next to $PEERJS_TEST_DATA
+ * (tests/data in the source tree). */
+std::string
+find_examples ()
+{
+  if (const char *dir = g_getenv ("PEERJS_EXAMPLES"))
+    return dir;
+  const char *data = g_getenv ("PEERJS_TEST_DATA");
+  if (!data)
+    return "";
+  g_autofree char *tests = g_path_get_dirname (data);
+  g_autofree char *root = g_path_get_dirname (tests);
+  g_autofree char *dir = g_build_filename (root, "examples", "pipelines",
+      nullptr);
+  return dir;
+}
+
+}  // namespace
+
+GST_START_TEST (test_watch_room)
+{
+  run_scenario ("watch-room", WATCH);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_publish_camera)
+{
+  run_scenario ("publish-camera", CAMERA);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_record_room)
+{
+  std::string dir = run_scenario ("record-room", RECORD);
+  std::string file = dir + G_DIR_SEPARATOR_S + "room.mkv";
+  g_autofree char *uri = gst_filename_to_uri (file.c_str (), nullptr);
+  g_autoptr (GError) error = nullptr;
+  g_autoptr (GstDiscoverer) discoverer =
+      gst_discoverer_new (10 * GST_SECOND, &error);
+  fail_unless (discoverer != nullptr, "no GstDiscoverer: %s",
+      error ? error->message : "?");
+  g_autoptr (GstDiscovererInfo) info =
+      gst_discoverer_discover_uri (discoverer, uri, &error);
+  fail_unless (info != nullptr
+      && gst_discoverer_info_get_result (info) == GST_DISCOVERER_OK,
+      "%s cannot be read: %s", file.c_str (), error ? error->message : "?");
+
+  GstClockTime duration = gst_discoverer_info_get_duration (info);
+  GList *videos = gst_discoverer_info_get_video_streams (info);
+  GList *audios = gst_discoverer_info_get_audio_streams (info);
+  g_print ("room.mkv: %u video and %u audio streams, %" GST_TIME_FORMAT "\n",
+      g_list_length (videos), g_list_length (audios),
+      GST_TIME_ARGS (duration));
+  fail_unless_equals_int (g_list_length (videos), 1);
+  fail_unless_equals_int (g_list_length (audios), 1);
+  auto *video = GST_DISCOVERER_VIDEO_INFO (videos->data);
+  g_autoptr (GstCaps) video_caps =
+      gst_discoverer_stream_info_get_caps (GST_DISCOVERER_STREAM_INFO (video));
+  g_autoptr (GstCaps) audio_caps = gst_discoverer_stream_info_get_caps (
+      GST_DISCOVERER_STREAM_INFO (audios->data));
+  g_autofree char *vc = gst_caps_to_string (video_caps);
+  g_autofree char *ac = gst_caps_to_string (audio_caps);
+  fail_unless (gst_structure_has_name (gst_caps_get_structure (video_caps, 0),
+          "video/x-vp8"), "the video is %s, not VP8", vc);
+  fail_unless (gst_structure_has_name (gst_caps_get_structure (audio_caps, 0),
+          "audio/x-opus"), "the audio is %s, not Opus", ac);
+  fail_unless_equals_int (gst_discoverer_video_info_get_width (video), 320);
+  fail_unless_equals_int (gst_discoverer_video_info_get_height (video), 240);
+  /* About 4 s were recorded. */
+  fail_unless (GST_CLOCK_TIME_IS_VALID (duration) && duration > 2 * GST_SECOND,
+      "room.mkv lasts %" GST_TIME_FORMAT ", not more than 2 s",
+      GST_TIME_ARGS (duration));
+  gst_discoverer_stream_info_list_free (videos);
+  gst_discoverer_stream_info_list_free (audios);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_bridge_rooms)
+{
+  run_scenario ("bridge-rooms", BRIDGE);
+}
+GST_END_TEST;
+
+static Suite *
+examples_suite (void)
+{
+  Suite *s = suite_create ("examples");
+  TCase *tc = tcase_create ("pipelines");
+  tcase_set_timeout (tc, SCENARIO_TIMEOUT_S + 20);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_watch_room);
+  tcase_add_test (tc, test_publish_camera);
+  tcase_add_test (tc, test_record_room);
+  tcase_add_test (tc, test_bridge_rooms);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  gst_check_init (&argc, &argv);
+  std::string missing = missing_prerequisite ();
+  if (!missing.empty ()) {
+    g_print ("examples: SKIP: %s\n", missing.c_str ());
+    return 77;   /* meson: skipped */
+  }
+  examples_dir = find_examples ();
+  if (examples_dir.empty () || !g_file_test ((examples_dir +
+              "/watch-room.sh").c_str (), G_FILE_TEST_EXISTS)) {
+    g_printerr ("examples: no examples/pipelines (set PEERJS_TEST_DATA or "
+        "PEERJS_EXAMPLES; run through meson test)\n");
+    return 1;
+  }
+  if (!g_getenv ("PEERJS_SIGNALLING")) {
+    g_printerr ("examples: PEERJS_SIGNALLING is not set (run through meson "
+        "test)\n");
+    return 1;
+  }
+  return gst_check_run_suite (examples_suite (), "examples", __FILE__);
+}
