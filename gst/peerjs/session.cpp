@@ -530,7 +530,7 @@ Session::join_all ()
 void
 Session::constraints_changed (bool announce)
 {
-  if ((announce || !fixed_) && client_ && client_->connected ()) {
+  if ((announce || !fixed_) && client_) {
     for (auto & t : threads_) {
       JsonObject *msg = new_message ("thread:change");
       json_object_set_string_member (msg, "thread", t.first.c_str ());

@@ -19,6 +19,8 @@ constexpr guint RETRY_MAX_MS = 5000;
 /* Relayed SDP stays under the server's 64 KiB bound; leave room for what
  * the server adds. */
 constexpr guint64 MAX_INCOMING = 1024 * 1024;
+/* Messages kept while disconnected; the oldest go first past this. */
+constexpr std::size_t OUTBOX_LIMIT = 512;
 
 struct Invocation
 {
@@ -144,9 +146,15 @@ SignallingClient::send (JsonObject * msg)
   g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
   json_node_set_object (node, msg);
   g_autofree char *text = json_to_string (node, FALSE);
-  if (!ws_ || soup_websocket_connection_get_state (ws_)
+  if (!ws_ || !greeted_ || soup_websocket_connection_get_state (ws_)
       != SOUP_WEBSOCKET_STATE_OPEN) {
-    GST_DEBUG ("not connected, dropped %s", text);
+    if (outbox_.size () >= OUTBOX_LIMIT) {
+      GST_WARNING ("offline outbox full, dropping %.200s",
+          outbox_.front ().c_str ());
+      outbox_.pop_front ();
+    }
+    GST_DEBUG ("not connected, queued %.200s", text);
+    outbox_.emplace_back (text);
     return;
   }
   GST_LOG ("send %s", text);
@@ -266,8 +274,18 @@ SignallingClient::on_message (GBytes * bytes)
     id_ = id;
     token_ = json_string (msg, "token");
     greeted_once_ = true;
+    greeted_ = true;
     retry_ = 0;
+    /* What waited was written as another member if the id changed. */
+    std::deque<std::string> waiting;
+    waiting.swap (outbox_);
+    if (!same)
+      waiting.clear ();
     handlers_.connected (id, first, same, resumed);
+    for (const std::string & text : waiting) {
+      GST_LOG ("send (queued) %s", text.c_str ());
+      soup_websocket_connection_send_text (ws_, text.c_str ());
+    }
     return;
   }
   if (json_object_has_member (msg, "seq")) {
@@ -285,6 +303,7 @@ void
 SignallingClient::on_closed ()
 {
   gushort code = soup_websocket_connection_get_close_code (ws_);
+  greeted_ = false;
   g_signal_handlers_disconnect_by_data (ws_, this);
   g_clear_object (&ws_);
   if (stopping_) {

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <thread>
@@ -43,10 +44,11 @@ public:
 
   /* Run `f` on the signalling thread, soon; never blocks. */
   void invoke (std::function<void ()> f);
-  /* Send one message; on the signalling thread only. Dropped (with a debug
-   * line) while disconnected: the callers resend state on reconnect. */
+  /* Send one message; on the signalling thread only. While disconnected it
+   * waits in a bounded outbox and goes out, in order, once the server
+   * gives back the same id (after what the `connected` handler sends). */
   void send (JsonObject * msg);
-  bool connected () const { return ws_ != nullptr; }
+  bool connected () const { return greeted_; }
   GMainContext *context () const { return context_; }
 
 private:
@@ -73,9 +75,11 @@ private:
   std::string token_;
   gint64 last_seq_ = 0;
   bool greeted_once_ = false;
+  bool greeted_ = false;           /* on the current connection */
   bool stopping_ = false;
   guint retry_ = 0;
   GSource *retry_source_ = nullptr;
+  std::deque<std::string> outbox_;
 };
 
 /* A JSON object's member as a string, or "" when absent or not a string. */

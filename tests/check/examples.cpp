@@ -13,6 +13,8 @@
  * $PEERJS_ARTIFACTS/examples-<scenario>/; its output is printed when it
  * fails. The suite is skipped (exit 77) only when unshare or ip is
  * missing. */
+#include "sandbox.h"
+
 #include <gst/check/gstcheck.h>
 #include <gst/pbutils/pbutils.h>
 
@@ -26,13 +28,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+using namespace peerjs::test;
+
 namespace {
 
 /* Longest a scenario may run; each takes 3-6 s on two cores. */
 constexpr int SCENARIO_TIMEOUT_S = 75;
 
 std::string examples_dir;   /* examples/pipelines in the source tree */
-std::string ip_path = "ip";
 
 /* Helpers for the scenarios. Every example runs in the background with its
  * output in NAME.log and its pid in NAME.pid, in the scenario's directory. */
@@ -280,111 +283,6 @@ stop pub
 clean pub bridge watch
 )sh";
 
-std::vector<std::string>
-namespace_argv (const std::string & shell_command)
-{
-  std::vector<std::string> argv = {"unshare"};
-  if (geteuid () != 0)
-    argv.push_back ("--map-root-user");
-  for (const char *a : {"--net", "--pid", "--fork", "--kill-child",
-          "--mount-proc", "sh", "-c"})
-    argv.push_back (a);
-  g_autofree char *ip = g_shell_quote (ip_path.c_str ());
-  argv.push_back (std::string (ip) + " link set lo up && " + shell_command);
-  return argv;
-}
-
-struct Run
-{
-  bool started = false;
-  bool timed_out = false;
-  int status = -1;
-  double seconds = 0;
-  std::string output;
-  std::string error;
-};
-
-/* Runs argv in dir with stdout and stderr to a file (not to a pipe that
- * something left behind could hold open), for at most timeout_s. */
-Run
-run (const std::vector<std::string> & args, const std::string & dir,
-    int timeout_s)
-{
-  Run r;
-  std::vector<char *> argv;
-  for (const auto & a : args)
-    argv.push_back (const_cast<char *>(a.c_str ()));
-  argv.push_back (nullptr);
-
-  g_autofree char *log_path = nullptr;
-  int log_fd = g_file_open_tmp ("peerjs-examples-XXXXXX.log", &log_path,
-      nullptr);
-  if (log_fd < 0) {
-    r.error = "cannot make a temporary file";
-    return r;
-  }
-  gint64 t0 = g_get_monotonic_time ();
-  pid_t pid = fork ();
-  if (pid < 0) {
-    r.error = "fork failed";
-    close (log_fd);
-    return r;
-  }
-  if (pid == 0) {
-    dup2 (log_fd, STDOUT_FILENO);
-    dup2 (log_fd, STDERR_FILENO);
-    int null_fd = open ("/dev/null", O_RDONLY);
-    if (null_fd >= 0)
-      dup2 (null_fd, STDIN_FILENO);
-    if (chdir (dir.c_str ()) != 0)
-      _exit (126);
-    execvp (argv[0], argv.data ());
-    _exit (127);
-  }
-  r.started = true;
-  close (log_fd);
-  for (;;) {
-    pid_t done = waitpid (pid, &r.status, WNOHANG);
-    if (done == pid)
-      break;
-    if (g_get_monotonic_time () - t0 > gint64 (timeout_s) * G_USEC_PER_SEC) {
-      r.timed_out = true;
-      kill (pid, SIGKILL);  /* --kill-child takes the namespace down */
-      waitpid (pid, &r.status, 0);
-      break;
-    }
-    g_usleep (50 * 1000);
-  }
-  r.seconds = (g_get_monotonic_time () - t0) / 1e6;
-  g_autofree char *text = nullptr;
-  gsize len = 0;
-  if (g_file_get_contents (log_path, &text, &len, nullptr))
-    r.output.assign (text, len);
-  g_unlink (log_path);
-  return r;
-}
-
-bool
-exited_0 (const Run & r)
-{
-  return r.started && !r.timed_out && WIFEXITED (r.status)
-      && WEXITSTATUS (r.status) == 0;
-}
-
-std::string
-describe_status (const Run & r)
-{
-  if (!r.started)
-    return "did not start: " + r.error;
-  if (r.timed_out)
-    return "was killed after " + std::to_string (SCENARIO_TIMEOUT_S) + " s";
-  if (WIFEXITED (r.status))
-    return "exited " + std::to_string (WEXITSTATUS (r.status));
-  if (WIFSIGNALED (r.status))
-    return "was killed by signal " + std::to_string (WTERMSIG (r.status));
-  return "ended with status " + std::to_string (r.status);
-}
-
 /* rm -r, for what an earlier run of a scenario left. */
 void
 remove_tree (const std::string & path)
@@ -447,27 +345,9 @@ run_scenario (const char *name, const char *body)
   g_printerr ("\n===== examples scenario %s %s after %.1f s (logs in %s); "
       "its output:\n%s===== end of %s\n", name, describe_status (r).c_str (),
       r.seconds, dir.c_str (), r.output.c_str (), name);
-  std::string first_fail = "(no FAIL line; see the output above)";
-  auto at = r.output.find ("FAIL ");
-  if (at != std::string::npos)
-    first_fail = r.output.substr (at, r.output.find ('\n', at) - at);
   ck_abort_msg ("examples scenario %s %s: %s", name,
-      describe_status (r).c_str (), first_fail.c_str ());
+      describe_status (r).c_str (), first_fail (r.output).c_str ());
   return dir;
-}
-
-/* Why the scenarios cannot run here, or "" when they can. */
-std::string
-missing_prerequisite ()
-{
-  g_autofree char *unshare = g_find_program_in_path ("unshare");
-  g_autofree char *ip = g_find_program_in_path ("ip");
-  if (!ip && g_file_test ("/usr/sbin/ip", G_FILE_TEST_IS_EXECUTABLE))
-    ip = g_strdup ("/usr/sbin/ip");
-  if (!unshare || !ip)
-    return "unshare or ip is missing (util-linux, iproute2)";
-  ip_path = ip;
-  return "";
 }
 
 /* examples/pipelines: $PEERJS_EXAMPLES, else next to $PEERJS_TEST_DATA
@@ -571,7 +451,7 @@ int
 main (int argc, char **argv)
 {
   gst_check_init (&argc, &argv);
-  std::string missing = missing_prerequisite ();
+  std::string missing = sandbox_prerequisite ();
   if (!missing.empty ()) {
     g_print ("examples: SKIP: %s\n", missing.c_str ());
     return 77;   /* meson: skipped */
