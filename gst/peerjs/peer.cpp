@@ -209,9 +209,10 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
       }), this);
   gst_element_sync_state_with_parent (webrtc_);
 
-  if (master_) {
-    /* peer.js expects the master's channel; it also gives the connection
-     * an m-line when no media is allowed. */
+  /* peer.js expects the master's channel; it also gives the connection an
+   * m-line when no media is allowed. Not while the element is going down:
+   * a closed webrtcbin makes none. */
+  if (master_ && GST_STATE_TARGET (webrtc_) >= GST_STATE_READY) {
     g_signal_emit_by_name (webrtc_, "create-data-channel", "data", nullptr,
         &channel_);
   }

@@ -3,6 +3,7 @@
 #include "message.h"
 
 #include <future>
+#include <memory>
 #include <nice/interfaces.h>
 
 GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
@@ -140,12 +141,28 @@ Session::start (const Config & config)
     return false;
   }
 
+  context_ = g_main_context_new ();
+  loop_ = g_main_loop_new (context_, FALSE);
+  thread_ = std::thread ([this] {
+    g_main_context_push_thread_default (context_);
+    g_main_loop_run (loop_);
+    g_main_context_pop_thread_default (context_);
+  });
+
+  /* From the WebSocket's thread to the mesh thread, in order. */
   SignallingClient::Handlers handlers;
   handlers.connected = [this] (const std::string & id, bool first, bool same,
-      bool resumed) { on_connected (id, first, same, resumed); };
-  handlers.message = [this] (JsonObject * msg) { on_message (msg); };
+      bool resumed) {
+    invoke ([=] { on_connected (id, first, same, resumed); });
+  };
+  handlers.message = [this] (JsonObject * msg) {
+    std::shared_ptr<JsonObject> m (json_object_ref (msg), json_object_unref);
+    invoke ([this, m] { on_message (m.get ()); });
+  };
   handlers.lost = [this] (const std::string & reason, bool fatal,
-      guint retry) { on_lost (reason, fatal, retry); };
+      guint retry) {
+    invoke ([=] { on_lost (reason, fatal, retry); });
+  };
   client_ = std::make_unique<SignallingClient> (config_.server,
       config_.tls_ca, std::move (handlers));
   client_->start ();
@@ -158,7 +175,12 @@ Session::stop ()
   if (!client_)
     return;
   client_->stop ();
-  /* The signalling thread is gone: what it owned is ours now. */
+  g_main_context_invoke (context_, [] (gpointer loop) {
+    g_main_loop_quit (static_cast<GMainLoop *> (loop));
+    return G_SOURCE_REMOVE;
+  }, loop_);
+  thread_.join ();
+  /* The threads are gone: what the mesh thread owned is ours now. */
   if (stats_source_) {
     g_source_destroy (stats_source_);
     g_source_unref (stats_source_);
@@ -171,6 +193,11 @@ Session::stop ()
     close_peer (m);
   threads_.clear ();
   client_.reset ();
+  /* Work still queued for the mesh thread is dropped with its context. */
+  g_main_loop_unref (loop_);
+  loop_ = nullptr;
+  g_main_context_unref (context_);
+  context_ = nullptr;
   warned_offline_ = false;
   std::lock_guard<std::mutex> guard (lock_);
   id_.clear ();
@@ -265,11 +292,24 @@ Session::send (JsonObject * msg)
     client_->send (msg);
 }
 
+namespace {
+struct Invocation
+{
+  std::function<void ()> f;
+};
+}  // namespace
+
 void
 Session::invoke (std::function<void ()> f)
 {
-  if (client_)
-    client_->invoke (std::move (f));
+  if (!context_)
+    return;
+  g_main_context_invoke_full (context_, G_PRIORITY_DEFAULT, [] (gpointer d) {
+    static_cast<Invocation *> (d)->f ();
+    return G_SOURCE_REMOVE;
+  }, new Invocation { std::move (f) }, [] (gpointer d) {
+    delete static_cast<Invocation *> (d);
+  });
 }
 
 Outgoing *
@@ -445,6 +485,7 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
             "id", G_TYPE_STRING, id.c_str (), NULL));
     g_object_notify (G_OBJECT (element_), "session-id");
     join_all ();
+    client_->release (same_id);
   } else {
     GST_INFO_OBJECT (element_, "back on %s as %s (%s)",
         config_.server.c_str (), id.c_str (),
@@ -458,6 +499,7 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
      * needed the server and go on. */
     if (!resumed)
       join_all ();
+    client_->release (true);
   }
   if (config_.stats_interval_ms && !stats_source_) {
     stats_source_ = g_timeout_source_new (config_.stats_interval_ms);
@@ -465,7 +507,7 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
       static_cast<Session *> (self)->collect_stats ();
       return G_SOURCE_CONTINUE;
     }, this, nullptr);
-    g_source_attach (stats_source_, client_->context ());
+    g_source_attach (stats_source_, context_);
   }
 }
 
@@ -522,7 +564,8 @@ Session::join_all ()
     JsonObject *msg = new_message ("thread:connect");
     json_object_set_string_member (msg, "thread", t.c_str ());
     json_object_set_object_member (msg, "constraints", our_constraints ());
-    send (msg);
+    /* Ahead of what waited while offline: it may be for these threads. */
+    client_->send_first (msg);
     json_object_unref (msg);
   }
 }

@@ -6,8 +6,10 @@
  * posts its bus messages.
  *
  * Threads: start(), stop(), add_outgoing() and remove_outgoing() are called
- * by the element (application or state-change thread). Everything else runs
- * on the signalling thread of the SignallingClient.
+ * by the element (application or state-change thread). The WebSocket has
+ * a thread of its own (SignallingClient); everything else, the room state
+ * and all negotiation, runs on the session's mesh thread, which may wait on
+ * webrtcbin without keeping the WebSocket from answering pings.
  */
 #pragma once
 
@@ -20,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace peerjs {
@@ -122,6 +125,9 @@ private:
   GstElement *element_;
   Config config_;
   std::unique_ptr<SignallingClient> client_;
+  GMainContext *context_ = nullptr;     /* the mesh thread's */
+  GMainLoop *loop_ = nullptr;
+  std::thread thread_;
 
   mutable std::mutex lock_;             /* id_ and outgoing_ */
   std::string id_;

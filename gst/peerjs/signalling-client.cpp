@@ -140,25 +140,66 @@ SignallingClient::invoke (std::function<void ()> f)
   }, inv, [] (gpointer d) { delete static_cast<Invocation *> (d); });
 }
 
-void
-SignallingClient::send (JsonObject * msg)
+namespace {
+
+std::string
+to_text (JsonObject * msg)
 {
   g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
   json_node_set_object (node, msg);
   g_autofree char *text = json_to_string (node, FALSE);
-  if (!ws_ || !greeted_ || soup_websocket_connection_get_state (ws_)
-      != SOUP_WEBSOCKET_STATE_OPEN) {
+  return text;
+}
+
+}  // namespace
+
+void
+SignallingClient::send (JsonObject * msg)
+{
+  invoke ([this, text = to_text (msg)] {
+    if (greeted_ && !holding_ && outbox_.empty ()) {
+      write (text);
+      return;
+    }
     if (outbox_.size () >= OUTBOX_LIMIT) {
-      GST_WARNING ("offline outbox full, dropping %.200s",
-          outbox_.front ().c_str ());
+      GST_WARNING ("outbox full, dropping %.200s", outbox_.front ().c_str ());
       outbox_.pop_front ();
     }
-    GST_DEBUG ("not connected, queued %.200s", text);
-    outbox_.emplace_back (text);
-    return;
-  }
-  GST_LOG ("send %s", text);
-  soup_websocket_connection_send_text (ws_, text);
+    GST_DEBUG ("held: %.200s", text.c_str ());
+    outbox_.push_back (text);
+  });
+}
+
+void
+SignallingClient::send_first (JsonObject * msg)
+{
+  invoke ([this, text = to_text (msg)] {
+    if (greeted_)
+      write (text);
+    else
+      outbox_.push_front (text);
+  });
+}
+
+void
+SignallingClient::release (bool keep)
+{
+  invoke ([this, keep] {
+    if (!keep)
+      outbox_.clear ();
+    holding_ = false;
+    while (greeted_ && !outbox_.empty ()) {
+      write (outbox_.front ());
+      outbox_.pop_front ();
+    }
+  });
+}
+
+void
+SignallingClient::write (const std::string & text)
+{
+  GST_LOG ("send %s", text.c_str ());
+  soup_websocket_connection_send_text (ws_, text.c_str ());
 }
 
 void
@@ -275,17 +316,9 @@ SignallingClient::on_message (GBytes * bytes)
     token_ = json_string (msg, "token");
     greeted_once_ = true;
     greeted_ = true;
+    holding_ = true;
     retry_ = 0;
-    /* What waited was written as another member if the id changed. */
-    std::deque<std::string> waiting;
-    waiting.swap (outbox_);
-    if (!same)
-      waiting.clear ();
     handlers_.connected (id, first, same, resumed);
-    for (const std::string & text : waiting) {
-      GST_LOG ("send (queued) %s", text.c_str ());
-      soup_websocket_connection_send_text (ws_, text.c_str ());
-    }
     return;
   }
   if (json_object_has_member (msg, "seq")) {

@@ -2,7 +2,8 @@
  * owned by a thread of its own with its own GMainContext (libsoup is not
  * thread-safe). It greets, keeps the resume token and the last `seq`,
  * reconnects with backoff to the same id, and hands every message to its
- * owner on that thread. docs/protocol.md is the contract.
+ * owner. That thread only does I/O and never waits on anything else, so
+ * the server's pings are always answered. docs/protocol.md is the contract.
  */
 #pragma once
 
@@ -20,10 +21,12 @@ namespace peerjs {
 class SignallingClient
 {
 public:
+  /* Called on the client's thread; they must not block. */
   struct Handlers
   {
     /* The greeting arrived. `first` is the first greeting of this run;
-     * `same_id` says whether the server gave back the id we had. */
+     * `same_id` says whether the server gave back the id we had. Until
+     * release() is called, send() holds what it is given. */
     std::function<void (const std::string & id, bool first, bool same_id,
         bool resumed)> connected;
     /* A message for us, in order, duplicates dropped. */
@@ -42,16 +45,18 @@ public:
   /* Say goodbye (socket:disconnect, close 1000), stop the thread, join. */
   void stop ();
 
-  /* Run `f` on the signalling thread, soon; never blocks. */
-  void invoke (std::function<void ()> f);
-  /* Send one message; on the signalling thread only. While disconnected it
-   * waits in a bounded outbox and goes out, in order, once the server
-   * gives back the same id (after what the `connected` handler sends). */
+  /* Send one message, from any thread, in order. While disconnected, and
+   * after a greeting until release(), it waits in a bounded outbox. */
   void send (JsonObject * msg);
-  bool connected () const { return greeted_; }
-  GMainContext *context () const { return context_; }
+  /* Send at once, ahead of what waits (joining threads after a greeting). */
+  void send_first (JsonObject * msg);
+  /* After a greeting: send what waited (keep) or drop it (it was written
+   * as another member), and send directly again. Any thread. */
+  void release (bool keep);
 
 private:
+  void invoke (std::function<void ()> f);
+  void write (const std::string & text);
   void run ();
   void connect ();
   void on_connected (GObject * source, GAsyncResult * result);
@@ -76,6 +81,7 @@ private:
   gint64 last_seq_ = 0;
   bool greeted_once_ = false;
   bool greeted_ = false;           /* on the current connection */
+  bool holding_ = true;            /* until release () */
   bool stopping_ = false;
   guint retry_ = 0;
   GSource *retry_source_ = nullptr;
