@@ -654,6 +654,36 @@ GST_START_TEST (test_unreachable_server)
 }
 END_TEST;
 
+/* wss:// with the authority in tls-ca; without it the certificate is
+ * refused with an error that says so. */
+GST_START_TEST (test_wss)
+{
+  std::string data = g_getenv ("PEERJS_TEST_DATA");
+  auto options = ServerThread::default_options ();
+  options.tls_cert = data + "/test-cert.pem";
+  options.tls_key = data + "/test-key.pem";
+  ServerThread server (options);
+  std::string url = "wss://127.0.0.1:" + std::to_string (server.port ())
+      + "/peerjs";
+  {
+    Member m ("peerjssrc name=p server=" + url + " thread=x tls-ca="
+        + options.tls_cert);
+    fail_unless (m.play () != GST_STATE_CHANGE_FAILURE);
+    m.wait_message ("peerjs-socket-connect", {{"server", url}});
+  }
+  {
+    Member m ("peerjssrc name=p server=" + url + " thread=x");
+    m.play ();
+    fail_unless (wait_until ([&] { return !m.errors ().empty (); }, 10000));
+    std::string e = m.errors ().front ();
+    fail_unless (e.find (url) != std::string::npos
+        && e.find ("certificate") != std::string::npos,
+        "wanted an error naming the URL and the certificate, got %s",
+        e.c_str ());
+  }
+}
+END_TEST;
+
 GST_START_TEST (test_bad_settings)
 {
   ServerThread server;
@@ -864,6 +894,7 @@ elements_suite ()
   tcase_add_test (tc, test_server_restart);
   tcase_add_test (tc, test_unreachable_server);
   tcase_add_test (tc, test_bad_settings);
+  tcase_add_test (tc, test_wss);
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
   tcase_add_test (tc, test_stop_anytime);
