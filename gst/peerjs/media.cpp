@@ -150,6 +150,16 @@ receivable_caps (Kind kind)
   return caps;
 }
 
+void
+drop_unless_linked (GstPad * pad)
+{
+  gst_pad_add_probe (pad, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+          | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * p, GstPadProbeInfo *,
+          gpointer) {
+        return gst_pad_is_linked (p) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+      }, nullptr, nullptr);
+}
+
 std::string
 missing_factory (const char *factories)
 {

@@ -42,6 +42,10 @@ GstCaps *rtp_caps (const Codec & codec, int pt);
  * with our default payload types. */
 GstCaps *receivable_caps (Kind kind);
 
+/* Buffers pushed on `pad` while it is not linked are dropped instead of
+ * failing upstream as not-linked. */
+void drop_unless_linked (GstPad * pad);
+
 /* The first factory in `factories` (comma list) that is missing, or "". */
 std::string missing_factory (const char *factories);
 

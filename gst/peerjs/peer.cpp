@@ -373,6 +373,20 @@ Peer::apply (GstWebRTCSDPType type, GstSDPMessage * sdp, bool local)
 }
 
 GstSDPMessage *
+Peer::parse (const std::string & text, const char *what)
+{
+  GstSDPMessage *sdp = nullptr;
+  if (gst_sdp_message_new_from_text (text.c_str (), &sdp) == GST_SDP_OK
+      && gst_sdp_message_medias_len (sdp) > 0)
+    return sdp;
+  if (sdp)
+    gst_sdp_message_free (sdp);
+  host_.peer_failed (id_, std::string ("its ") + what
+      + " does not parse as SDP");
+  return nullptr;
+}
+
+GstSDPMessage *
 Peer::create (const char *what)
 {
   Promise p;
@@ -517,14 +531,9 @@ Peer::on_offer (const std::string & text)
     pending_offer_ = text;
     return;
   }
-  GstSDPMessage *offer = nullptr;
-  if (gst_sdp_message_new_from_text (text.c_str (), &offer) != GST_SDP_OK
-      || gst_sdp_message_medias_len (offer) == 0) {
-    if (offer)
-      gst_sdp_message_free (offer);
-    host_.peer_failed (id_, "its offer does not parse as SDP");
+  GstSDPMessage *offer = parse (text, "offer");
+  if (!offer)
     return;
-  }
 
   /* The first offered m-line of a kind we have no m-line for becomes ours:
    * a transceiver made now is the one webrtcbin's answer picks. */
@@ -594,14 +603,9 @@ Peer::on_answer (const std::string & text)
     GST_DEBUG ("%s: answer without an offer, ignored", id_.c_str ());
     return;
   }
-  GstSDPMessage *answer = nullptr;
-  if (gst_sdp_message_new_from_text (text.c_str (), &answer) != GST_SDP_OK
-      || gst_sdp_message_medias_len (answer) == 0) {
-    if (answer)
-      gst_sdp_message_free (answer);
-    host_.peer_failed (id_, "its answer does not parse as SDP");
+  GstSDPMessage *answer = parse (text, "answer");
+  if (!answer)
     return;
-  }
   rewrite (answer, false);
   bool ok = apply (GST_WEBRTC_SDP_TYPE_ANSWER, answer, false);
   gst_sdp_message_free (answer);
@@ -670,12 +674,7 @@ Peer::on_pad_added (GstPad * pad)
      * stopped sending, or the pad was just removed), its data is dropped
      * here instead of failing the member as not-linked. */
     g_autoptr (GstPad) src = gst_element_get_static_pad (decoder, "src");
-    gst_pad_add_probe (src, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
-            | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
-            GstPadProbeInfo *, gpointer) {
-          return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK
-              : GST_PAD_PROBE_DROP;
-        }, nullptr, nullptr);
+    drop_unless_linked (src);
   }
   if (!decoder) {
     /* Not ours to decode (or a second stream of the same kind): consume it

@@ -119,6 +119,9 @@ private:
   bool apply (GstWebRTCSDPType type, GstSDPMessage * sdp, bool local);
   void send_sdp (const char *type, GstSDPMessage * sdp);
   GstSDPMessage *create (const char *what);
+  /* The member's SDP, or null (and the member failed) when it does not
+   * parse or has no media section. */
+  GstSDPMessage *parse (const std::string & text, const char *what);
 
   GstStructure *summarize (const GstStructure * reply);
   void on_pad_added (GstPad * pad);

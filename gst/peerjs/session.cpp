@@ -395,12 +395,7 @@ Session::add_output (GstPad * src, const std::string & member, Kind kind)
     output = gst_ghost_pad_new (pad_name.c_str (), src);
     /* A member pad the pipeline left unlinked (more members than it has
      * branches for) drops its data instead of failing that member. */
-    gst_pad_add_probe (output, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
-            | GST_PAD_PROBE_TYPE_BUFFER_LIST), [] (GstPad * pad,
-            GstPadProbeInfo *, gpointer) {
-          return gst_pad_is_linked (pad) ? GST_PAD_PROBE_OK
-              : GST_PAD_PROBE_DROP;
-        }, nullptr, nullptr);
+    drop_unless_linked (output);
     gst_pad_set_active (output, TRUE);
     gst_element_add_pad (element_, GST_PAD (gst_object_ref (output)));
   }
