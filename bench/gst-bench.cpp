@@ -8,6 +8,16 @@
  *     a gst-launch-1.0 pipeline with one vp8enc per receiver (what a
  *     per-viewer-encoder design such as webrtcsink costs).
  *  3. RSS and threads of one peerjssrc process per remote member.
+ *  4. Glass-to-glass latency at 640x480@30 VP8: a frame counter painted
+ *     into each picture before peerjssink, read back from the picture
+ *     peerjssrc decoded when it reaches a sink and when that sink (synced
+ *     to the clock, as a display) renders it; both pipelines on one clock
+ *     with one base time; against the same through the bare webrtcbin
+ *     pair of 1.
+ *  5. A room of 6 peerjsbin members (one process each) at 320x240@15,
+ *     every member receiving every other: time until all video pads flow,
+ *     decoded frames per second per pad, CPU, RSS and threads per member,
+ *     failures. No peer.
  *
  * It starts its own peerjs-signalling on a free port of 127.0.0.1 and must
  * run in a network namespace that has only loopback:
@@ -19,7 +29,9 @@
  *
  * Internally it also runs itself as a helper (--role receivers): N
  * peerjssrc elements in one process, each member pad into a fakesink,
- * reporting on stdout what connected and how many frames came. */
+ * reporting on stdout what connected and how many frames came; and
+ * (--role member) as one member of the room, printing the same and a
+ * buffer count per member pad. */
 #include <gst/gst.h>
 #include <gst/sdp/sdp.h>
 #define GST_USE_UNSTABLE_API
@@ -38,6 +50,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <poll.h>
 #include <sstream>
 #include <string>
@@ -64,7 +77,7 @@ struct Options
   std::string signalling = PEERJS_SIGNALLING;
   std::string log_dir;
   std::string json_path;
-  std::string only = "first-frame,cpu,memory";
+  std::string only = "first-frame,cpu,memory,latency,room";
   int runs = 5;
   int latency = 50;
   double window = 10.0;
@@ -75,6 +88,15 @@ struct Options
   int mem_width = 320, mem_height = 240;
   bool allow_network = false;
   bool format_check = true;
+  /* glass-to-glass latency */
+  int g2g_frames = 300;
+  int g2g_rounds = 1;
+  int g2g_width = 640, g2g_height = 480;
+  std::string g2g_latency_messages = "both";
+  /* the room */
+  int room_members = 6;
+  double room_duration = 60.0;
+  int room_width = 320, room_height = 240, room_fps = 15;
 
   /* --role receivers */
   std::string role;
@@ -486,6 +508,7 @@ struct Receivers
   GMainLoop *loop = nullptr;
   std::atomic<long long> frames { 0 };
   int exit_code = 0;
+  bool recalc_latency = false;
 };
 
 GstPadProbeReturn
@@ -532,6 +555,11 @@ receivers_bus (GstBus *, GstMessage * msg, gpointer data)
       g_main_loop_quit (r->loop);
       break;
     }
+    case GST_MESSAGE_LATENCY:
+      /* As gst-launch-1.0 does (the room's members). */
+      if (r->recalc_latency)
+        gst_bin_recalculate_latency (GST_BIN (r->pipeline));
+      break;
     case GST_MESSAGE_WARNING:{
       g_autoptr (GError) e = nullptr;
       g_autofree char *dbg = nullptr;
@@ -547,8 +575,13 @@ receivers_bus (GstBus *, GstMessage * msg, gpointer data)
         const char *v = gst_structure_get_string (s, f);
         return v ? v : "?";
       };
+      long long t = g_get_monotonic_time ();
       if (g_str_equal (name, "peerjs-socket-connect"))
-        printf ("SOCKET %s %s\n", GST_OBJECT_NAME (msg->src), str ("id"));
+        printf ("SOCKET %s %s %lld\n", GST_OBJECT_NAME (msg->src), str ("id"),
+            t);
+      else if (g_str_equal (name, "peerjs-thread-connect"))
+        printf ("JOIN %s %s %lld\n", GST_OBJECT_NAME (msg->src),
+            str ("member"), t);
       else if (g_str_equal (name, "peerjs-media-connect"))
         printf ("MEDIA %s %s %s\n", GST_OBJECT_NAME (msg->src), str ("member"),
             str ("kind"));
@@ -558,6 +591,14 @@ receivers_bus (GstBus *, GstMessage * msg, gpointer data)
       else if (g_str_equal (name, "peerjs-peer-failed"))
         printf ("FAILED %s %s %s\n", GST_OBJECT_NAME (msg->src),
             str ("member"), str ("reason"));
+      else if (g_str_equal (name, "peerjs-stats")) {
+        gint64 lost = 0;
+        guint64 in = 0;
+        gst_structure_get_int64 (s, "packets-lost", &lost);
+        gst_structure_get_uint64 (s, "bitrate-in", &in);
+        printf ("STATS %s %lld %llu\n", str ("member"), (long long) lost,
+            (unsigned long long) in);
+      }
       break;
     }
     default:
@@ -612,7 +653,333 @@ run_receivers ()
 }
 
 /* ------------------------------------------------------------------ */
+/* Helper role: one member of a room (peerjsbin) */
+
+struct MemberPad
+{
+  std::atomic<long long> buffers { 0 };
+  std::atomic<bool> flowing { false };
+  bool video = false;
+};
+
+struct Member
+{
+  GstElement *pipeline = nullptr;
+  GMainLoop *loop = nullptr;
+  std::mutex lock;
+  std::map<std::string, MemberPad *> pads;   /* by pad name, never freed */
+  int exit_code = 0;
+};
+
+GstPadProbeReturn
+member_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto *p = static_cast<MemberPad *> (data);
+  if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+    p->buffers += gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST (info));
+  else
+    p->buffers++;
+  bool was = false;
+  if (p->flowing.compare_exchange_strong (was, true)) {
+    g_autoptr (GstPad) peer = gst_pad_get_peer (pad);
+    printf ("FIRST %s %lld\n", peer ? GST_PAD_NAME (peer) : "?",
+        (long long) g_get_monotonic_time ());
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+void
+member_pad_added (GstElement *, GstPad * pad, gpointer data)
+{
+  auto *m = static_cast<Member *> (data);
+  if (GST_PAD_DIRECTION (pad) != GST_PAD_SRC)
+    return;
+  MemberPad *p;
+  {
+    /* A pad that comes back keeps its counter. */
+    std::lock_guard<std::mutex> guard (m->lock);
+    MemberPad *&slot = m->pads[GST_PAD_NAME (pad)];
+    if (!slot) {
+      slot = new MemberPad ();
+      slot->video = g_str_has_prefix (GST_PAD_NAME (pad), "video_");
+    }
+    p = slot;
+    p->flowing = false;
+  }
+  GstElement *sink = gst_element_factory_make ("fakesink", nullptr);
+  g_object_set (sink, "sync", FALSE, "async", FALSE, "enable-last-sample",
+      FALSE, NULL);
+  gst_bin_add (GST_BIN (m->pipeline), sink);
+  gst_element_sync_state_with_parent (sink);
+  g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
+  gst_pad_add_probe (sinkpad, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+          | GST_PAD_PROBE_TYPE_BUFFER_LIST), member_buffer, p, nullptr);
+  if (gst_pad_link (pad, sinkpad) != GST_PAD_LINK_OK)
+    printf ("WARNING cannot link %s\n", GST_PAD_NAME (pad));
+}
+
+/* Diagnosis of a pad that does not flow (SIGUSR1 from the main process):
+ * the pipeline's graph into GST_DEBUG_DUMP_DOT_DIR, and for 2 s the
+ * buffers through every src pad of every element, as "FLOW path n". */
+struct FlowCount
+{
+  GstPad *pad;
+  gulong probe;
+  std::atomic<long long> n { 0 };
+};
+
+gboolean
+member_diagnose (gpointer data)
+{
+  auto *m = static_cast<Member *> (data);
+  std::string name = "member-" + std::to_string (getpid ());
+  GST_DEBUG_BIN_TO_DOT_FILE (GST_BIN (m->pipeline), GST_DEBUG_GRAPH_SHOW_ALL,
+      name.c_str ());
+  auto *flows = new std::vector<FlowCount *> ();
+  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (m->pipeline));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstIterator *pit = gst_element_iterate_src_pads (e);
+    GValue pv = G_VALUE_INIT;
+    while (gst_iterator_next (pit, &pv) == GST_ITERATOR_OK) {
+      auto *f = new FlowCount ();
+      f->pad = GST_PAD (g_value_dup_object (&pv));
+      f->probe = gst_pad_add_probe (f->pad, (GstPadProbeType)
+          (GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+          +[] (GstPad *, GstPadProbeInfo *, gpointer d) -> GstPadProbeReturn {
+            static_cast<FlowCount *> (d)->n++;
+            return GST_PAD_PROBE_OK;
+          }, f, nullptr);
+      flows->push_back (f);
+      g_value_reset (&pv);
+    }
+    gst_iterator_free (pit);
+    g_value_reset (&v);
+  }
+  gst_iterator_free (it);
+  g_timeout_add (2000, +[] (gpointer data) -> gboolean {
+        auto *flows = static_cast<std::vector<FlowCount *> *> (data);
+        for (FlowCount *f : *flows) {
+          gst_pad_remove_probe (f->pad, f->probe);
+          g_autofree char *path = gst_object_get_path_string (
+              GST_OBJECT (f->pad));
+          printf ("FLOW %s %lld\n", path, f->n.load ());
+          gst_object_unref (f->pad);
+          /* f itself stays: a probe call may still be under way. */
+        }
+        delete flows;
+        return G_SOURCE_REMOVE;
+      }, flows);
+  return G_SOURCE_CONTINUE;
+}
+
+/* One peerjsbin publishing a test pattern and a tone, every member pad
+ * into a fakesink. Prints the lines of receivers_bus, "FIRST pad time"
+ * for the first buffer of each pad, and once a second "PADS time
+ * name=buffers ...". */
+int
+run_member ()
+{
+  setvbuf (stdout, nullptr, _IOLBF, 0);
+  Member m;
+  m.loop = g_main_loop_new (nullptr, FALSE);
+  std::string desc = "peerjsbin name=b server=" + opt.server + " thread="
+      + opt.thread + " latency=" + std::to_string (opt.latency)
+      + " stats-interval=5000 videotestsrc is-live=true pattern=smpte "
+      "horizontal-speed=2 ! video/x-raw,format=I420,width="
+      + std::to_string (opt.room_width) + ",height="
+      + std::to_string (opt.room_height) + ",framerate="
+      + std::to_string (opt.room_fps) + "/1 ! b.video audiotestsrc "
+      "is-live=true ! b.audio";
+  GError *error = nullptr;
+  m.pipeline = gst_parse_launch (desc.c_str (), &error);
+  if (error) {
+    printf ("ERROR cannot build the member: %s\n", error->message);
+    return 1;
+  }
+  g_autoptr (GstElement) bin = gst_bin_get_by_name (GST_BIN (m.pipeline),
+      "b");
+  g_signal_connect (bin, "pad-added", G_CALLBACK (member_pad_added), &m);
+  g_autoptr (GstBus) bus = gst_element_get_bus (m.pipeline);
+  /* receivers_bus quits the loop on an error and reads nothing else. */
+  Receivers r;
+  r.loop = m.loop;
+  r.pipeline = m.pipeline;
+  r.recalc_latency = true;
+  gst_bus_add_watch (bus, receivers_bus, &r);
+  auto quit = +[] (gpointer data) -> gboolean {
+    g_main_loop_quit (static_cast<GMainLoop *> (data));
+    return G_SOURCE_CONTINUE;
+  };
+  g_unix_signal_add (SIGTERM, quit, m.loop);
+  g_unix_signal_add (SIGINT, quit, m.loop);
+  g_unix_signal_add (SIGUSR1, member_diagnose, &m);
+  g_timeout_add (1000, +[] (gpointer data) -> gboolean {
+        auto *m = static_cast<Member *> (data);
+        std::string line = "PADS " + std::to_string (g_get_monotonic_time ());
+        std::lock_guard<std::mutex> guard (m->lock);
+        for (auto & p : m->pads)
+          line += " " + p.first + "=" + std::to_string (p.second->buffers);
+        printf ("%s\n", line.c_str ());
+        return G_SOURCE_CONTINUE;
+      }, &m);
+  if (gst_element_set_state (m.pipeline, GST_STATE_PLAYING)
+      == GST_STATE_CHANGE_FAILURE) {
+    printf ("ERROR the member did not start\n");
+    return 1;
+  }
+  printf ("STARTED 1\n");
+  g_main_loop_run (m.loop);
+  gst_element_set_state (m.pipeline, GST_STATE_NULL);
+  gst_object_unref (m.pipeline);
+  return r.exit_code;
+}
+
+/* ------------------------------------------------------------------ */
 /* 1. First decoded frame */
+
+/* Glass-to-glass latency (4.): a 16-bit frame counter painted into the
+ * top of each picture as 16 white or black blocks, and again inverted in a
+ * second row of blocks, so a picture that does not read back is caught.
+ * The blocks sit on VP8's 16x16 macroblock grid. */
+constexpr int CODE_BITS = 16;
+constexpr int CODE_BLOCK = 32;
+
+struct Stamps
+{
+  GstClock *clock = nullptr;    /* both pipelines' */
+  GstClockTime base = 0;        /* both pipelines' base time */
+  std::mutex lock;
+  /* Running time at which each counter was painted. */
+  std::vector<GstClockTime> captured = std::vector<GstClockTime> (
+      1 << CODE_BITS, GST_CLOCK_TIME_NONE);
+  unsigned next = 0;            /* the sender's streaming thread only */
+  GstClockTime collect_from = GST_CLOCK_TIME_NONE;   /* running time */
+  size_t want = 0;              /* frames shown to collect */
+  std::vector<double> decoded_ms, shown_ms;
+  std::vector<int> decoded_codes;
+  std::vector<double> source_lag_ms;     /* painted minus the frame's PTS */
+  int unreadable = 0;           /* decoded pictures whose code did not read */
+  int unpainted = 0;            /* frames the sender could not paint */
+
+  GstClockTime running_now () const
+  {
+    return gst_clock_get_time (clock) - base;
+  }
+};
+
+bool
+code_frame (GstVideoFrame * f, GstVideoInfo * info, GstBuffer * buf,
+    GstCaps * caps, GstMapFlags flags)
+{
+  if (!caps || !gst_video_info_from_caps (info, caps)
+      || GST_VIDEO_INFO_FORMAT (info) != GST_VIDEO_FORMAT_I420
+      || GST_VIDEO_INFO_WIDTH (info) < CODE_BITS * CODE_BLOCK
+      || GST_VIDEO_INFO_HEIGHT (info) < 2 * CODE_BLOCK)
+    return false;
+  return gst_video_frame_map (f, info, buf, flags);
+}
+
+bool
+paint_code (GstBuffer * buf, GstCaps * caps, unsigned code)
+{
+  GstVideoInfo info;
+  GstVideoFrame f;
+  if (!code_frame (&f, &info, buf, caps, GST_MAP_WRITE))
+    return false;
+  for (int row = 0; row < 2; row++)
+    for (int i = 0; i < CODE_BITS; i++) {
+      bool white = ((code >> i) & 1) ^ row;
+      for (int c = 0; c < 3; c++) {
+        /* I420: chroma at half the size, grey in the blocks. */
+        int n = c ? CODE_BLOCK / 2 : CODE_BLOCK;
+        guint8 *data = GST_VIDEO_FRAME_COMP_DATA (&f, c);
+        int stride = GST_VIDEO_FRAME_COMP_STRIDE (&f, c);
+        for (int y = row * n; y < (row + 1) * n; y++)
+          memset (data + y * stride + i * n, c ? 128 : white ? 235 : 16, n);
+      }
+    }
+  gst_video_frame_unmap (&f);
+  return true;
+}
+
+/* The counter in a decoded picture, or -1. Each block's luma is averaged
+ * over its middle half. */
+int
+read_code (GstBuffer * buf, GstCaps * caps)
+{
+  GstVideoInfo info;
+  GstVideoFrame f;
+  if (!code_frame (&f, &info, buf, caps, GST_MAP_READ))
+    return -1;
+  const guint8 *data = (const guint8 *) GST_VIDEO_FRAME_COMP_DATA (&f, 0);
+  int stride = GST_VIDEO_FRAME_COMP_STRIDE (&f, 0);
+  unsigned v[2] = { 0, 0 };
+  for (int row = 0; row < 2; row++)
+    for (int i = 0; i < CODE_BITS; i++) {
+      unsigned sum = 0, n = 0;
+      for (int y = row * CODE_BLOCK + CODE_BLOCK / 4;
+          y < row * CODE_BLOCK + 3 * CODE_BLOCK / 4; y++)
+        for (int x = i * CODE_BLOCK + CODE_BLOCK / 4;
+            x < i * CODE_BLOCK + 3 * CODE_BLOCK / 4; x++, n++)
+          sum += data[y * stride + x];
+      if (sum / n > 128)
+        v[row] |= 1u << i;
+    }
+  gst_video_frame_unmap (&f);
+  if ((v[0] ^ v[1]) != (1u << CODE_BITS) - 1)
+    return -1;
+  return (int) v[0];
+}
+
+/* Sender: paint the next counter, note when. */
+GstPadProbeReturn
+stamp_frame (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto *st = static_cast<Stamps *> (data);
+  GstClockTime now = st->running_now ();
+  GstBuffer *buf = gst_buffer_make_writable (GST_PAD_PROBE_INFO_BUFFER (info));
+  GST_PAD_PROBE_INFO_DATA (info) = buf;
+  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (pad);
+  unsigned code = st->next++ & ((1u << CODE_BITS) - 1);
+  bool ok = paint_code (buf, caps, code);
+  std::lock_guard<std::mutex> guard (st->lock);
+  if (ok)
+    st->captured[code] = now;
+  else
+    st->unpainted++;
+  if (GST_BUFFER_PTS_IS_VALID (buf) && st->source_lag_ms.size () < 100000)
+    st->source_lag_ms.push_back (GST_CLOCK_DIFF (GST_BUFFER_PTS (buf), now)
+        / 1e6);
+  return GST_PAD_PROBE_OK;
+}
+
+/* Receiver: a decoded picture reaches the sink (`shown` false) or the sink
+ * renders it, after waiting for its time on the clock (`shown` true). */
+void
+stamp_arrival (Stamps * st, GstBuffer * buf, GstPad * pad, bool shown)
+{
+  GstClockTime now = st->running_now ();
+  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (pad);
+  int code = read_code (buf, caps);
+  std::lock_guard<std::mutex> guard (st->lock);
+  if (!GST_CLOCK_TIME_IS_VALID (st->collect_from) || now < st->collect_from
+      || st->shown_ms.size () >= st->want)
+    return;
+  if (code < 0 || !GST_CLOCK_TIME_IS_VALID (st->captured[code])) {
+    if (!shown)
+      st->unreadable++;
+    return;
+  }
+  double ms = GST_CLOCK_DIFF (st->captured[code], now) / 1e6;
+  if (shown) {
+    st->shown_ms.push_back (ms);
+  } else {
+    st->decoded_ms.push_back (ms);
+    st->decoded_codes.push_back (code);
+  }
+}
 
 struct FirstFrame
 {
@@ -622,6 +989,7 @@ struct FirstFrame
   std::atomic<gint64> first { 0 };
   std::atomic<bool> failed { false };
   std::string why;
+  Stamps *stamps = nullptr;     /* glass-to-glass runs only */
 };
 
 GstPadProbeReturn
@@ -634,7 +1002,10 @@ first_buffer (GstPad *, GstPadProbeInfo *, gpointer data)
 }
 
 /* A fakesink in the receiving pipeline fed by `pad`, stamping the first
- * buffer that reaches it. `chain` (may be empty) goes in between. */
+ * buffer that reaches it. `chain` (may be empty) goes in between. In a
+ * glass-to-glass run the sink takes I420 and syncs on the clock, as a
+ * display would, and reads the counter of every picture twice: when it
+ * arrives (decoded) and when it is rendered (shown). */
 void
 sink_for (FirstFrame * ff, GstPad * pad, std::vector<const char *> chain)
 {
@@ -644,6 +1015,25 @@ sink_for (FirstFrame * ff, GstPad * pad, std::vector<const char *> chain)
   GstElement *sink = gst_element_factory_make ("fakesink", nullptr);
   g_object_set (sink, "sync", FALSE, "async", FALSE, "enable-last-sample",
       FALSE, NULL);
+  if (ff->stamps) {
+    GstElement *filter = gst_element_factory_make ("capsfilter", nullptr);
+    g_autoptr (GstCaps) i420 = gst_caps_from_string (
+        "video/x-raw,format=I420");
+    g_object_set (filter, "caps", i420, NULL);
+    elements.push_back (filter);
+    g_object_set (sink, "sync", TRUE, "signal-handoffs", TRUE, NULL);
+    g_signal_connect (sink, "handoff", G_CALLBACK (+[] (GstElement *,
+                GstBuffer * buf, GstPad * pad, gpointer data) {
+          stamp_arrival (static_cast<Stamps *> (data), buf, pad, true);
+        }), ff->stamps);
+    g_autoptr (GstPad) sinkpad = gst_element_get_static_pad (sink, "sink");
+    gst_pad_add_probe (sinkpad, GST_PAD_PROBE_TYPE_BUFFER, +[] (GstPad * pad,
+            GstPadProbeInfo * info, gpointer data) -> GstPadProbeReturn {
+          stamp_arrival (static_cast<Stamps *> (data),
+              GST_PAD_PROBE_INFO_BUFFER (info), pad, false);
+          return GST_PAD_PROBE_OK;
+        }, ff->stamps, nullptr);
+  }
   elements.push_back (sink);
   for (GstElement *e : elements)
     gst_bin_add (GST_BIN (ff->recv), e);
@@ -765,17 +1155,44 @@ raw_caps (int w, int h, bool pin_format = true)
       + ",framerate=30/1";
 }
 
+/* The sending side's source: 320x240 for the first frame; for
+ * glass-to-glass 640x480 moving bars (the whole picture changes every
+ * frame, as from a camera) and the element that paints the counter. */
+std::string
+video_source (FirstFrame * ff)
+{
+  if (!ff->stamps)
+    return "videotestsrc is-live=true ! " + raw_caps (320, 240);
+  return "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! "
+      + raw_caps (opt.g2g_width, opt.g2g_height)
+      + " ! identity name=stamp silent=true";
+}
+
+bool
+attach_stamps (FirstFrame * ff)
+{
+  if (!ff->stamps)
+    return true;
+  g_autoptr (GstElement) id = gst_bin_get_by_name (GST_BIN (ff->send),
+      "stamp");
+  if (!id)
+    return false;
+  g_autoptr (GstPad) src = gst_element_get_static_pad (id, "src");
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, stamp_frame, ff->stamps,
+      nullptr);
+  return true;
+}
+
 bool
 build_ours (FirstFrame * ff, const std::string & url)
 {
-  std::string thread = random_name ("ff");
+  std::string thread = random_name (ff->stamps ? "g2g" : "ff");
   std::string lat = std::to_string (opt.latency);
-  ff->send = parse ("videotestsrc is-live=true ! " + raw_caps (320, 240)
-      + " ! peerjssink server=" + url + " thread=" + thread + " latency="
-      + lat);
+  ff->send = parse (video_source (ff) + " ! peerjssink server=" + url
+      + " thread=" + thread + " latency=" + lat);
   ff->recv = parse ("peerjssrc name=r server=" + url + " thread=" + thread
       + " latency=" + lat);
-  if (!ff->send || !ff->recv)
+  if (!ff->send || !ff->recv || !attach_stamps (ff))
     return false;
   g_autoptr (GstElement) r = gst_bin_get_by_name (GST_BIN (ff->recv), "r");
   g_signal_connect (r, "pad-added", G_CALLBACK (+[] (GstElement *,
@@ -790,14 +1207,14 @@ bool
 build_bare (FirstFrame * ff)
 {
   std::string lat = std::to_string (opt.latency);
-  ff->send = parse ("videotestsrc is-live=true ! " + raw_caps (320, 240)
-      + " ! " + VP8ENC + " ! rtpvp8pay name=pay pt=96 mtu=1200 "
+  ff->send = parse (video_source (ff) + " ! " + VP8ENC
+      + " ! rtpvp8pay name=pay pt=96 mtu=1200 "
       "picture-id-mode=15-bit ! application/x-rtp,media=video,"
       "encoding-name=VP8,payload=96,clock-rate=90000 ! webrtcbin name=a "
       "bundle-policy=max-bundle latency=" + lat);
   ff->recv = parse ("webrtcbin name=b bundle-policy=max-bundle latency="
       + lat);
-  if (!ff->send || !ff->recv)
+  if (!ff->send || !ff->recv || !attach_stamps (ff))
     return false;
   ff->a = gst_bin_get_by_name (GST_BIN (ff->send), "a");
   ff->pay = gst_bin_get_by_name (GST_BIN (ff->send), "pay");
@@ -841,11 +1258,20 @@ void
 check_bus (FirstFrame * ff, GstElement * pipeline)
 {
   g_autoptr (GstBus) bus = gst_element_get_bus (pipeline);
-  while (GstMessage *m = gst_bus_pop_filtered (bus, (GstMessageType)
-          (GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))) {
+  /* Glass-to-glass runs distribute latency as gst-launch-1.0 does
+   * (--g2g-latency-messages); the first-frame runs never did. */
+  const std::string & mode = opt.g2g_latency_messages;
+  bool recalc = ff->stamps && (mode == "both"
+      || (mode == "receiver" && pipeline == ff->recv)
+      || (mode == "sender" && pipeline == ff->send));
+  GstMessageType types = (GstMessageType) (GST_MESSAGE_ERROR
+      | GST_MESSAGE_WARNING | (recalc ? GST_MESSAGE_LATENCY : 0));
+  while (GstMessage *m = gst_bus_pop_filtered (bus, types)) {
     g_autoptr (GError) e = nullptr;
     g_autofree char *dbg = nullptr;
-    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_LATENCY) {
+      gst_bin_recalculate_latency (GST_BIN (pipeline));
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
       gst_message_parse_error (m, &e, &dbg);
       ff->why = std::string (GST_OBJECT_NAME (m->src)) + ": " + e->message;
       ff->failed = true;
@@ -856,6 +1282,8 @@ check_bus (FirstFrame * ff, GstElement * pipeline)
     gst_message_unref (m);
   }
 }
+
+void stop_pair (FirstFrame * ff, bool ours);
 
 /* One run; the time to the first frame in ms, or a negative number. */
 double
@@ -882,6 +1310,14 @@ first_frame_run (bool ours, const std::string & url, std::string * why)
     else
       *why = ff->failed ? ff->why : "no frame within 15 s";
   }
+  stop_pair (ff, ours);
+  return result;
+}
+
+/* Stops and frees a pair of pipelines. */
+void
+stop_pair (FirstFrame * ff, bool ours)
+{
   /* The sender first. The peerjs receiver is stopped only once it has
    * seen the sender leave: stopping it while its session is still closing
    * that member disposes the member's webrtcbin and decoder in PAUSED
@@ -910,7 +1346,6 @@ first_frame_run (bool ours, const std::string & url, std::string * why)
       gst_object_unref (e);
   /* Not freed: a promise of a stopped webrtcbin may still call back with
    * it. A few bytes per run. */
-  return result;
 }
 
 struct FirstFrameResult
@@ -1216,6 +1651,407 @@ bench_memory (const std::string & url)
 }
 
 /* ------------------------------------------------------------------ */
+/* 4. Glass-to-glass latency */
+
+/* Nearest rank. */
+double
+percentile (std::vector<double> v, double p)
+{
+  if (v.empty ())
+    return NAN;
+  std::sort (v.begin (), v.end ());
+  size_t rank = (size_t) std::ceil (p * v.size ());
+  return v[std::min (v.size (), std::max<size_t> (rank, 1)) - 1];
+}
+
+struct G2GSide
+{
+  std::vector<double> decoded, shown;    /* ms, all rounds */
+  int unreadable = 0;           /* decoded pictures without a readable code */
+  int unpainted = 0;
+  int lost = 0;                 /* counters missing between the first and last decoded */
+  int decoded_frames = 0;
+  std::vector<double> latency_ms;        /* the receiving pipeline's, per round */
+  std::vector<double> other;    /* machine busy time not ours, % of a core */
+  std::vector<double> source_lag;        /* ms, painted minus PTS */
+  int failures = 0;
+  std::vector<std::string> problems;
+};
+
+struct G2GResult
+{
+  G2GSide ours, bare;
+};
+
+/* One round of one side: both pipelines on the system clock with one base
+ * time, so the receiver's running time is the sender's. Collects
+ * opt.g2g_frames pictures shown, from 1 s after the first. */
+void
+g2g_run (bool ours, const std::string & url, G2GSide & side)
+{
+  auto *ff = new FirstFrame ();
+  auto *st = new Stamps ();
+  ff->stamps = st;
+  st->want = opt.g2g_frames;
+  st->clock = gst_system_clock_obtain ();
+  std::string why;
+  if (!(ours ? build_ours (ff, url) : build_bare (ff))) {
+    why = "could not build the pipelines";
+  } else {
+    for (GstElement *p : { ff->send, ff->recv }) {
+      gst_pipeline_use_clock (GST_PIPELINE (p), st->clock);
+      gst_element_set_start_time (p, GST_CLOCK_TIME_NONE);
+    }
+    st->base = gst_clock_get_time (st->clock);
+    gst_element_set_base_time (ff->send, st->base);
+    gst_element_set_base_time (ff->recv, st->base);
+    gst_element_set_state (ff->recv, GST_STATE_PLAYING);
+    gst_element_set_state (ff->send, GST_STATE_PLAYING);
+    gint64 end = now_us () + 15 * G_USEC_PER_SEC;
+    while (!ff->first && !ff->failed && now_us () < end) {
+      g_usleep (2000);
+      check_bus (ff, ff->send);
+      check_bus (ff, ff->recv);
+    }
+    if (ff->first && !ff->failed) {
+      /* The member's branch came after PLAYING: make sure the sink has
+       * the pipeline's latency before counting. */
+      gst_bin_recalculate_latency (GST_BIN (ff->recv));
+      {
+        std::lock_guard<std::mutex> guard (st->lock);
+        st->collect_from = st->running_now () + GST_SECOND;
+      }
+      end = now_us () + (gint64) ((6.0 + 2.0 * opt.g2g_frames / 30)
+          * G_USEC_PER_SEC);
+      long long m0 = machine_ticks (), p0 = cpu_ticks (getpid ());
+      gint64 w0 = now_us ();
+      for (;;) {
+        g_usleep (20000);
+        check_bus (ff, ff->send);
+        check_bus (ff, ff->recv);
+        std::lock_guard<std::mutex> guard (st->lock);
+        if (st->shown_ms.size () >= st->want || ff->failed || now_us () > end)
+          break;
+      }
+      /* Includes the signalling server (a few ticks at most). */
+      double hz = sysconf (_SC_CLK_TCK), secs = (now_us () - w0) / 1e6;
+      side.other.push_back (std::max (0.0, ((machine_ticks () - m0)
+                  - (cpu_ticks (getpid ()) - p0)) / hz / secs * 100));
+      GstQuery *q = gst_query_new_latency ();
+      if (gst_element_query (ff->recv, q)) {
+        GstClockTime min = 0, max = 0;
+        gboolean live = FALSE;
+        gst_query_parse_latency (q, &live, &min, &max);
+        side.latency_ms.push_back (min / 1e6);
+      }
+      gst_query_unref (q);
+      std::lock_guard<std::mutex> guard (st->lock);
+      if (ff->failed)
+        why = ff->why;
+      else if (st->shown_ms.size () < st->want)
+        why = std::to_string (st->shown_ms.size ()) + " of "
+            + std::to_string (st->want) + " frames shown in time";
+    } else {
+      why = ff->failed ? ff->why : "no frame within 15 s";
+    }
+  }
+  stop_pair (ff, ours);
+  /* Both pipelines are stopped: nothing calls back into st any more. It
+   * is kept all the same, like ff (a few hundred KiB per round). */
+  std::lock_guard<std::mutex> guard (st->lock);
+  side.decoded.insert (side.decoded.end (), st->decoded_ms.begin (),
+      st->decoded_ms.end ());
+  side.shown.insert (side.shown.end (), st->shown_ms.begin (),
+      st->shown_ms.end ());
+  side.unreadable += st->unreadable;
+  side.source_lag.insert (side.source_lag.end (), st->source_lag_ms.begin (),
+      st->source_lag_ms.end ());
+  side.unpainted += st->unpainted;
+  std::vector<int> codes = st->decoded_codes;
+  std::sort (codes.begin (), codes.end ());
+  codes.erase (std::unique (codes.begin (), codes.end ()), codes.end ());
+  if (!codes.empty ()) {
+    side.lost += (codes.back () - codes.front () + 1) - (int) codes.size ();
+    side.decoded_frames += (int) codes.size ();
+  }
+  const char *name = ours ? "peerjs elements" : "bare webrtcbin pair";
+  if (!why.empty ()) {
+    side.failures++;
+    side.problems.push_back (std::string (name) + ": " + why);
+    note ("glass-to-glass, %s: FAILED: %s", name, why.c_str ());
+  }
+  note ("glass-to-glass, %s: %zu shown, p50 %.1f ms (decoded p50 %.1f ms)",
+      name, st->shown_ms.size (), percentile (st->shown_ms, 0.5),
+      percentile (st->decoded_ms, 0.5));
+}
+
+G2GResult
+bench_g2g (const std::string & url)
+{
+  G2GResult r;
+  for (int i = 0; i < opt.g2g_rounds; i++)
+    for (int j = 0; j < 2; j++) {
+      bool ours = (i + j) % 2 == 0;
+      note ("glass-to-glass, %s, round %d", ours ? "peerjs elements"
+          : "bare webrtcbin pair", i + 1);
+      g2g_run (ours, url, ours ? r.ours : r.bare);
+    }
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. A room of peerjsbin members */
+
+struct RoomMember
+{
+  double cpu = NAN;             /* % of one core over the window */
+  double rss_kib = NAN, threads = NAN;   /* after the window */
+  int video_pads = 0, audio_pads = 0;    /* pads that delivered a buffer */
+  double fps_min = NAN;         /* its slowest video pad over the window */
+  int failed = 0, gone = 0, errors = 0;
+  long long lost = 0;           /* packets lost, last stats of each member */
+  bool died = false;
+};
+
+struct RoomResult
+{
+  bool ran = false;
+  std::string why;              /* why not all pads flowed */
+  int expected = 0;             /* video pads: n (n - 1) */
+  int video_flowing = 0, audio_flowing = 0;
+  double sockets_s = NAN;       /* all members greeted by the server */
+  double flowing_s = NAN;       /* all video pads delivered a frame */
+  std::vector<double> pad_fps;  /* each video pad's mean over the window */
+  double worst_second = NAN;    /* fewest frames of a video pad in one second */
+  double members_cpu = NAN, server_cpu = NAN, machine = NAN;
+  double window_s = NAN;
+  std::vector<RoomMember> members;
+  int failed = 0, gone = 0, errors = 0;
+  long long lost = 0;
+};
+
+/* "PADS time name=buffers ...". */
+bool
+parse_pads (const std::string & l, long long *t,
+    std::map<std::string, long long> *counts)
+{
+  if (!g_str_has_prefix (l.c_str (), "PADS "))
+    return false;
+  std::stringstream in (l.substr (5));
+  if (!(in >> *t))
+    return false;
+  counts->clear ();
+  std::string item;
+  while (in >> item) {
+    size_t eq = item.find ('=');
+    if (eq != std::string::npos)
+      (*counts)[item.substr (0, eq)] = atoll (item.c_str () + eq + 1);
+  }
+  return true;
+}
+
+/* Distinct pads of `kind` a member saw deliver a buffer, and when the last
+ * of them did (monotonic us). */
+int
+flowing_pads (Child * c, const char *kind, long long *last)
+{
+  std::vector<std::string> seen;
+  for (const std::string & l : c->lines) {
+    char pad[256];
+    long long t;
+    if (sscanf (l.c_str (), "FIRST %255s %lld", pad, &t) != 2
+        || !g_str_has_prefix (pad, kind))
+      continue;
+    if (std::find (seen.begin (), seen.end (), pad) == seen.end ()) {
+      seen.push_back (pad);
+      if (last)
+        *last = std::max (*last, t);
+    }
+  }
+  return (int) seen.size ();
+}
+
+RoomResult
+bench_room (Server & srv)
+{
+  RoomResult r;
+  r.ran = true;
+  int n = opt.room_members;
+  r.expected = n * (n - 1);
+  std::string thread = random_name ("room");
+  std::vector<Child *> members;
+  /* For the diagnosis below. */
+  bool dot_dir = !opt.log_dir.empty () && !g_getenv ("GST_DEBUG_DUMP_DOT_DIR");
+  if (dot_dir)
+    g_setenv ("GST_DEBUG_DUMP_DOT_DIR", opt.log_dir.c_str (), TRUE);
+  gint64 t0 = now_us ();
+  for (int i = 0; i < n; i++) {
+    Child *c = spawn ("room-member-" + std::to_string (i + 1), { self_exe,
+            "--role", "member", "--server", srv.url, "--thread", thread,
+            "--latency", std::to_string (opt.latency) }, true);
+    if (!c) {
+      r.why = "could not start the members";
+      for (Child *m : members)
+        stop_child (m);
+      return r;
+    }
+    members.push_back (c);
+  }
+  if (dot_dir)
+    g_unsetenv ("GST_DEBUG_DUMP_DOT_DIR");
+  /* Until every member receives every other's video. */
+  gint64 end = t0 + 60 * G_USEC_PER_SEC;
+  bool all_alive = true;
+  while (now_us () < end) {
+    pump (100);
+    int sockets = 0, video = 0;
+    long long last = 0;
+    all_alive = true;
+    for (Child *c : members) {
+      sockets += count_lines (c, "SOCKET ") > 0;
+      video += flowing_pads (c, "video_", &last);
+      all_alive = all_alive && alive (c);
+    }
+    if (sockets == n && std::isnan (r.sockets_s))
+      r.sockets_s = (now_us () - t0) / 1e6;
+    if (video >= r.expected) {
+      r.flowing_s = (last - t0) / 1e6;
+      break;
+    }
+    if (!all_alive)
+      break;
+  }
+  r.video_flowing = 0;
+  for (Child *c : members)
+    r.video_flowing += flowing_pads (c, "video_", nullptr);
+  if (r.video_flowing < r.expected)
+    r.why = std::to_string (r.video_flowing) + " of "
+        + std::to_string (r.expected) + " video pads flowing "
+        + (all_alive ? "after 60 s" : "when a member exited");
+  note ("room: %d of %d video pads flowing after %.1f s", r.video_flowing,
+      r.expected, (now_us () - t0) / 1e6);
+  if (r.video_flowing < r.expected) {
+    /* Where the missing video stops: each member short of pads dumps its
+     * graph and the buffers through every pad (FLOW lines in its log). */
+    for (size_t i = 0; i < members.size (); i++)
+      if (alive (members[i])
+          && flowing_pads (members[i], "video_", nullptr) < n - 1) {
+        note ("room: member %zu lacks video; diagnosis in its log",
+            i + 1);
+        kill (members[i]->pid, SIGUSR1);
+      }
+    pump_for (2.5);
+  }
+
+  /* The window: measured whatever happened, so a partial room still shows
+   * its figures. */
+  pump_for (opt.settle);
+  double hz = sysconf (_SC_CLK_TCK);
+  std::vector<long long> c0, c1;
+  std::vector<size_t> from;
+  for (Child *c : members) {
+    c0.push_back (cpu_ticks (c->pid));
+    from.push_back (c->lines.size ());
+  }
+  long long s0 = cpu_ticks (srv.child->pid), m0 = machine_ticks ();
+  gint64 w0 = now_us ();
+  note ("room: measuring for %g s", opt.room_duration);
+  pump_for (opt.room_duration);
+  double secs = (now_us () - w0) / 1e6;
+  for (Child *c : members)
+    c1.push_back (cpu_ticks (c->pid));
+  long long s1 = cpu_ticks (srv.child->pid), m1 = machine_ticks ();
+  pump_for (1.05);              /* one more PADS line from each */
+  r.window_s = secs;
+  r.machine = (m1 - m0) / hz / secs * 100;
+  r.server_cpu = (s1 - s0) / hz / secs * 100;
+  r.members_cpu = 0;
+  r.worst_second = INFINITY;
+  for (int i = 0; i < n; i++) {
+    Child *c = members[i];
+    RoomMember m;
+    m.died = !alive (c);
+    if (c0[i] >= 0 && c1[i] >= 0) {
+      m.cpu = (c1[i] - c0[i]) / hz / secs * 100;
+      r.members_cpu += m.cpu;
+    }
+    /* Each video pad's frames between the last PADS line before the
+     * window and the last one after it; and its worst second. */
+    std::map<std::string, long long> first, prev, counts;
+    long long t_first = -1, t_prev = -1, t;
+    size_t start = from[i];
+    for (size_t k = start; k > 0; k--)
+      if (parse_pads (c->lines[k - 1], &t, &counts)) {
+        start = k - 1;
+        break;
+      }
+    for (size_t k = start; k < c->lines.size (); k++) {
+      if (!parse_pads (c->lines[k], &t, &counts))
+        continue;
+      if (t_first < 0) {
+        first = counts;
+        t_first = t;
+      } else {
+        for (auto & p : counts)
+          if (g_str_has_prefix (p.first.c_str (), "video_")) {
+            long long before = prev.count (p.first) ? prev[p.first] : 0;
+            r.worst_second = std::min (r.worst_second,
+                (p.second - before) / ((t - t_prev) / 1e6));
+          }
+      }
+      prev = counts;
+      t_prev = t;
+    }
+    if (t_first >= 0 && t_prev > t_first)
+      for (auto & p : prev)
+        if (g_str_has_prefix (p.first.c_str (), "video_")) {
+          long long before = first.count (p.first) ? first[p.first] : 0;
+          double fps = (p.second - before) / ((t_prev - t_first) / 1e6);
+          r.pad_fps.push_back (fps);
+          m.fps_min = std::isnan (m.fps_min) ? fps : std::min (m.fps_min, fps);
+        }
+    m.video_pads = flowing_pads (c, "video_", nullptr);
+    m.audio_pads = flowing_pads (c, "audio_", nullptr);
+    r.audio_flowing += m.audio_pads;
+    std::map<std::string, long long> lost;
+    for (const std::string & l : c->lines) {
+      char who[256];
+      long long x;
+      if (g_str_has_prefix (l.c_str (), "FAILED "))
+        m.failed++;
+      else if (g_str_has_prefix (l.c_str (), "GONE "))
+        m.gone++;
+      else if (g_str_has_prefix (l.c_str (), "ERROR "))
+        m.errors++;
+      else if (sscanf (l.c_str (), "STATS %255s %lld", who, &x) == 2)
+        lost[who] = x;
+      if (g_str_has_prefix (l.c_str (), "FAILED ")
+          || g_str_has_prefix (l.c_str (), "ERROR ")
+          || g_str_has_prefix (l.c_str (), "GONE "))
+        note ("room member %d: %s", i + 1, l.c_str ());
+    }
+    for (auto & p : lost)
+      m.lost += p.second;
+    if (!m.died)
+      sample_memory (c->pid, &m.rss_kib, &m.threads);
+    r.failed += m.failed;
+    r.gone += m.gone;
+    r.errors += m.errors + m.died;
+    r.lost += m.lost;
+    r.members.push_back (m);
+  }
+  if (std::isinf (r.worst_second))
+    r.worst_second = NAN;
+  /* All leave at once, as a room that closes. */
+  for (Child *c : members)
+    if (alive (c))
+      kill (-c->pid, SIGTERM);
+  for (Child *c : members)
+    stop_child (c);
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
 /* The table */
 
 std::string
@@ -1261,13 +2097,15 @@ main (int argc, char **argv)
 {
   gchar *signalling = nullptr, *log_dir = nullptr, *json = nullptr,
       *only = nullptr, *receivers = nullptr, *members = nullptr,
-      *role = nullptr, *server = nullptr, *thread = nullptr;
+      *role = nullptr, *server = nullptr, *thread = nullptr,
+      *g2g_latency = nullptr;
   gboolean allow_network = FALSE, no_format_check = FALSE;
   GOptionEntry entries[] = {
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "only", 0, 0, G_OPTION_ARG_STRING, &only,
-        "comma list of first-frame, cpu, memory (default: all)", "LIST" },
+        "comma list of first-frame, cpu, memory, latency, room (default: "
+        "all)", "LIST" },
     { "runs", 0, 0, G_OPTION_ARG_INT, &opt.runs,
         "first-frame runs of each side, after one warm-up (5)", "N" },
     { "window", 0, 0, G_OPTION_ARG_DOUBLE, &opt.window,
@@ -1280,6 +2118,18 @@ main (int argc, char **argv)
         "member counts for the memory figure (1,4)", "LIST" },
     { "latency", 0, 0, G_OPTION_ARG_INT, &opt.latency,
         "jitterbuffer latency in ms, both sides (50)", "MS" },
+    { "g2g-frames", 0, 0, G_OPTION_ARG_INT, &opt.g2g_frames,
+        "glass-to-glass: frames shown per round and side (300)", "N" },
+    { "g2g-rounds", 0, 0, G_OPTION_ARG_INT, &opt.g2g_rounds,
+        "glass-to-glass: rounds of each side (1)", "N" },
+    { "g2g-latency-messages", 0, 0, G_OPTION_ARG_STRING, &g2g_latency,
+        "glass-to-glass: which pipelines recalculate their latency on a "
+        "LATENCY message, as gst-launch-1.0 does: both, receiver, sender, "
+        "none (both)", "WHICH" },
+    { "room-members", 0, 0, G_OPTION_ARG_INT, &opt.room_members,
+        "members of the room (6)", "N" },
+    { "room-duration", 0, 0, G_OPTION_ARG_DOUBLE, &opt.room_duration,
+        "seconds the room is measured for (60)", "S" },
     { "no-format-check", 0, 0, G_OPTION_ARG_NONE, &no_format_check,
         "skip the extra CPU run with caps that name no format", nullptr },
     { "log-dir", 0, 0, G_OPTION_ARG_FILENAME, &log_dir,
@@ -1320,6 +2170,16 @@ main (int argc, char **argv)
     opt.members = parse_int_list (members);
   if (role)
     opt.role = role;
+  if (g2g_latency)
+    opt.g2g_latency_messages = g2g_latency;
+  if (opt.g2g_latency_messages != "both"
+      && opt.g2g_latency_messages != "receiver"
+      && opt.g2g_latency_messages != "sender"
+      && opt.g2g_latency_messages != "none") {
+    fprintf (stderr, "gst-bench: --g2g-latency-messages takes both, "
+        "receiver, sender or none\n");
+    return 2;
+  }
   if (server)
     opt.server = server;
   if (thread)
@@ -1327,8 +2187,15 @@ main (int argc, char **argv)
   opt.allow_network = allow_network;
   opt.format_check = !no_format_check;
 
+  if (opt.room_members < 2 || opt.g2g_frames < 1) {
+    fprintf (stderr, "gst-bench: --room-members takes 2 or more, "
+        "--g2g-frames 1 or more\n");
+    return 2;
+  }
   if (opt.role == "receivers")
     return run_receivers ();
+  if (opt.role == "member")
+    return run_member ();
 
   std::string other;
   if (!opt.allow_network && !loopback_only (&other)) {
@@ -1371,14 +2238,21 @@ main (int argc, char **argv)
   FirstFrameResult ff;
   CpuResult cpu;
   MemResult mem;
+  G2GResult g2g;
+  RoomResult room;
   bool ran_ff = wants ("first-frame"), ran_cpu = wants ("cpu"),
-      ran_mem = wants ("memory");
+      ran_mem = wants ("memory"), ran_g2g = wants ("latency"),
+      ran_room = wants ("room");
   if (ran_ff)
     ff = bench_first_frame (srv.url);
+  if (ran_g2g)
+    g2g = bench_g2g (srv.url);
   if (ran_cpu)
     cpu = bench_cpu (srv.url);
   if (ran_mem)
     mem = bench_memory (srv.url);
+  if (ran_room)
+    room = bench_room (srv);
   bool server_alive = alive (srv.child);
   stop_all ();
 
@@ -1413,6 +2287,60 @@ main (int argc, char **argv)
         + pad (fmt (ff.ours_warm, "%.0f ms"), 18)
         + fmt (ff.bare_warm, "%.0f ms") + "\n";
     for (const std::string & p : ff.problems)
+      out += "  FAILED: " + p + "\n";
+  }
+
+  if (ran_g2g) {
+    G2GSide & o = g2g.ours;
+    G2GSide & b = g2g.bare;
+    double o50 = percentile (o.shown, 0.5), o95 = percentile (o.shown, 0.95);
+    double b50 = percentile (b.shown, 0.5), b95 = percentile (b.shown, 0.95);
+    bool met = o50 < 100;
+    missed = missed || !met;
+    problems += o.failures + b.failures;
+    auto pair = [] (double a, double b, const char *unit) {
+      return fmt (a, "%.1f") + " / " + fmt (b, "%.1f") + unit;
+    };
+    out += "\n";
+    snprintf (line, sizeof line, "glass-to-glass, %dx%d@30 VP8%s",
+        opt.g2g_width, opt.g2g_height, opt.g2g_latency_messages == "both"
+        ? "" : (", latency messages: " + opt.g2g_latency_messages).c_str ());
+    out += pad (line, 44) + pad ("peerjs elements", 18)
+        + pad ("bare webrtcbins", 18) + "ratio\n";
+    out += pad ("shown (sink on the clock), p50 / p95", 44)
+        + pad (pair (o50, o95, " ms"), 18) + pad (pair (b50, b95, " ms"), 18)
+        + fmt (o50 / b50, "%.2f") + " / " + fmt (o95 / b95, "%.2f")
+        + " (target p50 < 100 ms: " + (std::isnan (o50) ? "n/a" : met
+            ? "met" : "MISSED") + ")\n";
+    double od50 = percentile (o.decoded, 0.5), od95 =
+        percentile (o.decoded, 0.95);
+    double bd50 = percentile (b.decoded, 0.5), bd95 =
+        percentile (b.decoded, 0.95);
+    out += pad ("decoded (reaches the sink), p50 / p95", 44)
+        + pad (pair (od50, od95, " ms"), 18) + pad (pair (bd50, bd95, " ms"),
+        18) + fmt (od50 / bd50, "%.2f") + " / " + fmt (od95 / bd95, "%.2f")
+        + "\n";
+    out += pad ("  shown min / max (ms)", 44)
+        + pad (pair (percentile (o.shown, 0), percentile (o.shown, 1), ""), 18)
+        + pair (percentile (b.shown, 0), percentile (b.shown, 1), "") + "\n";
+    out += pad ("  receiving pipeline latency (ms)", 44)
+        + pad (join_ms (o.latency_ms), 18) + join_ms (b.latency_ms) + "\n";
+    out += pad ("  frame painted after its PTS, p50 (ms)", 44)
+        + pad (fmt (percentile (o.source_lag, 0.5), "%.1f"), 18)
+        + fmt (percentile (b.source_lag, 0.5), "%.1f") + "\n";
+    out += pad ("  other load (% of one core)", 44)
+        + pad (join_ms (o.other), 18) + join_ms (b.other) + "\n";
+    snprintf (line, sizeof line, "  frames shown, %d round%s of %d",
+        opt.g2g_rounds, opt.g2g_rounds == 1 ? "" : "s", opt.g2g_frames);
+    out += pad (line, 44) + pad (std::to_string (o.shown.size ()), 18)
+        + std::to_string (b.shown.size ()) + "\n";
+    out += pad ("  missing / unreadable decoded frames", 44)
+        + pad (std::to_string (o.lost) + " / "
+        + std::to_string (o.unreadable), 18) + std::to_string (b.lost)
+        + " / " + std::to_string (b.unreadable) + "\n";
+    for (const std::string & p : o.problems)
+      out += "  FAILED: " + p + "\n";
+    for (const std::string & p : b.problems)
       out += "  FAILED: " + p + "\n";
   }
 
@@ -1510,6 +2438,50 @@ main (int argc, char **argv)
           + fmt ((a.threads - a.base_threads) / k0, "%.1f") + "\n";
     }
   }
+  if (ran_room) {
+    problems += room.video_flowing < room.expected || room.errors
+        || room.failed;
+    out += "\n";
+    snprintf (line, sizeof line, "room of %d peerjsbin members, one process "
+        "each, %dx%d@%d VP8 + Opus, %.0f s", opt.room_members,
+        opt.room_width, opt.room_height, opt.room_fps, room.window_s);
+    out += std::string (line) + "\n";
+    snprintf (line, sizeof line, "all %d video pads flowing", room.expected);
+    out += pad (line, 44) + (room.video_flowing >= room.expected
+        ? fmt (room.flowing_s, "%.1f s after start") : "NO: " + room.why)
+        + fmt (room.sockets_s, " (all greeted by the server: %.1f s)") + "\n";
+    snprintf (line, sizeof line, "decoded fps per video pad, %.0f s mean",
+        room.window_s);
+    out += pad (line, 44) + "min " + fmt (percentile (room.pad_fps, 0),
+        "%.1f") + ", median " + fmt (median (room.pad_fps), "%.1f") + " ("
+        + std::to_string (room.pad_fps.size ()) + " pads; worst second of "
+        "a pad: " + fmt (room.worst_second, "%.0f") + ")\n";
+    out += pad ("audio pads flowing", 44) + std::to_string (room.audio_flowing)
+        + " of " + std::to_string (room.expected) + "\n";
+    out += pad ("CPU: members / server / other load", 44)
+        + fmt (room.members_cpu, "%.0f") + " / " + fmt (room.server_cpu,
+        "%.0f") + " / " + fmt (std::max (0.0, room.machine - room.members_cpu
+        - room.server_cpu), "%.0f %% of one core") + "\n";
+    out += pad ("member", 44) + pad ("CPU", 10) + pad ("RSS", 12)
+        + pad ("threads", 10) + pad ("pads v/a", 10) + pad ("min fps", 10)
+        + "failed\n";
+    for (size_t i = 0; i < room.members.size (); i++) {
+      RoomMember & m = room.members[i];
+      out += pad ("  " + std::to_string (i + 1), 44)
+          + pad (fmt (m.cpu, "%.0f %%"), 10)
+          + pad (fmt (m.rss_kib / 1024, "%.1f MiB"), 12)
+          + pad (fmt (m.threads, "%.0f"), 10)
+          + pad (std::to_string (m.video_pads) + "/"
+          + std::to_string (m.audio_pads), 10) + pad (fmt (m.fps_min, "%.1f"),
+          10) + std::to_string (m.failed) + (m.died ? " (EXITED)" : "")
+          + "\n";
+    }
+    out += pad ("peer-failed / pads removed / errors", 44)
+        + std::to_string (room.failed) + " / " + std::to_string (room.gone)
+        + " / " + std::to_string (room.errors) + "\n";
+    out += pad ("packets lost (members' last stats)", 44)
+        + std::to_string (room.lost) + "\n";
+  }
   if (!server_alive)
     out += "\nFAILED: peerjs-signalling died during the benchmark\n";
   /* No trailing blanks. */
@@ -1567,7 +2539,58 @@ main (int argc, char **argv)
       json_num (j, "fps_per_member", s.fps, false);
       g_string_append (j, "}");
     }
-    g_string_append_printf (j, "], \"problems\": %d, \"targets_missed\": %s}\n",
+    g_string_append_printf (j, "], \"g2g\": {\"latency_messages\": \"%s\", ",
+        opt.g2g_latency_messages.c_str ());
+    const char *sep = "";
+    for (auto side : { std::make_pair ("ours", &g2g.ours),
+            std::make_pair ("bare", &g2g.bare) }) {
+      G2GSide & x = *side.second;
+      g_string_append_printf (j, "%s\"%s\": {", sep, side.first);
+      sep = ", ";
+      json_num (j, "source_lag_p50_ms", percentile (x.source_lag, 0.5));
+      json_num (j, "shown_p50_ms", percentile (x.shown, 0.5));
+      json_num (j, "shown_p95_ms", percentile (x.shown, 0.95));
+      json_num (j, "decoded_p50_ms", percentile (x.decoded, 0.5));
+      json_num (j, "decoded_p95_ms", percentile (x.decoded, 0.95));
+      g_string_append_printf (j, "\"shown\": %zu, \"missing\": %d, "
+          "\"unreadable\": %d, \"failures\": %d, \"pipeline_latency_ms\": "
+          "[%s], \"other_load\": [%s]}", x.shown.size (), x.lost,
+          x.unreadable, x.failures, join_ms (x.latency_ms).c_str (),
+          join_ms (x.other).c_str ());
+    }
+    g_string_append (j, "}, \"room\": {");
+    json_num (j, "members", opt.room_members);
+    json_num (j, "window_s", room.window_s);
+    json_num (j, "sockets_s", room.sockets_s);
+    json_num (j, "flowing_s", room.flowing_s);
+    json_num (j, "expected_pads", room.expected);
+    json_num (j, "video_flowing", room.video_flowing);
+    json_num (j, "audio_flowing", room.audio_flowing);
+    json_num (j, "fps_min", percentile (room.pad_fps, 0));
+    json_num (j, "fps_median", median (room.pad_fps));
+    json_num (j, "worst_second", room.worst_second);
+    json_num (j, "members_cpu", room.members_cpu);
+    json_num (j, "server_cpu", room.server_cpu);
+    json_num (j, "machine", room.machine);
+    json_num (j, "peer_failed", room.failed);
+    json_num (j, "pads_removed", room.gone);
+    json_num (j, "errors", room.errors);
+    json_num (j, "packets_lost", room.lost);
+    g_string_append (j, "\"per_member\": [");
+    for (size_t i = 0; i < room.members.size (); i++) {
+      RoomMember & m = room.members[i];
+      g_string_append (j, i ? ", {" : "{");
+      json_num (j, "cpu", m.cpu);
+      json_num (j, "rss_kib", m.rss_kib);
+      json_num (j, "threads", m.threads);
+      json_num (j, "video_pads", m.video_pads);
+      json_num (j, "audio_pads", m.audio_pads);
+      json_num (j, "fps_min", m.fps_min);
+      json_num (j, "failed", m.failed, false);
+      g_string_append (j, "}");
+    }
+    g_string_append (j, "]}");
+    g_string_append_printf (j, ", \"problems\": %d, \"targets_missed\": %s}\n",
         problems, missed ? "true" : "false");
     g_file_set_contents (opt.json_path.c_str (), j->str, -1, nullptr);
     g_string_free (j, TRUE);

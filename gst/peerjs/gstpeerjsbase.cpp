@@ -9,7 +9,8 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define GST_CAT_DEFAULT gst_peerjs_debug
 
 #define DEFAULT_SERVER "ws://127.0.0.1:5000/peerjs"
-#define DEFAULT_LATENCY 50
+/* By measurement: docs/performance.md, glass-to-glass latency. */
+#define DEFAULT_LATENCY 30
 #define DEFAULT_VIDEO_CODEC "VP8"
 #define DEFAULT_AUDIO_CODEC "OPUS"
 #define DEFAULT_VIDEO_BITRATE 1000000

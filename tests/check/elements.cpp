@@ -148,12 +148,13 @@ public:
     return id;
   }
 
-  /* The first element message named `name` whose fields match, as text. */
+  /* The latest element message named `name` whose fields match, as text. */
   std::string find (const std::string & name,
       const std::map<std::string, std::string> & fields = {})
   {
     std::lock_guard<std::mutex> guard (lock_);
-    for (GstStructure *s : messages_) {
+    for (auto it = messages_.rbegin (); it != messages_.rend (); ++it) {
+      GstStructure *s = *it;
       if (!gst_structure_has_name (s, name.c_str ()))
         continue;
       bool match = true;
@@ -405,7 +406,7 @@ publisher (ServerThread & server, const std::string & thread,
 std::string
 receiver (ServerThread & server, const std::string & thread)
 {
-  return "peerjssrc name=p " + props (server, thread);
+  return "peerjssrc name=p stats-interval=500 " + props (server, thread);
 }
 
 /* Video frames of the expected size, and content that changes. */
@@ -456,6 +457,45 @@ GST_START_TEST (test_sink_to_src)
   sink.wait_message ("peerjs-thread-connect", {{"thread", "room"},
           {"member", src.id ()}});
   fail_unless (src.errors ().empty (), "%s", src.describe ().c_str ());
+
+  /* stats-interval: per-member statistics, with media coming in. */
+  fail_unless (wait_until ([&] {
+            std::string s = src.find ("peerjs-stats", {{"member", id}});
+            return !s.empty () && s.find ("bitrate-in=(guint64)0,") == std::string::npos
+                && s.find ("bytes-received=(guint64)0,") == std::string::npos;
+          }), "no peerjs-stats with media for %s: %s", id.c_str (),
+      src.describe ().c_str ());
+}
+END_TEST;
+
+/* video-codec=H264: published where x264enc is installed; where it is not,
+ * a CORE/MISSING_PLUGIN error names it. */
+GST_START_TEST (test_h264_or_missing_plugin)
+{
+  ServerThread server;
+  Member sink ("peerjssink name=p video-codec=H264 " + props (server, "h264")
+      + " videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  g_autoptr (GstElementFactory) x264 = gst_element_factory_find ("x264enc");
+  g_autoptr (GstElementFactory) dec = gst_element_factory_find ("avdec_h264");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  if (!x264) {
+    fail_unless (wait_until ([&] { return !sink.errors ().empty (); }),
+        "no error without x264enc");
+    std::string e = sink.errors ().front ();
+    std::string want = "error gst-core-error-quark/"
+        + std::to_string (GST_CORE_ERROR_MISSING_PLUGIN);
+    fail_unless (e.find (want) == 0 && e.find ("x264enc") != std::string::npos,
+        "wanted CORE/MISSING_PLUGIN naming x264enc, got %s", e.c_str ());
+    return;
+  }
+  Member src (receiver (server, "h264"));
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  if (dec)
+    check_video (src, "video_" + id, 20);
+  else
+    src.wait_message ("peerjs-thread-connect", {{"member", id}});
 }
 END_TEST;
 
@@ -887,6 +927,7 @@ elements_suite ()
   tcase_add_test (tc, test_inspect);
   tcase_add_test (tc, test_sink_to_src);
   tcase_add_test (tc, test_encoded_input);
+  tcase_add_test (tc, test_h264_or_missing_plugin);
   tcase_add_test (tc, test_three_bins);
   tcase_add_test (tc, test_constraints_toggle);
   tcase_add_test (tc, test_member_leaves);
