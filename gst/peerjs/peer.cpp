@@ -13,6 +13,9 @@ namespace {
 
 using Direction = GstWebRTCRTPTransceiverDirection;
 
+/* How long an offer waits for its answer before it is sent again. */
+constexpr guint OFFER_RESEND_MS = 3000;
+
 /* Run an action signal that answers through a promise, and wait for it.
  * Only on the signalling thread, which no webrtcbin thread waits on. */
 class Promise
@@ -513,8 +516,57 @@ Peer::offer ()
   if (apply (GST_WEBRTC_SDP_TYPE_OFFER, sdp, true)) {
     rewrite (sdp, true);
     send_sdp ("offer", sdp);
+    watch_answer (sdp);
   }
   gst_sdp_message_free (sdp);
+}
+
+/* An offer or its answer can be lost when a connection to the server drops
+ * in that instant: while no answer has come, the offer goes again, now and
+ * then. An answer to the first copy makes the later ones moot: a member
+ * that answered already answers the same offer again, and answers that
+ * find no offer waiting are ignored. */
+void
+Peer::watch_answer (GstSDPMessage * offer)
+{
+  if (resend_) {
+    g_source_destroy (resend_);
+    g_source_unref (resend_);
+  }
+  struct Resend
+  {
+    Peer *self;
+    GstSDPMessage *offer;
+  };
+  GstSDPMessage *copy = nullptr;
+  gst_sdp_message_copy (offer, &copy);
+  resend_ = g_timeout_source_new (OFFER_RESEND_MS);
+  g_source_set_callback (resend_, [] (gpointer data) -> gboolean {
+    auto *r = static_cast<Resend *> (data);
+    GstWebRTCSignalingState state;
+    g_object_get (r->self->webrtc_, "signaling-state", &state, NULL);
+    if (state != GST_WEBRTC_SIGNALING_STATE_HAVE_LOCAL_OFFER)
+      return G_SOURCE_REMOVE;
+    GST_INFO ("%s: no answer yet, offering again", r->self->id_.c_str ());
+    r->self->send_sdp ("offer", r->offer);
+    return G_SOURCE_CONTINUE;
+  }, new Resend { this, copy }, [] (gpointer data) {
+    auto *r = static_cast<Resend *> (data);
+    gst_sdp_message_free (r->offer);
+    delete r;
+  });
+  /* The mesh thread's context: the thread we run on. */
+  g_source_attach (resend_, g_main_context_get_thread_default ());
+}
+
+void
+Peer::stop_watching_answer ()
+{
+  if (resend_) {
+    g_source_destroy (resend_);
+    g_source_unref (resend_);
+    resend_ = nullptr;
+  }
 }
 
 void
@@ -606,6 +658,7 @@ Peer::on_answer (const std::string & text)
   GstSDPMessage *answer = parse (text, "answer");
   if (!answer)
     return;
+  stop_watching_answer ();
   rewrite (answer, false);
   bool ok = apply (GST_WEBRTC_SDP_TYPE_ANSWER, answer, false);
   gst_sdp_message_free (answer);
@@ -816,6 +869,7 @@ Peer::close ()
     return;
   closed_ = true;
   GST_DEBUG ("%s: closing", id_.c_str ());
+  stop_watching_answer ();
   {
     std::lock_guard<std::mutex> guard (lock_);
     closing_ = true;

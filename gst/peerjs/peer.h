@@ -119,6 +119,8 @@ private:
   bool apply (GstWebRTCSDPType type, GstSDPMessage * sdp, bool local);
   void send_sdp (const char *type, GstSDPMessage * sdp);
   GstSDPMessage *create (const char *what);
+  void watch_answer (GstSDPMessage * offer);
+  void stop_watching_answer ();
   /* The member's SDP, or null (and the member failed) when it does not
    * parse or has no media section. */
   GstSDPMessage *parse (const std::string & text, const char *what);
@@ -139,6 +141,7 @@ private:
   bool offer_again_ = false;
   bool closed_ = false;
   std::string pending_offer_;      /* held until our streams know codecs */
+  GSource *resend_ = nullptr;      /* sends the offer again (watch_answer) */
 
   std::mutex expose_lock_;         /* one expose () at a time */
   std::mutex lock_;                /* recv_, discards_, stats and closing_ */

@@ -851,6 +851,37 @@ GST_START_TEST (test_mix_record)
 }
 END_TEST;
 
+/* An offer whose answer never comes (lost when a connection dropped) is
+ * sent again. */
+GST_START_TEST (test_offer_resent)
+{
+  ServerThread server;
+  Client quiet_client;
+  fail_unless (quiet_client.connect (server.ws_url ()));
+  Client *quiet = &quiet_client;
+  /* An element with a larger id than the member's, so that it makes the
+   * offers. */
+  std::unique_ptr<Member> src;
+  for (int i = 0; i < 20 && !src; i++) {
+    auto m = std::make_unique<Member> (receiver (server, "resend"));
+    fail_unless (m->play () != GST_STATE_CHANGE_FAILURE);
+    if (m->id () > quiet->id)
+      src = std::move (m);
+  }
+  fail_unless (src != nullptr, "no session id above %s in 20 tries",
+      quiet->id.c_str ());
+  quiet->send (J ("{'type':'thread:connect','thread':'resend',"
+          "'constraints':{'video':true}}"));
+  auto first = quiet->next_of ("stream:offer", 10000);
+  fail_unless (first.has_value (), "no offer from the element");
+  gint64 t0 = now_ms ();
+  auto again = quiet->next_of ("stream:offer", 10000);
+  fail_unless (again.has_value (), "the unanswered offer was not sent again");
+  fail_unless (now_ms () - t0 >= 2000, "offered again after only %"
+      G_GINT64_FORMAT " ms", now_ms () - t0);
+}
+END_TEST;
+
 /* NULL at any moment, negotiation included, returns promptly. */
 GST_START_TEST (test_stop_anytime)
 {
@@ -938,6 +969,7 @@ elements_suite ()
   tcase_add_test (tc, test_wss);
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
+  tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
   return s;
