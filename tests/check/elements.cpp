@@ -851,6 +851,27 @@ GST_START_TEST (test_mix_record)
 }
 END_TEST;
 
+/* A member of two threads meets the members of both; members of different
+ * threads do not meet. */
+GST_START_TEST (test_two_threads)
+{
+  ServerThread server;
+  Member x (publisher (server, "t1", "ball", false));
+  Member y (receiver (server, "t2"));
+  Member z (publisher (server, "t1,t2", "smpte", false, "peerjsbin"));
+  for (Member *m : { &x, &y, &z })
+    fail_unless (m->play () != GST_STATE_CHANGE_FAILURE);
+  std::string idx = x.id (), idz = z.id ();
+  check_video (y, "video_" + idz, 10);
+  check_video (z, "video_" + idx, 10);
+  z.wait_message ("peerjs-thread-connect", {{"thread", "t2"},
+          {"member", y.id ()}});
+  fail_unless (y.find ("peerjs-thread-connect", {{"member", idx}}).empty ()
+      && y.output ("video_" + idx).buffers == 0,
+      "a member of t2 alone met a member of t1: %s", y.describe ().c_str ());
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -960,6 +981,7 @@ elements_suite ()
   tcase_add_test (tc, test_encoded_input);
   tcase_add_test (tc, test_h264_or_missing_plugin);
   tcase_add_test (tc, test_three_bins);
+  tcase_add_test (tc, test_two_threads);
   tcase_add_test (tc, test_constraints_toggle);
   tcase_add_test (tc, test_member_leaves);
   tcase_add_test (tc, test_member_killed);
