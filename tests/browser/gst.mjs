@@ -20,9 +20,11 @@ export class Pipeline {
     }));
   }
 
-  static launch (name, args) {
-    note(`[${name}] gst-launch-1.0 -m -v ${args.join(' ')}`, true);
-    const proc = spawn('gst-launch-1.0', ['-e', '-m', '-v', ...args],
+  // eos: Ctrl-C sends EOS first (-e), as a recording would.
+  static launch (name, args, { eos = true } = {}) {
+    const flags = eos ? ['-e', '-m', '-v'] : ['-m', '-v'];
+    note(`[${name}] gst-launch-1.0 ${flags.join(' ')} ${args.join(' ')}`, true);
+    const proc = spawn('gst-launch-1.0', [...flags, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     const p = new Pipeline(name, proc);
     Pipeline.running.add(p);
