@@ -4,6 +4,7 @@
 
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define GST_CAT_DEFAULT gst_peerjs_debug
@@ -435,18 +436,25 @@ gst_peerjs_base_send_event (GstElement * element, GstEvent * event)
    * (gst-launch-1.0 -e on Ctrl-C) ends every member pad at once. */
   if (GST_EVENT_TYPE (event) == GST_EVENT_EOS
       && GST_PEERJS_BASE_GET_CLASS (element)->receives) {
-    gst_element_foreach_src_pad (element, [] (GstElement *, GstPad * pad,
-            gpointer eos) -> gboolean {
-          gst_pad_push_event (pad, gst_event_ref (GST_EVENT (eos)));
-          return TRUE;
-        }, event);
-    {
-      auto *priv = priv_of (element);
-      std::lock_guard<std::mutex> guard (priv->eos_lock);
-      priv->eos_sent = true;
-    }
-    maybe_post_eos (element, gst_event_get_seqnum (event));
-    gst_event_unref (event);
+    /* Not on the caller's thread: a sink still prerolling holds the EOS
+     * until the pipeline plays, and the caller (gst-launch-1.0's main loop)
+     * may be what would make it play. */
+    gst_object_ref (element);
+    std::thread ([element, event] {
+      gst_element_foreach_src_pad (element, [] (GstElement *, GstPad * pad,
+              gpointer eos) -> gboolean {
+            gst_pad_push_event (pad, gst_event_ref (GST_EVENT (eos)));
+            return TRUE;
+          }, event);
+      {
+        auto *priv = priv_of (element);
+        std::lock_guard<std::mutex> guard (priv->eos_lock);
+        priv->eos_sent = true;
+      }
+      maybe_post_eos (element, gst_event_get_seqnum (event));
+      gst_event_unref (event);
+      gst_object_unref (element);
+    }).detach ();
     return TRUE;
   }
   return GST_ELEMENT_CLASS (gst_peerjs_base_parent_class)->send_event (element,
