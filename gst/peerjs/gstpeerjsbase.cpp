@@ -534,6 +534,22 @@ gst_peerjs_base_dispose (GObject * object)
   G_OBJECT_CLASS (gst_peerjs_base_parent_class)->dispose (object);
 }
 
+/* GstPeerJSBase::send-message:
+ * @thread: a thread this member has joined
+ * @text: the message: a JSON object or array is sent as such, anything
+ * else as a string
+ *
+ * Chat: sends @text to every other member of @thread, as the demo room's
+ * message box does. Returns FALSE when the element is not started or has
+ * not joined @thread. */
+static gboolean
+gst_peerjs_base_send_message (GstPeerJSBase * self, const gchar * thread,
+    const gchar * text)
+{
+  return priv_of (self)->session->send_message (thread ? thread : "",
+      text ? text : "");
+}
+
 static void
 gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
 {
@@ -609,6 +625,11 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "Post a peerjs-stats message per member this often, in "
           "milliseconds (0: never)", 0, G_MAXUINT, DEFAULT_STATS_INTERVAL,
           rw));
+
+  g_signal_new_class_handler ("send-message", G_TYPE_FROM_CLASS (klass),
+      (GSignalFlags) (G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
+      G_CALLBACK (gst_peerjs_base_send_message), nullptr, nullptr, nullptr,
+      G_TYPE_BOOLEAN, 2, G_TYPE_STRING, G_TYPE_STRING);
 
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_BASE, (GstPluginAPIFlags) 0);
 }

@@ -14,6 +14,7 @@ constexpr const char *MEDIA_CONNECT = "peerjs-media-connect";
 constexpr const char *MEDIA_DISCONNECT = "peerjs-media-disconnect";
 constexpr const char *PEER_FAILED = "peerjs-peer-failed";
 constexpr const char *SERVER_ERROR = "peerjs-server-error";
+constexpr const char *MESSAGE = "peerjs-message";
 constexpr const char *STATS = "peerjs-stats";
 
 }  // namespace peerjs::message

@@ -2,6 +2,7 @@
 
 #include "message.h"
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <nice/interfaces.h>
@@ -317,6 +318,26 @@ Session::outgoing (Kind kind)
 {
   std::lock_guard<std::mutex> guard (lock_);
   return outgoing_[(int) kind].get ();
+}
+
+bool
+Session::send_message (const std::string & thread, const std::string & text)
+{
+  if (!client_ || std::find (config_.threads.begin (), config_.threads.end (),
+          thread) == config_.threads.end ())
+    return false;
+  JsonObject *msg = new_message ("message");
+  json_object_set_string_member (msg, "thread", thread.c_str ());
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *root = json_parser_load_from_data (parser, text.c_str (), -1,
+      nullptr) ? json_parser_get_root (parser) : nullptr;
+  if (root && (JSON_NODE_HOLDS_OBJECT (root) || JSON_NODE_HOLDS_ARRAY (root)))
+    json_object_set_member (msg, "data", json_node_copy (root));
+  else
+    json_object_set_string_member (msg, "data", text.c_str ());
+  client_->send (msg);
+  json_object_unref (msg);
+  return true;
 }
 
 void
@@ -732,6 +753,17 @@ Session::on_message (JsonObject * msg)
       else
         p->on_answer (sdp);
     }
+  } else if (type == "message") {
+    /* Chat: `text` when the data is a string, `data` as JSON always. */
+    JsonNode *data = json_object_get_member (msg, "data");
+    g_autofree char *json = data ? json_to_string (data, FALSE)
+        : g_strdup ("null");
+    std::string text = json_string (msg, "data");
+    post (gst_structure_new (message::MESSAGE,
+            "from", G_TYPE_STRING, from.c_str (),
+            "thread", G_TYPE_STRING, thread.c_str (),
+            "text", G_TYPE_STRING, text.c_str (),
+            "data", G_TYPE_STRING, json, NULL));
   } else if (type == "error") {
     std::string code = json_string (msg, "code");
     std::string text = json_string (msg, "message");

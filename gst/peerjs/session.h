@@ -59,6 +59,9 @@ public:
   void remove_outgoing (Kind kind);
 
   std::string id () const;
+  /* Chat into a thread we joined; false when not started or not joined.
+   * Any thread. */
+  bool send_message (const std::string & thread, const std::string & text);
   /* Mix every member into one video and one audio pad of the element
    * (NULL state only); false: a pad per member. */
   void set_mix (bool on, int width, int height);

@@ -872,6 +872,46 @@ GST_START_TEST (test_two_threads)
 }
 END_TEST;
 
+/* Chat: send-message from a pipeline reaches the thread as the demo room's
+ * messages do, and messages from the thread come out as peerjs-message. */
+GST_START_TEST (test_chat)
+{
+  ServerThread server;
+  Member a ("peerjssrc name=p " + props (server, "chat"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+  page.send (J ("{'type':'thread:connect','thread':'chat','constraints':{}}"));
+  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+
+  gboolean sent = FALSE;
+  g_signal_emit_by_name (a.element (), "send-message", "chat", "hello room",
+      &sent);
+  fail_unless (sent, "send-message refused");
+  auto got = page.next_of ("message", 5000);
+  fail_unless (got.has_value (), "the page got no message");
+  fail_unless_equals_string (got->str ("from").c_str (), ida.c_str ());
+  fail_unless_equals_string (got->str ("thread").c_str (), "chat");
+  fail_unless_equals_string (got->str ("data").c_str (), "hello room");
+
+  g_signal_emit_by_name (a.element (), "send-message", "chat",
+      "{\"kind\":\"poll\",\"n\":2}", &sent);
+  got = page.next_of ("message", 5000);
+  fail_unless (got.has_value () && got->has ("data"));
+  fail_unless (got->text ().find ("\"data\":{\"kind\":\"poll\",\"n\":2}")
+      != std::string::npos, "JSON data not sent as JSON: %s",
+      got->text ().c_str ());
+
+  g_signal_emit_by_name (a.element (), "send-message", "elsewhere", "x", &sent);
+  fail_if (sent, "send-message to a thread not joined was accepted");
+
+  page.send (J ("{'type':'message','thread':'chat','data':'hi pipeline'}"));
+  a.wait_message ("peerjs-message", {{"from", page.id}, {"thread", "chat"},
+          {"text", "hi pipeline"}, {"data", "\"hi pipeline\""}});
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -991,6 +1031,7 @@ elements_suite ()
   tcase_add_test (tc, test_wss);
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
+  tcase_add_test (tc, test_chat);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
