@@ -1063,22 +1063,32 @@ add_loopback (GstElement * webrtc)
     note ("ice-agent refused 127.0.0.1");
 }
 
+/* The offer or answer (`what`) a create-* promise replied with, the
+ * promise released; null, with the run marked failed, when there is none. */
+GstWebRTCSessionDescription *
+take_description (GstPromise * p, const char *what, FirstFrame * ff)
+{
+  const GstStructure *reply = gst_promise_get_reply (p);
+  GstWebRTCSessionDescription *desc = nullptr;
+  if (reply)
+    gst_structure_get (reply, what, GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
+        &desc, NULL);
+  gst_promise_unref (p);
+  if (!desc) {
+    ff->why = std::string ("no ") + what;
+    ff->failed = true;
+  }
+  return desc;
+}
+
 /* Offer/answer of the bare pair, passed directly. */
 void
 bare_answer_created (GstPromise * p, gpointer data)
 {
   auto *ff = static_cast<FirstFrame *> (data);
-  const GstStructure *reply = gst_promise_get_reply (p);
-  GstWebRTCSessionDescription *answer = nullptr;
-  if (reply)
-    gst_structure_get (reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
-        &answer, NULL);
-  gst_promise_unref (p);
-  if (!answer) {
-    ff->why = "no answer";
-    ff->failed = true;
+  GstWebRTCSessionDescription *answer = take_description (p, "answer", ff);
+  if (!answer)
     return;
-  }
   g_signal_emit_by_name (ff->b, "set-local-description", answer, nullptr);
   /* As the elements do once a member's answer is in: ask the encoder for a
    * key frame for the new receiver. */
@@ -1102,17 +1112,9 @@ void
 bare_offer_created (GstPromise * p, gpointer data)
 {
   auto *ff = static_cast<FirstFrame *> (data);
-  const GstStructure *reply = gst_promise_get_reply (p);
-  GstWebRTCSessionDescription *offer = nullptr;
-  if (reply)
-    gst_structure_get (reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION,
-        &offer, NULL);
-  gst_promise_unref (p);
-  if (!offer) {
-    ff->why = "no offer";
-    ff->failed = true;
+  GstWebRTCSessionDescription *offer = take_description (p, "offer", ff);
+  if (!offer)
     return;
-  }
   g_signal_emit_by_name (ff->a, "set-local-description", offer, nullptr);
   g_signal_emit_by_name (ff->b, "set-remote-description", offer, nullptr);
   GstPromise *answer = gst_promise_new_with_change_func (bare_answer_created,

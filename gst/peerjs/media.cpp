@@ -270,21 +270,21 @@ Outgoing::build (GstCaps * caps)
       chain.push_back (make ("audioconvert"));
       chain.push_back (make ("audioresample"));
     }
-    encoder_ = make (codec->encoder);
-    chain.push_back (encoder_);
+    GstElement *encoder = make (codec->encoder);
+    chain.push_back (encoder);
     if (g_str_equal (codec->encoder, "vp8enc")) {
       /* Realtime: no lag frames, the fastest deadline, resilient to loss. */
-      g_object_set (encoder_, "deadline", (gint64) 1, "lag-in-frames", 0,
+      g_object_set (encoder, "deadline", (gint64) 1, "lag-in-frames", 0,
           "cpu-used", 8, "keyframe-max-dist", 60,
           "target-bitrate", (gint) settings_.video_bitrate, NULL);
-      gst_util_set_object_arg (G_OBJECT (encoder_), "end-usage", "cbr");
-      gst_util_set_object_arg (G_OBJECT (encoder_), "error-resilient",
+      gst_util_set_object_arg (G_OBJECT (encoder), "end-usage", "cbr");
+      gst_util_set_object_arg (G_OBJECT (encoder), "error-resilient",
           "default");
     } else if (g_str_equal (codec->encoder, "x264enc")) {
-      gst_util_set_object_arg (G_OBJECT (encoder_), "tune", "zerolatency");
-      gst_util_set_object_arg (G_OBJECT (encoder_), "speed-preset",
+      gst_util_set_object_arg (G_OBJECT (encoder), "tune", "zerolatency");
+      gst_util_set_object_arg (G_OBJECT (encoder), "speed-preset",
           "ultrafast");
-      g_object_set (encoder_, "key-int-max", 60, "bitrate",
+      g_object_set (encoder, "key-int-max", 60, "bitrate",
           settings_.video_bitrate / 1000, NULL);
       GstElement *filter = make ("capsfilter");
       g_autoptr (GstCaps) profile = gst_caps_from_string (

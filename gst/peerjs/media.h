@@ -97,7 +97,6 @@ private:
   GstElement *queue_ = nullptr;
   GstElement *tee_ = nullptr;
   GstElement *clock_ = nullptr;
-  GstElement *encoder_ = nullptr;
   std::vector<GstElement *> elements_;   /* all we added to bin_ */
   mutable std::mutex lock_;
   const Codec *codec_ = nullptr;

@@ -61,7 +61,6 @@ public:
   ~Peer ();
 
   const std::string & id () const { return id_; }
-  bool master () const { return master_; }
 
   /* Bring the connection in line with what the host wants: the master
    * renegotiates when something changed, the other side asks it to. */
