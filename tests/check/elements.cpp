@@ -917,20 +917,23 @@ END_TEST;
 GST_START_TEST (test_offer_resent)
 {
   ServerThread server;
-  Client quiet_client;
-  fail_unless (quiet_client.connect (server.ws_url ()));
-  Client *quiet = &quiet_client;
-  /* An element with a larger id than the member's, so that it makes the
-   * offers. */
-  std::unique_ptr<Member> src;
-  for (int i = 0; i < 20 && !src; i++) {
-    auto m = std::make_unique<Member> (receiver (server, "resend"));
-    fail_unless (m->play () != GST_STATE_CHANGE_FAILURE);
-    if (m->id () > quiet->id)
-      src = std::move (m);
+  /* A member with a smaller id than the element's, so that the element
+   * makes the offers: ids are random, so new ones are drawn, the member's
+   * and the element's in turn, until they fit. */
+  auto quiet = std::make_unique<Client> ();
+  fail_unless (quiet->connect (server.ws_url ()));
+  auto src = std::make_unique<Member> (receiver (server, "resend"));
+  fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
+  for (int i = 0; i < 40 && !(quiet->id < src->id ()); i++) {
+    if (i % 2) {
+      src = std::make_unique<Member> (receiver (server, "resend"));
+      fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
+    } else {
+      quiet = std::make_unique<Client> ();
+      fail_unless (quiet->connect (server.ws_url ()));
+    }
   }
-  fail_unless (src != nullptr, "no session id above %s in 20 tries",
-      quiet->id.c_str ());
+  fail_unless (quiet->id < src->id (), "no fitting ids in 40 tries");
   quiet->send (J ("{'type':'thread:connect','thread':'resend',"
           "'constraints':{'video':true}}"));
   auto first = quiet->next_of ("stream:offer", 10000);
