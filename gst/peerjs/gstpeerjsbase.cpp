@@ -2,6 +2,7 @@
 
 #include "session.h"
 
+#include <algorithm>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_AUDIO_CODEC "OPUS"
 #define DEFAULT_VIDEO_BITRATE 1000000
 #define DEFAULT_STATS_INTERVAL 0
+#define DEFAULT_REPLY_TIMEOUT 30000
 
 enum
 {
@@ -33,6 +35,9 @@ enum
   PROP_AUDIO_CODEC,
   PROP_VIDEO_BITRATE,
   PROP_STATS_INTERVAL,
+  PROP_TAGS,
+  PROP_WATCH,
+  PROP_REPLY_TIMEOUT,
   PROP_MIX,
   PROP_MIX_WIDTH,
   PROP_MIX_HEIGHT,
@@ -78,6 +83,9 @@ struct Settings
   std::string audio_codec = DEFAULT_AUDIO_CODEC;
   guint video_bitrate = DEFAULT_VIDEO_BITRATE;
   guint stats_interval = DEFAULT_STATS_INTERVAL;
+  std::string tags;
+  std::string watch;
+  guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
   bool mix = false;
   int mix_width = DEFAULT_MIX_WIDTH;
   int mix_height = DEFAULT_MIX_HEIGHT;
@@ -95,6 +103,26 @@ split_list (const std::string & s)
       out.push_back (stripped);
   }
   return out;
+}
+
+std::string
+join_list (const std::vector<std::string> & items)
+{
+  std::string out;
+  for (const std::string & i : items)
+    out += (out.empty () ? "" : ",") + i;
+  return out;
+}
+
+/* `list` with `items` added that it lacks. */
+std::string
+merged (const std::string & list, const std::vector<std::string> & items)
+{
+  std::vector<std::string> all = split_list (list);
+  for (const std::string & i : items)
+    if (std::find (all.begin (), all.end (), i) == all.end ())
+      all.push_back (i);
+  return join_list (all);
 }
 
 }  // namespace
@@ -200,6 +228,26 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     priv->session->set_constraints (text);
     return;
   }
+  if (prop_id == PROP_TAGS || prop_id == PROP_WATCH) {
+    std::string text;
+    set_string (text, value);
+    std::vector<std::string> items = split_list (text);
+    {
+      std::lock_guard<std::mutex> guard (priv->lock);
+      std::string & field = prop_id == PROP_TAGS ? priv->settings.tags
+          : priv->settings.watch;
+      /* A session keeps what it has: while it runs, new ones are added. */
+      field = GST_STATE (object) == GST_STATE_NULL ? join_list (items)
+          : merged (field, items);
+    }
+    if (GST_STATE (object) != GST_STATE_NULL) {
+      if (prop_id == PROP_TAGS)
+        priv->session->add_tags (items);
+      else
+        priv->session->add_watches (items);
+    }
+    return;
+  }
   std::lock_guard<std::mutex> guard (priv->lock);
   Settings & s = priv->settings;
   switch (prop_id) {
@@ -247,6 +295,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
       break;
     case PROP_STATS_INTERVAL:
       s.stats_interval = g_value_get_uint (value);
+      break;
+    case PROP_REPLY_TIMEOUT:
+      s.reply_timeout = g_value_get_uint (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -305,6 +356,15 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_STATS_INTERVAL:
       g_value_set_uint (value, s.stats_interval);
+      break;
+    case PROP_TAGS:
+      str (s.tags);
+      break;
+    case PROP_WATCH:
+      str (s.watch);
+      break;
+    case PROP_REPLY_TIMEOUT:
+      g_value_set_uint (value, s.reply_timeout);
       break;
     case PROP_MIX:
       g_value_set_boolean (value, s.mix);
@@ -385,6 +445,9 @@ make_config (GstPeerJSBase * self)
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
   c.stats_interval_ms = s.stats_interval;
+  c.tags = split_list (s.tags);
+  c.watches = split_list (s.watch);
+  c.reply_timeout_ms = s.reply_timeout;
   return c;
 }
 
@@ -550,6 +613,91 @@ gst_peerjs_base_send_message (GstPeerJSBase * self, const gchar * thread,
       text ? text : "");
 }
 
+static guint
+gst_peerjs_base_send_event_signal (GstPeerJSBase * self, const gchar * type,
+    const gchar * to, const gchar * thread, const gchar * data,
+    gboolean reply, GstPromise * promise)
+{
+  return priv_of (self)->session->send_event (type ? type : "",
+      split_list (to ? to : ""), thread ? thread : "", data ? data : "null",
+      reply, promise);
+}
+
+static gboolean
+gst_peerjs_base_reply_event (GstPeerJSBase * self, const gchar * to,
+    const gchar * callback_id, const gchar * data)
+{
+  return priv_of (self)->session->reply_event (to ? to : "",
+      callback_id ? callback_id : "", data ? data : "null");
+}
+
+static gboolean
+gst_peerjs_base_join_thread (GstPeerJSBase * self, const gchar * thread)
+{
+  auto *priv = priv_of (self);
+  std::string t = thread ? thread : "";
+  if (!priv->session->join_thread (t))
+    return FALSE;
+  std::lock_guard<std::mutex> guard (priv->lock);
+  priv->settings.threads = merged (priv->settings.threads, { t });
+  return TRUE;
+}
+
+static gboolean
+gst_peerjs_base_leave_thread (GstPeerJSBase * self, const gchar * thread)
+{
+  auto *priv = priv_of (self);
+  std::string t = thread ? thread : "";
+  std::lock_guard<std::mutex> guard (priv->lock);
+  std::vector<std::string> threads = split_list (priv->settings.threads);
+  auto it = std::find (threads.begin (), threads.end (), t);
+  if (it == threads.end ())
+    return FALSE;
+  threads.erase (it);
+  priv->settings.threads = join_list (threads);
+  priv->session->leave_thread (t);
+  return TRUE;
+}
+
+static gboolean
+gst_peerjs_base_set_constraints (GstPeerJSBase * self,
+    const gchar * constraints)
+{
+  auto *priv = priv_of (self);
+  std::string text = constraints ? constraints : "";
+  if (!priv->session->set_constraints (text))
+    return FALSE;
+  std::lock_guard<std::mutex> guard (priv->lock);
+  priv->settings.constraints = text;
+  return TRUE;
+}
+
+static gboolean
+gst_peerjs_base_tag (GstPeerJSBase * self, const gchar * tags)
+{
+  auto *priv = priv_of (self);
+  std::vector<std::string> items = split_list (tags ? tags : "");
+  if (items.empty ())
+    return FALSE;
+  {
+    std::lock_guard<std::mutex> guard (priv->lock);
+    priv->settings.tags = merged (priv->settings.tags, items);
+  }
+  return priv->session->add_tags (items);
+}
+
+static guint
+gst_peerjs_base_watch (GstPeerJSBase * self, const gchar * tags)
+{
+  auto *priv = priv_of (self);
+  std::vector<std::string> items = split_list (tags ? tags : "");
+  {
+    std::lock_guard<std::mutex> guard (priv->lock);
+    priv->settings.watch = merged (priv->settings.watch, items);
+  }
+  return priv->session->add_watches (items);
+}
+
 static void
 gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
 {
@@ -626,10 +774,63 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "milliseconds (0: never)", 0, G_MAXUINT, DEFAULT_STATS_INTERVAL,
           rw));
 
+  g_object_class_install_property (gobject_class, PROP_TAGS,
+      g_param_spec_string ("tags", "Tags",
+          "Presence: tags this member carries, comma-separated. While the "
+          "element runs, tags can be added, not taken away", nullptr,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+              | GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_WATCH,
+      g_param_spec_string ("watch", "Watch",
+          "Presence: tags to watch, comma-separated. Every member carrying "
+          "one, now or later, gets a presence:watch from this member. While "
+          "the element runs, watches can be added, not taken away", nullptr,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+              | GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_REPLY_TIMEOUT,
+      g_param_spec_uint ("reply-timeout", "Reply timeout",
+          "How long send-event waits for a reply, in milliseconds, before it "
+          "ends with the error \"timeout\" (0: for ever)", 0, G_MAXUINT,
+          DEFAULT_REPLY_TIMEOUT, rw));
+
+  const GSignalFlags action = (GSignalFlags) (G_SIGNAL_RUN_LAST
+      | G_SIGNAL_ACTION);
   g_signal_new_class_handler ("send-message", G_TYPE_FROM_CLASS (klass),
-      (GSignalFlags) (G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
-      G_CALLBACK (gst_peerjs_base_send_message), nullptr, nullptr, nullptr,
-      G_TYPE_BOOLEAN, 2, G_TYPE_STRING, G_TYPE_STRING);
+      action, G_CALLBACK (gst_peerjs_base_send_message), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 2, G_TYPE_STRING, G_TYPE_STRING);
+  /* GstPeerJSBase::send-event:
+   * @type: the event's type, the application's own (such as invite:connect)
+   * @to: session ids or tags, comma-separated, or NULL
+   * @thread: a thread this member has joined, or NULL
+   * @data: the event's data: a JSON object or array, or else a string
+   * @reply: whether a reply is wanted
+   * @promise: (nullable): replied with the peerjs-event-reply structure
+   *
+   * Returns: the event's id, which its reply carries; 0 when it could not
+   * be sent (a warning says why). */
+  g_signal_new_class_handler ("send-event", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_send_event_signal), nullptr,
+      nullptr, nullptr, G_TYPE_UINT, 6, G_TYPE_STRING, G_TYPE_STRING,
+      G_TYPE_STRING, G_TYPE_STRING, G_TYPE_BOOLEAN, GST_TYPE_PROMISE);
+  g_signal_new_class_handler ("reply-event", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_reply_event), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 3, G_TYPE_STRING, G_TYPE_STRING,
+      G_TYPE_STRING);
+  g_signal_new_class_handler ("join-thread", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_join_thread), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 1, G_TYPE_STRING);
+  g_signal_new_class_handler ("leave-thread", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_leave_thread), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 1, G_TYPE_STRING);
+  g_signal_new_class_handler ("set-constraints", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_set_constraints), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 1, G_TYPE_STRING);
+  g_signal_new_class_handler ("tag", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_tag), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 1, G_TYPE_STRING);
+  g_signal_new_class_handler ("watch", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_watch), nullptr, nullptr,
+      nullptr, G_TYPE_UINT, 1, G_TYPE_STRING);
 
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_BASE, (GstPluginAPIFlags) 0);
 }

@@ -16,5 +16,8 @@ constexpr const char *PEER_FAILED = "peerjs-peer-failed";
 constexpr const char *SERVER_ERROR = "peerjs-server-error";
 constexpr const char *MESSAGE = "peerjs-message";
 constexpr const char *STATS = "peerjs-stats";
+constexpr const char *EVENT = "peerjs-event";
+constexpr const char *EVENT_REPLY = "peerjs-event-reply";
+constexpr const char *WATCH = "peerjs-watch";
 
 }  // namespace peerjs::message

@@ -42,6 +42,71 @@ new_message (const char *type)
   return msg;
 }
 
+/* What the application passes as data: a JSON object or array is sent as
+ * JSON, anything else as a string. */
+JsonNode *
+data_node (const std::string & text)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *root = json_parser_load_from_data (parser, text.c_str (), -1,
+      nullptr) ? json_parser_get_root (parser) : nullptr;
+  if (root && (JSON_NODE_HOLDS_OBJECT (root) || JSON_NODE_HOLDS_ARRAY (root)))
+    return json_node_copy (root);
+  JsonNode *node = json_node_new (JSON_NODE_VALUE);
+  json_node_set_string (node, text.c_str ());
+  return node;
+}
+
+JsonArray *
+string_array (const std::vector<std::string> & items)
+{
+  JsonArray *a = json_array_new ();
+  for (const std::string & i : items)
+    json_array_add_string_element (a, i.c_str ());
+  return a;
+}
+
+bool
+contains (const std::vector<std::string> & v, const std::string & item)
+{
+  return std::find (v.begin (), v.end (), item) != v.end ();
+}
+
+/* Types whose meaning the protocol fixes: not for send-event. */
+bool
+reserved_type (const std::string & type)
+{
+  for (const char *prefix : { "thread:", "stream:", "socket:", "presence:",
+          "file:" })
+    if (g_str_has_prefix (type.c_str (), prefix))
+      return true;
+  return type == "message" || type == "error";
+}
+
+/* A message's fields but those the server routes by. */
+std::string
+payload_json (JsonObject * msg)
+{
+  JsonObject *copy = json_object_new ();
+  JsonObjectIter it;
+  const char *name;
+  JsonNode *value;
+  json_object_iter_init (&it, msg);
+  while (json_object_iter_next (&it, &name, &value)) {
+    for (const char *skip : { "type", "to", "from", "seq", "original_to",
+            "callback_id", "callback_response" })
+      if (g_str_equal (name, skip))
+        goto next;
+    json_object_set_member (copy, name, json_node_copy (value));
+  next:;
+  }
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+  json_node_take_object (node, copy);
+  g_autofree char *text = json_to_string (node, FALSE);
+  json_node_unref (node);
+  return text;
+}
+
 }  // namespace
 
 Session::Session (GstElement * element) : element_ (element) {}
@@ -114,6 +179,17 @@ Session::start (const Config & config)
         ("The server must be a ws:// or wss:// URL, not '%s'.",
             config_.server.c_str ()), (nullptr));
     return false;
+  }
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    joined_ = config_.threads;
+    tags_ = config_.tags;
+    watches_ = config_.watches;
+  }
+  if (!config_.watches.empty ()) {
+    guint id = next_event_id_++;
+    watch_batches_.push_back (Watch { config_.watches, id });
+    callbacks_[id].event = false;
   }
   ProtocolLimits limits;
   for (const std::string & t : config_.threads) {
@@ -193,6 +269,21 @@ Session::stop ()
   for (const std::string & m : members)
     close_peer (m);
   threads_.clear ();
+  std::vector<guint> waiting;
+  for (auto & c : callbacks_)
+    waiting.push_back (c.first);
+  for (guint id : waiting)
+    if (callbacks_[id].event)
+      finish_callback (id, gst_structure_new (message::EVENT_REPLY,
+            "id", G_TYPE_UINT, id, "from", G_TYPE_STRING, "",
+            "data", G_TYPE_STRING, "null",
+            "error", G_TYPE_STRING, "stopped",
+            "message", G_TYPE_STRING, "the element stopped before a reply "
+            "came", NULL));
+  callbacks_.clear ();
+  online_ = false;
+  tags_sent_.clear ();
+  watch_batches_.clear ();
   client_.reset ();
   /* Work still queued for the mesh thread is dropped with its context. */
   g_main_loop_unref (loop_);
@@ -323,18 +414,14 @@ Session::outgoing (Kind kind)
 bool
 Session::send_message (const std::string & thread, const std::string & text)
 {
-  if (!client_ || std::find (config_.threads.begin (), config_.threads.end (),
-          thread) == config_.threads.end ())
-    return false;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (!client_ || !contains (joined_, thread))
+      return false;
+  }
   JsonObject *msg = new_message ("message");
   json_object_set_string_member (msg, "thread", thread.c_str ());
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonNode *root = json_parser_load_from_data (parser, text.c_str (), -1,
-      nullptr) ? json_parser_get_root (parser) : nullptr;
-  if (root && (JSON_NODE_HOLDS_OBJECT (root) || JSON_NODE_HOLDS_ARRAY (root)))
-    json_object_set_member (msg, "data", json_node_copy (root));
-  else
-    json_object_set_string_member (msg, "data", text.c_str ());
+  json_object_set_member (msg, "data", data_node (text));
   client_->send (msg);
   json_object_unref (msg);
   return true;
@@ -501,7 +588,10 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
             "id", G_TYPE_STRING, id.c_str (), NULL));
     g_object_notify (G_OBJECT (element_), "session-id");
     join_all ();
-    client_->release (same_id);
+    /* What was sent while the first connection was made is for this id. */
+    client_->release (first || same_id);
+    send_presence (true);
+    online_ = true;
   } else {
     GST_INFO_OBJECT (element_, "back on %s as %s (%s)",
         config_.server.c_str (), id.c_str (),
@@ -516,6 +606,8 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
     if (!resumed)
       join_all ();
     client_->release (true);
+    send_presence (!resumed);
+    online_ = true;
   }
   if (config_.stats_interval_ms && !stats_source_) {
     stats_source_ = g_timeout_source_new (config_.stats_interval_ms);
@@ -530,6 +622,7 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
 void
 Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
 {
+  online_ = false;
   if (fatal) {
     GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
         ("Could not connect to the signalling server %s.",
@@ -575,7 +668,12 @@ Session::our_constraints () const
 void
 Session::join_all ()
 {
-  for (const std::string & t : config_.threads) {
+  std::vector<std::string> threads;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    threads = joined_;
+  }
+  for (const std::string & t : threads) {
     threads_[t];
     JsonObject *msg = new_message ("thread:connect");
     json_object_set_string_member (msg, "thread", t.c_str ());
@@ -675,6 +773,8 @@ Session::on_message (JsonObject * msg)
   std::string from = json_string (msg, "from");
   std::string thread = json_string (msg, "thread");
 
+  if (json_object_has_member (msg, "callback_response") && on_reply (msg))
+    return;
   if (type == "thread:connect" || type == "thread:change") {
     auto t = threads_.find (thread);
     if (t == threads_.end () || from.empty ())
@@ -764,6 +864,11 @@ Session::on_message (JsonObject * msg)
             "thread", G_TYPE_STRING, thread.c_str (),
             "text", G_TYPE_STRING, text.c_str (),
             "data", G_TYPE_STRING, json, NULL));
+  } else if (!type.empty () && type != "error"
+      && !g_str_has_prefix (type.c_str (), "thread:")
+      && !g_str_has_prefix (type.c_str (), "stream:")
+      && !g_str_has_prefix (type.c_str (), "socket:")) {
+    on_event (msg, type);
   } else if (type == "error") {
     std::string code = json_string (msg, "code");
     std::string text = json_string (msg, "message");
@@ -774,6 +879,345 @@ Session::on_message (JsonObject * msg)
             "message", G_TYPE_STRING, text.c_str (),
             "ref-type", G_TYPE_STRING, json_string (msg, "ref_type").c_str (),
             NULL));
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Events, threads and presence */
+
+bool
+Session::warn_if (bool bad, const std::string & what)
+{
+  if (bad)
+    GST_ELEMENT_WARNING (element_, RESOURCE, SETTINGS, ("%s", what.c_str ()),
+        (nullptr));
+  return bad;
+}
+
+guint
+Session::send_event (const std::string & type,
+    const std::vector<std::string> & to, const std::string & thread,
+    const std::string & data, bool reply, GstPromise * promise)
+{
+  if (warn_if (type.empty () || reserved_type (type), "send-event: '" + type
+          + "' is not an event type of the application (thread:*, stream:*, "
+          "socket:*, presence:*, file:*, message and error are the "
+          "protocol's)")
+      || warn_if (to.empty () && thread.empty (),
+          "send-event: give 'to' (session ids or tags) or a 'thread'"))
+    return 0;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (warn_if (!client_, "send-event: the element is not started")
+        || warn_if (!thread.empty () && !contains (joined_, thread),
+            "send-event: not a member of thread '" + thread + "'"))
+      return 0;
+  }
+  guint id = next_event_id_++;
+  JsonObject *msg = new_message (type.c_str ());
+  if (!to.empty ())
+    json_object_set_array_member (msg, "to", string_array (to));
+  if (!thread.empty ())
+    json_object_set_string_member (msg, "thread", thread.c_str ());
+  json_object_set_member (msg, "data", data_node (data));
+  reply = reply || promise;
+  if (reply)
+    json_object_set_int_member (msg, "callback_id", id);
+  if (promise)
+    gst_promise_ref (promise);
+  /* Registered on the mesh thread before it goes: the reply comes there. */
+  invoke ([this, msg, id, reply, promise] {
+    if (reply) {
+      Pending & p = callbacks_[id];
+      p.promise = promise;
+      if (config_.reply_timeout_ms) {
+        p.timeout = g_timeout_source_new (config_.reply_timeout_ms);
+        struct Timeout
+        {
+          Session *self;
+          guint id;
+        };
+        g_source_set_callback (p.timeout, [] (gpointer data) -> gboolean {
+          auto *t = static_cast<Timeout *> (data);
+          t->self->finish_callback (t->id, gst_structure_new (
+                  message::EVENT_REPLY,
+                  "id", G_TYPE_UINT, t->id, "from", G_TYPE_STRING, "",
+                  "data", G_TYPE_STRING, "null",
+                  "error", G_TYPE_STRING, "timeout",
+                  "message", G_TYPE_STRING, "no reply within reply-timeout",
+                  NULL));
+          return G_SOURCE_REMOVE;
+        }, new Timeout { this, id }, [] (gpointer data) {
+          delete static_cast<Timeout *> (data);
+        });
+        g_source_attach (p.timeout, context_);
+      }
+    }
+    send (msg);
+    json_object_unref (msg);
+  });
+  return id;
+}
+
+void
+Session::finish_callback (guint id, GstStructure * reply)
+{
+  auto it = callbacks_.find (id);
+  if (it == callbacks_.end ()) {
+    gst_structure_free (reply);
+    return;
+  }
+  Pending p = it->second;
+  callbacks_.erase (it);
+  if (p.timeout) {
+    g_source_destroy (p.timeout);
+    g_source_unref (p.timeout);
+  }
+  if (p.promise) {
+    gst_promise_reply (p.promise, gst_structure_copy (reply));
+    gst_promise_unref (p.promise);
+  }
+  post (reply);
+}
+
+bool
+Session::on_reply (JsonObject * msg)
+{
+  std::string type = json_string (msg, "type");
+  bool refused = type == "error";
+  JsonNode *n = json_object_get_member (msg, "callback_response");
+  guint id = JSON_NODE_HOLDS_VALUE (n)
+      && json_node_get_value_type (n) == G_TYPE_INT64
+      && json_node_get_int (n) > 0 && json_node_get_int (n) <= G_MAXUINT
+      ? (guint) json_node_get_int (n) : 0;
+  if (!callbacks_.count (id)) {
+    /* Timed out, or never ours: a refusal is still worth telling. */
+    GST_DEBUG_OBJECT (element_, "reply to a callback not waited for");
+    return !refused;
+  }
+  finish_callback (id, gst_structure_new (message::EVENT_REPLY,
+          "id", G_TYPE_UINT, id,
+          "from", G_TYPE_STRING, json_string (msg, "from").c_str (),
+          "data", G_TYPE_STRING, refused ? "null"
+          : payload_json (msg).c_str (),
+          "error", G_TYPE_STRING, refused
+          ? json_string (msg, "code").c_str () : "",
+          "message", G_TYPE_STRING, refused
+          ? json_string (msg, "message").c_str () : "", NULL));
+  return true;
+}
+
+void
+Session::on_event (JsonObject * msg, const std::string & type)
+{
+  JsonNode *id = json_object_get_member (msg, "callback_id");
+  g_autofree char *callback = id && JSON_NODE_HOLDS_VALUE (id)
+      ? json_to_string (id, FALSE) : g_strdup ("");
+  std::string from = json_string (msg, "from");
+  std::string via = json_string (msg, "original_to");
+  if (type == "presence:watch") {
+    post (gst_structure_new (message::WATCH,
+            "from", G_TYPE_STRING, from.c_str (),
+            "tag", G_TYPE_STRING, via.c_str (),
+            "callback-id", G_TYPE_STRING, callback, NULL));
+    return;
+  }
+  JsonNode *data = json_object_get_member (msg, "data");
+  g_autofree char *data_json = data ? json_to_string (data, FALSE)
+      : g_strdup ("null");
+  JsonNode *whole = json_node_new (JSON_NODE_OBJECT);
+  json_node_set_object (whole, msg);
+  g_autofree char *whole_json = json_to_string (whole, FALSE);
+  json_node_unref (whole);
+  post (gst_structure_new (message::EVENT,
+          "type", G_TYPE_STRING, type.c_str (),
+          "from", G_TYPE_STRING, from.c_str (),
+          "thread", G_TYPE_STRING, json_string (msg, "thread").c_str (),
+          "to", G_TYPE_STRING, via.c_str (),
+          "data", G_TYPE_STRING, data_json,
+          "message", G_TYPE_STRING, whole_json,
+          "callback-id", G_TYPE_STRING, callback, NULL));
+}
+
+bool
+Session::reply_event (const std::string & to, const std::string & callback_id,
+    const std::string & data)
+{
+  if (warn_if (to.empty () || callback_id.empty (),
+          "reply-event: give the member and the callback-id the event came "
+          "with"))
+    return false;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (warn_if (!client_, "reply-event: the element is not started"))
+      return false;
+  }
+  JsonObject *msg = json_object_new ();
+  JsonNode *reply = data_node (data);
+  if (JSON_NODE_HOLDS_OBJECT (reply)) {
+    /* The fields go as they are, as peer.js's callback(obj) sends them. */
+    JsonObjectIter it;
+    const char *name;
+    JsonNode *value;
+    json_object_iter_init (&it, json_node_get_object (reply));
+    while (json_object_iter_next (&it, &name, &value))
+      json_object_set_member (msg, name, json_node_copy (value));
+    json_node_unref (reply);
+  } else {
+    json_object_set_member (msg, "data", reply);
+  }
+  json_object_remove_member (msg, "type");
+  json_object_set_string_member (msg, "to", to.c_str ());
+  /* The id as it came: a number from peer.js, or a string. */
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *root = json_parser_load_from_data (parser, callback_id.c_str (),
+      -1, nullptr) ? json_parser_get_root (parser) : nullptr;
+  if (root && JSON_NODE_HOLDS_VALUE (root))
+    json_object_set_member (msg, "callback_response", json_node_copy (root));
+  else
+    json_object_set_string_member (msg, "callback_response",
+        callback_id.c_str ());
+  send (msg);
+  json_object_unref (msg);
+  return true;
+}
+
+bool
+Session::join_thread (const std::string & thread)
+{
+  ProtocolLimits limits;
+  if (warn_if (!valid_name (thread, limits.max_name_length),
+          "join-thread: '" + thread + "' is not a valid thread name (1 to "
+          + std::to_string (limits.max_name_length) + " bytes of UTF-8 "
+          "without control characters)"))
+    return false;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (contains (joined_, thread))
+      return true;
+    joined_.push_back (thread);
+    if (!client_)
+      return true;
+  }
+  invoke ([this, thread] {
+    threads_[thread];
+    JsonObject *msg = new_message ("thread:connect");
+    json_object_set_string_member (msg, "thread", thread.c_str ());
+    json_object_set_object_member (msg, "constraints", our_constraints ());
+    send (msg);
+    json_object_unref (msg);
+  });
+  return true;
+}
+
+bool
+Session::leave_thread (const std::string & thread)
+{
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    auto it = std::find (joined_.begin (), joined_.end (), thread);
+    if (it == joined_.end ())
+      return false;
+    joined_.erase (it);
+    if (!client_)
+      return true;
+  }
+  invoke ([this, thread] {
+    JsonObject *msg = new_message ("thread:disconnect");
+    json_object_set_string_member (msg, "thread", thread.c_str ());
+    send (msg);
+    json_object_unref (msg);
+    auto t = threads_.find (thread);
+    if (t == threads_.end ())
+      return;
+    std::map<std::string, Media> members = std::move (t->second.members);
+    threads_.erase (t);
+    for (auto & m : members) {
+      post (gst_structure_new (message::THREAD_DISCONNECT,
+              "thread", G_TYPE_STRING, thread.c_str (),
+              "member", G_TYPE_STRING, m.first.c_str (), NULL));
+      settle (m.first);
+    }
+  });
+  return true;
+}
+
+bool
+Session::add_tags (const std::vector<std::string> & tags)
+{
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (const std::string & t : tags)
+      if (!contains (tags_, t))
+        tags_.push_back (t);
+    if (!client_)
+      return true;
+  }
+  invoke ([this] {
+    if (online_)
+      send_presence (false);
+  });
+  return true;
+}
+
+guint
+Session::add_watches (const std::vector<std::string> & tags)
+{
+  std::vector<std::string> fresh;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (const std::string & t : tags)
+      if (!contains (watches_, t)) {
+        watches_.push_back (t);
+        fresh.push_back (t);
+      }
+    if (!client_ || fresh.empty ())
+      return 0;
+  }
+  guint id = next_event_id_++;
+  invoke ([this, fresh, id] {
+    watch_batches_.push_back (Watch { fresh, id });
+    callbacks_[id].event = false;
+    if (online_)
+      send_presence (false);
+  });
+  return id;
+}
+
+void
+Session::send_presence (bool all)
+{
+  if (all) {
+    tags_sent_.clear ();
+    for (Watch & w : watch_batches_)
+      w.sent = false;
+  }
+  std::vector<std::string> tags;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (const std::string & t : tags_)
+      if (!tags_sent_.count (t))
+        tags.push_back (t);
+  }
+  if (!tags.empty ()) {
+    JsonObject *msg = new_message ("presence:tag");
+    json_object_set_array_member (msg, "data", string_array (tags));
+    send (msg);
+    json_object_unref (msg);
+    tags_sent_.insert (tags.begin (), tags.end ());
+  }
+  for (Watch & w : watch_batches_) {
+    if (w.sent)
+      continue;
+    JsonObject *msg = new_message ("presence:watch");
+    json_object_set_array_member (msg, "to", string_array (w.tags));
+    /* Whoever answers first, now or when taking the tag later: one reply,
+     * as the protocol allows. */
+    if (callbacks_.count (w.id))
+      json_object_set_int_member (msg, "callback_id", w.id);
+    send (msg);
+    json_object_unref (msg);
+    w.sent = true;
   }
 }
 

@@ -18,7 +18,9 @@
 #include "peer.h"
 #include "signalling-client.h"
 
+#include <atomic>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,6 +41,9 @@ struct Config
   std::vector<std::string> ice_addresses;   /* empty: automatic */
   guint latency_ms = 0;
   guint stats_interval_ms = 0;          /* 0: no stats */
+  std::vector<std::string> tags;
+  std::vector<std::string> watches;
+  guint reply_timeout_ms = 0;           /* 0: wait for ever */
 };
 
 
@@ -73,6 +78,29 @@ public:
   /* New constraints for every thread joined, at once (false and a warning
    * when `text` is not a JSON object). */
   bool set_constraints (const std::string & text);
+
+  /* Events, threads and presence; any thread. Each returns false (0) when
+   * the arguments are wrong, with a warning on the bus. Before start()
+   * only the thread list and presence are kept, for the next start. */
+
+  /* An event of the application's `type` to `to` (session ids or tags)
+   * and/or every member of `thread`. With `reply`, its one answer, the
+   * server's refusal or a timeout comes back as peerjs-event-reply and
+   * through `promise` (may be null). Returns the event's id, 0 when it
+   * cannot be sent. */
+  guint send_event (const std::string & type,
+      const std::vector<std::string> & to, const std::string & thread,
+      const std::string & data, bool reply, GstPromise * promise);
+  /* Answer an event (or watch) that asked for a reply: `callback_id` as
+   * posted with it. */
+  bool reply_event (const std::string & to, const std::string & callback_id,
+      const std::string & data);
+  bool join_thread (const std::string & thread);
+  bool leave_thread (const std::string & thread);
+  /* Presence: tags last as long as the session; watches are held. A watch
+   * returns its id, which its answer carries (peerjs-event-reply). */
+  bool add_tags (const std::vector<std::string> & tags);
+  guint add_watches (const std::vector<std::string> & tags);
 
   /* PeerHost */
   GstBin *bin () override { return GST_BIN (element_); }
@@ -124,6 +152,15 @@ private:
       Media * media, std::string * error);
   void post (GstStructure * s);
   void collect_stats ();
+  /* Presence not yet known to the server: all of it when `all` (a new or
+   * forgotten session). */
+  void send_presence (bool all);
+  void on_event (JsonObject * msg, const std::string & type);
+  /* False: not a reply we wait for, and worth handling as a message. */
+  bool on_reply (JsonObject * msg);
+  /* A reply wanted for event `id`: finish it with `reply` (owned). */
+  void finish_callback (guint id, GstStructure * reply);
+  bool warn_if (bool bad, const std::string & what);
 
   GstElement *element_;
   Config config_;
@@ -132,8 +169,11 @@ private:
   GMainLoop *loop_ = nullptr;
   std::thread thread_;
 
-  mutable std::mutex lock_;             /* id_ and outgoing_ */
+  mutable std::mutex lock_;             /* id_, outgoing_, joined_ */
   std::string id_;
+  std::vector<std::string> joined_;     /* threads, as the element sees them */
+  std::vector<std::string> tags_, watches_;
+  std::atomic<guint> next_event_id_ { 1 };
   std::unique_ptr<Outgoing> outgoing_[KIND_COUNT];
   bool ended_[KIND_COUNT] = {};
 
@@ -145,6 +185,23 @@ private:
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
+  bool online_ = false;
+  /* Presence the server has (cleared when it forgets the session). */
+  std::set<std::string> tags_sent_;
+  struct Watch
+  {
+    std::vector<std::string> tags;
+    guint id;
+    bool sent = false;
+  };
+  std::vector<Watch> watch_batches_;
+  struct Pending
+  {
+    GstPromise *promise = nullptr;
+    GSource *timeout = nullptr;
+    bool event = true;                  /* false: a watch's */
+  };
+  std::map<guint, Pending> callbacks_;
 };
 
 }  // namespace peerjs

@@ -912,6 +912,190 @@ GST_START_TEST (test_chat)
 }
 END_TEST;
 
+/* Events with callbacks: answered (through the promise and the bus),
+ * refused by the server, and timed out; and events from members, answered
+ * with reply-event. */
+GST_START_TEST (test_events)
+{
+  ServerThread server;
+  Member a ("peerjssrc name=p reply-timeout=1500 " + props (server, "ev"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+  page.send (J ("{'type':'thread:connect','thread':'ev','constraints':{}}"));
+  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+
+  /* Answered. */
+  GstPromise *promise = gst_promise_new ();
+  guint id = 0;
+  g_signal_emit_by_name (a.element (), "send-event", "invite:connect",
+      page.id.c_str (), nullptr, "{\"room\":\"x\"}", TRUE, promise, &id);
+  fail_unless (id > 0, "send-event refused");
+  auto got = page.next_of ("invite:connect", 5000);
+  fail_unless (got.has_value (), "the page got no event");
+  fail_unless_equals_string (got->str ("from").c_str (), ida.c_str ());
+  fail_unless (got->text ().find ("\"data\":{\"room\":\"x\"}")
+      != std::string::npos, "data: %s", got->text ().c_str ());
+  fail_unless_equals_int (got->num ("callback_id"), id);
+  page.send ("{\"to\":\"" + ida + "\",\"callback_response\":"
+      + std::to_string (id) + ",\"data\":\"accepted\"}");
+  fail_unless_equals_int (gst_promise_wait (promise),
+      GST_PROMISE_RESULT_REPLIED);
+  const GstStructure *reply = gst_promise_get_reply (promise);
+  fail_unless (gst_structure_has_name (reply, "peerjs-event-reply"));
+  fail_unless_equals_string (gst_structure_get_string (reply, "from"),
+      page.id.c_str ());
+  fail_unless_equals_string (gst_structure_get_string (reply, "error"), "");
+  fail_unless_equals_string (gst_structure_get_string (reply, "data"),
+      "{\"data\":\"accepted\"}");
+  gst_promise_unref (promise);
+  a.wait_message ("peerjs-event-reply", {{"from", page.id}});
+
+  /* Refused: nobody by that name. */
+  promise = gst_promise_new ();
+  g_signal_emit_by_name (a.element (), "send-event", "invite:connect",
+      "nobody-here", nullptr, "1", TRUE, promise, &id);
+  fail_unless (id > 0);
+  fail_unless_equals_int (gst_promise_wait (promise),
+      GST_PROMISE_RESULT_REPLIED);
+  reply = gst_promise_get_reply (promise);
+  fail_unless_equals_string (gst_structure_get_string (reply, "error"),
+      "unknown-recipient");
+  gst_promise_unref (promise);
+
+  /* Nobody answers: a timeout after reply-timeout. */
+  promise = gst_promise_new ();
+  gint64 t0 = now_ms ();
+  g_signal_emit_by_name (a.element (), "send-event", "invite:connect",
+      nullptr, "ev", "{}", TRUE, promise, &id);
+  fail_unless (page.next_of ("invite:connect", 5000).has_value (),
+      "the thread event did not reach the page");
+  fail_unless_equals_int (gst_promise_wait (promise),
+      GST_PROMISE_RESULT_REPLIED);
+  gint64 waited = now_ms () - t0;
+  reply = gst_promise_get_reply (promise);
+  fail_unless_equals_string (gst_structure_get_string (reply, "error"),
+      "timeout");
+  fail_unless (waited >= 1400 && waited < 5000, "timed out after %"
+      G_GINT64_FORMAT " ms, reply-timeout is 1500", waited);
+  gst_promise_unref (promise);
+
+  /* The protocol's own types are not events; a thread not joined. */
+  g_signal_emit_by_name (a.element (), "send-event", "stream:offer",
+      page.id.c_str (), nullptr, "{}", FALSE, nullptr, &id);
+  fail_unless_equals_int (id, 0);
+  g_signal_emit_by_name (a.element (), "send-event", "invite:x", nullptr,
+      "elsewhere", "{}", FALSE, nullptr, &id);
+  fail_unless_equals_int (id, 0);
+
+  /* From a member, with a callback, answered by the pipeline. */
+  page.send ("{\"type\":\"invite:ring\",\"to\":[\"" + ida
+      + "\"],\"data\":{\"n\":1},\"callback_id\":5}");
+  std::string event = a.wait_message ("peerjs-event", {{"type",
+              "invite:ring"}, {"from", page.id}, {"callback-id", "5"}});
+  fail_unless (event.find ("data=(string)\"\\{\\\"n\\\":1\\}\"")
+      != std::string::npos, "event: %s", event.c_str ());
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (a.element (), "reply-event", page.id.c_str (), "5",
+      "{\"ok\":true}", &ok);
+  fail_unless (ok);
+  got = page.next (5000);
+  while (got && !got->has ("callback_response"))
+    got = page.next (5000);
+  fail_unless (got.has_value (), "no reply reached the page");
+  fail_unless_equals_int (got->num ("callback_response"), 5);
+  fail_unless (got->boolean ("ok"), "reply: %s", got->text ().c_str ());
+
+  /* Pipeline to pipeline: an event by tag, answered by reply-event. */
+  Member b ("peerjssink name=p tags=speaker " + props (server, "ev"));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  std::string idb = b.id ();
+  a.wait_message ("peerjs-thread-connect", {{"member", idb}});
+  promise = gst_promise_new ();
+  g_signal_emit_by_name (a.element (), "send-event", "invite:volume",
+      "speaker", nullptr, "{\"level\":3}", TRUE, promise, &id);
+  std::string at_b = b.wait_message ("peerjs-event", {{"type",
+              "invite:volume"}, {"from", ida}, {"to", "speaker"},
+          {"callback-id", std::to_string (id)}});
+  g_signal_emit_by_name (b.element (), "reply-event", ida.c_str (),
+      std::to_string (id).c_str (), "done", &ok);
+  fail_unless (ok);
+  fail_unless_equals_int (gst_promise_wait (promise),
+      GST_PROMISE_RESULT_REPLIED);
+  reply = gst_promise_get_reply (promise);
+  fail_unless_equals_string (gst_structure_get_string (reply, "from"),
+      idb.c_str ());
+  fail_unless_equals_string (gst_structure_get_string (reply, "data"),
+      "{\"data\":\"done\"}");
+  gst_promise_unref (promise);
+}
+END_TEST;
+
+/* Presence and threads at run time: tags, watches both ways, join-thread
+ * and leave-thread. */
+GST_START_TEST (test_presence_threads)
+{
+  ServerThread server;
+  Member a ("peerjssrc name=p tags=camera " + props (server, "pr"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+
+  /* The page watches the element's tag. */
+  page.send (J ("{'type':'presence:watch','to':['camera'],'callback_id':3}"));
+  a.wait_message ("peerjs-watch", {{"from", page.id}, {"tag", "camera"},
+          {"callback-id", "3"}});
+
+  /* The element watches a tag the page takes later; the page answers. */
+  guint wid = 0;
+  g_signal_emit_by_name (a.element (), "watch", "printer", &wid);
+  fail_unless (wid > 0, "watch refused");
+  g_usleep (200 * 1000);
+  page.send (J ("{'type':'presence:tag','data':['printer']}"));
+  auto w = page.next_of ("presence:watch", 5000);
+  fail_unless (w.has_value (), "the held watch did not reach the page");
+  fail_unless_equals_string (w->str ("from").c_str (), ida.c_str ());
+  fail_unless_equals_string (w->str ("original_to").c_str (), "printer");
+  page.send ("{\"to\":\"" + ida + "\",\"callback_response\":"
+      + std::to_string (w->num ("callback_id")) + ",\"status\":\"idle\"}");
+  std::string r = a.wait_message ("peerjs-event-reply", {{"from", page.id}});
+  fail_unless (r.find ("id=(uint)" + std::to_string (wid))
+      != std::string::npos, "reply: %s", r.c_str ());
+  g_autofree char *watch = nullptr;
+  g_object_get (a.element (), "watch", &watch, NULL);
+  fail_unless_equals_string (watch, "printer");
+
+  /* Threads at run time. */
+  page.send (J ("{'type':'thread:connect','thread':'second','constraints':{}}"));
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (a.element (), "join-thread", "second", &ok);
+  fail_unless (ok);
+  auto joined = page.next_of ("thread:connect", 5000);
+  fail_unless (joined.has_value (), "the page did not see the join");
+  fail_unless_equals_string (joined->str ("from").c_str (), ida.c_str ());
+  fail_unless_equals_string (joined->str ("thread").c_str (), "second");
+  page.send ("{\"type\":\"thread:connect\",\"to\":\"" + ida
+      + "\",\"thread\":\"second\",\"constraints\":{}}");
+  a.wait_message ("peerjs-thread-connect", {{"thread", "second"},
+          {"member", page.id}});
+  g_autofree char *threads = nullptr;
+  g_object_get (a.element (), "thread", &threads, NULL);
+  fail_unless_equals_string (threads, "pr,second");
+
+  g_signal_emit_by_name (a.element (), "leave-thread", "second", &ok);
+  fail_unless (ok);
+  auto left = page.next_of ("thread:disconnect", 5000);
+  fail_unless (left.has_value (), "the page did not see the element leave");
+  fail_unless_equals_string (left->str ("from").c_str (), ida.c_str ());
+  g_signal_emit_by_name (a.element (), "leave-thread", "second", &ok);
+  fail_if (ok, "left a thread twice");
+  g_signal_emit_by_name (a.element (), "join-thread", "", &ok);
+  fail_if (ok, "joined a thread without a name");
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -1035,6 +1219,8 @@ elements_suite ()
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
   tcase_add_test (tc, test_chat);
+  tcase_add_test (tc, test_events);
+  tcase_add_test (tc, test_presence_threads);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
