@@ -38,6 +38,8 @@ enum
   PROP_TAGS,
   PROP_WATCH,
   PROP_REPLY_TIMEOUT,
+  PROP_DOWNLOAD_DIR,
+  PROP_ACCEPT_FILES,
   PROP_MIX,
   PROP_MIX_WIDTH,
   PROP_MIX_HEIGHT,
@@ -63,9 +65,32 @@ GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SRC, GST_PAD_SOMETIMES,
 static GstStaticPadTemplate audio_mix_template =
 GST_STATIC_PAD_TEMPLATE ("audio", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS ("audio/x-raw, rate = (int) 48000, channels = (int) 2"));
+static GstStaticPadTemplate file_src_template =
+GST_STATIC_PAD_TEMPLATE ("file_%s_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS_ANY);
 static GstStaticPadTemplate audio_src_template =
 GST_STATIC_PAD_TEMPLATE ("audio_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS ("audio/x-raw"));
+
+#define GST_TYPE_PEERJS_ACCEPT_FILES (gst_peerjs_accept_files_get_type ())
+static GType
+gst_peerjs_accept_files_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {(gint) peerjs::Accept::None, "Receive no files", "none"},
+    {(gint) peerjs::Accept::Signal,
+        "Receive the files the application asks for with request-file",
+        "signal"},
+    {(gint) peerjs::Accept::All, "Receive every file offered", "all"},
+    {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstPeerJSAcceptFiles", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
 
 namespace {
 
@@ -86,6 +111,8 @@ struct Settings
   std::string tags;
   std::string watch;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
+  std::string download_dir;
+  peerjs::Accept accept = peerjs::Accept::Signal;
   bool mix = false;
   int mix_width = DEFAULT_MIX_WIDTH;
   int mix_height = DEFAULT_MIX_HEIGHT;
@@ -299,6 +326,12 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_REPLY_TIMEOUT:
       s.reply_timeout = g_value_get_uint (value);
       break;
+    case PROP_DOWNLOAD_DIR:
+      set_string (s.download_dir, value);
+      break;
+    case PROP_ACCEPT_FILES:
+      s.accept = (peerjs::Accept) g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -365,6 +398,12 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_REPLY_TIMEOUT:
       g_value_set_uint (value, s.reply_timeout);
+      break;
+    case PROP_DOWNLOAD_DIR:
+      str (s.download_dir);
+      break;
+    case PROP_ACCEPT_FILES:
+      g_value_set_enum (value, (gint) s.accept);
       break;
     case PROP_MIX:
       g_value_set_boolean (value, s.mix);
@@ -448,6 +487,8 @@ make_config (GstPeerJSBase * self)
   c.tags = split_list (s.tags);
   c.watches = split_list (s.watch);
   c.reply_timeout_ms = s.reply_timeout;
+  c.download_dir = s.download_dir;
+  c.accept = s.accept;
   return c;
 }
 
@@ -698,6 +739,29 @@ gst_peerjs_base_watch (GstPeerJSBase * self, const gchar * tags)
   return priv->session->add_watches (items);
 }
 
+static gchar *
+gst_peerjs_base_offer_file (GstPeerJSBase * self, const gchar * path,
+    const gchar * to, const gchar * thread)
+{
+  std::string id = priv_of (self)->session->offer_file (path ? path : "",
+      split_list (to ? to : ""), thread ? thread : "");
+  return id.empty () ? nullptr : g_strdup (id.c_str ());
+}
+
+static gboolean
+gst_peerjs_base_request_file (GstPeerJSBase * self, const gchar * member,
+    const gchar * id)
+{
+  return priv_of (self)->session->request_file (member ? member : "",
+      id ? id : "");
+}
+
+static gboolean
+gst_peerjs_base_cancel_file (GstPeerJSBase * self, const gchar * id)
+{
+  return priv_of (self)->session->cancel_file (id ? id : "");
+}
+
 static void
 gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
 {
@@ -793,8 +857,30 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "ends with the error \"timeout\" (0: for ever)", 0, G_MAXUINT,
           DEFAULT_REPLY_TIMEOUT, rw));
 
+  g_object_class_install_property (gobject_class, PROP_DOWNLOAD_DIR,
+      g_param_spec_string ("download-dir", "Download directory",
+          "Where received files are saved: under a temporary name while they "
+          "arrive, renamed to their own name once complete and verified "
+          "(SHA-256). Unset: not saved (a receiving element still gives them "
+          "out of its file pads)", nullptr, rw));
+  g_object_class_install_property (gobject_class, PROP_ACCEPT_FILES,
+      g_param_spec_enum ("accept-files", "Accept files",
+          "Which files offered by members are received: none, those the "
+          "application asks for with request-file (signal), or all",
+          GST_TYPE_PEERJS_ACCEPT_FILES, (gint) peerjs::Accept::Signal, rw));
+
   const GSignalFlags action = (GSignalFlags) (G_SIGNAL_RUN_LAST
       | G_SIGNAL_ACTION);
+  g_signal_new_class_handler ("offer-file", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_offer_file), nullptr, nullptr,
+      nullptr, G_TYPE_STRING, 3, G_TYPE_STRING, G_TYPE_STRING,
+      G_TYPE_STRING);
+  g_signal_new_class_handler ("request-file", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_request_file), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 2, G_TYPE_STRING, G_TYPE_STRING);
+  g_signal_new_class_handler ("cancel-file", G_TYPE_FROM_CLASS (klass),
+      action, G_CALLBACK (gst_peerjs_base_cancel_file), nullptr, nullptr,
+      nullptr, G_TYPE_BOOLEAN, 1, G_TYPE_STRING);
   g_signal_new_class_handler ("send-message", G_TYPE_FROM_CLASS (klass),
       action, G_CALLBACK (gst_peerjs_base_send_message), nullptr, nullptr,
       nullptr, G_TYPE_BOOLEAN, 2, G_TYPE_STRING, G_TYPE_STRING);
@@ -833,6 +919,8 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       nullptr, G_TYPE_UINT, 1, G_TYPE_STRING);
 
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_BASE, (GstPluginAPIFlags) 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_ACCEPT_FILES,
+      (GstPluginAPIFlags) 0);
 }
 
 void
@@ -857,6 +945,8 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
         &video_src_template);
     gst_element_class_add_static_pad_template (element_class,
         &audio_src_template);
+    gst_element_class_add_static_pad_template (element_class,
+        &file_src_template);
   }
   if (receives && !sends) {
     /* Mixing is for the receiver alone: peerjsbin's "video" and "audio"

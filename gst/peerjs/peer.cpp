@@ -210,6 +210,15 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
           });
         }
       }), this);
+  g_signal_connect (webrtc_, "on-data-channel", G_CALLBACK (+[] (GstElement *,
+              GstWebRTCDataChannel * channel, gpointer data) {
+        auto *self = static_cast<Peer *> (data);
+        g_autofree char *label = nullptr;
+        g_object_get (channel, "label", &label, NULL);
+        /* The master's "data" channel carries nothing we read. */
+        if (label && g_str_has_prefix (label, "file:"))
+          self->host_.file_channel (self->id_, channel);
+      }), this);
   gst_element_sync_state_with_parent (webrtc_);
 
   /* peer.js expects the master's channel; it also gives the connection an
@@ -676,9 +685,32 @@ Peer::on_candidate (guint mline, const std::string & candidate)
 }
 
 void
+Peer::open_channel (const std::string & label,
+    std::function<void (GstWebRTCDataChannel *)> ready)
+{
+  if (closed_) {
+    ready (nullptr);
+    return;
+  }
+  if (!negotiated_once_) {
+    pending_channels_.emplace_back (label, std::move (ready));
+    return;
+  }
+  GstWebRTCDataChannel *channel = nullptr;
+  g_signal_emit_by_name (webrtc_, "create-data-channel", label.c_str (),
+      nullptr, &channel);
+  ready (channel);
+  g_clear_object (&channel);
+}
+
+void
 Peer::negotiated ()
 {
   negotiated_once_ = true;
+  auto waiting = std::move (pending_channels_);
+  pending_channels_.clear ();
+  for (auto & c : waiting)
+    open_channel (c.first, std::move (c.second));
   for (int k = 0; k < KIND_COUNT; k++) {
     Slot & s = slots_[k];
     bool sending = s.trans && sends (s.local) && recvs (s.remote);
@@ -870,6 +902,10 @@ Peer::close ()
   closed_ = true;
   GST_DEBUG ("%s: closing", id_.c_str ());
   stop_watching_answer ();
+  auto waiting = std::move (pending_channels_);
+  pending_channels_.clear ();
+  for (auto & c : waiting)
+    c.second (nullptr);
   {
     std::lock_guard<std::mutex> guard (lock_);
     closing_ = true;

@@ -52,6 +52,9 @@ public:
   /* The connection to `member` is beyond repair; on the signalling thread. */
   virtual void peer_failed (const std::string & member,
       const std::string & reason) = 0;
+  /* The member opened a data channel for a file (webrtcbin's thread). */
+  virtual void file_channel (const std::string & member,
+      GstWebRTCDataChannel * channel) = 0;
 };
 
 class Peer
@@ -75,6 +78,12 @@ public:
   /* Ask webrtcbin for statistics and hand `post` one peerjs-stats
    * structure when they come (on a webrtcbin thread). */
   void stats (std::function<void (GstStructure *)> post);
+
+  /* A data channel of ours labelled `label` (ordered, reliable), handed
+   * to `ready` once the connection was negotiated (webrtcbin makes the
+   * SCTP association then), or null when the connection closes first. */
+  void open_channel (const std::string & label,
+      std::function<void (GstWebRTCDataChannel *)> ready);
 
   /* Stop everything and take our elements out of the bin. */
   void close ();
@@ -140,6 +149,8 @@ private:
   bool offer_again_ = false;
   bool closed_ = false;
   std::string pending_offer_;      /* held until our streams know codecs */
+  std::vector<std::pair<std::string,
+      std::function<void (GstWebRTCDataChannel *)>>> pending_channels_;
   GSource *resend_ = nullptr;      /* sends the offer again (watch_answer) */
 
   std::mutex expose_lock_;         /* one expose () at a time */

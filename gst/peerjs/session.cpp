@@ -109,7 +109,8 @@ payload_json (JsonObject * msg)
 
 }  // namespace
 
-Session::Session (GstElement * element) : element_ (element) {}
+Session::Session (GstElement * element)
+  : element_ (element), files_ (std::make_unique<Files> (*this)) {}
 
 bool
 Session::parse_constraints (const std::string & text, bool * fixed,
@@ -218,6 +219,12 @@ Session::start (const Config & config)
     return false;
   }
 
+  Files::Settings files;
+  files.download_dir = config_.download_dir;
+  files.accept = config_.accept;
+  files.pads = config_.receives;
+  files_->configure (files);
+
   context_ = g_main_context_new ();
   loop_ = g_main_loop_new (context_, FALSE);
   thread_ = std::thread ([this] {
@@ -251,6 +258,8 @@ Session::stop ()
 {
   if (!client_)
     return;
+  /* Transfers end first, telling the members, while connections last. */
+  files_->stop ();
   client_->stop ();
   g_main_context_invoke (context_, [] (gpointer loop) {
     g_main_loop_quit (static_cast<GMainLoop *> (loop));
@@ -743,6 +752,10 @@ Session::close_peer (const std::string & member)
   auto it = peers_.find (member);
   if (it == peers_.end ())
     return;
+  files_->member_gone (member);
+  it = peers_.find (member);
+  if (it == peers_.end ())
+    return;
   std::unique_ptr<Peer> peer = std::move (it->second);
   peers_.erase (it);
   peer->close ();
@@ -754,7 +767,7 @@ Session::settle (const std::string & member)
   if (shares_thread (member)) {
     if (Peer *p = ensure_peer (member))
       p->sync ();
-  } else {
+  } else if (!files_->busy (member)) {
     close_peer (member);
   }
 }
@@ -864,6 +877,12 @@ Session::on_message (JsonObject * msg)
             "thread", G_TYPE_STRING, thread.c_str (),
             "text", G_TYPE_STRING, text.c_str (),
             "data", G_TYPE_STRING, json, NULL));
+  } else if (type == "file:offer") {
+    files_->on_offer (msg);
+  } else if (type == "file:request") {
+    files_->on_request (msg);
+  } else if (type == "file:cancel") {
+    files_->on_cancel (msg);
   } else if (!type.empty () && type != "error"
       && !g_str_has_prefix (type.c_str (), "thread:")
       && !g_str_has_prefix (type.c_str (), "stream:")
@@ -1219,6 +1238,75 @@ Session::send_presence (bool all)
     json_object_unref (msg);
     w.sent = true;
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* Files */
+
+std::string
+Session::offer_file (const std::string & path,
+    const std::vector<std::string> & to, const std::string & thread)
+{
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (warn_if (!client_, "offer-file: the element is not started")
+        || warn_if (!thread.empty () && !contains (joined_, thread),
+            "offer-file: not a member of thread '" + thread + "'"))
+      return {};
+  }
+  std::string error;
+  std::string id = files_->offer (path, to, thread, &error);
+  warn_if (id.empty (), error);
+  return id;
+}
+
+bool
+Session::request_file (const std::string & member, const std::string & id)
+{
+  std::string error;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (warn_if (!client_, "request-file: the element is not started"))
+      return false;
+  }
+  return !warn_if (!files_->request (member, id, &error), error);
+}
+
+bool
+Session::cancel_file (const std::string & id)
+{
+  return files_->cancel (id);
+}
+
+void
+Session::file_channel (const std::string & member,
+    GstWebRTCDataChannel * channel)
+{
+  files_->incoming (member, channel);
+}
+
+void
+Session::open_channel (const std::string & member, const std::string & label,
+    std::function<void (GstWebRTCDataChannel *)> ready)
+{
+  invoke ([this, member, label, ready] {
+    auto it = peers_.find (member);
+    Peer *p = it != peers_.end () ? it->second.get () : ensure_peer (member);
+    if (!p) {
+      ready (nullptr);
+      return;
+    }
+    p->open_channel (label, ready);
+  });
+}
+
+void
+Session::transfer_ended (const std::string & member)
+{
+  invoke ([this, member] {
+    if (peers_.count (member) && !shares_thread (member))
+      settle (member);
+  });
 }
 
 void

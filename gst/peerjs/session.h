@@ -13,6 +13,7 @@
  */
 #pragma once
 
+#include "files.h"
 #include "media.h"
 #include "messages.h"
 #include "peer.h"
@@ -44,10 +45,12 @@ struct Config
   std::vector<std::string> tags;
   std::vector<std::string> watches;
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
+  std::string download_dir;             /* "": files are not saved */
+  Accept accept = Accept::Signal;
 };
 
 
-class Session : public PeerHost
+class Session : public PeerHost, public FileHost
 {
 public:
   explicit Session (GstElement * element);
@@ -102,6 +105,12 @@ public:
   bool add_tags (const std::vector<std::string> & tags);
   guint add_watches (const std::vector<std::string> & tags);
 
+  /* Files (files.h); false or "" with a warning on the bus. */
+  std::string offer_file (const std::string & path,
+      const std::vector<std::string> & to, const std::string & thread);
+  bool request_file (const std::string & member, const std::string & id);
+  bool cancel_file (const std::string & id);
+
   /* PeerHost */
   GstBin *bin () override { return GST_BIN (element_); }
   void send (JsonObject * msg) override;
@@ -118,6 +127,15 @@ public:
       Kind kind) override;
   void peer_failed (const std::string & member,
       const std::string & reason) override;
+  void file_channel (const std::string & member,
+      GstWebRTCDataChannel * channel) override;
+
+  /* FileHost (send and invoke as above) */
+  void post (GstStructure * s) override;
+  void open_channel (const std::string & member, const std::string & label,
+      std::function<void (GstWebRTCDataChannel *)> ready) override;
+  void transfer_ended (const std::string & member) override;
+  GstElement *element () override { return element_; }
 
 private:
   struct Media
@@ -150,7 +168,6 @@ private:
   void constraints_changed (bool announce);
   static bool parse_constraints (const std::string & text, bool * fixed,
       Media * media, std::string * error);
-  void post (GstStructure * s);
   void collect_stats ();
   /* Presence not yet known to the server: all of it when `all` (a new or
    * forgotten session). */
@@ -185,6 +202,7 @@ private:
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
+  std::unique_ptr<Files> files_;
   bool online_ = false;
   /* Presence the server has (cleared when it forgets the session). */
   std::set<std::string> tags_sent_;
