@@ -23,6 +23,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -71,6 +72,10 @@ struct Output
   int peak = 0;                 /* largest |sample| of S16 audio */
   std::string caps;
   bool removed = false;
+  /* File pads: every byte, hashed. */
+  guint64 bytes = 0;
+  std::shared_ptr<GChecksum> sha;
+  std::string digest;           /* set at EOS */
 };
 
 /* A pipeline around one peerjs element named "p". Member pads are linked
@@ -282,7 +287,10 @@ private:
       return;
     std::string name = GST_PAD_NAME (pad);
     bool video = g_str_has_prefix (name.c_str (), "video");
-    std::string desc = video
+    bool file = g_str_has_prefix (name.c_str (), "file_");
+    std::string desc = file
+        ? "queue ! fakesink signal-handoffs=true sync=false async=false"
+        : video
         ? "queue ! videoconvert ! video/x-raw,format=I420 ! "
           "fakesink signal-handoffs=true sync=false async=false"
         : "queue ! audioconvert ! audio/x-raw,format=S16LE ! "
@@ -319,7 +327,26 @@ private:
     Output & o = outputs_[name];
     o = Output ();
     o.pad = name;
+    if (file) {
+      o.sha.reset (g_checksum_new (G_CHECKSUM_SHA256), g_checksum_free);
+      gst_pad_add_probe (sinkpad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+          [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
+            auto *c = static_cast<std::pair<Member *, std::string> *> (data);
+            if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_EOS)
+              c->first->on_file_eos (c->second);
+            return GST_PAD_PROBE_OK;
+          }, new std::pair<Member *, std::string> (this, name), [] (gpointer d) {
+            delete static_cast<std::pair<Member *, std::string> *> (d);
+          });
+    }
     branches_[name] = branch;
+  }
+
+  void on_file_eos (const std::string & pad)
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    Output & o = outputs_[pad];
+    o.digest = g_checksum_get_string (o.sha.get ());
   }
 
   void on_pad_removed (GstPad * pad)
@@ -351,6 +378,17 @@ private:
     guint sum = 0;
     int peak = 0;
     bool video = g_str_has_prefix (pad.c_str (), "video");
+    if (g_str_has_prefix (pad.c_str (), "file_")) {
+      std::lock_guard<std::mutex> guard (lock_);
+      Output & o = outputs_[pad];
+      if (gst_buffer_map (buf, &map, GST_MAP_READ)) {
+        g_checksum_update (o.sha.get (), map.data, map.size);
+        o.bytes += map.size;
+        gst_buffer_unmap (buf, &map);
+      }
+      o.buffers++;
+      return;
+    }
     if (gst_buffer_map (buf, &map, GST_MAP_READ)) {
       if (video) {
         for (gsize i = 0; i < map.size; i += 7)
@@ -433,6 +471,95 @@ check_audio (Member & m, const std::string & pad, int buffers)
       "pad %s: caps %s, wanted 48 kHz audio", pad.c_str (), o.caps.c_str ());
   fail_unless (o.peak > 1000, "pad %s: peak %d, the tone is not there",
       pad.c_str (), o.peak);
+}
+
+/* A directory of its own for a case, removed with what is in it. */
+class TempDir
+{
+public:
+  TempDir ()
+  {
+    char *d = g_dir_make_tmp ("peerjs-files-XXXXXX", nullptr);
+    fail_unless (d != nullptr);
+    path_ = d;
+    g_free (d);
+  }
+  ~TempDir ()
+  {
+    std::string cmd = "rm -rf '" + path_ + "'";
+    if (system (cmd.c_str ()) != 0)
+      g_printerr ("could not remove %s\n", path_.c_str ());
+  }
+  std::string operator/ (const std::string & name) const
+  {
+    return path_ + "/" + name;
+  }
+  const std::string & path () const { return path_; }
+
+private:
+  std::string path_;
+};
+
+std::string
+sha256_of_file (const std::string & path)
+{
+  FILE *f = fopen (path.c_str (), "rb");
+  if (!f)
+    return {};
+  GChecksum *sha = g_checksum_new (G_CHECKSUM_SHA256);
+  std::vector<guint8> buf (1 << 20);
+  size_t n;
+  while ((n = fread (buf.data (), 1, buf.size (), f)) > 0)
+    g_checksum_update (sha, buf.data (), n);
+  fclose (f);
+  std::string out = g_checksum_get_string (sha);
+  g_checksum_free (sha);
+  return out;
+}
+
+/* `size` random bytes at `path`; returns their SHA-256. */
+std::string
+random_file (const std::string & path, gsize size)
+{
+  FILE *f = fopen (path.c_str (), "wb");
+  fail_unless (f != nullptr);
+  std::vector<guint32> buf (1 << 18);
+  gsize left = size;
+  GRand *r = g_rand_new ();
+  while (left > 0) {
+    for (auto & w : buf)
+      w = g_rand_int (r);
+    gsize n = MIN (left, buf.size () * 4);
+    fail_unless (fwrite (buf.data (), 1, n, f) == n);
+    left -= n;
+  }
+  g_rand_free (r);
+  fclose (f);
+  return sha256_of_file (path);
+}
+
+/* Files in `dir` whose name ends with `suffix`. */
+int
+count_files (const std::string & dir, const std::string & suffix)
+{
+  int n = 0;
+  GDir *d = g_dir_open (dir.c_str (), 0, nullptr);
+  if (!d)
+    return 0;
+  while (const char *name = g_dir_read_name (d))
+    n += g_str_has_suffix (name, suffix.c_str ());
+  g_dir_close (d);
+  return n;
+}
+
+/* The value of `field` in a structure printed as text. */
+std::string
+field (const std::string & text, const std::string & name)
+{
+  g_autoptr (GstStructure) s = gst_structure_from_string (text.c_str (),
+      nullptr);
+  const char *v = s ? gst_structure_get_string (s, name.c_str ()) : nullptr;
+  return v ? v : "";
 }
 
 }  // namespace
@@ -1096,6 +1223,56 @@ GST_START_TEST (test_presence_threads)
 }
 END_TEST;
 
+/* A 50 MB file from one pipeline to another: offered to the thread,
+ * accepted by policy, saved under its own name with the same SHA-256, and
+ * given out of a file pad byte for byte. */
+GST_START_TEST (test_file_gst_to_gst)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  std::string want = random_file (path, 50 * 1000 * 1000);
+  g_mkdir ((dir / "in").c_str (), 0700);
+  Member b ("peerjssrc name=p accept-files=all download-dir=" + (dir / "in")
+      + " " + props (server, "files"));
+  Member a ("peerjssink name=p " + props (server, "files"));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id (), idb = b.id ();
+  a.wait_message ("peerjs-thread-connect", {{"member", idb}});
+
+  g_autofree char *id = nullptr;
+  gint64 t0 = now_ms ();
+  g_signal_emit_by_name (a.element (), "offer-file", path.c_str (), nullptr,
+      "files", &id);
+  fail_unless (id != nullptr, "offer-file refused");
+  b.wait_message ("peerjs-file-offer", {{"id", id}, {"from", ida},
+          {"name", "big.bin"}});
+  std::string done = b.wait_message ("peerjs-file-complete", {{"id", id},
+          {"direction", "receive"}}, 120000);
+  gint64 ms = now_ms () - t0;
+  g_print ("50 MB gst to gst in %" G_GINT64_FORMAT " ms: %.1f MB/s\n", ms,
+      50000.0 / MAX (ms, 1));
+  std::string got_sha = field (done, "sha256"), got_path = field (done, "path");
+  std::string saved = dir / "in/big.bin";
+  std::string saved_sha = sha256_of_file (saved);
+  fail_unless_equals_string (got_sha.c_str (), want.c_str ());
+  fail_unless_equals_string (got_path.c_str (), saved.c_str ());
+  fail_unless_equals_string (saved_sha.c_str (), want.c_str ());
+  fail_unless_equals_int (count_files (dir / "in", ".part"), 0);
+  a.wait_message ("peerjs-file-complete", {{"id", id}, {"direction",
+              "send"}});
+  fail_unless (b.count ("peerjs-file-progress", {{"id", id}}) >= 1);
+
+  std::string pad = "file_" + ida + "_" + id;
+  fail_unless (wait_until ([&] { return !b.output (pad).digest.empty (); }),
+      "the file pad %s did not end: %s", pad.c_str (), b.describe ().c_str ());
+  std::string pad_sha = b.output (pad).digest;
+  fail_unless_equals_string (pad_sha.c_str (), want.c_str ());
+  fail_unless (b.errors ().empty (), "%s", b.describe ().c_str ());
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -1221,6 +1398,7 @@ elements_suite ()
   tcase_add_test (tc, test_chat);
   tcase_add_test (tc, test_events);
   tcase_add_test (tc, test_presence_threads);
+  tcase_add_test (tc, test_file_gst_to_gst);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
