@@ -762,8 +762,10 @@ Files::remove (Transfer * t)
 }
 
 std::string
-Files::offer (const std::string & path, const std::vector<std::string> & to,
-    const std::string & thread, std::string * error)
+Files::offer (const std::string & path, const std::string & name,
+    const std::vector<std::string> & to,
+    const std::vector<std::string> & threads, bool temporary,
+    std::string * error)
 {
   GStatBuf st;
   if (g_stat (path.c_str (), &st) != 0 || !S_ISREG (st.st_mode)) {
@@ -776,14 +778,15 @@ Files::offer (const std::string & path, const std::vector<std::string> & to,
     return {};
   }
   fclose (f);
-  if (to.empty () && thread.empty ()) {
+  if (to.empty () && threads.empty ()) {
     *error = "offer-file: give a thread or members to offer it to";
     return {};
   }
   Offer o;
   o.path = path;
   g_autofree char *base = g_path_get_basename (path.c_str ());
-  o.name = base;
+  o.name = name.empty () ? base : name;
+  o.temporary = temporary;
   o.mime = guess_mime (o.name);
   o.size = (guint64) st.st_size;
   std::string id = random_id ();
@@ -791,22 +794,29 @@ Files::offer (const std::string & path, const std::vector<std::string> & to,
     std::lock_guard<std::mutex> guard (lock_);
     offers_[id] = o;
   }
-  JsonObject *msg = json_object_new ();
-  json_object_set_string_member (msg, "type", "file:offer");
-  if (!thread.empty ())
-    json_object_set_string_member (msg, "thread", thread.c_str ());
-  if (!to.empty ()) {
-    JsonArray *a = json_array_new ();
-    for (const std::string & m : to)
-      json_array_add_string_element (a, m.c_str ());
-    json_object_set_array_member (msg, "to", a);
+  /* One offer per thread, and one to the members named: each reaches
+   * whom it names, all with the same id. */
+  std::vector<std::string> targets = threads;
+  if (!to.empty ())
+    targets.push_back ("");
+  for (const std::string & thread : targets) {
+    JsonObject *msg = json_object_new ();
+    json_object_set_string_member (msg, "type", "file:offer");
+    if (!thread.empty ()) {
+      json_object_set_string_member (msg, "thread", thread.c_str ());
+    } else {
+      JsonArray *a = json_array_new ();
+      for (const std::string & m : to)
+        json_array_add_string_element (a, m.c_str ());
+      json_object_set_array_member (msg, "to", a);
+    }
+    json_object_set_string_member (msg, "id", id.c_str ());
+    json_object_set_string_member (msg, "name", o.name.c_str ());
+    json_object_set_int_member (msg, "size", o.size);
+    json_object_set_string_member (msg, "mime", o.mime.c_str ());
+    host_.send (msg);
+    json_object_unref (msg);
   }
-  json_object_set_string_member (msg, "id", id.c_str ());
-  json_object_set_string_member (msg, "name", o.name.c_str ());
-  json_object_set_int_member (msg, "size", o.size);
-  json_object_set_string_member (msg, "mime", o.mime.c_str ());
-  host_.send (msg);
-  json_object_unref (msg);
   return id;
 }
 
@@ -862,7 +872,14 @@ Files::cancel (const std::string & id)
   bool withdrawn;
   {
     std::lock_guard<std::mutex> guard (lock_);
-    withdrawn = offers_.erase (id) > 0;
+    auto o = offers_.find (id);
+    withdrawn = o != offers_.end ();
+    if (withdrawn) {
+      /* A transfer going on reads from its own open file. */
+      if (o->second.temporary)
+        g_unlink (o->second.path.c_str ());
+      offers_.erase (o);
+    }
     for (auto & t : transfers_)
       if (t->id == id)
         hit.push_back (t);
@@ -1068,6 +1085,9 @@ Files::stop ()
   for (auto & t : all)
     t->finish ("the element stopped", true);
   std::lock_guard<std::mutex> guard (lock_);
+  for (auto & o : offers_)
+    if (o.second.temporary)
+      g_unlink (o.second.path.c_str ());
   offers_.clear ();
   offered_.clear ();
 }

@@ -71,8 +71,9 @@ public:
 
   /* Application side. offer() returns the offer's id, or "" with `error`
    * set. */
-  std::string offer (const std::string & path,
-      const std::vector<std::string> & to, const std::string & thread,
+  std::string offer (const std::string & path, const std::string & name,
+      const std::vector<std::string> & to,
+      const std::vector<std::string> & threads, bool temporary,
       std::string * error);
   bool request (const std::string & member, const std::string & id,
       std::string * error);
@@ -99,6 +100,7 @@ private:
     std::string name;
     std::string mime;
     guint64 size = 0;
+    bool temporary = false;     /* ours to delete: a file pad's stream */
   };
   struct Offered               /* by a member, to us */
   {

@@ -2,6 +2,9 @@
 
 #include "session.h"
 
+#include <glib/gstdio.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <mutex>
 #include <sstream>
@@ -65,6 +68,12 @@ GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SRC, GST_PAD_SOMETIMES,
 static GstStaticPadTemplate audio_mix_template =
 GST_STATIC_PAD_TEMPLATE ("audio", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS ("audio/x-raw, rate = (int) 48000, channels = (int) 2"));
+/* Before "video" and "audio": a source with caps ANY (filesrc) links here,
+ * while raw and encoded media, which application/octet-stream does not
+ * take, go to their own pads. The pad itself takes any caps. */
+static GstStaticPadTemplate file_sink_template =
+GST_STATIC_PAD_TEMPLATE ("file_%u", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS ("application/octet-stream"));
 static GstStaticPadTemplate file_src_template =
 GST_STATIC_PAD_TEMPLATE ("file_%s_%s", GST_PAD_SRC, GST_PAD_SOMETIMES,
     GST_STATIC_CAPS_ANY);
@@ -153,6 +162,101 @@ merged (const std::string & list, const std::vector<std::string> & items)
 }
 
 }  // namespace
+
+/* A file_%u pad: the bytes it gets are kept in a temporary file, offered
+ * to the threads at EOS. */
+#define GST_TYPE_PEERJS_FILE_PAD (gst_peerjs_file_pad_get_type ())
+G_DECLARE_FINAL_TYPE (GstPeerJSFilePad, gst_peerjs_file_pad, GST,
+    PEERJS_FILE_PAD, GstPad)
+
+struct FileInput
+{
+  std::string file_name;        /* the property */
+  std::string title;            /* from a tag */
+  std::string temp;
+  FILE *file = nullptr;
+  guint64 size = 0;
+  bool offered = false;
+  ~FileInput ()
+  {
+    if (file)
+      fclose (file);
+    if (!temp.empty () && !offered)
+      g_unlink (temp.c_str ());
+  }
+};
+
+struct _GstPeerJSFilePad
+{
+  GstPad parent;
+  FileInput *input;
+};
+
+enum
+{
+  PROP_PAD_0,
+  PROP_PAD_FILE_NAME,
+};
+
+G_DEFINE_TYPE (GstPeerJSFilePad, gst_peerjs_file_pad, GST_TYPE_PAD);
+
+static void
+gst_peerjs_file_pad_finalize (GObject * object)
+{
+  delete GST_PEERJS_FILE_PAD (object)->input;
+  G_OBJECT_CLASS (gst_peerjs_file_pad_parent_class)->finalize (object);
+}
+
+static void
+gst_peerjs_file_pad_set_property (GObject * object, guint id,
+    const GValue * value, GParamSpec * pspec)
+{
+  auto *pad = GST_PEERJS_FILE_PAD (object);
+  if (id == PROP_PAD_FILE_NAME) {
+    const char *v = g_value_get_string (value);
+    GST_OBJECT_LOCK (pad);
+    pad->input->file_name = v ? v : "";
+    GST_OBJECT_UNLOCK (pad);
+  } else {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+  }
+}
+
+static void
+gst_peerjs_file_pad_get_property (GObject * object, guint id, GValue * value,
+    GParamSpec * pspec)
+{
+  auto *pad = GST_PEERJS_FILE_PAD (object);
+  if (id == PROP_PAD_FILE_NAME) {
+    GST_OBJECT_LOCK (pad);
+    g_value_set_string (value, pad->input->file_name.empty () ? nullptr
+        : pad->input->file_name.c_str ());
+    GST_OBJECT_UNLOCK (pad);
+  } else {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+  }
+}
+
+static void
+gst_peerjs_file_pad_class_init (GstPeerJSFilePadClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  gobject_class->finalize = gst_peerjs_file_pad_finalize;
+  gobject_class->set_property = gst_peerjs_file_pad_set_property;
+  gobject_class->get_property = gst_peerjs_file_pad_get_property;
+  g_object_class_install_property (gobject_class, PROP_PAD_FILE_NAME,
+      g_param_spec_string ("file-name", "File name",
+          "The name the file is offered under. Unset: the stream's title "
+          "tag, or the name of the file upstream (filesrc), or \"file\"",
+          nullptr, (GParamFlags) (G_PARAM_READWRITE
+              | G_PARAM_STATIC_STRINGS)));
+}
+
+static void
+gst_peerjs_file_pad_init (GstPeerJSFilePad * pad)
+{
+  pad->input = new FileInput ();
+}
 
 struct GstPeerJSBasePrivateCpp
 {
@@ -420,11 +524,156 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
   }
 }
 
+static GstFlowReturn
+gst_peerjs_file_pad_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+{
+  FileInput *in = GST_PEERJS_FILE_PAD (pad)->input;
+  GstMapInfo map;
+  if (!in->file) {
+    char *path = nullptr;
+    int fd = g_file_open_tmp ("peerjs-file-XXXXXX", &path, nullptr);
+    in->temp = path ? path : "";
+    g_free (path);
+    in->file = fd >= 0 ? fdopen (fd, "wb") : nullptr;
+    if (!in->file) {
+      GST_ELEMENT_ERROR (parent, RESOURCE, OPEN_WRITE,
+          ("Cannot keep the stream of pad %s in a temporary file.",
+              GST_PAD_NAME (pad)), ("%s", g_strerror (errno)));
+      gst_buffer_unref (buf);
+      return GST_FLOW_ERROR;
+    }
+  }
+  bool ok = gst_buffer_map (buf, &map, GST_MAP_READ);
+  if (ok) {
+    ok = fwrite (map.data, 1, map.size, in->file) == map.size;
+    in->size += map.size;
+    gst_buffer_unmap (buf, &map);
+  }
+  gst_buffer_unref (buf);
+  if (!ok) {
+    GST_ELEMENT_ERROR (parent, RESOURCE, WRITE,
+        ("Cannot keep the stream of pad %s in %s.", GST_PAD_NAME (pad),
+            in->temp.c_str ()), ("%s", g_strerror (errno)));
+    return GST_FLOW_ERROR;
+  }
+  return GST_FLOW_OK;
+}
+
+static gboolean
+gst_peerjs_file_pad_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  FileInput *in = GST_PEERJS_FILE_PAD (pad)->input;
+  if (GST_EVENT_TYPE (event) == GST_EVENT_TAG) {
+    GstTagList *tags = nullptr;
+    gst_event_parse_tag (event, &tags);
+    g_autofree char *title = nullptr;
+    if (gst_tag_list_get_string (tags, GST_TAG_TITLE, &title))
+      in->title = title;
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && !in->offered) {
+    /* The name: the property, a title tag, or the file upstream's. */
+    std::string name;
+    GST_OBJECT_LOCK (pad);
+    name = in->file_name;
+    GST_OBJECT_UNLOCK (pad);
+    if (name.empty ())
+      name = in->title;
+    if (name.empty ()) {
+      GstQuery *q = gst_query_new_uri ();
+      g_autofree char *uri = nullptr;
+      if (gst_pad_peer_query (pad, q))
+        gst_query_parse_uri (q, &uri);
+      gst_query_unref (q);
+      g_autofree char *file = uri ? g_filename_from_uri (uri, nullptr,
+          nullptr) : nullptr;
+      g_autofree char *base = file ? g_path_get_basename (file) : nullptr;
+      if (base)
+        name = base;
+    }
+    if (name.empty ())
+      name = "file";
+    if (!in->file) {
+      /* Nothing came: an empty file is still a file. */
+      char *path = nullptr;
+      int fd = g_file_open_tmp ("peerjs-file-XXXXXX", &path, nullptr);
+      in->temp = path ? path : "";
+      g_free (path);
+      if (fd >= 0)
+        close (fd);
+    } else {
+      fclose (in->file);
+      in->file = nullptr;
+    }
+    std::string id = priv_of (parent)->session->offer_stream (in->temp, name);
+    in->offered = !id.empty ();
+    if (in->offered) {
+      gst_element_post_message (GST_ELEMENT (parent),
+          gst_message_new_element (parent, gst_structure_new (
+                  peerjs::message::FILE_OFFERED,
+                  "id", G_TYPE_STRING, id.c_str (),
+                  "pad", G_TYPE_STRING, GST_PAD_NAME (pad),
+                  "name", G_TYPE_STRING, name.c_str (),
+                  "size", G_TYPE_UINT64, in->size, NULL)));
+    }
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_CAPS) {
+    gst_event_unref (event);
+    return TRUE;
+  }
+  gst_event_unref (event);
+  return TRUE;
+}
+
+static gboolean
+gst_peerjs_file_pad_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  /* Any bytes at all: what the template says is only for linking. */
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstCaps *filter = nullptr;
+    gst_query_parse_caps (query, &filter);
+    g_autoptr (GstCaps) any = gst_caps_new_any ();
+    gst_query_set_caps_result (query, filter ? filter : any);
+    return TRUE;
+  }
+  if (GST_QUERY_TYPE (query) == GST_QUERY_ACCEPT_CAPS) {
+    gst_query_set_accept_caps_result (query, TRUE);
+    return TRUE;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static GstPad *
+gst_peerjs_base_new_file_pad (GstElement * element, GstPadTemplate * templ,
+    const gchar * name)
+{
+  g_autofree char *own = nullptr;
+  if (!name) {
+    /* The first free file_%u. */
+    for (guint i = 0;; i++) {
+      own = g_strdup_printf ("file_%u", i);
+      g_autoptr (GstPad) taken = gst_element_get_static_pad (element, own);
+      if (!taken)
+        break;
+      g_clear_pointer (&own, g_free);
+    }
+    name = own;
+  }
+  GstPad *pad = GST_PAD (g_object_new (GST_TYPE_PEERJS_FILE_PAD, "name", name,
+          "direction", GST_PAD_SINK, "template", templ, NULL));
+  gst_pad_set_chain_function (pad, gst_peerjs_file_pad_chain);
+  gst_pad_set_event_function (pad, gst_peerjs_file_pad_event);
+  gst_pad_set_query_function (pad, gst_peerjs_file_pad_query);
+  if (GST_STATE (element) > GST_STATE_NULL)
+    gst_pad_set_active (pad, TRUE);
+  gst_element_add_pad (element, pad);
+  return pad;
+}
+
 static GstPad *
 gst_peerjs_base_request_new_pad (GstElement * element, GstPadTemplate * templ,
     const gchar * name, const GstCaps * caps)
 {
   auto *priv = priv_of (element);
+  if (g_str_equal (GST_PAD_TEMPLATE_NAME_TEMPLATE (templ), "file_%u"))
+    return gst_peerjs_base_new_file_pad (element, templ, name);
   peerjs::Kind kind = g_str_equal (GST_PAD_TEMPLATE_NAME_TEMPLATE (templ),
       "audio") ? peerjs::Kind::Audio : peerjs::Kind::Video;
   if (priv->pads[(int) kind]) {
@@ -455,6 +704,10 @@ gst_peerjs_base_release_pad (GstElement * element, GstPad * pad)
   auto *priv = priv_of (element);
   if (!priv) {
     /* Disposing: the session and its streams are gone already. */
+    gst_element_remove_pad (element, pad);
+    return;
+  }
+  if (GST_IS_PEERJS_FILE_PAD (pad)) {
     gst_element_remove_pad (element, pad);
     return;
   }
@@ -931,6 +1184,8 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
   klass->sends = sends;
   klass->receives = receives;
   if (sends) {
+    gst_element_class_add_static_pad_template (element_class,
+        &file_sink_template);
     gst_element_class_add_static_pad_template (element_class,
         &video_sink_template);
     gst_element_class_add_static_pad_template (element_class,

@@ -20,6 +20,7 @@ constexpr const char *EVENT = "peerjs-event";
 constexpr const char *EVENT_REPLY = "peerjs-event-reply";
 constexpr const char *WATCH = "peerjs-watch";
 constexpr const char *FILE_OFFER = "peerjs-file-offer";
+constexpr const char *FILE_OFFERED = "peerjs-file-offered";
 constexpr const char *FILE_PROGRESS = "peerjs-file-progress";
 constexpr const char *FILE_COMPLETE = "peerjs-file-complete";
 constexpr const char *FILE_ERROR = "peerjs-file-error";

@@ -1255,7 +1255,24 @@ Session::offer_file (const std::string & path,
       return {};
   }
   std::string error;
-  std::string id = files_->offer (path, to, thread, &error);
+  std::vector<std::string> threads;
+  if (!thread.empty ())
+    threads.push_back (thread);
+  std::string id = files_->offer (path, "", to, threads, false, &error);
+  warn_if (id.empty (), error);
+  return id;
+}
+
+std::string
+Session::offer_stream (const std::string & path, const std::string & name)
+{
+  std::vector<std::string> threads;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    threads = joined_;
+  }
+  std::string error;
+  std::string id = files_->offer (path, name, {}, threads, true, &error);
   warn_if (id.empty (), error);
   return id;
 }

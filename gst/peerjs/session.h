@@ -108,6 +108,9 @@ public:
   /* Files (files.h); false or "" with a warning on the bus. */
   std::string offer_file (const std::string & path,
       const std::vector<std::string> & to, const std::string & thread);
+  /* A file pad's stream, stored at `path` (ours to delete): offered to
+   * every thread joined, as `name`. Returns its id. */
+  std::string offer_stream (const std::string & path, const std::string & name);
   bool request_file (const std::string & member, const std::string & id);
   bool cancel_file (const std::string & id);
 
