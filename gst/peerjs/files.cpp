@@ -29,6 +29,8 @@ constexpr gint64 ACK_TIMEOUT_US = 30 * G_USEC_PER_SEC;
 constexpr gint64 PROGRESS_US = G_USEC_PER_SEC;
 /* Bytes a file pad holds before its data waits for the pipeline. */
 constexpr guint64 PAD_QUEUE_BYTES = 4 * 1024 * 1024;
+/* Files::quiet_until */
+constexpr gint64 CHANNEL_QUIET_US = 500 * 1000;
 
 std::string
 random_id ()
@@ -144,6 +146,7 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   ~Transfer ()
   {
     gst_clear_object (&pad);
+    gst_clear_object (&appsrc);
     g_checksum_free (sha);
     if (file)
       fclose (file);
@@ -164,6 +167,7 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   bool ended = false;
   bool acked = false;
   bool started = false;           /* receiving: file:start came */
+  bool peer_done = false;         /* receiving: the sender stopped */
   std::string refusal;            /* sending: what the receiver said */
   guint64 bytes = 0;
   GChecksum *sha;
@@ -316,7 +320,10 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
     c = channel;
     channel = nullptr;
     ids.swap (handlers);
-    digest = g_checksum_get_string (sha);
+    /* A copy: reading a GChecksum's digest closes it. */
+    GChecksum *copy = g_checksum_copy (sha);
+    digest = g_checksum_get_string (copy);
+    g_checksum_free (copy);
     done = bytes;
   }
   if (c && tell_peer && !error.empty ()) {
@@ -329,18 +336,38 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
     json_object_unref (msg);
   }
   if (c) {
+    files.note_close (member);
     for (gulong h : ids)
       g_signal_handler_disconnect (c, h);
-    /* The sender closes once the receiver acknowledged; on failure, either
-     * side does. */
-    if (sending || !error.empty ())
+    /* A channel closes only once no data is coming on it any more: a
+     * channel closed while data still comes breaks webrtcbin 1.22's stream
+     * for good (it errors on that data and never opens that stream id
+     * again). So the sender closes after the ack, or at once when the
+     * receiver refused; the receiver closes once the sender cancelled,
+     * and otherwise leaves it to the sender, told by its cancel or
+     * error. */
+    if (sending && tell_peer && !error.empty ()) {
+      /* Our cancel goes after the data; the receiver closes once it read
+       * it, or we do in a while. */
+      std::shared_ptr<GstWebRTCDataChannel> later (c, g_object_unref);
+      host ().invoke_later (2000, [later] {
+        gst_webrtc_data_channel_close (later.get ());
+      });
+      c = nullptr;
+    } else if (sending || peer_done) {
       gst_webrtc_data_channel_close (c);
-    g_object_unref (c);
+    }
+    if (c)
+      g_object_unref (c);
   }
-  if (file) {
-    fclose (file);
+  FILE *f;
+  {
+    std::lock_guard<std::mutex> guard (lock);
+    f = file;
     file = nullptr;
   }
+  if (f)
+    fclose (f);
   if (!temp.empty () && !error.empty ())
     g_unlink (temp.c_str ());
   if (appsrc && error.empty ()) {
@@ -366,8 +393,12 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
             gst_object_unref (p);
           });
           return GST_PAD_PROBE_REMOVE;
-        }, new Drop { &host (), appsrc, pad }, [] (gpointer data) {
-          delete static_cast<Drop *> (data);
+        }, new Drop { &host (), GST_ELEMENT (gst_object_ref (appsrc)),
+              GST_PAD (gst_object_ref (pad)) }, [] (gpointer data) {
+          auto *d = static_cast<Drop *> (data);
+          gst_object_unref (d->appsrc);
+          gst_object_unref (d->pad);
+          delete d;
         });
     gst_app_src_end_of_stream (GST_APP_SRC (appsrc));
   } else if (appsrc) {
@@ -413,6 +444,26 @@ Files::Transfer::run ()
     }
     return !ended;
   };
+  {
+    gint64 quiet = files.quiet_until (member);
+    std::unique_lock<std::mutex> guard (lock);
+    if (quiet > g_get_monotonic_time ())
+      wait (guard, quiet, [] { return false; });
+    if (ended)
+      return;
+  }
+  std::weak_ptr<Transfer> weak = shared_from_this ();
+  host ().open_channel (member, "file:" + id + ":" + random_id (),
+      [weak] (GstWebRTCDataChannel * channel) {
+        auto t = weak.lock ();
+        if (!t)
+          return;
+        if (!channel) {
+          t->finish ("no connection to " + t->member, false);
+          return;
+        }
+        t->attach (channel);
+      });
   GstWebRTCDataChannel *c;
   {
     std::unique_lock<std::mutex> guard (lock);
@@ -514,6 +565,10 @@ Files::Transfer::run ()
 void
 Files::Transfer::on_close ()
 {
+  {
+    std::lock_guard<std::mutex> guard (lock);
+    peer_done = true;
+  }
   finish (sending ? "the receiver went away"
       : "the sender went away before the file was complete", false);
 }
@@ -571,7 +626,7 @@ Files::Transfer::make_pad ()
     caps = gst_caps_new_empty_simple ("application/octet-stream");
   g_object_set (appsrc, "format", GST_FORMAT_BYTES, "caps", caps,
       "max-bytes", PAD_QUEUE_BYTES, "block", TRUE, NULL);
-  gst_bin_add (GST_BIN (element), appsrc);
+  gst_bin_add (GST_BIN (element), GST_ELEMENT (gst_object_ref (appsrc)));
   gst_element_sync_state_with_parent (appsrc);
   g_autoptr (GstPad) src = gst_element_get_static_pad (appsrc, "src");
   GstPadTemplate *templ = gst_element_get_pad_template (element,
@@ -603,10 +658,17 @@ Files::Transfer::complete (JsonObject * msg)
     finish (why, false);
     return;
   }
-  if (file) {
-    bool flushed = fflush (file) == 0 && fsync (fileno (file)) == 0;
-    fclose (file);
+  FILE *f;
+  {
+    std::lock_guard<std::mutex> guard (lock);
+    if (ended)
+      return;
+    f = file;
     file = nullptr;
+  }
+  if (f) {
+    bool flushed = fflush (f) == 0 && fsync (fileno (f)) == 0;
+    fclose (f);
     std::string final_path = free_path (files.settings_.download_dir,
         safe_name (name));
     if (!flushed || g_rename (temp.c_str (), final_path.c_str ()) != 0) {
@@ -627,6 +689,12 @@ Files::Transfer::complete (JsonObject * msg)
 void
 Files::Transfer::on_string (const char *text)
 {
+  {
+    /* A message already on its way when the transfer ended. */
+    std::lock_guard<std::mutex> guard (lock);
+    if (ended)
+      return;
+  }
   if (sending) {
     g_autoptr (JsonParser) parser = json_parser_new ();
     if (!text || !json_parser_load_from_data (parser, text, -1, nullptr)
@@ -665,6 +733,10 @@ Files::Transfer::on_string (const char *text)
       complete (msg);
   } else if (type == "file:cancel") {
     std::string reason = json_string (msg, "reason");
+    {
+      std::lock_guard<std::mutex> guard (lock);
+      peer_done = true;
+    }
     finish ("the sender cancelled" + (reason.empty () ? std::string ()
             : ": " + reason), false);
   } else {
@@ -675,8 +747,11 @@ Files::Transfer::on_string (const char *text)
 void
 Files::Transfer::on_data (GBytes * data)
 {
-  if (sending)
-    return;
+  {
+    std::lock_guard<std::mutex> guard (lock);
+    if (sending || ended)
+      return;
+  }
   gsize n = 0;
   const guint8 *p = data ? static_cast<const guint8 *> (g_bytes_get_data (data,
           &n)) : nullptr;
@@ -695,10 +770,16 @@ Files::Transfer::on_data (GBytes * data)
   }
   if (n == 0)
     return;
-  g_checksum_update (sha, p, n);
-  if (file && fwrite (p, 1, n, file) != n) {
-    finish ("cannot write " + temp + ": " + g_strerror (errno), true);
-    return;
+  {
+    std::unique_lock<std::mutex> guard (lock);
+    if (ended)
+      return;
+    g_checksum_update (sha, p, n);
+    if (file && fwrite (p, 1, n, file) != n) {
+      guard.unlock ();
+      finish ("cannot write " + temp + ": " + g_strerror (errno), true);
+      return;
+    }
   }
   if (appsrc) {
     GstBuffer *buf = gst_buffer_new_allocate (nullptr, n, nullptr);
@@ -984,18 +1065,6 @@ Files::start_sending (const std::string & member, const std::string & id,
         false);
     return;
   }
-  std::weak_ptr<Transfer> weak = t;
-  host_.open_channel (member, "file:" + id + ":" + random_id (),
-      [weak] (GstWebRTCDataChannel * channel) {
-        auto t = weak.lock ();
-        if (!t)
-          return;
-        if (!channel) {
-          t->finish ("no connection to " + t->member, false);
-          return;
-        }
-        t->attach (channel);
-      });
   t->thread = std::thread ([t] { t->run (); });
 }
 
@@ -1062,6 +1131,21 @@ Files::member_gone (const std::string & member)
   }
   for (auto & t : hit)
     t->finish ("the connection to " + member + " closed", false);
+}
+
+gint64
+Files::quiet_until (const std::string & member)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  auto it = last_close_.find (member);
+  return it == last_close_.end () ? 0 : it->second + CHANNEL_QUIET_US;
+}
+
+void
+Files::note_close (const std::string & member)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  last_close_[member] = g_get_monotonic_time ();
 }
 
 bool

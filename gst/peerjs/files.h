@@ -44,6 +44,9 @@ public:
   virtual void send (JsonObject * msg) = 0;
   virtual void post (GstStructure * s) = 0;
   virtual void invoke (std::function<void ()> f) = 0;
+  /* Run `f` on the mesh thread in `ms` milliseconds (dropped if the
+   * session stops first). */
+  virtual void invoke_later (guint ms, std::function<void ()> f) = 0;
   /* A data channel labelled `label` to `member`, handed to `ready` on the
    * mesh thread once the connection can carry it (null: it cannot). */
   virtual void open_channel (const std::string & member,
@@ -116,8 +119,16 @@ private:
   std::shared_ptr<Transfer> find_wanted (const std::string & member,
       const std::string & id);
 
+  /* webrtcbin 1.22 gives a new channel the lowest stream id free on its
+   * side, which may be that of a channel the member is still closing: the
+   * member then takes the new channel for the old one and never opens it.
+   * A member's next channel waits until its last one closed a while ago. */
+  gint64 quiet_until (const std::string & member);
+  void note_close (const std::string & member);
+
   FileHost & host_;
   std::mutex lock_;
+  std::map<std::string, gint64> last_close_;
   Settings settings_;
   std::map<std::string, Offer> offers_;                  /* ours, by id */
   std::map<std::string, Offered> offered_;               /* member/id */

@@ -413,6 +413,22 @@ Session::invoke (std::function<void ()> f)
   });
 }
 
+void
+Session::invoke_later (guint ms, std::function<void ()> f)
+{
+  if (!context_)
+    return;
+  GSource *source = g_timeout_source_new (ms);
+  g_source_set_callback (source, [] (gpointer d) {
+    static_cast<Invocation *> (d)->f ();
+    return G_SOURCE_REMOVE;
+  }, new Invocation { std::move (f) }, [] (gpointer d) {
+    delete static_cast<Invocation *> (d);
+  });
+  g_source_attach (source, context_);
+  g_source_unref (source);
+}
+
 Outgoing *
 Session::outgoing (Kind kind)
 {

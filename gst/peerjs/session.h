@@ -134,6 +134,7 @@ public:
       GstWebRTCDataChannel * channel) override;
 
   /* FileHost (send and invoke as above) */
+  void invoke_later (guint ms, std::function<void ()> f) override;
   void post (GstStructure * s) override;
   void open_channel (const std::string & member, const std::string & label,
       std::function<void (GstWebRTCDataChannel *)> ready) override;

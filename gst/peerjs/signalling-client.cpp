@@ -198,6 +198,14 @@ SignallingClient::release (bool keep)
 void
 SignallingClient::write (const std::string & text)
 {
+  if (!ws_ || soup_websocket_connection_get_state (ws_)
+      != SOUP_WEBSOCKET_STATE_OPEN) {
+    /* Closing: what is sent meanwhile waits for the next connection,
+     * unless we are leaving. */
+    if (!stopping_)
+      outbox_.push_back (text);
+    return;
+  }
   GST_LOG ("send %s", text.c_str ());
   soup_websocket_connection_send_text (ws_, text.c_str ());
 }

@@ -1273,6 +1273,142 @@ GST_START_TEST (test_file_gst_to_gst)
 }
 END_TEST;
 
+/* The file_%u pad: a source without caps (filesrc) links to it, media to
+ * their own pads; what goes in is offered under the upstream file's name at
+ * EOS and comes out of the receiver's file pad (no download-dir: the pad
+ * alone). */
+GST_START_TEST (test_file_pads)
+{
+  for (auto & c : std::vector<std::pair<std::string, std::string>> {
+          {"videotestsrc ! peerjssink name=p", "video"},
+          {"audiotestsrc ! peerjsbin name=p", "audio"},
+          {"videotestsrc ! vp8enc ! peerjssink name=p", "video"},
+          {"filesrc location=/dev/null ! peerjssink name=p", "file_0"}}) {
+    GError *error = nullptr;
+    g_autoptr (GstElement) pipeline = gst_parse_launch (c.first.c_str (),
+        &error);
+    fail_unless (pipeline != nullptr, "%s", error ? error->message : "?");
+    g_autoptr (GstElement) p = gst_bin_get_by_name (GST_BIN (pipeline), "p");
+    g_autoptr (GstPad) pad = gst_element_get_static_pad (p,
+        c.second.c_str ());
+    fail_unless (pad != nullptr, "'%s' did not link to %s", c.first.c_str (),
+        c.second.c_str ());
+  }
+
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "notes.bin";
+  std::string want = random_file (path, 3 * 1000 * 1000);
+  Member b ("peerjssrc name=p accept-files=all " + props (server, "fp"));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  std::string idb = b.id ();
+  Member a ("filesrc location=" + path + " ! peerjssink name=p "
+      + props (server, "fp"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+  std::string offered = a.wait_message ("peerjs-file-offered",
+      {{"pad", "file_0"}, {"name", "notes.bin"}});
+  std::string id = field (offered, "id");
+  std::string done = b.wait_message ("peerjs-file-complete", {{"id", id},
+          {"name", "notes.bin"}}, 60000);
+  std::string got_path = field (done, "path");
+  fail_unless_equals_string (got_path.c_str (), "");
+  std::string pad = "file_" + ida + "_" + id;
+  fail_unless (wait_until ([&] { return !b.output (pad).digest.empty (); }),
+      "the file pad %s did not end: %s", pad.c_str (), b.describe ().c_str ());
+  std::string pad_sha = b.output (pad).digest;
+  fail_unless_equals_string (pad_sha.c_str (), want.c_str ());
+  /* A member who comes later fetches it too. */
+  Member c ("peerjssrc name=p " + props (server, "fp"));
+  fail_unless (c.play () != GST_STATE_CHANGE_FAILURE);
+  c.wait_message ("peerjs-thread-connect", {{"member", ida}});
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (c.element (), "request-file", ida.c_str (),
+      id.c_str (), &ok);
+  fail_if (ok, "requested a file never offered to it");
+}
+END_TEST;
+
+/* Cancel from either side, mid-transfer: both ends get peerjs-file-error,
+ * and nothing is left at the final name or under the temporary one. */
+GST_START_TEST (test_file_cancel)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  random_file (path, 200 * 1000 * 1000);
+  g_mkdir ((dir / "in").c_str (), 0700);
+  Member b ("peerjssrc name=p download-dir=" + (dir / "in") + " "
+      + props (server, "cancel"));
+  Member a ("peerjssink name=p " + props (server, "cancel"));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id (), idb = b.id ();
+  a.wait_message ("peerjs-thread-connect", {{"member", idb}});
+
+  for (bool receiver_cancels : { true, false }) {
+    g_autofree char *id = nullptr;
+    g_signal_emit_by_name (a.element (), "offer-file", path.c_str (),
+        idb.c_str (), nullptr, &id);
+    fail_unless (id != nullptr);
+    b.wait_message ("peerjs-file-offer", {{"id", id}});
+    gboolean ok = FALSE;
+    g_signal_emit_by_name (b.element (), "request-file", ida.c_str (), id,
+        &ok);
+    fail_unless (ok, "request-file refused");
+    b.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
+    Member & who = receiver_cancels ? b : a;
+    g_signal_emit_by_name (who.element (), "cancel-file", id, &ok);
+    fail_unless (ok);
+    std::string at_b = b.wait_message ("peerjs-file-error", {{"id", id}});
+    std::string at_a = a.wait_message ("peerjs-file-error", {{"id", id}});
+    fail_unless (b.count ("peerjs-file-complete", {{"id", id}}) == 0);
+    fail_unless (!g_file_test ((dir / "in/big.bin").c_str (),
+            G_FILE_TEST_EXISTS), "a cancelled file is at its final name");
+    fail_unless (wait_until ([&] {
+              return count_files (dir / "in", ".part") == 0; }),
+        "the temporary file stayed");
+    if (!receiver_cancels) {
+      std::string why = field (at_b, "message");
+      fail_unless (why.find ("cancelled") != std::string::npos, "%s",
+          at_b.c_str ());
+    }
+  }
+}
+END_TEST;
+
+/* The sender's process is killed mid-transfer: the receiver posts an error
+ * for that file, keeps nothing, and goes on. */
+GST_START_TEST (test_file_sender_gone)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  random_file (path, 200 * 1000 * 1000);
+  g_mkdir ((dir / "in").c_str (), 0700);
+  Member b ("peerjssrc name=p accept-files=all download-dir=" + (dir / "in")
+      + " " + props (server, "gone"));
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  std::string cmd = "exec gst-launch-1.0 -q filesrc location=" + path
+      + " ! peerjssink " + props (server, "gone");
+  GPid pid = 0;
+  const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
+  fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &pid, nullptr));
+  std::string progress = b.wait_message ("peerjs-file-progress", {}, 30000);
+  std::string id = field (progress, "id");
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+  std::string error = b.wait_message ("peerjs-file-error", {{"id", id}},
+      30000);
+  fail_unless (b.count ("peerjs-file-complete", {{"id", id}}) == 0);
+  fail_unless (!g_file_test ((dir / "in/big.bin").c_str (),
+          G_FILE_TEST_EXISTS), "a broken file is at its final name");
+  fail_unless_equals_int (count_files (dir / "in", ".part"), 0);
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -1399,6 +1535,9 @@ elements_suite ()
   tcase_add_test (tc, test_events);
   tcase_add_test (tc, test_presence_threads);
   tcase_add_test (tc, test_file_gst_to_gst);
+  tcase_add_test (tc, test_file_pads);
+  tcase_add_test (tc, test_file_cancel);
+  tcase_add_test (tc, test_file_sender_gone);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
