@@ -740,7 +740,8 @@ Files::Transfer::on_string (const char *text)
     finish ("the sender cancelled" + (reason.empty () ? std::string ()
             : ": " + reason), false);
   } else {
-    finish ("unknown control message '" + type + "'", true);
+    /* What a later version may add. */
+    GST_DEBUG ("file %s: ignoring '%s'", id.c_str (), type.c_str ());
   }
 }
 

@@ -467,6 +467,21 @@
             this.sendFile(this._offers.get(String(msg.id)), from, String(msg.id));
           }
           break;
+        case 'file:cancel': {
+          /* Through the server: the offerer refused a request of ours (it
+           * offers no such file any more). */
+          const key = from + '/' + String(msg.id);
+          const offer = this._wanted.get(key);
+          const started = this._transfers.has(String(msg.id));
+          if (offer && !started) {
+            this._wanted.delete(key);
+            this.emit('file:error', {
+              id: String(msg.id), from, name: offer.name,
+              message: 'the sender refused: ' + (msg.reason || 'cancelled'),
+            });
+          }
+          break;
+        }
         case 'error':
           console.warn('peer.js: server error', msg.code, msg.message);
           break;
@@ -1003,11 +1018,20 @@
         } catch (err) { /* closed */ }
         this.emit('file:error', { id, from, name: offer.name, message });
       };
-      state.cancel = (reason) => {
+      /* Refusing, the receiver tells the sender and leaves the closing to
+       * it (docs/protocol.md): the sender may still have data on the way. */
+      const refuse = (msg, why) => {
         if (finished) return;
-        if (channel.readyState === 'open') channel.send(JSON.stringify({ type: 'file:cancel', id, reason }));
-        state.fail(reason || 'cancelled');
+        if (channel.readyState === 'open') channel.send(JSON.stringify(msg));
+        end();
+        setTimeout(() => {
+          try {
+            channel.close();
+          } catch (err) { /* closed */ }
+        }, 2000);
+        this.emit('file:error', { id, from, name: offer.name, message: why });
       };
+      state.cancel = (reason) => refuse({ type: 'file:cancel', id, reason }, reason || 'cancelled');
       channel.onclose = () => state.fail('the sender went away before the file was complete');
       channel.onmessage = (ev) => {
         if (finished) return;
@@ -1039,8 +1063,7 @@
             const why = received !== (meta && meta.size)
               ? 'size mismatch: ' + received + ' bytes of ' + (meta && meta.size)
               : 'SHA-256 mismatch';
-            channel.send(JSON.stringify({ type: 'file:error', id, message: why }));
-            return state.fail(why);
+            return refuse({ type: 'file:error', id, message: why }, why);
           }
           const blob = new Blob(chunks, { type: meta.mime });
           channel.send(JSON.stringify({ type: 'file:ack', id }));

@@ -107,6 +107,12 @@ GST_START_TEST (test_pipelines)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_pipeline_files)
+{
+  run_scenario ("pipeline-files");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_screenshot)
 {
   run_scenario ("screenshot");
@@ -126,6 +132,7 @@ browser_suite (void)
   tcase_add_test (tc, test_restart);
   tcase_add_test (tc, test_screenshot);
   tcase_add_test (tc, test_pipelines);
+  tcase_add_test (tc, test_pipeline_files);
   return s;
 }
 
