@@ -1184,8 +1184,10 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
   klass->sends = sends;
   klass->receives = receives;
   if (sends) {
-    gst_element_class_add_static_pad_template (element_class,
-        &file_sink_template);
+    /* With the pad's type, so that gst-inspect-1.0 shows its file-name. */
+    gst_element_class_add_pad_template (element_class,
+        gst_pad_template_new_from_static_pad_template_with_gtype
+        (&file_sink_template, GST_TYPE_PEERJS_FILE_PAD));
     gst_element_class_add_static_pad_template (element_class,
         &video_sink_template);
     gst_element_class_add_static_pad_template (element_class,

@@ -8,7 +8,8 @@
  * VP8, H.264 and Opus input is sent as it is. A key-frame request from any
  * member, or a member joining, asks upstream for a key unit.
  *
- * Request pads: `video` and `audio`, one of each.
+ * Request pads: `video` and `audio`, one of each, and `file_%u`: the bytes
+ * that come in are offered to the threads as a file at EOS.
  *
  * ## Example launch line
  * |[
@@ -18,6 +19,15 @@
  * ]| publishes a test pattern and a tone into the thread `lobby` on the
  * server at ws://127.0.0.1:5000/peerjs. Open the demo room at
  * http://127.0.0.1:5000/#lobby to see and hear it.
+ * |[
+ * gst-launch-1.0 filesrc location=report.pdf ! peerjssink thread=lobby
+ * ]| offers report.pdf to everyone in `lobby`; members fetch it while the
+ * pipeline runs.
+ *
+ * Action signals send chat (`send-message`), events with replies
+ * (`send-event`), presence (`tag`, `watch`) and files (`offer-file`); they
+ * and the properties for receiving files are described in
+ * docs/elements.md.
  *
  * The bus messages are listed in docs/elements.md.
  */

@@ -20,6 +20,11 @@
  * ]| records the whole room into one file: with `mix=true` the element has
  * one `video` pad (members in a grid) and one `audio` pad (members mixed)
  * for its whole life, whoever comes and goes.
+ * |[
+ * gst-launch-1.0 -m peerjssrc thread=lobby accept-files=all \
+ *     download-dir=/tmp/inbox ! fakesink
+ * ]| keeps every file offered in `lobby` in /tmp/inbox, each checked
+ * against its SHA-256; each also comes out of a `file_<member>_<id>` pad.
  *
  * The bus messages are listed in docs/elements.md.
  */
