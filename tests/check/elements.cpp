@@ -1194,6 +1194,24 @@ GST_START_TEST (test_presence_threads)
   g_object_get (a.element (), "watch", &watch, NULL);
   fail_unless_equals_string (watch, "printer");
 
+  /* Pipeline to pipeline: a watch set as a property reaches the element
+   * carrying the tag, which answers it. */
+  Member c ("peerjssink name=p watch=camera " + props (server, "pr2"));
+  fail_unless (c.play () != GST_STATE_CHANGE_FAILURE);
+  std::string idc = c.id ();
+  std::string seen = a.wait_message ("peerjs-watch", {{"from", idc},
+          {"tag", "camera"}});
+  std::string cb = field (seen, "callback-id");
+  fail_if (cb.empty (), "the property's watch asks no reply: %s",
+      seen.c_str ());
+  gboolean answered = FALSE;
+  g_signal_emit_by_name (a.element (), "reply-event", idc.c_str (),
+      cb.c_str (), "{\"here\":true}", &answered);
+  fail_unless (answered);
+  std::string back = c.wait_message ("peerjs-event-reply", {{"from", ida}});
+  fail_unless (field (back, "data") == "{\"here\":true}", "%s",
+      back.c_str ());
+
   /* Threads at run time. */
   page.send (J ("{'type':'thread:connect','thread':'second','constraints':{}}"));
   gboolean ok = FALSE;
@@ -1225,7 +1243,8 @@ END_TEST;
 
 /* A 50 MB file from one pipeline to another: offered to the thread,
  * accepted by policy, saved under its own name with the same SHA-256, and
- * given out of a file pad byte for byte. */
+ * given out of a file pad byte for byte; chat meanwhile arrives before the
+ * file does. */
 GST_START_TEST (test_file_gst_to_gst)
 {
   ServerThread server;
@@ -1248,6 +1267,16 @@ GST_START_TEST (test_file_gst_to_gst)
   fail_unless (id != nullptr, "offer-file refused");
   b.wait_message ("peerjs-file-offer", {{"id", id}, {"from", ida},
           {"name", "big.bin"}});
+  /* Chat is not held up behind the transfer: it arrives while the file
+   * is still coming. */
+  b.wait_message ("peerjs-file-progress", {{"id", id}}, 60000);
+  gboolean sent = FALSE;
+  g_signal_emit_by_name (a.element (), "send-message", "files", "still here",
+      &sent);
+  fail_unless (sent);
+  b.wait_message ("peerjs-message", {{"from", ida}, {"text", "still here"}});
+  fail_unless (b.count ("peerjs-file-complete", {{"id", id}}) == 0,
+      "the chat came only after the file");
   std::string done = b.wait_message ("peerjs-file-complete", {{"id", id},
           {"direction", "receive"}}, 120000);
   gint64 ms = now_ms () - t0;

@@ -285,6 +285,28 @@ stop pub
 clean pub bridge watch
 )sh";
 
+/* A file shared by one script and kept by the other, byte for byte; a
+ * file in DIR only once complete. */
+const char *FILES = R"sh(
+server
+head -c 3000000 /dev/urandom > shared.bin
+launch inbox receive-files.sh THREAD=files DIR=inbox
+session_id inbox inbox peerjssrc0
+launch share share-file.sh THREAD=files FILE=shared.bin
+session_id share share peerjssink0
+wait_for share 'peerjs-file-offered' 20
+wait_for inbox "peerjs-file-complete" 30
+cmp shared.bin inbox/shared.bin || fail "inbox/shared.bin differs from shared.bin"
+sha=$(sha256sum shared.bin | cut -d' ' -f1)
+wait_for inbox "sha256=(string)$sha" 5
+wait_for share "peerjs-file-complete" 10
+[ "$(ls -A inbox)" = shared.bin ] || fail "inbox holds more than shared.bin: $(ls -A inbox)"
+note "shared.bin (3000000 bytes) arrived, SHA-256 $sha"
+stop inbox
+stop share
+clean share inbox
+)sh";
+
 /* rm -r, for what an earlier run of a scenario left. */
 void
 remove_tree (const std::string & path)
@@ -435,6 +457,12 @@ GST_START_TEST (test_bridge_rooms)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_files)
+{
+  run_scenario ("files", FILES);
+}
+GST_END_TEST;
+
 static Suite *
 examples_suite (void)
 {
@@ -446,6 +474,7 @@ examples_suite (void)
   tcase_add_test (tc, test_publish_camera);
   tcase_add_test (tc, test_record_room);
   tcase_add_test (tc, test_bridge_rooms);
+  tcase_add_test (tc, test_files);
   return s;
 }
 
