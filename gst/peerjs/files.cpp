@@ -27,6 +27,9 @@ constexpr guint64 LOW_WATER = 256 * 1024;
 constexpr gint64 OPEN_TIMEOUT_US = 30 * G_USEC_PER_SEC;
 constexpr gint64 ACK_TIMEOUT_US = 30 * G_USEC_PER_SEC;
 constexpr gint64 PROGRESS_US = G_USEC_PER_SEC;
+/* How long a transfer waits on the other end (a member that stops reading,
+ * a pipeline that stops taking a file pad's data) before it gives up. */
+constexpr gint64 STALL_TIMEOUT_US = 30 * G_USEC_PER_SEC;
 /* Bytes a file pad holds before its data waits for the pipeline. */
 constexpr guint64 PAD_QUEUE_BYTES = 4 * 1024 * 1024;
 /* Files::quiet_until */
@@ -146,7 +149,8 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   ~Transfer ()
   {
     gst_clear_object (&pad);
-    gst_clear_object (&appsrc);
+    if (reader)
+      fclose (reader);
     g_checksum_free (sha);
     if (file)
       fclose (file);
@@ -175,9 +179,15 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   std::thread thread;             /* sending: reads and sends */
   gint64 started_us, last_progress_us;
   guint64 last_progress_bytes = 0;
-  /* Receiving into a pad. */
+  /* Receiving into a pad: the appsrc reads back what was written to
+   * `file`, at the pipeline's pace, so webrtcbin's thread never waits on
+   * the pipeline and memory stays bounded. The bin owns the appsrc, whose
+   * callbacks hold the transfer until the appsrc goes. */
   GstElement *appsrc = nullptr;
   GstPad *pad = nullptr;
+  FILE *reader = nullptr;
+  guint64 read_pos = 0;
+  bool verified = false;          /* the whole file is in and checked */
 
   const char *direction () const { return sending ? "send" : "receive"; }
   FileHost & host () { return files.host_; }
@@ -198,6 +208,8 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   bool begin (JsonObject * msg);
   void complete (JsonObject * msg);
   void make_pad ();
+  /* The appsrc wants data (its own thread). */
+  void feed_pad ();
 };
 
 void
@@ -370,38 +382,7 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
     fclose (f);
   if (!temp.empty () && !error.empty ())
     g_unlink (temp.c_str ());
-  if (appsrc && error.empty ()) {
-    /* The pad goes once its EOS went through. */
-    g_autoptr (GstPad) src = gst_element_get_static_pad (appsrc, "src");
-    struct Drop
-    {
-      FileHost *host;
-      GstElement *appsrc;
-      GstPad *pad;
-    };
-    gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-        [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
-          if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) != GST_EVENT_EOS)
-            return GST_PAD_PROBE_OK;
-          auto *d = static_cast<Drop *> (data);
-          GstElement *a = GST_ELEMENT (gst_object_ref (d->appsrc));
-          GstPad *p = GST_PAD (gst_object_ref (d->pad));
-          FileHost *host = d->host;
-          host->invoke ([host, a, p] {
-            drop_pad (host->element (), a, p);
-            gst_object_unref (a);
-            gst_object_unref (p);
-          });
-          return GST_PAD_PROBE_REMOVE;
-        }, new Drop { &host (), GST_ELEMENT (gst_object_ref (appsrc)),
-              GST_PAD (gst_object_ref (pad)) }, [] (gpointer data) {
-          auto *d = static_cast<Drop *> (data);
-          gst_object_unref (d->appsrc);
-          gst_object_unref (d->pad);
-          delete d;
-        });
-    gst_app_src_end_of_stream (GST_APP_SRC (appsrc));
-  } else if (appsrc) {
+  if (appsrc && !error.empty ()) {
     drop_pad (host ().element (), appsrc, pad);
   }
   if (error.empty ()) {
@@ -503,11 +484,16 @@ Files::Transfer::run ()
   while (sent < size) {
     {
       std::unique_lock<std::mutex> guard (lock);
-      if (!wait (guard, 0, [c] {
+      if (!wait (guard, g_get_monotonic_time () + STALL_TIMEOUT_US, [c] {
                 guint64 buffered = 0;
                 g_object_get (c, "buffered-amount", &buffered, NULL);
                 return buffered <= HIGH_WATER;
               })) {
+        bool over = ended;
+        guard.unlock ();
+        if (!over)
+          return fail ("the receiver stopped reading: nothing went out for "
+              "30 s");
         g_object_unref (c);
         return;
       }
@@ -594,19 +580,34 @@ Files::Transfer::begin (JsonObject * msg)
       mime = m;
   }
   std::string dir = files.settings_.download_dir;
+  std::string where;
   if (!dir.empty ()) {
     std::string base = safe_name (name);
     g_autofree char *t = g_build_filename (dir.c_str (),
         ("." + base + "." + id + ".part").c_str (), nullptr);
-    temp = t;
-    file = fopen (temp.c_str (), "wb");
-    if (!file) {
-      std::string why = "cannot write " + temp + ": " + g_strerror (errno);
-      temp.clear ();
-      finish (why, true);
-      return false;
-    }
+    where = t;
+    file = fopen (where.c_str (), "wb");
+  } else {
+    /* The file pad alone: a file nobody else sees, gone once closed. */
+    char *t = nullptr;
+    int fd = g_file_open_tmp ("peerjs-in-XXXXXX", &t, nullptr);
+    where = t ? t : "";
+    g_free (t);
+    file = fd >= 0 ? fdopen (fd, "wb") : nullptr;
   }
+  if (file && files.settings_.pads)
+    reader = fopen (where.c_str (), "rb");
+  if (!file || (files.settings_.pads && !reader)) {
+    std::string why = "cannot write " + where + ": " + g_strerror (errno);
+    if (file)
+      g_unlink (where.c_str ());
+    finish (why, true);
+    return false;
+  }
+  if (dir.empty ())
+    g_unlink (where.c_str ());
+  else
+    temp = where;
   if (files.settings_.pads)
     make_pad ();
   return true;
@@ -625,19 +626,81 @@ Files::Transfer::make_pad ()
   if (!caps)
     caps = gst_caps_new_empty_simple ("application/octet-stream");
   g_object_set (appsrc, "format", GST_FORMAT_BYTES, "caps", caps,
-      "max-bytes", PAD_QUEUE_BYTES, "block", TRUE, NULL);
-  gst_bin_add (GST_BIN (element), GST_ELEMENT (gst_object_ref (appsrc)));
+      "max-bytes", (guint64) FILE_CHUNK_MAX * 4, NULL);
+  GstAppSrcCallbacks callbacks = { };
+  callbacks.need_data = [] (GstAppSrc *, guint, gpointer data) {
+    (*static_cast<std::shared_ptr<Transfer> *> (data))->feed_pad ();
+  };
+  gst_app_src_set_callbacks (GST_APP_SRC (appsrc), &callbacks,
+      new std::shared_ptr<Transfer> (shared_from_this ()), [] (gpointer data) {
+        delete static_cast<std::shared_ptr<Transfer> *> (data);
+      });
+  gst_bin_add (GST_BIN (element), appsrc);
   gst_element_sync_state_with_parent (appsrc);
   g_autoptr (GstPad) src = gst_element_get_static_pad (appsrc, "src");
   GstPadTemplate *templ = gst_element_get_pad_template (element,
       "file_%s_%s");
   pad = gst_ghost_pad_new_from_template (pad_name.c_str (), src, templ);
   drop_unless_linked (pad);
+  /* The pad goes once its EOS went through. */
+  struct Drop
+  {
+    FileHost *host;
+    GstElement *appsrc;
+    GstPad *pad;
+  };
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
+        if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) != GST_EVENT_EOS)
+          return GST_PAD_PROBE_OK;
+        auto *d = static_cast<Drop *> (data);
+        GstElement *a = GST_ELEMENT (gst_object_ref (d->appsrc));
+        GstPad *p = GST_PAD (gst_object_ref (d->pad));
+        FileHost *host = d->host;
+        host->invoke ([host, a, p] {
+          drop_pad (host->element (), a, p);
+          gst_object_unref (a);
+          gst_object_unref (p);
+        });
+        return GST_PAD_PROBE_REMOVE;
+      }, new Drop { &host (), appsrc, pad }, [] (gpointer data) {
+        delete static_cast<Drop *> (data);
+      });
   gst_pad_set_active (pad, TRUE);
   gst_element_add_pad (element, GST_PAD (gst_object_ref (pad)));
   /* The name as a tag, for whoever downstream wants it. */
   GstTagList *tags = gst_tag_list_new (GST_TAG_TITLE, name.c_str (), NULL);
   gst_pad_push_event (src, gst_event_new_tag (tags));
+}
+
+void
+Files::Transfer::feed_pad ()
+{
+  std::vector<guint8> buf (FILE_CHUNK_MAX);
+  gsize n = 0;
+  bool eos = false;
+  {
+    std::unique_lock<std::mutex> guard (lock);
+    /* Bounded waits: the appsrc may be going down meanwhile. */
+    while (read_pos >= bytes && !verified && !(ended && !verified))
+      cv.wait_for (guard, std::chrono::milliseconds (100));
+    if (!reader || (ended && !verified))
+      return;
+    if (read_pos < bytes) {
+      n = fread (buf.data (), 1, MIN ((guint64) buf.size (), bytes - read_pos),
+          reader);
+      read_pos += n;
+    }
+    eos = verified && read_pos >= bytes;
+  }
+  if (n > 0) {
+    GstBuffer *out = gst_buffer_new_allocate (nullptr, n, nullptr);
+    gst_buffer_fill (out, 0, buf.data (), n);
+    GST_BUFFER_OFFSET (out) = read_pos - n;
+    gst_app_src_push_buffer (GST_APP_SRC (appsrc), out);
+  }
+  if (eos)
+    gst_app_src_end_of_stream (GST_APP_SRC (appsrc));
 }
 
 void
@@ -666,7 +729,10 @@ Files::Transfer::complete (JsonObject * msg)
     f = file;
     file = nullptr;
   }
-  if (f) {
+  if (f && temp.empty ()) {
+    /* The file pad's copy alone, unlinked already. */
+    fclose (f);
+  } else if (f) {
     bool flushed = fflush (f) == 0 && fsync (fileno (f)) == 0;
     fclose (f);
     std::string final_path = free_path (files.settings_.download_dir,
@@ -680,6 +746,12 @@ Files::Transfer::complete (JsonObject * msg)
     }
     temp.clear ();
     path = final_path;
+  }
+  {
+    /* Before finish (): the file pad may send its EOS from now on. */
+    std::lock_guard<std::mutex> guard (lock);
+    verified = true;
+    cv.notify_all ();
   }
   send_control ("file:ack");
   progress (true);
@@ -776,23 +848,16 @@ Files::Transfer::on_data (GBytes * data)
     if (ended)
       return;
     g_checksum_update (sha, p, n);
-    if (file && fwrite (p, 1, n, file) != n) {
+    if (fwrite (p, 1, n, file) != n || (reader && fflush (file) != 0)) {
       guard.unlock ();
       finish ("cannot write " + temp + ": " + g_strerror (errno), true);
       return;
     }
   }
-  if (appsrc) {
-    GstBuffer *buf = gst_buffer_new_allocate (nullptr, n, nullptr);
-    gst_buffer_fill (buf, 0, p, n);
-    GST_BUFFER_OFFSET (buf) = bytes;
-    /* May wait while the pipeline is behind: the member's sending waits
-     * with it, through the channel's flow control. */
-    gst_app_src_push_buffer (GST_APP_SRC (appsrc), buf);
-  }
   {
     std::lock_guard<std::mutex> guard (lock);
     bytes += n;
+    cv.notify_all ();
   }
   progress (false);
 }
@@ -1111,10 +1176,10 @@ Files::incoming (const std::string & member, GstWebRTCDataChannel * channel)
     json_object_set_string_member (msg, "type", "file:cancel");
     json_object_set_string_member (msg, "id", id.c_str ());
     json_object_set_string_member (msg, "reason", "not requested");
+    /* The sender closes it (docs/protocol.md): it may be sending already. */
     gst_webrtc_data_channel_send_string_full (channel,
         json_text (msg).c_str (), nullptr);
     json_object_unref (msg);
-    gst_webrtc_data_channel_close (channel);
     return;
   }
   t->attach (channel);

@@ -915,6 +915,27 @@ Peer::close ()
   for (int k = 0; k < KIND_COUNT; k++)
     feed ((Kind) k, false);
   g_clear_object (&channel_);
+  /* A member that stopped reading leaves sctpenc waiting for room in the
+   * association, for ever, with its pad's stream lock held: going to NULL
+   * would wait on that lock. FLUSH_START is what ends that wait. */
+  {
+    GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc_));
+    GValue v = G_VALUE_INIT;
+    while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+      GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+      GstElementFactory *f = gst_element_get_factory (e);
+      if (f && g_str_equal (GST_OBJECT_NAME (f), "sctpenc")) {
+        gst_element_foreach_sink_pad (e, [] (GstElement *, GstPad * pad,
+                gpointer) -> gboolean {
+              gst_pad_send_event (pad, gst_event_new_flush_start ());
+              return TRUE;
+            }, nullptr);
+      }
+      g_value_reset (&v);
+    }
+    g_value_unset (&v);
+    gst_iterator_free (it);
+  }
   /* Locked first: the application thread may be changing the bin's state
    * meanwhile, and would set it back up before it is out of the bin. */
   gst_element_set_locked_state (webrtc_, TRUE);

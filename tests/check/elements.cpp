@@ -1438,6 +1438,70 @@ GST_START_TEST (test_file_sender_gone)
 }
 END_TEST;
 
+/* A receiver that stops reading (its process stopped): the sender gives
+ * the transfer up with an error, and goes on. A request for a file never
+ * offered is answered with file:cancel and an error at the offerer. */
+GST_START_TEST (test_file_stalled_and_unknown)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  random_file (path, 300 * 1000 * 1000);
+  Member a ("peerjssink name=p " + props (server, "stall"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+  page.send (J ("{'type':'thread:connect','thread':'stall','constraints':{}}"));
+  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+  page.send ("{\"type\":\"file:request\",\"to\":\"" + ida
+      + "\",\"id\":\"nosuch\"}");
+  auto refused = page.next_of ("file:cancel", 5000);
+  fail_unless (refused.has_value (), "no file:cancel for a file not on offer");
+  fail_unless_equals_string (refused->str ("id").c_str (), "nosuch");
+  a.wait_message ("peerjs-file-error", {{"id", "nosuch"}, {"member", page.id},
+          {"direction", "send"}});
+
+  std::string cmd = "exec gst-launch-1.0 -q peerjssrc accept-files=all "
+      "download-dir=" + dir.path () + " " + props (server, "stall")
+      + " ! fakesink async=false";
+  GPid pid = 0;
+  const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
+  fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &pid, nullptr));
+  fail_unless (wait_until ([&] {
+            return a.count ("peerjs-thread-connect", {{"thread", "stall"}}) >= 2;
+          }), "the receiving process did not join: %s", a.describe ().c_str ());
+  g_autofree char *id = nullptr;
+  g_signal_emit_by_name (a.element (), "offer-file", path.c_str (), nullptr,
+      "stall", &id);
+  fail_unless (id != nullptr);
+  a.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
+  kill (pid, SIGSTOP);
+  gint64 t0 = now_ms ();
+  std::string error = a.wait_message ("peerjs-file-error", {{"id", id}},
+      60000);
+  g_print ("the sender gave up %" G_GINT64_FORMAT " ms after the receiver "
+      "stopped: %s\n", now_ms () - t0, field (error, "message").c_str ());
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+  fail_unless (a.count ("peerjs-file-complete", {{"id", id}}) == 0);
+  /* The element goes on: a newcomer gets its chat. */
+  Client late;
+  fail_unless (late.connect (server.ws_url ()));
+  late.send (J ("{'type':'thread:connect','thread':'stall','constraints':{}}"));
+  a.wait_message ("peerjs-thread-connect", {{"member", late.id}});
+  gboolean sent = FALSE;
+  g_signal_emit_by_name (a.element (), "send-message", "stall", "after",
+      &sent);
+  fail_unless (sent);
+  auto chat = late.next_of ("message", 5000);
+  fail_unless (chat.has_value () && chat->str ("data") == "after");
+}
+END_TEST;
+
 /* An offer whose answer never comes (lost when a connection dropped) is
  * sent again. */
 GST_START_TEST (test_offer_resent)
@@ -1567,6 +1631,7 @@ elements_suite ()
   tcase_add_test (tc, test_file_pads);
   tcase_add_test (tc, test_file_cancel);
   tcase_add_test (tc, test_file_sender_gone);
+  tcase_add_test (tc, test_file_stalled_and_unknown);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   suite_add_tcase (s, tc);
