@@ -562,6 +562,19 @@ field (const std::string & text, const std::string & name)
   return v ? v : "";
 }
 
+/* A bare client (a page without its browser) in `thread`, once `m` has
+ * seen it join. */
+void
+join_page (Client & page, ServerThread & server, Member & m,
+    const std::string & thread)
+{
+  fail_unless (page.connect (server.ws_url ()));
+  page.send ("{\"type\":\"thread:connect\",\"thread\":\"" + thread
+      + "\",\"constraints\":{}}");
+  m.wait_message ("peerjs-thread-connect", {{"member", page.id},
+          {"thread", thread}});
+}
+
 }  // namespace
 
 /* ------------------------------------------------------------------ */
@@ -1008,9 +1021,7 @@ GST_START_TEST (test_chat)
   fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
   std::string ida = a.id ();
   Client page;
-  fail_unless (page.connect (server.ws_url ()));
-  page.send (J ("{'type':'thread:connect','thread':'chat','constraints':{}}"));
-  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+  join_page (page, server, a, "chat");
 
   gboolean sent = FALSE;
   g_signal_emit_by_name (a.element (), "send-message", "chat", "hello room",
@@ -1049,9 +1060,7 @@ GST_START_TEST (test_events)
   fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
   std::string ida = a.id ();
   Client page;
-  fail_unless (page.connect (server.ws_url ()));
-  page.send (J ("{'type':'thread:connect','thread':'ev','constraints':{}}"));
-  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+  join_page (page, server, a, "ev");
 
   /* Answered. */
   GstPromise *promise = gst_promise_new ();
@@ -1452,9 +1461,7 @@ GST_START_TEST (test_file_stalled_and_unknown)
   std::string ida = a.id ();
 
   Client page;
-  fail_unless (page.connect (server.ws_url ()));
-  page.send (J ("{'type':'thread:connect','thread':'stall','constraints':{}}"));
-  a.wait_message ("peerjs-thread-connect", {{"member", page.id}});
+  join_page (page, server, a, "stall");
   page.send ("{\"type\":\"file:request\",\"to\":\"" + ida
       + "\",\"id\":\"nosuch\"}");
   auto refused = page.next_of ("file:cancel", 5000);
@@ -1490,9 +1497,7 @@ GST_START_TEST (test_file_stalled_and_unknown)
   fail_unless (a.count ("peerjs-file-complete", {{"id", id}}) == 0);
   /* The element goes on: a newcomer gets its chat. */
   Client late;
-  fail_unless (late.connect (server.ws_url ()));
-  late.send (J ("{'type':'thread:connect','thread':'stall','constraints':{}}"));
-  a.wait_message ("peerjs-thread-connect", {{"member", late.id}});
+  join_page (late, server, a, "stall");
   gboolean sent = FALSE;
   g_signal_emit_by_name (a.element (), "send-message", "stall", "after",
       &sent);
