@@ -224,10 +224,6 @@ Files::Transfer::attach (GstWebRTCDataChannel * c)
               delete static_cast<std::weak_ptr<Transfer> *> (d);
             }, (GConnectFlags) 0));
   };
-  auto self = [] (gpointer d) {
-    return static_cast<std::weak_ptr<Transfer> *> (d)->lock ();
-  };
-  (void) self;
   connect ("on-open", G_CALLBACK (+[] (GstWebRTCDataChannel *, gpointer d) {
         if (auto t = static_cast<std::weak_ptr<Transfer> *> (d)->lock ()) {
           std::lock_guard<std::mutex> g (t->lock);

@@ -127,10 +127,20 @@ Session::parse_constraints (const std::string & text, bool * fixed,
         "{\"video\":true,\"audio\":false}, not '" + text + "'.";
     return false;
   }
-  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
-  media->video = truthy (json_object_get_member (o, "video"));
-  media->audio = truthy (json_object_get_member (o, "audio"));
+  *media = media_of (json_node_get_object (json_parser_get_root (parser)));
   return true;
+}
+
+Session::Media
+Session::media_of (JsonObject * constraints)
+{
+  /* As in the original, where the whole camera-and-microphone stream went
+   * with video: audio that is not given follows video. */
+  Media m;
+  m.video = truthy (json_object_get_member (constraints, "video"));
+  m.audio = json_object_has_member (constraints, "audio")
+      ? truthy (json_object_get_member (constraints, "audio")) : m.video;
+  return m;
 }
 
 bool
@@ -810,11 +820,8 @@ Session::on_message (JsonObject * msg)
       return;
     JsonNode *c = json_object_get_member (msg, "constraints");
     Media m;
-    if (c && JSON_NODE_HOLDS_OBJECT (c)) {
-      JsonObject *o = json_node_get_object (c);
-      m.video = truthy (json_object_get_member (o, "video"));
-      m.audio = truthy (json_object_get_member (o, "audio"));
-    }
+    if (c && JSON_NODE_HOLDS_OBJECT (c))
+      m = media_of (json_node_get_object (c));
     bool joined = type == "thread:connect"
         && !json_object_has_member (msg, "to");
     t->second.members[from] = m;

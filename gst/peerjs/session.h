@@ -172,6 +172,7 @@ private:
   void constraints_changed (bool announce);
   static bool parse_constraints (const std::string & text, bool * fixed,
       Media * media, std::string * error);
+  static Media media_of (JsonObject * constraints);
   void collect_stats ();
   /* Presence not yet known to the server: all of it when `all` (a new or
    * forgotten session). */
