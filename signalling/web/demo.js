@@ -20,6 +20,7 @@
     rejoin: $('#rejoin'),
     self: $('#self-view'),
     localVideo: $('#local-video'),
+    tiles: $('.tiles'),
     members: $('#members'),
     enableSound: $('#enable-sound'),
     shareLink: $('#share-link'),
@@ -100,6 +101,25 @@
     history.replaceState(null, '', `#${encodeURIComponent(name)}`);
   }
 
+  /* A microphone with a stroke through it, for the "muted" badge. */
+  function micOff() {
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('fill', 'none');
+    svg.setAttribute('stroke', 'currentColor');
+    svg.setAttribute('stroke-width', '2.2');
+    svg.setAttribute('stroke-linecap', 'round');
+    const path = document.createElementNS(svg.namespaceURI, 'path');
+    path.setAttribute('d', 'M9 6a3 3 0 0 1 6 0v5a3 3 0 0 1-6 0zM5.5 11a6.5 6.5 0 0 0 13 0M12 17.5V21M4 3l16 18');
+    svg.append(path);
+    return svg;
+  }
+
+  function badge() {
+    return el('span', { class: 'badge' }, micOff(), 'muted');
+  }
+
   function avatar(id) {
     const node = el('span', { class: 'avatar', 'aria-hidden': 'true' }, short(id).slice(0, 2).toUpperCase());
     let hue = 0;
@@ -145,11 +165,102 @@
     ui.self.classList.toggle('has-video', has('video'));
     ui.self.classList.toggle('has-audio', has('audio'));
     ui.camera.setAttribute('aria-pressed', String(Boolean(stream)));
-    ui.mute.setAttribute('aria-pressed', String(removed.audio.length > 0));
-    ui.picture.setAttribute('aria-pressed', String(removed.video.length > 0));
+    // The labels say what a click does; aria-pressed and the colour say
+    // that the microphone or the picture is off now.
+    const muted = removed.audio.length > 0;
+    const hidden = removed.video.length > 0;
+    ui.mute.setAttribute('aria-pressed', String(muted));
+    ui.mute.textContent = muted ? 'Unmute' : 'Mute';
+    ui.mute.title = muted ? 'The others cannot hear you' : '';
+    ui.picture.setAttribute('aria-pressed', String(hidden));
+    ui.picture.textContent = hidden ? 'Show picture' : 'Hide picture';
+    ui.picture.title = hidden ? 'The others do not see you' : '';
     ui.mute.disabled = !stream || (!has('audio') && !removed.audio.length);
     ui.picture.disabled = !stream || (!has('video') && !removed.video.length);
+    scheduleLayout();  // a picture more or less may change the tiles' aspect
   }
+
+  /* ---------- tile layout ---------- */
+
+  // Until a picture says otherwise: what cameras give getUserMedia by default.
+  const DEFAULT_ASPECT = 4 / 3;
+  // Below this the tiles stop shrinking and the stage scrolls instead.
+  const MIN_TILE_WIDTH = 120;
+
+  /* The aspect most of the pictures on show have (the first one seen among
+     equals); tiles without a picture follow it. A picture of another shape
+     gets bars (object-fit: contain), never cropped. */
+  function pictureAspect(list) {
+    const votes = new Map();  // aspect rounded to 1/100 -> [count, exact aspect]
+    for (const tile of list) {
+      const v = tile.querySelector('video');
+      if (!tile.classList.contains('has-video') || !v || !v.videoWidth || !v.videoHeight) continue;
+      const exact = v.videoWidth / v.videoHeight;
+      const key = Math.round(exact * 100);
+      const vote = votes.get(key) || [0, exact];
+      vote[0]++;
+      votes.set(key, vote);
+    }
+    let best = [0, DEFAULT_ASPECT];
+    for (const vote of votes.values()) if (vote[0] > best[0]) best = vote;
+    return best[1];
+  }
+
+  /* The largest tile of this aspect that `count` of fit in width x height,
+     `gap` apart: every column count is tried, the rows follow from it. */
+  function bestGrid(count, width, height, gap, aspect) {
+    let best = { cols: 1, rows: count, w: 0, h: 0 };
+    for (let cols = 1; cols <= count; cols++) {
+      const rows = Math.ceil(count / cols);
+      const cellW = (width - gap * (cols - 1)) / cols;
+      const cellH = (height - gap * (rows - 1)) / rows;
+      // Whole pixels, rounded down, so that `cols` tiles always fit a row.
+      const w = Math.floor(Math.min(cellW, cellH * aspect));
+      if (w > best.w) best = { cols, rows, w };
+    }
+    if (best.w < MIN_TILE_WIDTH) {
+      const cols = Math.max(1, Math.floor((width + gap) / (MIN_TILE_WIDTH + gap)));
+      const w = Math.floor(Math.min(width, (width - gap * (cols - 1)) / cols));
+      best = { cols, rows: Math.ceil(count / cols), w };
+    }
+    // The height stays fractional: a tile a fraction of a pixel off the
+    // picture's aspect shows a hairline of background along one edge.
+    return { ...best, h: best.w / aspect };
+  }
+
+  function layoutTiles() {
+    const box = ui.tiles;
+    const list = [...box.querySelectorAll('.tile')];  // ours and the members'
+    const style = getComputedStyle(box);
+    const width = box.clientWidth;
+    // A phone's stage grows with its tiles up to its max-height (demo.css);
+    // on a desktop the box has the height left under the controls.
+    const maxHeight = parseFloat(style.maxHeight);  // NaN for "none"
+    const height = Number.isFinite(maxHeight) ? maxHeight : box.clientHeight;
+    if (!width || !height || !list.length) return;
+    const grid = bestGrid(list.length, width, height, parseFloat(style.columnGap) || 0,
+        pictureAspect(list));
+    box.style.setProperty('--tile-w', `${grid.w}px`);
+    box.style.setProperty('--tile-h', `${grid.h}px`);
+    box.dataset.grid = `${grid.cols}x${grid.rows}`;
+  }
+
+  /* Once per frame at most: resizes, pictures that change size, tracks. */
+  let layoutQueued = false;
+  function scheduleLayout() {
+    if (layoutQueued) return;
+    layoutQueued = true;
+    requestAnimationFrame(() => {
+      layoutQueued = false;
+      layoutTiles();
+    });
+  }
+
+  // Through a frame, not in the callback: on a phone the box's height follows
+  // the tiles, and a size changed inside the callback would be an error
+  // ("ResizeObserver loop completed with undelivered notifications").
+  new ResizeObserver(scheduleLayout).observe(ui.tiles);
+  ui.localVideo.addEventListener('resize', scheduleLayout);
 
   /* ---------- threads ---------- */
 
@@ -187,15 +298,16 @@
 
   function addMember(id, announce = true) {
     if (tiles.has(id)) return tiles.get(id);
-    const tile = el('figure', { class: 'tile', 'data-member': id },
+    // Silent until an audio track of theirs says otherwise (showStream).
+    const tile = el('figure', { class: 'tile silent', 'data-member': id },
         avatar(id),
-        el('figcaption', {}, el('span', { class: 'name', title: id }, short(id)),
-            el('span', { class: 'badge', textContent: 'muted' })));
+        el('figcaption', {}, el('span', { class: 'name', title: id }, short(id)), badge()));
     tiles.set(id, tile);
     ui.members.append(tile);
     if (streams.has(id)) showStream(id);
     if (announce) note(`${short(id)} joined`);
     render();
+    layoutTiles();
     return tile;
   }
 
@@ -206,11 +318,13 @@
     tiles.delete(id);
     note(`${short(id)} ${why}`);
     render();
+    layoutTiles();
   }
 
   function clearMembers() {
     for (const tile of tiles.values()) tile.remove();
     tiles.clear();
+    layoutTiles();
   }
 
   function showStream(id) {
@@ -221,10 +335,13 @@
     if (!stream) {
       if (video) video.remove();
       tile.classList.remove('has-media', 'has-video', 'has-audio');
+      tile.classList.add('silent');
+      scheduleLayout();
       return;
     }
     if (!video) {
       video = el('video', { autoplay: true, playsInline: true });
+      video.addEventListener('resize', scheduleLayout);  // the picture's size is known or changed
       tile.prepend(video);
     }
     if (video.srcObject !== stream) {
@@ -234,13 +351,18 @@
     for (const track of stream.getTracks()) {
       if (watched.has(track)) continue;
       watched.add(track);
-      track.addEventListener('mute', () => showStream(id));
-      track.addEventListener('unmute', () => showStream(id));
+      for (const type of ['mute', 'unmute', 'ended'])
+        track.addEventListener(type, () => { if (streams.get(id) === stream) showStream(id); });
     }
     tile.classList.add('has-media');
-    // A muted remote video track has no frames yet, or no more.
-    tile.classList.toggle('has-video', stream.getVideoTracks().some((t) => !t.muted));
-    tile.classList.toggle('has-audio', stream.getAudioTracks().length > 0);
+    // A muted remote track has no frames yet, or no more. A member who mutes
+    // takes the audio track out of the stream (peer.js removes it here).
+    const playing = (t) => t.readyState === 'live' && !t.muted;
+    const audible = stream.getAudioTracks().some(playing);
+    tile.classList.toggle('has-video', stream.getVideoTracks().some(playing));
+    tile.classList.toggle('has-audio', audible);
+    tile.classList.toggle('silent', !audible);
+    scheduleLayout();
   }
 
   /* Autoplay rules may refuse sound until the user interacts with the page. */
@@ -552,6 +674,7 @@
     ui.self.querySelector('.start-camera').disabled = true;
   }
 
+  ui.self.querySelector('.badge').prepend(micOff());
   window.addEventListener('hashchange', onHashChange);
   peer.init();
   onHashChange();
