@@ -20,6 +20,8 @@
   const RECONNECT_MIN_MS = 250;
   const RECONNECT_MAX_MS = 5000;
   const REJOIN_WAIT_MS = 10000;           /* after a server restart */
+  const LOCAL_POLL_MS = 250;              /* looks at peer.localmedia's tracks */
+  const REMEMBERED_MAX = 256;             /* file:requests and offers kept for sendFile */
   const KINDS = ['audio', 'video'];
 
   /* ------------------------------------------------------------------ */
@@ -183,6 +185,16 @@
     return u.toString();
   }
 
+  /* Whether constraints let a kind through. The original shared the whole
+   * camera-and-microphone stream with `video`, so an `audio` that is not
+   * given follows `video` (docs/protocol.md). `undefined` counts as not
+   * given: JSON drops it, so that is what the other members see too. */
+  function allows (constraints, kind) {
+    if (!constraints) return false;
+    if (kind === 'audio' && constraints.audio === undefined) return !!constraints.video;
+    return !!constraints[kind];
+  }
+
   function merge (base, extra) {
     const out = Object.assign({}, base || {});
     for (const k of Object.keys(extra || {})) {
@@ -203,6 +215,7 @@
       this.makingOffer = false;
       this.offerAgain = false;
       this.stream = null;     /* their media, as media:connect gave it */
+      this.label = null;      /* the stream our tracks go in, for its id */
       this.transfers = new Set();
     }
   }
@@ -240,6 +253,11 @@
       this._offers = new Map();      /* offerFile: id -> File */
       this._wanted = new Map();      /* requestFile: from/id -> offer */
       this._transfers = new Map();   /* id -> Set of transfer states */
+      this._requests = [];           /* file:requests for sendFile: {from, id} */
+      this._answering = null;        /* the one whose handlers run now */
+      this._sentOffers = new Map();  /* file:offers sent with send(): id -> name */
+      this._localTimer = null;
+      this._localSeen = '';
     }
 
     /* -------------------------------------------------------------- */
@@ -403,8 +421,31 @@
         obj.callback_id = ++this._callbackSeq;
         this._callbacks.set(obj.callback_id, callback);
       }
+      this._noteSent(obj);
       this._send(obj);
       return this;
+    }
+
+    /* Files the original way: the page offers with send({type:'file:offer',
+     * id, name}), the other side asks with send({type:'file:request', to,
+     * id}), and the offerer answers with sendFile(file, to) from its
+     * file:request handler. What goes through send() is noted, so that the
+     * requester takes the channel for that id, and the offerer's sendFile
+     * finds the id it answers (_requestFor). */
+    _noteSent (obj) {
+      if (obj.id === undefined || obj.id === null) return;
+      const id = String(obj.id);
+      if (obj.type === 'file:request' && typeof obj.to === 'string') {
+        const key = obj.to + '/' + id;
+        if (!this._wanted.has(key)) this._wanted.set(key, { from: obj.to, id });
+        if (this.support.datachannel && this.id && obj.to !== this.id) this._remote(obj.to);
+      } else if (obj.type === 'file:offer') {
+        this._sentOffers.delete(id);
+        this._sentOffers.set(id, obj.name);
+        if (this._sentOffers.size > REMEMBERED_MAX) {
+          this._sentOffers.delete(this._sentOffers.keys().next().value);
+        }
+      }
     }
 
     disconnect () {
@@ -436,6 +477,7 @@
         };
       }
       const from = msg.from;
+      let answering = null;
       switch (msg.type) {
         case 'thread:connect':
         case 'thread:change':
@@ -465,6 +507,12 @@
         case 'file:request':
           if (this._offers.has(String(msg.id))) {
             this.sendFile(this._offers.get(String(msg.id)), from, String(msg.id));
+          } else if (from && msg.id !== undefined && msg.id !== null) {
+            /* Not an offerFile file: for the page to answer, as the
+             * original demo does, with sendFile(file, from). */
+            answering = { from, id: String(msg.id) };
+            this._requests.push(answering);
+            if (this._requests.length > REMEMBERED_MAX) this._requests.shift();
           }
           break;
         case 'file:cancel': {
@@ -486,7 +534,9 @@
           console.warn('peer.js: server error', msg.code, msg.message);
           break;
       }
+      this._answering = answering;
       this.emit(msg.type, msg, callback);
+      this._answering = null;
     }
 
     _memberChanged (msg) {
@@ -511,6 +561,7 @@
     }
 
     _gone (from) {
+      this._requests = this._requests.filter((q) => q.from !== from);
       for (const t of Object.values(this.threads)) delete t.members[from];
       const r = this._remotes.get(from);
       if (r) this._closeRemote(r);
@@ -626,15 +677,45 @@
       const fresh = stream !== this.localmedia;
       this.localmedia = stream;
       if (fresh) {
+        /* A track that ends by itself (device unplugged, permission
+         * withdrawn) says so at once; the poll below catches it too. */
         for (const track of stream.getTracks()) {
-          track.addEventListener('ended', () => {
-            if (this.localmedia === stream &&
-                !stream.getTracks().some((t) => t.readyState === 'live')) {
-              this.removeMedia();
-            }
-          });
+          track.addEventListener('ended', () => this._checkLocal());
         }
         this.emit('localmedia:connect', { stream });
+      }
+      this._localSeen = this._localState();
+      if (!this._localTimer) this._localTimer = setInterval(() => this._checkLocal(), LOCAL_POLL_MS);
+      for (const r of this._remotes.values()) this._sync(r);
+    }
+
+    /* The tracks of peer.localmedia and their states, as one string. */
+    _localState () {
+      const stream = this.localmedia;
+      return stream ? stream.getTracks().map((t) => t.id + '=' + t.readyState).join(' ') : '';
+    }
+
+    /* Browsers tell a page nothing about the changes it makes to its own
+     * stream: no `ended` for a track it stopped itself, no `addtrack` or
+     * `removetrack` for tracks it added or removed. Pages written for the
+     * original do exactly that (Toggle, Mute, Picture), so the tracks are
+     * looked at every LOCAL_POLL_MS while there is local media. A stream
+     * whose tracks have all ended is gone (localmedia:disconnect); one
+     * whose tracks were all removed is only empty. */
+    _checkLocal () {
+      const stream = this.localmedia;
+      if (!stream) {
+        clearInterval(this._localTimer);
+        this._localTimer = null;
+        return;
+      }
+      const state = this._localState();
+      if (state === this._localSeen) return;
+      this._localSeen = state;
+      const tracks = stream.getTracks();
+      if (tracks.length && !tracks.some((t) => t.readyState === 'live')) {
+        this.removeMedia();
+        return;
       }
       for (const r of this._remotes.values()) this._sync(r);
     }
@@ -643,6 +724,8 @@
       const stream = this.localmedia;
       if (!stream) return this;
       this.localmedia = null;
+      clearInterval(this._localTimer);
+      this._localTimer = null;
       stream.getTracks().forEach((t) => t.stop());
       for (const r of this._remotes.values()) this._sync(r);
       this.emit('localmedia:disconnect', { stream });
@@ -660,7 +743,7 @@
         const theirs = t.members[id];
         if (!t.constraints || !theirs) continue;
         allowed.any = true;
-        for (const k of KINDS) if (t.constraints[k] && theirs[k]) allowed[k] = true;
+        for (const k of KINDS) if (allows(t.constraints, k) && allows(theirs, k)) allowed[k] = true;
       }
       return allowed;
     }
@@ -735,7 +818,14 @@
         if (tr.sender.track !== want) {
           tr.sender.replaceTrack(want).catch((err) => console.warn('peer.js: replaceTrack', err));
         }
-        if (send && tr.sender.setStreams) tr.sender.setStreams(this.localmedia);
+        /* The stream id the member sees is one of this connection's own,
+         * not localmedia's: a page that finds its video elements by stream
+         * id (the original demo) then makes a new one for a new connection
+         * instead of finding the element of the closed one. */
+        if (send && tr.sender.setStreams) {
+          if (!r.label) r.label = new MediaStream();
+          tr.sender.setStreams(r.label);
+        }
         const direction = send && recv ? 'sendrecv' : send ? 'sendonly' : recv ? 'recvonly' : 'inactive';
         if (tr.direction !== direction) tr.direction = direction;
       }
@@ -898,8 +988,31 @@
       };
     }
 
+    /* The id for sendFile(file, to) without one: the request from `to`
+     * whose handlers run now; else an unanswered request from `to`, for
+     * the file offered under this name with send() if there is one, else
+     * the oldest; else a new id, which a receiver takes only if it expects
+     * it. A request answered this way is forgotten. */
+    _requestFor (file, to) {
+      let pick = this._answering && this._answering.from === to ? this._answering : null;
+      if (!pick) {
+        const theirs = this._requests.filter((q) => q.from === to);
+        pick = theirs.find((q) => this._sentOffers.get(q.id) === file.name) || theirs[0];
+      }
+      if (!pick) return randomId();
+      this._answering = null;
+      const at = this._requests.indexOf(pick);
+      if (at >= 0) this._requests.splice(at, 1);
+      return pick.id;
+    }
+
     sendFile (file, to, id) {
-      id = String(id || randomId());
+      if (!(global.Blob && file instanceof global.Blob) || typeof to !== 'string' || !to) {
+        id = id === undefined || id === null ? undefined : String(id);
+        this.emit('file:error', { id, to, message: 'sendFile needs a File or Blob and a member id' });
+        return id;
+      }
+      id = id === undefined || id === null ? this._requestFor(file, to) : String(id);
       if (!this.support.datachannel) {
         this.emit('file:error', { id, to, message: 'this browser has no data channels' });
         return id;
@@ -989,10 +1102,18 @@
       const offer = this._wanted.get(r.id + '/' + id);
       channel.binaryType = 'arraybuffer';
       if (!offer) {
-        channel.onopen = () => {
+        /* Refused; the closing is left to the sender (docs/protocol.md),
+         * with a late close in case it does not. */
+        const refuse = () => {
           channel.send(JSON.stringify({ type: 'file:cancel', id, reason: 'not requested' }));
-          channel.close();
+          setTimeout(() => {
+            try {
+              channel.close();
+            } catch (err) { /* closed */ }
+          }, 2000);
         };
+        if (channel.readyState === 'open') refuse();
+        else channel.onopen = refuse;
         return;
       }
       const from = r.id;
@@ -1016,7 +1137,7 @@
         try {
           channel.close();
         } catch (err) { /* closed */ }
-        this.emit('file:error', { id, from, name: offer.name, message });
+        this.emit('file:error', { id, from, name: meta ? meta.name : offer.name, message });
       };
       /* Refusing, the receiver tells the sender and leaves the closing to
        * it (docs/protocol.md): the sender may still have data on the way. */
@@ -1029,7 +1150,7 @@
             channel.close();
           } catch (err) { /* closed */ }
         }, 2000);
-        this.emit('file:error', { id, from, name: offer.name, message: why });
+        this.emit('file:error', { id, from, name: meta ? meta.name : offer.name, message: why });
       };
       state.cancel = (reason) => refuse({ type: 'file:cancel', id, reason }, reason || 'cancelled');
       channel.onclose = () => state.fail('the sender went away before the file was complete');

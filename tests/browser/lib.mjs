@@ -558,3 +558,19 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     t.step(`peer.js is ${fs.existsSync(path.join(WEB_ROOT, 'peer.js')) ? 'there' : 'not there yet'}`);
   });
 }
+
+// ------------------------------------------------------ the original's page
+
+// Opens the original PeerJS demo page (/original.html) in `room` (the URL
+// hash), waits for its peer.id and records its peer events from then on.
+// It is opened at 127.0.0.1, not localhost: on a host named localhost the
+// original's code connects to port 5000 instead of the page's own server.
+export async function openOriginal (browser, server, name, room) {
+  const at = { url: `http://127.0.0.1:${server.port}/` };
+  const page = await openPage(browser, at, name, { path: `/original.html#${room}` });
+  page.peerId = await waitIn(page, 'peer.id on the original\'s page',
+    () => window.peer && window.peer.id);
+  await record(page);
+  note(`[${name}] peer.id ${page.peerId}`, true);
+  return page;
+}

@@ -101,6 +101,12 @@ GST_START_TEST (test_restart)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_original)
+{
+  run_scenario ("original");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_pipelines)
 {
   run_scenario ("pipelines");
@@ -131,6 +137,7 @@ browser_suite (void)
   tcase_add_test (tc, test_files);
   tcase_add_test (tc, test_restart);
   tcase_add_test (tc, test_screenshot);
+  tcase_add_test (tc, test_original);
   tcase_add_test (tc, test_pipelines);
   tcase_add_test (tc, test_pipeline_files);
   return s;
