@@ -69,6 +69,21 @@ json_uint (JsonObject * obj, const char *name, bool * ok)
   return *ok ? (guint64) v : 0;
 }
 
+/* A file's id: a string, or a number taken as its decimal string, as the
+ * original's pages send them (docs/protocol.md). */
+std::string
+file_id (JsonObject * msg)
+{
+  JsonNode *n = json_object_get_member (msg, "id");
+  if (!n || !JSON_NODE_HOLDS_VALUE (n))
+    return {};
+  if (json_node_get_value_type (n) == G_TYPE_STRING)
+    return json_node_get_string (n);
+  if (json_node_get_value_type (n) == G_TYPE_INT64)
+    return std::to_string (json_node_get_int (n));
+  return {};
+}
+
 /* A name from a member, safe to put in our directory: no path, no dot
  * files, no control characters. */
 std::string
@@ -1036,11 +1051,12 @@ void
 Files::on_offer (JsonObject * msg)
 {
   std::string from = json_string (msg, "from");
-  std::string id = json_string (msg, "id");
+  std::string id = file_id (msg);
   bool ok;
+  /* The original's pages offer without a size; file:start gives it. */
   guint64 size = json_uint (msg, "size", &ok);
-  if (from.empty () || id.empty () || !ok) {
-    GST_WARNING ("a file:offer without from, id or size, ignored");
+  if (from.empty () || id.empty ()) {
+    GST_WARNING ("a file:offer without from or id, ignored");
     return;
   }
   Offered o;
@@ -1073,7 +1089,7 @@ void
 Files::on_request (JsonObject * msg)
 {
   std::string from = json_string (msg, "from");
-  std::string id = json_string (msg, "id");
+  std::string id = file_id (msg);
   if (from.empty ())
     return;
   Offer offer;
@@ -1134,7 +1150,7 @@ void
 Files::on_cancel (JsonObject * msg)
 {
   std::string from = json_string (msg, "from");
-  std::string id = json_string (msg, "id");
+  std::string id = file_id (msg);
   std::string reason = json_string (msg, "reason");
   std::shared_ptr<Transfer> t = find_wanted (from, id);
   if (t)

@@ -89,6 +89,19 @@ scenario('pipeline-files', async (t) => {
     'SHA-256 of the file in download-dir');
   await waitEvent(page, 'file:sent', `e.id === '${id}'`);
 
+  t.step('the original\'s way: an offer with id 0 and no size, sendFile in the request handler');
+  const origSha = await makeFile(page, 'original.bin', 256 * 1024);
+  await page.evaluate((room) => {
+    peer.on('file:request', (e) => {
+      if (String(e.id) === '0') peer.sendFile(window.files['original.bin'], e.from);
+    });
+    peer.send({ type: 'file:offer', name: 'original.bin', id: 0, thread: room });
+  }, ROOM);
+  const orig = await src.waitMessage('peerjs-file-complete, id=(string)0,', 30000);
+  assert(orig.includes(`sha256=(string)${origSha}`), `the pipeline's SHA-256: ${orig}`);
+  assertEqual(sha256(path.join(inbox, 'original.bin')), origSha,
+    'SHA-256 of original.bin in download-dir');
+
   t.step('a bad sender: each broken transfer is an error, nothing is kept');
   // The page offers by hand and answers the pipeline's request on a channel
   // of its own, sending what `frames` says.
@@ -138,7 +151,8 @@ scenario('pipeline-files', async (t) => {
     ch.onmessage = (m) => resolve(m.data);
   }), srcId);
   assertEqual(JSON.parse(unasked).reason, 'not requested', 'the answer to an unasked channel');
-  const leftovers = fs.readdirSync(inbox).filter((f) => f !== 'from-page.bin');
+  const leftovers = fs.readdirSync(inbox)
+    .filter((f) => f !== 'from-page.bin' && f !== 'original.bin');
   assertEqual(leftovers, [], 'files in download-dir besides the good one');
 
   t.step('after all that, a good file still arrives');
