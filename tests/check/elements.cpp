@@ -329,7 +329,10 @@ private:
     o.pad = name;
     if (file) {
       o.sha.reset (g_checksum_new (G_CHECKSUM_SHA256), g_checksum_free);
-      gst_pad_add_probe (sinkpad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      /* At the fakesink, behind the queue: the EOS comes after the last
+       * buffer there. */
+      g_autoptr (GstPad) end = gst_element_get_static_pad (sink, "sink");
+      gst_pad_add_probe (end, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
           [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
             auto *c = static_cast<std::pair<Member *, std::string> *> (data);
             if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_EOS)
