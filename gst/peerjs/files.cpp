@@ -5,6 +5,7 @@
 #include "signalling-client.h"
 
 #include <gst/app/gstappsrc.h>
+#include <openssl/evp.h>
 #include <glib/gstdio.h>
 
 #include <unistd.h>
@@ -68,6 +69,47 @@ json_uint (JsonObject * obj, const char *name, bool * ok)
   *ok = v >= 0 && v < 9.0e15 && v == (double) (guint64) v;
   return *ok ? (guint64) v : 0;
 }
+
+/* SHA-256 of a transfer's bytes, with OpenSSL's libcrypto (webrtcbin's DTLS
+ * loads it already): several times GLib's GChecksum, which held a transfer
+ * between two pipelines to 0.73 of a bare pair of webrtcbins
+ * (docs/performance.md, Files). */
+class Sha256
+{
+public:
+  Sha256 () : ctx_ (EVP_MD_CTX_new ())
+  {
+    EVP_DigestInit_ex (ctx_, EVP_sha256 (), nullptr);
+  }
+  ~Sha256 () { EVP_MD_CTX_free (ctx_); }
+  Sha256 (const Sha256 &) = delete;
+  Sha256 & operator= (const Sha256 &) = delete;
+
+  void update (const void *data, gsize n)
+  {
+    EVP_DigestUpdate (ctx_, data, n);
+  }
+  /* The digest so far, in lower-case hex; more may be added after. */
+  std::string hex () const
+  {
+    EVP_MD_CTX *copy = EVP_MD_CTX_new ();
+    EVP_MD_CTX_copy_ex (copy, ctx_);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex (copy, md, &len);
+    EVP_MD_CTX_free (copy);
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < len; i++) {
+      out += digits[md[i] >> 4];
+      out += digits[md[i] & 15];
+    }
+    return out;
+  }
+
+private:
+  EVP_MD_CTX *ctx_;
+};
 
 /* A file's id: a string, or a number taken as its decimal string, as the
  * original's pages send them (docs/protocol.md). */
@@ -158,7 +200,6 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
 {
   Transfer (Files & f, bool s) : files (f), sending (s)
   {
-    sha = g_checksum_new (G_CHECKSUM_SHA256);
     started_us = last_progress_us = g_get_monotonic_time ();
   }
   ~Transfer ()
@@ -166,7 +207,6 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
     gst_clear_object (&pad);
     if (reader)
       fclose (reader);
-    g_checksum_free (sha);
     if (file)
       fclose (file);
     g_clear_object (&channel);
@@ -189,7 +229,7 @@ struct Files::Transfer : std::enable_shared_from_this<Transfer>
   bool peer_done = false;         /* receiving: the sender stopped */
   std::string refusal;            /* sending: what the receiver said */
   guint64 bytes = 0;
-  GChecksum *sha;
+  Sha256 sha;
   FILE *file = nullptr;
   std::thread thread;             /* sending: reads and sends */
   gint64 started_us, last_progress_us;
@@ -343,10 +383,7 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
     c = channel;
     channel = nullptr;
     ids.swap (handlers);
-    /* A copy: reading a GChecksum's digest closes it. */
-    GChecksum *copy = g_checksum_copy (sha);
-    digest = g_checksum_get_string (copy);
-    g_checksum_free (copy);
+    digest = sha.hex ();
     done = bytes;
   }
   if (c && tell_peer && !error.empty ()) {
@@ -515,7 +552,7 @@ Files::Transfer::run ()
       return fail (std::string ("could not read ") + path + ": "
           + (ferror (file) ? g_strerror (errno) : "it is shorter than "
               "when it was offered"));
-    g_checksum_update (sha, buf.data (), n);
+    sha.update (buf.data (), n);
     GBytes *bytes_out = g_bytes_new (buf.data (), n);
     bool ok = gst_webrtc_data_channel_send_data_full (c, bytes_out, &error);
     g_bytes_unref (bytes_out);
@@ -537,7 +574,7 @@ Files::Transfer::run ()
   json_object_set_string_member (end, "type", "file:end");
   json_object_set_string_member (end, "id", id.c_str ());
   json_object_set_int_member (end, "size", sent);
-  json_object_set_string_member (end, "sha256", g_checksum_get_string (sha));
+  json_object_set_string_member (end, "sha256", sha.hex ().c_str ());
   text = json_text (end);
   json_object_unref (end);
   gst_webrtc_data_channel_send_string_full (c, text.c_str (), nullptr);
@@ -719,7 +756,7 @@ Files::Transfer::complete (JsonObject * msg)
 {
   bool ok;
   guint64 told = json_uint (msg, "size", &ok);
-  std::string digest = g_checksum_get_string (sha);
+  std::string digest = sha.hex ();
   std::string theirs = json_string (msg, "sha256");
   std::string why;
   if (bytes != size || (ok && told != bytes))
@@ -858,7 +895,7 @@ Files::Transfer::on_data (GBytes * data)
     std::unique_lock<std::mutex> guard (lock);
     if (ended)
       return;
-    g_checksum_update (sha, p, n);
+    sha.update (p, n);
     if (fwrite (p, 1, n, file) != n || (reader && fflush (file) != 0)) {
       guard.unlock ();
       finish ("cannot write " + temp + ": " + g_strerror (errno), true);
