@@ -351,8 +351,13 @@
     for (const track of stream.getTracks()) {
       if (watched.has(track)) continue;
       watched.add(track);
+      // The track may come back later in another stream object (a member
+      // whose tracks all went and came back): ask the current one.
       for (const type of ['mute', 'unmute', 'ended'])
-        track.addEventListener(type, () => { if (streams.get(id) === stream) showStream(id); });
+        track.addEventListener(type, () => {
+          const now = streams.get(id);
+          if (now && now.getTracks().includes(track)) showStream(id);
+        });
     }
     tile.classList.add('has-media');
     // A muted remote track has no frames yet, or no more. A member who mutes
