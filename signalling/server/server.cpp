@@ -20,6 +20,7 @@ constexpr gushort CLOSE_REPLACED = 4000;     /* the session resumed elsewhere */
 constexpr gushort CLOSE_DEAD = 4001;         /* no traffic, not even pongs */
 constexpr gushort CLOSE_SLOW = 4002;         /* send backlog over the bound */
 constexpr gushort CLOSE_TRY_LATER = 1013;    /* RFC 6455 registry: try again later */
+constexpr gushort CLOSE_RESUME = 4100;       /* from a client: keep my session */
 
 struct Upgrade
 {
@@ -227,11 +228,14 @@ SignallingServer::Impl::on_text (Connection * c, std::string_view text)
 void
 SignallingServer::Impl::on_closed (Connection * c)
 {
-  /* A client that says goodbye (1000) or is going away (1001: the
-   * browser closing the page) is not coming back: end it now rather than
-   * after the grace period. */
-  gushort code = c->ws->peer_close_code ();
-  unmap (c, code == 1000 || code == 1001);
+  /* A client that closes is not coming back, whatever its code (none
+   * at all from ws.close () in a browser or in Node): end it now rather
+   * than after the grace period. Only CLOSE_RESUME says otherwise. A close
+   * frame that answers ours (4001, 4002), or a connection lost without
+   * one, leaves the session away, to be resumed. */
+  bool ended = c->ws->peer_closed_first ()
+      && c->ws->peer_close_code () != CLOSE_RESUME;
+  unmap (c, ended);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
   connections.erase (c);

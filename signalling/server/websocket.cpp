@@ -221,6 +221,7 @@ WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
               | static_cast<guint8>(control[1]))
           : 1005;   /* RFC 6455: no status code present */
       if (state_ == State::Open) {
+        peer_closed_first_ = true;
         /* Answer with the client's code, then go. */
         queue_frame (OP_CLOSE, control.substr (0, std::min<std::size_t>(2, control.size ())));
         flush ();

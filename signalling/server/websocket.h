@@ -62,6 +62,8 @@ public:
   std::uint64_t backlog () const { return out_.size () - out_pos_; }
   /* The code of the client's close frame; 0 if it sent none. */
   gushort peer_close_code () const { return peer_close_code_; }
+  /* The client closed first: its close frame was not the answer to ours. */
+  bool peer_closed_first () const { return peer_closed_first_; }
   std::int64_t last_read_us () const { return last_read_us_; }
   std::uint64_t bytes_read () const { return bytes_read_; }
   std::uint64_t bytes_written () const { return bytes_written_; }
@@ -95,6 +97,7 @@ private:
   State state_ = State::Open;
   std::int64_t closing_since_ = 0;
   gushort peer_close_code_ = 0;
+  bool peer_closed_first_ = false;
 
   std::string in_buf_;        /* bytes of an incomplete frame */
   std::uint64_t skip_ = 0;    /* payload bytes of a dropped frame to come */

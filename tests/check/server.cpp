@@ -593,6 +593,53 @@ GST_START_TEST (test_goodbye_close_ends_session)
 }
 GST_END_TEST;
 
+/* Any close frame a client sends first ends its session at once: no code
+ * at all (ws.close () in a browser or Node), 1000, or a code of its own;
+ * 4100 keeps it for the grace period, as does a connection lost without a
+ * close frame. */
+GST_START_TEST (test_close_rules)
+{
+  ServerThread server;   /* grace 5 s */
+  struct Case
+  {
+    const char *what;
+    gushort code;            /* 0: drop the connection, no close frame */
+    bool ends;
+  };
+  for (const Case & c : {
+          Case { "no status code", SOUP_WEBSOCKET_CLOSE_NO_STATUS, true },
+          Case { "1000", SOUP_WEBSOCKET_CLOSE_NORMAL, true },
+          Case { "an application's 4321", 4321, true },
+          Case { "4100, to resume", 4100, false },
+          Case { "no close frame", 0, false }}) {
+    auto a = connected (server);
+    auto b = connected (server);
+    join (*a, "rules");
+    join (*b, "rules");
+    expect (*a, "thread:connect", "B joined");
+    std::string b_id = b->id;
+    if (c.code)
+      b->close (c.code);
+    else
+      b->abort ();
+    auto left = a->next_of ("thread:disconnect", 2000);
+    bool exists = true;
+    server.call ([&] (SignallingServer & s) {
+          exists = s.router ().has_session (b_id);
+        });
+    if (c.ends) {
+      fail_unless (left.has_value (), "%s: no thread:disconnect within 2 s",
+          c.what);
+      fail_if (exists, "%s: the session was kept", c.what);
+    } else {
+      fail_if (left.has_value (), "%s: the session ended at once", c.what);
+      fail_unless (exists, "%s: the session is gone", c.what);
+    }
+    a->close ();
+  }
+}
+GST_END_TEST;
+
 static Suite *
 server_suite (void)
 {
@@ -610,6 +657,7 @@ server_suite (void)
   tcase_add_test (tc, test_hundred_clients);
   tcase_add_test (tc, test_socket_disconnect_tells_contacts);
   tcase_add_test (tc, test_goodbye_close_ends_session);
+  tcase_add_test (tc, test_close_rules);
   tcase_add_test (tc, test_restart_keeps_ids);
   tcase_add_test (tc, test_http);
   tcase_add_test (tc, test_tls);
