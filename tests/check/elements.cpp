@@ -359,7 +359,10 @@ private:
     {
       std::lock_guard<std::mutex> guard (lock_);
       outputs_[name].removed = true;
-      branch = branches_[name];
+      /* A file pad goes right after its EOS passed it: its branch is left
+       * to take that EOS, as a pipeline's would. */
+      if (!g_str_has_prefix (name.c_str (), "file_"))
+        branch = branches_[name];
       branches_.erase (name);
     }
     if (branch) {
