@@ -352,6 +352,18 @@ spawn (const std::string & name, const std::vector<std::string> & argv,
   return c;
 }
 
+/* Members whose video reached a receiver process, by its MEDIA lines. */
+int
+videos_connected (const Child * recv)
+{
+  int n = 0;
+  for (const std::string & l : recv->lines)
+    if (g_str_has_prefix (l.c_str (), "MEDIA ")
+        && g_str_has_suffix (l.c_str (), " video"))
+      n++;
+  return n;
+}
+
 bool
 alive (Child * c)
 {
@@ -1514,11 +1526,7 @@ cpu_ours (const std::string & url, int n, bool pin_format)
     int connected = 0;
     while (now_us () < end && alive (sink) && alive (recv)) {
       pump (100);
-      connected = 0;
-      for (const std::string & l : recv->lines)
-        if (g_str_has_prefix (l.c_str (), "MEDIA ")
-            && g_str_has_suffix (l.c_str (), " video"))
-          connected++;
+      connected = videos_connected (recv);
       if (connected >= n)
         break;
     }
@@ -1663,11 +1671,7 @@ memory_run (const std::string & url, int k)
   int connected = 0;
   while (now_us () < end && alive (recv)) {
     pump (100);
-    connected = 0;
-    for (const std::string & l : recv->lines)
-      if (g_str_has_prefix (l.c_str (), "MEDIA ")
-          && g_str_has_suffix (l.c_str (), " video"))
-        connected++;
+    connected = videos_connected (recv);
     if (connected >= k)
       break;
   }

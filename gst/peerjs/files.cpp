@@ -56,6 +56,22 @@ json_text (JsonObject * obj)
   return text;
 }
 
+/* A control message on a file channel: {"type", "id"[, key: value]}. */
+void
+send_control (GstWebRTCDataChannel * channel, const char *type,
+    const std::string & id, const char *key = nullptr,
+    const std::string & value = {})
+{
+  JsonObject *msg = json_object_new ();
+  json_object_set_string_member (msg, "type", type);
+  json_object_set_string_member (msg, "id", id.c_str ());
+  if (key)
+    json_object_set_string_member (msg, key, value.c_str ());
+  gst_webrtc_data_channel_send_string_full (channel, json_text (msg).c_str (),
+      nullptr);
+  json_object_unref (msg);
+}
+
 guint64
 json_uint (JsonObject * obj, const char *name, bool * ok)
 {
@@ -331,14 +347,7 @@ Files::Transfer::send_control (const char *type, const char *key,
   }
   if (!c)
     return;
-  JsonObject *msg = json_object_new ();
-  json_object_set_string_member (msg, "type", type);
-  json_object_set_string_member (msg, "id", id.c_str ());
-  if (key)
-    json_object_set_string_member (msg, key, value.c_str ());
-  std::string text = json_text (msg);
-  json_object_unref (msg);
-  gst_webrtc_data_channel_send_string_full (c, text.c_str (), nullptr);
+  peerjs::send_control (c, type, id, key, value);
   g_object_unref (c);
 }
 
@@ -386,15 +395,8 @@ Files::Transfer::finish (const std::string & error, bool tell_peer)
     digest = sha.hex ();
     done = bytes;
   }
-  if (c && tell_peer && !error.empty ()) {
-    JsonObject *msg = json_object_new ();
-    json_object_set_string_member (msg, "type", "file:cancel");
-    json_object_set_string_member (msg, "id", id.c_str ());
-    json_object_set_string_member (msg, "reason", error.c_str ());
-    gst_webrtc_data_channel_send_string_full (c, json_text (msg).c_str (),
-        nullptr);
-    json_object_unref (msg);
-  }
+  if (c && tell_peer && !error.empty ())
+    peerjs::send_control (c, "file:cancel", id, "reason", error);
   if (c) {
     files.note_close (member);
     for (gulong h : ids)
@@ -815,13 +817,15 @@ Files::Transfer::on_string (const char *text)
     if (ended)
       return;
   }
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  bool readable = text && json_parser_load_from_data (parser, text, -1,
+      nullptr) && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser));
+  JsonObject *msg = readable
+      ? json_node_get_object (json_parser_get_root (parser)) : nullptr;
+  std::string type = readable ? json_string (msg, "type") : "";
   if (sending) {
-    g_autoptr (JsonParser) parser = json_parser_new ();
-    if (!text || !json_parser_load_from_data (parser, text, -1, nullptr)
-        || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    if (!readable)
       return;
-    JsonObject *msg = json_node_get_object (json_parser_get_root (parser));
-    std::string type = json_string (msg, "type");
     std::lock_guard<std::mutex> guard (lock);
     if (type == "file:ack") {
       acked = true;
@@ -833,14 +837,10 @@ Files::Transfer::on_string (const char *text)
     cv.notify_all ();
     return;
   }
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!text || !json_parser_load_from_data (parser, text, -1, nullptr)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+  if (!readable) {
     finish ("unreadable control message", true);
     return;
   }
-  JsonObject *msg = json_node_get_object (json_parser_get_root (parser));
-  std::string type = json_string (msg, "type");
   if (type == "file:start") {
     if (started)
       finish ("file:start came twice", true);
@@ -1221,14 +1221,8 @@ Files::incoming (const std::string & member, GstWebRTCDataChannel * channel)
   if (!t) {
     GST_INFO ("%s opened channel '%s' for a file we did not ask for",
         member.c_str (), label);
-    JsonObject *msg = json_object_new ();
-    json_object_set_string_member (msg, "type", "file:cancel");
-    json_object_set_string_member (msg, "id", id.c_str ());
-    json_object_set_string_member (msg, "reason", "not requested");
     /* The sender closes it (docs/protocol.md): it may be sending already. */
-    gst_webrtc_data_channel_send_string_full (channel,
-        json_text (msg).c_str (), nullptr);
-    json_object_unref (msg);
+    send_control (channel, "file:cancel", id, "reason", "not requested");
     return;
   }
   t->attach (channel);

@@ -87,18 +87,17 @@ reserved_type (const std::string & type)
 std::string
 payload_json (JsonObject * msg)
 {
+  static const char *const routing[] = { "type", "to", "from", "seq",
+    "original_to", "callback_id", "callback_response" };
   JsonObject *copy = json_object_new ();
   JsonObjectIter it;
   const char *name;
   JsonNode *value;
   json_object_iter_init (&it, msg);
   while (json_object_iter_next (&it, &name, &value)) {
-    for (const char *skip : { "type", "to", "from", "seq", "original_to",
-            "callback_id", "callback_response" })
-      if (g_str_equal (name, skip))
-        goto next;
-    json_object_set_member (copy, name, json_node_copy (value));
-  next:;
+    if (std::none_of (std::begin (routing), std::end (routing),
+            [name] (const char *r) { return g_str_equal (name, r); }))
+      json_object_set_member (copy, name, json_node_copy (value));
   }
   JsonNode *node = json_node_new (JSON_NODE_OBJECT);
   json_node_take_object (node, copy);
@@ -293,12 +292,8 @@ Session::stop ()
     waiting.push_back (c.first);
   for (guint id : waiting)
     if (callbacks_[id].event)
-      finish_callback (id, gst_structure_new (message::EVENT_REPLY,
-            "id", G_TYPE_UINT, id, "from", G_TYPE_STRING, "",
-            "data", G_TYPE_STRING, "null",
-            "error", G_TYPE_STRING, "stopped",
-            "message", G_TYPE_STRING, "the element stopped before a reply "
-            "came", NULL));
+      finish_callback (id, "", "null", "stopped",
+          "the element stopped before a reply came");
   callbacks_.clear ();
   online_ = false;
   tags_sent_.clear ();
@@ -981,13 +976,8 @@ Session::send_event (const std::string & type,
         };
         g_source_set_callback (p.timeout, [] (gpointer data) -> gboolean {
           auto *t = static_cast<Timeout *> (data);
-          t->self->finish_callback (t->id, gst_structure_new (
-                  message::EVENT_REPLY,
-                  "id", G_TYPE_UINT, t->id, "from", G_TYPE_STRING, "",
-                  "data", G_TYPE_STRING, "null",
-                  "error", G_TYPE_STRING, "timeout",
-                  "message", G_TYPE_STRING, "no reply within reply-timeout",
-                  NULL));
+          t->self->finish_callback (t->id, "", "null", "timeout",
+              "no reply within reply-timeout");
           return G_SOURCE_REMOVE;
         }, new Timeout { this, id }, [] (gpointer data) {
           delete static_cast<Timeout *> (data);
@@ -1002,13 +992,19 @@ Session::send_event (const std::string & type,
 }
 
 void
-Session::finish_callback (guint id, GstStructure * reply)
+Session::finish_callback (guint id, const std::string & from,
+    const std::string & data, const std::string & error,
+    const std::string & text)
 {
   auto it = callbacks_.find (id);
-  if (it == callbacks_.end ()) {
-    gst_structure_free (reply);
+  if (it == callbacks_.end ())
     return;
-  }
+  GstStructure *reply = gst_structure_new (message::EVENT_REPLY,
+      "id", G_TYPE_UINT, id,
+      "from", G_TYPE_STRING, from.c_str (),
+      "data", G_TYPE_STRING, data.c_str (),
+      "error", G_TYPE_STRING, error.c_str (),
+      "message", G_TYPE_STRING, text.c_str (), NULL);
   Pending p = it->second;
   callbacks_.erase (it);
   if (p.timeout) {
@@ -1037,15 +1033,12 @@ Session::on_reply (JsonObject * msg)
     GST_DEBUG_OBJECT (element_, "reply to a callback not waited for");
     return !refused;
   }
-  finish_callback (id, gst_structure_new (message::EVENT_REPLY,
-          "id", G_TYPE_UINT, id,
-          "from", G_TYPE_STRING, json_string (msg, "from").c_str (),
-          "data", G_TYPE_STRING, refused ? "null"
-          : payload_json (msg).c_str (),
-          "error", G_TYPE_STRING, refused
-          ? json_string (msg, "code").c_str () : "",
-          "message", G_TYPE_STRING, refused
-          ? json_string (msg, "message").c_str () : "", NULL));
+  if (refused)
+    finish_callback (id, json_string (msg, "from"), "null",
+        json_string (msg, "code"), json_string (msg, "message"));
+  else
+    finish_callback (id, json_string (msg, "from"), payload_json (msg), "",
+        "");
   return true;
 }
 

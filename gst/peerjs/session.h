@@ -180,8 +180,12 @@ private:
   void on_event (JsonObject * msg, const std::string & type);
   /* False: not a reply we wait for, and worth handling as a message. */
   bool on_reply (JsonObject * msg);
-  /* A reply wanted for event `id`: finish it with `reply` (owned). */
-  void finish_callback (guint id, GstStructure * reply);
+  /* The end of event `id`'s wait for a reply: its peerjs-event-reply,
+   * through the promise and on the bus. `data` is JSON; `error` is empty
+   * when the reply came. */
+  void finish_callback (guint id, const std::string & from,
+      const std::string & data, const std::string & error,
+      const std::string & text);
   bool warn_if (bool bad, const std::string & what);
 
   GstElement *element_;
