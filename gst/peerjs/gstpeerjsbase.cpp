@@ -33,6 +33,7 @@ enum
   PROP_TURN_SERVER,
   PROP_ICE_ADDRESSES,
   PROP_TLS_CA,
+  PROP_AUTH_TOKEN,
   PROP_LATENCY,
   PROP_VIDEO_CODEC,
   PROP_AUDIO_CODEC,
@@ -112,6 +113,7 @@ struct Settings
   std::string turn_server;
   std::string ice_addresses;
   std::string tls_ca;
+  std::string auth_token;
   guint latency = DEFAULT_LATENCY;
   std::string video_codec = DEFAULT_VIDEO_CODEC;
   std::string audio_codec = DEFAULT_AUDIO_CODEC;
@@ -357,6 +359,17 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     }
     /* Takes effect at once when the session runs. */
     priv->session->set_constraints (text);
+    return;
+  }
+  if (prop_id == PROP_AUTH_TOKEN) {
+    std::string token;
+    set_string (token, value);
+    {
+      std::lock_guard<std::mutex> guard (priv->lock);
+      priv->settings.auth_token = token;
+    }
+    /* A running session presents it from its next (re)connection on. */
+    priv->session->set_auth_token (token);
     return;
   }
   if (prop_id == PROP_TAGS || prop_id == PROP_WATCH) {
@@ -729,6 +742,7 @@ make_config (GstPeerJSBase * self)
   peerjs::Config c;
   c.server = s.server;
   c.tls_ca = s.tls_ca;
+  c.auth_token = s.auth_token;
   c.threads = split_list (s.threads);
   c.constraints = s.constraints;
   c.receives = GST_PEERJS_BASE_GET_CLASS (self)->receives;
@@ -1070,6 +1084,15 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       g_param_spec_string ("tls-ca", "TLS CA file",
           "PEM file of the certificate authorities trusted for wss:// "
           "(unset: the system's)", nullptr, rw));
+  /* Write-only and without notify: a secret is not read back or printed. */
+  g_object_class_install_property (gobject_class, PROP_AUTH_TOKEN,
+      g_param_spec_string ("auth-token", "Auth token",
+          "Token (a JWT) for a signalling server that requires one, sent as "
+          "?token= on every connection and reconnection; it is never "
+          "printed in logs. Setting it while the element runs applies from "
+          "the next reconnection, to renew a token before it expires",
+          nullptr, (GParamFlags) (G_PARAM_WRITABLE | G_PARAM_STATIC_STRINGS
+              | G_PARAM_EXPLICIT_NOTIFY | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_LATENCY,
       g_param_spec_uint ("latency", "Latency",
           "Jitterbuffer latency for received media, in milliseconds",

@@ -173,6 +173,13 @@ Session::id () const
   return id_;
 }
 
+void
+Session::set_auth_token (const std::string & token)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  auth_token_ = token;
+}
+
 /* ------------------------------------------------------------------ */
 /* Element side */
 
@@ -193,6 +200,7 @@ Session::start (const Config & config)
   {
     std::lock_guard<std::mutex> guard (lock_);
     joined_ = config_.threads;
+    auth_token_ = config_.auth_token;
     tags_ = config_.tags;
     watches_ = config_.watches;
   }
@@ -255,6 +263,13 @@ Session::start (const Config & config)
   handlers.lost = [this] (const std::string & reason, bool fatal,
       guint retry) {
     invoke ([=] { on_lost (reason, fatal, retry); });
+  };
+  handlers.refused = [this] (guint status, const std::string & reason) {
+    invoke ([=] { on_refused (status, reason); });
+  };
+  handlers.auth_token = [this] {
+    std::lock_guard<std::mutex> guard (lock_);
+    return auth_token_;
   };
   client_ = std::make_unique<SignallingClient> (config_.server,
       config_.tls_ca, std::move (handlers));
@@ -672,6 +687,32 @@ Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
           "retry-in", G_TYPE_UINT, retry_ms, NULL));
 }
 
+void
+Session::on_refused (guint status, const std::string & reason)
+{
+  online_ = false;
+  bool has_token;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    has_token = !auth_token_.empty ();
+  }
+  const char *server = config_.server.c_str ();
+  if (status == SOUP_STATUS_UNAUTHORIZED && has_token)
+    GST_ELEMENT_ERROR (element_, RESOURCE, NOT_AUTHORIZED,
+        ("The signalling server refused the auth token: %s from %s. It is "
+            "not valid for this server, or it has expired.", reason.c_str (),
+            server), ("nothing more is tried"));
+  else if (status == SOUP_STATUS_UNAUTHORIZED)
+    GST_ELEMENT_ERROR (element_, RESOURCE, NOT_AUTHORIZED,
+        ("The signalling server wants an auth token: %s from %s. Set "
+            "auth-token.", reason.c_str (), server),
+        ("nothing more is tried"));
+  else
+    GST_ELEMENT_ERROR (element_, RESOURCE, NOT_AUTHORIZED,
+        ("The signalling server refused the connection: %s from %s.",
+            reason.c_str (), server), ("nothing more is tried"));
+}
+
 Session::Media
 Session::our_media () const
 {
@@ -909,12 +950,21 @@ Session::on_message (JsonObject * msg)
   } else if (type == "error") {
     std::string code = json_string (msg, "code");
     std::string text = json_string (msg, "message");
+    std::string ref_type = json_string (msg, "ref_type");
     GST_WARNING_OBJECT (element_, "server refused a message: %s: %s",
         code.c_str (), text.c_str ());
+    /* Not allowed by the token: the application should hear of it even
+     * without looking for peerjs-server-error. */
+    if (code == "forbidden") {
+      std::string what = ref_type.empty () ? "a message" : "'" + ref_type + "'";
+      GST_ELEMENT_WARNING (element_, RESOURCE, NOT_AUTHORIZED,
+          ("The signalling server refused %s: %s", what.c_str (),
+              text.c_str ()), (nullptr));
+    }
     post (gst_structure_new (message::SERVER_ERROR,
             "code", G_TYPE_STRING, code.c_str (),
             "message", G_TYPE_STRING, text.c_str (),
-            "ref-type", G_TYPE_STRING, json_string (msg, "ref_type").c_str (),
+            "ref-type", G_TYPE_STRING, ref_type.c_str (),
             NULL));
   }
 }

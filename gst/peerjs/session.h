@@ -34,6 +34,7 @@ struct Config
 {
   std::string server;
   std::string tls_ca;
+  std::string auth_token;               /* "": none */
   std::vector<std::string> threads;
   std::string constraints;              /* JSON object, or "" for automatic */
   bool receives = false;                /* a source element */
@@ -67,6 +68,8 @@ public:
   void remove_outgoing (Kind kind);
 
   std::string id () const;
+  /* The auth token for the next connection or reconnection; any thread. */
+  void set_auth_token (const std::string & token);
   /* Chat into a thread we joined; false when not started or not joined.
    * Any thread. */
   bool send_message (const std::string & thread, const std::string & text);
@@ -158,6 +161,7 @@ private:
       bool resumed);
   void on_message (JsonObject * msg);
   void on_lost (const std::string & reason, bool fatal, guint retry_ms);
+  void on_refused (guint status, const std::string & reason);
   void join_all ();
   Media our_media () const;
   JsonObject *our_constraints () const;
@@ -195,8 +199,9 @@ private:
   GMainLoop *loop_ = nullptr;
   std::thread thread_;
 
-  mutable std::mutex lock_;             /* id_, outgoing_, joined_ */
+  mutable std::mutex lock_;             /* id_, auth_token_, outgoing_, joined_ */
   std::string id_;
+  std::string auth_token_;
   std::vector<std::string> joined_;     /* threads, as the element sees them */
   std::vector<std::string> tags_, watches_;
   std::atomic<guint> next_event_id_ { 1 };

@@ -213,13 +213,20 @@ SignallingClient::write (const std::string & text)
 void
 SignallingClient::connect ()
 {
+  /* The query carries secrets: this URL is never logged. */
   std::string url = url_;
-  if (!token_.empty ()) {
-    g_autofree char *escaped = g_uri_escape_string (token_.c_str (), nullptr,
+  auto add = [&url] (const char *name, const std::string & value) {
+    g_autofree char *escaped = g_uri_escape_string (value.c_str (), nullptr,
         FALSE);
     url += (url.find ('?') == std::string::npos ? "?" : "&");
-    url += "resume=" + std::string (escaped) + "&last="
-        + std::to_string (last_seq_);
+    url += std::string (name) + "=" + escaped;
+  };
+  std::string auth = handlers_.auth_token ? handlers_.auth_token () : "";
+  if (!auth.empty ())
+    add ("token", auth);
+  if (!token_.empty ()) {
+    add ("resume", token_);
+    add ("last", std::to_string (last_seq_));
   }
   SoupMessage *msg = soup_message_new ("GET", url.c_str ());
   if (!msg) {
@@ -239,10 +246,12 @@ SignallingClient::connect ()
   g_source_attach (t, context_);
   GSource *timeout = t;
 
+  /* The message is kept for its status: a refused upgrade says why there. */
   struct Pending
   {
     SignallingClient *self;
     GSource *timeout;
+    SoupMessage *msg;
   };
   soup_session_websocket_connect_async (session_, msg, nullptr, nullptr,
       G_PRIORITY_DEFAULT, cancellable_,
@@ -250,14 +259,15 @@ SignallingClient::connect ()
         auto *p = static_cast<Pending *> (data);
         g_source_destroy (p->timeout);
         g_source_unref (p->timeout);
-        p->self->on_connected (source, result);
+        p->self->on_connected (source, result, p->msg);
+        g_object_unref (p->msg);
         delete p;
-      }, new Pending { this, timeout });
-  g_object_unref (msg);
+      }, new Pending { this, timeout, msg });
 }
 
 void
-SignallingClient::on_connected (GObject * source, GAsyncResult * result)
+SignallingClient::on_connected (GObject * source, GAsyncResult * result,
+    SoupMessage * msg)
 {
   g_autoptr (GError) error = nullptr;
   SoupWebsocketConnection *ws = soup_session_websocket_connect_finish (
@@ -270,9 +280,20 @@ SignallingClient::on_connected (GObject * source, GAsyncResult * result)
     return;
   }
   if (!ws) {
+    /* An HTTP answer other than the upgrade: its status, if any. */
+    guint status = soup_message_get_status (msg);
+    const char *phrase = soup_message_get_reason_phrase (msg);
+    std::string answer = std::to_string (status) + " "
+        + (phrase ? phrase : soup_status_get_phrase (status));
+    if (status == SOUP_STATUS_UNAUTHORIZED || status == SOUP_STATUS_FORBIDDEN) {
+      handlers_.refused (status, answer);
+      return;
+    }
     std::string reason = timed_out
         ? "no answer within " + std::to_string (CONNECT_TIMEOUT_MS / 1000) + " s"
         : std::string (error ? error->message : "unknown error");
+    if (status >= 400)
+      reason += " (" + answer + ")";
     if (!greeted_once_)
       handlers_.lost (reason, true, 0);
     else

@@ -1,9 +1,10 @@
 /* The elements' signalling client: one WebSocket to peerjs-signalling,
  * owned by a thread of its own with its own GMainContext (libsoup is not
- * thread-safe). It greets, keeps the resume token and the last `seq`,
- * reconnects with backoff to the same id, and hands every message to its
- * owner. That thread only does I/O and never waits on anything else, so
- * the server's pings are always answered. docs/protocol.md is the contract.
+ * thread-safe). It presents the auth token (?token=), greets, keeps the
+ * resume token and the last `seq`, reconnects with backoff to the same
+ * id, and hands every message to its owner. That thread only does I/O and
+ * never waits on anything else, so the server's pings are always answered.
+ * docs/protocol.md is the contract.
  */
 #pragma once
 
@@ -35,6 +36,14 @@ public:
      * and nothing will be retried; else a reconnect is due in `retry_ms`. */
     std::function<void (const std::string & reason, bool fatal,
         guint retry_ms)> lost;
+    /* The server answered the upgrade with 401 or 403 (a token or an
+     * origin it does not accept): trying again would get the same, so
+     * nothing more is tried. `reason` is the status and its phrase. */
+    std::function<void (guint status, const std::string & reason)> refused;
+    /* The auth token to present on the next connection attempt, "" for
+     * none. Asked before every connect and reconnect, so a token the
+     * application renews is the one used. */
+    std::function<std::string ()> auth_token;
   };
 
   SignallingClient (std::string url, std::string tls_ca, Handlers handlers);
@@ -59,7 +68,8 @@ private:
   void write (const std::string & text);
   void run ();
   void connect ();
-  void on_connected (GObject * source, GAsyncResult * result);
+  void on_connected (GObject * source, GAsyncResult * result,
+      SoupMessage * msg);
   void on_message (GBytes * bytes);
   void on_closed ();
   void schedule_reconnect (const std::string & reason);

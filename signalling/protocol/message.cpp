@@ -25,6 +25,8 @@ error_code_name (ErrorCode code)
     case ErrorCode::CallbackExpired: return "callback-expired";
     case ErrorCode::BadToken: return "bad-token";
     case ErrorCode::ServerFull: return "server-full";
+    case ErrorCode::Forbidden: return "forbidden";
+    case ErrorCode::RateLimited: return "rate-limited";
   }
   return "unknown";
 }
@@ -470,7 +472,8 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
     for (int f = 0; f < FIELDS; f++)
       if (key == names[f])
         field[f] = &mem;
-    mem.server_owned = key == "from" || key == "original_to" || key == "seq";
+    mem.server_owned = key == "from" || key == "original_to" || key == "seq"
+        || key == "from_name";
   }
   auto value_of = [&] (int f) -> std::optional<std::string_view> {
     if (!field[f])
@@ -572,15 +575,75 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
   return m;
 }
 
+namespace {
+
+/* A validated JSON value, judged as JavaScript would: false, null, 0 and ""
+ * are falsy. */
+bool
+truthy (std::string_view json)
+{
+  switch (json[0]) {
+    case 'f':
+    case 'n':
+      return false;
+    case '"':
+      return json.size () > 2;
+    case 't':
+    case '{':
+    case '[':
+      return true;
+    default:
+      /* A number is zero when every digit before the exponent is 0. */
+      for (char c : json) {
+        if (c == 'e' || c == 'E')
+          break;
+        if (c >= '1' && c <= '9')
+          return true;
+      }
+      return false;
+  }
+}
+
+}  // namespace
+
+bool
+Message::shares_media () const
+{
+  auto c = member ("constraints");
+  if (!c || (*c)[0] != '{')
+    return false;
+  /* Validated with the message, so it scans; the last of a repeated name
+   * counts, as with JSON.parse. */
+  std::vector<Member> members;
+  Scanner sc (*c, G_MAXUINT);
+  sc.top_object (members);
+  std::optional<std::string_view> video, audio;
+  for (const Member & m : members) {
+    std::string_view value = c->substr (m.value, m.end - m.value);
+    if (m.key == "video")
+      video = value;
+    else if (m.key == "audio")
+      audio = value;
+  }
+  bool v = video && truthy (*video);
+  bool a = audio ? truthy (*audio) : v;
+  return v || a;
+}
+
 std::string
 Message::relay_text (const std::string & from,
-    const std::string * original_to) const
+    const std::string * original_to, const std::string * from_name) const
 {
   std::string out;
   out.reserve (text_.size () + from.size () + 32 +
-      (original_to ? original_to->size () + 16 : 0));
+      (original_to ? original_to->size () + 16 : 0) +
+      (from_name ? from_name->size () + 16 : 0));
   out += "{\"from\":";
   append_json_string (out, from);
+  if (from_name) {
+    out += ",\"from_name\":";
+    append_json_string (out, *from_name);
+  }
   if (original_to) {
     out += ",\"original_to\":";
     append_json_string (out, *original_to);

@@ -48,6 +48,8 @@ enum class ErrorCode
   CallbackExpired,    /* a callback dropped unanswered to stay within bounds */
   BadToken,           /* a resume token that does not verify */
   ServerFull,         /* max-sessions reached */
+  Forbidden,          /* the session's auth token does not grant it */
+  RateLimited,        /* over the session's message or byte rate */
 };
 
 const char *error_code_name (ErrorCode code);
@@ -89,12 +91,18 @@ public:
    * of strings. */
   bool data_strings (std::vector<std::string> & out) const;
 
+  /* Whether `constraints` share media: `video` or `audio` is truthy (as in
+   * JavaScript), an absent `audio` following `video`. Absent, null or false
+   * constraints share nothing. */
+  bool shares_media () const;
+
   /* The wire form relayed to a recipient: `from` is set by the server,
-   * `original_to` is set when delivery went through a tag and removed
-   * otherwise, `seq` is left to the outbox. Every other member is passed on
-   * byte for byte. */
+   * `original_to` is set when delivery went through a tag, `from_name` when
+   * the sender's token names it; both are removed otherwise. `seq` is left
+   * to the outbox. Every other member is passed on byte for byte. */
   std::string relay_text (const std::string & from,
-      const std::string * original_to = nullptr) const;
+      const std::string * original_to = nullptr,
+      const std::string * from_name = nullptr) const;
 
   const std::string & text () const { return text_; }
 
@@ -105,7 +113,7 @@ private:
     std::size_t start;          /* the key's opening quote */
     std::size_t value;          /* the value's first byte */
     std::size_t end;            /* one past the value */
-    bool server_owned = false;  /* from, original_to, seq: not relayed */
+    bool server_owned = false;  /* from, from_name, original_to, seq */
   };
   friend class Scanner;
 

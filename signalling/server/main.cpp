@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <sys/resource.h>
 
 
 namespace {
@@ -55,6 +56,39 @@ load_secret (const char *path, std::string & secret, GError ** error)
   return true;
 }
 
+/* Every connection is a descriptor: take the hard limit, and say when it
+ * is below what --max-sessions needs. */
+void
+raise_fd_limit (std::size_t sessions)
+{
+  struct rlimit rl;
+  if (getrlimit (RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit (RLIMIT_NOFILE, &rl);
+    getrlimit (RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < sessions + 64)
+    g_printerr ("peerjs-signalling: warning: at most %llu open files "
+        "(ulimit -n), fewer than --max-sessions %zu needs; raise the hard "
+        "limit\n", static_cast<unsigned long long>(rl.rlim_cur), sessions);
+}
+
+/* "a, b,c" -> {"a", "b", "c"} */
+std::vector<std::string>
+split_list (const char *list)
+{
+  std::vector<std::string> out;
+  g_auto (GStrv) parts = g_strsplit (list, ",", -1);
+  for (char **p = parts; *p; p++) {
+    g_strstrip (*p);
+    if (**p)
+      out.emplace_back (*p);
+  }
+  return out;
+}
+
 }  // namespace
 
 int
@@ -77,6 +111,14 @@ main (int argc, char **argv)
   int max_tags = l.max_tags_per_session;
   int max_watches = l.max_watches_per_session;
   int max_queue = l.away_messages;
+  g_autofree char *auth_secret = nullptr;
+  g_autofree char *auth_public_key = nullptr;
+  g_autofree char *allow_origin = nullptr;
+  double rate_messages = o.rate_messages;
+  double rate_burst = o.rate_burst;
+  double rate_bytes = o.rate_bytes;
+  int max_per_address = o.max_per_address;
+  double handshake_timeout = o.handshake_timeout_s;
   gboolean verbose = FALSE;
 
   GOptionEntry entries[] = {
@@ -100,7 +142,7 @@ main (int argc, char **argv)
     {"max-message-size", 0, 0, G_OPTION_ARG_INT, &max_message, "Largest "
           "message in bytes (default 65536)", "BYTES"},
     {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions, "Most sessions "
-          "at once (default 10000)", "N"},
+          "at once (default 50000)", "N"},
     {"max-thread-members", 0, 0, G_OPTION_ARG_INT, &max_members, "Most "
           "members in one thread (default 1024)", "N"},
     {"max-threads", 0, 0, G_OPTION_ARG_INT, &max_threads, "Most threads one "
@@ -111,6 +153,28 @@ main (int argc, char **argv)
           "session may watch (default 64)", "N"},
     {"max-queue", 0, 0, G_OPTION_ARG_INT, &max_queue, "Most messages held "
           "for a session while it is away (default 512)", "N"},
+    {"auth-secret", 0, 0, G_OPTION_ARG_FILENAME, &auth_secret, "Require "
+          "auth tokens (JWT, HS256) signed with the key in FILE, at least 32 "
+          "bytes; clients present them as ?token=", "FILE"},
+    {"auth-public-key", 0, 0, G_OPTION_ARG_FILENAME, &auth_public_key,
+          "Require auth tokens (JWT, RS256 or ES256) that verify with the PEM "
+          "public key in FILE", "FILE"},
+    {"allow-origin", 0, 0, G_OPTION_ARG_STRING, &allow_origin, "Comma list "
+          "of origins (scheme://host[:port]) whose pages may connect, or *; "
+          "always allowed: clients that send no Origin, and pages of this "
+          "server (default: only those)", "LIST"},
+    {"rate-messages", 0, 0, G_OPTION_ARG_DOUBLE, &rate_messages, "Messages "
+          "a second one session may send (default 200; 0: no limit)", "N"},
+    {"rate-burst", 0, 0, G_OPTION_ARG_DOUBLE, &rate_burst, "Messages a "
+          "session may send at once above its rate (default 400)", "N"},
+    {"rate-bytes", 0, 0, G_OPTION_ARG_DOUBLE, &rate_bytes, "Bytes a second "
+          "one session may send, with a burst of four seconds' worth "
+          "(default 1048576; 0: no limit)", "N"},
+    {"max-per-address", 0, 0, G_OPTION_ARG_INT, &max_per_address, "Open "
+          "connections from one IP address (default 256; 0: no cap)", "N"},
+    {"handshake-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &handshake_timeout,
+          "Seconds a connection has to send its whole request (default 10)",
+          "S"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and "
           "dropped sessions", nullptr},
     {nullptr}
@@ -146,6 +210,17 @@ main (int argc, char **argv)
           "max-tags") || !positive (max_watches, "max-watches")
       || !positive (max_queue, "max-queue") || grace < 0)
     return 2;
+  if (rate_messages < 0 || rate_burst < 0 || rate_bytes < 0
+      || max_per_address < 0 || handshake_timeout <= 0) {
+    g_printerr ("peerjs-signalling: --rate-*, --max-per-address must not be "
+        "negative and --handshake-timeout must be positive\n");
+    return 2;
+  }
+  if (auth_secret && auth_public_key) {
+    g_printerr ("peerjs-signalling: --auth-secret and --auth-public-key "
+        "exclude each other\n");
+    return 2;
+  }
   if ((tls_cert == nullptr) != (tls_key == nullptr)) {
     g_printerr ("peerjs-signalling: --tls-cert and --tls-key go together\n");
     return 2;
@@ -174,11 +249,23 @@ main (int argc, char **argv)
   l.max_tags_per_session = max_tags;
   l.max_watches_per_session = max_watches;
   l.away_messages = max_queue;
+  if (auth_secret)
+    o.auth_secret_file = auth_secret;
+  if (auth_public_key)
+    o.auth_public_key_file = auth_public_key;
+  if (allow_origin)
+    o.allow_origins = split_list (allow_origin);
+  o.rate_messages = rate_messages;
+  o.rate_burst = rate_burst;
+  o.rate_bytes = rate_bytes;
+  o.max_per_address = max_per_address;
+  o.handshake_timeout_s = handshake_timeout;
+  raise_fd_limit (l.max_sessions);
 
   g_autoptr (GMainLoop) loop = g_main_loop_new (nullptr, FALSE);
   peerjs::SignallingServer server (o);
   if (!server.start (&error)) {
-    g_printerr ("peerjs-signalling: cannot listen on %s:%d: %s\n",
+    g_printerr ("peerjs-signalling: cannot start on %s:%d: %s\n",
         o.host.c_str (), port, error->message);
     return 1;
   }
@@ -201,6 +288,12 @@ main (int argc, char **argv)
   if (!secret_file)
     g_print ("resume tokens last until this process exits "
         "(--secret-file keeps them across restarts)\n");
+  if (auth_secret || auth_public_key)
+    g_print ("auth tokens required (%s, %s)\n", auth_secret ? "HS256"
+        : "RS256/ES256", auth_secret ? auth_secret : auth_public_key);
+  else
+    g_print ("open: no auth tokens required (--auth-secret or "
+        "--auth-public-key turns them on)\n");
 
   g_main_loop_run (loop);
   g_print ("peerjs-signalling: shutting down\n");

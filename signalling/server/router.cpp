@@ -24,6 +24,13 @@ struct Router::Session
   std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
   std::size_t box_bytes = 0;
   std::set<std::string> threads;
+  std::shared_ptr<const Grants> grants;   /* null: no auth token */
+
+  /* What relayed messages carry as `from_name`. */
+  const std::string *name () const
+  {
+    return grants && !grants->name.empty () ? &grants->name : nullptr;
+  }
 
   /* What a session gathers once it talks, allocated on first use: an idle
    * session carries one pointer for all of it. */
@@ -62,7 +69,8 @@ struct Router::Watch
   std::shared_ptr<const Message> message;
 };
 
-/* Constraints are the clients' business: relayed, not interpreted. */
+/* Constraints are the clients' business: relayed, not stored. The router
+ * reads them only to refuse media a token does not grant (publish). */
 struct Router::Thread
 {
   std::set<std::string> members;
@@ -159,10 +167,7 @@ Router::verify_token (std::string_view token) const
 std::size_t
 Router::online_count () const
 {
-  std::size_t n = 0;
-  for (const auto &kv : sessions_)
-    n += kv.second->online ? 1 : 0;
-  return n;
+  return sessions_.size () - away_.size ();
 }
 
 std::size_t
@@ -288,7 +293,7 @@ Router::remember_callback (Session & origin, const Message & m,
 
 OpenResult
 Router::open (std::string_view resume_token, std::int64_t last_seq,
-    std::int64_t now_us)
+    std::int64_t now_us, std::shared_ptr<const Grants> grants)
 {
   OpenResult r;
   Out out;
@@ -308,6 +313,7 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
     r.resumed = true;
     r.replaced = s->online;
     s->online = true;
+    away_.erase (s->id);
     stats_.sessions_resumed++;
     std::uint64_t newest = s->next_seq - 1;
     std::uint64_t seen = last_seq >= 0
@@ -331,6 +337,7 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
      * the grace period passed. The id is the client's to keep. */
     s = create (id.empty () ? new_id () : id);
   }
+  s->grants = std::move (grants);
 
   Greeting g;
   g.id = s->id;
@@ -346,6 +353,8 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
   if (bad_token)
     refuse (*s, out, ErrorCode::BadToken,
         "the resume token did not verify; this is a new session");
+  if (r.resumed && s->grants)
+    apply_grants (*s, out);
 
   (void) now_us;
   r.ok = true;
@@ -392,6 +401,19 @@ Router::reject (const std::string & session, ErrorCode code,
   return std::move (out.items);
 }
 
+std::vector<Delivery>
+Router::refuse_text (const std::string & session, std::string_view text,
+    ErrorCode code, const std::string & message)
+{
+  Out out;
+  if (Session *s = find (session)) {
+    stats_.messages_in++;
+    auto m = Message::parse (text, limits_.protocol, nullptr);
+    refuse (*s, out, code, message, m ? &*m : nullptr);
+  }
+  return std::move (out.items);
+}
+
 namespace {
 
 bool
@@ -412,10 +434,55 @@ server_type (const std::string & type)
 
 }  // namespace
 
+/* A session that resumed with another token keeps only what it grants:
+ * threads it may not join are left (their members are told), and tags and
+ * watches go without presence. */
+void
+Router::apply_grants (Session & s, Out & out)
+{
+  const Grants & g = *s.grants;
+  if (!g.any_thread) {
+    for (const auto &name : std::set<std::string> (s.threads))
+      if (!g.may_join (name))
+        leave_thread (s, name, out);
+  }
+  if (!g.presence)
+    drop_presence (s);
+}
+
+/* What the session's token does not grant is refused here, whatever the
+ * message's route (callback replies included). */
+bool
+Router::granted (Session & s, const Message & m, Out & out)
+{
+  const Grants & g = *s.grants;
+  if (g.any_thread && g.publish && g.files && g.presence)
+    return true;
+  const std::string & type = m.type ();
+  bool thread_type = type == "thread:connect" || type == "thread:change";
+  std::string why;
+  if (type == "file:offer" && !g.files)
+    why = "this session's token does not grant offering files (files)";
+  else if ((type == "presence:tag" || type == "presence:watch") && !g.presence)
+    why = "this session's token does not grant tags and watches (presence)";
+  else if (type == "thread:connect" && !m.has_to () && m.thread ()
+      && !g.may_join (*m.thread ()))
+    why = "this session's token does not grant thread '" + *m.thread () + "'";
+  else if (thread_type && !g.publish && m.shares_media ())
+    why = "this session's token does not grant sharing media (publish): "
+        "its constraints must allow neither video nor audio";
+  if (why.empty ())
+    return true;
+  refuse (s, out, ErrorCode::Forbidden, why, &m);
+  return false;
+}
+
 void
 Router::handle (Session & s, const Message & m, Out & out)
 {
   const std::string & type = m.type ();
+  if (s.grants && !granted (s, m, out))
+    return;
   if (!m.callback_response () && !server_type (type)) {
     route (s, m, out);
     return;
@@ -637,7 +704,7 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
   }
   /* The answer is spent only once it is on its way: a replier told
    * queue-full may try again. */
-  if (!deliver (*origin, m.relay_text (s.id), out)) {
+  if (!deliver (*origin, m.relay_text (s.id, nullptr, s.name ()), out)) {
     refuse (s, out, ErrorCode::QueueFull, "session " + origin->id +
         " is away and its queue is full; try again later", &m);
     return;
@@ -652,7 +719,7 @@ void
 Router::send_to (Session & from, Session & to, const Message & m,
     const std::string * original_to, Out & out)
 {
-  if (deliver (to, m.relay_text (from.id, original_to), out)) {
+  if (deliver (to, m.relay_text (from.id, original_to, from.name ()), out)) {
     contact (from, to);
     remember_callback (from, m, to.id, out);
   }
@@ -729,11 +796,11 @@ Router::route (Session & s, const Message & m, Out & out)
     if (via) {
       auto it = tagged.find (*via);
       if (it == tagged.end ())
-        it = tagged.emplace (*via, m.relay_text (s.id, via)).first;
+        it = tagged.emplace (*via, m.relay_text (s.id, via, s.name ())).first;
       body = &it->second;
     } else {
       if (plain.empty ())
-        plain = m.relay_text (s.id);
+        plain = m.relay_text (s.id, nullptr, s.name ());
       body = &plain;
     }
     if (deliver (*r, *body, out)) {
@@ -771,31 +838,42 @@ Router::end (Session & s, Out & out)
   std::string id = s.id;
   for (const auto &name : std::set<std::string> (s.threads))
     leave_thread (s, name, out);
-  const Session::Extras & sx = s.view ();
-  for (const auto &t : sx.tags) {
-    auto it = tags_.find (t);
-    if (it == tags_.end ())
-      continue;
-    it->second.erase (id);
-    if (it->second.empty ())
-      tags_.erase (it);
-  }
-  for (const auto &t : sx.watched) {
-    auto it = watches_.find (t);
-    if (it == watches_.end ())
-      continue;
-    it->second.remove_if ([&] (const Watch & w) { return w.watcher == id; });
-    if (it->second.empty ())
-      watches_.erase (it);
-  }
+  drop_presence (s);
   std::string gone = socket_disconnect_text (id);
-  for (const auto &c : sx.contacts) {
+  for (const auto &c : s.view ().contacts) {
     if (Session *other = find (c)) {
       other->x ().contacts.erase (id);
       deliver (*other, gone, out);
     }
   }
+  away_.erase (id);
   sessions_.erase (id);
+}
+
+/* Frees the session's tags and held watches. */
+void
+Router::drop_presence (Session & s)
+{
+  if (!s.extras)
+    return;
+  for (const auto &t : s.extras->tags) {
+    auto it = tags_.find (t);
+    if (it == tags_.end ())
+      continue;
+    it->second.erase (s.id);
+    if (it->second.empty ())
+      tags_.erase (it);
+  }
+  for (const auto &t : s.extras->watched) {
+    auto it = watches_.find (t);
+    if (it == watches_.end ())
+      continue;
+    it->second.remove_if ([&] (const Watch & w) { return w.watcher == s.id; });
+    if (it->second.empty ())
+      watches_.erase (it);
+  }
+  s.extras->tags.clear ();
+  s.extras->watched.clear ();
 }
 
 std::vector<Delivery>
@@ -813,6 +891,7 @@ Router::drop (const std::string & session, std::int64_t now_us)
   if (Session *s = find (session)) {
     s->online = false;
     s->away_since = now_us;
+    away_.insert (s->id);
   }
   return {};
 }
@@ -822,9 +901,12 @@ Router::tick (std::int64_t now_us)
 {
   Out out;
   std::vector<std::string> expired;
-  for (const auto &kv : sessions_)
-    if (!kv.second->online && now_us - kv.second->away_since >= limits_.grace_us)
-      expired.push_back (kv.first);
+  /* Only sessions away can expire: idle ones online cost nothing here. */
+  for (const auto &id : away_) {
+    const Session *s = sessions_.at (id).get ();
+    if (now_us - s->away_since >= limits_.grace_us)
+      expired.push_back (id);
+  }
   for (const auto &id : expired) {
     /* An earlier end() in this loop cannot remove another session. */
     if (Session *s = find (id)) {

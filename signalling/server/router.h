@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include "auth.h"
 #include "message.h"
 
 #include <glib.h>
@@ -30,7 +31,7 @@ namespace peerjs {
 struct RouterLimits
 {
   ProtocolLimits protocol;
-  std::size_t max_sessions = 10000;
+  std::size_t max_sessions = 50000;
   std::size_t max_threads_per_session = 64;
   std::size_t max_members_per_thread = 1024;
   std::size_t max_tags_per_session = 32;
@@ -85,9 +86,12 @@ public:
   Router & operator= (const Router &) = delete;
 
   /* A connection opened. `resume_token` may be empty; `last_seq` is the last
-   * sequence number the client saw (-1: unknown). */
+   * sequence number the client saw (-1: unknown). `grants` are those of the
+   * connection's auth token (null: everything is allowed); a resumed
+   * session takes them, and leaves the threads they do not grant and drops
+   * its tags and watches when they do not grant presence. */
   OpenResult open (std::string_view resume_token, std::int64_t last_seq,
-      std::int64_t now_us);
+      std::int64_t now_us, std::shared_ptr<const Grants> grants = nullptr);
 
   /* A text frame from `session`. */
   std::vector<Delivery> receive (const std::string & session,
@@ -96,6 +100,12 @@ public:
   /* A frame the transport refused before it was read whole (too large). */
   std::vector<Delivery> reject (const std::string & session, ErrorCode code,
       const std::string & message);
+
+  /* A frame the transport read but will not pass on (over the rate limit):
+   * the sender gets the error, with `ref_type` and `callback_response` when
+   * the text parses, and nothing is relayed. */
+  std::vector<Delivery> refuse_text (const std::string & session,
+      std::string_view text, ErrorCode code, const std::string & message);
 
   /* The session ends now, as with socket:disconnect. */
   std::vector<Delivery> leave (const std::string & session);
@@ -137,6 +147,8 @@ private:
   std::string verify_token (std::string_view token) const;
 
   void handle (Session & s, const Message & m, Out & out);
+  bool granted (Session & s, const Message & m, Out & out);
+  void apply_grants (Session & s, Out & out);
   void handle_thread_connect (Session & s, const Message & m, Out & out);
   void handle_thread_change (Session & s, const Message & m, Out & out);
   void handle_thread_disconnect (Session & s, const Message & m, Out & out);
@@ -148,6 +160,7 @@ private:
       const std::string * original_to, Out & out);
   void leave_thread (Session & s, const std::string & thread, Out & out);
   void end (Session & s, Out & out);
+  void drop_presence (Session & s);
   void refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
       const Message * m = nullptr);
   void remember_callback (Session & origin, const Message & m,
@@ -158,6 +171,7 @@ private:
   RouterLimits limits_;
   std::string secret_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  std::unordered_set<std::string> away_;   /* ids of sessions offline */
   std::unordered_map<std::string, std::unique_ptr<Thread>> threads_;
   std::unordered_map<std::string, std::set<std::string>> tags_;
   std::unordered_map<std::string, std::list<Watch>> watches_;   /* by tag */

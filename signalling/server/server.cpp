@@ -1,14 +1,21 @@
 #include "server.h"
 
+#include "auth.h"
+#include "poller.h"
 #include "websocket.h"
 
 #include <libsoup/soup.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 
 namespace peerjs {
@@ -27,9 +34,65 @@ struct Upgrade
   SignallingServer::Impl *impl;
   std::string resume;
   std::int64_t last_seq = -1;
+  std::shared_ptr<const Grants> grants;
 };
 
+/* A token bucket: `rate` a second, up to `burst`. */
+struct Bucket
+{
+  double rate = 0, burst = 0, level = 0;
+  std::int64_t last_us = 0;
+
+  void setup (double r, double b, std::int64_t now)
+  {
+    rate = r;
+    burst = level = b;
+    last_us = now;
+  }
+  bool take (double n, std::int64_t now)
+  {
+    if (rate <= 0)
+      return true;
+    level = std::min (burst, level + (now - last_us) * rate / G_USEC_PER_SEC);
+    last_us = now;
+    if (level < n)
+      return false;
+    level -= n;
+    return true;
+  }
+};
+
+constexpr std::int64_t TICK_US = 250 * 1000;
+constexpr std::int64_t FLOOD_WINDOW_US = 10 * G_USEC_PER_SEC;
+constexpr std::int64_t REFUSED_LINGER_US = 2 * G_USEC_PER_SEC;
+
 }  // namespace
+
+/* One accepted TCP connection, from accept () until its socket is gone:
+ * the per-address count and the handshake deadline. Until its request
+ * head is complete it waits on the Poller (edge-triggered, peeking, so
+ * that nothing is read); then libsoup has it. */
+struct Link : Poller::Handler
+{
+  enum class State {
+    Head,        /* waiting for the whole request head; ours */
+    Soup,        /* libsoup reads the request */
+    Requested,   /* a request was read: no deadline */
+    Refused,     /* answered and shut; drained until the client closes */
+  };
+
+  SignallingServer::Impl *impl = nullptr;
+  State state = State::Head;
+  GSocket *socket = nullptr;         /* owned until handed to libsoup */
+  GSocketConnection *conn = nullptr; /* weak: libsoup's, then the WebSocket's */
+  GSocketAddress *remote = nullptr;  /* owned */
+  std::string address;               /* the client's IP, for the cap */
+  bool counted = false;
+  std::int64_t deadline_us = 0;
+
+  void on_ready (std::uint32_t events) override;
+  int fd () const { return g_socket_get_fd (socket); }
+};
 
 /* One WebSocket client. It is the WebSocket's listener and hands what it
  * hears to the server. */
@@ -39,6 +102,9 @@ struct Connection : WebSocket::Listener
   std::unique_ptr<WebSocket> ws;
   std::string session;               /* empty once detached from the router */
   std::int64_t last_ping_us = 0;
+  Bucket messages, bytes;
+  std::int64_t refused_since_us = 0; /* start of the flood window */
+  std::size_t refused = 0;           /* refused within it */
 
   void on_text (WebSocket & ws, std::string_view text) override;
   void on_binary (WebSocket & ws) override;
@@ -47,6 +113,7 @@ struct Connection : WebSocket::Listener
   void on_closed (WebSocket & ws) override;
 
   bool flush_pending = false;        /* in Impl::pending */
+  std::size_t slot = 0;              /* index in Impl::connections */
 };
 
 struct SignallingServer::Impl
@@ -58,8 +125,31 @@ struct SignallingServer::Impl
   GSocket *socket = nullptr;
   GSource *timer = nullptr;
   guint port = 0;
+  std::unique_ptr<Poller> poller;
+  GSource *accept_pause = nullptr;   /* out of descriptors: listen later */
+  std::int64_t fd_warned_us = 0;
+  std::shared_ptr<Auth> auth;
+  GTlsCertificate *cert = nullptr;
 
-  std::set<Connection *> connections;
+  /* The listening socket's handler. */
+  struct Listener : Poller::Handler
+  {
+    Impl *impl;
+    void on_ready (std::uint32_t) override { impl->accept_connections (); }
+  } listener;
+
+  std::set<Link *> links;
+  std::set<Link *> waiting;          /* links with a deadline */
+  std::unordered_map<GSocketAddress *, Link *> link_by_remote;
+  std::unordered_map<std::string, guint> per_address;
+  std::map<std::string, std::uint64_t> refused_connections;   /* by reason */
+  std::uint64_t rate_limited = 0;
+  std::uint64_t flood_closed = 0;
+
+  /* Every connection, in no order; the timer visits a slice of them per
+   * tick, so that each is seen once per ping interval. */
+  std::vector<Connection *> connections;
+  std::size_t tick_cursor = 0;
   std::unordered_map<std::string, Connection *> by_session;
   /* Byte totals of connections already closed. */
   std::uint64_t closed_bytes_in = 0;
@@ -73,14 +163,27 @@ struct SignallingServer::Impl
   std::vector<Connection *> pending;
 
   Impl (ServerOptions o, std::string secret)
-    : options (std::move (o)), router (options.limits, std::move (secret)) { }
+    : options (std::move (o)), router (options.limits, std::move (secret))
+  {
+    listener.impl = this;
+  }
 
   void dispatch (const std::vector<Delivery> & deliveries);
   void flush ();
   void unmap (Connection * c, bool leaving);
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
+  void accept_connections ();
+  void head_ready (Link * l);
+  void hand_to_soup (Link * l);
+  void refuse_link (Link * l, const char *reason, const std::string & response);
+  void drop_link (Link * l);
+  static void link_gone (gpointer data, GObject * conn);
+  void expire_links (std::int64_t now);
+  bool origin_allowed (SoupServerMessage * msg);
+  bool upgrade (SoupServerMessage * msg, GHashTable * query);
   void on_text (Connection * c, std::string_view text);
+  bool within_rate (Connection * c, std::string_view text);
   void on_closed (Connection * c);
   void on_tick ();
   void serve_static (SoupServerMessage * msg, const char *path);
@@ -90,7 +193,8 @@ void
 Connection::on_text (WebSocket &, std::string_view text)
 {
   impl->reading = true;
-  impl->on_text (this, text);
+  if (impl->within_rate (this, text))
+    impl->on_text (this, text);
 }
 
 void
@@ -115,10 +219,16 @@ Connection::on_oversize (WebSocket &, std::uint64_t size)
 }
 
 void
-Connection::on_read_end (WebSocket &)
+Connection::on_read_end (WebSocket & w)
 {
   impl->reading = false;
   impl->flush ();
+  /* What this client's own frames queued (pongs) counts against its
+   * backlog too: a client that pings and never reads is a slow reader. */
+  if (w.backlog () > impl->options.max_send_backlog && !session.empty ()) {
+    impl->slow_closed++;
+    impl->detach (this, CLOSE_SLOW, "too slow: send backlog over the bound");
+  }
 }
 
 void
@@ -143,6 +253,378 @@ random_secret (std::string & out, GError ** error)
   g_autofree char *hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw,
       sizeof raw);
   out = hex;
+  return true;
+}
+
+/* The connection's token buckets. A message over either is refused with
+ * `rate-limited`; more refusals than a burst within FLOOD_WINDOW_US end
+ * the session and close the connection with CLOSE_FLOODING. */
+bool
+SignallingServer::Impl::within_rate (Connection * c, std::string_view text)
+{
+  if (c->session.empty ())
+    return true;
+  std::int64_t now = g_get_monotonic_time ();
+  if (c->messages.take (1, now) && c->bytes.take (text.size (), now))
+    return true;
+  rate_limited++;
+  if (now - c->refused_since_us > FLOOD_WINDOW_US) {
+    c->refused_since_us = now;
+    c->refused = 0;
+  }
+  std::size_t allowed = static_cast<std::size_t>(std::max (options.rate_burst,
+          1.0));
+  if (++c->refused > allowed) {
+    g_info ("session %s keeps flooding (%zu messages refused within %d s); "
+        "ending it", c->session.c_str (), c->refused,
+        static_cast<int>(FLOOD_WINDOW_US / G_USEC_PER_SEC));
+    flood_closed++;
+    unmap (c, true);
+    c->ws->close (CLOSE_FLOODING, "flooding: over the rate limit");
+    return false;
+  }
+  std::ostringstream why;
+  why << "over the rate limit (";
+  if (options.rate_messages > 0)
+    why << options.rate_messages << " messages";
+  if (options.rate_messages > 0 && options.rate_bytes > 0)
+    why << ", ";
+  if (options.rate_bytes > 0)
+    why << static_cast<std::uint64_t>(options.rate_bytes) << " bytes";
+  why << " a second); the message was dropped";
+  dispatch (router.refuse_text (c->session, text, ErrorCode::RateLimited,
+          why.str ()));
+  return false;
+}
+
+void
+Link::on_ready (std::uint32_t events)
+{
+  if (state == State::Refused) {
+    /* Read and forget until the client closes. */
+    char sink[4096];
+    ssize_t n;
+    while ((n = recv (fd (), sink, sizeof sink, MSG_DONTWAIT)) > 0) { }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+      impl->drop_link (this);
+    return;
+  }
+  (void) events;
+  impl->head_ready (this);
+}
+
+/* Take every connection waiting, up to a bound per wake-up. */
+void
+SignallingServer::Impl::accept_connections ()
+{
+  std::int64_t now = g_get_monotonic_time ();
+  for (int i = 0; i < 256; i++) {
+    g_autoptr (GError) error = nullptr;
+    GSocket *sock = g_socket_accept (socket, nullptr, &error);
+    if (!sock) {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return;
+      /* Out of descriptors: the waiting connection would wake us up again
+       * at once, for ever. Stop listening for a moment instead. */
+      if (accept_pause)
+        return;
+      std::int64_t t = g_get_monotonic_time ();
+      if (t - fd_warned_us > 10 * G_USEC_PER_SEC) {
+        fd_warned_us = t;
+        g_warning ("cannot accept connections: %s; trying again every "
+            "100 ms (see --max-sessions and ulimit -n)", error->message);
+      }
+      poller->remove (g_socket_get_fd (socket), &listener);
+      accept_pause = g_timeout_source_new (100);
+      g_source_set_callback (accept_pause, +[] (gpointer data) -> gboolean {
+            auto *self = static_cast<Impl *>(data);
+            g_clear_pointer (&self->accept_pause, g_source_unref);
+            self->poller->add (g_socket_get_fd (self->socket), EPOLLIN,
+                &self->listener);
+            return G_SOURCE_REMOVE;
+          }, this, nullptr);
+      g_source_attach (accept_pause, context);
+      return;
+    }
+    g_socket_set_blocking (sock, FALSE);
+    auto *l = new Link ();
+    l->impl = this;
+    l->socket = sock;
+    l->remote = g_socket_get_remote_address (sock, nullptr);
+    if (l->remote && G_IS_INET_SOCKET_ADDRESS (l->remote)) {
+      g_autofree char *ip = g_inet_address_to_string (
+          g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (l->remote)));
+      l->address = ip;
+    }
+    l->deadline_us = now + static_cast<std::int64_t>(
+        options.handshake_timeout_s * G_USEC_PER_SEC);
+    links.insert (l);
+    waiting.insert (l);
+    if (options.max_per_address > 0
+        && per_address[l->address] >= options.max_per_address) {
+      std::string body = "peerjs: too many connections from " + l->address +
+          " (at most " + std::to_string (options.max_per_address) + ")\n";
+      refuse_link (l, "address", "HTTP/1.1 429 Too Many Requests\r\n"
+          "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+          std::to_string (body.size ()) + "\r\n\r\n" + body);
+      continue;
+    }
+    per_address[l->address]++;
+    l->counted = true;
+    if (cert) {
+      /* TLS: its bytes cannot be peeked at; libsoup reads it at once. */
+      hand_to_soup (l);
+      continue;
+    }
+    poller->add (l->fd (), EPOLLIN | EPOLLRDHUP | EPOLLET, l);
+    head_ready (l);
+  }
+}
+
+/* Has the whole request head arrived? Peek, leaving it for libsoup. */
+void
+SignallingServer::Impl::head_ready (Link * l)
+{
+  std::string buf (options.max_header_bytes + 1, '\0');
+  ssize_t n = recv (l->fd (), &buf[0], buf.size (), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
+  if (n <= 0) {
+    drop_link (l);
+    return;
+  }
+  buf.resize (n);
+  if (buf.find ("\r\n\r\n") != std::string::npos
+      || buf.find ("\n\n") != std::string::npos) {
+    poller->remove (l->fd (), l);
+    hand_to_soup (l);
+    return;
+  }
+  if (static_cast<std::size_t>(n) > options.max_header_bytes) {
+    std::string body = "peerjs: request head over " +
+        std::to_string (options.max_header_bytes) + " bytes\n";
+    refuse_link (l, "headers", "HTTP/1.1 431 Request Header Fields Too Large"
+        "\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        "Content-Length: " + std::to_string (body.size ()) + "\r\n\r\n" + body);
+  }
+}
+
+void
+SignallingServer::Impl::hand_to_soup (Link * l)
+{
+  l->state = Link::State::Soup;
+  l->conn = g_socket_connection_factory_create_connection (l->socket);
+  g_object_unref (l->socket);   /* the connection holds it */
+  l->socket = nullptr;
+  g_object_weak_ref (G_OBJECT (l->conn), link_gone, l);
+  GIOStream *stream = G_IO_STREAM (l->conn);
+  g_autoptr (GIOStream) tls = nullptr;
+  g_autoptr (GError) error = nullptr;
+  if (cert) {
+    tls = G_IO_STREAM (g_tls_server_connection_new (stream, cert, &error));
+    if (!tls) {
+      g_info ("TLS: %s", error->message);
+      g_object_unref (l->conn);
+      return;
+    }
+    stream = tls;
+  }
+  g_autoptr (GSocketAddress) local = g_socket_get_local_address (
+      g_socket_connection_get_socket (l->conn), nullptr);
+  if (l->remote)
+    link_by_remote[l->remote] = l;
+  if (!soup_server_accept_iostream (server, stream, local, l->remote, &error))
+    g_info ("libsoup refused a connection: %s", error->message);
+  g_object_unref (l->conn);     /* libsoup's now; link_gone tells us */
+}
+
+/* Answer with `response` (best effort), stop sending, and drain what the
+ * client sends until it closes, so that the answer is not lost to a reset. */
+void
+SignallingServer::Impl::refuse_link (Link * l, const char *reason,
+    const std::string & response)
+{
+  refused_connections[reason]++;
+  g_info ("refused a connection from %s: %s", l->address.c_str (), reason);
+  if (l->state == Link::State::Head)
+    poller->remove (l->fd (), l);
+  ssize_t ignored = send (l->fd (), response.data (), response.size (),
+      MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void) ignored;
+  shutdown (l->fd (), SHUT_WR);
+  if (l->counted) {
+    if (--per_address[l->address] == 0)
+      per_address.erase (l->address);
+    l->counted = false;
+  }
+  l->state = Link::State::Refused;
+  l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
+  poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+}
+
+/* Close a connection that is still ours (Head or Refused). */
+void
+SignallingServer::Impl::drop_link (Link * l)
+{
+  poller->remove (l->fd (), l);
+  g_socket_close (l->socket, nullptr);
+  g_object_unref (l->socket);
+  l->socket = nullptr;
+  link_gone (l, nullptr);
+}
+
+/* The connection's socket is gone (libsoup and the WebSocket let it go, or
+ * we closed it). */
+void
+SignallingServer::Impl::link_gone (gpointer data, GObject *)
+{
+  auto *l = static_cast<Link *>(data);
+  Impl *self = l->impl;
+  if (l->counted) {
+    auto it = self->per_address.find (l->address);
+    if (it != self->per_address.end () && --it->second == 0)
+      self->per_address.erase (it);
+  }
+  if (l->remote) {
+    auto it = self->link_by_remote.find (l->remote);
+    if (it != self->link_by_remote.end () && it->second == l)
+      self->link_by_remote.erase (it);
+    g_object_unref (l->remote);
+  }
+  self->links.erase (l);
+  self->waiting.erase (l);
+  delete l;
+}
+
+/* Handshakes that took too long (slowloris), and refused connections
+ * whose client does not close. */
+void
+SignallingServer::Impl::expire_links (std::int64_t now)
+{
+  std::vector<Link *> late;
+  for (Link *l : waiting)
+    if (now > l->deadline_us)
+      late.push_back (l);
+  for (Link *l : late) {
+    waiting.erase (l);
+    switch (l->state) {
+      case Link::State::Head:
+        refused_connections["handshake"]++;
+        g_info ("no whole request from %s within %.0f s; closing",
+            l->address.c_str (), options.handshake_timeout_s);
+        drop_link (l);
+        break;
+      case Link::State::Soup:
+        refused_connections["handshake"]++;
+        g_info ("no whole request from %s within %.0f s; closing",
+            l->address.c_str (), options.handshake_timeout_s);
+        /* libsoup sees the end of the stream and lets it go. */
+        g_socket_shutdown (g_socket_connection_get_socket (l->conn), TRUE,
+            TRUE, nullptr);
+        break;
+      case Link::State::Refused:
+        drop_link (l);
+        break;
+      case Link::State::Requested:
+        break;
+    }
+  }
+}
+
+bool
+SignallingServer::Impl::origin_allowed (SoupServerMessage * msg)
+{
+  SoupMessageHeaders *h = soup_server_message_get_request_headers (msg);
+  const char *origin = soup_message_headers_get_one (h, "Origin");
+  if (!origin)
+    return true;
+  for (const auto &o : options.allow_origins)
+    if (o == "*" || o == origin)
+      return true;
+  /* Either scheme: behind a TLS-terminating proxy the page is https while
+   * the server speaks plain HTTP. */
+  const char *host = soup_message_headers_get_one (h, "Host");
+  if (!host)
+    return false;
+  for (const char *scheme : {"http://", "https://"})
+    if (g_ascii_strcasecmp ((scheme + std::string (host)).c_str (), origin) == 0)
+      return true;
+  return false;
+}
+
+/* The /peerjs endpoint: check the origin and the token, then upgrade. */
+bool
+SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
+{
+  auto answer = [&] (guint status, const char *reason, const std::string & text) {
+    refused_connections[reason]++;
+    std::string body = "peerjs: " + text + "\n";
+    soup_message_headers_replace (soup_server_message_get_response_headers
+        (msg), "Connection", "close");
+    soup_server_message_set_status (msg, status, nullptr);
+    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_COPY,
+        body.data (), body.size ());
+    return false;
+  };
+  if (!soup_websocket_server_check_handshake (msg, nullptr, nullptr, nullptr,
+          nullptr)) {
+    soup_message_headers_replace (soup_server_message_get_response_headers
+        (msg), "Connection", "close");
+    /* libsoup sets the status that fits what is wrong. */
+    soup_websocket_server_process_handshake (msg, nullptr, nullptr, nullptr,
+        nullptr);
+    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
+        "peerjs: this endpoint speaks WebSocket only\n", 45);
+    return false;
+  }
+  if (!origin_allowed (msg)) {
+    const char *origin = soup_message_headers_get_one (
+        soup_server_message_get_request_headers (msg), "Origin");
+    return answer (SOUP_STATUS_FORBIDDEN, "origin", std::string ("origin ") +
+        origin + " is not allowed (see --allow-origin)");
+  }
+  auto *up = new Upgrade ();
+  up->impl = this;
+  const char *token = query ? static_cast<const char *>(g_hash_table_lookup (
+          query, "token")) : nullptr;
+  if (auth) {
+    std::string why;
+    std::optional<Grants> g;
+    if (!token)
+      why = "an auth token is required (?token=)";
+    else
+      g = auth->verify (token, g_get_real_time () / G_USEC_PER_SEC, why);
+    if (!g) {
+      delete up;
+      soup_message_headers_replace (soup_server_message_get_response_headers
+          (msg), "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+      return answer (SOUP_STATUS_UNAUTHORIZED, "token", why);
+    }
+    up->grants = std::make_shared<const Grants> (std::move (*g));
+  }
+  if (!soup_websocket_server_process_handshake (msg, nullptr, nullptr,
+          nullptr, nullptr)) {
+    delete up;
+    return false;
+  }
+  if (query) {
+    if (auto *r = static_cast<const char *>(g_hash_table_lookup (query,
+                "resume")))
+      up->resume = r;
+    if (auto *l = static_cast<const char *>(g_hash_table_lookup (query,
+                "last"))) {
+      guint64 v = 0;
+      if (g_ascii_string_to_unsigned (l, 10, 0, G_MAXINT64, &v, nullptr))
+        up->last_seq = static_cast<std::int64_t>(v);
+    }
+  }
+  g_signal_connect_data (msg, "wrote-informational",
+      G_CALLBACK (+[] (SoupServerMessage * m, gpointer d) {
+            auto *u = static_cast<Upgrade *>(d);
+            u->impl->accept (m, *u);
+          }), up, +[] (gpointer d, GClosure *) {
+        delete static_cast<Upgrade *>(d);
+      }, (GConnectFlags) 0);
   return true;
 }
 
@@ -238,7 +720,10 @@ SignallingServer::Impl::on_closed (Connection * c)
   unmap (c, ended);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
-  connections.erase (c);
+  Connection *last = connections.back ();
+  connections[c->slot] = last;
+  last->slot = c->slot;
+  connections.pop_back ();
   if (c->flush_pending)
     pending.erase (std::find (pending.begin (), pending.end (), c));
   delete c;
@@ -251,14 +736,24 @@ SignallingServer::Impl::on_tick ()
   std::int64_t interval = static_cast<std::int64_t>(options.ping_interval_s)
       * G_USEC_PER_SEC;
   std::int64_t dead_after = interval * options.dead_after_pings;
+  /* The slice of connections due this tick: all of them once per
+   * interval. A connection that read something within the interval needs
+   * no ping; one silent for `dead_after` is gone. */
+  std::size_t n = connections.size ();
+  std::size_t visits = n == 0 ? 0 : std::min<std::size_t>(n,
+      (n * TICK_US + interval - 1) / interval);
   std::vector<Connection *> dead;
-  for (Connection *c : connections) {
-    c->ws->tick (now);
+  for (std::size_t k = 0; k < visits; k++) {
+    if (tick_cursor >= n)
+      tick_cursor = 0;
+    Connection *c = connections[tick_cursor++];
     if (c->session.empty ())
       continue;
-    if (now - c->ws->last_read_us () > dead_after) {
+    std::int64_t silent = now - c->ws->last_read_us ();
+    if (silent > dead_after) {
       dead.push_back (c);
-    } else if (now - c->last_ping_us >= interval) {
+    } else if (silent >= interval - TICK_US
+        && now - c->last_ping_us >= interval - TICK_US) {
       c->last_ping_us = now;
       c->ws->ping ();
     }
@@ -269,21 +764,33 @@ SignallingServer::Impl::on_tick ()
     dead_closed++;
     detach (c, CLOSE_DEAD, "no answer to pings");
   }
+  expire_links (now);
   dispatch (router.tick (now));
 }
 
 void
 SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
 {
+  /* The socket under the stream, to wait on it with the Poller; TLS
+   * connections keep GLib sources. */
+  int fd = -1;
+  auto lit = link_by_remote.find (soup_server_message_get_remote_address (msg));
+  if (lit != link_by_remote.end () && !cert)
+    fd = g_socket_get_fd (g_socket_connection_get_socket (lit->second->conn));
   g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   auto *c = new Connection ();
   c->impl = this;
-  c->last_ping_us = g_get_monotonic_time ();
+  std::int64_t now = g_get_monotonic_time ();
+  c->last_ping_us = now;
+  c->messages.setup (options.rate_messages, options.rate_burst, now);
+  c->bytes.setup (options.rate_bytes, std::max (4 * options.rate_bytes,
+          static_cast<double>(options.limits.protocol.max_message_size)), now);
   c->ws = std::make_unique<WebSocket> (stream,
-      options.limits.protocol.max_message_size, *c);
-  connections.insert (c);
+      options.limits.protocol.max_message_size, *c, poller.get (), fd);
+  c->slot = connections.size ();
+  connections.push_back (c);
 
-  OpenResult r = router.open (up.resume, up.last_seq, g_get_monotonic_time ());
+  OpenResult r = router.open (up.resume, up.last_seq, now, up.grants);
   if (!r.ok) {
     c->ws->send_text (r.refusal);
     c->ws->close (CLOSE_TRY_LATER, "server full");
@@ -301,6 +808,8 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   c->session = r.session;
   by_session[r.session] = c;
   dispatch (r.deliveries);
+  /* Whatever the client sent right after its request. */
+  c->ws->read_now ();
 }
 
 void
@@ -376,49 +885,58 @@ SignallingServer::start (GError ** error)
 {
   Impl *impl = impl_.get ();
   const ServerOptions & o = impl->options;
-  SoupServerListenOptions listen = (SoupServerListenOptions) 0;
 
   impl->server = soup_server_new ("server-header", "peerjs-signalling ",
       nullptr);
   if (!o.tls_cert.empty () || !o.tls_key.empty ()) {
-    g_autoptr (GTlsCertificate) cert = g_tls_certificate_new_from_files (
-        o.tls_cert.c_str (), o.tls_key.c_str (), error);
-    if (!cert)
+    impl->cert = g_tls_certificate_new_from_files (o.tls_cert.c_str (),
+        o.tls_key.c_str (), error);
+    if (!impl->cert)
       return false;
-    soup_server_set_tls_certificate (impl->server, cert);
-    listen = SOUP_SERVER_LISTEN_HTTPS;
   }
+  if (!o.auth_secret_file.empty ()) {
+    impl->auth = Auth::from_secret_file (o.auth_secret_file.c_str (), error);
+    if (!impl->auth)
+      return false;
+  } else if (!o.auth_public_key_file.empty ()) {
+    impl->auth = Auth::from_public_key_file (o.auth_public_key_file.c_str (),
+        error);
+    if (!impl->auth)
+      return false;
+  }
+  impl->poller = std::make_unique<Poller> (impl->context);
+  if (!impl->poller->ok ()) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "epoll_create1: %s",
+        g_strerror (errno));
+    return false;
+  }
+
+  /* A request is read: its connection is past the handshake deadline.
+   * Plain HTTP answers close their connection, so that a connection is
+   * one request, or one WebSocket. */
+  g_signal_connect (impl->server, "request-read", G_CALLBACK (+[] (SoupServer *,
+              SoupServerMessage * msg, gpointer data) {
+            auto *self = static_cast<Impl *>(data);
+            auto it = self->link_by_remote.find (
+                soup_server_message_get_remote_address (msg));
+            if (it != self->link_by_remote.end ()) {
+              it->second->state = Link::State::Requested;
+              self->waiting.erase (it->second);
+            }
+            /* An upgrade's 101 says "Connection: Upgrade" itself. */
+            SoupMessageHeaders *req = soup_server_message_get_request_headers
+                (msg);
+            if (!soup_message_headers_header_contains (req, "Upgrade",
+                    "websocket"))
+              soup_message_headers_replace (
+                  soup_server_message_get_response_headers (msg), "Connection",
+                  "close");
+          }), impl);
 
   soup_server_add_handler (impl->server, "/peerjs", +[] (SoupServer *,
           SoupServerMessage * msg, const char *, GHashTable * query,
           gpointer data) {
-        auto *self = static_cast<Impl *>(data);
-        if (!soup_websocket_server_process_handshake (msg, nullptr, nullptr,
-                nullptr, nullptr)) {
-          soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
-              "peerjs: this endpoint speaks WebSocket only\n", 45);
-          return;
-        }
-        auto *up = new Upgrade ();
-        up->impl = self;
-        if (query) {
-          if (auto *r = static_cast<const char *>(g_hash_table_lookup (query,
-                      "resume")))
-            up->resume = r;
-          if (auto *l = static_cast<const char *>(g_hash_table_lookup (query,
-                      "last"))) {
-            guint64 v = 0;
-            if (g_ascii_string_to_unsigned (l, 10, 0, G_MAXINT64, &v, nullptr))
-              up->last_seq = static_cast<std::int64_t>(v);
-          }
-        }
-        g_signal_connect_data (msg, "wrote-informational",
-            G_CALLBACK (+[] (SoupServerMessage * m, gpointer d) {
-                  auto *u = static_cast<Upgrade *>(d);
-                  u->impl->accept (m, *u);
-                }), up, +[] (gpointer d, GClosure *) {
-              delete static_cast<Upgrade *>(d);
-            }, (GConnectFlags) 0);
+        static_cast<Impl *>(data)->upgrade (msg, query);
       }, impl, nullptr);
 
   soup_server_add_handler (impl->server, "/healthz", +[] (SoupServer *,
@@ -449,9 +967,10 @@ SignallingServer::start (GError ** error)
         static_cast<Impl *>(data)->serve_static (msg, path);
       }, impl, nullptr);
 
-  /* Our own listening socket: soup_server_listen_local () listens with a
-   * backlog of 10, and bursts of connecting clients then wait on kernel
-   * retries. */
+  /* Our own listening socket, accepted from the Poller: soup_server_listen
+   * () listens with a backlog of 10, and a connection must pass the
+   * per-address cap and send its whole request head before libsoup gets
+   * it. */
   g_autoptr (GInetAddress) addr = g_inet_address_new_from_string (o.host.c_str ());
   if (!addr) {
     g_autoptr (GResolver) resolver = g_resolver_get_default ();
@@ -468,17 +987,18 @@ SignallingServer::start (GError ** error)
   if (!impl->socket)
     return false;
   g_socket_set_listen_backlog (impl->socket, o.listen_backlog);
+  g_socket_set_blocking (impl->socket, FALSE);
   if (!g_socket_bind (impl->socket, sa, TRUE, error)
-      || !g_socket_listen (impl->socket, error)
-      || !soup_server_listen_socket (impl->server, impl->socket, listen, error))
+      || !g_socket_listen (impl->socket, error))
     return false;
   g_autoptr (GSocketAddress) local = g_socket_get_local_address (impl->socket,
       error);
   if (!local)
     return false;
   impl->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local));
+  impl->poller->add (g_socket_get_fd (impl->socket), EPOLLIN, &impl->listener);
 
-  impl->timer = g_timeout_source_new (250);
+  impl->timer = g_timeout_source_new (TICK_US / 1000);
   g_source_set_callback (impl->timer, +[] (gpointer data) -> gboolean {
         static_cast<Impl *>(data)->on_tick ();
         return G_SOURCE_CONTINUE;
@@ -496,14 +1016,14 @@ SignallingServer::stop ()
     g_source_unref (impl->timer);
     impl->timer = nullptr;
   }
-  for (Connection *c : std::set<Connection *> (impl->connections)) {
+  for (Connection *c : std::vector<Connection *> (impl->connections)) {
     impl->by_session.erase (c->session);
     c->session.clear ();
     c->ws->close (SOUP_WEBSOCKET_CLOSE_GOING_AWAY, "server shutting down");
   }
   /* The close frames are written; the connections go now. */
   impl->pending.clear ();
-  for (Connection *c : std::set<Connection *> (impl->connections))
+  for (Connection *c : std::vector<Connection *> (impl->connections))
     delete c;
   impl->connections.clear ();
   impl->by_session.clear ();
@@ -511,7 +1031,37 @@ SignallingServer::stop ()
     soup_server_disconnect (impl->server);
     g_clear_object (&impl->server);
   }
-  g_clear_object (&impl->socket);
+  /* What is left of the links: sockets still ours, and the bookkeeping of
+   * connections libsoup may let go later. */
+  for (Link *l : std::set<Link *> (impl->links)) {
+    if (l->socket) {
+      if (impl->poller)
+        impl->poller->remove (l->fd (), l);
+      g_socket_close (l->socket, nullptr);
+      g_object_unref (l->socket);
+    } else {
+      g_object_weak_unref (G_OBJECT (l->conn), Impl::link_gone, l);
+    }
+    if (l->remote)
+      g_object_unref (l->remote);
+    delete l;
+  }
+  impl->links.clear ();
+  impl->waiting.clear ();
+  impl->link_by_remote.clear ();
+  impl->per_address.clear ();
+  if (impl->accept_pause) {
+    g_source_destroy (impl->accept_pause);
+    g_clear_pointer (&impl->accept_pause, g_source_unref);
+  }
+  if (impl->socket) {
+    if (impl->poller)
+      impl->poller->remove (g_socket_get_fd (impl->socket), &impl->listener);
+    g_socket_close (impl->socket, nullptr);
+    g_clear_object (&impl->socket);
+  }
+  impl->poller.reset ();
+  g_clear_object (&impl->cert);
 }
 
 guint
@@ -584,6 +1134,19 @@ SignallingServer::metrics () const
       "Connections closed for not answering pings.", i.dead_closed);
   metric ("peerjs_connections_slow_total", "counter",
       "Connections closed for a send backlog over the bound.", i.slow_closed);
+  metric ("peerjs_rate_limited_total", "counter",
+      "Messages refused for a session's rate limit.", i.rate_limited);
+  metric ("peerjs_connections_flooding_total", "counter",
+      "Sessions ended for flooding past their rate limit.", i.flood_closed);
+  o << "# HELP peerjs_connections_refused_total Connections refused before "
+      "a session, by reason.\n"
+      "# TYPE peerjs_connections_refused_total counter\n";
+  for (const char *reason : {"address", "origin", "token", "handshake",
+          "headers"}) {
+    auto it = i.refused_connections.find (reason);
+    o << "peerjs_connections_refused_total{reason=\"" << reason << "\"} "
+        << (it == i.refused_connections.end () ? 0 : it->second) << '\n';
+  }
   o << "# HELP peerjs_errors_total Error replies sent, by code.\n"
       "# TYPE peerjs_errors_total counter\n";
   for (const auto &[code, n] : st.errors)

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace peerjs {
 
@@ -30,7 +31,25 @@ struct ServerOptions
   guint dead_after_pings = 2;        /* silent this many intervals: dead */
   std::uint64_t max_send_backlog = 4 * 1024 * 1024;
   int listen_backlog = 4096;
+
+  /* Auth tokens (docs/protocol.md "Tokens and grants"): one of the two
+   * turns them on; neither leaves the server open. */
+  std::string auth_secret_file;      /* HS256 key */
+  std::string auth_public_key_file;  /* RS256 or ES256 PEM public key */
+  /* Origins a WebSocket upgrade may come from ("*": any). Always allowed:
+   * no Origin header, and the server's own origin. */
+  std::vector<std::string> allow_origins;
+  /* Per-connection token buckets; 0 turns a limit off. */
+  double rate_messages = 200;        /* per second */
+  double rate_burst = 400;           /* messages */
+  double rate_bytes = 1024 * 1024;   /* per second; the burst is 4 s of it */
+  guint max_per_address = 256;       /* open connections per IP; 0: no cap */
+  double handshake_timeout_s = 10;   /* to send a whole request */
+  std::size_t max_header_bytes = 16 * 1024;
 };
+
+/* Close code for a session that kept flooding past its rate limit. */
+constexpr gushort CLOSE_FLOODING = 4003;
 
 /* A key for resume tokens: 32 bytes from /dev/urandom, as a hex digest. */
 bool random_secret (std::string & out, GError ** error);

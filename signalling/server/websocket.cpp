@@ -15,18 +15,32 @@ constexpr guint8 OP_PING = 0x9;
 constexpr guint8 OP_PONG = 0xa;
 
 constexpr gushort CLOSE_PROTOCOL_ERROR = 1002;
+constexpr gushort CLOSE_INVALID_DATA = 1007;
+
+/* Codes a close frame may carry (RFC 6455 7.4, and the IANA registry):
+ * never 1004-1006 or 1015, which mean things no frame can say. */
+bool
+valid_close_code (gushort code)
+{
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014)
+      || (code >= 3000 && code <= 4999);
+}
 constexpr std::size_t READ_CHUNK = 64 * 1024;
 
 }  // namespace
 
 WebSocket::WebSocket (GIOStream * stream, std::uint64_t max_message,
-    Listener & listener)
+    Listener & listener, Poller * poller, int fd)
   : io_ (G_IO_STREAM (g_object_ref (stream))),
     in_ (G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream))),
     out_stream_ (G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (stream))),
+    poller_ (poller && fd >= 0 ? poller : nullptr), fd_ (fd),
     listener_ (listener), max_message_ (max_message),
     last_read_us_ (g_get_monotonic_time ())
 {
+  if (poller_ && poller_->add (fd_, EPOLLIN, this))
+    return;
+  poller_ = nullptr;
   /* One source for the connection's whole life, not one per wait. */
   read_source_ = g_pollable_input_stream_create_source (in_, nullptr);
   g_source_set_callback (read_source_, G_SOURCE_FUNC (readable_cb), this, nullptr);
@@ -35,16 +49,61 @@ WebSocket::WebSocket (GIOStream * stream, std::uint64_t max_message,
 
 WebSocket::~WebSocket ()
 {
-  for (GSource **s : {&read_source_, &write_source_, &closed_source_}) {
+  stop_polling ();
+  if (closed_source_) {
+    g_source_destroy (closed_source_);
+    g_source_unref (closed_source_);
+    closed_source_ = nullptr;
+  }
+  if (!stream_closed_)
+    g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
+  g_object_unref (io_);
+}
+
+void
+WebSocket::stop_polling ()
+{
+  if (poller_) {
+    poller_->remove (fd_, this);
+    poller_ = nullptr;
+  }
+  for (GSource **s : {&read_source_, &write_source_, &linger_source_}) {
     if (*s) {
       g_source_destroy (*s);
       g_source_unref (*s);
       *s = nullptr;
     }
   }
-  if (!stream_closed_)
-    g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
-  g_object_unref (io_);
+  want_write_ = false;
+}
+
+void
+WebSocket::on_ready (std::uint32_t events)
+{
+  if (events & EPOLLOUT) {
+    poller_->modify (fd_, EPOLLIN, this);
+    want_write_ = false;
+    flush ();
+    if (state_ == State::Closed)
+      return;
+  }
+  /* Errors and hang-ups are found by the read. */
+  if (events & ~EPOLLOUT)
+    read_some ();
+}
+
+/* The socket took less than was queued: wait until it takes more. */
+void
+WebSocket::wait_writable ()
+{
+  if (poller_) {
+    if (!want_write_ && poller_->modify (fd_, EPOLLIN | EPOLLOUT, this))
+      want_write_ = true;
+    return;
+  }
+  write_source_ = g_pollable_output_stream_create_source (out_stream_, nullptr);
+  g_source_set_callback (write_source_, G_SOURCE_FUNC (writable_cb), this, nullptr);
+  g_source_attach (write_source_, g_main_context_get_thread_default ());
 }
 
 gboolean
@@ -62,6 +121,13 @@ WebSocket::writable_cb (GObject *, gpointer data)
   self->write_source_ = nullptr;
   self->flush ();
   return G_SOURCE_REMOVE;
+}
+
+void
+WebSocket::read_now ()
+{
+  if (state_ != State::Closed)
+    read_some ();
 }
 
 bool
@@ -129,6 +195,9 @@ WebSocket::parse (const guint8 * d, std::size_t n, std::size_t & used)
       len = 0;
       for (int i = 0; i < bytes; i++)
         len = (len << 8) | p[2 + i];
+      /* RFC 6455 5.2: the most significant bit must be 0. */
+      if (len >> 63)
+        return fail (CLOSE_PROTOCOL_ERROR, "64-bit length with its top bit set"), false;
     }
 
     if (p[0] & 0x70)
@@ -157,7 +226,9 @@ WebSocket::parse (const guint8 * d, std::size_t n, std::size_t & used)
 
     if (opcode < 0x8) {
       /* Decide on the size before taking in a byte of the payload. */
-      message_size_ += len;
+      /* Saturating: continuation frames may claim any length. */
+      message_size_ = len > UINT64_MAX - message_size_ ? UINT64_MAX
+          : message_size_ + len;
       if (!dropping_ && message_size_ > max_message_) {
         dropping_ = true;
         message_.clear ();
@@ -211,7 +282,9 @@ WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
 
   switch (opcode) {
     case OP_PING:
-      queue_frame (OP_PONG, control);
+      /* Nothing follows our close frame, pongs included. */
+      if (state_ == State::Open)
+        queue_frame (OP_PONG, control);
       return true;
     case OP_PONG:
       return true;
@@ -220,8 +293,15 @@ WebSocket::frame (guint8 opcode, bool fin, const guint8 * mask,
           ? static_cast<gushort>((static_cast<guint8>(control[0]) << 8)
               | static_cast<guint8>(control[1]))
           : 1005;   /* RFC 6455: no status code present */
+      /* A bad close frame is still the client closing first. */
+      peer_closed_first_ = state_ == State::Open;
+      if (control.size () == 1 || (control.size () >= 2
+              && !valid_close_code (peer_close_code_)))
+        return fail (CLOSE_PROTOCOL_ERROR, "invalid close code"), false;
+      if (control.size () > 2 && !g_utf8_validate (control.data () + 2,
+              control.size () - 2, nullptr))
+        return fail (CLOSE_INVALID_DATA, "close reason is not UTF-8"), false;
       if (state_ == State::Open) {
-        peer_closed_first_ = true;
         /* Answer with the client's code, then go. */
         queue_frame (OP_CLOSE, control.substr (0, std::min<std::size_t>(2, control.size ())));
         flush ();
@@ -289,16 +369,14 @@ WebSocket::ping ()
 void
 WebSocket::flush ()
 {
-  if (state_ == State::Closed || write_source_)
+  if (state_ == State::Closed || write_source_ || want_write_)
     return;
   while (out_pos_ < out_.size ()) {
     g_autoptr (GError) error = nullptr;
     gssize n = g_pollable_output_stream_write_nonblocking (out_stream_,
         out_.data () + out_pos_, out_.size () - out_pos_, nullptr, &error);
     if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-      write_source_ = g_pollable_output_stream_create_source (out_stream_, nullptr);
-      g_source_set_callback (write_source_, G_SOURCE_FUNC (writable_cb), this, nullptr);
-      g_source_attach (write_source_, g_main_context_get_thread_default ());
+      wait_writable ();
       /* Keep the queue from growing behind a long written prefix. */
       if (out_pos_ > out_.size () / 2) {
         out_.erase (0, out_pos_);
@@ -329,15 +407,13 @@ WebSocket::close (gushort code, std::string_view reason)
   payload += reason.substr (0, 123);
   queue_frame (OP_CLOSE, payload);
   state_ = State::Closing;
-  closing_since_ = g_get_monotonic_time ();
+  linger_source_ = g_timeout_source_new (linger_us / 1000);
+  g_source_set_callback (linger_source_, [] (gpointer data) -> gboolean {
+        static_cast<WebSocket *>(data)->finish ();
+        return G_SOURCE_REMOVE;
+      }, this, nullptr);
+  g_source_attach (linger_source_, g_main_context_get_thread_default ());
   flush ();
-}
-
-void
-WebSocket::tick (std::int64_t now_us)
-{
-  if (state_ == State::Closing && now_us - closing_since_ > linger_us)
-    finish ();
 }
 
 bool
@@ -356,13 +432,7 @@ WebSocket::finish ()
   if (state_ == State::Closed)
     return;
   state_ = State::Closed;
-  for (GSource **s : {&read_source_, &write_source_}) {
-    if (*s) {
-      g_source_destroy (*s);
-      g_source_unref (*s);
-      *s = nullptr;
-    }
-  }
+  stop_polling ();
   stream_closed_ = true;
   g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
   /* Tell the owner from the main loop, not from inside a read: it will

@@ -9,8 +9,14 @@
  * reported, the connection stays; pings are sent by the server's one timer;
  * what waits to be written is counted exactly; frames queued during one
  * dispatch go out in one write.
+ *
+ * A plain TCP connection waits on the server's epoll Poller, by its socket
+ * descriptor; a TLS one (whose stream may hold decrypted bytes the socket
+ * no longer shows) on a GLib source of its own.
  */
 #pragma once
+
+#include "poller.h"
 
 #include <gio/gio.h>
 
@@ -20,7 +26,7 @@
 
 namespace peerjs {
 
-class WebSocket
+class WebSocket : private Poller::Handler
 {
 public:
   class Listener
@@ -38,13 +44,21 @@ public:
     virtual ~Listener () = default;
   };
 
-  /* Takes a reference to `stream`, which must have pollable streams. */
-  WebSocket (GIOStream * stream, std::uint64_t max_message, Listener & listener);
+  /* Takes a reference to `stream`, which must have pollable streams. With
+   * a `poller`, readiness comes from it for descriptor `fd`, the socket
+   * under `stream`; without, from GLib sources on the stream. */
+  WebSocket (GIOStream * stream, std::uint64_t max_message, Listener & listener,
+      Poller * poller = nullptr, int fd = -1);
   ~WebSocket ();
   WebSocket (const WebSocket &) = delete;
   WebSocket & operator= (const WebSocket &) = delete;
 
   bool is_open () const { return state_ == State::Open; }
+
+  /* Read what is there now. A Poller tells only of bytes in the socket,
+   * not of those the HTTP layer read ahead into the stream's buffer: the
+   * owner calls this once it is ready to hear messages. */
+  void read_now ();
 
   /* Queue a frame; it is written at the next flush (), or at once when
    * the queue was empty. */
@@ -53,11 +67,8 @@ public:
   /* Write what is queued, as far as the socket takes it. */
   void flush ();
   /* Start the closing handshake; the stream closes when the client
-   * answers or after `linger_us`. */
+   * answers or after `linger_us`, whichever comes first. */
   void close (gushort code, std::string_view reason);
-  /* Called by the server's timer: ends a closing handshake that took too
-   * long. */
-  void tick (std::int64_t now_us);
 
   std::uint64_t backlog () const { return out_.size () - out_pos_; }
   /* The code of the client's close frame; 0 if it sent none. */
@@ -73,6 +84,9 @@ public:
 private:
   enum class State { Open, Closing, Closed };
 
+  void on_ready (std::uint32_t events) override;
+  void wait_writable ();
+  void stop_polling ();
   static gboolean readable_cb (GObject * stream, gpointer self);
   static gboolean writable_cb (GObject * stream, gpointer self);
 
@@ -88,14 +102,17 @@ private:
   GIOStream *io_;
   GPollableInputStream *in_;
   GPollableOutputStream *out_stream_;
+  Poller *poller_;
+  int fd_;
+  bool want_write_ = false;   /* registered for EPOLLOUT */
   GSource *read_source_ = nullptr;
   GSource *write_source_ = nullptr;
   GSource *closed_source_ = nullptr;  /* tells the listener, from idle */
+  GSource *linger_source_ = nullptr;  /* ends a closing handshake */
   bool stream_closed_ = false;
   Listener & listener_;
   std::uint64_t max_message_;
   State state_ = State::Open;
-  std::int64_t closing_since_ = 0;
   gushort peer_close_code_ = 0;
   bool peer_closed_first_ = false;
 

@@ -1,4 +1,6 @@
-/* The peerjs demo chat room: one thread at a time, named by the URL hash. */
+/* The peerjs demo chat room: one thread at a time, named by the URL hash.
+ * A server that wants auth tokens gets the one in the page's own query:
+ * /?token=...#thread. */
 'use strict';
 
 (() => {
@@ -43,6 +45,9 @@
   }
 
   const rtc = Boolean(peer.support && peer.support.rtc);
+  // Personal, like a password: it goes to the server and nowhere else (not
+  // into the invite link).
+  const token = new URLSearchParams(location.search).get('token');
 
   let room = null;      // the thread named by the hash
   let joined = false;   // whether we are in it right now
@@ -52,10 +57,13 @@
   const watched = new WeakSet();  // streams and tracks we listen to
   const transfers = new Map(); // "from:id" or "out:id" -> chat entry parts
   const removed = { audio: [], video: [] };  // tracks taken out by Mute / Hide picture
+  const names = new Map();     // member session id -> the name its token gives (from_name)
+  let connectNotice = false;   // the notice says we could not connect
 
   /* ---------- small helpers ---------- */
 
   const short = (id) => String(id ?? '').slice(0, 6);
+  const who = (id) => names.get(id) || short(id);
 
   function el(tag, props = {}, ...children) {
     const node = document.createElement(tag);
@@ -101,6 +109,26 @@
     history.replaceState(null, '', `#${encodeURIComponent(name)}`);
   }
 
+  /* This page's address without its token: the room, for others to join
+     with tokens of their own. */
+  function inviteUrl() {
+    const url = new URL(location.href);
+    url.searchParams.delete('token');
+    return url.href;
+  }
+
+  /* The server puts the name a member's token gives in what it relays. */
+  function learnName(e) {
+    if (!e.from || typeof e.from_name !== 'string' || !e.from_name) return;
+    if (names.get(e.from) === e.from_name) return;
+    names.set(e.from, e.from_name);
+    const tile = tiles.get(e.from);
+    if (tile) {
+      tile.querySelector('.name').textContent = e.from_name;
+      tile.querySelector('.avatar').replaceWith(avatar(e.from));
+    }
+  }
+
   /* A microphone with a stroke through it, for the "muted" badge. */
   function micOff() {
     const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
@@ -121,7 +149,7 @@
   }
 
   function avatar(id) {
-    const node = el('span', { class: 'avatar', 'aria-hidden': 'true' }, short(id).slice(0, 2).toUpperCase());
+    const node = el('span', { class: 'avatar', 'aria-hidden': 'true' }, who(id).slice(0, 2).toUpperCase());
     let hue = 0;
     for (const c of String(id)) hue = (hue * 31 + c.charCodeAt(0)) % 360;
     node.style.setProperty('--hue', hue);
@@ -136,6 +164,7 @@
       connecting: 'Connecting…',
       connected: `Connected as ${short(myId)}`,
       reconnecting: 'Connection lost, reconnecting…',
+      failed: 'Could not connect, retrying…',
       ended: 'Disconnected: reload the page to come back',
       replaced: 'Disconnected: this session continues in another tab',
     }[state];
@@ -147,7 +176,7 @@
     ui.roomName.textContent = label;
     document.title = `${label} · peerjs chat room`;
     ui.count.textContent = joined ? `${tiles.size + 1} here` : 'left';
-    ui.shareLink.href = ui.shareLink.textContent = location.href;
+    ui.shareLink.href = ui.shareLink.textContent = inviteUrl();
     ui.out.hidden = joined;
     ui.outRoom.textContent = label;
     ui.exit.disabled = !joined;
@@ -301,11 +330,11 @@
     // Silent until an audio track of theirs says otherwise (showStream).
     const tile = el('figure', { class: 'tile silent', 'data-member': id },
         avatar(id),
-        el('figcaption', {}, el('span', { class: 'name', title: id }, short(id)), badge()));
+        el('figcaption', {}, el('span', { class: 'name', title: id }, who(id)), badge()));
     tiles.set(id, tile);
     ui.members.append(tile);
     if (streams.has(id)) showStream(id);
-    if (announce) note(`${short(id)} joined`);
+    if (announce) note(`${who(id)} joined`);
     render();
     layoutTiles();
     return tile;
@@ -316,7 +345,7 @@
     if (!tile) return;
     tile.remove();
     tiles.delete(id);
-    note(`${short(id)} ${why}`);
+    note(`${who(id)} ${why}`);
     render();
     layoutTiles();
   }
@@ -403,7 +432,7 @@
     const time = new Date();
     const li = el('li', { class: from ? 'msg' : 'msg mine' },
         el('div', { class: 'meta' },
-            el('span', { class: 'from', title: from || myId || '' }, from ? short(from) : 'you'),
+            el('span', { class: 'from', title: from || myId || '' }, from ? who(from) : 'you'),
             el('span', { class: 'thread', textContent: thread ? `#${thread}` : '' }),
             el('time', { dateTime: time.toISOString(),
               textContent: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
@@ -452,7 +481,7 @@
     if (!row) {
       row = { bar: progressBar(e.size || t.size), state: el('span', { class: 'state' }) };
       t.rows.set(e.to, row);
-      t.list.append(el('li', {}, `to ${short(e.to)} `, row.bar, row.state));
+      t.list.append(el('li', {}, `to ${who(e.to)} `, row.bar, row.state));
     }
     return row;
   }
@@ -464,6 +493,7 @@
   }
 
   peer.on('file:offer', (e) => {
+    learnName(e);
     if (!e.from) return;
     const key = `${e.from}:${e.id}`;
     const button = el('button', { type: 'button', class: 'file-offer', 'data-file-id': e.id },
@@ -599,7 +629,7 @@
 
   ui.copyLink.addEventListener('click', async () => {
     try {
-      await navigator.clipboard.writeText(location.href);
+      await navigator.clipboard.writeText(inviteUrl());
       ui.copyLink.textContent = 'Copied';
     } catch {
       getSelection().selectAllChildren(ui.shareLink);  // for copying by hand
@@ -616,6 +646,10 @@
     if (myId && !e.resumed) {
       clearMembers();
       render();
+    }
+    if (connectNotice) {
+      ui.notice.hidden = true;
+      connectNotice = false;
     }
     myId = e.id || peer.id;
     ui.self.querySelector('.name').textContent = short(myId);
@@ -634,6 +668,7 @@
   });
 
   peer.on('thread:connect, thread:change', (e) => {
+    learnName(e);
     if (e.from && joined && e.thread === room) addMember(e.from);
   });
 
@@ -663,11 +698,21 @@
   peer.on('localmedia:connect, localmedia:disconnect', renderLocal);
 
   peer.on('error', (e) => {
+    if (e.code === 'connect-failed') {
+      // Said once per outage; a greeting clears it.
+      if (myId) setStatus('reconnecting');
+      else setStatus('failed');
+      showNotice(`Could not connect to the server: it refused the connection or cannot be reached.${
+        token ? ' The token in this page\'s address may be invalid or expired.' : ''} Retrying…`);
+      connectNotice = true;
+      return;
+    }
     // A refused resume token is handled by peer.js: it only means a new id.
     if (e.code && e.code !== 'bad-token') note(`Server: ${e.message || e.code}`);
   });
 
   peer.on('message', (e) => {
+    learnName(e);
     if (e.from) entry(e.from, e.thread, text(e.data));
   });
 
@@ -681,7 +726,7 @@
 
   ui.self.querySelector('.badge').prepend(micOff());
   window.addEventListener('hashchange', onHashChange);
-  peer.init();
+  peer.init(token ? { token } : {});
   onHashChange();
   renderLocal();
 })();

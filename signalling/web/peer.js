@@ -234,10 +234,12 @@
           'createDataChannel' in global.RTCPeerConnection.prototype,
       };
       this.maxMessageSize = 65536;
+      this.token = null;             /* auth token, presented on every connection */
       this._url = null;
       this._ws = null;
       this._connected = false;
       this._closing = false;
+      this._failed = false;          /* connect-failed told for this outage */
       this._token = null;
       this._lastSeq = 0;
       this._outbox = [];
@@ -270,6 +272,7 @@
       }
       options = options || {};
       if (options.iceServers) this.iceServers = options.iceServers;
+      if (options.token) this.token = options.token;
       if (this._url) return this;
       this._url = resolveUrl(url);
       this._closing = false;
@@ -281,11 +284,13 @@
     }
 
     _open () {
-      let url = this._url;
+      const query = [];
+      if (this.token) query.push('token=' + encodeURIComponent(this.token));
       if (this._token) {
-        url += (url.includes('?') ? '&' : '?') + 'resume=' +
-          encodeURIComponent(this._token) + '&last=' + this._lastSeq;
+        query.push('resume=' + encodeURIComponent(this._token), 'last=' + this._lastSeq);
       }
+      let url = this._url;
+      if (query.length) url += (url.includes('?') ? '&' : '?') + query.join('&');
       const ws = new WebSocket(url);
       this._ws = ws;
       ws.onmessage = (ev) => {
@@ -303,6 +308,18 @@
       /* 4000: this session was resumed on another connection. */
       const reconnecting = !this._closing && ev.code !== 4000;
       if (was) this.emit('socket:disconnect', { code: ev.code, reason: ev.reason, reconnecting });
+      if (!was && !this._closing && !this._failed) {
+        /* No greeting on this socket. A browser does not say why: a refused
+         * upgrade (401 for a token, 403 for an origin) and a server that
+         * is down look the same. Told once until a greeting comes. */
+        this._failed = true;
+        this.emit('error', {
+          code: 'connect-failed',
+          message: 'could not connect to ' + this._url + ': the server refused ' +
+            'the connection or cannot be reached' +
+            (this.token ? '; the auth token may be invalid or expired' : ''),
+        });
+      }
       if (!reconnecting) return;
       const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this._retry++);
       this._retryTimer = setTimeout(() => {
@@ -347,6 +364,7 @@
       this.id = msg.id;
       this._token = msg.token;
       this._connected = true;
+      this._failed = false;
       this._retry = 0;
       if (msg.max_message_size) this.maxMessageSize = msg.max_message_size;
       if (previous && previous !== msg.id) {

@@ -125,6 +125,12 @@ GST_START_TEST (test_screenshot)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_auth)
+{
+  run_scenario ("auth");
+}
+GST_END_TEST;
+
 static Suite *
 browser_suite (void)
 {
@@ -140,6 +146,7 @@ browser_suite (void)
   tcase_add_test (tc, test_original);
   tcase_add_test (tc, test_pipelines);
   tcase_add_test (tc, test_pipeline_files);
+  tcase_add_test (tc, test_auth);
   return s;
 }
 

@@ -13,6 +13,7 @@
 
 #include <gst/check/gstcheck.h>
 
+#include <jwt.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -1565,6 +1566,158 @@ GST_START_TEST (test_stop_anytime)
 }
 END_TEST;
 
+/* An HS256 token as an operator would mint it: `name`, expiring `ttl_s`
+ * from now (negative: expired), with extra claims as a JSON object. */
+static std::string
+mint_token (const std::string & key, const std::string & name, long ttl_s,
+    const std::string & claims = "")
+{
+  jwt_t *jwt = nullptr;
+  fail_unless (jwt_new (&jwt) == 0);
+  fail_unless (jwt_add_grant (jwt, "name", name.c_str ()) == 0);
+  fail_unless (jwt_add_grant_int (jwt, "exp", (long) (g_get_real_time ()
+              / G_USEC_PER_SEC) + ttl_s) == 0);
+  if (!claims.empty ())
+    fail_unless (jwt_add_grants_json (jwt, claims.c_str ()) == 0);
+  fail_unless (jwt_set_alg (jwt, JWT_ALG_HS256, (const unsigned char *)
+          key.data (), (int) key.size ()) == 0);
+  char *text = jwt_encode_str (jwt);
+  fail_unless (text != nullptr);
+  std::string token = text;
+  free (text);
+  jwt_free (jwt);
+  return token;
+}
+
+/* The server's count of upgrades refused for their token (/metrics). */
+static int
+refused_for_token (ServerThread & server)
+{
+  std::string body;
+  fail_unless_equals_int (peerjs::test::http_get (server.http_url ("/metrics"),
+          &body), 200);
+  const std::string key = "peerjs_connections_refused_total{reason=\"token\"} ";
+  std::size_t at = body.find (key);
+  fail_unless (at != std::string::npos, "no %s in /metrics", key.c_str ());
+  return std::atoi (body.c_str () + at + key.size ());
+}
+
+/* Auth tokens: a pipeline presents auth-token and joins its thread, where
+ * a page with a token of its own sees it under its token's name; a thread
+ * its token does not grant is refused with a warning. A bad, expired or
+ * missing token gets RESOURCE/NOT_AUTHORIZED at once, without the token in
+ * the message, and is not tried again. */
+GST_START_TEST (test_auth_token)
+{
+  const std::string key = "peerjs element test key, 32 bytes or more";
+  g_autofree char *dir = g_dir_make_tmp ("peerjs-auth-XXXXXX", nullptr);
+  fail_unless (dir != nullptr);
+  std::string secret = std::string (dir) + "/secret";
+  fail_unless (g_file_set_contents (secret.c_str (), key.c_str (), -1,
+          nullptr));
+  auto options = ServerThread::default_options ();
+  options.auth_secret_file = secret;
+  ServerThread server (options);
+
+  std::string token = mint_token (key, "camera 1", 600,
+      "{\"threads\":[\"auth\"]}");
+  Member a ("peerjssrc name=p auth-token=\"" + token + "\" "
+      + props (server, "auth"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id ();
+  Client page;
+  fail_unless (page.connect (server.ws_url (), "token="
+          + mint_token (key, "Alice", 600)), "a page with a good token");
+  page.send (J ("{'type':'thread:connect','thread':'auth','constraints':{}}"));
+  a.wait_message ("peerjs-thread-connect", {{"member", page.id},
+          {"thread", "auth"}});
+  auto answer = page.next_of ("thread:connect", 5000);
+  fail_unless (answer.has_value (), "the page did not see the pipeline");
+  fail_unless_equals_string (answer->str ("from").c_str (), ida.c_str ());
+  fail_unless_equals_string (answer->str ("from_name").c_str (), "camera 1");
+
+  gboolean joined = FALSE;
+  g_signal_emit_by_name (a.element (), "join-thread", "elsewhere", &joined);
+  fail_unless (joined);
+  bool warned = wait_until ([&] {
+    for (auto & e : a.errors ())
+      if (e.find ("warning gst-resource-error-quark/" + std::to_string
+              (GST_RESOURCE_ERROR_NOT_AUTHORIZED)) == 0)
+        return true;
+    return false;
+  }, 5000);
+  fail_unless (warned, "no NOT_AUTHORIZED warning for a thread the token "
+      "does not grant; messages:\n%s", a.describe ().c_str ());
+  fail_unless (a.find ("peerjs-server-error", {{"code", "forbidden"}}) != "");
+
+  /* Every reconnection presents the token set now: a renewed one resumes
+   * the session, one the server does not take ends it. */
+  auto errors = [&a] {
+    int n = 0;
+    for (auto & e : a.errors ())
+      n += e.find ("error ") == 0;
+    return n;
+  };
+  g_object_set (a.element (), "auth-token", mint_token (key, "camera 1", 600,
+          "{\"threads\":[\"auth\"]}").c_str (), NULL);
+  server.stop ();
+  server.start ();
+  a.wait_message ("peerjs-socket-resumed", {{"id", ida}});
+  fail_unless (errors () == 0, "errors with a renewed token:\n%s",
+      a.describe ().c_str ());
+  g_object_set (a.element (), "auth-token", mint_token (key, "camera 1", -1)
+      .c_str (), NULL);
+  server.stop ();
+  server.start ();
+  fail_unless (wait_until ([&] { return errors () == 1; }, 5000),
+      "no error for an expired token on reconnection:\n%s",
+      a.describe ().c_str ());
+  fail_unless (a.errors ().back ().find ("error gst-resource-error-quark/"
+          + std::to_string (GST_RESOURCE_ERROR_NOT_AUTHORIZED)) == 0,
+      "wanted NOT_AUTHORIZED, got %s", a.errors ().back ().c_str ());
+
+  struct Bad
+  {
+    const char *what;
+    std::string token;
+  };
+  Bad bad[] = {
+    {"signed with another key", mint_token ("another key, also 32 bytes long",
+            "Mallory", 600)},
+    {"expired", mint_token (key, "Bob", -60)},
+    {"missing", ""},
+  };
+  int refused = refused_for_token (server);
+  for (const Bad & b : bad) {
+    Member m ("peerjssink name=p " + props (server, "auth"));
+    if (!b.token.empty ())
+      g_object_set (m.element (), "auth-token", b.token.c_str (), NULL);
+    gint64 t0 = now_ms ();
+    m.play ();
+    fail_unless (wait_until ([&] { return !m.errors ().empty (); }, 5000),
+        "no error for a token %s", b.what);
+    std::string e = m.errors ().front ();
+    std::string want = "error gst-resource-error-quark/"
+        + std::to_string (GST_RESOURCE_ERROR_NOT_AUTHORIZED);
+    fail_unless (e.find (want) == 0 && e.find ("auth token") != std::string::npos
+        && e.find (server.ws_url ()) != std::string::npos,
+        "token %s: wanted RESOURCE/NOT_AUTHORIZED about the auth token, "
+        "naming the URL, got %s", b.what, e.c_str ());
+    fail_unless (b.token.empty () || e.find (b.token) == std::string::npos,
+        "the error shows the token: %s", e.c_str ());
+    fail_unless (now_ms () - t0 < 3000, "the error took %" G_GINT64_FORMAT
+        " ms", now_ms () - t0);
+    refused++;
+    /* A retry would come after 250 ms: give it more than that. */
+    g_usleep (1000 * 1000);
+    fail_unless_equals_int (refused_for_token (server), refused);
+    fail_unless_equals_int ((int) m.errors ().size (), 1);
+  }
+  g_unlink (secret.c_str ());
+  g_rmdir (dir);
+}
+END_TEST;
+
 /* gst-inspect-1.0 tells the whole story: every property documented. */
 GST_START_TEST (test_inspect)
 {
@@ -1645,6 +1798,7 @@ elements_suite ()
   tcase_add_test (tc, test_file_stalled_and_unknown);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
+  tcase_add_test (tc, test_auth_token);
   suite_add_tcase (s, tc);
   return s;
 }

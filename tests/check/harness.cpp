@@ -328,6 +328,38 @@ Client::close_code () const
 
 /* RawClient */
 
+std::string
+ws_frame (guint8 first, std::string_view payload, bool masked,
+    std::optional<std::uint64_t> claimed)
+{
+  std::string f;
+  f += static_cast<char>(first);
+  std::uint64_t len = claimed.value_or (payload.size ());
+  guint8 mask_bit = masked ? 0x80 : 0;
+  if (len < 126) {
+    f += static_cast<char>(mask_bit | len);
+  } else if (len <= 0xffff) {
+    f += static_cast<char>(mask_bit | 126);
+    f += static_cast<char>(len >> 8);
+    f += static_cast<char>(len & 0xff);
+  } else {
+    f += static_cast<char>(mask_bit | 127);
+    for (int i = 7; i >= 0; i--)
+      f += static_cast<char>((len >> (8 * i)) & 0xff);
+  }
+  if (!masked)
+    return f.append (payload);
+  guint8 mask[4];
+  for (auto &m : mask)
+    m = static_cast<guint8>(g_random_int_range (0, 256));
+  f.append (reinterpret_cast<char *>(mask), 4);
+  std::size_t start = f.size ();
+  f.append (payload);
+  for (std::size_t i = 0; i < payload.size (); i++)
+    f[start + i] ^= mask[i % 4];
+  return f;
+}
+
 RawClient::~RawClient ()
 {
   if (conn_)
@@ -336,33 +368,61 @@ RawClient::~RawClient ()
 }
 
 bool
-RawClient::connect (guint port)
+RawClient::open (guint port, const char *local_address)
 {
   g_autoptr (GSocketClient) client = g_socket_client_new ();
+  if (local_address) {
+    g_autoptr (GInetAddress) ip = g_inet_address_new_from_string (
+        local_address);
+    g_autoptr (GSocketAddress) local = g_inet_socket_address_new (ip, 0);
+    g_socket_client_set_local_address (client, local);
+  }
   g_autoptr (GError) error = nullptr;
   conn_ = g_socket_client_connect_to_host (client, "127.0.0.1", port, nullptr,
       &error);
-  if (!conn_)
+  if (!conn_) {
+    GST_WARNING ("raw connect failed: %s", error->message);
     return false;
+  }
   socket_ = g_socket_connection_get_socket (conn_);
-  g_socket_set_timeout (socket_, 5);
-  std::string req = "GET /peerjs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+  port_ = port;
+  return true;
+}
+
+bool
+RawClient::connect (guint port)
+{
+  return open (port) && upgrade ();
+}
+
+bool
+RawClient::upgrade (const std::string & target, const std::string & headers)
+{
+  std::string req = "GET " + target + " HTTP/1.1\r\n"
+      "Host: 127.0.0.1:" + std::to_string (port_) + "\r\n"
       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      "Sec-WebSocket-Version: 13\r\n\r\n";
-  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (conn_));
-  if (!g_output_stream_write_all (out, req.data (), req.size (), nullptr,
-          nullptr, nullptr))
+      "Sec-WebSocket-Version: 13\r\n" + headers + "\r\n";
+  if (!send_raw (req))
     return false;
-  std::string head;
-  guint8 c;
-  while (head.find ("\r\n\r\n") == std::string::npos) {
-    if (!read_exact (&c, 1))
-      return false;
-    head += static_cast<char>(c);
+  gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  auto head = read_head (deadline);
+  if (!head)
+    return false;
+  head_ = *head;
+  status_ = 0;
+  if (head_.rfind ("HTTP/1.1 ", 0) == 0)
+    status_ = atoi (head_.c_str () + 9);
+  if (status_ != 101) {
+    /* The refusal's body, by its Content-Length. */
+    g_autofree char *lower = g_ascii_strdown (head_.c_str (), -1);
+    const char *cl = strstr (lower, "\r\ncontent-length:");
+    std::size_t n = cl ? strtoul (cl + 17, nullptr, 10) : 0;
+    body_.assign (n, '\0');
+    if (n && !read_exact (reinterpret_cast<guint8 *>(&body_[0]), n, deadline))
+      body_.clear ();
+    return false;
   }
-  if (head.rfind ("HTTP/1.1 101", 0) != 0)
-    return false;
   auto greeting = read_text ();
   if (!greeting)
     return false;
@@ -371,72 +431,204 @@ RawClient::connect (guint port)
 }
 
 bool
-RawClient::read_exact (guint8 * buf, gsize n)
+RawClient::fill (gint64 deadline)
 {
-  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (conn_));
-  gsize got = 0;
-  return g_input_stream_read_all (in, buf, n, &got, nullptr, nullptr) && got == n;
+  gint64 left = deadline - g_get_monotonic_time ();
+  if (left <= 0 || !g_socket_condition_timed_wait (socket_, G_IO_IN, left,
+          nullptr, nullptr))
+    return false;
+  if (pending_pos_ > 0 && pending_pos_ == pending_.size ()) {
+    pending_.clear ();
+    pending_pos_ = 0;
+  }
+  char buf[64 * 1024];
+  gssize n = g_socket_receive (socket_, buf, sizeof buf, nullptr, nullptr);
+  if (n <= 0)
+    return false;
+  pending_.append (buf, n);
+  return true;
+}
+
+bool
+RawClient::read_exact (guint8 * buf, gsize n, gint64 deadline)
+{
+  while (pending_.size () - pending_pos_ < n)
+    if (!fill (deadline))
+      return false;
+  memcpy (buf, pending_.data () + pending_pos_, n);
+  pending_pos_ += n;
+  if (pending_pos_ > 1024 * 1024) {
+    pending_.erase (0, pending_pos_);
+    pending_pos_ = 0;
+  }
+  return true;
+}
+
+std::optional<std::string>
+RawClient::read_head (gint64 deadline)
+{
+  for (;;) {
+    auto end = pending_.find ("\r\n\r\n", pending_pos_);
+    if (end != std::string::npos) {
+      std::string head = pending_.substr (pending_pos_, end + 4 - pending_pos_);
+      pending_pos_ = end + 4;
+      return head;
+    }
+    if (!fill (deadline))
+      return std::nullopt;
+  }
+}
+
+bool
+RawClient::send_raw (std::string_view bytes)
+{
+  std::size_t done = 0;
+  while (done < bytes.size ()) {
+    if (!g_socket_condition_timed_wait (socket_, G_IO_OUT, 10 * G_USEC_PER_SEC,
+            nullptr, nullptr))
+      return false;
+    gssize n = g_socket_send (socket_, bytes.data () + done,
+        bytes.size () - done, nullptr, nullptr);
+    if (n <= 0)
+      return false;
+    done += n;
+  }
+  return true;
 }
 
 bool
 RawClient::send_frame (guint8 opcode, bool fin, const std::string & payload)
 {
-  std::string f;
-  f += static_cast<char>((fin ? 0x80 : 0) | opcode);
-  std::uint64_t len = payload.size ();
-  if (len < 126) {
-    f += static_cast<char>(0x80 | len);
-  } else if (len <= 0xffff) {
-    f += static_cast<char>(0x80 | 126);
-    f += static_cast<char>(len >> 8);
-    f += static_cast<char>(len & 0xff);
-  } else {
-    f += static_cast<char>(0x80 | 127);
-    for (int i = 7; i >= 0; i--)
-      f += static_cast<char>((len >> (8 * i)) & 0xff);
+  return send_raw (ws_frame ((fin ? 0x80 : 0) | opcode, payload));
+}
+
+std::optional<WsFrame>
+RawClient::read_frame (int timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * 1000LL;
+  guint8 h[2];
+  if (!read_exact (h, 2, deadline))
+    return std::nullopt;
+  std::uint64_t len = h[1] & 0x7f;
+  if (len == 126 || len == 127) {
+    guint8 ext[8];
+    int n = len == 126 ? 2 : 8;
+    if (!read_exact (ext, n, deadline))
+      return std::nullopt;
+    len = 0;
+    for (int i = 0; i < n; i++)
+      len = (len << 8) | ext[i];
   }
-  guint8 mask[4];
-  for (auto &m : mask)
-    m = static_cast<guint8>(g_random_int_range (0, 256));
-  f.append (reinterpret_cast<char *>(mask), 4);
-  for (std::size_t i = 0; i < payload.size (); i++)
-    f += static_cast<char>(payload[i] ^ mask[i % 4]);
-  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (conn_));
-  return g_output_stream_write_all (out, f.data (), f.size (), nullptr, nullptr,
-      nullptr);
+  WsFrame f;
+  f.first = h[0];
+  f.payload.assign (len, '\0');
+  if (len && !read_exact (reinterpret_cast<guint8 *>(&f.payload[0]), len,
+          deadline))
+    return std::nullopt;
+  return f;
 }
 
 std::optional<std::string>
 RawClient::read_text (int timeout_ms)
 {
-  g_socket_set_timeout (socket_, std::max (1, (timeout_ms + 999) / 1000));
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * 1000LL;
   for (;;) {
-    guint8 h[2];
-    if (!read_exact (h, 2))
+    int left = (deadline - g_get_monotonic_time ()) / 1000;
+    auto f = read_frame (std::max (left, 1));
+    if (!f || f->opcode () == 0x8)
       return std::nullopt;
-    std::uint64_t len = h[1] & 0x7f;
-    if (len == 126 || len == 127) {
-      guint8 ext[8];
-      int n = len == 126 ? 2 : 8;
-      if (!read_exact (ext, n))
-        return std::nullopt;
-      len = 0;
-      for (int i = 0; i < n; i++)
-        len = (len << 8) | ext[i];
-    }
-    std::string payload (len, '\0');
-    if (len && !read_exact (reinterpret_cast<guint8 *>(&payload[0]), len))
-      return std::nullopt;
-    guint8 opcode = h[0] & 0x0f;
-    if (opcode == 0x9) {
-      send_frame (0xA, true, payload);
-      continue;
-    }
-    if (opcode == 0x8)
-      return std::nullopt;
-    if (opcode == 0x1)
-      return payload;
+    if (f->opcode () == 0x9)
+      send_frame (0xA, true, f->payload);
+    else if (f->opcode () == 0x1)
+      return f->payload;
   }
+}
+
+std::optional<gushort>
+RawClient::read_close (int timeout_ms, std::string * reason)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * 1000LL;
+  for (;;) {
+    int left = (deadline - g_get_monotonic_time ()) / 1000;
+    auto f = read_frame (std::max (left, 1));
+    if (!f)
+      return std::nullopt;
+    if (f->opcode () == 0x9) {
+      send_frame (0xA, true, f->payload);
+    } else if (f->opcode () == 0x8) {
+      const std::string & p = f->payload;
+      if (reason)
+        *reason = p.size () > 2 ? p.substr (2) : "";
+      if (p.size () < 2)
+        return 1005;
+      return static_cast<gushort>((static_cast<guint8>(p[0]) << 8)
+          | static_cast<guint8>(p[1]));
+    }
+  }
+}
+
+std::optional<std::string>
+RawClient::read_to_eof (int timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * 1000LL;
+  for (;;) {
+    gint64 left = deadline - g_get_monotonic_time ();
+    if (left <= 0 || !g_socket_condition_timed_wait (socket_, G_IO_IN, left,
+            nullptr, nullptr))
+      return std::nullopt;
+    char buf[64 * 1024];
+    gssize n = g_socket_receive (socket_, buf, sizeof buf, nullptr, nullptr);
+    if (n <= 0) {
+      /* A reset after the answer counts as the end too. */
+      std::string all = pending_.substr (pending_pos_);
+      pending_.clear ();
+      pending_pos_ = 0;
+      return all;
+    }
+    pending_.append (buf, n);
+  }
+}
+
+guint
+http_raw (guint port, const std::string & request, std::string * response,
+    int timeout_ms)
+{
+  RawClient c;
+  if (!c.open (port) || !c.send_raw (request))
+    return 0;
+  auto all = c.read_to_eof (timeout_ms);
+  if (response)
+    *response = all.value_or ("");
+  if (!all || all->rfind ("HTTP/1.1 ", 0) != 0)
+    return 0;
+  return atoi (all->c_str () + 9);
+}
+
+Memory
+memory ()
+{
+  Memory m;
+  g_autofree char *status = nullptr;
+  if (!g_file_get_contents ("/proc/self/status", &status, nullptr, nullptr))
+    return m;
+  g_auto (GStrv) lines = g_strsplit (status, "\n", -1);
+  for (char **l = lines; *l; l++) {
+    if (g_str_has_prefix (*l, "VmRSS:"))
+      m.rss = g_ascii_strtoull (*l + 6, nullptr, 10) * 1024;
+    else if (g_str_has_prefix (*l, "VmHWM:"))
+      m.peak = g_ascii_strtoull (*l + 6, nullptr, 10) * 1024;
+  }
+  return m;
+}
+
+bool
+reset_peak_memory ()
+{
+  FILE *f = fopen ("/proc/self/clear_refs", "w");
+  if (!f)
+    return false;
+  bool ok = fputs ("5", f) >= 0;
+  return fclose (f) == 0 && ok;
 }
 
 guint

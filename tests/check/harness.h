@@ -11,7 +11,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace peerjs::test {
@@ -90,27 +92,93 @@ private:
   bool closed_ = false;
 };
 
-/* A client on a bare socket, for frames libsoup's client cannot be asked to
- * send: fragmented and oversized messages. Blocking, with timeouts. */
+/* A frame as it came off the wire. */
+struct WsFrame
+{
+  guint8 first = 0;           /* FIN, RSV1-3 and the opcode */
+  std::string payload;
+  guint8 opcode () const { return first & 0x0f; }
+  bool fin () const { return first & 0x80; }
+};
+
+/* One frame's bytes: `first` is the first byte as sent (FIN, RSV1-3,
+ * opcode). Masked with a random key unless `masked` is false. `claimed`
+ * replaces the payload length in the header, for frames that lie about it. */
+std::string ws_frame (guint8 first, std::string_view payload,
+    bool masked = true, std::optional<std::uint64_t> claimed = std::nullopt);
+
+/* A client on a bare socket, for what libsoup's client cannot be asked to
+ * send: fragmented, oversized and malformed frames, raw HTTP requests.
+ * Blocking, with timeouts. */
 class RawClient
 {
 public:
+  /* Open, upgrade at /peerjs and read the greeting. */
   bool connect (guint port);
+  /* The TCP connection alone, from `local_address` when given: any
+   * 127.x.y.z reaches a server on 127.0.0.1 and is another client address
+   * to it. */
+  bool open (guint port, const char *local_address = nullptr);
+  /* Ask for the WebSocket upgrade at `target`, with `headers` ("Name:
+   * value\r\n" lines) added; true on 101 and a greeting. The answer's
+   * status line and headers are in head (), a refusal's body in body (). */
+  bool upgrade (const std::string & target = "/peerjs",
+      const std::string & headers = "");
   /* Send one frame: opcode 1 text, 0 continuation; masked as RFC 6455
    * requires of clients. */
   bool send_frame (guint8 opcode, bool fin, const std::string & payload);
+  /* Send bytes as they are; false if the server closed or took nothing
+   * for 10 s. */
+  bool send_raw (std::string_view bytes);
   /* Read one text frame (answering pings); nullopt on timeout or close. */
   std::optional<std::string> read_text (int timeout_ms = 3000);
+  /* The next frame of any kind; pings are not answered. */
+  std::optional<WsFrame> read_frame (int timeout_ms = 3000);
+  /* Read up to the server's close frame, answering pings and passing over
+   * messages: its code (1005 if it had none), with its reason. nullopt if
+   * the connection ended without one or nothing came in time. */
+  std::optional<gushort> read_close (int timeout_ms = 3000,
+      std::string * reason = nullptr);
+  /* What the server sends until it closes the connection; nullopt if it
+   * is still open after `timeout_ms`. */
+  std::optional<std::string> read_to_eof (int timeout_ms = 3000);
+  guint status () const { return status_; }
+  const std::string & head () const { return head_; }
+  const std::string & body () const { return body_; }
   ~RawClient ();
 
   std::string id;
 
 private:
-  bool read_exact (guint8 * buf, gsize n);
+  bool fill (gint64 deadline);
+  bool read_exact (guint8 * buf, gsize n, gint64 deadline);
+  std::optional<std::string> read_head (gint64 deadline);
   GSocketConnection *conn_ = nullptr;
   GSocket *socket_ = nullptr;
-  std::string pending_;
+  guint port_ = 0;
+  std::string pending_;       /* read, not yet taken */
+  std::size_t pending_pos_ = 0;
+  guint status_ = 0;
+  std::string head_;
+  std::string body_;
 };
+
+/* Send `request` as it is on a fresh connection and read until the server
+ * closes it (ask for "Connection: close"). The status, 0 if no answer came;
+ * the whole answer in `response`. */
+guint http_raw (guint port, const std::string & request,
+    std::string * response = nullptr, int timeout_ms = 3000);
+
+/* The server runs in this process (ServerThread): its memory is the test's.
+ * VmRSS, and VmHWM, the peak since reset_peak_memory (), in bytes. */
+struct Memory
+{
+  std::size_t rss = 0;
+  std::size_t peak = 0;
+};
+Memory memory ();
+/* Start the peak afresh (Linux: "5" into /proc/self/clear_refs). */
+bool reset_peak_memory ();
 
 /* Build a JSON text from a json-ish literal with single quotes for
  * readability: J("{'type':'message'}"). */

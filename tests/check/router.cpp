@@ -75,10 +75,11 @@ public:
     return out;
   }
 
-  /* A new session; checks the greeting and returns the id. */
-  std::string open ()
+  /* A new session, with the grants of its auth token if any; checks the
+   * greeting and returns the id. */
+  std::string open (std::shared_ptr<const Grants> grants = nullptr)
   {
-    OpenResult r = router.open ("", -1, now);
+    OpenResult r = router.open ("", -1, now, std::move (grants));
     fail_unless (r.ok, "open refused: %s", r.refusal.c_str ());
     fail_if (r.resumed);
     fail_if (r.replaced);
@@ -97,9 +98,10 @@ public:
 
   /* Resume with a token; returns the result and fills `ms` with the
    * deliveries (greeting first). */
-  OpenResult resume (const std::string & token, std::int64_t last, Msgs & ms)
+  OpenResult resume (const std::string & token, std::int64_t last, Msgs & ms,
+      std::shared_ptr<const Grants> grants = nullptr)
   {
-    OpenResult r = router.open (token, last, now);
+    OpenResult r = router.open (token, last, now, std::move (grants));
     if (r.ok)
       ms = record (r.deliveries);
     return r;
@@ -1239,6 +1241,296 @@ GST_START_TEST (test_close_all)
 }
 GST_END_TEST;
 
+/* ------------------------------------------------------------------ */
+/* grants of auth tokens                                               */
+
+namespace {
+
+std::shared_ptr<const Grants>
+grants (void (*edit) (Grants &))
+{
+  auto g = std::make_shared<Grants> ();
+  edit (*g);
+  return g;
+}
+
+/* The one delivery is `forbidden` to `id`, answering callback 5 of a
+ * message of type `type`. */
+void
+forbidden (const Msgs & ms, const std::string & id, const char *type)
+{
+  Msg e = only_error (ms, id, "forbidden");
+  assert_str (e.str ("ref_type"), type);
+  fail_unless_equals_int (e.num ("callback_response"), 5);
+}
+
+}  // namespace
+
+GST_START_TEST (test_grant_threads)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) {
+        g.any_thread = false;
+        g.threads = {"lobby", "team-*"};
+      }));
+  std::string b = net.open ();
+  net.join (b, "lobby");
+  net.join (b, "other");
+
+  /* Exact and prefix entries. */
+  assert_str (one (net.join (a, "lobby"), b).str ("from"), a);
+  net.join (a, "team-a");
+  fail_unless_equals_int (net.router.thread_members ("team-a").size (), 1);
+
+  /* Anything else is refused, with the callback's one reply; nobody hears
+   * of it. */
+  Msgs ms = net.join (a, "other", ",\"callback_id\":5");
+  forbidden (ms, a, "thread:connect");
+  fail_unless (only_error (ms, a, "forbidden").str ("message").find ("'other'")
+      != std::string::npos);
+  fail_unless_equals_int (net.router.thread_members ("other").size (), 1);
+  forbidden (net.join (a, "team", ",\"callback_id\":5"), a, "thread:connect");
+  fail_unless (net.router.thread_count () == 3);
+
+  /* Answering in a granted thread is not a join. */
+  ms = net.send (a, "{\"type\":\"thread:connect\",\"thread\":\"lobby\",\"to\":" +
+      q (b) + "}");
+  assert_str (one (ms, b).type (), "thread:connect");
+  /* Without grants (no token), any thread. */
+  fail_unless_equals_int (net.join (b, "team").size (), 0);
+  fail_unless_equals_int (net.router.stats ().errors.at ("forbidden"), 2);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_grant_publish)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) { g.publish = false; }));
+  std::string b = net.open ();
+  net.join (b, "t");
+
+  /* Constraints that share media: video or audio truthy, an absent audio
+   * following video (docs/protocol.md). */
+  for (const char *c : {"{\"video\":true}", "{\"audio\":true}",
+          "{\"video\":true,\"audio\":false}", "{\"video\":false,\"audio\":1}",
+          "{\"video\":\"yes\"}", "{\"video\":{}}", "{\"video\":[]}",
+          "{\"audio\":-0.5}", "{\"video\":false,\"video\":true}",
+          "{\"vid\\u0065o\":true}"}) {
+    Msgs ms = net.join (a, "t", std::string (",\"constraints\":") + c +
+        ",\"callback_id\":5");
+    forbidden (ms, a, "thread:connect");
+    fail_unless_equals_int (net.router.thread_members ("t").size (), 1);
+  }
+  /* Constraints that share nothing. */
+  const char *quiet[] = {"{}", "null", "false", "{\"video\":false}",
+    "{\"video\":0,\"audio\":\"\"}", "{\"video\":null,\"audio\":0.0}",
+    "{\"video\":-0e5}", "{\"video\":true,\"video\":false}",
+    "{\"data\":true,\"video\":false}"};
+  Msgs ms = net.join (a, "t");
+  assert_str (one (ms, b).type (), "thread:connect");
+  for (const char *c : quiet) {
+    ms = net.send (a, std::string ("{\"type\":\"thread:change\",\"thread\":"
+            "\"t\",\"constraints\":") + c + "}");
+    Msg m = one (ms, b);
+    assert_str (m.type (), "thread:change");
+  }
+
+  /* thread:change, and a member's answer, are judged alike. */
+  forbidden (net.send (a, "{\"type\":\"thread:change\",\"thread\":\"t\","
+          "\"constraints\":{\"video\":true},\"callback_id\":5}"), a,
+      "thread:change");
+  forbidden (net.send (a, "{\"type\":\"thread:connect\",\"thread\":\"t\","
+          "\"to\":" + q (b) + ",\"constraints\":{\"audio\":true},"
+          "\"callback_id\":5}"), a, "thread:connect");
+  /* A session whose token grants publish shares media. */
+  std::string c = net.open (grants ([] (Grants &) { }));
+  ms = net.join (c, "t", ",\"constraints\":{\"video\":true}");
+  fail_unless_equals_int (ms.size (), 2);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_grant_files)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) { g.files = false; }));
+  std::string b = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+
+  forbidden (net.send (a, "{\"type\":\"file:offer\",\"thread\":\"t\",\"id\":"
+          "\"1\",\"name\":\"x\",\"size\":1,\"callback_id\":5}"), a, "file:offer");
+  forbidden (net.send (a, "{\"type\":\"file:offer\",\"to\":" + q (b) +
+          ",\"id\":\"1\",\"callback_id\":5}"), a, "file:offer");
+  /* Fetching and chat are not offering. */
+  assert_str (one (net.send (a, "{\"type\":\"file:request\",\"to\":" + q (b) +
+              ",\"id\":\"1\"}"), b).type (), "file:request");
+  assert_str (one (net.send (a, "{\"type\":\"message\",\"thread\":\"t\"}"),
+          b).type (), "message");
+  /* Nor can a callback reply carry an offer. */
+  net.send (b, "{\"type\":\"ask\",\"to\":" + q (a) + ",\"callback_id\":1}");
+  Msgs ms = net.send (a, "{\"type\":\"file:offer\",\"to\":" + q (b) +
+      ",\"callback_response\":1,\"callback_id\":5}");
+  forbidden (ms, a, "file:offer");
+  /* b's own offers go through. */
+  assert_str (one (net.send (b, "{\"type\":\"file:offer\",\"thread\":\"t\","
+              "\"id\":\"2\"}"), a).type (), "file:offer");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_grant_presence)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) { g.presence = false; }));
+  std::string b = net.open ();
+  net.tag (b, "bob");
+
+  forbidden (net.send (a, "{\"type\":\"presence:tag\",\"data\":\"ann\","
+          "\"callback_id\":5}"), a, "presence:tag");
+  forbidden (net.send (a, "{\"type\":\"presence:watch\",\"to\":\"bob\","
+          "\"callback_id\":5}"), a, "presence:watch");
+  forbidden (net.send (a, "{\"type\":\"presence:watch\",\"to\":" + q (b) +
+          ",\"callback_id\":5}"), a, "presence:watch");
+  fail_unless_equals_int (net.router.tag_count (), 1);
+  fail_unless_equals_int (net.router.watch_count (), 0);
+  /* Messages to a tag are not presence. */
+  assert_str (one (net.send (a, "{\"type\":\"m\",\"to\":\"bob\"}"), b)
+      .str ("original_to"), "bob");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_from_name)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) {
+        g.name = "Ada \"A\" L\xc3\xb6vel";
+      }));
+  std::string b = net.open ();
+  std::string c = net.open (grants ([] (Grants &) { }));
+  const std::string ada = "Ada \"A\" L\xc3\xb6vel";
+  net.tag (b, "bob");
+  net.join (b, "t");
+  net.join (c, "t");
+
+  /* Every relay from a named session carries it, next to from. */
+  Msgs ms = net.join (a, "t");
+  for (const auto &id : {b, c}) {
+    assert_str (one (ms, id).str ("from"), a);
+    assert_str (one (ms, id).str ("from_name"), ada);
+  }
+  ms = net.send (a, "{\"type\":\"m\",\"thread\":\"t\",\"from_name\":\"Eve\"}");
+  assert_str (one (ms, b).str ("from_name"), ada);
+  /* Through a tag, and as a callback reply. */
+  Msg m = one (net.send (a, "{\"type\":\"m\",\"to\":\"bob\",\"callback_id\":"
+          "1}"), b);
+  assert_str (m.str ("original_to"), "bob");
+  assert_str (m.str ("from_name"), ada);
+  net.send (b, "{\"type\":\"ask\",\"to\":" + q (a) + ",\"callback_id\":2}");
+  m = one (net.send (a, "{\"to\":" + q (b) + ",\"callback_response\":2}"), b);
+  assert_str (m.str ("from_name"), ada);
+  /* A held watch, delivered when the tag comes later. */
+  net.send (a, "{\"type\":\"presence:watch\",\"to\":\"carol\"}");
+  m = one (net.tag (c, "carol"), c);
+  assert_str (m.type (), "presence:watch");
+  assert_str (m.str ("from_name"), ada);
+
+  /* Without a name (no token, or a token without one) a client's
+   * from_name is removed. */
+  ms = net.send (b, "{\"type\":\"m\",\"thread\":\"t\",\"from_name\":\"Ada\"}");
+  fail_if (one (ms, a).has ("from_name"));
+  fail_if (one (ms, c).has ("from_name"));
+  ms = net.send (c, "{\"type\":\"m\",\"to\":" + q (a) + ",\"from_name\":1}");
+  fail_if (one (ms, a).has ("from_name"));
+  /* Server-built messages carry none. */
+  ms = net.send (a, "{\"type\":\"thread:disconnect\",\"thread\":\"t\"}");
+  fail_if (one (ms, b).has ("from_name"));
+}
+GST_END_TEST;
+
+GST_START_TEST (test_resume_grants)
+{
+  Net net;
+  std::string a = net.open (grants ([] (Grants & g) {
+        g.name = "old";
+        g.any_thread = false;
+        g.threads = {"lobby", "team-*"};
+      }));
+  std::string b = net.open ();
+  net.join (a, "lobby");
+  net.join (a, "team-a");
+  net.join (b, "lobby");
+  net.join (b, "team-a");
+  net.tag (a, "ann");
+  net.send (a, "{\"type\":\"presence:watch\",\"to\":\"zed\"}");
+  net.drop (a);
+
+  /* The new connection's token grants less: threads it no longer grants
+   * are left (their members are told), tags and watches go. */
+  Msgs ms;
+  OpenResult r = net.resume (net.router.token_for (a), net.last_seq[a], ms,
+      grants ([] (Grants & g) {
+        g.name = "new";
+        g.any_thread = false;
+        g.threads = {"lobby"};
+        g.presence = false;
+      }));
+  fail_unless (r.ok && r.resumed);
+  assert_str (ms[0].type (), "socket:connect");
+  Msg left = one (ms, b);
+  assert_str (left.type (), "thread:disconnect");
+  assert_str (left.str ("thread"), "team-a");
+  assert_str (left.str ("from"), a);
+  fail_unless_equals_int (net.router.thread_members ("lobby").size (), 2);
+  fail_unless_equals_int (net.router.thread_members ("team-a").size (), 1);
+  fail_unless_equals_int (net.router.tag_count (), 0);
+  fail_unless_equals_int (net.router.watch_count (), 0);
+
+  assert_str (one (net.send (a, "{\"type\":\"m\",\"thread\":\"lobby\"}"), b)
+      .str ("from_name"), "new");
+  forbidden (net.join (a, "team-a", ",\"callback_id\":5"), a, "thread:connect");
+  forbidden (net.send (a, "{\"type\":\"presence:tag\",\"data\":\"ann\","
+          "\"callback_id\":5}"), a, "presence:tag");
+
+  /* Back without a token: everything is allowed again, and no name. */
+  net.drop (a);
+  r = net.resume (net.router.token_for (a), net.last_seq[a], ms);
+  fail_unless (r.ok && r.resumed);
+  fail_if (one (net.send (a, "{\"type\":\"m\",\"thread\":\"lobby\"}"), b)
+      .has ("from_name"));
+  assert_str (one (net.join (a, "team-a"), b).type (), "thread:connect");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_refuse_text)
+{
+  Net net;
+  std::string a = net.open (), b = net.open ();
+  net.join (a, "t");
+  net.join (b, "t");
+  /* Nothing is relayed (only_error: the one delivery goes to a). */
+  std::uint64_t in = net.router.stats ().messages_in;
+
+  /* Readable: the error names the type and answers the callback. */
+  Msgs ms = net.record (net.router.refuse_text (a, "{\"type\":\"message\","
+          "\"thread\":\"t\",\"callback_id\":\"k\"}", ErrorCode::RateLimited,
+          "over 200 messages/s"));
+  Msg e = only_error (ms, a, "rate-limited");
+  assert_str (e.str ("message"), "over 200 messages/s");
+  assert_str (e.str ("ref_type"), "message");
+  assert_str (e.str ("callback_response"), "k");
+  /* Unreadable: a plain error. */
+  ms = net.record (net.router.refuse_text (a, "{not json", ErrorCode::RateLimited,
+          "over 1048576 bytes/s"));
+  e = only_error (ms, a, "rate-limited");
+  fail_if (e.has ("ref_type"));
+  fail_if (e.has ("callback_response"));
+
+  fail_unless_equals_int (net.router.stats ().errors.at ("rate-limited"), 2);
+  fail_unless_equals_int (net.router.stats ().messages_in, in + 2);
+  fail_unless (net.router.refuse_text ("nobody", "{}", ErrorCode::RateLimited,
+          "x").empty ());
+}
+GST_END_TEST;
+
 static Suite *
 router_suite (void)
 {
@@ -1273,6 +1565,13 @@ router_suite (void)
   tcase_add_test (tc, test_callback_reply_queue_full);
   tcase_add_test (tc, test_seq_per_recipient);
   tcase_add_test (tc, test_close_all);
+  tcase_add_test (tc, test_grant_threads);
+  tcase_add_test (tc, test_grant_publish);
+  tcase_add_test (tc, test_grant_files);
+  tcase_add_test (tc, test_grant_presence);
+  tcase_add_test (tc, test_from_name);
+  tcase_add_test (tc, test_resume_grants);
+  tcase_add_test (tc, test_refuse_text);
   return s;
 }
 

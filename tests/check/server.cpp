@@ -1,6 +1,8 @@
 /* End to end: real WebSocket clients against the real server on port 0. */
 #include "harness.h"
 
+#include <algorithm>
+
 #include <gst/check/gstcheck.h>
 
 #include <glib/gstdio.h>
@@ -26,12 +28,25 @@ connected (ServerThread & server, const std::string & query = "")
   return c;
 }
 
+/* Join, and wait until the server has the member: two connections have no
+ * order between them, and whoever joins next must be announced to this
+ * one. */
 void
-join (Client & c, const std::string & thread, const std::string & constraints =
-    "{'video':true}")
+join (ServerThread & server, Client & c, const std::string & thread,
+    const std::string & constraints = "{'video':true}")
 {
   c.send (J ("{'type':'thread:connect','thread':'" + thread +
           "','constraints':" + constraints + "}"));
+  for (int i = 0; i < 300; i++) {
+    std::vector<std::string> members;
+    server.call ([&] (SignallingServer & s) {
+          members = s.router ().thread_members (thread);
+        });
+    if (std::find (members.begin (), members.end (), c.id) != members.end ())
+      return;
+    c.pump (10);
+  }
+  fail ("%s never became a member of %s", c.id.c_str (), thread.c_str ());
 }
 
 Msg
@@ -84,8 +99,8 @@ GST_START_TEST (test_join_relay_leave)
   auto b = connected (server);
   auto c = connected (server);
 
-  join (*a, "lobby");
-  join (*b, "lobby", "{'video':false,'audio':true}");
+  join (server, *a, "lobby");
+  join (server, *b, "lobby", "{'video':false,'audio':true}");
   Msg joined = expect (*a, "thread:connect", "B joined");
   assert_str (joined.str ("from"), b->id);
   assert_str (joined.str ("thread"), "lobby");
@@ -98,7 +113,7 @@ GST_START_TEST (test_join_relay_leave)
   Msg answer = expect (*b, "thread:connect", "A answered B");
   assert_str (answer.str ("from"), a->id);
 
-  join (*c, "lobby");
+  join (server, *c, "lobby");
   expect (*a, "thread:connect", "C joined (A)");
   expect (*b, "thread:connect", "C joined (B)");
 
@@ -122,7 +137,7 @@ GST_START_TEST (test_join_relay_leave)
   fail_unless (a->quiet () && c->quiet (), "a non-member reaches nobody");
 
   /* Rejoining works. */
-  join (*b, "lobby");
+  join (server, *b, "lobby");
   expect (*a, "thread:connect", "B rejoined");
 }
 GST_END_TEST;
@@ -178,8 +193,8 @@ GST_START_TEST (test_bad_inputs)
   auto bad = connected (server);
   auto good = connected (server);
   auto bystander = connected (server);
-  join (*good, "room");
-  join (*bystander, "room");
+  join (server, *good, "room");
+  join (server, *bystander, "room");
   expect (*good, "thread:connect", "bystander joined");
 
   bad->send ("{this is not json");
@@ -284,8 +299,8 @@ GST_START_TEST (test_resume_exactly_once)
   ServerThread server;
   auto a = connected (server);
   auto b = connected (server);
-  join (*a, "t");
-  join (*b, "t");
+  join (server, *a, "t");
+  join (server, *b, "t");
   expect (*a, "thread:connect", "B joined");
 
   a->send (J ("{'type':'message','to':'" + b->id + "','data':'before'}"));
@@ -345,8 +360,8 @@ GST_START_TEST (test_dead_peer_and_grace)
   ServerThread server (o);
   auto a = connected (server);
   auto frozen = connected (server);
-  join (*a, "t");
-  join (*frozen, "t");
+  join (server, *a, "t");
+  join (server, *frozen, "t");
   expect (*a, "thread:connect", "frozen joined");
   a->send (J ("{'type':'message','to':'" + frozen->id + "','data':'hi'}"));
   std::string frozen_id = frozen->id;
@@ -386,7 +401,7 @@ GST_START_TEST (test_hundred_clients)
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 100; i++) {
     clients.push_back (connected (server));
-    join (*clients.back (), "big");
+    join (server, *clients.back (), "big");
   }
   /* Every member heard of every later joiner. */
   for (int i = 0; i < 100; i++) {
@@ -422,8 +437,8 @@ GST_START_TEST (test_socket_disconnect_tells_contacts)
   auto a = connected (server);
   auto b = connected (server);
   auto stranger = connected (server);
-  join (*a, "t");
-  join (*b, "t");
+  join (server, *a, "t");
+  join (server, *b, "t");
   expect (*a, "thread:connect", "B joined");
   b->send (J ("{'type':'socket:disconnect'}"));
   Msg left = expect (*a, "thread:disconnect", "B left the thread");
@@ -573,8 +588,8 @@ GST_START_TEST (test_goodbye_close_ends_session)
   ServerThread server;   /* grace 5 s */
   auto a = connected (server);
   auto b = connected (server);
-  join (*a, "t");
-  join (*b, "t");
+  join (server, *a, "t");
+  join (server, *b, "t");
   expect (*a, "thread:connect", "B joined");
   std::string b_id = b->id;
   b->close (SOUP_WEBSOCKET_CLOSE_GOING_AWAY);
@@ -614,8 +629,8 @@ GST_START_TEST (test_close_rules)
           Case { "no close frame", 0, false }}) {
     auto a = connected (server);
     auto b = connected (server);
-    join (*a, "rules");
-    join (*b, "rules");
+    join (server, *a, "rules");
+    join (server, *b, "rules");
     expect (*a, "thread:connect", "B joined");
     std::string b_id = b->id;
     if (c.code)

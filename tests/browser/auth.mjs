@@ -1,0 +1,117 @@
+// Auth tokens on the demo page: a server started with --auth-secret; two
+// pages open /?token=...#lobby with tokens made by peerjs-token, join and
+// chat, and each sees the other's name (from_name) on its chat line and
+// tile; the invite link carries no token. A page whose token is signed with
+// another key is refused and says so on the page. Screenshots of both go
+// to $PEERJS_ARTIFACTS/auth-*.png.
+import {
+  scenario, Server, launchBrowser, openPage, waitIn, record, note, assert,
+  assertEqual, tmpDir, ARTIFACTS, SERVER_BIN,
+} from './lib.mjs';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+// Built next to the server (signalling/server/).
+const TOKEN_BIN = path.join(path.dirname(SERVER_BIN), 'peerjs-token');
+
+function mint (secretFile, name) {
+  assert(fs.existsSync(TOKEN_BIN), `${TOKEN_BIN} does not exist (ninja -C build)`);
+  return execFileSync(TOKEN_BIN, ['--secret', secretFile, '--name', name, '--ttl', '600'],
+    { encoding: 'utf8' }).trim();
+}
+
+// HS256 by hand, with a key the server does not have.
+function forge (key, name) {
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({
+    name, exp: Math.floor(Date.now() / 1000) + 600 })}`;
+  return `${body}.${crypto.createHmac('sha256', key).update(body).digest('base64url')}`;
+}
+
+async function openWithToken (browser, server, name, token, room) {
+  return openPage(browser, server, name,
+    { path: `/?token=${encodeURIComponent(token)}#${room}` });
+}
+
+scenario('auth', async (t) => {
+  const dir = tmpDir('peerjs-auth-');
+  const secret = path.join(dir, 'secret');
+  fs.writeFileSync(secret, crypto.randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+  const server = await Server.start({ extra: ['--auth-secret', secret] });
+  const browser = await launchBrowser();
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+  t.step('Alice and Bob open the demo with their tokens');
+  const alice = mint(secret, 'Alice');
+  const bob = mint(secret, 'Bob');
+  const a = await openWithToken(browser, server, 'A', alice, 'lobby');
+  const b = await openWithToken(browser, server, 'B', bob, 'lobby');
+  for (const p of [a, b]) {
+    p.peerId = await waitIn(p, 'peer.id with a good token', () => window.peer && window.peer.id);
+    await record(p);
+    note(`[${p.name}] peer.id ${p.peerId}`, true);
+  }
+
+  t.step('the invite link is the room without the token');
+  for (const p of [a, b]) {
+    const link = await p.evaluate(() => {
+      const l = document.querySelector('#share-link');
+      return { text: l.textContent, href: l.href, address: location.href };
+    });
+    assert(link.address.includes('token='), `${p.name}: the address keeps its token: ${link.address}`);
+    assertEqual([link.text, link.href], [`${server.url}#lobby`, `${server.url}#lobby`],
+      `${p.name}: the invite link [text, href]`);
+  }
+
+  t.step('each sees the other under their name');
+  const tileName = (id) => `[data-member="${id}"] .name`;
+  await waitIn(a, 'Bob\'s tile named Bob on A',
+    (sel) => document.querySelector(sel)?.textContent === 'Bob', tileName(b.peerId));
+  await waitIn(b, 'Alice\'s tile named Alice on B',
+    (sel) => document.querySelector(sel)?.textContent === 'Alice', tileName(a.peerId));
+
+  t.step('Alice chats; Bob\'s chat line says it is from Alice');
+  await a.fill('#chat-input', 'Hello, I am Alice');
+  await a.press('#chat-input', 'Enter');
+  const line = await waitIn(b, 'Alice\'s message in B\'s chat', () => {
+    const li = [...document.querySelectorAll('#chat li.msg')]
+      .find((l) => l.querySelector('.text')?.textContent === 'Hello, I am Alice');
+    return li ? { from: li.querySelector('.from').textContent,
+      title: li.querySelector('.from').title } : false;
+  });
+  assertEqual(line, { from: 'Alice', title: a.peerId }, 'B\'s chat line [from, title]');
+  await b.fill('#chat-input', 'Hi Alice, Bob here');
+  await b.press('#chat-input', 'Enter');
+  const back = await waitIn(a, 'Bob\'s answer in A\'s chat', () => {
+    const li = [...document.querySelectorAll('#chat li.msg')]
+      .find((l) => l.querySelector('.text')?.textContent === 'Hi Alice, Bob here');
+    return li ? li.querySelector('.from').textContent : false;
+  });
+  assertEqual(back, 'Bob', 'A\'s chat line: from');
+  const shotA = path.join(ARTIFACTS, 'auth-chat.png');
+  await a.screenshot({ path: shotA });
+  note(`wrote ${shotA}`, true);
+
+  t.step('a token signed with another key is refused, and the page says so');
+  const c = await openWithToken(browser, server, 'C', forge(crypto.randomBytes(32), 'Mallory'),
+    'lobby');
+  const shown = await waitIn(c, 'the connection notice on C', () => {
+    const n = document.querySelector('#notice');
+    return n && !n.hidden && n.textContent.includes('token')
+      ? { notice: n.textContent, status: document.querySelector('#status').textContent } : false;
+  });
+  assert(shown.notice.includes('refused') && shown.notice.includes('invalid or expired'),
+    `C's notice says it was refused and why it may be: ${shown.notice}`);
+  assertEqual(shown.status, 'Could not connect, retrying…', 'C\'s status');
+  assertEqual(await c.evaluate(() => window.peer.id), null, 'C\'s peer.id');
+  const shotC = path.join(ARTIFACTS, 'auth-refused.png');
+  await c.screenshot({ path: shotC });
+  note(`wrote ${shotC}`, true);
+  // Alice's and Bob's pages know nothing of C.
+  for (const p of [a, b])
+    assertEqual(await p.evaluate(() => document.querySelectorAll('[data-member]').length), 1,
+      `${p.name}: member tiles`);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
