@@ -8,7 +8,8 @@
 # With tools/run's server, open http://127.0.0.1:5000/#lobby to see and hear
 # it. Ctrl-C ends the streams (-e) and leaves the thread. Environment:
 # SERVER, THREAD, VIDEO_SOURCE and AUDIO_SOURCE (what is published),
-# VIDEO_CAPS (its size and rate). Arguments go to gst-launch-1.0 (-m prints
+# VIDEO_CAPS (its size and rate), AUTH_TOKEN (for a server that requires
+# tokens; tools/token mints one). Arguments go to gst-launch-1.0 (-m prints
 # the bus messages).
 SERVER="${SERVER:-ws://127.0.0.1:5000/peerjs}"
 THREAD="${THREAD:-lobby}"
@@ -18,6 +19,6 @@ AUDIO_SOURCE="${AUDIO_SOURCE:-audiotestsrc is-live=true wave=sine freq=440}"
 set -f  # the sources are pipeline fragments: split them on spaces, never glob
 # shellcheck disable=SC2086
 exec gst-launch-1.0 -e "$@" \
-  peerjssink server="$SERVER" thread="$THREAD" name=s \
+  peerjssink server="$SERVER" thread="$THREAD" ${AUTH_TOKEN:+auth-token="$AUTH_TOKEN"} name=s \
   $VIDEO_SOURCE ! $VIDEO_CAPS ! s.video \
   $AUDIO_SOURCE ! s.audio

@@ -70,9 +70,10 @@ raise_fd_limit (std::size_t sessions)
     getrlimit (RLIMIT_NOFILE, &rl);
   }
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < sessions + 64)
-    g_printerr ("peerjs-signalling: warning: at most %llu open files "
-        "(ulimit -n), fewer than --max-sessions %zu needs; raise the hard "
-        "limit\n", static_cast<unsigned long long>(rl.rlim_cur), sessions);
+    g_print ("open files are limited to %llu (ulimit -n): about %llu "
+        "connections at once, fewer than --max-sessions %zu\n",
+        static_cast<unsigned long long>(rl.rlim_cur),
+        static_cast<unsigned long long>(rl.rlim_cur - 64), sessions);
 }
 
 /* "a, b,c" -> {"a", "b", "c"} */
