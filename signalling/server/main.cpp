@@ -56,24 +56,20 @@ load_secret (const char *path, std::string & secret, GError ** error)
   return true;
 }
 
-/* Every connection is a descriptor: take the hard limit, and say when it
- * is below what --max-sessions needs. */
-void
-raise_fd_limit (std::size_t sessions)
+/* Every connection is a descriptor: take the hard limit. Returns the
+ * limit now, 0 for none. */
+std::uint64_t
+raise_fd_limit ()
 {
   struct rlimit rl;
   if (getrlimit (RLIMIT_NOFILE, &rl) != 0)
-    return;
+    return 0;
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit (RLIMIT_NOFILE, &rl);
     getrlimit (RLIMIT_NOFILE, &rl);
   }
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < sessions + 64)
-    g_print ("open files are limited to %llu (ulimit -n): about %llu "
-        "connections at once, fewer than --max-sessions %zu\n",
-        static_cast<unsigned long long>(rl.rlim_cur),
-        static_cast<unsigned long long>(rl.rlim_cur - 64), sessions);
+  return rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
 }
 
 /* "a, b,c" -> {"a", "b", "c"} */
@@ -261,7 +257,7 @@ main (int argc, char **argv)
   o.rate_bytes = rate_bytes;
   o.max_per_address = max_per_address;
   o.handshake_timeout_s = handshake_timeout;
-  raise_fd_limit (l.max_sessions);
+  std::uint64_t files = raise_fd_limit ();
 
   g_autoptr (GMainLoop) loop = g_main_loop_new (nullptr, FALSE);
   peerjs::SignallingServer server (o);
@@ -289,6 +285,11 @@ main (int argc, char **argv)
   if (!secret_file)
     g_print ("resume tokens last until this process exits "
         "(--secret-file keeps them across restarts)\n");
+  if (files > 0 && files < l.max_sessions + 64)
+    g_print ("open files are limited to %" G_GUINT64_FORMAT " (ulimit -n): "
+        "about %" G_GUINT64_FORMAT " connections at once, fewer than "
+        "--max-sessions %zu\n", files, files > 64 ? files - 64 : 0,
+        l.max_sessions);
   if (auth_secret || auth_public_key)
     g_print ("auth tokens required (%s, %s)\n", auth_secret ? "HS256"
         : "RS256/ES256", auth_secret ? auth_secret : auth_public_key);

@@ -114,6 +114,8 @@ struct Connection : WebSocket::Listener
 
   bool flush_pending = false;        /* in Impl::pending */
   std::size_t slot = 0;              /* index in Impl::connections */
+  std::string address;               /* counted in Impl::per_address */
+  bool counted = false;
 };
 
 struct SignallingServer::Impl
@@ -413,29 +415,33 @@ void
 SignallingServer::Impl::hand_to_soup (Link * l)
 {
   l->state = Link::State::Soup;
-  l->conn = g_socket_connection_factory_create_connection (l->socket);
+  GSocketConnection *conn = g_socket_connection_factory_create_connection (
+      l->socket);
+  l->conn = conn;
   g_object_unref (l->socket);   /* the connection holds it */
   l->socket = nullptr;
-  g_object_weak_ref (G_OBJECT (l->conn), link_gone, l);
-  GIOStream *stream = G_IO_STREAM (l->conn);
+  g_object_weak_ref (G_OBJECT (conn), link_gone, l);
+  GIOStream *stream = G_IO_STREAM (conn);
   g_autoptr (GIOStream) tls = nullptr;
   g_autoptr (GError) error = nullptr;
   if (cert) {
     tls = G_IO_STREAM (g_tls_server_connection_new (stream, cert, &error));
     if (!tls) {
       g_info ("TLS: %s", error->message);
-      g_object_unref (l->conn);
+      g_object_unref (conn);
       return;
     }
     stream = tls;
   }
   g_autoptr (GSocketAddress) local = g_socket_get_local_address (
-      g_socket_connection_get_socket (l->conn), nullptr);
+      g_socket_connection_get_socket (conn), nullptr);
   if (l->remote)
     link_by_remote[l->remote] = l;
+  /* libsoup may read and answer the request, and the upgrade be done, in
+   * this call: `l` may be gone after it. */
   if (!soup_server_accept_iostream (server, stream, local, l->remote, &error))
     g_info ("libsoup refused a connection: %s", error->message);
-  g_object_unref (l->conn);     /* libsoup's now; link_gone tells us */
+  g_object_unref (conn);        /* libsoup's now; link_gone tells us */
 }
 
 /* Answer with `response` (best effort), stop sending, and drain what the
@@ -720,6 +726,11 @@ SignallingServer::Impl::on_closed (Connection * c)
   unmap (c, ended);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
+  if (c->counted) {
+    auto it = per_address.find (c->address);
+    if (it != per_address.end () && --it->second == 0)
+      per_address.erase (it);
+  }
   Connection *last = connections.back ();
   connections[c->slot] = last;
   last->slot = c->slot;
@@ -771,15 +782,23 @@ SignallingServer::Impl::on_tick ()
 void
 SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
 {
-  /* The socket under the stream, to wait on it with the Poller; TLS
-   * connections keep GLib sources. */
+  /* A plain connection becomes a descriptor on the Poller, and its GIO
+   * objects go: the Link's bookkeeping passes to the Connection. TLS
+   * connections keep their stream, GLib sources and Link. */
   int fd = -1;
-  auto lit = link_by_remote.find (soup_server_message_get_remote_address (msg));
-  if (lit != link_by_remote.end () && !cert)
-    fd = g_socket_get_fd (g_socket_connection_get_socket (lit->second->conn));
-  g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   auto *c = new Connection ();
   c->impl = this;
+  auto lit = link_by_remote.find (soup_server_message_get_remote_address (msg));
+  if (lit != link_by_remote.end () && !cert) {
+    Link *l = lit->second;
+    fd = g_socket_get_fd (g_socket_connection_get_socket (l->conn));
+    c->address = l->address;
+    c->counted = l->counted;
+    l->counted = false;
+    g_object_weak_unref (G_OBJECT (l->conn), link_gone, l);
+    link_gone (l, nullptr);
+  }
+  g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   std::int64_t now = g_get_monotonic_time ();
   c->last_ping_us = now;
   c->messages.setup (options.rate_messages, options.rate_burst, now);

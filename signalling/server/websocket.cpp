@@ -1,7 +1,11 @@
 #include "websocket.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace peerjs {
 
@@ -31,17 +35,36 @@ constexpr std::size_t READ_CHUNK = 64 * 1024;
 
 WebSocket::WebSocket (GIOStream * stream, std::uint64_t max_message,
     Listener & listener, Poller * poller, int fd)
-  : io_ (G_IO_STREAM (g_object_ref (stream))),
-    in_ (G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream))),
-    out_stream_ (G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (stream))),
-    poller_ (poller && fd >= 0 ? poller : nullptr), fd_ (fd),
+  : poller_ (poller && fd >= 0 ? poller : nullptr),
     listener_ (listener), max_message_ (max_message),
     last_read_us_ (g_get_monotonic_time ())
 {
-  if (poller_ && poller_->add (fd_, EPOLLIN, this))
-    return;
-  poller_ = nullptr;
-  /* One source for the connection's whole life, not one per wait. */
+  in_ = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream));
+  if (poller_) {
+    /* A descriptor of our own, and the stream goes with all its objects:
+     * an idle connection is this object and a socket. First whatever the
+     * HTTP layer read ahead, which the socket no longer shows. */
+    static thread_local guint8 chunk[READ_CHUNK];
+    gssize n = g_pollable_input_stream_read_nonblocking (in_, chunk,
+        sizeof chunk, nullptr, nullptr);
+    if (n > 0) {
+      in_buf_.assign (reinterpret_cast<char *>(chunk), n);
+      bytes_read_ += n;
+    }
+    in_ = nullptr;
+    fd_ = dup (fd);
+    if (fd_ >= 0 && poller_->add (fd_, EPOLLIN, this))
+      return;
+    if (fd_ >= 0)
+      ::close (fd_);
+    fd_ = -1;
+    poller_ = nullptr;
+  }
+  /* On the stream, with one source for the connection's whole life, not
+   * one per wait. */
+  io_ = G_IO_STREAM (g_object_ref (stream));
+  in_ = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (stream));
+  out_stream_ = G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (stream));
   read_source_ = g_pollable_input_stream_create_source (in_, nullptr);
   g_source_set_callback (read_source_, G_SOURCE_FUNC (readable_cb), this, nullptr);
   g_source_attach (read_source_, g_main_context_get_thread_default ());
@@ -55,9 +78,21 @@ WebSocket::~WebSocket ()
     g_source_unref (closed_source_);
     closed_source_ = nullptr;
   }
-  if (!stream_closed_)
+  close_transport ();
+}
+
+/* Let go of the socket; unsent bytes still leave. */
+void
+WebSocket::close_transport ()
+{
+  if (fd_ >= 0) {
+    ::close (fd_);
+    fd_ = -1;
+  }
+  if (io_) {
     g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
-  g_object_unref (io_);
+    g_clear_object (&io_);
+  }
 }
 
 void
@@ -126,8 +161,63 @@ WebSocket::writable_cb (GObject *, gpointer data)
 void
 WebSocket::read_now ()
 {
+  if (state_ == State::Closed)
+    return;
+  if (!in_buf_.empty ()) {
+    /* What the constructor found read ahead. */
+    std::size_t used = 0;
+    last_read_us_ = g_get_monotonic_time ();
+    if (parse (reinterpret_cast<const guint8 *>(in_buf_.data ()),
+            in_buf_.size (), used))
+      in_buf_.erase (0, used);
+  }
   if (state_ != State::Closed)
     read_some ();
+}
+
+/* Up to `len` bytes: > 0 read, 0 nothing now, -1 the connection ended. */
+gssize
+WebSocket::receive (guint8 * buf, std::size_t len)
+{
+  if (fd_ >= 0) {
+    for (;;) {
+      ssize_t n = recv (fd_, buf, len, 0);
+      if (n > 0)
+        return n;
+      if (n < 0 && errno == EINTR)
+        continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+  }
+  g_autoptr (GError) error = nullptr;
+  gssize n = g_pollable_input_stream_read_nonblocking (in_, buf, len, nullptr,
+      &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return 0;
+  return n > 0 ? n : -1;
+}
+
+/* Bytes the socket took: > 0, 0 if it takes none now, -1 the connection
+ * ended. */
+gssize
+WebSocket::transmit (const char *buf, std::size_t len)
+{
+  if (fd_ >= 0) {
+    for (;;) {
+      ssize_t n = send (fd_, buf, len, MSG_NOSIGNAL);
+      if (n > 0)
+        return n;
+      if (n < 0 && errno == EINTR)
+        continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+  }
+  g_autoptr (GError) error = nullptr;
+  gssize n = g_pollable_output_stream_write_nonblocking (out_stream_, buf, len,
+      nullptr, &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return 0;
+  return n > 0 ? n : -1;
 }
 
 bool
@@ -135,12 +225,10 @@ WebSocket::read_some ()
 {
   static thread_local guint8 chunk[READ_CHUNK];
   for (int round = 0; round < 4 && state_ != State::Closed; round++) {
-    g_autoptr (GError) error = nullptr;
-    gssize n = g_pollable_input_stream_read_nonblocking (in_, chunk, sizeof chunk,
-        nullptr, &error);
-    if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    gssize n = receive (chunk, sizeof chunk);
+    if (n == 0)
       break;
-    if (n <= 0) {
+    if (n < 0) {
       finish ();
       break;
     }
@@ -372,10 +460,8 @@ WebSocket::flush ()
   if (state_ == State::Closed || write_source_ || want_write_)
     return;
   while (out_pos_ < out_.size ()) {
-    g_autoptr (GError) error = nullptr;
-    gssize n = g_pollable_output_stream_write_nonblocking (out_stream_,
-        out_.data () + out_pos_, out_.size () - out_pos_, nullptr, &error);
-    if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+    gssize n = transmit (out_.data () + out_pos_, out_.size () - out_pos_);
+    if (n == 0) {
       wait_writable ();
       /* Keep the queue from growing behind a long written prefix. */
       if (out_pos_ > out_.size () / 2) {
@@ -384,7 +470,7 @@ WebSocket::flush ()
       }
       return;
     }
-    if (n <= 0) {
+    if (n < 0) {
       finish ();
       return;
     }
@@ -433,8 +519,7 @@ WebSocket::finish ()
     return;
   state_ = State::Closed;
   stop_polling ();
-  stream_closed_ = true;
-  g_io_stream_close_async (io_, G_PRIORITY_DEFAULT, nullptr, nullptr, nullptr);
+  close_transport ();
   /* Tell the owner from the main loop, not from inside a read: it will
    * delete this object. */
   closed_source_ = g_idle_source_new ();

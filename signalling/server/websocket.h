@@ -44,9 +44,12 @@ public:
     virtual ~Listener () = default;
   };
 
-  /* Takes a reference to `stream`, which must have pollable streams. With
-   * a `poller`, readiness comes from it for descriptor `fd`, the socket
-   * under `stream`; without, from GLib sources on the stream. */
+  /* `stream` must have pollable streams. With a `poller`, the WebSocket
+   * takes a descriptor of its own for `fd`, the socket under `stream`,
+   * reads and writes it directly with readiness from the poller, and keeps
+   * no reference to `stream` (nor to the objects behind it): what the HTTP
+   * layer read ahead is taken first. Without, it keeps a reference and
+   * works on the stream with GLib sources. */
   WebSocket (GIOStream * stream, std::uint64_t max_message, Listener & listener,
       Poller * poller = nullptr, int fd = -1);
   ~WebSocket ();
@@ -85,6 +88,9 @@ private:
   enum class State { Open, Closing, Closed };
 
   void on_ready (std::uint32_t events) override;
+  gssize receive (guint8 * buf, std::size_t len);
+  gssize transmit (const char *buf, std::size_t len);
+  void close_transport ();
   void wait_writable ();
   void stop_polling ();
   static gboolean readable_cb (GObject * stream, gpointer self);
@@ -99,17 +105,16 @@ private:
   bool fail (gushort code, const char *why);
   void finish ();
 
-  GIOStream *io_;
-  GPollableInputStream *in_;
-  GPollableOutputStream *out_stream_;
+  GIOStream *io_ = nullptr;         /* stream mode */
+  GPollableInputStream *in_ = nullptr;
+  GPollableOutputStream *out_stream_ = nullptr;
   Poller *poller_;
-  int fd_;
+  int fd_ = -1;                     /* descriptor mode: our own */
   bool want_write_ = false;   /* registered for EPOLLOUT */
   GSource *read_source_ = nullptr;
   GSource *write_source_ = nullptr;
   GSource *closed_source_ = nullptr;  /* tells the listener, from idle */
   GSource *linger_source_ = nullptr;  /* ends a closing handshake */
-  bool stream_closed_ = false;
   Listener & listener_;
   std::uint64_t max_message_;
   State state_ = State::Open;
