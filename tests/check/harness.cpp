@@ -396,13 +396,14 @@ RawClient::connect (guint port)
 }
 
 bool
-RawClient::upgrade (const std::string & target, const std::string & headers)
+RawClient::upgrade (const std::string & target, const std::string & headers,
+    const std::string & after)
 {
   std::string req = "GET " + target + " HTTP/1.1\r\n"
       "Host: 127.0.0.1:" + std::to_string (port_) + "\r\n"
       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      "Sec-WebSocket-Version: 13\r\n" + headers + "\r\n";
+      "Sec-WebSocket-Version: 13\r\n" + headers + "\r\n" + after;
   if (!send_raw (req))
     return false;
   gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;

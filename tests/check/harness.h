@@ -121,9 +121,10 @@ public:
   bool open (guint port, const char *local_address = nullptr);
   /* Ask for the WebSocket upgrade at `target`, with `headers` ("Name:
    * value\r\n" lines) added; true on 101 and a greeting. The answer's
-   * status line and headers are in head (), a refusal's body in body (). */
+   * status line and headers are in head (), a refusal's body in body ().
+   * `after` goes in the same write, right behind the request. */
   bool upgrade (const std::string & target = "/peerjs",
-      const std::string & headers = "");
+      const std::string & headers = "", const std::string & after = "");
   /* Send one frame: opcode 1 text, 0 continuation; masked as RFC 6455
    * requires of clients. */
   bool send_frame (guint8 opcode, bool fin, const std::string & payload);

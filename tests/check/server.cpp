@@ -530,6 +530,33 @@ GST_START_TEST (test_tls)
 }
 GST_END_TEST;
 
+/* Frames a client sends in the same write as its upgrade request reach the
+ * server's HTTP layer first: they are read all the same, in order. */
+GST_START_TEST (test_frames_with_the_upgrade)
+{
+  ServerThread server;
+  RawClient raw;
+  fail_unless (raw.open (server.port ()));
+  std::string early;
+  for (const char *text : {"first", "second", "third"})
+    early += ws_frame (0x81, text);
+  fail_unless (raw.upgrade ("/peerjs", "", early), "no upgrade: %s",
+      raw.head ().c_str ());
+  for (int i = 0; i < 3; i++) {
+    auto t = raw.read_text ();
+    fail_unless (t.has_value (), "no answer to early frame %d", i + 1);
+    Msg m (*t);
+    assert_str (m.str ("type"), "error");
+    assert_str (m.str ("code"), "bad-json");
+  }
+  /* And the connection goes on. */
+  fail_unless (raw.send_frame (0x1, true, "{\"type\":\"m\",\"to\":\"" +
+          raw.id + "\",\"data\":\"later\"}"));
+  auto later = raw.read_text ();
+  fail_unless (later && Msg (*later).str ("data") == "later");
+}
+GST_END_TEST;
+
 /* The command line as an operator runs it: bad options, serving, SIGTERM. */
 GST_START_TEST (test_cli)
 {
@@ -676,6 +703,7 @@ server_suite (void)
   tcase_add_test (tc, test_restart_keeps_ids);
   tcase_add_test (tc, test_http);
   tcase_add_test (tc, test_tls);
+  tcase_add_test (tc, test_frames_with_the_upgrade);
   tcase_add_test (tc, test_cli);
   return s;
 }
