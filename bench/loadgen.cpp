@@ -23,6 +23,23 @@
 //          flight) and greeted; "READY" is printed. They are held (pings
 //          answered) until the next line on stdin, EOF or --hold seconds,
 //          while the caller samples the server's memory, then closed.
+//   storm  N clients connect as fast as --batch clients in flight allow; each
+//          joins thread (index mod --threads) as soon as it is greeted, then
+//          sends a message to itself. The server handles one connection's
+//          messages in order, so that message coming back means the join was
+//          handled (and relayed to the members already there): it is the
+//          join's acknowledgement. Reports joins/s and, from the connect()
+//          call, p50/p99 to the greeting and to the acknowledgement; counts
+//          the thread:connect relays every client got against the expected
+//          m(m-1)/2 per thread of m. PeerServer has no threads: its clients
+//          are done at OPEN; with --no-join ours are done at the greeting.
+//
+// Connections come from 127.0.0.1, or with --sources K (default: enough for
+// the count, a quarter of the ephemeral port range per address) from
+// 127.0.0.1 .. 127.0.0.K in turn, each socket bound before connect(): every
+// connection to one server address and port takes one local port of its
+// source address (see plan_sources).
+// --token T is sent as ?token=T on the WebSocket URL (peerjs protocol).
 //
 // Output: human-readable progress on stderr, and one machine-readable
 // "RESULT key=value ..." line on stdout (plus "BASELINE"/"READY" lines in idle
@@ -103,6 +120,26 @@ int64_t cpu_ns_of(int pid)
   }
   long hz = sysconf(_SC_CLK_TCK);
   return int64_t((utime + stime) * (1000000000ULL / (unsigned long long)hz));
+}
+
+// VmRSS of another process in KiB (-1 when unreadable).
+long rss_kib_of(int pid)
+{
+  if (pid <= 0)
+    return -1;
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      kib = atol(line + 6);
+      break;
+    }
+  fclose(f);
+  return kib;
 }
 
 // Machine-wide busy and steal time in ns, from the first line of /proc/stat:
@@ -262,7 +299,7 @@ bool json_str(const char *s, size_t len, const char *key, const char **val, size
 // ---------------------------------------------------------------- options
 
 enum class Proto { PeerJS, PeerServer };
-enum class Mode { Relay, Idle };
+enum class Mode { Relay, Idle, Storm };
 
 struct Options {
   Proto proto = Proto::PeerJS;
@@ -282,8 +319,13 @@ struct Options {
   int batch = 100;
   double hold = 60.0;
   double timeout = 0;  // whole-run safety limit, 0 = derived from the mode
+  double connect_timeout = 0;  // idle: stop waiting for connections after this long, 0 = --timeout
   int server_pid = 0;
   int coalesce_us = 0;  // pause after each busy wakeup so replies go out in batches
+  int threads = 0;      // storm: threads the clients join (0: one per 10 clients)
+  bool no_join = false;  // storm: done at the greeting, no thread
+  int sources = 0;      // source addresses, 0 = as many as the count needs
+  std::string token;    // ?token= (peerjs)
   bool verbose = false;
 };
 
@@ -292,14 +334,19 @@ void usage()
   fprintf(stderr,
           "usage: peerjs-loadgen --port PORT [options]\n"
           "  --proto peerjs|peerserver   wire protocol (default peerjs)\n"
-          "  --mode relay|idle           benchmark (default relay)\n"
+          "  --mode relay|idle|storm     benchmark (default relay)\n"
           "  --host ADDR                 IPv4 loopback address (default 127.0.0.1)\n"
           "  --path PATH                 WebSocket path (default /peerjs)\n"
           "  --key KEY                   PeerServer key (default peerjs)\n"
           "  relay: --pairs P (50) --window W (8) --duration S (5) --warmup S (1) --payload BYTES (100)\n"
           "         --background N (0): N more connections that stay idle during the run\n"
           "  idle:  --conns N (1000) --warm K (10) --hold S (60)\n"
+          "         --connect-timeout S: stop waiting for connections after S, go on with those up\n"
+          "  storm: --conns N --threads T (N/10): clients in flight limited by --batch\n"
+          "         --no-join: done at the greeting (peerjs)\n"
           "  --batch B                   max handshakes in flight (default 100)\n"
+          "  --sources K                 source addresses 127.0.0.1 .. 127.0.0.K (default: as needed)\n"
+          "  --token T                   auth token, sent as ?token=T (peerjs)\n"
           "  --coalesce-us US            relay: pause US microseconds after each wakeup that had\n"
           "                              events, so messages are handled in batches (default 0)\n"
           "  --server-pid PID            report the server's CPU over the measurement\n"
@@ -332,6 +379,8 @@ bool parse_args(int argc, char **argv, Options &o)
         o.mode = Mode::Relay;
       else if (v == "idle")
         o.mode = Mode::Idle;
+      else if (v == "storm")
+        o.mode = Mode::Storm;
       else
         return false;
     } else if (a == "--host")
@@ -368,6 +417,16 @@ bool parse_args(int argc, char **argv, Options &o)
       o.coalesce_us = atoi(next("--coalesce-us"));
     else if (a == "--server-pid")
       o.server_pid = atoi(next("--server-pid"));
+    else if (a == "--connect-timeout")
+      o.connect_timeout = atof(next("--connect-timeout"));
+    else if (a == "--no-join")
+      o.no_join = true;
+    else if (a == "--threads")
+      o.threads = atoi(next("--threads"));
+    else if (a == "--sources")
+      o.sources = atoi(next("--sources"));
+    else if (a == "--token")
+      o.token = next("--token");
     else if (a == "-v")
       o.verbose = true;
     else if (a == "-h" || a == "--help") {
@@ -379,7 +438,8 @@ bool parse_args(int argc, char **argv, Options &o)
     }
   }
   if (o.port <= 0 || o.port > 65535 || o.pairs < 1 || o.window < 1 || o.conns < 1 || o.batch < 1 ||
-      o.background < 0 || o.payload < 40 || o.duration <= 0)
+      o.background < 0 || o.payload < 40 || o.duration <= 0 || o.threads < 0 || o.sources < 0 ||
+      o.sources > 254)
     return false;
   o.background += o.background & 1;  // keeps partners (index ^ 1) inside the pairs
   // This tool only ever talks to this machine.
@@ -413,6 +473,10 @@ struct Conn {
   int peer = -1;           // relay partner index
   uint64_t send_seq = 0;   // next seq we send to the partner
   uint64_t recv_seq = 0;   // next seq we expect from the partner
+  int64_t t_start = 0;     // storm: connect() called
+  int64_t t_greet = 0;     // storm: greeting received
+  int64_t t_join = 0;      // storm: join acknowledged
+  bool finished = false;   // storm: acknowledged, or failed
 };
 
 struct Stats {
@@ -424,6 +488,7 @@ struct Stats {
   uint64_t wrong_from = 0;    // sender field not the partner's id
   uint64_t other = 0;         // frames of other types after the greeting
   uint64_t pings = 0;
+  uint64_t join_relays = 0;    // storm: thread:connect relays received
   uint64_t wakeups = 0;        // epoll_wait returns
   uint64_t events = 0;         // events they carried
   uint64_t delivered = 0;      // messages received in the measurement window
@@ -448,6 +513,10 @@ private:
   bool sending = true;
   bool go = false;  // stdin asked us to move on (idle mode)
   int greeted = 0;
+  int settled = 0;  // connections greeted, or closed before their greeting
+  int finished = 0;  // storm: clients acknowledged or failed
+  int joined = 0;    // storm: clients whose join was acknowledged
+  int n_sources = 1;
   int in_flight_handshakes = 0;
   int next_to_start = 0;
   int target_conns = 0;
@@ -462,6 +531,9 @@ private:
   void parse_frames(Conn *c);
   void on_text(Conn *c, const char *s, size_t n);
   void on_greeted(Conn *c);
+  void on_storm_text(Conn *c, std::string_view type, const char *s, size_t n);
+  void finish(Conn *c);
+  void plan_sources(int total);
   void on_relay_message(Conn *c, const char *s, size_t n);
   void send_frame(Conn *c, int opcode, const char *data, size_t len);
   void send_relay(Conn *c);
@@ -476,6 +548,7 @@ private:
   void note_error(const char *what, const char *s, size_t n);
   int run_relay();
   int run_idle();
+  int run_storm();
   void close_all(int64_t deadline);
 };
 
@@ -490,11 +563,23 @@ Conn *LoadGen::start_conn(int index)
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (n_sources > 1) {
+    // The local port is chosen at connect(), per destination, not at bind().
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f000001u + uint32_t(index % n_sources));
+    if (bind(fd, (sockaddr *)&src, sizeof src) < 0) {
+      fprintf(stderr, "loadgen: bind to 127.0.0.%d: %s\n", 1 + index % n_sources, strerror(errno));
+      exit(1);
+    }
+  }
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(uint16_t(opt.port));
   inet_pton(AF_INET, opt.host.c_str(), &sa.sin_addr);
   c->fd = fd;
+  c->t_start = now_ns();
   int r = connect(fd, (sockaddr *)&sa, sizeof sa);
   if (r < 0 && errno != EINPROGRESS) {
     st.connect_failed++;
@@ -503,6 +588,8 @@ Conn *LoadGen::start_conn(int index)
     ::close(fd);
     c->fd = -1;
     c->state = State::Closed;
+    settled++;
+    finish(c.get());
     conns[size_t(index)] = std::move(c);
     return nullptr;
   }
@@ -541,8 +628,11 @@ void LoadGen::close_conn(Conn *c, bool by_us)
         note_error("connection closed before the greeting", nullptr, 0);
     }
   }
-  if (c->state == State::Connecting || c->state == State::Handshake || c->state == State::Greeting)
+  if (c->state == State::Connecting || c->state == State::Handshake || c->state == State::Greeting) {
     in_flight_handshakes--;
+    settled++;
+  }
+  finish(c);
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
   ::close(c->fd);
   c->fd = -1;
@@ -672,6 +762,50 @@ void LoadGen::on_greeted(Conn *c)
   c->state = State::Open;
   in_flight_handshakes--;
   greeted++;
+  settled++;
+  if (opt.mode != Mode::Storm)
+    return;
+  c->t_greet = now_ns();
+  if (opt.proto == Proto::PeerServer || opt.no_join) {
+    finish(c);
+    return;
+  }
+  // The join, then the probe that acknowledges it (see the modes above).
+  int threads = opt.threads > 0 ? opt.threads : std::max(1, opt.conns / 10);
+  std::string &msg = scratch;
+  msg = "{\"type\":\"thread:connect\",\"thread\":\"storm-" + std::to_string(c->index % threads) +
+        "\",\"constraints\":null}";
+  send_frame(c, 1, msg.data(), msg.size());
+  msg = "{\"type\":\"message\",\"to\":\"" + c->id + "\",\"data\":\"joined\"}";
+  send_frame(c, 1, msg.data(), msg.size());
+}
+
+// A storm client is done: acknowledged (t_join set), or failed.
+void LoadGen::finish(Conn *c)
+{
+  if (opt.mode != Mode::Storm || c->finished)
+    return;
+  c->finished = true;
+  finished++;
+  if (c->t_join || ((opt.proto == Proto::PeerServer || opt.no_join) && c->t_greet))
+    joined++;
+}
+
+void LoadGen::on_storm_text(Conn *c, std::string_view t, const char *s, size_t n)
+{
+  if (t == "thread:connect") {
+    st.join_relays++;
+    return;
+  }
+  const char *from;
+  size_t fl;
+  if (t == "message" && !c->t_join && json_str(s, n, "from", &from, &fl) && std::string_view(from, fl) == c->id) {
+    c->t_join = now_ns();
+    finish(c);
+    return;
+  }
+  st.other++;
+  note_error("unexpected frame in the storm", s, n);
 }
 
 void LoadGen::on_relay_message(Conn *c, const char *s, size_t n)
@@ -754,6 +888,10 @@ void LoadGen::on_text(Conn *c, const char *s, size_t n)
         st.bad++;
         note_error("unexpected first frame", s, n);
       }
+      return;
+    }
+    if (opt.mode == Mode::Storm) {
+      on_storm_text(c, t, s, n);
       return;
     }
     if (t == "message") {
@@ -988,6 +1126,8 @@ void LoadGen::on_event(Conn *c, uint32_t events)
       }
       c->ws_key = base64(k, 16);
       std::string target = opt.path;
+      if (opt.proto == Proto::PeerJS && !opt.token.empty())
+        target += "?token=" + opt.token;
       if (opt.proto == Proto::PeerServer) {
         c->token = std::to_string(rng() % 1000000000ULL);
         target += "?key=" + opt.key + "&id=" + c->id + "&token=" + c->token;
@@ -1055,13 +1195,7 @@ bool LoadGen::ramp_up(const char *prefix, int64_t deadline)
       if (opt.proto == Proto::PeerServer)
         c->id = prefix + std::to_string(getpid()) + "x" + std::to_string(idx);
     }
-    int done = 0;
-    for (int i = 0; i < next_to_start; i++) {
-      State s = conns[size_t(i)]->state;
-      if (s == State::Open || s == State::Closed)
-        done++;
-    }
-    if (next_to_start == target_conns && done == target_conns)
+    if (next_to_start == target_conns && settled == target_conns)
       return true;
     poll_once(20);
   }
@@ -1119,6 +1253,7 @@ int LoadGen::run_relay()
   int n = opt.pairs * 2 + opt.background;
   target_conns = n;
   conns.resize(size_t(n));
+  plan_sources(n);
   int64_t t0 = now_ns();
   int64_t limit = t0 + int64_t((opt.timeout > 0 ? opt.timeout : opt.warmup + opt.duration + 120) * 1e9);
   ramp_up("b", limit);
@@ -1193,18 +1328,45 @@ int LoadGen::run_relay()
     fprintf(stderr, "loadgen: %" PRIu64 " wakeups, %.1f events and %.1f messages per wakeup\n", st.wakeups,
             double(st.events) / double(std::max<uint64_t>(st.wakeups, 1)),
             double(st.delivered_all) / double(std::max<uint64_t>(st.wakeups, 1)));
-  printf("RESULT mode=relay proto=%s pairs=%d window=%d background=%d conns=%d greeted=%d connect_s=%.3f seconds=%.3f "
+  printf("RESULT mode=relay proto=%s pairs=%d window=%d background=%d conns=%d sources=%d greeted=%d connect_s=%.3f "
+         "seconds=%.3f "
          "delivered=%" PRIu64 " sent=%" PRIu64 " rate=%.1f p50_ms=%.4f p99_ms=%.4f p999_ms=%.4f max_ms=%.4f "
          "gen_cpu=%.1f server_cpu=%.1f other_cpu=%.1f steal=%.1f errors=%" PRIu64 " bad=%" PRIu64 " wrong_from=%" PRIu64
          " out_of_order=%" PRIu64 " closed_early=%" PRIu64 " connect_failed=%" PRIu64 " other=%" PRIu64
          " pings=%" PRIu64 " problems=%" PRIu64 "\n",
-         opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", opt.pairs, opt.window, opt.background, n, greeted,
-         connect_s, secs,
+         opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", opt.pairs, opt.window, opt.background, n, n_sources,
+         greeted, connect_s, secs,
          st.delivered, st.sent, rate, p50 / 1000, p99 / 1000, p999 / 1000, mx / 1000, gen_cpu, srv_cpu, other_cpu,
          steal, st.errors,
          st.bad, st.wrong_from, st.out_of_order, st.closed_early, st.connect_failed, st.other, st.pings, problems);
   fflush(stdout);
   return greeted == n && st.delivered > 0 ? 0 : 1;
+}
+
+// Each connection to the server's one address and port takes a local port
+// of its source address, and the kernel's search for a free one in connect()
+// (__inet_hash_connect) grows with the ports in use: with 20,000 from one
+// address it took 70% of this process's CPU and made the generator, not the
+// server, the limit of the join storm. So past a quarter of the ephemeral
+// range the connections take turns over 127.0.0.1, 127.0.0.2, ... (all of
+// 127/8 is loopback).
+void LoadGen::plan_sources(int total)
+{
+  n_sources = opt.sources;
+  if (n_sources > 0)
+    return;
+  int lo = 32768, hi = 60999;
+  if (FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (fscanf(f, "%d %d", &lo, &hi) != 2)
+      lo = 32768, hi = 60999;
+    fclose(f);
+  }
+  int per_source = std::max(1000, (hi - lo + 1) / 4);
+  n_sources = std::min(254, (total + per_source - 1) / per_source);
+  n_sources = std::max(1, n_sources);
+  if (n_sources > 1)
+    fprintf(stderr, "loadgen: %d connections over %d source addresses (ports %d-%d each)\n", total, n_sources, lo,
+            hi);
 }
 
 void LoadGen::on_stdin()
@@ -1240,6 +1402,7 @@ int LoadGen::run_idle()
   sev.events = EPOLLIN;
   sev.data.ptr = nullptr;
   epoll_ctl(ep, EPOLL_CTL_ADD, 0, &sev);
+  plan_sources(opt.conns);
 
   // Warm-up: a few pairs connect, exchange one message each way and close,
   // so the server's one-time lazy allocations land in the baseline.
@@ -1259,6 +1422,7 @@ int LoadGen::run_idle()
     sending = true;
     conns.clear();
     greeted = 0;
+    settled = 0;
     next_to_start = 0;
     in_flight_handshakes = 0;
   }
@@ -1269,7 +1433,7 @@ int LoadGen::run_idle()
   target_conns = opt.conns;
   conns.resize(size_t(opt.conns));
   int64_t c0 = now_ns();
-  ramp_up("i", limit);
+  ramp_up("i", opt.connect_timeout > 0 ? std::min(limit, c0 + int64_t(opt.connect_timeout * 1e9)) : limit);
   double connect_s = double(now_ns() - c0) / 1e9;
   fprintf(stderr, "loadgen: %d/%d idle connections greeted in %.2f s\n", greeted, opt.conns, connect_s);
   printf("READY greeted=%d conns=%d connect_s=%.3f\n", greeted, opt.conns, connect_s);
@@ -1283,13 +1447,105 @@ int LoadGen::run_idle()
   uint64_t problems = st.errors + st.bad + st.closed_early + st.connect_failed;
   if (!st.first_error.empty())
     fprintf(stderr, "loadgen: first problem: %s\n", st.first_error.c_str());
-  printf("RESULT mode=idle proto=%s conns=%d greeted=%d still_open=%d connect_s=%.3f errors=%" PRIu64
+  printf("RESULT mode=idle proto=%s conns=%d sources=%d greeted=%d still_open=%d connect_s=%.3f errors=%" PRIu64
          " bad=%" PRIu64 " closed_early=%" PRIu64 " connect_failed=%" PRIu64 " pings=%" PRIu64 " problems=%" PRIu64
          "\n",
-         opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", opt.conns, greeted, still_open, connect_s, st.errors,
+         opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", opt.conns, n_sources, greeted, still_open, connect_s,
+         st.errors,
          st.bad, st.closed_early, st.connect_failed, st.pings, problems);
   fflush(stdout);
   return greeted == opt.conns && problems == 0 ? 0 : 1;
+}
+
+int LoadGen::run_storm()
+{
+  int n = opt.conns;
+  bool joins = opt.proto == Proto::PeerJS && !opt.no_join;
+  int threads = opt.threads > 0 ? opt.threads : std::max(1, n / 10);
+  target_conns = n;
+  conns.resize(size_t(n));
+  plan_sources(n);
+  int64_t t0 = now_ns();
+  int64_t limit = t0 + int64_t((opt.timeout > 0 ? opt.timeout : 300) * 1e9);
+  int64_t self0 = cpu_ns_self();
+  int64_t srv0 = cpu_ns_of(opt.server_pid);
+  int64_t next_report = t0 + 1000000000;
+  while (finished < n && now_ns() < limit) {
+    // --batch clients between connect() and their acknowledgement at most.
+    while (next_to_start < n && next_to_start - finished < opt.batch) {
+      int idx = next_to_start++;
+      Conn *c = start_conn(idx);
+      if (c && opt.proto == Proto::PeerServer)
+        c->id = "s" + std::to_string(getpid()) + "x" + std::to_string(idx);
+    }
+    poll_once(20);
+    if (opt.verbose && now_ns() >= next_report) {
+      fprintf(stderr, "loadgen: storm: %d started, %d greeted, %d done\n", next_to_start, greeted, finished);
+      next_report += 1000000000;
+    }
+  }
+  int64_t t1 = now_ns();
+  int64_t self1 = cpu_ns_self();
+  int64_t srv1 = cpu_ns_of(opt.server_pid);
+  double secs = double(t1 - t0) / 1e9;
+
+  // Every acknowledged join was relayed to the members before it; those
+  // relays may still be on their way.
+  std::vector<uint64_t> members(size_t(threads), 0);
+  for (auto &cp : conns)
+    if (cp && cp->t_join)
+      members[size_t(cp->index % threads)]++;
+  uint64_t expected = 0;
+  if (joins)
+    for (uint64_t m : members)
+      expected += m * (m ? m - 1 : 0) / 2;
+  int64_t settle = now_ns() + int64_t(5e9);
+  while (st.join_relays < expected && now_ns() < settle && now_ns() < limit)
+    poll_once(20);
+  long rss = rss_kib_of(opt.server_pid);
+
+  std::vector<uint32_t> greet_us, join_us;
+  for (auto &cp : conns) {
+    if (!cp)
+      continue;
+    if (cp->t_greet)
+      greet_us.push_back(uint32_t((cp->t_greet - cp->t_start) / 1000));
+    if (cp->t_join)
+      join_us.push_back(uint32_t((cp->t_join - cp->t_start) / 1000));
+  }
+  auto pct = [](std::vector<uint32_t> &v, double q) -> double {
+    if (v.empty())
+      return -1;
+    size_t k = std::min(v.size() - 1, size_t(q * double(v.size())));
+    std::nth_element(v.begin(), v.begin() + long(k), v.end());
+    return double(v[k]) / 1000;
+  };
+  double g50 = pct(greet_us, 0.5), g99 = pct(greet_us, 0.99);
+  double j50 = pct(join_us, 0.5), j99 = pct(join_us, 0.99);
+  int failed = n - joined;
+  uint64_t missing = expected > st.join_relays ? expected - st.join_relays : st.join_relays - expected;
+  uint64_t problems =
+      uint64_t(failed) + st.errors + st.bad + st.other + st.closed_early + missing;
+  double gen_cpu = double(self1 - self0) / double(t1 - t0) * 100.0;
+  double srv_cpu = (srv0 >= 0 && srv1 >= 0) ? double(srv1 - srv0) / double(t1 - t0) * 100.0 : -1;
+  fprintf(stderr,
+          "loadgen: storm %s: %d/%d done in %.2f s (%.0f/s), greeting p50 %.1f ms p99 %.1f ms, join p50 %.1f ms "
+          "p99 %.1f ms, %" PRIu64 "/%" PRIu64 " join relays, %d failures; gen cpu %.0f%%, server cpu %.0f%%\n",
+          opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", joined, n, secs, double(joined) / secs, g50, g99, j50,
+          j99, st.join_relays, expected, failed, gen_cpu, srv_cpu);
+  if (!st.first_error.empty())
+    fprintf(stderr, "loadgen: first problem: %s\n", st.first_error.c_str());
+  printf("RESULT mode=storm proto=%s conns=%d threads=%d inflight=%d sources=%d greeted=%d joined=%d failures=%d "
+         "seconds=%.3f rate=%.1f greet_p50_ms=%.3f greet_p99_ms=%.3f join_p50_ms=%.3f join_p99_ms=%.3f "
+         "join_relays=%" PRIu64 " join_relays_expected=%" PRIu64 " server_rss_kib=%ld gen_cpu=%.1f server_cpu=%.1f "
+         "errors=%" PRIu64 " bad=%" PRIu64 " other=%" PRIu64 " closed_early=%" PRIu64 " connect_failed=%" PRIu64
+         " problems=%" PRIu64 "\n",
+         opt.proto == Proto::PeerJS ? "peerjs" : "peerserver", n, joins ? threads : 0, opt.batch,
+         n_sources, greeted, joined, failed, secs, double(joined) / secs, g50, g99, j50, j99, st.join_relays,
+         expected, rss, gen_cpu, srv_cpu, st.errors, st.bad, st.other, st.closed_early, st.connect_failed, problems);
+  fflush(stdout);
+  close_all(now_ns() + int64_t(3e9));
+  return problems == 0 ? 0 : 1;
 }
 
 int LoadGen::run()
@@ -1303,7 +1559,15 @@ int LoadGen::run()
   padding.assign(size_t(std::max(opt.payload, 0)), 'x');
   for (size_t i = 0; i < padding.size(); i++)
     padding[i] = "abcdefghijklmnopqrstuvwxyz"[i % 26];
-  return opt.mode == Mode::Relay ? run_relay() : run_idle();
+  switch (opt.mode) {
+  case Mode::Relay:
+    return run_relay();
+  case Mode::Idle:
+    return run_idle();
+  case Mode::Storm:
+    break;
+  }
+  return run_storm();
 }
 
 }  // namespace

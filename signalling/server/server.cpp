@@ -760,11 +760,15 @@ SignallingServer::Impl::on_tick ()
     Connection *c = connections[tick_cursor++];
     if (c->session.empty ())
       continue;
-    std::int64_t silent = now - c->ws->last_read_us ();
-    if (silent > dead_after) {
+    /* Gone only once a ping sent after its last read went unanswered for
+     * an interval: a connection that missed a turn (the slices shift as
+     * connections leave) is pinged first, never judged unasked. */
+    std::int64_t last_read = c->ws->last_read_us ();
+    std::int64_t silent = now - last_read;
+    bool ping_due = now - c->last_ping_us >= interval - TICK_US;
+    if (silent > dead_after && c->last_ping_us > last_read && ping_due) {
       dead.push_back (c);
-    } else if (silent >= interval - TICK_US
-        && now - c->last_ping_us >= interval - TICK_US) {
+    } else if (silent >= interval - TICK_US && ping_due) {
       c->last_ping_us = now;
       c->ws->ping ();
     }
