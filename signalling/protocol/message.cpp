@@ -759,11 +759,15 @@ std::string
 greeting_text (const Greeting & g)
 {
   /* id, to and from all carry the session id, as the original's did. */
-  return ObjectWriter ().str ("type", "socket:connect").str ("id", g.id)
+  ObjectWriter w;
+  w.str ("type", "socket:connect").str ("id", g.id)
       .str ("to", g.id).str ("from", g.id).str ("token", g.token)
       .boolean ("resumed", g.resumed).num ("missed", g.missed)
       .num ("grace", g.grace_seconds).num ("ping_interval", g.ping_interval_seconds)
-      .num ("max_message_size", g.max_message_size).done ();
+      .num ("max_message_size", g.max_message_size);
+  if (!g.name.empty ())
+    w.str ("name", g.name);
+  return w.done ();
 }
 
 std::string

@@ -147,6 +147,7 @@ struct Greeting
   double grace_seconds = 0;
   double ping_interval_seconds = 0;
   std::size_t max_message_size = 0;
+  std::string name;           /* the auth token's name; empty: none */
 };
 std::string greeting_text (const Greeting & greeting);
 

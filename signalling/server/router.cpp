@@ -347,6 +347,8 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
   g.grace_seconds = limits_.grace_us / 1e6;
   g.ping_interval_seconds = limits_.ping_interval_us / 1e6;
   g.max_message_size = limits_.protocol.max_message_size;
+  if (const std::string *name = s->name ())
+    g.name = *name;
   out.push (s->id, std::make_shared<const std::string>(greeting_text (g)));
   for (auto &t : replay)
     out.push (s->id, std::move (t));

@@ -162,7 +162,7 @@
     document.body.dataset.connection = state;
     ui.status.textContent = {
       connecting: 'Connecting…',
-      connected: `Connected as ${short(myId)}`,
+      connected: `Connected as ${who(myId)}`,
       reconnecting: 'Connection lost, reconnecting…',
       failed: 'Could not connect, retrying…',
       ended: 'Disconnected: reload the page to come back',
@@ -652,7 +652,8 @@
       connectNotice = false;
     }
     myId = e.id || peer.id;
-    ui.self.querySelector('.name').textContent = short(myId);
+    if (e.name) names.set(myId, e.name);
+    ui.self.querySelector('.name').textContent = who(myId);
     ui.self.querySelector('.avatar').replaceWith(avatar(myId));
     setStatus('connected');
   });

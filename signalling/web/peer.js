@@ -224,6 +224,7 @@
     constructor () {
       super();
       this.id = null;
+      this.name = null;
       this.threads = {};
       this.localmedia = null;
       this.stun_server = null;     /* the original's way to name one */
@@ -362,6 +363,8 @@
       const previous = this.id;
       if (!msg.resumed) this._lastSeq = 0;
       this.id = msg.id;
+      /* Our own name, when the auth token gives one. */
+      this.name = typeof msg.name === 'string' ? msg.name : null;
       this._token = msg.token;
       this._connected = true;
       this._failed = false;
@@ -385,7 +388,7 @@
         }
       }
       if (!this._holding) this._release();
-      this.emit('socket:connect', { id: this.id, resumed: !!msg.resumed });
+      this.emit('socket:connect', { id: this.id, name: this.name, resumed: !!msg.resumed });
     }
 
     /* Send what waited in the outbox, in order. */

@@ -72,6 +72,14 @@ scenario('auth', async (t) => {
   await waitIn(b, 'Alice\'s tile named Alice on B',
     (sel) => document.querySelector(sel)?.textContent === 'Alice', tileName(a.peerId));
 
+  t.step('each knows its own name from the greeting');
+  for (const [p, name] of [[a, 'Alice'], [b, 'Bob']]) {
+    await waitIn(p, `${name}'s own tile and status`, (n) =>
+      window.peer?.name === n
+      && document.querySelector('#self-view .name')?.textContent === n
+      && document.body.textContent.includes(`Connected as ${n}`), name);
+  }
+
   t.step('Alice chats; Bob\'s chat line says it is from Alice');
   await a.fill('#chat-input', 'Hello, I am Alice');
   await a.press('#chat-input', 'Enter');

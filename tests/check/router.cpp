@@ -79,7 +79,7 @@ public:
    * greeting and returns the id. */
   std::string open (std::shared_ptr<const Grants> grants = nullptr)
   {
-    OpenResult r = router.open ("", -1, now, std::move (grants));
+    OpenResult r = router.open ("", -1, now, grants);
     fail_unless (r.ok, "open refused: %s", r.refusal.c_str ());
     fail_if (r.resumed);
     fail_if (r.replaced);
@@ -92,6 +92,11 @@ public:
     assert_str (g.str ("id"), r.session);
     assert_str (g.str ("token"), router.token_for (r.session));
     fail_if (g.boolean ("resumed"));
+    /* The greeting tells a session its own name, when its token has one. */
+    if (grants && !grants->name.empty ())
+      assert_str (g.str ("name"), grants->name);
+    else
+      fail_if (g.has ("name"), "a greeting named a session without a name");
     last_seq[r.session] = 0;
     return r.session;
   }
