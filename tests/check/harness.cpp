@@ -2,6 +2,7 @@
 
 #include <gst/check/gstcheck.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <future>
@@ -649,6 +650,41 @@ http_get (const std::string & url, std::string * body)
     body->assign (p, n);
   }
   return soup_message_get_status (msg);
+}
+
+void
+wait_member (ServerThread & server, Client & c, const std::string & thread)
+{
+  for (int i = 0; i < 300; i++) {
+    std::vector<std::string> members;
+    server.call ([&] (SignallingServer & s) {
+          members = s.router ().thread_members (thread);
+        });
+    if (std::find (members.begin (), members.end (), c.id) != members.end ())
+      return;
+    c.pump (10);
+  }
+  fail ("%s did not get into thread '%s'", c.id.c_str (), thread.c_str ());
+}
+
+std::string
+mint_jwt (jwt_alg_t alg, std::string_view key, const std::string & claims,
+    const std::string & more)
+{
+  jwt_t *jwt = nullptr;
+  fail_unless (jwt_new (&jwt) == 0);
+  for (const std::string *c : {&claims, &more})
+    if (!c->empty ())
+      fail_unless (jwt_add_grants_json (jwt, c->c_str ()) == 0, "claims %s",
+          c->c_str ());
+  fail_unless (jwt_set_alg (jwt, alg, reinterpret_cast<const unsigned char *>(
+              key.data ()), static_cast<int>(key.size ())) == 0);
+  char *text = jwt_encode_str (jwt);
+  fail_unless (text != nullptr);
+  std::string token = text;
+  free (text);
+  jwt_free (jwt);
+  return token;
 }
 
 }  // namespace peerjs::test

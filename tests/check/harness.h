@@ -6,6 +6,7 @@
 #include "json-text.h"
 
 #include <json-glib/json-glib.h>
+#include <jwt.h>
 #include <libsoup/soup.h>
 
 #include <deque>
@@ -187,5 +188,15 @@ std::string J (std::string s);
 
 /* HTTP GET on the test thread; returns status, fills body. */
 guint http_get (const std::string & url, std::string * body = nullptr);
+
+/* Wait until the server has `c` in `thread` (pumping `c` meanwhile): two
+ * connections have no order between them, so whoever joins next is
+ * announced to `c` only after this. Fails the test after 3 s. */
+void wait_member (ServerThread & server, Client & c, const std::string & thread);
+
+/* A JWT signed by libjwt with `alg` and `key`: the claims of the JSON
+ * objects `claims`, then `more` (if not empty). */
+std::string mint_jwt (jwt_alg_t alg, std::string_view key,
+    const std::string & claims, const std::string & more = "");
 
 }  // namespace peerjs::test

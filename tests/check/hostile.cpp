@@ -59,16 +59,7 @@ void
 join_now (ServerThread & server, Client & c, const std::string & thread)
 {
   join (c, thread);
-  for (int i = 0; i < 300; i++) {
-    std::vector<std::string> members;
-    server.call ([&] (SignallingServer & s) {
-          members = s.router ().thread_members (thread);
-        });
-    if (std::find (members.begin (), members.end (), c.id) != members.end ())
-      return;
-    c.pump (10);
-  }
-  fail ("%s did not get into thread '%s'", c.id.c_str (), thread.c_str ());
+  wait_member (server, c, thread);
 }
 
 Msg
@@ -1252,24 +1243,6 @@ b64url (std::string_view s)
   return out;
 }
 
-/* A token signed by libjwt; `claims` is a JSON object. */
-std::string
-mint (jwt_alg_t alg, std::string_view key, const std::string & claims)
-{
-  jwt_t *jwt = nullptr;
-  fail_unless (jwt_new (&jwt) == 0);
-  fail_unless (jwt_add_grants_json (jwt, claims.c_str ()) == 0, "claims %s",
-      claims.c_str ());
-  fail_unless (jwt_set_alg (jwt, alg, reinterpret_cast<const unsigned char *>(
-              key.data ()), key.size ()) == 0);
-  char *text = jwt_encode_str (jwt);
-  fail_unless (text != nullptr);
-  std::string token = text;
-  free (text);
-  jwt_free (jwt);
-  return token;
-}
-
 std::string
 from_now (int seconds)
 {
@@ -1341,14 +1314,14 @@ GST_START_TEST (test_auth_hs256)
   TempFile secret (std::string (HS_SECRET) + "\n");
   ServerOptions o = hostile_options ();
   o.auth_secret_file = secret.path;
-  const std::string full = mint (JWT_ALG_HS256, HS_SECRET,
+  const std::string full = mint_jwt (JWT_ALG_HS256, HS_SECRET,
       "{\"exp\":" + from_now (300) + "}");
   Scene s (o, "token=" + full);
 
   const std::string claims = "{\"exp\":" + from_now (300) +
       ",\"name\":\"alice\",\"threads\":[\"lobby\",\"pub-*\"],"
       "\"publish\":false,\"files\":false,\"presence\":false}";
-  const std::string alice = mint (JWT_ALG_HS256, HS_SECRET, claims);
+  const std::string alice = mint_jwt (JWT_ALG_HS256, HS_SECRET, claims);
   const std::string body = alice.substr (alice.find ('.') + 1,
       alice.rfind ('.') - alice.find ('.') - 1);
   const std::string signature = alice.substr (alice.rfind ('.') + 1);
@@ -1358,15 +1331,15 @@ GST_START_TEST (test_auth_hs256)
   const std::string hs = b64url ("{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
 
   refused_tokens (s, {
-        {"expired", mint (JWT_ALG_HS256, HS_SECRET, "{\"exp\":" +
+        {"expired", mint_jwt (JWT_ALG_HS256, HS_SECRET, "{\"exp\":" +
                   from_now (-60) + "}")},
-        {"no exp", mint (JWT_ALG_HS256, HS_SECRET, "{\"name\":\"x\"}")},
-        {"nbf in the future", mint (JWT_ALG_HS256, HS_SECRET, "{\"exp\":" +
+        {"no exp", mint_jwt (JWT_ALG_HS256, HS_SECRET, "{\"name\":\"x\"}")},
+        {"nbf in the future", mint_jwt (JWT_ALG_HS256, HS_SECRET, "{\"exp\":" +
                   from_now (600) + ",\"nbf\":" + from_now (300) + "}")},
-        {"another key", mint (JWT_ALG_HS256,
+        {"another key", mint_jwt (JWT_ALG_HS256,
                   "another-secret-of-32-bytes-or-more", claims)},
-        {"HS512 with the right key", mint (JWT_ALG_HS512, HS_SECRET, claims)},
-        {"RS256", mint (JWT_ALG_RS256, RSA_PRIVATE, claims)},
+        {"HS512 with the right key", mint_jwt (JWT_ALG_HS512, HS_SECRET, claims)},
+        {"RS256", mint_jwt (JWT_ALG_RS256, RSA_PRIVATE, claims)},
         {"alg none", none + "." + body + "."},
         {"alg none with the signature kept", none + "." + body + "." +
                   signature},
@@ -1438,7 +1411,7 @@ GST_START_TEST (test_auth_public_key)
   ServerOptions o = hostile_options ();
   o.auth_public_key_file = key.path;
   const std::string claims = "{\"exp\":" + from_now (300) + ",\"name\":\"bob\"}";
-  const std::string good = mint (JWT_ALG_RS256, RSA_PRIVATE, claims);
+  const std::string good = mint_jwt (JWT_ALG_RS256, RSA_PRIVATE, claims);
   Scene s (o, "token=" + good);
 
   const std::string body = good.substr (good.find ('.') + 1,
@@ -1446,12 +1419,12 @@ GST_START_TEST (test_auth_public_key)
   const std::string signature = good.substr (good.rfind ('.') + 1);
   const std::string rs = b64url ("{\"alg\":\"RS256\",\"typ\":\"JWT\"}");
   refused_tokens (s, {
-        {"HS256 signed with the public key", mint (JWT_ALG_HS256, RSA_PUBLIC,
+        {"HS256 signed with the public key", mint_jwt (JWT_ALG_HS256, RSA_PUBLIC,
                   claims)},
-        {"HS256 signed with the public key, no newline", mint (JWT_ALG_HS256,
+        {"HS256 signed with the public key, no newline", mint_jwt (JWT_ALG_HS256,
                   std::string (RSA_PUBLIC, strlen (RSA_PUBLIC) - 1), claims)},
         {"alg none", b64url ("{\"alg\":\"none\"}") + "." + body + "."},
-        {"expired", mint (JWT_ALG_RS256, RSA_PRIVATE, "{\"exp\":" +
+        {"expired", mint_jwt (JWT_ALG_RS256, RSA_PRIVATE, "{\"exp\":" +
                   from_now (-60) + "}")},
         {"claims changed, signature kept", rs + "." + b64url ("{\"exp\":" +
                   from_now (300) + ",\"name\":\"admin\"}") + "." + signature},

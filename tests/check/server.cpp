@@ -1,8 +1,6 @@
 /* End to end: real WebSocket clients against the real server on port 0. */
 #include "harness.h"
 
-#include <algorithm>
-
 #include <gst/check/gstcheck.h>
 
 #include <glib/gstdio.h>
@@ -37,16 +35,7 @@ join (ServerThread & server, Client & c, const std::string & thread,
 {
   c.send (J ("{'type':'thread:connect','thread':'" + thread +
           "','constraints':" + constraints + "}"));
-  for (int i = 0; i < 300; i++) {
-    std::vector<std::string> members;
-    server.call ([&] (SignallingServer & s) {
-          members = s.router ().thread_members (thread);
-        });
-    if (std::find (members.begin (), members.end (), c.id) != members.end ())
-      return;
-    c.pump (10);
-  }
-  fail ("%s never became a member of %s", c.id.c_str (), thread.c_str ());
+  wait_member (server, c, thread);
 }
 
 Msg
