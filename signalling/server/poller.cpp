@@ -36,21 +36,24 @@ Poller::~Poller ()
 }
 
 bool
-Poller::add (int fd, std::uint32_t events, Handler * h)
+Poller::control (int op, int fd, std::uint32_t events, Handler * h)
 {
   struct epoll_event ev = {};
   ev.events = events;
   ev.data.ptr = h;
-  return epoll_ctl (epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+  return epoll_ctl (epfd_, op, fd, &ev) == 0;
+}
+
+bool
+Poller::add (int fd, std::uint32_t events, Handler * h)
+{
+  return control (EPOLL_CTL_ADD, fd, events, h);
 }
 
 bool
 Poller::modify (int fd, std::uint32_t events, Handler * h)
 {
-  struct epoll_event ev = {};
-  ev.events = events;
-  ev.data.ptr = h;
-  return epoll_ctl (epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
+  return control (EPOLL_CTL_MOD, fd, events, h);
 }
 
 void

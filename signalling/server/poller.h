@@ -41,6 +41,7 @@ public:
   void remove (int fd, Handler * h);
 
 private:
+  bool control (int op, int fd, std::uint32_t events, Handler * h);
   static gboolean ready_cb (gint fd, GIOCondition cond, gpointer self);
   void dispatch ();
 

@@ -395,12 +395,7 @@ std::vector<Delivery>
 Router::reject (const std::string & session, ErrorCode code,
     const std::string & message)
 {
-  Out out;
-  if (Session *s = find (session)) {
-    stats_.messages_in++;
-    refuse (*s, out, code, message);
-  }
-  return std::move (out.items);
+  return refuse_text (session, {}, code, message);
 }
 
 std::vector<Delivery>

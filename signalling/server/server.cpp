@@ -147,6 +147,8 @@ struct SignallingServer::Impl
   std::map<std::string, std::uint64_t> refused_connections;   /* by reason */
   std::uint64_t rate_limited = 0;
   std::uint64_t flood_closed = 0;
+  std::string rate_limited_text;     /* the error's message, made once */
+  std::string peek_buf;              /* head_ready's, reused */
 
   /* Every connection, in no order; the timer visits a slice of them per
    * tick, so that each is seen once per ping interval. */
@@ -168,6 +170,16 @@ struct SignallingServer::Impl
     : options (std::move (o)), router (options.limits, std::move (secret))
   {
     listener.impl = this;
+    std::ostringstream why;
+    why << "over the rate limit (";
+    if (options.rate_messages > 0)
+      why << options.rate_messages << " messages";
+    if (options.rate_messages > 0 && options.rate_bytes > 0)
+      why << ", ";
+    if (options.rate_bytes > 0)
+      why << static_cast<std::uint64_t>(options.rate_bytes) << " bytes";
+    why << " a second); the message was dropped";
+    rate_limited_text = why.str ();
   }
 
   void dispatch (const std::vector<Delivery> & deliveries);
@@ -178,8 +190,10 @@ struct SignallingServer::Impl
   void accept_connections ();
   void head_ready (Link * l);
   void hand_to_soup (Link * l);
-  void refuse_link (Link * l, const char *reason, const std::string & response);
+  void refuse_link (Link * l, const char *reason, const char *status,
+      const std::string & text);
   void drop_link (Link * l);
+  void release_address (const std::string & address, bool & counted);
   static void link_gone (gpointer data, GObject * conn);
   void expire_links (std::int64_t now);
   bool origin_allowed (SoupServerMessage * msg);
@@ -285,17 +299,8 @@ SignallingServer::Impl::within_rate (Connection * c, std::string_view text)
     c->ws->close (CLOSE_FLOODING, "flooding: over the rate limit");
     return false;
   }
-  std::ostringstream why;
-  why << "over the rate limit (";
-  if (options.rate_messages > 0)
-    why << options.rate_messages << " messages";
-  if (options.rate_messages > 0 && options.rate_bytes > 0)
-    why << ", ";
-  if (options.rate_bytes > 0)
-    why << static_cast<std::uint64_t>(options.rate_bytes) << " bytes";
-  why << " a second); the message was dropped";
   dispatch (router.refuse_text (c->session, text, ErrorCode::RateLimited,
-          why.str ()));
+          rate_limited_text));
   return false;
 }
 
@@ -364,11 +369,9 @@ SignallingServer::Impl::accept_connections ()
     waiting.insert (l);
     if (options.max_per_address > 0
         && per_address[l->address] >= options.max_per_address) {
-      std::string body = "peerjs: too many connections from " + l->address +
-          " (at most " + std::to_string (options.max_per_address) + ")\n";
-      refuse_link (l, "address", "HTTP/1.1 429 Too Many Requests\r\n"
-          "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
-          std::to_string (body.size ()) + "\r\n\r\n" + body);
+      refuse_link (l, "address", "429 Too Many Requests",
+          "too many connections from " + l->address + " (at most " +
+          std::to_string (options.max_per_address) + ")");
       continue;
     }
     per_address[l->address]++;
@@ -387,7 +390,8 @@ SignallingServer::Impl::accept_connections ()
 void
 SignallingServer::Impl::head_ready (Link * l)
 {
-  std::string buf (options.max_header_bytes + 1, '\0');
+  std::string &buf = peek_buf;
+  buf.resize (options.max_header_bytes + 1);
   ssize_t n = recv (l->fd (), &buf[0], buf.size (), MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR))
     return;
@@ -395,19 +399,17 @@ SignallingServer::Impl::head_ready (Link * l)
     drop_link (l);
     return;
   }
-  buf.resize (n);
-  if (buf.find ("\r\n\r\n") != std::string::npos
-      || buf.find ("\n\n") != std::string::npos) {
+  std::string_view head (buf.data (), n);
+  if (head.find ("\r\n\r\n") != std::string_view::npos
+      || head.find ("\n\n") != std::string_view::npos) {
     poller->remove (l->fd (), l);
     hand_to_soup (l);
     return;
   }
   if (static_cast<std::size_t>(n) > options.max_header_bytes) {
-    std::string body = "peerjs: request head over " +
-        std::to_string (options.max_header_bytes) + " bytes\n";
-    refuse_link (l, "headers", "HTTP/1.1 431 Request Header Fields Too Large"
-        "\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-        "Content-Length: " + std::to_string (body.size ()) + "\r\n\r\n" + body);
+    refuse_link (l, "headers", "431 Request Header Fields Too Large",
+        "request head over " + std::to_string (options.max_header_bytes) +
+        " bytes");
   }
 }
 
@@ -444,12 +446,17 @@ SignallingServer::Impl::hand_to_soup (Link * l)
   g_object_unref (conn);        /* libsoup's now; link_gone tells us */
 }
 
-/* Answer with `response` (best effort), stop sending, and drain what the
- * client sends until it closes, so that the answer is not lost to a reset. */
+/* Answer `status` with "peerjs: `text`" (best effort), stop sending, and
+ * drain what the client sends until it closes, so that the answer is not
+ * lost to a reset. */
 void
 SignallingServer::Impl::refuse_link (Link * l, const char *reason,
-    const std::string & response)
+    const char *status, const std::string & text)
 {
+  std::string body = "peerjs: " + text + "\n";
+  std::string response = std::string ("HTTP/1.1 ") + status + "\r\n"
+      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+      std::to_string (body.size ()) + "\r\n\r\n" + body;
   refused_connections[reason]++;
   g_info ("refused a connection from %s: %s", l->address.c_str (), reason);
   if (l->state == Link::State::Head)
@@ -458,11 +465,7 @@ SignallingServer::Impl::refuse_link (Link * l, const char *reason,
       MSG_DONTWAIT | MSG_NOSIGNAL);
   (void) ignored;
   shutdown (l->fd (), SHUT_WR);
-  if (l->counted) {
-    if (--per_address[l->address] == 0)
-      per_address.erase (l->address);
-    l->counted = false;
-  }
+  release_address (l->address, l->counted);
   l->state = Link::State::Refused;
   l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
   poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
@@ -479,6 +482,19 @@ SignallingServer::Impl::drop_link (Link * l)
   link_gone (l, nullptr);
 }
 
+/* A connection from `address` no longer counts against its cap. */
+void
+SignallingServer::Impl::release_address (const std::string & address,
+    bool & counted)
+{
+  if (!counted)
+    return;
+  counted = false;
+  auto it = per_address.find (address);
+  if (it != per_address.end () && --it->second == 0)
+    per_address.erase (it);
+}
+
 /* The connection's socket is gone (libsoup and the WebSocket let it go, or
  * we closed it). */
 void
@@ -486,11 +502,7 @@ SignallingServer::Impl::link_gone (gpointer data, GObject *)
 {
   auto *l = static_cast<Link *>(data);
   Impl *self = l->impl;
-  if (l->counted) {
-    auto it = self->per_address.find (l->address);
-    if (it != self->per_address.end () && --it->second == 0)
-      self->per_address.erase (it);
-  }
+  self->release_address (l->address, l->counted);
   if (l->remote) {
     auto it = self->link_by_remote.find (l->remote);
     if (it != self->link_by_remote.end () && it->second == l)
@@ -514,22 +526,19 @@ SignallingServer::Impl::expire_links (std::int64_t now)
   for (Link *l : late) {
     waiting.erase (l);
     switch (l->state) {
-      case Link::State::Head:
-        refused_connections["handshake"]++;
-        g_info ("no whole request from %s within %.0f s; closing",
-            l->address.c_str (), options.handshake_timeout_s);
+      case Link::State::Refused:
         drop_link (l);
         break;
+      case Link::State::Head:
       case Link::State::Soup:
         refused_connections["handshake"]++;
         g_info ("no whole request from %s within %.0f s; closing",
             l->address.c_str (), options.handshake_timeout_s);
-        /* libsoup sees the end of the stream and lets it go. */
-        g_socket_shutdown (g_socket_connection_get_socket (l->conn), TRUE,
-            TRUE, nullptr);
-        break;
-      case Link::State::Refused:
-        drop_link (l);
+        if (l->state == Link::State::Head)
+          drop_link (l);
+        else    /* libsoup sees the end of the stream and lets it go. */
+          g_socket_shutdown (g_socket_connection_get_socket (l->conn), TRUE,
+              TRUE, nullptr);
         break;
       case Link::State::Requested:
         break;
@@ -589,11 +598,10 @@ SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
     return answer (SOUP_STATUS_FORBIDDEN, "origin", std::string ("origin ") +
         origin + " is not allowed (see --allow-origin)");
   }
-  auto *up = new Upgrade ();
-  up->impl = this;
-  const char *token = query ? static_cast<const char *>(g_hash_table_lookup (
-          query, "token")) : nullptr;
+  std::shared_ptr<const Grants> grants;
   if (auth) {
+    const char *token = query ? static_cast<const char *>(g_hash_table_lookup (
+            query, "token")) : nullptr;
     std::string why;
     std::optional<Grants> g;
     if (!token)
@@ -601,18 +609,18 @@ SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
     else
       g = auth->verify (token, g_get_real_time () / G_USEC_PER_SEC, why);
     if (!g) {
-      delete up;
       soup_message_headers_replace (soup_server_message_get_response_headers
           (msg), "WWW-Authenticate", "Bearer error=\"invalid_token\"");
       return answer (SOUP_STATUS_UNAUTHORIZED, "token", why);
     }
-    up->grants = std::make_shared<const Grants> (std::move (*g));
+    grants = std::make_shared<const Grants> (std::move (*g));
   }
   if (!soup_websocket_server_process_handshake (msg, nullptr, nullptr,
-          nullptr, nullptr)) {
-    delete up;
+          nullptr, nullptr))
     return false;
-  }
+  auto *up = new Upgrade ();
+  up->impl = this;
+  up->grants = std::move (grants);
   if (query) {
     if (auto *r = static_cast<const char *>(g_hash_table_lookup (query,
                 "resume")))
@@ -726,11 +734,7 @@ SignallingServer::Impl::on_closed (Connection * c)
   unmap (c, ended);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
-  if (c->counted) {
-    auto it = per_address.find (c->address);
-    if (it != per_address.end () && --it->second == 0)
-      per_address.erase (it);
-  }
+  release_address (c->address, c->counted);
   Connection *last = connections.back ();
   connections[c->slot] = last;
   last->slot = c->slot;
@@ -1058,20 +1062,12 @@ SignallingServer::stop ()
    * connections libsoup may let go later. */
   for (Link *l : std::set<Link *> (impl->links)) {
     if (l->socket) {
-      if (impl->poller)
-        impl->poller->remove (l->fd (), l);
-      g_socket_close (l->socket, nullptr);
-      g_object_unref (l->socket);
+      impl->drop_link (l);
     } else {
       g_object_weak_unref (G_OBJECT (l->conn), Impl::link_gone, l);
+      Impl::link_gone (l, nullptr);
     }
-    if (l->remote)
-      g_object_unref (l->remote);
-    delete l;
   }
-  impl->links.clear ();
-  impl->waiting.clear ();
-  impl->link_by_remote.clear ();
   impl->per_address.clear ();
   if (impl->accept_pause) {
     g_source_destroy (impl->accept_pause);

@@ -30,6 +30,8 @@ valid_close_code (gushort code)
       || (code >= 3000 && code <= 4999);
 }
 constexpr std::size_t READ_CHUNK = 64 * 1024;
+/* Where every read of the thread lands before it is parsed. */
+thread_local guint8 read_chunk[READ_CHUNK];
 
 }  // namespace
 
@@ -44,11 +46,10 @@ WebSocket::WebSocket (GIOStream * stream, std::uint64_t max_message,
     /* A descriptor of our own, and the stream goes with all its objects:
      * an idle connection is this object and a socket. First whatever the
      * HTTP layer read ahead, which the socket no longer shows. */
-    static thread_local guint8 chunk[READ_CHUNK];
-    gssize n = g_pollable_input_stream_read_nonblocking (in_, chunk,
-        sizeof chunk, nullptr, nullptr);
+    gssize n = g_pollable_input_stream_read_nonblocking (in_, read_chunk,
+        sizeof read_chunk, nullptr, nullptr);
     if (n > 0) {
-      in_buf_.assign (reinterpret_cast<char *>(chunk), n);
+      in_buf_.assign (reinterpret_cast<char *>(read_chunk), n);
       bytes_read_ += n;
     }
     in_ = nullptr;
@@ -223,9 +224,9 @@ WebSocket::transmit (const char *buf, std::size_t len)
 bool
 WebSocket::read_some ()
 {
-  static thread_local guint8 chunk[READ_CHUNK];
+  guint8 *chunk = read_chunk;
   for (int round = 0; round < 4 && state_ != State::Closed; round++) {
-    gssize n = receive (chunk, sizeof chunk);
+    gssize n = receive (chunk, READ_CHUNK);
     if (n == 0)
       break;
     if (n < 0) {
@@ -245,7 +246,7 @@ WebSocket::read_some ()
               in_buf_.size (), used))
         in_buf_.erase (0, used);
     }
-    if (static_cast<std::size_t>(n) < sizeof chunk)
+    if (static_cast<std::size_t>(n) < READ_CHUNK)
       break;
   }
   listener_.on_read_end (*this);
