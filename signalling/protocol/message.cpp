@@ -2,6 +2,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,8 @@ error_code_name (ErrorCode code)
     case ErrorCode::ServerFull: return "server-full";
     case ErrorCode::Forbidden: return "forbidden";
     case ErrorCode::RateLimited: return "rate-limited";
+    case ErrorCode::NoSharedThread: return "no-shared-thread";
+    case ErrorCode::InvalidToken: return "invalid-token";
   }
   return "unknown";
 }
@@ -132,6 +135,34 @@ public:
     }
     ws ();
     return p_ == n_ || fail ("text after the JSON value");
+  }
+
+  /* The first name that occurs twice among `members`, or null. Parsers
+   * disagree on a repeated name (the first or the last counts, or both are
+   * seen), so a message that has one could be read one way here and another
+   * way by a client: it is refused instead. */
+  static const std::string *repeated_name (
+      const std::vector<Message::Member> & members)
+  {
+    std::size_t n = members.size ();
+    if (n <= 16) {
+      /* Envelopes are small: no allocation for them. */
+      for (std::size_t i = 1; i < n; i++)
+        for (std::size_t j = 0; j < i; j++)
+          if (members[i].key == members[j].key)
+            return &members[i].key;
+      return nullptr;
+    }
+    std::vector<const std::string *> keys;
+    keys.reserve (n);
+    for (const auto &m : members)
+      keys.push_back (&m.key);
+    std::sort (keys.begin (), keys.end (),
+        [] (const std::string * a, const std::string * b) { return *a < *b; });
+    for (std::size_t i = 1; i < keys.size (); i++)
+      if (*keys[i] == *keys[i - 1])
+        return keys[i];
+    return nullptr;
   }
 
   /* `lit` is a validated string literal, quotes included. */
@@ -402,10 +433,10 @@ is_string (std::string_view json)
 const Message::Member *
 Message::find (std::string_view name) const
 {
-  /* With a repeated name the last one counts, as with JSON.parse. */
-  for (auto it = members_.rbegin (); it != members_.rend (); ++it)
-    if (it->key == name)
-      return &*it;
+  /* Names are unique: parse() refuses a repeated one. */
+  for (const Member & m : members_)
+    if (m.key == name)
+      return &m;
   return nullptr;
 }
 
@@ -416,6 +447,17 @@ Message::member (std::string_view name) const
   if (!m)
     return std::nullopt;
   return std::string_view (text_).substr (m->value, m->end - m->value);
+}
+
+std::optional<std::string>
+Message::string_member (std::string_view name) const
+{
+  auto v = member (name);
+  if (!v || !is_string (*v))
+    return std::nullopt;
+  std::string out;
+  Scanner::decode (*v, out);
+  return out;
 }
 
 bool
@@ -460,8 +502,13 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
   }
   m.text_.assign (text.data (), text.size ());
 
-  /* One pass over the members finds the envelope fields (the last of a
-   * repeated name counts, as with JSON.parse). */
+  if (const std::string *twice = Scanner::repeated_name (m.members_)) {
+    fail (error, ErrorCode::BadMessage, "member '" + *twice + "' appears more "
+        "than once; each name may occur once in a message");
+    return std::nullopt;
+  }
+
+  /* One pass over the members finds the envelope fields. */
   enum { TYPE, TO, THREAD, FROM, CALLBACK_ID, CALLBACK_RESPONSE, CONSTRAINTS,
     FIELDS };
   static constexpr std::string_view names[FIELDS] = {"type", "to", "thread",
@@ -571,6 +618,18 @@ Message::parse (std::string_view text, const ProtocolLimits & limits,
           "field 'constraints' must be an object, null or false");
       return std::nullopt;
     }
+    /* The server reads `video` and `audio` in there (publish), as the
+     * clients do: one reading for all. */
+    if ((*c)[0] == '{') {
+      std::vector<Member> inner;
+      Scanner sc (*c, G_MAXUINT);
+      sc.top_object (inner);
+      if (const std::string *twice = Scanner::repeated_name (inner)) {
+        fail (error, ErrorCode::BadMessage, "member '" + *twice + "' appears "
+            "more than once in 'constraints'");
+        return std::nullopt;
+      }
+    }
   }
   return m;
 }
@@ -612,8 +671,7 @@ Message::shares_media () const
   auto c = member ("constraints");
   if (!c || (*c)[0] != '{')
     return false;
-  /* Validated with the message, so it scans; the last of a repeated name
-   * counts, as with JSON.parse. */
+  /* Validated with the message, so it scans, and no name repeats. */
   std::vector<Member> members;
   Scanner sc (*c, G_MAXUINT);
   sc.top_object (members);
@@ -729,13 +787,31 @@ private:
 
 std::string
 error_text (ErrorCode code, std::string_view message,
-    const CallbackRef * callback_response, std::string_view ref_type)
+    const CallbackRef * callback_response, std::string_view ref_type,
+    std::string_view thread)
 {
   ObjectWriter w;
   w.str ("type", "error").str ("code", error_code_name (code))
       .str ("message", message);
   if (!ref_type.empty ())
     w.str ("ref_type", ref_type);
+  if (!thread.empty ())
+    w.str ("thread", thread);
+  if (callback_response)
+    w.raw ("callback_response", callback_response->json);
+  return w.done ();
+}
+
+std::string
+token_renewed_text (std::int64_t expires, std::string_view name,
+    const CallbackRef * callback_response)
+{
+  ObjectWriter w;
+  w.str ("type", "socket:token");
+  if (expires)
+    w.raw ("expires", std::to_string (expires));
+  if (!name.empty ())
+    w.str ("name", name);
   if (callback_response)
     w.raw ("callback_response", callback_response->json);
   return w.done ();
@@ -767,6 +843,8 @@ greeting_text (const Greeting & g)
       .num ("max_message_size", g.max_message_size);
   if (!g.name.empty ())
     w.str ("name", g.name);
+  if (g.expires)
+    w.raw ("expires", std::to_string (g.expires));
   return w.done ();
 }
 

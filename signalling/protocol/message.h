@@ -50,6 +50,8 @@ enum class ErrorCode
   ServerFull,         /* max-sessions reached */
   Forbidden,          /* the session's auth token does not grant it */
   RateLimited,        /* over the session's message or byte rate */
+  NoSharedThread,     /* stream:* or file:* to a session sharing no thread */
+  InvalidToken,       /* a renewed auth token (socket:token) did not verify */
 };
 
 const char *error_code_name (ErrorCode code);
@@ -87,6 +89,8 @@ public:
 
   /* A top-level member's value as JSON text, if present. */
   std::optional<std::string_view> member (std::string_view name) const;
+  /* A top-level member's value when it is a string, decoded. */
+  std::optional<std::string> string_member (std::string_view name) const;
   /* `data` as a list of strings, when it is a string or a non-empty array
    * of strings. */
   bool data_strings (std::vector<std::string> & out) const;
@@ -130,10 +134,15 @@ private:
   std::optional<CallbackRef> callback_response_;
 };
 
-/* Server-built messages. Each returns the JSON text without `seq`. */
+/* Server-built messages. Each returns the JSON text without `seq`.
+ * `ref_type` and `thread` are those of the refused message, if any. */
 std::string error_text (ErrorCode code, std::string_view message,
     const CallbackRef * callback_response = nullptr,
-    std::string_view ref_type = {});
+    std::string_view ref_type = {}, std::string_view thread = {});
+/* The answer to a renewal that verified: the new token's `exp` (0: the
+ * server takes no tokens, and none is kept) and `name` (empty: none). */
+std::string token_renewed_text (std::int64_t expires, std::string_view name,
+    const CallbackRef * callback_response = nullptr);
 std::string thread_disconnect_text (const std::string & thread,
     const std::string & from);
 std::string socket_disconnect_text (const std::string & from);
@@ -148,6 +157,7 @@ struct Greeting
   double ping_interval_seconds = 0;
   std::size_t max_message_size = 0;
   std::string name;           /* the auth token's name; empty: none */
+  std::int64_t expires = 0;   /* the auth token's exp; 0: no token */
 };
 std::string greeting_text (const Greeting & greeting);
 

@@ -25,6 +25,7 @@ struct Router::Session
   std::size_t box_bytes = 0;
   std::set<std::string> threads;
   std::shared_ptr<const Grants> grants;   /* null: no auth token */
+  std::int64_t token_deadline = 0;        /* monotonic; 0: none */
 
   /* What relayed messages carry as `from_name`. */
   const std::string *name () const
@@ -247,7 +248,8 @@ Router::refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
 {
   stats_.errors[error_code_name (code)]++;
   const CallbackRef *cb = (m && m->callback_id ()) ? &*m->callback_id () : nullptr;
-  deliver (s, error_text (code, msg, cb, m ? m->type () : std::string ()), out);
+  deliver (s, error_text (code, msg, cb, m ? m->type () : std::string (),
+          m && m->thread () ? *m->thread () : std::string ()), out);
 }
 
 void
@@ -338,6 +340,7 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
     s = create (id.empty () ? new_id () : id);
   }
   s->grants = std::move (grants);
+  set_deadline (*s, now_us);
 
   Greeting g;
   g.id = s->id;
@@ -349,6 +352,8 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
   g.max_message_size = limits_.protocol.max_message_size;
   if (const std::string *name = s->name ())
     g.name = *name;
+  if (s->grants)
+    g.expires = s->grants->expires;
   out.push (s->id, std::make_shared<const std::string>(greeting_text (g)));
   for (auto &t : replay)
     out.push (s->id, std::move (t));
@@ -358,7 +363,6 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
   if (r.resumed && s->grants)
     apply_grants (*s, out);
 
-  (void) now_us;
   r.ok = true;
   r.session = s->id;
   r.deliveries = std::move (out.items);
@@ -386,8 +390,7 @@ Router::receive (const std::string & session, std::string_view text,
         "this session is " + s->id + ", not " + *m->from (), &*m);
     return std::move (out.items);
   }
-  (void) now_us;
-  handle (*s, *m, out);
+  handle (*s, *m, now_us, out);
   return std::move (out.items);
 }
 
@@ -474,8 +477,68 @@ Router::granted (Session & s, const Message & m, Out & out)
   return false;
 }
 
+/* The token's `exp` (wall-clock seconds) as a deadline on the router's
+ * monotonic clock. */
 void
-Router::handle (Session & s, const Message & m, Out & out)
+Router::set_deadline (Session & s, std::int64_t now_us)
+{
+  if (s.token_deadline)
+    deadlines_.erase ({s.token_deadline, s.id});
+  s.token_deadline = 0;
+  if (!s.grants)
+    return;
+  std::int64_t left = s.grants->expires * G_USEC_PER_SEC - g_get_real_time ();
+  /* 0 stands for none: a deadline is at least 1. */
+  s.token_deadline = std::max<std::int64_t>(now_us + left, 1);
+  deadlines_.emplace (s.token_deadline, s.id);
+}
+
+/* socket:token: a fresh auth token, verified as at the upgrade. One that
+ * verifies takes the place of the old one as a resume would; one that
+ * does not changes nothing. */
+void
+Router::handle_token (Session & s, const Message & m, std::int64_t now_us,
+    Out & out)
+{
+  auto token = m.string_member ("token");
+  if (!token) {
+    refuse (s, out, ErrorCode::BadMessage, "socket:token needs 'token': the "
+        "auth token (a JWT)", &m);
+    return;
+  }
+  const CallbackRef *cb = m.callback_id () ? &*m.callback_id () : nullptr;
+  if (!verify_) {
+    /* As at the upgrade of a server without tokens: not looked at. */
+    deliver (s, token_renewed_text (0, {}, cb), out);
+    return;
+  }
+  std::string why;
+  std::optional<Grants> g = verify_ (*token, why);
+  if (!g) {
+    refuse (s, out, ErrorCode::InvalidToken, "the auth token was not renewed: "
+        + why, &m);
+    return;
+  }
+  s.grants = std::make_shared<const Grants> (std::move (*g));
+  set_deadline (s, now_us);
+  deliver (s, token_renewed_text (s.grants->expires, s.grants->name, cb), out);
+  apply_grants (s, out);
+}
+
+bool
+Router::share_thread (const Session & a, const Session & b) const
+{
+  const Session & fewer = a.threads.size () <= b.threads.size () ? a : b;
+  const Session & other = &fewer == &a ? b : a;
+  for (const auto &t : fewer.threads)
+    if (other.threads.count (t))
+      return true;
+  return false;
+}
+
+void
+Router::handle (Session & s, const Message & m, std::int64_t now_us,
+    Out & out)
 {
   const std::string & type = m.type ();
   if (s.grants && !granted (s, m, out))
@@ -498,6 +561,8 @@ Router::handle (Session & s, const Message & m, Out & out)
     handle_watch (s, m, out);
   } else if (type == "socket:disconnect") {
     end (s, out);
+  } else if (type == "socket:token") {
+    handle_token (s, m, now_us, out);
   } else {
     refuse (s, out, ErrorCode::UnknownType, "type '" + type + "' is in a "
         "namespace the server defines, and it defines no such type", &m);
@@ -749,13 +814,20 @@ Router::route (Session & s, const Message & m, Out & out)
   };
   std::vector<std::string> unknown;
   std::vector<std::string> outside;   /* thread:* answers to non-members */
+  std::vector<std::string> strangers; /* stream:*, file:* to no thread-mate */
   bool thread_type = starts_with (m.type (), "thread:");
+  /* Negotiation and file transfers are between thread-mates only: a
+   * session id alone opens no connection to its holder. */
+  bool mates_only = starts_with (m.type (), "stream:")
+      || starts_with (m.type (), "file:");
 
   if (m.has_to ()) {
     for (const auto &e : m.to ()) {
       if (Session *r = find (e)) {
         if (thread_type && !t->members.count (e))
           outside.push_back (e);
+        else if (mates_only && r != &s && !share_thread (s, *r))
+          strangers.push_back (e);
         else if (!seen (r))
           recipients.emplace_back (r, nullptr);
         continue;
@@ -769,6 +841,8 @@ Router::route (Session & s, const Message & m, Out & out)
         if (id == s.id || (thread_type && !t->members.count (id)))
           continue;
         Session *r = find (id);
+        if (mates_only && !share_thread (s, *r))
+          continue;
         if (!seen (r))
           recipients.emplace_back (r, &e);
       }
@@ -824,6 +898,10 @@ Router::route (Session & s, const Message & m, Out & out)
   if (!outside.empty ())
     refuse (s, out, ErrorCode::NotMember, join (outside) + " not in thread '" +
         *thread + "'", cb);
+  if (!strangers.empty ())
+    refuse (s, out, ErrorCode::NoSharedThread, join (strangers) + " shares no "
+        "thread with you; " + m.type () + " goes only between members of a "
+        "thread", cb);
   if (!full.empty ())
     refuse (s, out, ErrorCode::QueueFull, join (full) + " away and the queue "
         "is full; not delivered there", cb);
@@ -843,6 +921,8 @@ Router::end (Session & s, Out & out)
       deliver (*other, gone, out);
     }
   }
+  if (s.token_deadline)
+    deadlines_.erase ({s.token_deadline, id});
   away_.erase (id);
   sessions_.erase (id);
 }
@@ -894,9 +974,20 @@ Router::drop (const std::string & session, std::int64_t now_us)
 }
 
 std::vector<Delivery>
-Router::tick (std::int64_t now_us)
+Router::tick (std::int64_t now_us, std::vector<std::string> * token_expired)
 {
   Out out;
+  while (!deadlines_.empty () && deadlines_.begin ()->first <= now_us) {
+    Session *s = find (deadlines_.begin ()->second);
+    deadlines_.erase (deadlines_.begin ());
+    if (!s)
+      continue;
+    s->token_deadline = 0;
+    stats_.tokens_expired++;
+    if (s->online && token_expired)
+      token_expired->push_back (s->id);
+    end (*s, out);
+  }
   std::vector<std::string> expired;
   /* Only sessions away can expire: idle ones online cost nothing here. */
   for (const auto &id : away_) {

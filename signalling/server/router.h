@@ -16,6 +16,7 @@
 #include <glib.h>
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -62,6 +63,7 @@ struct RouterStats
   std::uint64_t sessions_opened = 0;
   std::uint64_t sessions_resumed = 0;
   std::uint64_t sessions_expired = 0;
+  std::uint64_t tokens_expired = 0;   /* sessions ended at their token's exp */
   std::map<std::string, std::uint64_t> errors;   /* by code */
 };
 
@@ -75,6 +77,11 @@ struct OpenResult
   std::vector<Delivery> deliveries;   /* greeting first, then the replay */
 };
 
+/* Checks an auth token exactly as the upgrade does: its grants, or
+ * nullopt with `why` (one line). */
+using TokenVerifier = std::function<std::optional<Grants> (
+    std::string_view token, std::string & why)>;
+
 class Router
 {
 public:
@@ -84,6 +91,10 @@ public:
   ~Router ();
   Router (const Router &) = delete;
   Router & operator= (const Router &) = delete;
+
+  /* How a renewal (socket:token) is verified; without one the server
+   * takes no auth tokens, and a renewal changes nothing. */
+  void set_token_verifier (TokenVerifier verify) { verify_ = std::move (verify); }
 
   /* A connection opened. `resume_token` may be empty; `last_seq` is the last
    * sequence number the client saw (-1: unknown). `grants` are those of the
@@ -113,8 +124,11 @@ public:
   /* The session's connection is gone; it is kept for the grace period. */
   std::vector<Delivery> drop (const std::string & session, std::int64_t now_us);
 
-  /* Expire sessions whose grace period has passed. */
-  std::vector<Delivery> tick (std::int64_t now_us);
+  /* Expire sessions whose grace period has passed, and end those whose
+   * auth token expired unrenewed; the ids of the latter that were online
+   * go to `token_expired`, for their connections to be closed. */
+  std::vector<Delivery> tick (std::int64_t now_us,
+      std::vector<std::string> * token_expired = nullptr);
 
   /* End every session now (server shutdown). */
   std::vector<Delivery> close_all ();
@@ -146,7 +160,12 @@ private:
   std::string new_id ();
   std::string verify_token (std::string_view token) const;
 
-  void handle (Session & s, const Message & m, Out & out);
+  void handle (Session & s, const Message & m, std::int64_t now_us,
+      Out & out);
+  void handle_token (Session & s, const Message & m, std::int64_t now_us,
+      Out & out);
+  void set_deadline (Session & s, std::int64_t now_us);
+  bool share_thread (const Session & a, const Session & b) const;
   bool granted (Session & s, const Message & m, Out & out);
   void apply_grants (Session & s, Out & out);
   void handle_thread_connect (Session & s, const Message & m, Out & out);
@@ -176,6 +195,10 @@ private:
   std::unordered_map<std::string, std::set<std::string>> tags_;
   std::unordered_map<std::string, std::list<Watch>> watches_;   /* by tag */
   RouterStats stats_;
+  TokenVerifier verify_;
+  /* Sessions by the monotonic time their auth token expires: the tick
+   * looks only at those due. */
+  std::set<std::pair<std::int64_t, std::string>> deadlines_;
 };
 
 }  // namespace peerjs

@@ -784,7 +784,17 @@ SignallingServer::Impl::on_tick ()
     detach (c, CLOSE_DEAD, "no answer to pings");
   }
   expire_links (now);
-  dispatch (router.tick (now));
+  std::vector<std::string> token_expired;
+  dispatch (router.tick (now, &token_expired));
+  for (const std::string & id : token_expired) {
+    auto it = by_session.find (id);
+    if (it == by_session.end ())
+      continue;
+    Connection *c = it->second;
+    by_session.erase (it);
+    c->session.clear ();
+    c->ws->close (CLOSE_TOKEN_EXPIRED, "the auth token expired");
+  }
 }
 
 void
@@ -930,6 +940,13 @@ SignallingServer::start (GError ** error)
         error);
     if (!impl->auth)
       return false;
+  }
+  if (impl->auth) {
+    /* A renewal is verified as the upgrade's token is. */
+    impl->router.set_token_verifier ([auth = impl->auth] (
+            std::string_view token, std::string & why) {
+          return auth->verify (token, g_get_real_time () / G_USEC_PER_SEC, why);
+        });
   }
   impl->poller = std::make_unique<Poller> (impl->context);
   if (!impl->poller->ok ()) {
@@ -1141,6 +1158,9 @@ SignallingServer::metrics () const
       "Sessions taken over by a new connection.", st.sessions_resumed);
   metric ("peerjs_sessions_expired_total", "counter",
       "Sessions ended because their grace period passed.", st.sessions_expired);
+  metric ("peerjs_tokens_expired_total", "counter",
+      "Sessions ended because their auth token expired unrenewed.",
+      st.tokens_expired);
   metric ("peerjs_messages_received_total", "counter",
       "Messages received from clients.", st.messages_in);
   metric ("peerjs_messages_sent_total", "counter",

@@ -50,6 +50,8 @@ struct ServerOptions
 
 /* Close code for a session that kept flooding past its rate limit. */
 constexpr gushort CLOSE_FLOODING = 4003;
+/* The session's auth token expired unrenewed; the session has ended. */
+constexpr gushort CLOSE_TOKEN_EXPIRED = 4004;
 
 /* A key for resume tokens: 32 bytes from /dev/urandom, as a hex digest. */
 bool random_secret (std::string & out, GError ** error);

@@ -606,8 +606,14 @@ GST_START_TEST (test_envelope_types)
             "\"" + std::string (65, 'c') + "\"", huge})
       add (std::string ("\"type\":\"message\",\"to\":") + T + ",\"" + field +
           "\":" + v);
-  /* Of a repeated name, the last counts. */
+  /* A repeated name, read one way here and another by some client. */
   add ("\"type\":\"message\",\"to\":" + T + ",\"type\":5");
+  add ("\"type\":\"message\",\"type\":\"x:other\",\"to\":" + T);
+  add ("\"type\":\"message\",\"to\":" + T + ",\"t\\u0079pe\":\"x:other\"");
+  /* Negotiation with a session sharing no thread. */
+  add ("\"type\":\"stream:offer\",\"to\":" + T, "no-shared-thread");
+  add ("\"type\":\"file:request\",\"to\":" + T + ",\"id\":\"1\"",
+      "no-shared-thread");
   add ("\"to\":" + T + ",\"data\":1");   /* no type, and not a reply */
   cases.push_back ({"[]", "bad-json"});
   cases.push_back ({"\"message\"", "bad-json"});
@@ -1440,6 +1446,62 @@ GST_START_TEST (test_auth_public_key)
 }
 GST_END_TEST;
 
+/* A token that expires ends its session with close 4004 unless the client
+ * renewed it with socket:token, verified as at the upgrade. */
+GST_START_TEST (test_auth_expiry)
+{
+  TempFile secret (std::string (HS_SECRET) + "\n");
+  ServerOptions o = hostile_options ();
+  o.auth_secret_file = secret.path;
+  const std::string full = mint_jwt (JWT_ALG_HS256, HS_SECRET,
+      "{\"exp\":" + from_now (300) + "}");
+  Scene s (o, "token=" + full);
+
+  const std::string soon = from_now (2);
+  const std::string short_lived = mint_jwt (JWT_ALG_HS256, HS_SECRET,
+      "{\"exp\":" + soon + "}");
+  auto member = connected (s.server, "token=" + full);
+  join_now (s.server, *member, "lobby");
+  auto renewer = connected (s.server, "token=" + short_lived);
+  auto lapsing = connected (s.server, "token=" + short_lived);
+  assert_str (std::to_string (lapsing->greeting.num ("expires")), soon);
+  join_now (s.server, *renewer, "lobby");
+  join_now (s.server, *lapsing, "lobby");
+
+  /* A renewal that does not verify changes nothing. */
+  renewer->send (J ("{'type':'socket:token','token':'" +
+          mint_jwt (JWT_ALG_HS256, "another-secret-of-32-bytes-or-more",
+              "{\"exp\":" + from_now (300) + "}") + "'}"));
+  Msg e = expect (*renewer, "error", "a renewal with another key");
+  assert_str (e.str ("code"), "invalid-token");
+  assert_str (e.str ("ref_type"), "socket:token");
+  fail_unless (e.str ("message").find ("signature") != std::string::npos,
+      "%s", e.text ().c_str ());
+  const std::string later = from_now (300);
+  renewer->send (J ("{'type':'socket:token','token':'" +
+          mint_jwt (JWT_ALG_HS256, HS_SECRET, "{\"exp\":" + later +
+              ",\"name\":\"renewed\"}") + "'}"));
+  Msg ack = expect (*renewer, "socket:token", "a renewal");
+  assert_str (std::to_string (ack.num ("expires")), later);
+  assert_str (ack.str ("name"), "renewed");
+
+  /* The unrenewed session ends at its exp, within a tick. */
+  gint64 start = g_get_monotonic_time ();
+  fail_unless (lapsing->wait_closed (5000), "not closed at its token's exp");
+  fail_unless_equals_int (lapsing->close_code (), 4004);
+  fail_unless (g_get_monotonic_time () - start < 3500 * 1000);
+  Msg gone = expect (*member, "thread:disconnect", "the session ended");
+  assert_str (gone.str ("from"), lapsing->id);
+  fail_unless_equals_int (metric (s.server, "peerjs_tokens_expired_total"), 1);
+
+  survived (s, "an expiring token", [&] () {
+        renewer->send (J ("{'type':'message','thread':'lobby','data':1}"));
+        Msg m = expect (*member, "message", "the renewed session");
+        assert_str (m.str ("from_name"), "renewed");
+      });
+}
+GST_END_TEST;
+
 static Suite *
 hostile_suite (void)
 {
@@ -1467,6 +1529,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_rate_limit);
   tcase_add_test (tc, test_auth_hs256);
   tcase_add_test (tc, test_auth_public_key);
+  tcase_add_test (tc, test_auth_expiry);
   return s;
 }
 

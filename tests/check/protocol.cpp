@@ -226,6 +226,30 @@ GST_START_TEST (test_parse_type)
 }
 GST_END_TEST;
 
+/* A name given twice, however it is spelled, at the top level or in
+ * `constraints`: parsers disagree on which counts. */
+GST_START_TEST (test_parse_repeated_names)
+{
+  rejects ("{\"type\":\"message\",\"type\":\"x:other\",\"to\":\"a\"}",
+      ErrorCode::BadMessage);
+  rejects ("{\"type\":\"m\",\"to\":\"a\",\"\\u0074ype\":\"x\"}",
+      ErrorCode::BadMessage);
+  rejects ("{\"type\":\"m\",\"to\":\"a\",\"x\":1,\"x\":1}",
+      ErrorCode::BadMessage);
+  rejects ("{\"type\":\"thread:connect\",\"thread\":\"t\",\"constraints\":"
+      "{\"audio\":false,\"audio\":true}}", ErrorCode::BadMessage);
+  std::string many = "{\"type\":\"m\",\"to\":\"a\"";
+  for (int i = 0; i < 40; i++)
+    many += ",\"k" + std::to_string (i) + "\":0";
+  ok (many + "}");
+  rejects (many + ",\"k0\":0}", ErrorCode::BadMessage);
+  /* Deeper, in what the server does not read, the clients decide. */
+  Message m = ok ("{\"type\":\"m\",\"to\":\"a\",\"data\":{\"x\":1,\"x\":2},"
+      "\"constraints\":{\"video\":{\"w\":1,\"w\":2}}}");
+  fail_unless (m.shares_media ());
+}
+GST_END_TEST;
+
 /* ------------------------------------------------------------------ */
 /* to                                                                  */
 
@@ -495,6 +519,14 @@ GST_START_TEST (test_error_text)
   assert_str (es.str ("code").c_str (), "limit");
   assert_str (es.str ("callback_response").c_str (), "17");
   assert_str (es.str ("ref_type").c_str (), "m");
+  fail_if (es.has ("thread"));
+
+  /* The refused message's thread, when it had one. */
+  JsonText et (error_text (ErrorCode::Forbidden, "z", nullptr,
+          "thread:connect", "lobby"));
+  assert_str (et.str ("thread"), "lobby");
+  assert_str (et.str ("ref_type"), "thread:connect");
+  assert_str (et.str ("code"), "forbidden");
 
   /* Characters that need escaping survive. */
   JsonText esc (error_text (ErrorCode::BadJson, "quote \" backslash \\ newline \n"));
@@ -553,6 +585,17 @@ GST_START_TEST (test_greeting_text)
   fail_if (f.boolean ("resumed"));
   fail_unless_equals_int (f.num ("missed"), 0);
   assert_str (f.str ("token").c_str (), "");
+  fail_if (f.has ("expires"));
+  fresh.expires = 1900000000;
+  fail_unless_equals_int (JsonText (greeting_text (fresh)).num ("expires"),
+      1900000000);
+
+  JsonText r (token_renewed_text (1900000000, "al\"ice"));
+  assert_str (r.str ("type"), "socket:token");
+  fail_unless_equals_int (r.num ("expires"), 1900000000);
+  assert_str (r.str ("name"), "al\"ice");
+  JsonText open (token_renewed_text (0, ""));
+  fail_unless_equals_int (open.size (), 1);
 }
 GST_END_TEST;
 
@@ -592,6 +635,7 @@ protocol_suite (void)
   tcase_add_test (tc, test_with_seq);
   tcase_add_test (tc, test_error_code_names);
   tcase_add_test (tc, test_error_text);
+  tcase_add_test (tc, test_parse_repeated_names);
   tcase_add_test (tc, test_disconnect_texts);
   tcase_add_test (tc, test_greeting_text);
   tcase_add_test (tc, test_valid_name);
