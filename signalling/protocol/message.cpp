@@ -788,7 +788,7 @@ private:
 std::string
 error_text (ErrorCode code, std::string_view message,
     const CallbackRef * callback_response, std::string_view ref_type,
-    std::string_view thread)
+    std::string_view thread, std::string_view grant)
 {
   ObjectWriter w;
   w.str ("type", "error").str ("code", error_code_name (code))
@@ -797,6 +797,8 @@ error_text (ErrorCode code, std::string_view message,
     w.str ("ref_type", ref_type);
   if (!thread.empty ())
     w.str ("thread", thread);
+  if (!grant.empty ())
+    w.str ("grant", grant);
   if (callback_response)
     w.raw ("callback_response", callback_response->json);
   return w.done ();

@@ -135,10 +135,12 @@ private:
 };
 
 /* Server-built messages. Each returns the JSON text without `seq`.
- * `ref_type` and `thread` are those of the refused message, if any. */
+ * `ref_type` and `thread` are those of the refused message, if any;
+ * `grant` names the grant that refused it (forbidden). */
 std::string error_text (ErrorCode code, std::string_view message,
     const CallbackRef * callback_response = nullptr,
-    std::string_view ref_type = {}, std::string_view thread = {});
+    std::string_view ref_type = {}, std::string_view thread = {},
+    std::string_view grant = {});
 /* The answer to a renewal that verified: the new token's `exp` (0: the
  * server takes no tokens, and none is kept) and `name` (empty: none). */
 std::string token_renewed_text (std::int64_t expires, std::string_view name,

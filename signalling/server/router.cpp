@@ -244,12 +244,12 @@ Router::deliver (Session & to, const std::string & body, Out & out)
 
 void
 Router::refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
-    const Message * m)
+    const Message * m, std::string_view grant)
 {
   stats_.errors[error_code_name (code)]++;
   const CallbackRef *cb = (m && m->callback_id ()) ? &*m->callback_id () : nullptr;
   deliver (s, error_text (code, msg, cb, m ? m->type () : std::string (),
-          m && m->thread () ? *m->thread () : std::string ()), out);
+          m && m->thread () ? *m->thread () : std::string (), grant), out);
 }
 
 void
@@ -461,19 +461,26 @@ Router::granted (Session & s, const Message & m, Out & out)
   const std::string & type = m.type ();
   bool thread_type = type == "thread:connect" || type == "thread:change";
   std::string why;
-  if (type == "file:offer" && !g.files)
+  const char *grant = nullptr;
+  if (type == "file:offer" && !g.files) {
     why = "this session's token does not grant offering files (files)";
-  else if ((type == "presence:tag" || type == "presence:watch") && !g.presence)
+    grant = "files";
+  } else if ((type == "presence:tag" || type == "presence:watch")
+      && !g.presence) {
     why = "this session's token does not grant tags and watches (presence)";
-  else if (type == "thread:connect" && !m.has_to () && m.thread ()
-      && !g.may_join (*m.thread ()))
+    grant = "presence";
+  } else if (type == "thread:connect" && !m.has_to () && m.thread ()
+      && !g.may_join (*m.thread ())) {
     why = "this session's token does not grant thread '" + *m.thread () + "'";
-  else if (thread_type && !g.publish && m.shares_media ())
+    grant = "threads";
+  } else if (thread_type && !g.publish && m.shares_media ()) {
     why = "this session's token does not grant sharing media (publish): "
         "its constraints must allow neither video nor audio";
-  if (why.empty ())
+    grant = "publish";
+  }
+  if (!grant)
     return true;
-  refuse (s, out, ErrorCode::Forbidden, why, &m);
+  refuse (s, out, ErrorCode::Forbidden, why, &m, grant);
   return false;
 }
 

@@ -181,7 +181,7 @@ private:
   void end (Session & s, Out & out);
   void drop_presence (Session & s);
   void refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
-      const Message * m = nullptr);
+      const Message * m = nullptr, std::string_view grant = {});
   void remember_callback (Session & origin, const Message & m,
       const std::string & recipient, Out & out);
   void contact (Session & a, Session & b);

@@ -1292,6 +1292,7 @@ GST_START_TEST (test_grant_threads)
   Msgs ms = net.join (a, "other", ",\"callback_id\":5");
   forbidden (ms, a, "thread:connect");
   assert_str (ms[0].str ("thread"), "other");
+  assert_str (ms[0].str ("grant"), "threads");
   fail_unless (only_error (ms, a, "forbidden").str ("message").find ("'other'")
       != std::string::npos);
   fail_unless_equals_int (net.router.thread_members ("other").size (), 1);
@@ -1324,6 +1325,7 @@ GST_START_TEST (test_grant_publish)
     Msgs ms = net.join (a, "t", std::string (",\"constraints\":") + c +
         ",\"callback_id\":5");
     forbidden (ms, a, "thread:connect");
+    assert_str (ms[0].str ("grant"), "publish");
     fail_unless_equals_int (net.router.thread_members ("t").size (), 1);
   }
   /* Constraints that share nothing. */
