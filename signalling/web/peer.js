@@ -236,6 +236,7 @@
       };
       this.maxMessageSize = 65536;
       this.token = null;             /* auth token, presented on every connection */
+      this.expires = null;           /* its exp (seconds since the epoch), from the server */
       this._url = null;
       this._ws = null;
       this._connected = false;
@@ -365,6 +366,7 @@
       this.id = msg.id;
       /* Our own name, when the auth token gives one. */
       this.name = typeof msg.name === 'string' ? msg.name : null;
+      this.expires = typeof msg.expires === 'number' ? msg.expires : null;
       this._token = msg.token;
       this._connected = true;
       this._failed = false;
@@ -469,6 +471,15 @@
       }
     }
 
+    /* A fresh auth token: presented on every connection from now on, and
+     * handed to the server at once when connected (socket:token), so that
+     * the session outlives the old token's exp. */
+    setToken (token) {
+      this.token = token || null;
+      if (this._connected && this.token) this._send({ type: 'socket:token', token: this.token });
+      return this;
+    }
+
     disconnect () {
       if (this._closing) return this;
       this._closing = true;
@@ -551,8 +562,23 @@
           }
           break;
         }
+        case 'socket:token':
+          /* The server took a renewed token: its name and exp from now on. */
+          this.name = typeof msg.name === 'string' ? msg.name : null;
+          this.expires = typeof msg.expires === 'number' ? msg.expires : null;
+          break;
         case 'error':
+          if (msg.code === 'no-shared-thread' && typeof msg.ref_type === 'string'
+              && (msg.ref_type.startsWith('stream:') || msg.ref_type === 'file:cancel')) {
+            /* The member left the thread we shared just before our
+             * negotiation reached it: nothing to tell the page. */
+            console.debug('peer.js: not delivered', msg.message);
+            return;
+          }
           console.warn('peer.js: server error', msg.code, msg.message);
+          if (msg.code === 'forbidden' && msg.grant === 'threads' && msg.ref_type === 'thread:connect') {
+            this._refusedThread(msg.thread);
+          }
           break;
       }
       this._answering = answering;
@@ -579,6 +605,22 @@
       delete t.members[from];
       const r = this._remotes.get(from);
       if (r) this._settle(r);
+    }
+
+    /* The token does not grant this thread: forget it, so that no
+     * reconnection asks for it again. */
+    _refusedThread (id) {
+      const t = typeof id === 'string' ? this.threads[id] : undefined;
+      if (!t) return;
+      const members = Object.keys(t.members);
+      t.constraints = false;
+      t.members = {};
+      delete this.threads[id];
+      this.emit('thread:disconnect', { thread: id, refused: true });
+      for (const m of members) {
+        const r = this._remotes.get(m);
+        if (r) this._settle(r);
+      }
     }
 
     _gone (from) {

@@ -2,11 +2,14 @@
 // pages open /?token=...#lobby with tokens made by peerjs-token, join and
 // chat, and each sees the other's name (from_name) on its chat line and
 // tile; the invite link carries no token. A page whose token is signed with
-// another key is refused and says so on the page. Screenshots of both go
-// to $PEERJS_ARTIFACTS/auth-*.png.
+// another key is refused and says so on the page. Alice renews her token
+// while connected (peer.setToken) and goes on under its name; a page whose
+// token does not grant a thread forgets that thread; negotiation sent to a
+// session sharing no thread is dropped without a word to the page.
+// Screenshots go to $PEERJS_ARTIFACTS/auth-*.png.
 import {
   scenario, Server, launchBrowser, openPage, waitIn, record, note, assert,
-  assertEqual, tmpDir, ARTIFACTS, SERVER_BIN,
+  assertEqual, tmpDir, ARTIFACTS, SERVER_BIN, waitEvent, events,
 } from './lib.mjs';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -16,10 +19,10 @@ import path from 'node:path';
 // Built next to the server (signalling/server/).
 const TOKEN_BIN = path.join(path.dirname(SERVER_BIN), 'peerjs-token');
 
-function mint (secretFile, name) {
+function mint (secretFile, name, more = []) {
   assert(fs.existsSync(TOKEN_BIN), `${TOKEN_BIN} does not exist (ninja -C build)`);
-  return execFileSync(TOKEN_BIN, ['--secret', secretFile, '--name', name, '--ttl', '600'],
-    { encoding: 'utf8' }).trim();
+  return execFileSync(TOKEN_BIN, ['--secret', secretFile, '--name', name, '--ttl', '600',
+    ...more], { encoding: 'utf8' }).trim();
 }
 
 // HS256 by hand, with a key the server does not have.
@@ -121,5 +124,49 @@ scenario('auth', async (t) => {
   for (const p of [a, b])
     assertEqual(await p.evaluate(() => document.querySelectorAll('[data-member]').length), 1,
       `${p.name}: member tiles`);
+
+  t.step('Alice renews her token while connected, and goes on under its name');
+  const before = await a.evaluate(() => window.peer.expires);
+  assert(typeof before === 'number' && before > Date.now() / 1000,
+    `A's peer.expires from the greeting: ${before}`);
+  await a.evaluate((tok) => window.peer.setToken(tok), mint(secret, 'Alicia', ['--ttl', '900']));
+  const renewed = await waitEvent(a, 'socket:token');
+  assertEqual(renewed.name, 'Alicia', 'the renewal\'s name');
+  assert(renewed.expires > before, `the renewal's expires ${renewed.expires} is later than ${before}`);
+  assertEqual(await a.evaluate(() => [window.peer.name, window.peer.expires]),
+    ['Alicia', renewed.expires], 'A\'s [peer.name, peer.expires]');
+  await a.fill('#chat-input', 'Renewed');
+  await a.press('#chat-input', 'Enter');
+  const renamed = await waitIn(b, 'Alicia\'s message in B\'s chat', () => {
+    const li = [...document.querySelectorAll('#chat li.msg')]
+      .find((l) => l.querySelector('.text')?.textContent === 'Renewed');
+    return li ? li.querySelector('.from').textContent : false;
+  });
+  assertEqual(renamed, 'Alicia', 'B\'s chat line after the renewal: from');
+
+  t.step('a thread the token does not grant is forgotten');
+  const d = await openWithToken(browser, server, 'D', mint(secret, 'Dave', ['--threads', 'lobby']),
+    'lobby');
+  d.peerId = await waitIn(d, 'peer.id of D', () => window.peer && window.peer.id);
+  await record(d);
+  await d.evaluate(() => window.peer.thread('attic', {}));
+  const refused = await waitEvent(d, 'thread:disconnect', 'e.thread === \'attic\'');
+  assertEqual(refused.refused, true, 'D\'s thread:disconnect for attic: refused');
+  assertEqual(await d.evaluate(() => Object.keys(window.peer.threads)), ['lobby'],
+    'D\'s threads');
+
+  t.step('negotiation sent to a session sharing no thread is dropped quietly');
+  await d.evaluate(() => window.peer.thread('lobby', false));
+  await waitEvent(a, 'thread:disconnect', `e.from === '${d.peerId}'`);
+  const answer = await a.evaluate((to) => new Promise((resolve) => {
+    window.peer._send({ type: 'stream:candidate', to, data: {} });
+    // The same refusal, as a callback's reply: it comes after the first.
+    window.peer.send('stream:makeoffer', { to }, resolve);
+  }), d.peerId);
+  assertEqual(answer.code, 'no-shared-thread', 'the refusal of a makeoffer to D');
+  assertEqual(await events(a, 'error', 'e.code === \'no-shared-thread\''), [],
+    'A\'s error events for no-shared-thread');
+  assert(!(await a.evaluate(() => document.body.textContent.includes('shares no thread'))),
+    'A\'s page says nothing of it');
   fs.rmSync(dir, { recursive: true, force: true });
 });
