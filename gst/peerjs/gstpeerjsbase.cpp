@@ -756,6 +756,21 @@ make_config (GstPeerJSBase * self)
   c.reply_timeout_ms = s.reply_timeout;
   c.download_dir = s.download_dir;
   c.accept = s.accept;
+  /* A thread the token does not grant leaves `thread` too, so that the
+   * next start does not ask for it either. */
+  c.thread_refused = [self] (const std::string & thread) {
+    auto *p = priv_of (self);
+    {
+      std::lock_guard<std::mutex> lock (p->lock);
+      std::vector<std::string> threads = split_list (p->settings.threads);
+      auto it = std::find (threads.begin (), threads.end (), thread);
+      if (it == threads.end ())
+        return;
+      threads.erase (it);
+      p->settings.threads = join_list (threads);
+    }
+    g_object_notify (G_OBJECT (self), "thread");
+  };
   return c;
 }
 
@@ -1089,8 +1104,9 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       g_param_spec_string ("auth-token", "Auth token",
           "Token (a JWT) for a signalling server that requires one, sent as "
           "?token= on every connection and reconnection; it is never "
-          "printed in logs. Setting it while the element runs applies from "
-          "the next reconnection, to renew a token before it expires",
+          "printed in logs. Setting it while the element runs renews it: "
+          "the server takes it at once, so the session outlives the old "
+          "token's expiry, and later reconnections present it",
           nullptr, (GParamFlags) (G_PARAM_WRITABLE | G_PARAM_STATIC_STRINGS
               | G_PARAM_EXPLICIT_NOTIFY | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_LATENCY,

@@ -176,8 +176,20 @@ Session::id () const
 void
 Session::set_auth_token (const std::string & token)
 {
-  std::lock_guard<std::mutex> guard (lock_);
-  auth_token_ = token;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    auth_token_ = token;
+    if (!client_ || token.empty ())
+      return;
+  }
+  /* A renewal: the running session would otherwise end at the old
+   * token's exp. Offline, it waits in the outbox like any message. */
+  invoke ([this, token] {
+    JsonObject *msg = new_message ("socket:token");
+    json_object_set_string_member (msg, "token", token.c_str ());
+    send (msg);
+    json_object_unref (msg);
+  });
 }
 
 /* ------------------------------------------------------------------ */
@@ -947,10 +959,21 @@ Session::on_message (JsonObject * msg)
       && !g_str_has_prefix (type.c_str (), "stream:")
       && !g_str_has_prefix (type.c_str (), "socket:")) {
     on_event (msg, type);
+  } else if (type == "socket:token") {
+    GST_INFO_OBJECT (element_, "the server took the renewed auth token; it "
+        "expires at %" G_GINT64_FORMAT, json_object_get_int_member_with_default
+        (msg, "expires", 0));
   } else if (type == "error") {
     std::string code = json_string (msg, "code");
     std::string text = json_string (msg, "message");
     std::string ref_type = json_string (msg, "ref_type");
+    if (code == "no-shared-thread" && (ref_type == "file:cancel"
+            || g_str_has_prefix (ref_type.c_str (), "stream:"))) {
+      /* The member left the thread we shared the instant before our
+       * negotiation got there: nothing for the application. */
+      GST_DEBUG_OBJECT (element_, "not delivered: %s", text.c_str ());
+      return;
+    }
     GST_WARNING_OBJECT (element_, "server refused a message: %s: %s",
         code.c_str (), text.c_str ());
     /* Not allowed by the token: the application should hear of it even
@@ -960,11 +983,22 @@ Session::on_message (JsonObject * msg)
       GST_ELEMENT_WARNING (element_, RESOURCE, NOT_AUTHORIZED,
           ("The signalling server refused %s: %s", what.c_str (),
               text.c_str ()), (nullptr));
+      /* A thread the token does not grant is refused for as long as the
+       * token stands: stop asking for it, rejoins included. */
+      if (json_string (msg, "grant") == "threads"
+          && ref_type == "thread:connect" && !thread.empty ())
+        thread_refused (thread);
+    } else if (code == "invalid-token") {
+      GST_ELEMENT_WARNING (element_, RESOURCE, NOT_AUTHORIZED,
+          ("The signalling server refused the renewed auth token: %s",
+              text.c_str ()), ("the session goes on with the previous token "
+              "until it expires"));
     }
     post (gst_structure_new (message::SERVER_ERROR,
             "code", G_TYPE_STRING, code.c_str (),
             "message", G_TYPE_STRING, text.c_str (),
             "ref-type", G_TYPE_STRING, ref_type.c_str (),
+            "thread", G_TYPE_STRING, thread.c_str (),
             NULL));
   }
 }
@@ -1193,6 +1227,24 @@ Session::join_thread (const std::string & thread)
     json_object_unref (msg);
   });
   return true;
+}
+
+/* Mesh thread. */
+void
+Session::thread_refused (const std::string & thread)
+{
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    auto it = std::find (joined_.begin (), joined_.end (), thread);
+    if (it == joined_.end ())
+      return;
+    joined_.erase (it);
+  }
+  threads_.erase (thread);
+  GST_INFO_OBJECT (element_, "thread '%s' is not granted by the auth token; "
+      "not asking for it again", thread.c_str ());
+  if (config_.thread_refused)
+    config_.thread_refused (thread);
 }
 
 bool

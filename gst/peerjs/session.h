@@ -48,6 +48,9 @@ struct Config
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
   std::string download_dir;             /* "": files are not saved */
   Accept accept = Accept::Signal;
+  /* The server refused to let us join this thread (the token does not
+   * grant it): the session no longer asks for it. Mesh thread. */
+  std::function<void (const std::string &)> thread_refused;
 };
 
 
@@ -68,7 +71,8 @@ public:
   void remove_outgoing (Kind kind);
 
   std::string id () const;
-  /* The auth token for the next connection or reconnection; any thread. */
+  /* The auth token for the next connection or reconnection, handed to
+   * the server at once (socket:token) when the session runs; any thread. */
   void set_auth_token (const std::string & token);
   /* Chat into a thread we joined; false when not started or not joined.
    * Any thread. */
@@ -162,6 +166,7 @@ private:
   void on_message (JsonObject * msg);
   void on_lost (const std::string & reason, bool fatal, guint retry_ms);
   void on_refused (guint status, const std::string & reason);
+  void thread_refused (const std::string & thread);
   void join_all ();
   Media our_media () const;
   JsonObject *our_constraints () const;

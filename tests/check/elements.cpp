@@ -1637,7 +1637,16 @@ GST_START_TEST (test_auth_token)
   }, 5000);
   fail_unless (warned, "no NOT_AUTHORIZED warning for a thread the token "
       "does not grant; messages:\n%s", a.describe ().c_str ());
-  fail_unless (a.find ("peerjs-server-error", {{"code", "forbidden"}}) != "");
+  fail_unless (a.find ("peerjs-server-error", {{"code", "forbidden"},
+          {"ref-type", "thread:connect"}, {"thread", "elsewhere"}}) != "");
+  /* A thread refused for the token is dropped, from `thread` too. */
+  auto thread_prop = [&a] {
+    g_autofree char *t = nullptr;
+    g_object_get (a.element (), "thread", &t, NULL);
+    return std::string (t ? t : "");
+  };
+  fail_unless (wait_until ([&] { return thread_prop () == "auth"; }, 5000),
+      "'thread' is '%s', not 'auth'", thread_prop ().c_str ());
 
   /* Every reconnection presents the token set now: a renewed one resumes
    * the session, one the server does not take ends it. */
@@ -1654,6 +1663,13 @@ GST_START_TEST (test_auth_token)
   a.wait_message ("peerjs-socket-resumed", {{"id", ida}});
   fail_unless (errors () == 0, "errors with a renewed token:\n%s",
       a.describe ().c_str ());
+  /* Rejoining after the restart did not ask for the refused thread again:
+   * a thread refused after the rejoin is the next one refused. */
+  g_signal_emit_by_name (a.element (), "join-thread", "later", &joined);
+  a.wait_message ("peerjs-server-error", {{"code", "forbidden"},
+          {"thread", "later"}});
+  fail_unless_equals_int (a.count ("peerjs-server-error", {{"code",
+                  "forbidden"}, {"thread", "elsewhere"}}), 1);
   g_object_set (a.element (), "auth-token", mint_token (key, "camera 1", -1)
       .c_str (), NULL);
   server.stop ();
@@ -1702,6 +1718,64 @@ GST_START_TEST (test_auth_token)
     fail_unless_equals_int (refused_for_token (server), refused);
     fail_unless_equals_int ((int) m.errors ().size (), 1);
   }
+  g_unlink (secret.c_str ());
+  g_rmdir (dir);
+}
+END_TEST;
+
+/* Setting auth-token while the element runs renews the token on the open
+ * connection: the session outlives the first token's exp, under the new
+ * token's name. An element that does not renew is ended at exp (close
+ * 4004) and, reconnecting with the expired token, refused. */
+GST_START_TEST (test_auth_renewal)
+{
+  const std::string key = "peerjs element test key, 32 bytes or more";
+  g_autofree char *dir = g_dir_make_tmp ("peerjs-renew-XXXXXX", nullptr);
+  fail_unless (dir != nullptr);
+  std::string secret = std::string (dir) + "/secret";
+  fail_unless (g_file_set_contents (secret.c_str (), key.c_str (), -1,
+          nullptr));
+  auto options = ServerThread::default_options ();
+  options.auth_secret_file = secret;
+  ServerThread server (options);
+
+  Member renewing ("peerjssrc name=p auth-token=\"" + mint_token (key, "cam",
+          3) + "\" " + props (server, "renew"));
+  Member lapsing ("peerjssrc name=p auth-token=\"" + mint_token (key, "old",
+          3) + "\" " + props (server, "renew"));
+  fail_unless (renewing.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (lapsing.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = renewing.id ();
+  lapsing.id ();
+  g_object_set (renewing.element (), "auth-token", mint_token (key,
+          "cam renewed", 600).c_str (), NULL);
+
+  /* Both first tokens expire within the same second. */
+  std::string lost = lapsing.wait_message ("peerjs-socket-disconnect");
+  fail_unless (lost.find ("4004") != std::string::npos, "%s", lost.c_str ());
+  const std::string refused = "error gst-resource-error-quark/"
+      + std::to_string (GST_RESOURCE_ERROR_NOT_AUTHORIZED);
+  fail_unless (wait_until ([&] {
+        for (auto & e : lapsing.errors ())
+          if (e.find (refused) == 0)
+            return true;
+        return false;
+      }, 5000), "no NOT_AUTHORIZED error for the expired token on "
+      "reconnection:\n%s", lapsing.describe ().c_str ());
+  fail_unless_equals_int (renewing.count ("peerjs-socket-disconnect"), 0);
+  fail_unless (renewing.errors ().empty (), "%s",
+      renewing.describe ().c_str ());
+
+  /* The renewed session goes on, under its new name. */
+  Client page;
+  fail_unless (page.connect (server.ws_url (), "token="
+          + mint_token (key, "page", 600)));
+  page.send (J ("{'type':'thread:connect','thread':'renew','constraints':{}}"));
+  auto answer = page.next_of ("thread:connect", 5000);
+  fail_unless (answer.has_value (), "the renewed element did not answer");
+  fail_unless_equals_string (answer->str ("from").c_str (), id.c_str ());
+  fail_unless_equals_string (answer->str ("from_name").c_str (),
+      "cam renewed");
   g_unlink (secret.c_str ());
   g_rmdir (dir);
 }
@@ -1788,6 +1862,7 @@ elements_suite ()
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
   tcase_add_test (tc, test_auth_token);
+  tcase_add_test (tc, test_auth_renewal);
   suite_add_tcase (s, tc);
   return s;
 }
