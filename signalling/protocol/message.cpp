@@ -2,10 +2,10 @@
 
 #include <glib.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 namespace peerjs {
 
@@ -153,15 +153,23 @@ public:
             return &members[i].key;
       return nullptr;
     }
-    std::vector<const std::string *> keys;
-    keys.reserve (n);
-    for (const auto &m : members)
-      keys.push_back (&m.key);
-    std::sort (keys.begin (), keys.end (),
-        [] (const std::string * a, const std::string * b) { return *a < *b; });
-    for (std::size_t i = 1; i < keys.size (); i++)
-      if (*keys[i] == *keys[i - 1])
-        return keys[i];
+    /* Open addressing over the members' indices: one allocation. */
+    std::size_t size = 64;
+    while (size < 2 * n)
+      size *= 2;
+    std::vector<std::uint32_t> slots (size, 0);   /* index + 1; 0: empty */
+    std::hash<std::string_view> hash;
+    for (std::size_t i = 0; i < n; i++) {
+      const std::string & key = members[i].key;
+      for (std::size_t h = hash (key) & (size - 1);; h = (h + 1) & (size - 1)) {
+        if (!slots[h]) {
+          slots[h] = static_cast<std::uint32_t>(i + 1);
+          break;
+        }
+        if (members[slots[h] - 1].key == key)
+          return &key;
+      }
+    }
     return nullptr;
   }
 
