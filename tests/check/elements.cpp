@@ -1381,7 +1381,8 @@ GST_START_TEST (test_file_cancel)
   ServerThread server;
   TempDir dir;
   std::string path = dir / "big.bin";
-  random_file (path, 200 * 1000 * 1000);
+  const guint64 size = 200 * 1000 * 1000;
+  random_file (path, size);
   g_mkdir ((dir / "in").c_str (), 0700);
   Member b ("peerjssrc name=p download-dir=" + (dir / "in") + " "
       + props (server, "cancel"));
@@ -1403,10 +1404,32 @@ GST_START_TEST (test_file_cancel)
     fail_unless (ok, "request-file refused");
     b.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
     Member & who = receiver_cancels ? b : a;
+    gint64 t0 = now_ms ();
     g_signal_emit_by_name (who.element (), "cancel-file", id, &ok);
     fail_unless (ok);
     std::string at_b = b.wait_message ("peerjs-file-error", {{"id", id}});
     std::string at_a = a.wait_message ("peerjs-file-error", {{"id", id}});
+    gint64 ms = now_ms () - t0;
+    /* The other side stops at once: the sender does not go on sending
+     * the rest of the file to a receiver that cancelled. */
+    fail_unless (ms < 3000, "the %s heard of the cancel after %"
+        G_GINT64_FORMAT " ms", receiver_cancels ? "sender" : "receiver", ms);
+    for (Member * m : { &a, &b }) {
+      std::string last = m->find ("peerjs-file-progress", {{"id", id}});
+      if (last.empty ())
+        continue;
+      g_autoptr (GstStructure) s = gst_structure_from_string (last.c_str (),
+          nullptr);
+      guint64 bytes = 0;
+      fail_unless (s && gst_structure_get_uint64 (s, "bytes", &bytes));
+      fail_unless (bytes < size, "%s: the whole file went after the cancel: "
+          "%s", m == &a ? "sender" : "receiver", last.c_str ());
+    }
+    if (receiver_cancels) {
+      std::string why = field (at_a, "message");
+      fail_unless (why.find ("refused") != std::string::npos, "%s",
+          at_a.c_str ());
+    }
     fail_unless (b.count ("peerjs-file-complete", {{"id", id}}) == 0);
     fail_unless (!g_file_test ((dir / "in/big.bin").c_str (),
             G_FILE_TEST_EXISTS), "a cancelled file is at its final name");
