@@ -324,6 +324,13 @@ Session::stop ()
   id_.clear ();
 }
 
+void
+Session::stop_transfers ()
+{
+  files_->stop ();
+  unblock_data_channels (bin ());
+}
+
 GstPad *
 Session::add_outgoing (Kind kind, Outgoing::Settings settings)
 {

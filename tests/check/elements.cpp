@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -1589,6 +1590,85 @@ GST_START_TEST (test_stop_anytime)
 }
 END_TEST;
 
+/* Sets `m` to NULL on a thread of its own and returns how long that took,
+ * in ms; a state change still going after `limit_ms` fails the case at
+ * once rather than hold up the suite. */
+gint64
+stop_within (Member & m, int limit_ms)
+{
+  struct Done
+  {
+    std::mutex lock;
+    std::condition_variable cv;
+    bool over = false;
+  };
+  auto done = std::make_shared<Done> ();
+  gint64 t0 = now_ms ();
+  std::thread stopper ([&m, done] {
+    m.stop ();
+    std::lock_guard<std::mutex> guard (done->lock);
+    done->over = true;
+    done->cv.notify_all ();
+  });
+  bool over;
+  {
+    std::unique_lock<std::mutex> guard (done->lock);
+    over = done->cv.wait_for (guard, std::chrono::milliseconds (limit_ms),
+        [&] { return done->over; });
+  }
+  if (!over)
+    stopper.detach ();
+  fail_unless (over, "set_state (NULL) still waits after %d ms", limit_ms);
+  stopper.join ();
+  return now_ms () - t0;
+}
+
+/* NULL while a file is being sent returns promptly, to a receiver that
+ * reads and to one that stopped (its process stopped): the transfer ends
+ * and sctpenc's wait for room in the association gives up before the
+ * state change waits on it. */
+GST_START_TEST (test_stop_while_sending)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  random_file (path, 60 * 1000 * 1000);
+  g_mkdir ((dir / "in").c_str (), 0700);
+  std::string cmd = "exec gst-launch-1.0 -q peerjssrc accept-files=all "
+      "download-dir=" + (dir / "in") + " " + props (server, "stopfiles")
+      + " ! fakesink async=false";
+  GPid pid = 0;
+  const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
+  fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &pid, nullptr));
+  std::shared_ptr<void> reap (nullptr, [pid] (void *) {
+    kill (pid, SIGKILL);
+    waitpid (pid, nullptr, 0);
+    g_spawn_close_pid (pid);
+  });
+  for (bool stall : { true, false, true, true, false, true }) {
+    Member a ("peerjssink name=p " + props (server, "stopfiles"));
+    fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+    a.wait_message ("peerjs-thread-connect", {{"thread", "stopfiles"}});
+    g_autofree char *id = nullptr;
+    g_signal_emit_by_name (a.element (), "offer-file", path.c_str (), nullptr,
+        "stopfiles", &id);
+    fail_unless (id != nullptr);
+    a.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
+    if (stall) {
+      kill (pid, SIGSTOP);
+      /* Until the association's buffer is full and sctpenc waits. */
+      g_usleep (1000 * 1000);
+    }
+    gint64 ms = stop_within (a, 5000);
+    g_print ("NULL while sending%s: %" G_GINT64_FORMAT " ms\n",
+        stall ? " to a stopped receiver" : "", ms);
+    if (stall)
+      kill (pid, SIGCONT);
+  }
+}
+END_TEST;
+
 /* An HS256 token as an operator would mint it: `name`, expiring `ttl_s`
  * from now (negative: expired), with extra claims as a JSON object. */
 static std::string
@@ -1810,6 +1890,7 @@ elements_suite ()
   tcase_add_test (tc, test_file_stalled_and_unknown);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
+  tcase_add_test (tc, test_stop_while_sending);
   tcase_add_test (tc, test_auth_token);
   suite_add_tcase (s, tc);
   return s;
