@@ -677,8 +677,9 @@ Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
   online_ = false;
   if (fatal) {
     GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
-        ("Could not connect to the signalling server %s.",
-            config_.server.c_str ()), ("%s", reason.c_str ()));
+        ("Could not connect to the signalling server %s: %s.",
+            config_.server.c_str (), reason.c_str ()),
+        ("%s", reason.c_str ()));
     return;
   }
   if (!warned_offline_) {

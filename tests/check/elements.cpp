@@ -842,6 +842,60 @@ GST_START_TEST (test_unreachable_server)
 }
 END_TEST;
 
+/* Errors that say what went wrong: wss:// to a server without TLS names
+ * the TLS handshake (not a silent server), and a path other than /peerjs
+ * gives the server's HTTP answer and the path to use. All three are
+ * RESOURCE/OPEN_READ_WRITE and are not tried again. */
+GST_START_TEST (test_connect_errors)
+{
+  ServerThread server;
+  std::string port = std::to_string (server.port ());
+  struct Case
+  {
+    std::string url;
+    std::vector<std::string> says;
+  };
+  std::vector<Case> cases = {
+    {"wss://127.0.0.1:" + port + "/peerjs", {"TLS handshake failed",
+            "ws://"}},
+    /* The test server serves no page at /. */
+    {"ws://127.0.0.1:" + port + "/", {"answered 404 Not Found to /",
+            "/peerjs"}},
+    {"ws://127.0.0.1:" + port + "/foo", {"answered 404 Not Found to /foo",
+            "/peerjs"}},
+  };
+  std::vector<std::unique_ptr<Member>> members;
+  for (auto & c : cases) {
+    members.push_back (std::make_unique<Member> ("peerjssrc name=p server="
+            + c.url + " thread=x"));
+    members.back ()->play ();
+  }
+  std::string want = "error gst-resource-error-quark/"
+      + std::to_string (GST_RESOURCE_ERROR_OPEN_READ_WRITE) + ": ";
+  for (size_t i = 0; i < cases.size (); i++) {
+    Member & m = *members[i];
+    fail_unless (wait_until ([&] { return !m.errors ().empty (); }, 10000),
+        "no error for %s", cases[i].url.c_str ());
+    std::string e = m.errors ().front ();
+    fail_unless (e.find (want) == 0 && e.find (cases[i].url) != std::string::npos,
+        "wanted RESOURCE/OPEN_READ_WRITE naming %s, got %s",
+        cases[i].url.c_str (), e.c_str ());
+    /* In the message itself, before the debug text. */
+    std::string message = e.substr (0, e.find (". ("));
+    for (auto & words : cases[i].says)
+      fail_unless (message.find (words) != std::string::npos,
+          "the error for %s does not say '%s': %s", cases[i].url.c_str (),
+          words.c_str (), e.c_str ());
+    fail_unless (e.find ("no answer within") == std::string::npos, "%s",
+        e.c_str ());
+  }
+  for (auto & m : members) {
+    fail_unless_equals_int ((int) m->errors ().size (), 1);
+    fail_unless (m->stop () < 2000);
+  }
+}
+END_TEST;
+
 /* wss:// with the authority in tls-ca; without it the certificate is
  * refused with an error that says so. */
 GST_START_TEST (test_wss)
@@ -1878,6 +1932,7 @@ elements_suite ()
   tcase_add_test (tc, test_unreachable_server);
   tcase_add_test (tc, test_bad_settings);
   tcase_add_test (tc, test_wss);
+  tcase_add_test (tc, test_connect_errors);
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
   tcase_add_test (tc, test_chat);
