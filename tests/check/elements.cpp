@@ -1679,10 +1679,10 @@ stop_within (Member & m, int limit_ms)
   return now_ms () - t0;
 }
 
-/* NULL while a file is being sent returns promptly, to a receiver that
- * reads and to one that stopped (its process stopped): the transfer ends
- * and sctpenc's wait for room in the association gives up before the
- * state change waits on it. */
+/* NULL while a file is being sent (or just after it was cancelled)
+ * returns promptly, to a receiver that reads and to one that stopped (its
+ * process stopped): the transfer ends and sctpenc's wait for room in the
+ * association gives up before the state change waits on it. */
 GST_START_TEST (test_stop_while_sending)
 {
   ServerThread server;
@@ -1702,7 +1702,11 @@ GST_START_TEST (test_stop_while_sending)
     waitpid (pid, nullptr, 0);
     g_spawn_close_pid (pid);
   });
-  for (bool stall : { true, false, true, false, true }) {
+  /* Whether the receiver is stopped, and whether the sender cancelled the
+   * transfer just before (its channel then still has data to push). */
+  for (auto stop : std::vector<std::pair<bool, bool>> { {true, false},
+          {false, false}, {true, true}, {false, true}, {true, false}}) {
+    bool stall = stop.first, cancel = stop.second;
     Member a ("peerjssink name=p " + props (server, "stopfiles"));
     fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
     a.wait_message ("peerjs-thread-connect", {{"thread", "stopfiles"}});
@@ -1716,12 +1720,18 @@ GST_START_TEST (test_stop_while_sending)
       /* Until the association's buffer is full and sctpenc waits. */
       g_usleep (1000 * 1000);
     }
+    if (cancel) {
+      gboolean ok = FALSE;
+      g_signal_emit_by_name (a.element (), "cancel-file", id, &ok);
+      fail_unless (ok);
+    }
     gint64 ms = stop_within (a, 5000);
-    g_print ("NULL while sending%s: %" G_GINT64_FORMAT " ms\n",
-        stall ? " to a stopped receiver" : "", ms);
+    g_print ("NULL while sending%s%s: %" G_GINT64_FORMAT " ms\n",
+        stall ? " to a stopped receiver" : "", cancel ? ", cancelled" : "",
+        ms);
     /* It was stopped mid-transfer, and says so. */
     std::string error = a.find ("peerjs-file-error", {{"id", id},
-            {"message", "the element stopped"}});
+            {"message", cancel ? "cancelled" : "the element stopped"}});
     fail_unless (!error.empty () && a.count ("peerjs-file-complete") == 0,
         "the transfer did not end as the element stopped: %s",
         a.describe ().c_str ());
