@@ -283,7 +283,8 @@ SignallingClient::connect_failure (SoupMessage * msg, const GError * error,
 {
   /* A wss:// URL on a plain server: the server takes the TLS greeting
    * for a request and never answers it, or answers in plain HTTP. */
-  if (tls == TLS_STARTED || (error && error->domain == G_TLS_ERROR)) {
+  if (tls == TLS_STARTED || (tls == TLS_NONE && error
+          && error->domain == G_TLS_ERROR)) {
     std::string why = timed_out ? "the server did not answer it within "
         + std::to_string (CONNECT_TIMEOUT_MS / 1000) + " s"
         : std::string (error ? error->message : "unknown error");
