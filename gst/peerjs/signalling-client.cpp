@@ -307,8 +307,9 @@ SignallingClient::connect_failure (SoupMessage * msg, const GError * error,
         + " " + (phrase ? phrase : soup_status_get_phrase (status))
         + " to " + path + " instead of a WebSocket upgrade";
     if (path != "/peerjs")
-      reason += "; peerjs-signalling takes WebSockets at /peerjs "
-          "(ws://host:port/peerjs)";
+      reason += std::string ("; peerjs-signalling takes WebSockets at "
+          "/peerjs (") + (uri ? g_uri_get_scheme (uri) : "ws")
+          + "://host:port/peerjs)";
     return reason;
   }
   if (timed_out)
