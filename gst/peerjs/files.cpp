@@ -31,6 +31,8 @@ constexpr gint64 PROGRESS_US = G_USEC_PER_SEC;
 /* How long a transfer waits on the other end (a member that stops reading,
  * a pipeline that stops taking a file pad's data) before it gives up. */
 constexpr gint64 STALL_TIMEOUT_US = 30 * G_USEC_PER_SEC;
+/* How long a sender that was refused waits for its channel to drain. */
+constexpr gint64 DRAIN_TIMEOUT_US = 2 * G_USEC_PER_SEC;
 /* Bytes a file pad holds before its data waits for the pipeline. */
 constexpr guint64 PAD_QUEUE_BYTES = 4 * 1024 * 1024;
 /* Files::quiet_until */
@@ -534,7 +536,11 @@ Files::Transfer::run ()
   while (sent < size) {
     {
       std::unique_lock<std::mutex> guard (lock);
-      if (!wait (guard, g_get_monotonic_time () + STALL_TIMEOUT_US, [c] {
+      /* A file:cancel or file:error from the receiver stops the loop before
+       * the next chunk: nothing more of the file goes out. */
+      if (!wait (guard, g_get_monotonic_time () + STALL_TIMEOUT_US, [this, c] {
+                if (!refusal.empty ())
+                  return true;
                 guint64 buffered = 0;
                 g_object_get (c, "buffered-amount", &buffered, NULL);
                 return buffered <= HIGH_WATER;
@@ -545,6 +551,22 @@ Files::Transfer::run ()
           return fail ("the receiver stopped reading: nothing went out for "
               "30 s");
         g_object_unref (c);
+        return;
+      }
+      if (!refusal.empty ()) {
+        std::string refused = refusal;
+        /* The channel closes once what it buffered went out: webrtcbin
+         * 1.22 breaks the whole connection when a channel closes with
+         * data still queued in it. That is at most HIGH_WATER, which the
+         * receiver reads and drops. */
+        wait (guard, g_get_monotonic_time () + DRAIN_TIMEOUT_US, [c] {
+              guint64 buffered = 0;
+              g_object_get (c, "buffered-amount", &buffered, NULL);
+              return buffered == 0;
+            });
+        guard.unlock ();
+        g_object_unref (c);
+        finish ("the receiver refused it: " + refused, false);
         return;
       }
     }

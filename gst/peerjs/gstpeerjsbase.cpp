@@ -786,6 +786,11 @@ gst_peerjs_base_change_state (GstElement * element, GstStateChange transition)
       if (!priv->session->start (make_config (self)))
         return GST_STATE_CHANGE_FAILURE;
       break;
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      /* Before the children: their deactivation waits on a data channel
+       * push that sctpenc holds up while a member reads no more. */
+      priv->session->stop_transfers ();
+      break;
     case GST_STATE_CHANGE_READY_TO_NULL:
       priv->session->stop ();
       break;

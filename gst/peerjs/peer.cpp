@@ -895,6 +895,35 @@ Peer::summarize (const GstStructure * reply)
 }
 
 void
+unblock_data_channels (GstBin * bin)
+{
+  /* FLUSH_START is what ends sctpenc's wait for room. */
+  GstIterator *it = gst_bin_iterate_recurse (bin);
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      /* A pad flushed twice is no harm. */
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), "sctpenc")) {
+      gst_element_foreach_sink_pad (e, [] (GstElement *, GstPad * pad,
+              gpointer) -> gboolean {
+            gst_pad_send_event (pad, gst_event_new_flush_start ());
+            return TRUE;
+          }, nullptr);
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+}
+
+void
 Peer::close ()
 {
   if (closed_)
@@ -915,27 +944,8 @@ Peer::close ()
   for (int k = 0; k < KIND_COUNT; k++)
     feed ((Kind) k, false);
   g_clear_object (&channel_);
-  /* A member that stopped reading leaves sctpenc waiting for room in the
-   * association, for ever, with its pad's stream lock held: going to NULL
-   * would wait on that lock. FLUSH_START is what ends that wait. */
-  {
-    GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc_));
-    GValue v = G_VALUE_INIT;
-    while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
-      GstElement *e = GST_ELEMENT (g_value_get_object (&v));
-      GstElementFactory *f = gst_element_get_factory (e);
-      if (f && g_str_equal (GST_OBJECT_NAME (f), "sctpenc")) {
-        gst_element_foreach_sink_pad (e, [] (GstElement *, GstPad * pad,
-                gpointer) -> gboolean {
-              gst_pad_send_event (pad, gst_event_new_flush_start ());
-              return TRUE;
-            }, nullptr);
-      }
-      g_value_reset (&v);
-    }
-    g_value_unset (&v);
-    gst_iterator_free (it);
-  }
+  /* Going to NULL would wait on sctpenc if the member stopped reading. */
+  unblock_data_channels (GST_BIN (webrtc_));
   /* Locked first: the application thread may be changing the bin's state
    * meanwhile, and would set it back up before it is out of the bin. */
   gst_element_set_locked_state (webrtc_, TRUE);

@@ -23,6 +23,12 @@
 
 namespace peerjs {
 
+/* FLUSH_START to every sctpenc sink pad in `bin` (webrtcbins within
+ * included): a member that stopped reading leaves sctpenc waiting for room
+ * in the association, for ever, with its pad's stream lock held, and a
+ * state change below PAUSED would wait on that lock. */
+void unblock_data_channels (GstBin * bin);
+
 /* What a Peer needs from its session. */
 class PeerHost
 {

@@ -336,6 +336,13 @@ Session::stop ()
   id_.clear ();
 }
 
+void
+Session::stop_transfers ()
+{
+  files_->stop ();
+  unblock_data_channels (bin ());
+}
+
 GstPad *
 Session::add_outgoing (Kind kind, Outgoing::Settings settings)
 {
@@ -682,8 +689,9 @@ Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
   online_ = false;
   if (fatal) {
     GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
-        ("Could not connect to the signalling server %s.",
-            config_.server.c_str ()), ("%s", reason.c_str ()));
+        ("Could not connect to the signalling server %s: %s.",
+            config_.server.c_str (), reason.c_str ()),
+        ("%s", reason.c_str ()));
     return;
   }
   if (!warned_offline_) {

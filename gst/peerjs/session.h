@@ -65,6 +65,10 @@ public:
   bool start (const Config & config);
   /* Leave, close every connection, remove member pads. */
   void stop ();
+  /* Before the element's children leave PAUSED: end every file transfer
+   * and unblock what their channels still push, so that the state change
+   * does not wait on a member that stopped reading. */
+  void stop_transfers ();
 
   /* A published stream for a sink pad; the pad to target. */
   GstPad *add_outgoing (Kind kind, Outgoing::Settings settings);

@@ -246,28 +246,81 @@ SignallingClient::connect ()
   g_source_attach (t, context_);
   GSource *timeout = t;
 
-  /* The message is kept for its status: a refused upgrade says why there. */
+  /* The message is kept for its status: a refused upgrade says why there;
+   * its network events tell a TLS handshake that never ended. */
   struct Pending
   {
     SignallingClient *self;
     GSource *timeout;
     SoupMessage *msg;
+    Tls tls;
   };
+  auto *pending = new Pending { this, timeout, msg, TLS_NONE };
+  g_signal_connect (msg, "network-event", G_CALLBACK (+[] (SoupMessage *,
+              GSocketClientEvent event, GIOStream *, gpointer data) {
+        auto *p = static_cast<Pending *> (data);
+        if (event == G_SOCKET_CLIENT_TLS_HANDSHAKING)
+          p->tls = TLS_STARTED;
+        else if (event == G_SOCKET_CLIENT_TLS_HANDSHAKED)
+          p->tls = TLS_DONE;
+      }), pending);
   soup_session_websocket_connect_async (session_, msg, nullptr, nullptr,
       G_PRIORITY_DEFAULT, cancellable_,
       [] (GObject * source, GAsyncResult * result, gpointer data) {
         auto *p = static_cast<Pending *> (data);
         g_source_destroy (p->timeout);
         g_source_unref (p->timeout);
-        p->self->on_connected (source, result, p->msg);
+        g_signal_handlers_disconnect_by_data (p->msg, p);
+        p->self->on_connected (source, result, p->msg, p->tls);
         g_object_unref (p->msg);
         delete p;
-      }, new Pending { this, timeout, msg });
+      }, pending);
+}
+
+std::string
+SignallingClient::connect_failure (SoupMessage * msg, const GError * error,
+    bool timed_out, Tls tls)
+{
+  /* A wss:// URL on a plain server: the server takes the TLS greeting
+   * for a request and never answers it, or answers in plain HTTP. */
+  if (tls == TLS_STARTED || (tls == TLS_NONE && error
+          && error->domain == G_TLS_ERROR)) {
+    std::string why = timed_out ? "the server did not answer it within "
+        + std::to_string (CONNECT_TIMEOUT_MS / 1000) + " s"
+        : std::string (error ? error->message : "unknown error");
+    bool certificate = error && error->domain == G_TLS_ERROR
+        && error->code == G_TLS_ERROR_BAD_CERTIFICATE;
+    return "TLS handshake failed: " + why + (certificate
+        ? " (set tls-ca to the authority that signed the server's "
+          "certificate)"
+        : " (is the server plain, without TLS? then the URL is ws://)");
+  }
+  guint status = soup_message_get_status (msg);
+  if (status >= 200 && status != SOUP_STATUS_SWITCHING_PROTOCOLS) {
+    /* An HTTP answer other than the upgrade: a wrong path, most often. */
+    const char *phrase = soup_message_get_reason_phrase (msg);
+    GUri *uri = soup_message_get_uri (msg);
+    std::string path = uri ? g_uri_get_path (uri) : "";
+    if (path.empty ())
+      path = "/";
+    std::string reason = "the server answered " + std::to_string (status)
+        + " " + (phrase ? phrase : soup_status_get_phrase (status))
+        + " to " + path + " instead of a WebSocket upgrade";
+    if (path != "/peerjs")
+      reason += std::string ("; peerjs-signalling takes WebSockets at "
+          "/peerjs (") + (uri ? g_uri_get_scheme (uri) : "ws")
+          + "://host:port/peerjs)";
+    return reason;
+  }
+  if (timed_out)
+    return "no answer within " + std::to_string (CONNECT_TIMEOUT_MS / 1000)
+        + " s";
+  return error ? error->message : "unknown error";
 }
 
 void
 SignallingClient::on_connected (GObject * source, GAsyncResult * result,
-    SoupMessage * msg)
+    SoupMessage * msg, Tls tls)
 {
   g_autoptr (GError) error = nullptr;
   SoupWebsocketConnection *ws = soup_session_websocket_connect_finish (
@@ -289,11 +342,7 @@ SignallingClient::on_connected (GObject * source, GAsyncResult * result,
       handlers_.refused (status, answer);
       return;
     }
-    std::string reason = timed_out
-        ? "no answer within " + std::to_string (CONNECT_TIMEOUT_MS / 1000) + " s"
-        : std::string (error ? error->message : "unknown error");
-    if (status >= 400)
-      reason += " (" + answer + ")";
+    std::string reason = connect_failure (msg, error, timed_out, tls);
     if (!greeted_once_)
       handlers_.lost (reason, true, 0);
     else

@@ -68,8 +68,13 @@ private:
   void write (const std::string & text);
   void run ();
   void connect ();
+  /* `tls`: how far the TLS handshake went (TLS_NONE without one). */
+  enum Tls { TLS_NONE, TLS_STARTED, TLS_DONE };
   void on_connected (GObject * source, GAsyncResult * result,
-      SoupMessage * msg);
+      SoupMessage * msg, Tls tls);
+  /* Why a connection attempt that got no WebSocket failed, in words. */
+  std::string connect_failure (SoupMessage * msg, const GError * error,
+      bool timed_out, Tls tls);
   void on_message (GBytes * bytes);
   void on_closed ();
   void schedule_reconnect (const std::string & reason);

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -841,6 +842,60 @@ GST_START_TEST (test_unreachable_server)
 }
 END_TEST;
 
+/* Errors that say what went wrong: wss:// to a server without TLS names
+ * the TLS handshake (not a silent server), and a path other than /peerjs
+ * gives the server's HTTP answer and the path to use. All three are
+ * RESOURCE/OPEN_READ_WRITE and are not tried again. */
+GST_START_TEST (test_connect_errors)
+{
+  ServerThread server;
+  std::string port = std::to_string (server.port ());
+  struct Case
+  {
+    std::string url;
+    std::vector<std::string> says;
+  };
+  std::vector<Case> cases = {
+    {"wss://127.0.0.1:" + port + "/peerjs", {"TLS handshake failed",
+            "ws://"}},
+    /* The test server serves no page at /. */
+    {"ws://127.0.0.1:" + port + "/", {"answered 404 Not Found to /",
+            "/peerjs"}},
+    {"ws://127.0.0.1:" + port + "/foo", {"answered 404 Not Found to /foo",
+            "/peerjs"}},
+  };
+  std::vector<std::unique_ptr<Member>> members;
+  for (auto & c : cases) {
+    members.push_back (std::make_unique<Member> ("peerjssrc name=p server="
+            + c.url + " thread=x"));
+    members.back ()->play ();
+  }
+  std::string want = "error gst-resource-error-quark/"
+      + std::to_string (GST_RESOURCE_ERROR_OPEN_READ_WRITE) + ": ";
+  for (size_t i = 0; i < cases.size (); i++) {
+    Member & m = *members[i];
+    fail_unless (wait_until ([&] { return !m.errors ().empty (); }, 10000),
+        "no error for %s", cases[i].url.c_str ());
+    std::string e = m.errors ().front ();
+    fail_unless (e.find (want) == 0 && e.find (cases[i].url) != std::string::npos,
+        "wanted RESOURCE/OPEN_READ_WRITE naming %s, got %s",
+        cases[i].url.c_str (), e.c_str ());
+    /* In the message itself, before the debug text. */
+    std::string message = e.substr (0, e.find (". ("));
+    for (auto & words : cases[i].says)
+      fail_unless (message.find (words) != std::string::npos,
+          "the error for %s does not say '%s': %s", cases[i].url.c_str (),
+          words.c_str (), e.c_str ());
+    fail_unless (e.find ("no answer within") == std::string::npos, "%s",
+        e.c_str ());
+  }
+  for (auto & m : members) {
+    fail_unless_equals_int ((int) m->errors ().size (), 1);
+    fail_unless (m->stop () < 2000);
+  }
+}
+END_TEST;
+
 /* wss:// with the authority in tls-ca; without it the certificate is
  * refused with an error that says so. */
 GST_START_TEST (test_wss)
@@ -1381,7 +1436,8 @@ GST_START_TEST (test_file_cancel)
   ServerThread server;
   TempDir dir;
   std::string path = dir / "big.bin";
-  random_file (path, 200 * 1000 * 1000);
+  const guint64 size = 200 * 1000 * 1000;
+  random_file (path, size);
   g_mkdir ((dir / "in").c_str (), 0700);
   Member b ("peerjssrc name=p download-dir=" + (dir / "in") + " "
       + props (server, "cancel"));
@@ -1403,10 +1459,34 @@ GST_START_TEST (test_file_cancel)
     fail_unless (ok, "request-file refused");
     b.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
     Member & who = receiver_cancels ? b : a;
+    gint64 t0 = now_ms ();
     g_signal_emit_by_name (who.element (), "cancel-file", id, &ok);
     fail_unless (ok);
     std::string at_b = b.wait_message ("peerjs-file-error", {{"id", id}});
     std::string at_a = a.wait_message ("peerjs-file-error", {{"id", id}});
+    gint64 ms = now_ms () - t0;
+    g_print ("cancelled by the %s: both sides ended in %" G_GINT64_FORMAT
+        " ms\n", receiver_cancels ? "receiver" : "sender", ms);
+    /* The other side stops at once: the sender does not go on sending
+     * the rest of the file to a receiver that cancelled. */
+    fail_unless (ms < 1500, "the %s heard of the cancel after %"
+        G_GINT64_FORMAT " ms", receiver_cancels ? "sender" : "receiver", ms);
+    for (Member * m : { &a, &b }) {
+      std::string last = m->find ("peerjs-file-progress", {{"id", id}});
+      if (last.empty ())
+        continue;
+      g_autoptr (GstStructure) s = gst_structure_from_string (last.c_str (),
+          nullptr);
+      guint64 bytes = 0;
+      fail_unless (s && gst_structure_get_uint64 (s, "bytes", &bytes));
+      fail_unless (bytes < size, "%s: the whole file went after the cancel: "
+          "%s", m == &a ? "sender" : "receiver", last.c_str ());
+    }
+    if (receiver_cancels) {
+      std::string why = field (at_a, "message");
+      fail_unless (why.find ("refused") != std::string::npos, "%s",
+          at_a.c_str ());
+    }
     fail_unless (b.count ("peerjs-file-complete", {{"id", id}}) == 0);
     fail_unless (!g_file_test ((dir / "in/big.bin").c_str (),
             G_FILE_TEST_EXISTS), "a cancelled file is at its final name");
@@ -1562,6 +1642,101 @@ GST_START_TEST (test_stop_anytime)
     gint64 b = sink.stop ();
     fail_unless (a < 3000 && b < 3000, "stopping after %d ms took %"
         G_GINT64_FORMAT " and %" G_GINT64_FORMAT " ms", delay, a, b);
+  }
+}
+END_TEST;
+
+/* Sets `m` to NULL on a thread of its own and returns how long that took,
+ * in ms; a state change still going after `limit_ms` fails the case at
+ * once rather than hold up the suite. */
+gint64
+stop_within (Member & m, int limit_ms)
+{
+  struct Done
+  {
+    std::mutex lock;
+    std::condition_variable cv;
+    bool over = false;
+  };
+  auto done = std::make_shared<Done> ();
+  gint64 t0 = now_ms ();
+  std::thread stopper ([&m, done] {
+    m.stop ();
+    std::lock_guard<std::mutex> guard (done->lock);
+    done->over = true;
+    done->cv.notify_all ();
+  });
+  bool over;
+  {
+    std::unique_lock<std::mutex> guard (done->lock);
+    over = done->cv.wait_for (guard, std::chrono::milliseconds (limit_ms),
+        [&] { return done->over; });
+  }
+  if (!over)
+    stopper.detach ();
+  fail_unless (over, "set_state (NULL) still waits after %d ms", limit_ms);
+  stopper.join ();
+  return now_ms () - t0;
+}
+
+/* NULL while a file is being sent (or just after it was cancelled)
+ * returns promptly, to a receiver that reads and to one that stopped (its
+ * process stopped): the transfer ends and sctpenc's wait for room in the
+ * association gives up before the state change waits on it. */
+GST_START_TEST (test_stop_while_sending)
+{
+  ServerThread server;
+  TempDir dir;
+  std::string path = dir / "big.bin";
+  random_file (path, 100 * 1000 * 1000);
+  g_mkdir ((dir / "in").c_str (), 0700);
+  std::string cmd = "exec gst-launch-1.0 -q peerjssrc accept-files=all "
+      "download-dir=" + (dir / "in") + " " + props (server, "stopfiles")
+      + " ! fakesink async=false";
+  GPid pid = 0;
+  const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
+  fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+          G_SPAWN_SEARCH_PATH, nullptr, nullptr, &pid, nullptr));
+  std::shared_ptr<void> reap (nullptr, [pid] (void *) {
+    kill (pid, SIGKILL);
+    waitpid (pid, nullptr, 0);
+    g_spawn_close_pid (pid);
+  });
+  /* Whether the receiver is stopped, and whether the sender cancelled the
+   * transfer just before (its channel then still has data to push). */
+  for (auto stop : std::vector<std::pair<bool, bool>> { {true, false},
+          {false, false}, {true, true}, {false, true}, {true, false}}) {
+    bool stall = stop.first, cancel = stop.second;
+    Member a ("peerjssink name=p " + props (server, "stopfiles"));
+    fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+    a.wait_message ("peerjs-thread-connect", {{"thread", "stopfiles"}});
+    g_autofree char *id = nullptr;
+    g_signal_emit_by_name (a.element (), "offer-file", path.c_str (), nullptr,
+        "stopfiles", &id);
+    fail_unless (id != nullptr);
+    a.wait_message ("peerjs-file-progress", {{"id", id}}, 30000);
+    if (stall) {
+      kill (pid, SIGSTOP);
+      /* Until the association's buffer is full and sctpenc waits. */
+      g_usleep (1000 * 1000);
+    }
+    if (cancel) {
+      gboolean ok = FALSE;
+      g_signal_emit_by_name (a.element (), "cancel-file", id, &ok);
+      fail_unless (ok);
+    }
+    gint64 ms = stop_within (a, 5000);
+    g_print ("NULL while sending%s%s: %" G_GINT64_FORMAT " ms\n",
+        stall ? " to a stopped receiver" : "", cancel ? ", cancelled" : "",
+        ms);
+    /* It was stopped mid-transfer, and says so. */
+    std::string error = a.find ("peerjs-file-error", {{"id", id},
+            {"message", cancel ? "cancelled" : "the element stopped"}});
+    fail_unless (!error.empty () && a.count ("peerjs-file-complete") == 0,
+        "the transfer did not end as the element stopped: %s",
+        a.describe ().c_str ());
+    if (stall)
+      kill (pid, SIGCONT);
   }
 }
 END_TEST;
@@ -1849,6 +2024,7 @@ elements_suite ()
   tcase_add_test (tc, test_unreachable_server);
   tcase_add_test (tc, test_bad_settings);
   tcase_add_test (tc, test_wss);
+  tcase_add_test (tc, test_connect_errors);
   tcase_add_test (tc, test_bad_sdp);
   tcase_add_test (tc, test_mix_record);
   tcase_add_test (tc, test_chat);
@@ -1861,6 +2037,7 @@ elements_suite ()
   tcase_add_test (tc, test_file_stalled_and_unknown);
   tcase_add_test (tc, test_offer_resent);
   tcase_add_test (tc, test_stop_anytime);
+  tcase_add_test (tc, test_stop_while_sending);
   tcase_add_test (tc, test_auth_token);
   tcase_add_test (tc, test_auth_renewal);
   suite_add_tcase (s, tc);
