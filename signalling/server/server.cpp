@@ -581,16 +581,36 @@ SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
         body.data (), body.size ());
     return false;
   };
+  /* libsoup's own refusal would be an HTML page: the check alone, and the
+   * answer is ours, one text/plain line like every other refusal. */
+  g_autoptr (GError) bad = nullptr;
   if (!soup_websocket_server_check_handshake (msg, nullptr, nullptr, nullptr,
-          nullptr)) {
-    soup_message_headers_replace (soup_server_message_get_response_headers
-        (msg), "Connection", "close");
-    /* libsoup sets the status that fits what is wrong. */
-    soup_websocket_server_process_handshake (msg, nullptr, nullptr, nullptr,
-        nullptr);
-    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
-        "peerjs: this endpoint speaks WebSocket only\n", 45);
-    return false;
+          &bad)) {
+    SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+    if (strcmp (soup_server_message_get_method (msg), "GET") != 0)
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", std::string ("a ") +
+          soup_server_message_get_method (msg) + " request cannot upgrade; "
+          "this endpoint speaks WebSocket only");
+    if (soup_server_message_get_http_version (msg) < SOUP_HTTP_1_1)
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "the upgrade needs "
+          "HTTP/1.1; this endpoint speaks WebSocket only");
+    if (!soup_message_headers_header_equals (req, "Upgrade", "websocket")
+        || !soup_message_headers_header_contains (req, "Connection", "upgrade"))
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "this endpoint "
+          "speaks WebSocket only (Upgrade: websocket, Connection: Upgrade)");
+    if (!soup_message_headers_header_equals (req, "Sec-WebSocket-Version",
+            "13")) {
+      /* RFC 6455 4.4: name the versions the server speaks. */
+      soup_message_headers_replace (soup_server_message_get_response_headers
+          (msg), "Sec-WebSocket-Version", "13");
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "WebSocket version 13 "
+          "only");
+    }
+    if (!soup_message_headers_get_one (req, "Sec-WebSocket-Key"))
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "the upgrade has no "
+          "Sec-WebSocket-Key");
+    return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", std::string ("not a "
+            "valid WebSocket upgrade: ") + bad->message);
   }
   if (!origin_allowed (msg)) {
     const char *origin = soup_message_headers_get_one (
@@ -1161,7 +1181,7 @@ SignallingServer::metrics () const
       "a session, by reason.\n"
       "# TYPE peerjs_connections_refused_total counter\n";
   for (const char *reason : {"address", "origin", "token", "handshake",
-          "headers"}) {
+          "headers", "upgrade"}) {
     auto it = i.refused_connections.find (reason);
     o << "peerjs_connections_refused_total{reason=\"" << reason << "\"} "
         << (it == i.refused_connections.end () ? 0 : it->second) << '\n';

@@ -957,6 +957,86 @@ GST_START_TEST (test_oversized_headers)
 }
 GST_END_TEST;
 
+/* Upgrades refused before libsoup's handshake: a missing key, a POST,
+ * HTTP/1.0, another WebSocket version, no Upgrade at all. Each answer is
+ * 400 with one Connection: close and one text/plain line starting with
+ * "peerjs: " (a bad version names 13, RFC 6455 4.4), compared byte for
+ * byte but for the Server and Date lines. */
+GST_START_TEST (test_refused_upgrades)
+{
+  Scene s;
+  const std::string key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  const std::string up = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+  const std::string v13 = "Sec-WebSocket-Version: 13\r\n";
+  auto answer = [] (const char *version, const std::string & headers,
+      const std::string & text) {
+    std::string body = "peerjs: " + text + "\n";
+    return std::string ("HTTP/") + version + " 400 Bad Request\r\n" + headers +
+        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: " +
+        std::to_string (body.size ()) + "\r\n\r\n" + body;
+  };
+  struct Case
+  {
+    const char *what;
+    std::string request;
+    std::string expected;
+  };
+  const Case cases[] = {
+    {"no Sec-WebSocket-Key", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up +
+          v13 + "\r\n", answer ("1.1", "",
+          "the upgrade has no Sec-WebSocket-Key")},
+    {"a key of 3 bytes", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + v13 +
+          "Sec-WebSocket-Key: abc\r\n\r\n", answer ("1.1", "",
+          "not a valid WebSocket upgrade: Invalid WebSocket key")},
+    {"a POST", "POST /peerjs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" +
+          up + key + v13 + "\r\n", answer ("1.1", "", "a POST request cannot "
+          "upgrade; this endpoint speaks WebSocket only")},
+    {"HTTP/1.0", "GET /peerjs HTTP/1.0\r\nHost: x\r\n" + up + key + v13 +
+          "\r\n", answer ("1.0", "", "the upgrade needs HTTP/1.1; this "
+          "endpoint speaks WebSocket only")},
+    {"version 8", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + key +
+          "Sec-WebSocket-Version: 8\r\n\r\n", answer ("1.1",
+          "Sec-WebSocket-Version: 13\r\n", "WebSocket version 13 only")},
+    {"no version", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + key +
+          "\r\n", answer ("1.1", "Sec-WebSocket-Version: 13\r\n",
+          "WebSocket version 13 only")},
+    {"no Upgrade", "GET /peerjs HTTP/1.1\r\nHost: x\r\n\r\n",
+          answer ("1.1", "", "this endpoint speaks WebSocket only (Upgrade: "
+          "websocket, Connection: Upgrade)")},
+  };
+  std::uint64_t refused = 0;
+  for (const Case & c : cases) {
+    RawClient raw;
+    fail_unless (raw.open (s.server.port ()));
+    fail_unless (raw.send_raw (c.request));
+    auto got = raw.read_to_eof (3000);
+    survived (s, c.what, [&] () {
+          fail_unless (got.has_value (), "%s: the connection stayed open",
+              c.what);
+          /* The Server and Date lines vary with libsoup and the clock. */
+          std::string kept;
+          std::size_t at = 0;
+          while (at < got->size ()) {
+            std::size_t eol = got->find ("\r\n", at);
+            std::size_t end = eol == std::string::npos ? got->size () : eol + 2;
+            std::string line = got->substr (at, end - at);
+            if (line.rfind ("Server: ", 0) != 0 && line.rfind ("Date: ", 0) != 0)
+              kept += line;
+            at = end;
+            if (line == "\r\n")
+              break;
+          }
+          kept += got->substr (at);
+          fail_unless (kept == c.expected, "%s: the answer was\n%s\nnot\n%s",
+              c.what, kept.c_str (), c.expected.c_str ());
+          fail_unless_equals_uint64 (metric (s.server,
+                  "peerjs_connections_refused_total{reason=\"upgrade\"}"),
+              ++refused);
+        });
+  }
+}
+GST_END_TEST;
+
 /* Slowloris: connections that send their request a byte at a time, or
  * nothing at all, are closed without an answer once --handshake-timeout
  * passed; meanwhile clients keep connecting and relaying. */
@@ -1461,6 +1541,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_resume_last);
   tcase_add_test (tc, test_path_traversal);
   tcase_add_test (tc, test_oversized_headers);
+  tcase_add_test (tc, test_refused_upgrades);
   tcase_add_test (tc, test_slowloris);
   tcase_add_test (tc, test_per_address_cap);
   tcase_add_test (tc, test_origin);
