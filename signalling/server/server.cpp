@@ -188,7 +188,7 @@ struct SignallingServer::Impl
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
   void accept_connections ();
-  void head_ready (Link * l);
+  void head_ready (Link * l, std::uint32_t events = 0);
   void hand_to_soup (Link * l);
   void refuse_link (Link * l, const char *reason, const char *status,
       const std::string & text);
@@ -316,8 +316,7 @@ Link::on_ready (std::uint32_t events)
       impl->drop_link (this);
     return;
   }
-  (void) events;
-  impl->head_ready (this);
+  impl->head_ready (this, events);
 }
 
 /* Take every connection waiting, up to a bound per wake-up. */
@@ -386,9 +385,12 @@ SignallingServer::Impl::accept_connections ()
   }
 }
 
-/* Has the whole request head arrived? Peek, leaving it for libsoup. */
+/* Has the whole request head arrived? Peek, leaving it for libsoup.
+ * `events` are the Poller's: a client that hung up, or whose socket
+ * failed, before its head was whole will never finish it, and what it
+ * sent would hide its end from the peek. */
 void
-SignallingServer::Impl::head_ready (Link * l)
+SignallingServer::Impl::head_ready (Link * l, std::uint32_t events)
 {
   std::string &buf = peek_buf;
   buf.resize (options.max_header_bytes + 1);
@@ -410,7 +412,10 @@ SignallingServer::Impl::head_ready (Link * l)
     refuse_link (l, "headers", "431 Request Header Fields Too Large",
         "request head over " + std::to_string (options.max_header_bytes) +
         " bytes");
+    return;
   }
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    drop_link (l);
 }
 
 void

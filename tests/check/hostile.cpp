@@ -1129,6 +1129,43 @@ GST_START_TEST (test_per_address_cap)
 }
 GST_END_TEST;
 
+/* A client that hangs up halfway through its request frees its place
+ * under --max-per-address at once, not at --handshake-timeout (10 s):
+ * what it sent stays in the socket and must not hide the hang-up. */
+GST_START_TEST (test_dropped_mid_handshake)
+{
+  ServerOptions o = hostile_options ();
+  o.max_per_address = 3;
+  Scene s (o);   /* a, b and survived ()'s new client: 3 from 127.0.0.1 */
+  for (int round = 0; round < 3; round++) {
+    {
+      RawClient half[3];
+      for (RawClient & h : half) {
+        fail_unless (h.open (s.server.port (), "127.0.0.3"));
+        fail_unless (h.send_raw ("GET /peerjs HTTP/1.1\r\nHost: x\r\n"));
+      }
+    }   /* all three hang up here */
+    gint64 start = g_get_monotonic_time ();
+    bool in = false;
+    while (!in && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+      RawClient next;
+      fail_unless (next.open (s.server.port (), "127.0.0.3"));
+      in = next.upgrade ();
+      if (!in) {
+        fail_unless_equals_int (next.status (), 429);
+        g_usleep (20000);
+      }
+    }
+    survived (s, "clients that hung up mid-request", [&] () {
+          fail_unless (in, "round %d: the places of clients that hung up "
+              "mid-request were still taken after 2 s", round);
+        });
+  }
+  fail_unless_equals_uint64 (metric (s.server,
+          "peerjs_connections_refused_total{reason=\"handshake\"}"), 0);
+}
+GST_END_TEST;
+
 /* Origin: none and the server's own are accepted, any other is 403
  * unless --allow-origin lists it. */
 GST_START_TEST (test_origin)
@@ -1544,6 +1581,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_refused_upgrades);
   tcase_add_test (tc, test_slowloris);
   tcase_add_test (tc, test_per_address_cap);
+  tcase_add_test (tc, test_dropped_mid_handshake);
   tcase_add_test (tc, test_origin);
   tcase_add_test (tc, test_rate_limit);
   tcase_add_test (tc, test_auth_hs256);
