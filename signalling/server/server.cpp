@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <list>
 #include <map>
 #include <set>
 #include <sstream>
@@ -148,6 +149,18 @@ struct SignallingServer::Impl
   std::uint64_t rate_limited = 0;
   std::uint64_t flood_closed = 0;
   std::string rate_limited_text;     /* the error's message, made once */
+  /* Sessions away, under the address of the connection they had, oldest
+   * first: with the open connections they count against
+   * --max-per-address, so that one address that connects and drops
+   * cannot fill the server with sessions waiting out their grace. */
+  struct AwayFrom
+  {
+    std::string address;
+    std::list<std::string>::iterator pos;
+  };
+  std::unordered_map<std::string, AwayFrom> away_from;     /* by session */
+  std::unordered_map<std::string, std::list<std::string>> away_by_address;
+  std::uint64_t away_evicted = 0;
   std::string peek_buf;              /* head_ready's, reused */
 
   /* Every connection, in no order; the timer visits a slice of them per
@@ -194,6 +207,10 @@ struct SignallingServer::Impl
       const std::string & text);
   void drop_link (Link * l);
   void release_address (const std::string & address, bool & counted);
+  void away_add (const std::string & session, const std::string & address);
+  void away_remove (const std::string & session);
+  void away_sweep ();
+  void make_room (const std::string & address);
   static void link_gone (gpointer data, GObject * conn);
   void expire_links (std::int64_t now);
   bool origin_allowed (SoupServerMessage * msg);
@@ -500,6 +517,76 @@ SignallingServer::Impl::release_address (const std::string & address,
     per_address.erase (it);
 }
 
+/* `session` went away; its connection came from `address`. */
+void
+SignallingServer::Impl::away_add (const std::string & session,
+    const std::string & address)
+{
+  if (options.max_per_address == 0)
+    return;
+  away_remove (session);
+  auto &list = away_by_address[address];
+  list.push_back (session);
+  away_from[session] = AwayFrom {address, std::prev (list.end ())};
+}
+
+/* `session` is back on a connection, or ended. */
+void
+SignallingServer::Impl::away_remove (const std::string & session)
+{
+  auto it = away_from.find (session);
+  if (it == away_from.end ())
+    return;
+  auto at = away_by_address.find (it->second.address);
+  at->second.erase (it->second.pos);
+  if (at->second.empty ())
+    away_by_address.erase (at);
+  away_from.erase (it);
+}
+
+/* Forget the sessions away that the router ended (their grace passed). */
+void
+SignallingServer::Impl::away_sweep ()
+{
+  /* Every session away in the router went away through unmap (): when
+   * the numbers match, none of ours ended. */
+  if (away_from.size () <= router.session_count () - router.online_count ())
+    return;
+  std::vector<std::string> gone;
+  for (const auto &[session, from] : away_from)
+    if (!router.has_session (session))
+      gone.push_back (session);
+  for (const auto &session : gone)
+    away_remove (session);
+}
+
+/* A session now has a connection from `address`: past --max-per-address,
+ * counting its open connections and its sessions away, the address's
+ * oldest sessions away end. An address holds at most that many sessions,
+ * and whoever connects and drops only ever ends its own. */
+void
+SignallingServer::Impl::make_room (const std::string & address)
+{
+  if (options.max_per_address == 0)
+    return;
+  auto at = away_by_address.find (address);
+  if (at == away_by_address.end ())
+    return;
+  auto open = per_address.find (address);
+  std::size_t held = open == per_address.end () ? 0 : open->second;
+  while (at != away_by_address.end ()
+      && held + at->second.size () > options.max_per_address) {
+    std::string oldest = at->second.front ();
+    g_info ("%s is at --max-per-address (%u) with its connections and "
+        "sessions away; ending its oldest session away, %s", address.c_str (),
+        options.max_per_address, oldest.c_str ());
+    away_remove (oldest);
+    away_evicted++;
+    dispatch (router.leave (oldest));
+    at = away_by_address.find (address);
+  }
+}
+
 /* The connection's socket is gone (libsoup and the WebSocket let it go, or
  * we closed it). */
 void
@@ -716,6 +803,8 @@ SignallingServer::Impl::unmap (Connection * c, bool leaving)
   auto it = by_session.find (c->session);
   if (it != by_session.end () && it->second == c) {
     by_session.erase (it);
+    if (!leaving)
+      away_add (c->session, c->address);
     dispatch (leaving ? router.leave (c->session)
         : router.drop (c->session, g_get_monotonic_time ()));
   }
@@ -810,6 +899,7 @@ SignallingServer::Impl::on_tick ()
   }
   expire_links (now);
   dispatch (router.tick (now));
+  away_sweep ();
 }
 
 void
@@ -822,14 +912,16 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   auto *c = new Connection ();
   c->impl = this;
   auto lit = link_by_remote.find (soup_server_message_get_remote_address (msg));
-  if (lit != link_by_remote.end () && !cert) {
+  if (lit != link_by_remote.end ()) {
     Link *l = lit->second;
-    fd = g_socket_get_fd (g_socket_connection_get_socket (l->conn));
     c->address = l->address;
-    c->counted = l->counted;
-    l->counted = false;
-    g_object_weak_unref (G_OBJECT (l->conn), link_gone, l);
-    link_gone (l, nullptr);
+    if (!cert) {
+      fd = g_socket_get_fd (g_socket_connection_get_socket (l->conn));
+      c->counted = l->counted;
+      l->counted = false;
+      g_object_weak_unref (G_OBJECT (l->conn), link_gone, l);
+      link_gone (l, nullptr);
+    }
   }
   g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   std::int64_t now = g_get_monotonic_time ();
@@ -859,7 +951,9 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   }
   c->session = r.session;
   by_session[r.session] = c;
+  away_remove (r.session);
   dispatch (r.deliveries);
+  make_room (c->address);
   /* Whatever the client sent right after its request. */
   c->ws->read_now ();
 }
@@ -1094,6 +1188,8 @@ SignallingServer::stop ()
     }
   }
   impl->per_address.clear ();
+  impl->away_from.clear ();
+  impl->away_by_address.clear ();
   if (impl->accept_pause) {
     g_source_destroy (impl->accept_pause);
     g_clear_pointer (&impl->accept_pause, g_source_unref);
@@ -1166,6 +1262,9 @@ SignallingServer::metrics () const
       "Sessions taken over by a new connection.", st.sessions_resumed);
   metric ("peerjs_sessions_expired_total", "counter",
       "Sessions ended because their grace period passed.", st.sessions_expired);
+  metric ("peerjs_sessions_evicted_total", "counter",
+      "Sessions away ended early for a new session from their address "
+      "(--max-per-address).", i.away_evicted);
   metric ("peerjs_messages_received_total", "counter",
       "Messages received from clients.", st.messages_in);
   metric ("peerjs_messages_sent_total", "counter",

@@ -1166,6 +1166,75 @@ GST_START_TEST (test_dropped_mid_handshake)
 }
 GST_END_TEST;
 
+/* One address that connects and drops, again and again, leaves sessions
+ * waiting out their grace: they count against --max-per-address with its
+ * open connections, so the address holds at most that many sessions (its
+ * oldest away ones end) and the server does not fill up for others. A
+ * resumed session is counted once, and the count goes with the grace. */
+GST_START_TEST (test_away_per_address)
+{
+  ServerOptions o = hostile_options ();
+  o.max_per_address = 3;     /* a, b and survived ()'s client: 127.0.0.1 */
+  o.limits.max_sessions = 8;
+  o.limits.grace_us = 4 * G_USEC_PER_SEC;
+  Scene s (o);
+  auto evicted = [&] () {
+    return metric (s.server, "peerjs_sessions_evicted_total");
+  };
+  std::uint64_t evicted_before = evicted ();
+  std::vector<std::string> ids, tokens;
+  for (int i = 0; i < 20; i++) {
+    RawClient hit;
+    fail_unless (hit.open (s.server.port (), "127.0.0.4"));
+    fail_unless (hit.upgrade (), "connection %d from the attacker was refused",
+        i);
+    ids.push_back (hit.id);
+    tokens.push_back (hit.token);
+  }   /* each drops without a close frame: its session is away */
+  for (const auto &id : ids)
+    wait_offline (s.server, id);
+  survived (s, "one address connecting and dropping", [&] () {
+        for (std::size_t i = 0; i < ids.size (); i++)
+          fail_unless (has_session (s.server, ids[i]) == (i >= ids.size () - 3),
+              "attacker's session %zu of %zu: %s", i + 1, ids.size (),
+              i >= ids.size () - 3 ? "ended" : "kept");
+        fail_unless_equals_uint64 (evicted () - evicted_before, 17);
+        RawClient other;
+        fail_unless (other.open (s.server.port (), "127.0.0.5"));
+        fail_unless (other.upgrade (), "another address was refused: %s",
+            other.body ().c_str ());
+      });
+
+  /* Resuming one of the three from the same address ends none of the
+   * others: the session counts once, as its connection. */
+  evicted_before = evicted ();
+  {
+    RawClient back;
+    fail_unless (back.open (s.server.port (), "127.0.0.4"));
+    fail_unless (back.upgrade ("/peerjs?resume=" + tokens.back ()));
+    assert_str (back.id, ids.back ());
+    for (std::size_t i = ids.size () - 3; i < ids.size (); i++)
+      fail_unless (has_session (s.server, ids[i]));
+    fail_unless_equals_uint64 (evicted (), evicted_before);
+  }
+  wait_offline (s.server, ids.back ());
+
+  /* Once their grace passed, the address's places are free again. */
+  gint64 start = g_get_monotonic_time ();
+  while (has_session (s.server, ids.back ())
+      && g_get_monotonic_time () - start < 10 * G_USEC_PER_SEC)
+    g_usleep (50000);
+  fail_if (has_session (s.server, ids.back ()), "the grace did not end");
+  std::vector<std::unique_ptr<RawClient>> fresh;
+  for (int i = 0; i < 3; i++) {
+    fresh.push_back (std::make_unique<RawClient> ());
+    fail_unless (fresh.back ()->open (s.server.port (), "127.0.0.4"));
+    fail_unless (fresh.back ()->upgrade ());
+  }
+  fail_unless_equals_uint64 (evicted (), evicted_before);
+}
+GST_END_TEST;
+
 /* Origin: none and the server's own are accepted, any other is 403
  * unless --allow-origin lists it. */
 GST_START_TEST (test_origin)
@@ -1582,6 +1651,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_slowloris);
   tcase_add_test (tc, test_per_address_cap);
   tcase_add_test (tc, test_dropped_mid_handshake);
+  tcase_add_test (tc, test_away_per_address);
   tcase_add_test (tc, test_origin);
   tcase_add_test (tc, test_rate_limit);
   tcase_add_test (tc, test_auth_hs256);
