@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "head-stream.h"
 #include "poller.h"
 #include "websocket.h"
 
@@ -90,6 +91,10 @@ struct Link : Poller::Handler
   std::string address;               /* the client's IP, for the cap */
   bool counted = false;
   std::int64_t deadline_us = 0;
+  /* TLS: the watch on the request head (weak), and the TLS connection,
+   * which the watch keeps. */
+  GInputStream *head = nullptr;
+  GIOStream *tls = nullptr;
 
   void on_ready (std::uint32_t events) override;
   int fd () const { return g_socket_get_fd (socket); }
@@ -205,6 +210,7 @@ struct SignallingServer::Impl
   void hand_to_soup (Link * l);
   void refuse_link (Link * l, const char *reason, const char *status,
       const std::string & text);
+  static void head_over (gpointer data);
   void drop_link (Link * l);
   void release_address (const std::string & address, bool & counted);
   void away_add (const std::string & session, const std::string & address);
@@ -448,6 +454,7 @@ SignallingServer::Impl::hand_to_soup (Link * l)
   GIOStream *stream = G_IO_STREAM (conn);
   g_autoptr (GIOStream) tls = nullptr;
   g_autoptr (GError) error = nullptr;
+  g_autoptr (GIOStream) watched = nullptr;
   if (cert) {
     tls = G_IO_STREAM (g_tls_server_connection_new (stream, cert, &error));
     if (!tls) {
@@ -455,7 +462,19 @@ SignallingServer::Impl::hand_to_soup (Link * l)
       g_object_unref (conn);
       return;
     }
-    stream = tls;
+    /* The decrypted head is bounded as libsoup reads it. A TLS
+     * connection's streams do not hold it: the watch does. */
+    GInputStream *head = head_stream_new (g_io_stream_get_input_stream (tls),
+        options.max_header_bytes, head_over, l);
+    g_object_set_data_full (G_OBJECT (head), "peerjs-tls", g_object_ref (tls),
+        g_object_unref);
+    l->tls = tls;
+    l->head = head;
+    g_object_add_weak_pointer (G_OBJECT (head),
+        reinterpret_cast<gpointer *>(&l->head));
+    watched = g_simple_io_stream_new (head, g_io_stream_get_output_stream (tls));
+    g_object_unref (head);
+    stream = watched;
   }
   g_autoptr (GSocketAddress) local = g_socket_get_local_address (
       g_socket_connection_get_socket (conn), nullptr);
@@ -468,6 +487,16 @@ SignallingServer::Impl::hand_to_soup (Link * l)
   g_object_unref (conn);        /* libsoup's now; link_gone tells us */
 }
 
+/* An HTTP answer `status` with the body "peerjs: `text`". */
+static std::string
+refusal (const char *status, const std::string & text)
+{
+  std::string body = "peerjs: " + text + "\n";
+  return std::string ("HTTP/1.1 ") + status + "\r\n"
+      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+      std::to_string (body.size ()) + "\r\n\r\n" + body;
+}
+
 /* Answer `status` with "peerjs: `text`" (best effort), stop sending, and
  * drain what the client sends until it closes, so that the answer is not
  * lost to a reset. */
@@ -475,10 +504,7 @@ void
 SignallingServer::Impl::refuse_link (Link * l, const char *reason,
     const char *status, const std::string & text)
 {
-  std::string body = "peerjs: " + text + "\n";
-  std::string response = std::string ("HTTP/1.1 ") + status + "\r\n"
-      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
-      std::to_string (body.size ()) + "\r\n\r\n" + body;
+  std::string response = refusal (status, text);
   refused_connections[reason]++;
   g_info ("refused a connection from %s: %s", l->address.c_str (), reason);
   if (l->state == Link::State::Head)
@@ -491,6 +517,31 @@ SignallingServer::Impl::refuse_link (Link * l, const char *reason,
   l->state = Link::State::Refused;
   l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
   poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+}
+
+/* A TLS request head passed the bound, inside libsoup's read: answer 431
+ * as refuse_link does. The watch now drops what the client sends; libsoup
+ * lets the connection go when the client closes, or when the deadline
+ * shuts the socket. */
+void
+SignallingServer::Impl::head_over (gpointer data)
+{
+  auto *l = static_cast<Link *>(data);
+  Impl *self = l->impl;
+  std::string response = refusal ("431 Request Header Fields Too Large",
+      "request head over " + std::to_string (self->options.max_header_bytes) +
+      " bytes");
+  self->refused_connections["headers"]++;
+  g_info ("refused a connection from %s: headers", l->address.c_str ());
+  g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (
+          g_io_stream_get_output_stream (l->tls)), response.data (),
+      response.size (), nullptr, nullptr);
+  g_socket_shutdown (g_socket_connection_get_socket (l->conn), FALSE, TRUE,
+      nullptr);
+  self->release_address (l->address, l->counted);
+  l->state = Link::State::Refused;
+  l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
+  self->waiting.insert (l);
 }
 
 /* Close a connection that is still ours (Head or Refused). */
@@ -594,6 +645,11 @@ SignallingServer::Impl::link_gone (gpointer data, GObject *)
 {
   auto *l = static_cast<Link *>(data);
   Impl *self = l->impl;
+  if (l->head) {
+    head_stream_disarm (l->head);
+    g_object_remove_weak_pointer (G_OBJECT (l->head),
+        reinterpret_cast<gpointer *>(&l->head));
+  }
   self->release_address (l->address, l->counted);
   if (l->remote) {
     auto it = self->link_by_remote.find (l->remote);
@@ -619,7 +675,11 @@ SignallingServer::Impl::expire_links (std::int64_t now)
     waiting.erase (l);
     switch (l->state) {
       case Link::State::Refused:
-        drop_link (l);
+        if (l->socket)
+          drop_link (l);
+        else    /* TLS: libsoup sees the end of the stream. */
+          g_socket_shutdown (g_socket_connection_get_socket (l->conn), TRUE,
+              TRUE, nullptr);
         break;
       case Link::State::Head:
       case Link::State::Soup:

@@ -1037,6 +1037,132 @@ GST_START_TEST (test_refused_upgrades)
 }
 GST_END_TEST;
 
+/* `request` over TLS on a fresh connection from `local` (any 127.x): what
+ * the server answers until it closes, nullopt if it stayed open for 5 s.
+ * With `hang_up`, the client closes right after sending instead. */
+std::optional<std::string>
+tls_raw (guint port, const std::string & request, const char *local,
+    bool hang_up = false)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_socket_client_set_timeout (client, 5);
+  g_autoptr (GInetAddress) from = g_inet_address_new_from_string (local);
+  g_autoptr (GSocketAddress) bind_to = g_inet_socket_address_new (from, 0);
+  g_socket_client_set_local_address (client, bind_to);
+  g_autoptr (GSocketConnection) conn = g_socket_client_connect_to_host (client,
+      "127.0.0.1", port, nullptr, nullptr);
+  fail_unless (conn != nullptr, "no TCP connection from %s", local);
+  g_autoptr (GIOStream) tls = g_tls_client_connection_new (G_IO_STREAM (conn),
+      nullptr, nullptr);
+  fail_unless (tls != nullptr);
+  g_signal_connect (tls, "accept-certificate", G_CALLBACK (+[] (
+              GTlsConnection *, GTlsCertificate *, GTlsCertificateFlags,
+              gpointer) -> gboolean {
+            return TRUE;
+          }), nullptr);
+  g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
+  fail_unless (g_output_stream_write_all (g_io_stream_get_output_stream (tls),
+          request.data (), request.size (), nullptr, nullptr, nullptr));
+  if (hang_up) {
+    g_io_stream_close (tls, nullptr, nullptr);
+    return std::string ();
+  }
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    g_autoptr (GError) error = nullptr;
+    gssize n = g_input_stream_read (g_io_stream_get_input_stream (tls), buf,
+        sizeof buf, nullptr, &error);
+    if (n > 0) {
+      got.append (buf, n);
+      continue;
+    }
+    if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+      return std::nullopt;
+    return got;
+  }
+}
+
+/* TLS connections get what plain ones get before libsoup has their
+ * request: a head over 16 KiB is answered 431 (ended or not) and its
+ * place under --max-per-address freed; a client that hangs up halfway
+ * through its request frees its place at once. */
+GST_START_TEST (test_tls_requests)
+{
+  const char *data = g_getenv ("PEERJS_TEST_DATA");
+  fail_unless (data != nullptr, "PEERJS_TEST_DATA is not set");
+  ServerOptions o = hostile_options ();
+  g_autofree char *cert = g_build_filename (data, "test-cert.pem", nullptr);
+  g_autofree char *key = g_build_filename (data, "test-key.pem", nullptr);
+  o.tls_cert = cert;
+  o.tls_key = key;
+  o.max_per_address = 3;
+  Scene s (o);
+  const guint port = s.server.port ();
+  auto get = [] (const std::string & headers, bool end = true) {
+    return "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+        (end ? "Connection: close\r\n\r\n" : "");
+  };
+  const std::string refused = "HTTP/1.1 431 Request Header Fields Too Large"
+      "\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+      "Content-Length: 38\r\n\r\npeerjs: request head over 16384 bytes\n";
+  std::string endless;
+  while (endless.size () < 20 * 1024)
+    endless += "X-More: " + std::string (100, 'm') + "\r\n";
+
+  auto ok = tls_raw (port, get ("X-Big: " + std::string (15 * 1024, 'b') +
+          "\r\n"), "127.0.0.6");
+  fail_unless (ok && ok->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0,
+      "15 KiB of headers over TLS: %s", ok ? ok->c_str () : "still open");
+
+  struct Case
+  {
+    const char *what;
+    std::string request;
+  };
+  const Case cases[] = {
+    {"TLS: one header of 17 KiB", get ("X-Big: " + std::string (17 * 1024, 'b')
+              + "\r\n")},
+    {"TLS: 20 KiB of headers that never end", get (endless, false)},
+    {"TLS: a request line of 17 KiB", "GET /" + std::string (17 * 1024, 'p') +
+          " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"},
+  };
+  std::uint64_t headers = 0;
+  for (int round = 0; round < 2; round++) {
+    for (const Case & c : cases) {
+      auto got = tls_raw (port, c.request, "127.0.0.6");
+      survived (s, c.what, [&] () {
+            fail_unless (got.has_value (), "%s: the connection stayed open",
+                c.what);
+            fail_unless (*got == refused, "%s: answered\n%s", c.what,
+                got->c_str ());
+            fail_unless_equals_uint64 (metric (s.server,
+                    "peerjs_connections_refused_total{reason=\"headers\"}"),
+                ++headers);
+          });
+    }
+  }
+
+  /* Three clients hang up halfway through their request; their places
+   * are free at once. */
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 3; i++)
+      tls_raw (port, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "127.0.0.6",
+          true);
+    gint64 start = g_get_monotonic_time ();
+    bool served = false;
+    while (!served && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+      auto got = tls_raw (port, get (""), "127.0.0.6");
+      served = got && got->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0;
+      if (!served)
+        g_usleep (20000);
+    }
+    fail_unless (served, "round %d: the places of TLS clients that hung up "
+        "mid-request were still taken after 2 s", round);
+  }
+}
+GST_END_TEST;
+
 /* Slowloris: connections that send their request a byte at a time, or
  * nothing at all, are closed without an answer once --handshake-timeout
  * passed; meanwhile clients keep connecting and relaying. */
@@ -1648,6 +1774,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_path_traversal);
   tcase_add_test (tc, test_oversized_headers);
   tcase_add_test (tc, test_refused_upgrades);
+  tcase_add_test (tc, test_tls_requests);
   tcase_add_test (tc, test_slowloris);
   tcase_add_test (tc, test_per_address_cap);
   tcase_add_test (tc, test_dropped_mid_handshake);
