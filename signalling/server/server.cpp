@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -70,6 +71,26 @@ constexpr std::int64_t REFUSED_LINGER_US = 2 * G_USEC_PER_SEC;
 
 }  // namespace
 
+struct Link;
+
+/* A refusal to a TLS client, which reads it only after a handshake: the
+ * answer is written once the handshake is done. The handshake runs on
+ * GLib's threads: while it does, the socket is left to it. */
+struct TlsRefusal
+{
+  Link *link = nullptr;          /* null once the link is gone */
+  GIOStream *tls = nullptr;
+  GCancellable *cancel = g_cancellable_new ();
+  std::string response;
+  bool handshaking = true;
+
+  ~TlsRefusal ()
+  {
+    g_clear_object (&tls);      /* closes the socket, if still open */
+    g_object_unref (cancel);
+  }
+};
+
 /* One accepted TCP connection, from accept () until its socket is gone:
  * the per-address count and the handshake deadline. Until its request
  * head is complete it waits on the Poller (edge-triggered, peeking, so
@@ -95,6 +116,7 @@ struct Link : Poller::Handler
    * which the watch keeps. */
   GInputStream *head = nullptr;
   GIOStream *tls = nullptr;
+  TlsRefusal *refusing = nullptr;    /* refused before libsoup had it */
 
   void on_ready (std::uint32_t events) override;
   int fd () const { return g_socket_get_fd (socket); }
@@ -211,6 +233,7 @@ struct SignallingServer::Impl
   void refuse_link (Link * l, const char *reason, const char *status,
       const std::string & text);
   static void head_over (gpointer data);
+  void refuse_over_tls (Link * l, std::string response);
   void drop_link (Link * l);
   void release_address (const std::string & address, bool & counted);
   void away_add (const std::string & session, const std::string & address);
@@ -509,14 +532,58 @@ SignallingServer::Impl::refuse_link (Link * l, const char *reason,
   g_info ("refused a connection from %s: %s", l->address.c_str (), reason);
   if (l->state == Link::State::Head)
     poller->remove (l->fd (), l);
+  release_address (l->address, l->counted);
+  l->state = Link::State::Refused;
+  l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
+  if (cert) {
+    refuse_over_tls (l, std::move (response));
+    return;
+  }
   ssize_t ignored = send (l->fd (), response.data (), response.size (),
       MSG_DONTWAIT | MSG_NOSIGNAL);
   (void) ignored;
   shutdown (l->fd (), SHUT_WR);
-  release_address (l->address, l->counted);
-  l->state = Link::State::Refused;
-  l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
   poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+}
+
+/* refuse_link for a TLS client: handshake, answer, then stop sending and
+ * drain the raw bytes as for a plain one. The deadline bounds the
+ * handshake too. */
+void
+SignallingServer::Impl::refuse_over_tls (Link * l, std::string response)
+{
+  g_autoptr (GSocketConnection) conn =
+      g_socket_connection_factory_create_connection (l->socket);
+  g_autoptr (GError) error = nullptr;
+  GIOStream *tls = G_IO_STREAM (g_tls_server_connection_new (G_IO_STREAM (conn),
+          cert, &error));
+  if (!tls) {
+    g_info ("TLS: %s", error->message);
+    return;     /* the deadline closes it */
+  }
+  auto *r = new TlsRefusal ();
+  r->link = l;
+  r->tls = tls;
+  r->response = std::move (response);
+  l->refusing = r;
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
+      r->cancel, +[] (GObject * src, GAsyncResult * res, gpointer data) {
+        auto *r = static_cast<TlsRefusal *>(data);
+        gboolean ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (src),
+            res, nullptr);
+        r->handshaking = false;
+        Link *l = r->link;
+        if (!l) {
+          delete r;
+          return;
+        }
+        if (ok)
+          g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (
+                  g_io_stream_get_output_stream (r->tls)), r->response.data (),
+              r->response.size (), nullptr, nullptr);
+        shutdown (l->fd (), SHUT_WR);
+        l->impl->poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+      }, r);
 }
 
 /* A TLS request head passed the bound, inside libsoup's read: answer 431
@@ -549,7 +616,17 @@ void
 SignallingServer::Impl::drop_link (Link * l)
 {
   poller->remove (l->fd (), l);
-  g_socket_close (l->socket, nullptr);
+  bool handshaking = false;
+  if (TlsRefusal *r = std::exchange (l->refusing, nullptr)) {
+    r->link = nullptr;
+    handshaking = r->handshaking;
+    if (handshaking)    /* its end closes the socket */
+      g_cancellable_cancel (r->cancel);
+    else
+      delete r;
+  }
+  if (!handshaking)
+    g_socket_close (l->socket, nullptr);
   g_object_unref (l->socket);
   l->socket = nullptr;
   link_gone (l, nullptr);

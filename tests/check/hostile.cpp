@@ -1160,6 +1160,33 @@ GST_START_TEST (test_tls_requests)
     fail_unless (served, "round %d: the places of TLS clients that hung up "
         "mid-request were still taken after 2 s", round);
   }
+
+  /* Over --max-per-address, a TLS client gets its 429 over TLS. */
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 3; i++) {
+    held.push_back (std::make_unique<RawClient> ());
+    fail_unless (held.back ()->open (port, "127.0.0.7"));
+  }
+  const std::string body = "peerjs: too many connections from 127.0.0.7 (at "
+      "most 3)\n";
+  const std::string too_many = "HTTP/1.1 429 Too Many Requests\r\n"
+      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+      std::to_string (body.size ()) + "\r\n\r\n" + body;
+  for (int i = 0; i < 3; i++) {
+    auto got = tls_raw (port, get (""), "127.0.0.7");
+    survived (s, "TLS over the per-address cap", [&] () {
+          fail_unless (got.has_value (), "the fourth TLS connection stayed open");
+          fail_unless (*got == too_many, "answered\n%s", got->c_str ());
+        });
+  }
+  held.clear ();
+  gint64 start = g_get_monotonic_time ();
+  bool served = false;
+  while (!served && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+    auto got = tls_raw (port, get (""), "127.0.0.7");
+    served = got && got->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0;
+  }
+  fail_unless (served, "the places of closed connections were not freed");
 }
 GST_END_TEST;
 
