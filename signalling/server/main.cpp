@@ -168,7 +168,8 @@ main (int argc, char **argv)
           "one session may send, with a burst of four seconds' worth "
           "(default 1048576; 0: no limit)", "N"},
     {"max-per-address", 0, 0, G_OPTION_ARG_INT, &max_per_address, "Open "
-          "connections from one IP address (default 256; 0: no cap)", "N"},
+          "connections from one IP address, and sessions it holds with them "
+          "and away (default 256; 0: no cap)", "N"},
     {"handshake-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &handshake_timeout,
           "Seconds a connection has to send its whole request (default 10)",
           "S"},

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "head-stream.h"
 #include "poller.h"
 #include "websocket.h"
 
@@ -9,10 +10,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <list>
 #include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -68,6 +71,26 @@ constexpr std::int64_t REFUSED_LINGER_US = 2 * G_USEC_PER_SEC;
 
 }  // namespace
 
+struct Link;
+
+/* A refusal to a TLS client, which reads it only after a handshake: the
+ * answer is written once the handshake is done. The handshake runs on
+ * GLib's threads: while it does, the socket is left to it. */
+struct TlsRefusal
+{
+  Link *link = nullptr;          /* null once the link is gone */
+  GIOStream *tls = nullptr;
+  GCancellable *cancel = g_cancellable_new ();
+  std::string response;
+  bool handshaking = true;
+
+  ~TlsRefusal ()
+  {
+    g_clear_object (&tls);      /* closes the socket, if still open */
+    g_object_unref (cancel);
+  }
+};
+
 /* One accepted TCP connection, from accept () until its socket is gone:
  * the per-address count and the handshake deadline. Until its request
  * head is complete it waits on the Poller (edge-triggered, peeking, so
@@ -89,6 +112,11 @@ struct Link : Poller::Handler
   std::string address;               /* the client's IP, for the cap */
   bool counted = false;
   std::int64_t deadline_us = 0;
+  /* TLS: the watch on the request head (weak), and the TLS connection,
+   * which the watch keeps. */
+  GInputStream *head = nullptr;
+  GIOStream *tls = nullptr;
+  TlsRefusal *refusing = nullptr;    /* refused before libsoup had it */
 
   void on_ready (std::uint32_t events) override;
   int fd () const { return g_socket_get_fd (socket); }
@@ -148,6 +176,18 @@ struct SignallingServer::Impl
   std::uint64_t rate_limited = 0;
   std::uint64_t flood_closed = 0;
   std::string rate_limited_text;     /* the error's message, made once */
+  /* Sessions away, under the address of the connection they had, oldest
+   * first: with the open connections they count against
+   * --max-per-address, so that one address that connects and drops
+   * cannot fill the server with sessions waiting out their grace. */
+  struct AwayFrom
+  {
+    std::string address;
+    std::list<std::string>::iterator pos;
+  };
+  std::unordered_map<std::string, AwayFrom> away_from;     /* by session */
+  std::unordered_map<std::string, std::list<std::string>> away_by_address;
+  std::uint64_t away_evicted = 0;
   std::string peek_buf;              /* head_ready's, reused */
 
   /* Every connection, in no order; the timer visits a slice of them per
@@ -188,12 +228,18 @@ struct SignallingServer::Impl
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
   void accept_connections ();
-  void head_ready (Link * l);
+  void head_ready (Link * l, std::uint32_t events = 0);
   void hand_to_soup (Link * l);
   void refuse_link (Link * l, const char *reason, const char *status,
       const std::string & text);
+  static void head_over (gpointer data);
+  void refuse_over_tls (Link * l, std::string response);
   void drop_link (Link * l);
   void release_address (const std::string & address, bool & counted);
+  void away_add (const std::string & session, const std::string & address);
+  void away_remove (const std::string & session);
+  void away_sweep ();
+  void make_room (const std::string & address);
   static void link_gone (gpointer data, GObject * conn);
   void expire_links (std::int64_t now);
   bool origin_allowed (SoupServerMessage * msg);
@@ -316,8 +362,7 @@ Link::on_ready (std::uint32_t events)
       impl->drop_link (this);
     return;
   }
-  (void) events;
-  impl->head_ready (this);
+  impl->head_ready (this, events);
 }
 
 /* Take every connection waiting, up to a bound per wake-up. */
@@ -386,9 +431,12 @@ SignallingServer::Impl::accept_connections ()
   }
 }
 
-/* Has the whole request head arrived? Peek, leaving it for libsoup. */
+/* Has the whole request head arrived? Peek, leaving it for libsoup.
+ * `events` are the Poller's: a client that hung up, or whose socket
+ * failed, before its head was whole will never finish it, and what it
+ * sent would hide its end from the peek. */
 void
-SignallingServer::Impl::head_ready (Link * l)
+SignallingServer::Impl::head_ready (Link * l, std::uint32_t events)
 {
   std::string &buf = peek_buf;
   buf.resize (options.max_header_bytes + 1);
@@ -410,7 +458,10 @@ SignallingServer::Impl::head_ready (Link * l)
     refuse_link (l, "headers", "431 Request Header Fields Too Large",
         "request head over " + std::to_string (options.max_header_bytes) +
         " bytes");
+    return;
   }
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    drop_link (l);
 }
 
 void
@@ -426,6 +477,7 @@ SignallingServer::Impl::hand_to_soup (Link * l)
   GIOStream *stream = G_IO_STREAM (conn);
   g_autoptr (GIOStream) tls = nullptr;
   g_autoptr (GError) error = nullptr;
+  g_autoptr (GIOStream) watched = nullptr;
   if (cert) {
     tls = G_IO_STREAM (g_tls_server_connection_new (stream, cert, &error));
     if (!tls) {
@@ -433,7 +485,19 @@ SignallingServer::Impl::hand_to_soup (Link * l)
       g_object_unref (conn);
       return;
     }
-    stream = tls;
+    /* The decrypted head is bounded as libsoup reads it. A TLS
+     * connection's streams do not hold it: the watch does. */
+    GInputStream *head = head_stream_new (g_io_stream_get_input_stream (tls),
+        options.max_header_bytes, head_over, l);
+    g_object_set_data_full (G_OBJECT (head), "peerjs-tls", g_object_ref (tls),
+        g_object_unref);
+    l->tls = tls;
+    l->head = head;
+    g_object_add_weak_pointer (G_OBJECT (head),
+        reinterpret_cast<gpointer *>(&l->head));
+    watched = g_simple_io_stream_new (head, g_io_stream_get_output_stream (tls));
+    g_object_unref (head);
+    stream = watched;
   }
   g_autoptr (GSocketAddress) local = g_socket_get_local_address (
       g_socket_connection_get_socket (conn), nullptr);
@@ -446,6 +510,16 @@ SignallingServer::Impl::hand_to_soup (Link * l)
   g_object_unref (conn);        /* libsoup's now; link_gone tells us */
 }
 
+/* An HTTP answer `status` with the body "peerjs: `text`". */
+static std::string
+refusal (const char *status, const std::string & text)
+{
+  std::string body = "peerjs: " + text + "\n";
+  return std::string ("HTTP/1.1 ") + status + "\r\n"
+      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+      std::to_string (body.size ()) + "\r\n\r\n" + body;
+}
+
 /* Answer `status` with "peerjs: `text`" (best effort), stop sending, and
  * drain what the client sends until it closes, so that the answer is not
  * lost to a reset. */
@@ -453,22 +527,88 @@ void
 SignallingServer::Impl::refuse_link (Link * l, const char *reason,
     const char *status, const std::string & text)
 {
-  std::string body = "peerjs: " + text + "\n";
-  std::string response = std::string ("HTTP/1.1 ") + status + "\r\n"
-      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
-      std::to_string (body.size ()) + "\r\n\r\n" + body;
+  std::string response = refusal (status, text);
   refused_connections[reason]++;
   g_info ("refused a connection from %s: %s", l->address.c_str (), reason);
   if (l->state == Link::State::Head)
     poller->remove (l->fd (), l);
+  release_address (l->address, l->counted);
+  l->state = Link::State::Refused;
+  l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
+  if (cert) {
+    refuse_over_tls (l, std::move (response));
+    return;
+  }
   ssize_t ignored = send (l->fd (), response.data (), response.size (),
       MSG_DONTWAIT | MSG_NOSIGNAL);
   (void) ignored;
   shutdown (l->fd (), SHUT_WR);
-  release_address (l->address, l->counted);
+  poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+}
+
+/* refuse_link for a TLS client: handshake, answer, then stop sending and
+ * drain the raw bytes as for a plain one. The deadline bounds the
+ * handshake too. */
+void
+SignallingServer::Impl::refuse_over_tls (Link * l, std::string response)
+{
+  g_autoptr (GSocketConnection) conn =
+      g_socket_connection_factory_create_connection (l->socket);
+  g_autoptr (GError) error = nullptr;
+  GIOStream *tls = G_IO_STREAM (g_tls_server_connection_new (G_IO_STREAM (conn),
+          cert, &error));
+  if (!tls) {
+    g_info ("TLS: %s", error->message);
+    return;     /* the deadline closes it */
+  }
+  auto *r = new TlsRefusal ();
+  r->link = l;
+  r->tls = tls;
+  r->response = std::move (response);
+  l->refusing = r;
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
+      r->cancel, +[] (GObject * src, GAsyncResult * res, gpointer data) {
+        auto *r = static_cast<TlsRefusal *>(data);
+        gboolean ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (src),
+            res, nullptr);
+        r->handshaking = false;
+        Link *l = r->link;
+        if (!l) {
+          delete r;
+          return;
+        }
+        if (ok)
+          g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (
+                  g_io_stream_get_output_stream (r->tls)), r->response.data (),
+              r->response.size (), nullptr, nullptr);
+        shutdown (l->fd (), SHUT_WR);
+        l->impl->poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+      }, r);
+}
+
+/* A TLS request head passed the bound, inside libsoup's read: answer 431
+ * as refuse_link does. The watch now drops what the client sends; libsoup
+ * lets the connection go when the client closes, or when the deadline
+ * shuts the socket. */
+void
+SignallingServer::Impl::head_over (gpointer data)
+{
+  auto *l = static_cast<Link *>(data);
+  Impl *self = l->impl;
+  std::string response = refusal ("431 Request Header Fields Too Large",
+      "request head over " + std::to_string (self->options.max_header_bytes) +
+      " bytes");
+  self->refused_connections["headers"]++;
+  g_info ("refused a connection from %s: headers", l->address.c_str ());
+  g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (
+          g_io_stream_get_output_stream (l->tls)), response.data (),
+      response.size (), nullptr, nullptr);
+  g_socket_shutdown (g_socket_connection_get_socket (l->conn), FALSE, TRUE,
+      nullptr);
+  self->release_address (l->address, l->counted);
   l->state = Link::State::Refused;
   l->deadline_us = g_get_monotonic_time () + REFUSED_LINGER_US;
-  poller->add (l->fd (), EPOLLIN | EPOLLRDHUP, l);
+  self->waiting.insert (l);
 }
 
 /* Close a connection that is still ours (Head or Refused). */
@@ -476,7 +616,17 @@ void
 SignallingServer::Impl::drop_link (Link * l)
 {
   poller->remove (l->fd (), l);
-  g_socket_close (l->socket, nullptr);
+  bool handshaking = false;
+  if (TlsRefusal *r = std::exchange (l->refusing, nullptr)) {
+    r->link = nullptr;
+    handshaking = r->handshaking;
+    if (handshaking)    /* its end closes the socket */
+      g_cancellable_cancel (r->cancel);
+    else
+      delete r;
+  }
+  if (!handshaking)
+    g_socket_close (l->socket, nullptr);
   g_object_unref (l->socket);
   l->socket = nullptr;
   link_gone (l, nullptr);
@@ -495,6 +645,76 @@ SignallingServer::Impl::release_address (const std::string & address,
     per_address.erase (it);
 }
 
+/* `session` went away; its connection came from `address`. */
+void
+SignallingServer::Impl::away_add (const std::string & session,
+    const std::string & address)
+{
+  if (options.max_per_address == 0)
+    return;
+  away_remove (session);
+  auto &list = away_by_address[address];
+  list.push_back (session);
+  away_from[session] = AwayFrom {address, std::prev (list.end ())};
+}
+
+/* `session` is back on a connection, or ended. */
+void
+SignallingServer::Impl::away_remove (const std::string & session)
+{
+  auto it = away_from.find (session);
+  if (it == away_from.end ())
+    return;
+  auto at = away_by_address.find (it->second.address);
+  at->second.erase (it->second.pos);
+  if (at->second.empty ())
+    away_by_address.erase (at);
+  away_from.erase (it);
+}
+
+/* Forget the sessions away that the router ended (their grace passed). */
+void
+SignallingServer::Impl::away_sweep ()
+{
+  /* Every session away in the router went away through unmap (): when
+   * the numbers match, none of ours ended. */
+  if (away_from.size () <= router.session_count () - router.online_count ())
+    return;
+  std::vector<std::string> gone;
+  for (const auto &[session, from] : away_from)
+    if (!router.has_session (session))
+      gone.push_back (session);
+  for (const auto &session : gone)
+    away_remove (session);
+}
+
+/* A session now has a connection from `address`: past --max-per-address,
+ * counting its open connections and its sessions away, the address's
+ * oldest sessions away end. An address holds at most that many sessions,
+ * and whoever connects and drops only ever ends its own. */
+void
+SignallingServer::Impl::make_room (const std::string & address)
+{
+  if (options.max_per_address == 0)
+    return;
+  auto at = away_by_address.find (address);
+  if (at == away_by_address.end ())
+    return;
+  auto open = per_address.find (address);
+  std::size_t held = open == per_address.end () ? 0 : open->second;
+  while (at != away_by_address.end ()
+      && held + at->second.size () > options.max_per_address) {
+    std::string oldest = at->second.front ();
+    g_info ("%s is at --max-per-address (%u) with its connections and "
+        "sessions away; ending its oldest session away, %s", address.c_str (),
+        options.max_per_address, oldest.c_str ());
+    away_remove (oldest);
+    away_evicted++;
+    dispatch (router.leave (oldest));
+    at = away_by_address.find (address);
+  }
+}
+
 /* The connection's socket is gone (libsoup and the WebSocket let it go, or
  * we closed it). */
 void
@@ -502,6 +722,11 @@ SignallingServer::Impl::link_gone (gpointer data, GObject *)
 {
   auto *l = static_cast<Link *>(data);
   Impl *self = l->impl;
+  if (l->head) {
+    head_stream_disarm (l->head);
+    g_object_remove_weak_pointer (G_OBJECT (l->head),
+        reinterpret_cast<gpointer *>(&l->head));
+  }
   self->release_address (l->address, l->counted);
   if (l->remote) {
     auto it = self->link_by_remote.find (l->remote);
@@ -527,7 +752,11 @@ SignallingServer::Impl::expire_links (std::int64_t now)
     waiting.erase (l);
     switch (l->state) {
       case Link::State::Refused:
-        drop_link (l);
+        if (l->socket)
+          drop_link (l);
+        else    /* TLS: libsoup sees the end of the stream. */
+          g_socket_shutdown (g_socket_connection_get_socket (l->conn), TRUE,
+              TRUE, nullptr);
         break;
       case Link::State::Head:
       case Link::State::Soup:
@@ -581,16 +810,36 @@ SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
         body.data (), body.size ());
     return false;
   };
+  /* libsoup's own refusal would be an HTML page: the check alone, and the
+   * answer is ours, one text/plain line like every other refusal. */
+  g_autoptr (GError) bad = nullptr;
   if (!soup_websocket_server_check_handshake (msg, nullptr, nullptr, nullptr,
-          nullptr)) {
-    soup_message_headers_replace (soup_server_message_get_response_headers
-        (msg), "Connection", "close");
-    /* libsoup sets the status that fits what is wrong. */
-    soup_websocket_server_process_handshake (msg, nullptr, nullptr, nullptr,
-        nullptr);
-    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
-        "peerjs: this endpoint speaks WebSocket only\n", 45);
-    return false;
+          &bad)) {
+    SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+    if (strcmp (soup_server_message_get_method (msg), "GET") != 0)
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", std::string ("a ") +
+          soup_server_message_get_method (msg) + " request cannot upgrade; "
+          "this endpoint speaks WebSocket only");
+    if (soup_server_message_get_http_version (msg) < SOUP_HTTP_1_1)
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "the upgrade needs "
+          "HTTP/1.1; this endpoint speaks WebSocket only");
+    if (!soup_message_headers_header_equals (req, "Upgrade", "websocket")
+        || !soup_message_headers_header_contains (req, "Connection", "upgrade"))
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "this endpoint "
+          "speaks WebSocket only (Upgrade: websocket, Connection: Upgrade)");
+    if (!soup_message_headers_header_equals (req, "Sec-WebSocket-Version",
+            "13")) {
+      /* RFC 6455 4.4: name the versions the server speaks. */
+      soup_message_headers_replace (soup_server_message_get_response_headers
+          (msg), "Sec-WebSocket-Version", "13");
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "WebSocket version 13 "
+          "only");
+    }
+    if (!soup_message_headers_get_one (req, "Sec-WebSocket-Key"))
+      return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", "the upgrade has no "
+          "Sec-WebSocket-Key");
+    return answer (SOUP_STATUS_BAD_REQUEST, "upgrade", std::string ("not a "
+            "valid WebSocket upgrade: ") + bad->message);
   }
   if (!origin_allowed (msg)) {
     const char *origin = soup_message_headers_get_one (
@@ -691,6 +940,8 @@ SignallingServer::Impl::unmap (Connection * c, bool leaving)
   auto it = by_session.find (c->session);
   if (it != by_session.end () && it->second == c) {
     by_session.erase (it);
+    if (!leaving)
+      away_add (c->session, c->address);
     dispatch (leaving ? router.leave (c->session)
         : router.drop (c->session, g_get_monotonic_time ()));
   }
@@ -795,6 +1046,7 @@ SignallingServer::Impl::on_tick ()
     c->session.clear ();
     c->ws->close (CLOSE_TOKEN_EXPIRED, "the auth token expired");
   }
+  away_sweep ();
 }
 
 void
@@ -807,14 +1059,16 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   auto *c = new Connection ();
   c->impl = this;
   auto lit = link_by_remote.find (soup_server_message_get_remote_address (msg));
-  if (lit != link_by_remote.end () && !cert) {
+  if (lit != link_by_remote.end ()) {
     Link *l = lit->second;
-    fd = g_socket_get_fd (g_socket_connection_get_socket (l->conn));
     c->address = l->address;
-    c->counted = l->counted;
-    l->counted = false;
-    g_object_weak_unref (G_OBJECT (l->conn), link_gone, l);
-    link_gone (l, nullptr);
+    if (!cert) {
+      fd = g_socket_get_fd (g_socket_connection_get_socket (l->conn));
+      c->counted = l->counted;
+      l->counted = false;
+      g_object_weak_unref (G_OBJECT (l->conn), link_gone, l);
+      link_gone (l, nullptr);
+    }
   }
   g_autoptr (GIOStream) stream = soup_server_message_steal_connection (msg);
   std::int64_t now = g_get_monotonic_time ();
@@ -844,7 +1098,9 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   }
   c->session = r.session;
   by_session[r.session] = c;
+  away_remove (r.session);
   dispatch (r.deliveries);
+  make_room (c->address);
   /* Whatever the client sent right after its request. */
   c->ws->read_now ();
 }
@@ -1086,6 +1342,8 @@ SignallingServer::stop ()
     }
   }
   impl->per_address.clear ();
+  impl->away_from.clear ();
+  impl->away_by_address.clear ();
   if (impl->accept_pause) {
     g_source_destroy (impl->accept_pause);
     g_clear_pointer (&impl->accept_pause, g_source_unref);
@@ -1161,6 +1419,9 @@ SignallingServer::metrics () const
   metric ("peerjs_tokens_expired_total", "counter",
       "Sessions ended because their auth token expired unrenewed.",
       st.tokens_expired);
+  metric ("peerjs_sessions_evicted_total", "counter",
+      "Sessions away ended early for a new session from their address "
+      "(--max-per-address).", i.away_evicted);
   metric ("peerjs_messages_received_total", "counter",
       "Messages received from clients.", st.messages_in);
   metric ("peerjs_messages_sent_total", "counter",
@@ -1181,7 +1442,7 @@ SignallingServer::metrics () const
       "a session, by reason.\n"
       "# TYPE peerjs_connections_refused_total counter\n";
   for (const char *reason : {"address", "origin", "token", "handshake",
-          "headers"}) {
+          "headers", "upgrade"}) {
     auto it = i.refused_connections.find (reason);
     o << "peerjs_connections_refused_total{reason=\"" << reason << "\"} "
         << (it == i.refused_connections.end () ? 0 : it->second) << '\n';

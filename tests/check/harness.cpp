@@ -429,6 +429,7 @@ RawClient::upgrade (const std::string & target, const std::string & headers,
   if (!greeting)
     return false;
   id = Msg (*greeting).str ("id");
+  token = Msg (*greeting).str ("token");
   return !id.empty ();
 }
 

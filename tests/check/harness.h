@@ -150,6 +150,7 @@ public:
   ~RawClient ();
 
   std::string id;
+  std::string token;          /* the greeting's resume token */
 
 private:
   bool fill (gint64 deadline);

@@ -963,6 +963,239 @@ GST_START_TEST (test_oversized_headers)
 }
 GST_END_TEST;
 
+/* Upgrades refused before libsoup's handshake: a missing key, a POST,
+ * HTTP/1.0, another WebSocket version, no Upgrade at all. Each answer is
+ * 400 with one Connection: close and one text/plain line starting with
+ * "peerjs: " (a bad version names 13, RFC 6455 4.4), compared byte for
+ * byte but for the Server and Date lines. */
+GST_START_TEST (test_refused_upgrades)
+{
+  Scene s;
+  const std::string key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  const std::string up = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+  const std::string v13 = "Sec-WebSocket-Version: 13\r\n";
+  auto answer = [] (const char *version, const std::string & headers,
+      const std::string & text) {
+    std::string body = "peerjs: " + text + "\n";
+    return std::string ("HTTP/") + version + " 400 Bad Request\r\n" + headers +
+        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: " +
+        std::to_string (body.size ()) + "\r\n\r\n" + body;
+  };
+  struct Case
+  {
+    const char *what;
+    std::string request;
+    std::string expected;
+  };
+  const Case cases[] = {
+    {"no Sec-WebSocket-Key", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up +
+          v13 + "\r\n", answer ("1.1", "",
+          "the upgrade has no Sec-WebSocket-Key")},
+    {"a key of 3 bytes", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + v13 +
+          "Sec-WebSocket-Key: abc\r\n\r\n", answer ("1.1", "",
+          "not a valid WebSocket upgrade: Invalid WebSocket key")},
+    {"a POST", "POST /peerjs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" +
+          up + key + v13 + "\r\n", answer ("1.1", "", "a POST request cannot "
+          "upgrade; this endpoint speaks WebSocket only")},
+    {"HTTP/1.0", "GET /peerjs HTTP/1.0\r\nHost: x\r\n" + up + key + v13 +
+          "\r\n", answer ("1.0", "", "the upgrade needs HTTP/1.1; this "
+          "endpoint speaks WebSocket only")},
+    {"version 8", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + key +
+          "Sec-WebSocket-Version: 8\r\n\r\n", answer ("1.1",
+          "Sec-WebSocket-Version: 13\r\n", "WebSocket version 13 only")},
+    {"no version", "GET /peerjs HTTP/1.1\r\nHost: x\r\n" + up + key +
+          "\r\n", answer ("1.1", "Sec-WebSocket-Version: 13\r\n",
+          "WebSocket version 13 only")},
+    {"no Upgrade", "GET /peerjs HTTP/1.1\r\nHost: x\r\n\r\n",
+          answer ("1.1", "", "this endpoint speaks WebSocket only (Upgrade: "
+          "websocket, Connection: Upgrade)")},
+  };
+  std::uint64_t refused = 0;
+  for (const Case & c : cases) {
+    RawClient raw;
+    fail_unless (raw.open (s.server.port ()));
+    fail_unless (raw.send_raw (c.request));
+    auto got = raw.read_to_eof (3000);
+    survived (s, c.what, [&] () {
+          fail_unless (got.has_value (), "%s: the connection stayed open",
+              c.what);
+          /* The Server and Date lines vary with libsoup and the clock. */
+          std::string kept;
+          std::size_t at = 0;
+          while (at < got->size ()) {
+            std::size_t eol = got->find ("\r\n", at);
+            std::size_t end = eol == std::string::npos ? got->size () : eol + 2;
+            std::string line = got->substr (at, end - at);
+            if (line.rfind ("Server: ", 0) != 0 && line.rfind ("Date: ", 0) != 0)
+              kept += line;
+            at = end;
+            if (line == "\r\n")
+              break;
+          }
+          kept += got->substr (at);
+          fail_unless (kept == c.expected, "%s: the answer was\n%s\nnot\n%s",
+              c.what, kept.c_str (), c.expected.c_str ());
+          fail_unless_equals_uint64 (metric (s.server,
+                  "peerjs_connections_refused_total{reason=\"upgrade\"}"),
+              ++refused);
+        });
+  }
+}
+GST_END_TEST;
+
+/* `request` over TLS on a fresh connection from `local` (any 127.x): what
+ * the server answers until it closes, nullopt if it stayed open for 5 s.
+ * With `hang_up`, the client closes right after sending instead. */
+std::optional<std::string>
+tls_raw (guint port, const std::string & request, const char *local,
+    bool hang_up = false)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_socket_client_set_timeout (client, 5);
+  g_autoptr (GInetAddress) from = g_inet_address_new_from_string (local);
+  g_autoptr (GSocketAddress) bind_to = g_inet_socket_address_new (from, 0);
+  g_socket_client_set_local_address (client, bind_to);
+  g_autoptr (GSocketConnection) conn = g_socket_client_connect_to_host (client,
+      "127.0.0.1", port, nullptr, nullptr);
+  fail_unless (conn != nullptr, "no TCP connection from %s", local);
+  g_autoptr (GIOStream) tls = g_tls_client_connection_new (G_IO_STREAM (conn),
+      nullptr, nullptr);
+  fail_unless (tls != nullptr);
+  g_signal_connect (tls, "accept-certificate", G_CALLBACK (+[] (
+              GTlsConnection *, GTlsCertificate *, GTlsCertificateFlags,
+              gpointer) -> gboolean {
+            return TRUE;
+          }), nullptr);
+  g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
+  fail_unless (g_output_stream_write_all (g_io_stream_get_output_stream (tls),
+          request.data (), request.size (), nullptr, nullptr, nullptr));
+  if (hang_up) {
+    g_io_stream_close (tls, nullptr, nullptr);
+    return std::string ();
+  }
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    g_autoptr (GError) error = nullptr;
+    gssize n = g_input_stream_read (g_io_stream_get_input_stream (tls), buf,
+        sizeof buf, nullptr, &error);
+    if (n > 0) {
+      got.append (buf, n);
+      continue;
+    }
+    if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+      return std::nullopt;
+    return got;
+  }
+}
+
+/* TLS connections get what plain ones get before libsoup has their
+ * request: a head over 16 KiB is answered 431 (ended or not) and its
+ * place under --max-per-address freed; a client that hangs up halfway
+ * through its request frees its place at once. */
+GST_START_TEST (test_tls_requests)
+{
+  const char *data = g_getenv ("PEERJS_TEST_DATA");
+  fail_unless (data != nullptr, "PEERJS_TEST_DATA is not set");
+  ServerOptions o = hostile_options ();
+  g_autofree char *cert = g_build_filename (data, "test-cert.pem", nullptr);
+  g_autofree char *key = g_build_filename (data, "test-key.pem", nullptr);
+  o.tls_cert = cert;
+  o.tls_key = key;
+  o.max_per_address = 3;
+  Scene s (o);
+  const guint port = s.server.port ();
+  auto get = [] (const std::string & headers, bool end = true) {
+    return "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+        (end ? "Connection: close\r\n\r\n" : "");
+  };
+  const std::string refused = "HTTP/1.1 431 Request Header Fields Too Large"
+      "\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+      "Content-Length: 38\r\n\r\npeerjs: request head over 16384 bytes\n";
+  std::string endless;
+  while (endless.size () < 20 * 1024)
+    endless += "X-More: " + std::string (100, 'm') + "\r\n";
+
+  auto ok = tls_raw (port, get ("X-Big: " + std::string (15 * 1024, 'b') +
+          "\r\n"), "127.0.0.6");
+  fail_unless (ok && ok->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0,
+      "15 KiB of headers over TLS: %s", ok ? ok->c_str () : "still open");
+
+  struct Case
+  {
+    const char *what;
+    std::string request;
+  };
+  const Case cases[] = {
+    {"TLS: one header of 17 KiB", get ("X-Big: " + std::string (17 * 1024, 'b')
+              + "\r\n")},
+    {"TLS: 20 KiB of headers that never end", get (endless, false)},
+    {"TLS: a request line of 17 KiB", "GET /" + std::string (17 * 1024, 'p') +
+          " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"},
+  };
+  std::uint64_t headers = 0;
+  for (int round = 0; round < 2; round++) {
+    for (const Case & c : cases) {
+      auto got = tls_raw (port, c.request, "127.0.0.6");
+      survived (s, c.what, [&] () {
+            fail_unless (got.has_value (), "%s: the connection stayed open",
+                c.what);
+            fail_unless (*got == refused, "%s: answered\n%s", c.what,
+                got->c_str ());
+            fail_unless_equals_uint64 (metric (s.server,
+                    "peerjs_connections_refused_total{reason=\"headers\"}"),
+                ++headers);
+          });
+    }
+  }
+
+  /* Three clients hang up halfway through their request; their places
+   * are free at once. */
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 3; i++)
+      tls_raw (port, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "127.0.0.6",
+          true);
+    gint64 start = g_get_monotonic_time ();
+    bool served = false;
+    while (!served && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+      auto got = tls_raw (port, get (""), "127.0.0.6");
+      served = got && got->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0;
+      if (!served)
+        g_usleep (20000);
+    }
+    fail_unless (served, "round %d: the places of TLS clients that hung up "
+        "mid-request were still taken after 2 s", round);
+  }
+
+  /* Over --max-per-address, a TLS client gets its 429 over TLS. */
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 3; i++) {
+    held.push_back (std::make_unique<RawClient> ());
+    fail_unless (held.back ()->open (port, "127.0.0.7"));
+  }
+  const std::string body = "peerjs: too many connections from 127.0.0.7 (at "
+      "most 3)\n";
+  const std::string too_many = "HTTP/1.1 429 Too Many Requests\r\n"
+      "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: " +
+      std::to_string (body.size ()) + "\r\n\r\n" + body;
+  for (int i = 0; i < 3; i++) {
+    auto got = tls_raw (port, get (""), "127.0.0.7");
+    survived (s, "TLS over the per-address cap", [&] () {
+          fail_unless (got.has_value (), "the fourth TLS connection stayed open");
+          fail_unless (*got == too_many, "answered\n%s", got->c_str ());
+        });
+  }
+  held.clear ();
+  gint64 start = g_get_monotonic_time ();
+  bool served = false;
+  while (!served && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+    auto got = tls_raw (port, get (""), "127.0.0.7");
+    served = got && got->rfind ("HTTP/1.1 200 OK\r\n", 0) == 0;
+  }
+  fail_unless (served, "the places of closed connections were not freed");
+}
+GST_END_TEST;
+
 /* Slowloris: connections that send their request a byte at a time, or
  * nothing at all, are closed without an answer once --handshake-timeout
  * passed; meanwhile clients keep connecting and relaying. */
@@ -1052,6 +1285,112 @@ GST_START_TEST (test_per_address_cap)
       g_usleep (20000);
   }
   fail_unless (again, "a closed connection did not free its place");
+}
+GST_END_TEST;
+
+/* A client that hangs up halfway through its request frees its place
+ * under --max-per-address at once, not at --handshake-timeout (10 s):
+ * what it sent stays in the socket and must not hide the hang-up. */
+GST_START_TEST (test_dropped_mid_handshake)
+{
+  ServerOptions o = hostile_options ();
+  o.max_per_address = 3;
+  Scene s (o);   /* a, b and survived ()'s new client: 3 from 127.0.0.1 */
+  for (int round = 0; round < 3; round++) {
+    {
+      RawClient half[3];
+      for (RawClient & h : half) {
+        fail_unless (h.open (s.server.port (), "127.0.0.3"));
+        fail_unless (h.send_raw ("GET /peerjs HTTP/1.1\r\nHost: x\r\n"));
+      }
+    }   /* all three hang up here */
+    gint64 start = g_get_monotonic_time ();
+    bool in = false;
+    while (!in && g_get_monotonic_time () - start < 2 * G_USEC_PER_SEC) {
+      RawClient next;
+      fail_unless (next.open (s.server.port (), "127.0.0.3"));
+      in = next.upgrade ();
+      if (!in) {
+        fail_unless_equals_int (next.status (), 429);
+        g_usleep (20000);
+      }
+    }
+    survived (s, "clients that hung up mid-request", [&] () {
+          fail_unless (in, "round %d: the places of clients that hung up "
+              "mid-request were still taken after 2 s", round);
+        });
+  }
+  fail_unless_equals_uint64 (metric (s.server,
+          "peerjs_connections_refused_total{reason=\"handshake\"}"), 0);
+}
+GST_END_TEST;
+
+/* One address that connects and drops, again and again, leaves sessions
+ * waiting out their grace: they count against --max-per-address with its
+ * open connections, so the address holds at most that many sessions (its
+ * oldest away ones end) and the server does not fill up for others. A
+ * resumed session is counted once, and the count goes with the grace. */
+GST_START_TEST (test_away_per_address)
+{
+  ServerOptions o = hostile_options ();
+  o.max_per_address = 3;     /* a, b and survived ()'s client: 127.0.0.1 */
+  o.limits.max_sessions = 8;
+  o.limits.grace_us = 4 * G_USEC_PER_SEC;
+  Scene s (o);
+  auto evicted = [&] () {
+    return metric (s.server, "peerjs_sessions_evicted_total");
+  };
+  std::uint64_t evicted_before = evicted ();
+  std::vector<std::string> ids, tokens;
+  for (int i = 0; i < 20; i++) {
+    RawClient hit;
+    fail_unless (hit.open (s.server.port (), "127.0.0.4"));
+    fail_unless (hit.upgrade (), "connection %d from the attacker was refused",
+        i);
+    ids.push_back (hit.id);
+    tokens.push_back (hit.token);
+  }   /* each drops without a close frame: its session is away */
+  for (const auto &id : ids)
+    wait_offline (s.server, id);
+  survived (s, "one address connecting and dropping", [&] () {
+        for (std::size_t i = 0; i < ids.size (); i++)
+          fail_unless (has_session (s.server, ids[i]) == (i >= ids.size () - 3),
+              "attacker's session %zu of %zu: %s", i + 1, ids.size (),
+              i >= ids.size () - 3 ? "ended" : "kept");
+        fail_unless_equals_uint64 (evicted () - evicted_before, 17);
+        RawClient other;
+        fail_unless (other.open (s.server.port (), "127.0.0.5"));
+        fail_unless (other.upgrade (), "another address was refused: %s",
+            other.body ().c_str ());
+      });
+
+  /* Resuming one of the three from the same address ends none of the
+   * others: the session counts once, as its connection. */
+  evicted_before = evicted ();
+  {
+    RawClient back;
+    fail_unless (back.open (s.server.port (), "127.0.0.4"));
+    fail_unless (back.upgrade ("/peerjs?resume=" + tokens.back ()));
+    assert_str (back.id, ids.back ());
+    for (std::size_t i = ids.size () - 3; i < ids.size (); i++)
+      fail_unless (has_session (s.server, ids[i]));
+    fail_unless_equals_uint64 (evicted (), evicted_before);
+  }
+  wait_offline (s.server, ids.back ());
+
+  /* Once their grace passed, the address's places are free again. */
+  gint64 start = g_get_monotonic_time ();
+  while (has_session (s.server, ids.back ())
+      && g_get_monotonic_time () - start < 10 * G_USEC_PER_SEC)
+    g_usleep (50000);
+  fail_if (has_session (s.server, ids.back ()), "the grace did not end");
+  std::vector<std::unique_ptr<RawClient>> fresh;
+  for (int i = 0; i < 3; i++) {
+    fresh.push_back (std::make_unique<RawClient> ());
+    fail_unless (fresh.back ()->open (s.server.port (), "127.0.0.4"));
+    fail_unless (fresh.back ()->upgrade ());
+  }
+  fail_unless_equals_uint64 (evicted (), evicted_before);
 }
 GST_END_TEST;
 
@@ -1523,8 +1862,12 @@ hostile_suite (void)
   tcase_add_test (tc, test_resume_last);
   tcase_add_test (tc, test_path_traversal);
   tcase_add_test (tc, test_oversized_headers);
+  tcase_add_test (tc, test_refused_upgrades);
+  tcase_add_test (tc, test_tls_requests);
   tcase_add_test (tc, test_slowloris);
   tcase_add_test (tc, test_per_address_cap);
+  tcase_add_test (tc, test_dropped_mid_handshake);
+  tcase_add_test (tc, test_away_per_address);
   tcase_add_test (tc, test_origin);
   tcase_add_test (tc, test_rate_limit);
   tcase_add_test (tc, test_auth_hs256);
