@@ -307,6 +307,84 @@ stop share
 clean share inbox
 )sh";
 
+/* tools/run on a port another server holds: it must say so and give up
+ * at once, and start nothing (no pipeline publishing into the other
+ * server's room, no second server). Its --help names its variables. */
+const char *RUN_BUSY = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+BUILD="$PEERJS_BUILD_ROOT" "$ROOT/tools/run" --help > help.log 2>&1 \
+  || fail "tools/run --help exited $?"
+for word in PORT= ROOM= AUTH_TOKEN= --auth-secret; do
+  grep -qF -- "$word" help.log || fail "tools/run --help does not mention $word"
+done
+"$PEERJS_SIGNALLING" --port 5000 > other.log 2>&1 &
+echo $! > other.pid
+wait_for other 'listening on http://localhost:5000/' 10
+t0=$(date +%s%N)
+PORT=5000 BUILD="$PEERJS_BUILD_ROOT" timeout 30 "$ROOT/tools/run" > run.log 2>&1
+status=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+note "tools/run exited $status after $ms ms: $(tail -n 1 run.log)"
+[ "$status" != 124 ] || fail "tools/run was still running 30 s after it started"
+[ "$status" != 0 ] || fail "tools/run exited 0 with port 5000 taken"
+[ "$ms" -lt 5000 ] || fail "tools/run took $ms ms to give up"
+grep -qF 'port 5000 is in use' run.log || fail "tools/run did not say that port 5000 is in use"
+# This PID namespace holds the scenario's processes only.
+others=""
+for p in /proc/[0-9]*; do
+  comm=$(cat "$p/comm" 2>/dev/null) || continue
+  case "$comm" in
+    gst-launch-1.0) others="$others gst-launch-1.0(${p#/proc/})" ;;
+    peerjs-signalli*) [ "${p#/proc/}" = "$(cat other.pid)" ] \
+      || others="$others peerjs-signalling(${p#/proc/})" ;;
+  esac
+done
+[ -z "$others" ] || fail "tools/run left running:$others"
+curl -fs http://127.0.0.1:5000/metrics | grep -qx 'peerjs_sessions 0' \
+  || fail "the other server got a session: $(curl -fs http://127.0.0.1:5000/metrics | grep '^peerjs_sessions ')"
+running other || fail "the other server is gone"
+)sh";
+
+/* `meson install` into a staging directory: the plugin in GStreamer's own
+ * plugin directory (where gst-inspect-1.0 finds it with no
+ * GST_PLUGIN_PATH), the server, its web files and the systemd unit; the
+ * installed server, with the staged prefix mounted in place (this mount
+ * namespace only), serves the installed web files by default. */
+const char *INSTALL = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+DEST="$WORK/dest"
+meson install -C "$PEERJS_BUILD_ROOT" --destdir "$DEST" --no-rebuild --quiet \
+  > install.log 2>&1 || fail "meson install exited $?: $(tail -n 3 install.log)"
+gstdir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
+[ "$PEERJS_PLUGINDIR" = "$gstdir" ] \
+  || note "configured with -Dplugindir=$PEERJS_PLUGINDIR (GStreamer's: $gstdir)"
+[ -f "$DEST$PEERJS_PLUGINDIR/libgstpeerjs.so" ] \
+  || fail "no libgstpeerjs.so in $PEERJS_PLUGINDIR; installed: $(cd "$DEST" && find . -name 'libgstpeerjs*')"
+GST_PLUGIN_SYSTEM_PATH_1_0="$DEST$gstdir" GST_PLUGIN_PATH= GST_REGISTRY="$WORK/registry.bin" \
+  gst-inspect-1.0 peerjssink > inspect.log 2>&1 \
+  || fail "gst-inspect-1.0 finds no peerjssink in GStreamer's plugin directory $gstdir"
+P="$DEST$PEERJS_PREFIX"
+for f in index.html peer.js demo.js demo.css; do
+  cmp -s "$ROOT/signalling/web/$f" "$P/share/peerjs/web/$f" \
+    || fail "share/peerjs/web/$f is missing or differs from signalling/web/$f"
+done
+unit="$DEST$PEERJS_UNITDIR/peerjs-signalling.service"
+[ -f "$unit" ] || fail "no peerjs-signalling.service in $PEERJS_UNITDIR"
+grep -qx "ExecStart=$PEERJS_PREFIX/bin/peerjs-signalling .*" "$unit" \
+  || fail "the unit does not start $PEERJS_PREFIX/bin/peerjs-signalling: $(grep ExecStart "$unit")"
+mkdir -p "$PEERJS_PREFIX" 2>/dev/null
+mount --bind "$P" "$PEERJS_PREFIX" || fail "cannot mount $P on $PEERJS_PREFIX"
+"$PEERJS_PREFIX/bin/peerjs-signalling" --host 127.0.0.1 --port 0 > installed.log 2>&1 &
+echo $! > installed.pid
+wait_for installed 'listening on http://127.0.0.1:' 10
+wait_for installed "serving $PEERJS_PREFIX/share/peerjs/web" 2
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' installed.log | head -n 1)
+curl -fs "http://127.0.0.1:$port/peer.js" | cmp -s - "$ROOT/signalling/web/peer.js" \
+  || fail "the installed server does not serve peer.js"
+note "installed: $(cd "$DEST" && find . -type f | grep -v '/include/' | sort | tr '\n' ' ')"
+stop installed
+)sh";
+
 /* rm -r, for what an earlier run of a scenario left. */
 void
 remove_tree (const std::string & path)
@@ -463,6 +541,18 @@ GST_START_TEST (test_files)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_run_busy_port)
+{
+  run_scenario ("run-busy-port", RUN_BUSY);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_install)
+{
+  run_scenario ("install", INSTALL);
+}
+GST_END_TEST;
+
 static Suite *
 examples_suite (void)
 {
@@ -475,6 +565,11 @@ examples_suite (void)
   tcase_add_test (tc, test_record_room);
   tcase_add_test (tc, test_bridge_rooms);
   tcase_add_test (tc, test_files);
+  TCase *tools = tcase_create ("tools");
+  tcase_set_timeout (tools, SCENARIO_TIMEOUT_S + 20);
+  suite_add_tcase (s, tools);
+  tcase_add_test (tools, test_run_busy_port);
+  tcase_add_test (tools, test_install);
   return s;
 }
 
