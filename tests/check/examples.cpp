@@ -553,6 +553,50 @@ GST_START_TEST (test_install)
 }
 GST_END_TEST;
 
+/* The docs' tables render: each run of table rows (lines starting with
+ * "|", outside code fences) starts with a header row and a delimiter row.
+ * A blank line inside a table, or rows put after a paragraph, make rows
+ * that Markdown shows as plain text. */
+GST_START_TEST (test_docs_tables)
+{
+  g_autofree char *root_c = g_path_get_dirname (examples_dir.c_str ());
+  g_autofree char *root = g_path_get_dirname (root_c);
+  std::vector<std::string> files = { std::string (root) + "/README.md" };
+  g_autofree char *docs = g_build_filename (root, "docs", nullptr);
+  GDir *dir = g_dir_open (docs, 0, nullptr);
+  fail_unless (dir != nullptr, "no docs/ at %s", docs);
+  while (const char *name = g_dir_read_name (dir))
+    if (g_str_has_suffix (name, ".md"))
+      files.push_back (std::string (docs) + "/" + name);
+  g_dir_close (dir);
+  std::string bad;
+  int tables = 0;
+  for (const auto & file : files) {
+    g_autofree char *text = nullptr;
+    fail_unless (g_file_get_contents (file.c_str (), &text, nullptr, nullptr),
+        "cannot read %s", file.c_str ());
+    g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+    bool fence = false;
+    for (guint i = 0; lines[i]; i++) {
+      if (g_str_has_prefix (lines[i], "```"))
+        fence = !fence;
+      if (fence || lines[i][0] != '|' || (i > 0 && lines[i - 1][0] == '|'))
+        continue;
+      /* The first row of a run. */
+      tables++;
+      const char *next = lines[i + 1];
+      if (!next || !(g_str_has_prefix (next, "|---")
+              || g_str_has_prefix (next, "|:-") || g_str_has_prefix (next, "| -")))
+        bad += "\n  " + file.substr (file.rfind ('/') + 1) + ":"
+            + std::to_string (i + 1) + ": rows without a header: "
+            + std::string (lines[i]).substr (0, 60);
+    }
+  }
+  g_print ("docs: %d tables in %zu files\n", tables, files.size ());
+  fail_unless (bad.empty (), "tables that do not render:%s", bad.c_str ());
+}
+GST_END_TEST;
+
 static Suite *
 examples_suite (void)
 {
@@ -570,6 +614,7 @@ examples_suite (void)
   suite_add_tcase (s, tools);
   tcase_add_test (tools, test_run_busy_port);
   tcase_add_test (tools, test_install);
+  tcase_add_test (tools, test_docs_tables);
   return s;
 }
 
