@@ -197,6 +197,30 @@ stop pub
 clean pub watch
 )sh";
 
+/* watch-room.sh with its default video sink on a machine with no display:
+ * it must not crash (autovideosink falls back to dfbvideosink there), but
+ * say where the video goes and keep receiving it until Ctrl-C. */
+const char *HEADLESS = R"sh(
+server
+launch pub publish-test-pattern.sh THREAD=headless "VIDEO_CAPS=$CAPS"
+session_id pub pub s
+note "$name: no DISPLAY, no WAYLAND_DISPLAY, VIDEO_SINK unset"
+name=watch
+env -u DISPLAY -u WAYLAND_DISPLAY -u VIDEO_SINK THREAD=headless \
+  "AUDIO_SINK=fakesink name=audio-out silent=false $FAKE" \
+  "$EXAMPLES/watch-room.sh" -m -v > watch.log 2>&1 &
+echo $! > watch.pid
+media watch "$pub" video
+wait_for watch 'watch-room.sh: no display' 5
+# Pictures reach the default sink: its pad's caps, and it keeps running.
+wait_for watch 'GstFakeVideoSink:fakevideosink0/GstFakeSink:sink.GstPad:sink: caps = video/x-raw, format=(string)I420, width=(int)320' 20
+wait_count watch 'audio-out: last-message = chain' 30 20
+sleep 1
+running watch || fail "watch-room.sh ended without a display: $(tail -n 3 watch.log)"
+stop watch
+stop pub
+)sh";
+
 /* A camera and a microphone (test sources here), scaled to 640x480. */
 const char *CAMERA = R"sh(
 server
@@ -477,6 +501,12 @@ GST_START_TEST (test_watch_room)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_watch_room_headless)
+{
+  run_scenario ("watch-room-headless", HEADLESS);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_publish_camera)
 {
   run_scenario ("publish-camera", CAMERA);
@@ -605,6 +635,7 @@ examples_suite (void)
   tcase_set_timeout (tc, SCENARIO_TIMEOUT_S + 20);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_watch_room);
+  tcase_add_test (tc, test_watch_room_headless);
   tcase_add_test (tc, test_publish_camera);
   tcase_add_test (tc, test_record_room);
   tcase_add_test (tc, test_bridge_rooms);
