@@ -241,6 +241,7 @@
       this._connected = false;
       this._closing = false;
       this._failed = false;          /* connect-failed told for this outage */
+      this._refused = false;         /* the server refused our token: no more retries */
       this._token = null;
       this._lastSeq = 0;
       this._outbox = [];
@@ -321,12 +322,48 @@
             (this.token ? '; the auth token may be invalid or expired' : ''),
         });
       }
-      if (!reconnecting) return;
+      if (!was && !this._closing) this._checkToken();
+      if (!reconnecting || this._refused) return;
       const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this._retry++);
       this._retryTimer = setTimeout(() => {
         this._retryTimer = null;
-        if (!this._closing) this._open();
+        if (!this._closing && !this._refused) this._open();
       }, delay);
+    }
+
+    /* A socket closed without a greeting. Whether the server refused our
+     * token, a WebSocket cannot tell; the server says it over plain HTTP
+     * (GET /auth next to /peerjs). On a 401 there, retrying cannot help:
+     * stop, and say so with the error 'unauthorized'. Any other answer, or
+     * none, and the retries go on. */
+    _checkToken () {
+      if (typeof global.fetch !== 'function' || typeof global.URL !== 'function') return;
+      let url;
+      try {
+        url = new URL('auth', this._url.replace(/^ws(s?):/, 'http$1:'));
+      } catch (err) {
+        return;
+      }
+      if (this.token) url.searchParams.set('token', this.token);
+      global.fetch(url.href, { cache: 'no-store', credentials: 'omit' }).then((res) => {
+        if (res.status !== 401) return null;
+        return res.json().catch(() => ({})).then((body) => {
+          if (this._connected || this._closing || this._refused) return;
+          this._refused = true;
+          if (this._retryTimer) {
+            clearTimeout(this._retryTimer);
+            this._retryTimer = null;
+          }
+          const why = body && typeof body.error === 'string' ? body.error : '401 Unauthorized';
+          this.emit('error', {
+            code: 'unauthorized',
+            token: Boolean(this.token),
+            reason: why,
+            message: (this.token ? 'the server refused the auth token: '
+              : 'the server requires an auth token: ') + why + '; not retrying',
+          });
+        });
+      }).catch(() => {});
     }
 
     _received (text) {
