@@ -405,6 +405,7 @@
       this._token = msg.token;
       this._connected = true;
       this._failed = false;
+      this._refused = false;
       this._retry = 0;
       if (msg.max_message_size) this.maxMessageSize = msg.max_message_size;
       if (previous && previous !== msg.id) {
