@@ -369,6 +369,40 @@ curl -fs http://127.0.0.1:5000/metrics | grep -qx 'peerjs_sessions 0' \
 running other || fail "the other server is gone"
 )sh";
 
+/* tools/run as it is meant to be used: the server answers, the pipeline
+ * joins the room "gst-demo" with video and audio, and SIGTERM (as Ctrl-C)
+ * stops both and leaves no process. */
+const char *RUN = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+PORT=5000 BUILD="$PEERJS_BUILD_ROOT" "$ROOT/tools/run" > run.log 2>&1 &
+echo $! > run.pid
+wait_for run 'http://localhost:5000/#gst-demo' 20
+i=0
+until curl -fs http://127.0.0.1:5000/metrics | grep -qx 'peerjs_sessions 1'; do
+  i=$((i + 1))
+  [ "$i" -le 100 ] || fail "the pipeline did not join within 10 s: $(curl -fs http://127.0.0.1:5000/metrics | grep '^peerjs_sessions')"
+  sleep 0.1
+done
+note "the pipeline joined the server tools/run started"
+pid=$(cat run.pid)
+kill -TERM "$pid"
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+  i=$((i + 1))
+  [ "$i" -le 150 ] || fail "tools/run did not exit within 15 s of SIGTERM"
+  sleep 0.1
+done
+wait_for run 'peerjs-signalling: shutting down' 2
+left=""
+for p in /proc/[0-9]*; do
+  comm=$(cat "$p/comm" 2>/dev/null) || continue
+  case "$comm" in
+    gst-launch-1.0|peerjs-signalli*|tee) left="$left $comm(${p#/proc/})" ;;
+  esac
+done
+[ -z "$left" ] || fail "tools/run left running:$left"
+)sh";
+
 /* `meson install` into a staging directory: the plugin in GStreamer's own
  * plugin directory (where gst-inspect-1.0 finds it with no
  * GST_PLUGIN_PATH), the server, its web files and the systemd unit; the
@@ -577,6 +611,12 @@ GST_START_TEST (test_run_busy_port)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_run)
+{
+  run_scenario ("run", RUN);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_install)
 {
   run_scenario ("install", INSTALL);
@@ -644,6 +684,7 @@ examples_suite (void)
   tcase_set_timeout (tools, SCENARIO_TIMEOUT_S + 20);
   suite_add_tcase (s, tools);
   tcase_add_test (tools, test_run_busy_port);
+  tcase_add_test (tools, test_run);
   tcase_add_test (tools, test_install);
   tcase_add_test (tools, test_docs_tables);
   return s;
