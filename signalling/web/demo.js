@@ -181,7 +181,7 @@
     const label = `#${room}`;
     ui.roomName.textContent = label;
     document.title = `${label} · peerjs chat room`;
-    ui.count.textContent = joined ? `${tiles.size + 1} here` : 'left';
+    ui.count.textContent = refused ? '' : joined ? `${tiles.size + 1} here` : 'left';
     ui.shareLink.href = ui.shareLink.textContent = inviteUrl();
     ui.out.hidden = joined;
     ui.outRoom.textContent = label;
