@@ -100,7 +100,7 @@ struct Options
   std::string json_path;
   std::string only = "first-frame,cpu,memory,latency,room";
   int runs = 5;
-  int latency = 50;
+  int latency = -1;             /* the elements' default (resolved in main) */
   double window = 10.0;
   double settle = 2.0;
   std::vector<int> receivers = { 1, 2, 4, 8 };
@@ -3380,7 +3380,8 @@ main (int argc, char **argv)
     { "members", 0, 0, G_OPTION_ARG_STRING, &members,
         "member counts for the memory figure (1,4)", "LIST" },
     { "latency", 0, 0, G_OPTION_ARG_INT, &opt.latency,
-        "jitterbuffer latency in ms, both sides (50)", "MS" },
+        "jitterbuffer latency in ms, both sides (the elements' default, "
+        "peerjssrc's latency property)", "MS" },
     { "g2g-frames", 0, 0, G_OPTION_ARG_INT, &opt.g2g_frames,
         "glass-to-glass: frames shown per round and side (300)", "N" },
     { "g2g-rounds", 0, 0, G_OPTION_ARG_INT, &opt.g2g_rounds,
@@ -3475,6 +3476,20 @@ main (int argc, char **argv)
     fprintf (stderr, "gst-bench: --room-members takes 2 or more, "
         "--g2g-frames 1 or more\n");
     return 2;
+  }
+  if (opt.latency < 0) {
+    /* What a user gets without setting latency: the figures are about the
+     * default, whatever it is now. */
+    g_autoptr (GstElement) probe = gst_element_factory_make ("peerjssrc",
+        nullptr);
+    GParamSpec *ps = probe ? g_object_class_find_property (
+        G_OBJECT_GET_CLASS (probe), "latency") : nullptr;
+    if (!ps) {
+      fprintf (stderr, "gst-bench: no peerjssrc with a latency property "
+          "(GST_PLUGIN_PATH=%s)\n", g_getenv ("GST_PLUGIN_PATH"));
+      return 2;
+    }
+    opt.latency = (int) G_PARAM_SPEC_UINT (ps)->default_value;
   }
   if (opt.role == "receivers")
     return run_receivers ();
@@ -3591,8 +3606,9 @@ main (int argc, char **argv)
       return fmt (a, "%.1f") + " / " + fmt (b, "%.1f") + unit;
     };
     out += "\n";
-    snprintf (line, sizeof line, "glass-to-glass, %dx%d@30 VP8%s",
-        opt.g2g_width, opt.g2g_height, opt.g2g_latency_messages == "both"
+    snprintf (line, sizeof line, "glass-to-glass, %dx%d@30 VP8, latency=%d%s",
+        opt.g2g_width, opt.g2g_height, opt.latency,
+        opt.g2g_latency_messages == "both"
         ? "" : (", latency messages: " + opt.g2g_latency_messages).c_str ());
     out += pad (line, 44) + pad ("peerjs elements", 18)
         + pad ("bare webrtcbins", 18) + "ratio\n";

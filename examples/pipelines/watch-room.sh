@@ -10,7 +10,15 @@
 #
 # Ctrl-C leaves the thread. Environment: SERVER, THREAD, VIDEO_SINK and
 # AUDIO_SINK. Arguments go to gst-launch-1.0 (-m prints the bus messages,
-# peerjs-media-connect among them).
+# peerjs-media-connect among them; `-m | grep peerjs-` shows only the
+# elements' own). GST_DEBUG=peerjs:5 logs what the elements do.
+#
+# Without a display (neither DISPLAY nor WAYLAND_DISPLAY set: a server, ssh,
+# a container) the video goes to fakevideosink, and a line on stderr says
+# so: autovideosink would fall back to a framebuffer sink there, and
+# dfbvideosink crashes. Set VIDEO_SINK to show it somewhere else, e.g.
+# VIDEO_SINK="jpegenc ! multifilesink location=frame-%05d.jpg max-files=30 async=false"
+# keeps the last 30 pictures.
 #
 # A member may share video only, so one branch may never get a pad. Hence
 # the sinks handle their state changes alone (async-handling=true, or
@@ -19,6 +27,10 @@
 # never see the end of its stream, so gst-launch-1.0 would wait forever.
 SERVER="${SERVER:-ws://127.0.0.1:5000/peerjs}"
 THREAD="${THREAD:-lobby}"
+if [ -z "${VIDEO_SINK:-}" ] && [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+  echo "watch-room.sh: no display (DISPLAY and WAYLAND_DISPLAY are unset): the video goes to fakevideosink; set VIDEO_SINK to show it elsewhere" >&2
+  VIDEO_SINK="fakevideosink async=false"
+fi
 VIDEO_SINK="${VIDEO_SINK:-autovideosink async-handling=true}"
 AUDIO_SINK="${AUDIO_SINK:-autoaudiosink async-handling=true}"
 set -f  # the sinks are pipeline fragments: split them on spaces, never glob

@@ -5,6 +5,7 @@
 #include "poller.h"
 #include "websocket.h"
 
+#include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 
 #include <algorithm>
@@ -244,6 +245,7 @@ struct SignallingServer::Impl
   void expire_links (std::int64_t now);
   bool origin_allowed (SoupServerMessage * msg);
   bool upgrade (SoupServerMessage * msg, GHashTable * query);
+  void check_token (SoupServerMessage * msg, GHashTable * query);
   void on_text (Connection * c, std::string_view text);
   bool within_rate (Connection * c, std::string_view text);
   void on_closed (Connection * c);
@@ -891,6 +893,60 @@ SignallingServer::Impl::upgrade (SoupServerMessage * msg, GHashTable * query)
   return true;
 }
 
+/* GET /auth[?token=T]: whether /peerjs would let this token in, in plain
+ * HTTP, for pages: a browser's WebSocket does not learn the status of a
+ * refused upgrade, so a page cannot tell "needs a token" from "down". */
+void
+SignallingServer::Impl::check_token (SoupServerMessage * msg,
+    GHashTable * query)
+{
+  SoupMessageHeaders *out = soup_server_message_get_response_headers (msg);
+  const char *method = soup_server_message_get_method (msg);
+  if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0) {
+    soup_server_message_set_status (msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
+        nullptr);
+    return;
+  }
+  /* Pages of the origins the WebSocket takes may read the answer. */
+  const char *origin = soup_message_headers_get_one (
+      soup_server_message_get_request_headers (msg), "Origin");
+  if (origin && origin_allowed (msg)) {
+    soup_message_headers_replace (out, "Access-Control-Allow-Origin", origin);
+    soup_message_headers_append (out, "Vary", "Origin");
+  }
+  soup_message_headers_replace (out, "Cache-Control", "no-store");
+  const char *token = query ? static_cast<const char *>(g_hash_table_lookup (
+          query, "token")) : nullptr;
+  std::string why;
+  bool ok = !auth;
+  if (auth && !token)
+    why = "an auth token is required (?token=)";
+  else if (auth)
+    ok = auth->verify (token, g_get_real_time () / G_USEC_PER_SEC, why)
+        .has_value ();
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "required");
+  json_builder_add_boolean_value (b, auth != nullptr);
+  json_builder_set_member_name (b, "valid");
+  json_builder_add_boolean_value (b, auth && ok);
+  if (!ok) {
+    json_builder_set_member_name (b, "error");
+    json_builder_add_string_value (b, why.c_str ());
+  }
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autofree char *json = json_to_string (root, FALSE);
+  std::string body = std::string (json) + "\n";
+  if (!ok)
+    soup_message_headers_replace (out, "WWW-Authenticate",
+        "Bearer error=\"invalid_token\"");
+  soup_server_message_set_status (msg, ok ? SOUP_STATUS_OK
+      : SOUP_STATUS_UNAUTHORIZED, nullptr);
+  soup_server_message_set_response (msg, "application/json",
+      SOUP_MEMORY_COPY, body.data (), body.size ());
+}
+
 /* Queue every delivery; each connection is written once, at the end of
  * the read being handed over, or now when there is none. */
 void
@@ -1237,6 +1293,12 @@ SignallingServer::start (GError ** error)
           SoupServerMessage * msg, const char *, GHashTable * query,
           gpointer data) {
         static_cast<Impl *>(data)->upgrade (msg, query);
+      }, impl, nullptr);
+
+  soup_server_add_handler (impl->server, "/auth", +[] (SoupServer *,
+          SoupServerMessage * msg, const char *, GHashTable * query,
+          gpointer data) {
+        static_cast<Impl *>(data)->check_token (msg, query);
       }, impl, nullptr);
 
   soup_server_add_handler (impl->server, "/healthz", +[] (SoupServer *,

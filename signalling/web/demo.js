@@ -31,6 +31,7 @@
     form: $('#chat-form'),
     input: $('#chat-input'),
     fileInput: $('#file-input'),
+    unread: $('#unread'),
   };
 
   function showNotice(text) {
@@ -59,6 +60,9 @@
   const removed = { audio: [], video: [] };  // tracks taken out by Mute / Hide picture
   const names = new Map();     // member session id -> the name its token gives (from_name)
   let connectNotice = false;   // the notice says we could not connect
+  let refused = false;         // the server wants a (valid) token: peer.js stopped
+  let greeted = false;         // the server greeted us once: joins are real
+  let unread = [];             // chat entries from others not seen yet
 
   /* ---------- small helpers ---------- */
 
@@ -165,6 +169,8 @@
       connected: `Connected as ${who(myId)}`,
       reconnecting: 'Connection lost, reconnecting…',
       failed: 'Could not connect, retrying…',
+      unauthorized: token ? 'Not connected: the server refused the token'
+        : 'Not connected: this server needs an auth token',
       ended: 'Disconnected: reload the page to come back',
       replaced: 'Disconnected: this session continues in another tab',
     }[state];
@@ -175,15 +181,16 @@
     const label = `#${room}`;
     ui.roomName.textContent = label;
     document.title = `${label} · peerjs chat room`;
-    ui.count.textContent = joined ? `${tiles.size + 1} here` : 'left';
+    ui.count.textContent = refused ? '' : joined ? `${tiles.size + 1} here` : 'left';
     ui.shareLink.href = ui.shareLink.textContent = inviteUrl();
     ui.out.hidden = joined;
     ui.outRoom.textContent = label;
-    ui.exit.disabled = !joined;
-    ui.input.disabled = !joined;
-    ui.form.querySelector('[type=submit]').disabled = !joined;
-    ui.fileInput.disabled = !joined || !rtc;
-    ui.input.placeholder = joined ? `Message ${label}` : 'Rejoin to chat';
+    ui.exit.disabled = !joined || refused;
+    ui.input.disabled = !joined || refused;
+    ui.form.querySelector('[type=submit]').disabled = !joined || refused;
+    ui.fileInput.disabled = !joined || refused || !rtc;
+    ui.input.placeholder = refused ? 'Needs an auth token'
+      : joined ? `Message ${label}` : 'Rejoin to chat';
   }
 
   function renderLocal() {
@@ -297,7 +304,8 @@
     const thread = peer.thread(room, MEDIA);
     joined = true;
     for (const id of Object.keys(thread.members || {})) addMember(id, false);
-    note(`You joined #${room}`);
+    // Before the greeting the join is only queued: said once it is real.
+    if (greeted) note(`You joined #${room}`);
     render();
   }
 
@@ -423,6 +431,53 @@
     if (atEnd) log.scrollTop = log.scrollHeight;
   }
 
+  /* Whether an entry's start is on screen: inside the chat's box, above
+     the bottom of the window and above the message box (which sits over
+     the chat at the bottom of a phone's screen). */
+  function inSight(li) {
+    if (!li.isConnected) return true;
+    const r = li.getBoundingClientRect();
+    const log = ui.chat.getBoundingClientRect();
+    const bottom = Math.min(log.bottom, innerHeight, ui.form.getBoundingClientRect().top);
+    const top = Math.max(log.top, 0);
+    return r.top < bottom - 12 && r.bottom > top + 4;
+  }
+
+  /* New chat out of sight (a phone shows the room first, the chat below
+     it; or the chat was scrolled back) gets a hint over the message box. */
+  function renderUnread() {
+    unread = unread.filter((li) => !inSight(li));
+    ui.unread.hidden = unread.length === 0;
+    ui.unread.textContent = unread.length === 1 ? '1 new message ↓' : `${unread.length} new messages ↓`;
+  }
+
+  function markUnread(li) {
+    if (inSight(li)) return;
+    unread.push(li);
+    renderUnread();
+  }
+
+  let unreadQueued = false;
+  function checkUnread() {
+    if (!unread.length || unreadQueued) return;
+    unreadQueued = true;
+    requestAnimationFrame(() => {
+      unreadQueued = false;
+      renderUnread();
+    });
+  }
+
+  ui.unread.addEventListener('click', () => {
+    const last = unread[unread.length - 1] || ui.chat.lastElementChild;
+    ui.chat.scrollTop = ui.chat.scrollHeight;
+    if (last) last.scrollIntoView({ block: 'end', behavior: 'smooth' });
+    unread = [];
+    renderUnread();
+  });
+  addEventListener('scroll', checkUnread, { passive: true });
+  addEventListener('resize', checkUnread, { passive: true });
+  ui.chat.addEventListener('scroll', checkUnread, { passive: true });
+
   function note(text) {
     scrollChat(() => ui.chat.append(el('li', { class: 'note', textContent: text })));
   }
@@ -438,6 +493,7 @@
               textContent: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
         ...body);
     scrollChat(() => ui.chat.append(li));
+    if (from) markUnread(li);
     return li;
   }
 
@@ -651,6 +707,10 @@
       ui.notice.hidden = true;
       connectNotice = false;
     }
+    if (!greeted) {
+      greeted = true;
+      if (joined) note(`You joined #${room}`);
+    }
     myId = e.id || peer.id;
     if (e.name) names.set(myId, e.name);
     ui.self.querySelector('.name').textContent = who(myId);
@@ -699,7 +759,22 @@
   peer.on('localmedia:connect, localmedia:disconnect', renderLocal);
 
   peer.on('error', (e) => {
+    if (e.code === 'unauthorized') {
+      // peer.js asked the server (GET /auth) and stopped retrying.
+      refused = true;
+      setStatus('unauthorized');
+      showNotice(token
+        ? `The server refused the auth token in this page's address: ${e.reason}. `
+          + `Open the page again with a valid one, /?token=TOKEN#${room}. Not retrying.`
+        : 'This server needs an auth token. Open the page with one in its address, '
+          + `/?token=TOKEN#${room}, from whoever runs the server (tools/token mints them). `
+          + 'Not retrying.');
+      connectNotice = false;
+      render();
+      return;
+    }
     if (e.code === 'connect-failed') {
+      if (refused) return;
       // Said once per outage; a greeting clears it.
       if (myId) setStatus('reconnecting');
       else setStatus('failed');

@@ -242,6 +242,7 @@
       this._connected = false;
       this._closing = false;
       this._failed = false;          /* connect-failed told for this outage */
+      this._refused = false;         /* the server refused our token: no more retries */
       this._token = null;
       this._lastSeq = 0;
       this._outbox = [];
@@ -322,12 +323,50 @@
             (this.token ? '; the auth token may be invalid or expired' : ''),
         });
       }
-      if (!reconnecting) return;
+      if (!was && !this._closing) this._checkToken();
+      if (!reconnecting || this._refused) return;
       const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this._retry++);
       this._retryTimer = setTimeout(() => {
         this._retryTimer = null;
-        if (!this._closing) this._open();
+        if (!this._closing && !this._refused) this._open();
       }, delay);
+    }
+
+    /* A socket closed without a greeting. Whether the server refused our
+     * token, a WebSocket cannot tell; the server says it over plain HTTP
+     * (GET /auth next to /peerjs). On a 401 there, retrying cannot help:
+     * stop, and say so with the error 'unauthorized'. Any other answer, or
+     * none, and the retries go on. */
+    _checkToken () {
+      if (typeof global.fetch !== 'function' || typeof global.URL !== 'function') return;
+      let url;
+      try {
+        url = new URL('auth', this._url.replace(/^ws(s?):/, 'http$1:'));
+      } catch (err) {
+        return;
+      }
+      const token = this.token;
+      if (token) url.searchParams.set('token', token);
+      global.fetch(url.href, { cache: 'no-store', credentials: 'omit' }).then((res) => {
+        if (res.status !== 401) return null;
+        return res.json().catch(() => ({})).then((body) => {
+          /* A token set meanwhile is judged on its own connection. */
+          if (this._connected || this._closing || this._refused || token !== this.token) return;
+          this._refused = true;
+          if (this._retryTimer) {
+            clearTimeout(this._retryTimer);
+            this._retryTimer = null;
+          }
+          const why = body && typeof body.error === 'string' ? body.error : '401 Unauthorized';
+          this.emit('error', {
+            code: 'unauthorized',
+            token: Boolean(this.token),
+            reason: why,
+            message: (this.token ? 'the server refused the auth token: '
+              : 'the server requires an auth token: ') + why + '; not retrying',
+          });
+        });
+      }).catch(() => {});
     }
 
     _received (text) {
@@ -370,6 +409,7 @@
       this._token = msg.token;
       this._connected = true;
       this._failed = false;
+      this._refused = false;
       this._retry = 0;
       if (msg.max_message_size) this.maxMessageSize = msg.max_message_size;
       if (previous && previous !== msg.id) {
@@ -477,6 +517,13 @@
     setToken (token) {
       this.token = token || null;
       if (this._connected && this.token) this._send({ type: 'socket:token', token: this.token });
+      if (this._refused && !this._closing && !this._ws) {
+        /* Stopped for a refused token: the new one gets a fresh try. */
+        this._refused = false;
+        this._failed = false;
+        this._retry = 0;
+        this._open();
+      }
       return this;
     }
 

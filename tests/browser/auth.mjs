@@ -2,14 +2,16 @@
 // pages open /?token=...#lobby with tokens made by peerjs-token, join and
 // chat, and each sees the other's name (from_name) on its chat line and
 // tile; the invite link carries no token. A page whose token is signed with
-// another key is refused and says so on the page. Alice renews her token
-// while connected (peer.setToken) and goes on under its name; a page whose
-// token does not grant a thread forgets that thread; negotiation sent to a
-// session sharing no thread is dropped without a word to the page.
+// another key is refused and says so on the page, and a page without a
+// token is told that this server needs one; both stop retrying (peer.js
+// asks GET /auth). Alice renews her token while connected (peer.setToken)
+// and goes on under its name; a page whose token does not grant a thread
+// forgets that thread; negotiation sent to a session sharing no thread is
+// dropped without a word to the page.
 // Screenshots go to $PEERJS_ARTIFACTS/auth-*.png.
 import {
   scenario, Server, launchBrowser, openPage, waitIn, record, note, assert,
-  assertEqual, tmpDir, ARTIFACTS, SERVER_BIN, waitEvent, events,
+  assertEqual, tmpDir, sleep, ARTIFACTS, SERVER_BIN, waitEvent, events,
 } from './lib.mjs';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -36,6 +38,37 @@ function forge (key, name) {
 async function openWithToken (browser, server, name, token, room) {
   return openPage(browser, server, name,
     { path: `/?token=${encodeURIComponent(token)}#${room}` });
+}
+
+// The page's notice and status once peer.js gave up on a refused token.
+async function refusedNotice (page, status) {
+  return waitIn(page, `the status "${status}" and its notice on ${page.name}`, (want) => {
+    const n = document.querySelector('#notice');
+    const s = document.querySelector('#status').textContent;
+    return s === want && n && !n.hidden ? {
+      notice: n.textContent,
+      chat: {
+        joined: [...document.querySelectorAll('#chat li')].some((li) => li.textContent.startsWith('You joined')),
+        input: document.querySelector('#chat-input').disabled,
+      },
+    } : false;
+  }, status);
+}
+
+// The server's count of connections refused for a token.
+async function refusedTokens (server) {
+  const text = await (await fetch(`${server.url}metrics`)).text();
+  const m = text.match(/^peerjs_connections_refused_total\{reason="token"\} (\d+)$/m);
+  return m ? Number(m[1]) : 0;
+}
+
+// peer.js stopped retrying: over 6 s (its retries come at most 5 s apart)
+// the server refuses no more WebSockets for a token.
+async function noMoreAttempts (page, server) {
+  const before = await refusedTokens(server);
+  await sleep(6000);
+  const after = await refusedTokens(server);
+  assertEqual(after - before, 0, `${page.name}: WebSockets refused for a token in the 6 s after the notice`);
 }
 
 scenario('auth', async (t) => {
@@ -108,22 +141,38 @@ scenario('auth', async (t) => {
   t.step('a token signed with another key is refused, and the page says so');
   const c = await openWithToken(browser, server, 'C', forge(crypto.randomBytes(32), 'Mallory'),
     'lobby');
-  const shown = await waitIn(c, 'the connection notice on C', () => {
-    const n = document.querySelector('#notice');
-    return n && !n.hidden && n.textContent.includes('token')
-      ? { notice: n.textContent, status: document.querySelector('#status').textContent } : false;
-  });
-  assert(shown.notice.includes('refused') && shown.notice.includes('invalid or expired'),
-    `C's notice says it was refused and why it may be: ${shown.notice}`);
-  assertEqual(shown.status, 'Could not connect, retrying…', 'C\'s status');
+  const shown = await refusedNotice(c, 'Not connected: the server refused the token');
+  assert(shown.notice.includes('refused the auth token') && shown.notice.includes('Not retrying'),
+    `C's notice says the token was refused, and that it stopped: ${shown.notice}`);
   assertEqual(await c.evaluate(() => window.peer.id), null, 'C\'s peer.id');
+  await noMoreAttempts(c, server);
   const shotC = path.join(ARTIFACTS, 'auth-refused.png');
   await c.screenshot({ path: shotC });
   note(`wrote ${shotC}`, true);
+
+  t.step('a page without a token is told that this server needs one, and stops');
+  const d = await openPage(browser, server, 'D', { path: '/#lobby' });
+  const told = await refusedNotice(d, 'Not connected: this server needs an auth token');
+  assert(told.notice.includes('This server needs an auth token')
+    && told.notice.includes('/?token=TOKEN#lobby') && !told.notice.includes('Retrying'),
+    `D's notice says a token is needed and how to give it: ${told.notice}`);
+  assertEqual(told.chat, { joined: false, input: true },
+    'D: a "You joined" note in the chat, the message box disabled');
+  await noMoreAttempts(d, server);
+  const shotD = path.join(ARTIFACTS, 'auth-token-needed.png');
+  await d.screenshot({ path: shotD });
+  note(`wrote ${shotD}`, true);
   // Alice's and Bob's pages know nothing of C.
   for (const p of [a, b])
     assertEqual(await p.evaluate(() => document.querySelectorAll('[data-member]').length), 1,
       `${p.name}: member tiles`);
+
+  t.step('the refused page is given a good token (peer.setToken) and gets in');
+  await c.evaluate((tok) => window.peer.setToken(tok), mint(secret, 'Carol'));
+  const carol = await waitIn(c, 'peer.id of C after setToken', () => window.peer && window.peer.id);
+  assert(typeof carol === 'string' && carol.length > 0, `C's peer.id after setToken: ${carol}`);
+  assertEqual(await c.evaluate(() => window.peer.name), 'Carol', 'C\'s peer.name after setToken');
+  await c.evaluate(() => window.peer.disconnect());
 
   t.step('Alice renews her token while connected, and goes on under its name');
   const before = await a.evaluate(() => window.peer.expires);
@@ -145,24 +194,24 @@ scenario('auth', async (t) => {
   assertEqual(renamed, 'Alicia', 'B\'s chat line after the renewal: from');
 
   t.step('a thread the token does not grant is forgotten');
-  const d = await openWithToken(browser, server, 'D', mint(secret, 'Dave', ['--threads', 'lobby']),
+  const dave = await openWithToken(browser, server, 'E', mint(secret, 'Dave', ['--threads', 'lobby']),
     'lobby');
-  d.peerId = await waitIn(d, 'peer.id of D', () => window.peer && window.peer.id);
-  await record(d);
-  await d.evaluate(() => window.peer.thread('attic', {}));
-  const refused = await waitEvent(d, 'thread:disconnect', 'e.thread === \'attic\'');
+  dave.peerId = await waitIn(dave, 'peer.id of D', () => window.peer && window.peer.id);
+  await record(dave);
+  await dave.evaluate(() => window.peer.thread('attic', {}));
+  const refused = await waitEvent(dave, 'thread:disconnect', 'e.thread === \'attic\'');
   assertEqual(refused.refused, true, 'D\'s thread:disconnect for attic: refused');
-  assertEqual(await d.evaluate(() => Object.keys(window.peer.threads)), ['lobby'],
+  assertEqual(await dave.evaluate(() => Object.keys(window.peer.threads)), ['lobby'],
     'D\'s threads');
 
   t.step('negotiation sent to a session sharing no thread is dropped quietly');
-  await d.evaluate(() => window.peer.thread('lobby', false));
-  await waitEvent(a, 'thread:disconnect', `e.from === '${d.peerId}'`);
+  await dave.evaluate(() => window.peer.thread('lobby', false));
+  await waitEvent(a, 'thread:disconnect', `e.from === '${dave.peerId}'`);
   const answer = await a.evaluate((to) => new Promise((resolve) => {
     window.peer._send({ type: 'stream:candidate', to, data: {} });
     // The same refusal, as a callback's reply: it comes after the first.
     window.peer.send('stream:makeoffer', { to }, resolve);
-  }), d.peerId);
+  }), dave.peerId);
   assertEqual(answer.code, 'no-shared-thread', 'the refusal of a makeoffer to D');
   assertEqual(await events(a, 'error', 'e.code === \'no-shared-thread\''), [],
     'A\'s error events for no-shared-thread');

@@ -2,7 +2,8 @@
 // fake camera, on a desktop (1280x800) and a phone (390x844): PNGs of the
 // first page in $PEERJS_ARTIFACTS/demo-<size>-<n>-members.png, and
 // demo-1280x800-2-members-muted.png with its microphone and picture off and
-// the other member muted.
+// the other member muted; demo-390x844-unread.png with the hint that new
+// chat came in below the fold, which then brings it into sight.
 //
 // Besides the pictures it checks the layout, measured in the page:
 // - the tiles are as large as the room allows: they cover a good part of
@@ -255,6 +256,9 @@ scenario('screenshot', async (t) => {
   await waitIn(a, 'B\'s chat line and file offer on A', () =>
     [...document.querySelectorAll('#chat li')].some((li) => li.textContent.includes('Hello from B!'))
     && document.querySelector('.file-offer[data-file-id]'));
+  // On a desktop the chat is in sight: no hint.
+  assertEqual(await a.evaluate(() => document.querySelector('#unread').hidden), true,
+    'A at 1280x800: the unread hint hidden, the new chat being in sight');
   await atBothSizes(a, 2);
 
   t.step('B mutes: A sees a "muted" badge on B\'s tile; A mutes and hides its picture');
@@ -316,6 +320,41 @@ scenario('screenshot', async (t) => {
   for (const p of [a, b, c, d])
     assertEqual(p.httpErrors, [], `${p.name}: HTTP errors`);
   await atBothSizes(a, 4);
+
+  t.step('on the phone, chat below the fold: A gets a hint, which brings it into sight');
+  await a.setViewportSize(PHONE);
+  await settled(a, 4);
+  await a.evaluate(() => window.scrollTo(0, 0));
+  const said = 'Can you see the whiteboard, A?';
+  await b.fill('#chat-input', said);
+  await b.press('#chat-input', 'Enter');
+  const inSight = (text) => {
+    const li = [...document.querySelectorAll('#chat li')].find((l) => l.textContent.includes(text));
+    if (!li) return null;
+    const r = li.getBoundingClientRect();
+    const bottom = Math.min(innerHeight, document.querySelector('#chat-form').getBoundingClientRect().top);
+    return r.top >= 0 && r.top < bottom - 12;
+  };
+  const hint = await waitIn(a, 'the unread hint on A', (text) => {
+    const u = document.querySelector('#unread');
+    const li = [...document.querySelectorAll('#chat li')].find((l) => l.textContent.includes(text));
+    if (!li || u.hidden) return false;
+    const r = u.getBoundingClientRect();
+    return { text: u.textContent, top: r.top, bottom: r.bottom, height: innerHeight };
+  }, said);
+  assertEqual(hint.text, '1 new message ↓', 'A: the hint');
+  assert(hint.top >= 0 && hint.bottom <= hint.height,
+    `A: the hint is on screen (${hint.top.toFixed(0)}-${hint.bottom.toFixed(0)} of ${hint.height})`);
+  assertEqual(await a.evaluate(inSight, said), false, 'A: B\'s message in sight before the hint is used');
+  await shoot(a, 'demo-390x844-unread', PHONE, 4);
+  await a.click('#unread');
+  await waitIn(a, 'B\'s message in sight and the hint gone', (text) => {
+    const li = [...document.querySelectorAll('#chat li')].find((l) => l.textContent.includes(text));
+    const r = li.getBoundingClientRect();
+    const bottom = Math.min(innerHeight, document.querySelector('#chat-form').getBoundingClientRect().top);
+    return document.querySelector('#unread').hidden && r.top >= 0 && r.bottom <= bottom + 1;
+  }, said);
+  await a.setViewportSize(DESKTOP);
 
   note(`screenshots:\n  ${shots.join('\n  ')}`, true);
 });

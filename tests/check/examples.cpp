@@ -197,6 +197,30 @@ stop pub
 clean pub watch
 )sh";
 
+/* watch-room.sh with its default video sink on a machine with no display:
+ * it must not crash (autovideosink falls back to dfbvideosink there), but
+ * say where the video goes and keep receiving it until Ctrl-C. */
+const char *HEADLESS = R"sh(
+server
+launch pub publish-test-pattern.sh THREAD=headless "VIDEO_CAPS=$CAPS"
+session_id pub pub s
+note "$name: no DISPLAY, no WAYLAND_DISPLAY, VIDEO_SINK unset"
+name=watch
+env -u DISPLAY -u WAYLAND_DISPLAY -u VIDEO_SINK THREAD=headless \
+  "AUDIO_SINK=fakesink name=audio-out silent=false $FAKE" \
+  "$EXAMPLES/watch-room.sh" -m -v > watch.log 2>&1 &
+echo $! > watch.pid
+media watch "$pub" video
+wait_for watch 'watch-room.sh: no display' 5
+# Pictures reach the default sink: its pad's caps, and it keeps running.
+wait_for watch 'GstFakeVideoSink:fakevideosink0/GstFakeSink:sink.GstPad:sink: caps = video/x-raw, format=(string)I420, width=(int)320' 20
+wait_count watch 'audio-out: last-message = chain' 30 20
+sleep 1
+running watch || fail "watch-room.sh ended without a display: $(tail -n 3 watch.log)"
+stop watch
+stop pub
+)sh";
+
 /* A camera and a microphone (test sources here), scaled to 640x480. */
 const char *CAMERA = R"sh(
 server
@@ -307,6 +331,118 @@ stop share
 clean share inbox
 )sh";
 
+/* tools/run on a port another server holds: it must say so and give up
+ * at once, and start nothing (no pipeline publishing into the other
+ * server's room, no second server). Its --help names its variables. */
+const char *RUN_BUSY = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+BUILD="$PEERJS_BUILD_ROOT" "$ROOT/tools/run" --help > help.log 2>&1 \
+  || fail "tools/run --help exited $?"
+for word in PORT= ROOM= AUTH_TOKEN= --auth-secret; do
+  grep -qF -- "$word" help.log || fail "tools/run --help does not mention $word"
+done
+"$PEERJS_SIGNALLING" --port 5000 > other.log 2>&1 &
+echo $! > other.pid
+wait_for other 'listening on http://localhost:5000/' 10
+t0=$(date +%s%N)
+PORT=5000 BUILD="$PEERJS_BUILD_ROOT" timeout 30 "$ROOT/tools/run" > run.log 2>&1
+status=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+note "tools/run exited $status after $ms ms: $(tail -n 1 run.log)"
+[ "$status" != 124 ] || fail "tools/run was still running 30 s after it started"
+[ "$status" != 0 ] || fail "tools/run exited 0 with port 5000 taken"
+[ "$ms" -lt 5000 ] || fail "tools/run took $ms ms to give up"
+grep -qF 'port 5000 is in use' run.log || fail "tools/run did not say that port 5000 is in use"
+# This PID namespace holds the scenario's processes only.
+others=""
+for p in /proc/[0-9]*; do
+  comm=$(cat "$p/comm" 2>/dev/null) || continue
+  case "$comm" in
+    gst-launch-1.0) others="$others gst-launch-1.0(${p#/proc/})" ;;
+    peerjs-signalli*) [ "${p#/proc/}" = "$(cat other.pid)" ] \
+      || others="$others peerjs-signalling(${p#/proc/})" ;;
+  esac
+done
+[ -z "$others" ] || fail "tools/run left running:$others"
+curl -fs http://127.0.0.1:5000/metrics | grep -qx 'peerjs_sessions 0' \
+  || fail "the other server got a session: $(curl -fs http://127.0.0.1:5000/metrics | grep '^peerjs_sessions ')"
+running other || fail "the other server is gone"
+)sh";
+
+/* tools/run as it is meant to be used: the server answers, the pipeline
+ * joins the room "gst-demo" with video and audio, and SIGTERM (as Ctrl-C)
+ * stops both and leaves no process. */
+const char *RUN = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+PORT=5000 BUILD="$PEERJS_BUILD_ROOT" "$ROOT/tools/run" > run.log 2>&1 &
+echo $! > run.pid
+wait_for run 'http://localhost:5000/#gst-demo' 20
+i=0
+until curl -fs http://127.0.0.1:5000/metrics | grep -qx 'peerjs_sessions 1'; do
+  i=$((i + 1))
+  [ "$i" -le 100 ] || fail "the pipeline did not join within 10 s: $(curl -fs http://127.0.0.1:5000/metrics | grep '^peerjs_sessions')"
+  sleep 0.1
+done
+note "the pipeline joined the server tools/run started"
+pid=$(cat run.pid)
+kill -TERM "$pid"
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+  i=$((i + 1))
+  [ "$i" -le 150 ] || fail "tools/run did not exit within 15 s of SIGTERM"
+  sleep 0.1
+done
+wait_for run 'peerjs-signalling: shutting down' 2
+left=""
+for p in /proc/[0-9]*; do
+  comm=$(cat "$p/comm" 2>/dev/null) || continue
+  case "$comm" in
+    gst-launch-1.0|peerjs-signalli*|tee) left="$left $comm(${p#/proc/})" ;;
+  esac
+done
+[ -z "$left" ] || fail "tools/run left running:$left"
+)sh";
+
+/* `meson install` into a staging directory: the plugin in GStreamer's own
+ * plugin directory (where gst-inspect-1.0 finds it with no
+ * GST_PLUGIN_PATH), the server, its web files and the systemd unit; the
+ * installed server, with the staged prefix mounted in place (this mount
+ * namespace only), serves the installed web files by default. */
+const char *INSTALL = R"sh(
+ROOT=$(cd "$EXAMPLES/../.." && pwd)
+DEST="$WORK/dest"
+meson install -C "$PEERJS_BUILD_ROOT" --destdir "$DEST" --no-rebuild --quiet \
+  > install.log 2>&1 || fail "meson install exited $?: $(tail -n 3 install.log)"
+gstdir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
+[ "$PEERJS_PLUGINDIR" = "$gstdir" ] \
+  || note "configured with -Dplugindir=$PEERJS_PLUGINDIR (GStreamer's: $gstdir)"
+[ -f "$DEST$PEERJS_PLUGINDIR/libgstpeerjs.so" ] \
+  || fail "no libgstpeerjs.so in $PEERJS_PLUGINDIR; installed: $(cd "$DEST" && find . -name 'libgstpeerjs*')"
+GST_PLUGIN_SYSTEM_PATH_1_0="$DEST$gstdir" GST_PLUGIN_PATH= GST_REGISTRY="$WORK/registry.bin" \
+  gst-inspect-1.0 peerjssink > inspect.log 2>&1 \
+  || fail "gst-inspect-1.0 finds no peerjssink in GStreamer's plugin directory $gstdir"
+P="$DEST$PEERJS_PREFIX"
+for f in index.html peer.js demo.js demo.css; do
+  cmp -s "$ROOT/signalling/web/$f" "$P/share/peerjs/web/$f" \
+    || fail "share/peerjs/web/$f is missing or differs from signalling/web/$f"
+done
+unit="$DEST$PEERJS_UNITDIR/peerjs-signalling.service"
+[ -f "$unit" ] || fail "no peerjs-signalling.service in $PEERJS_UNITDIR"
+grep -qx "ExecStart=$PEERJS_PREFIX/bin/peerjs-signalling .*" "$unit" \
+  || fail "the unit does not start $PEERJS_PREFIX/bin/peerjs-signalling: $(grep ExecStart "$unit")"
+mkdir -p "$PEERJS_PREFIX" 2>/dev/null
+mount --bind "$P" "$PEERJS_PREFIX" || fail "cannot mount $P on $PEERJS_PREFIX"
+"$PEERJS_PREFIX/bin/peerjs-signalling" --host 127.0.0.1 --port 0 > installed.log 2>&1 &
+echo $! > installed.pid
+wait_for installed 'listening on http://127.0.0.1:' 10
+wait_for installed "serving $PEERJS_PREFIX/share/peerjs/web" 2
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' installed.log | head -n 1)
+curl -fs "http://127.0.0.1:$port/peer.js" | cmp -s - "$ROOT/signalling/web/peer.js" \
+  || fail "the installed server does not serve peer.js"
+note "installed: $(cd "$DEST" && find . -type f | grep -v '/include/' | sort | tr '\n' ' ')"
+stop installed
+)sh";
+
 /* rm -r, for what an earlier run of a scenario left. */
 void
 remove_tree (const std::string & path)
@@ -399,6 +535,12 @@ GST_START_TEST (test_watch_room)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_watch_room_headless)
+{
+  run_scenario ("watch-room-headless", HEADLESS);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_publish_camera)
 {
   run_scenario ("publish-camera", CAMERA);
@@ -463,6 +605,68 @@ GST_START_TEST (test_files)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_run_busy_port)
+{
+  run_scenario ("run-busy-port", RUN_BUSY);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_run)
+{
+  run_scenario ("run", RUN);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_install)
+{
+  run_scenario ("install", INSTALL);
+}
+GST_END_TEST;
+
+/* The docs' tables render: each run of table rows (lines starting with
+ * "|", outside code fences) starts with a header row and a delimiter row.
+ * A blank line inside a table, or rows put after a paragraph, make rows
+ * that Markdown shows as plain text. */
+GST_START_TEST (test_docs_tables)
+{
+  g_autofree char *root_c = g_path_get_dirname (examples_dir.c_str ());
+  g_autofree char *root = g_path_get_dirname (root_c);
+  std::vector<std::string> files = { std::string (root) + "/README.md" };
+  g_autofree char *docs = g_build_filename (root, "docs", nullptr);
+  GDir *dir = g_dir_open (docs, 0, nullptr);
+  fail_unless (dir != nullptr, "no docs/ at %s", docs);
+  while (const char *name = g_dir_read_name (dir))
+    if (g_str_has_suffix (name, ".md"))
+      files.push_back (std::string (docs) + "/" + name);
+  g_dir_close (dir);
+  std::string bad;
+  int tables = 0;
+  for (const auto & file : files) {
+    g_autofree char *text = nullptr;
+    fail_unless (g_file_get_contents (file.c_str (), &text, nullptr, nullptr),
+        "cannot read %s", file.c_str ());
+    g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+    bool fence = false;
+    for (guint i = 0; lines[i]; i++) {
+      if (g_str_has_prefix (lines[i], "```"))
+        fence = !fence;
+      if (fence || lines[i][0] != '|' || (i > 0 && lines[i - 1][0] == '|'))
+        continue;
+      /* The first row of a run. */
+      tables++;
+      const char *next = lines[i + 1];
+      if (!next || !(g_str_has_prefix (next, "|---")
+              || g_str_has_prefix (next, "|:-") || g_str_has_prefix (next, "| -")))
+        bad += "\n  " + file.substr (file.rfind ('/') + 1) + ":"
+            + std::to_string (i + 1) + ": rows without a header: "
+            + std::string (lines[i]).substr (0, 60);
+    }
+  }
+  g_print ("docs: %d tables in %zu files\n", tables, files.size ());
+  fail_unless (bad.empty (), "tables that do not render:%s", bad.c_str ());
+}
+GST_END_TEST;
+
 static Suite *
 examples_suite (void)
 {
@@ -471,10 +675,18 @@ examples_suite (void)
   tcase_set_timeout (tc, SCENARIO_TIMEOUT_S + 20);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_watch_room);
+  tcase_add_test (tc, test_watch_room_headless);
   tcase_add_test (tc, test_publish_camera);
   tcase_add_test (tc, test_record_room);
   tcase_add_test (tc, test_bridge_rooms);
   tcase_add_test (tc, test_files);
+  TCase *tools = tcase_create ("tools");
+  tcase_set_timeout (tools, SCENARIO_TIMEOUT_S + 20);
+  suite_add_tcase (s, tools);
+  tcase_add_test (tools, test_run_busy_port);
+  tcase_add_test (tools, test_run);
+  tcase_add_test (tools, test_install);
+  tcase_add_test (tools, test_docs_tables);
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <memory>
 #include <vector>
@@ -671,6 +672,51 @@ GST_START_TEST (test_close_rules)
 }
 GST_END_TEST;
 
+/* GET /auth: what a page can learn over HTTP that its WebSocket does not
+ * tell it, whether its token would be let in. */
+GST_START_TEST (test_auth_endpoint)
+{
+  std::string body;
+  {
+    ServerThread open;
+    fail_unless_equals_int (http_get (open.http_url ("/auth?token=x"), &body),
+        200);
+    fail_unless_equals_string (body.c_str (),
+        "{\"required\":false,\"valid\":false}\n");
+  }
+  const char key[] = "auth-endpoint-secret-0123456789abcdef";
+  g_autofree char *path = nullptr;
+  int fd = g_file_open_tmp ("peerjs-auth-XXXXXX", &path, nullptr);
+  fail_unless (fd >= 0);
+  close (fd);
+  fail_unless (g_file_set_contents (path, key, -1, nullptr));
+  ServerOptions o = ServerThread::default_options ();
+  o.auth_secret_file = path;
+  ServerThread server (o);
+  fail_unless_equals_int (http_get (server.http_url ("/auth"), &body), 401);
+  fail_unless_equals_string (body.c_str (), "{\"required\":true,\"valid\":"
+      "false,\"error\":\"an auth token is required (?token=)\"}\n");
+  const std::string good = mint_jwt (JWT_ALG_HS256, key,
+      "{\"exp\":" + std::to_string (g_get_real_time () / G_USEC_PER_SEC + 300)
+      + "}");
+  fail_unless_equals_int (http_get (server.http_url ("/auth?token=" + good),
+          &body), 200);
+  fail_unless_equals_string (body.c_str (),
+      "{\"required\":true,\"valid\":true}\n");
+  const std::string expired = mint_jwt (JWT_ALG_HS256, key,
+      "{\"exp\":" + std::to_string (g_get_real_time () / G_USEC_PER_SEC - 60)
+      + "}");
+  fail_unless_equals_int (http_get (server.http_url ("/auth?token=" + expired),
+          &body), 401);
+  fail_unless (body.find ("\"error\":\"the token expired") != std::string::npos,
+      "%s", body.c_str ());
+  /* The same token is what the WebSocket upgrade refuses and takes. */
+  fail_unless_equals_int (http_get (server.http_url ("/auth?token=" + good
+              + "x"), &body), 401);
+  g_unlink (path);
+}
+GST_END_TEST;
+
 static Suite *
 server_suite (void)
 {
@@ -694,6 +740,7 @@ server_suite (void)
   tcase_add_test (tc, test_tls);
   tcase_add_test (tc, test_frames_with_the_upgrade);
   tcase_add_test (tc, test_cli);
+  tcase_add_test (tc, test_auth_endpoint);
   return s;
 }
 
