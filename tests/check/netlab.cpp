@@ -377,9 +377,12 @@ NetLab::NetLab ()
   bool forwarding = false;
   std::thread t ([&] {
     int fd = open_netns (router_);
-    if (fd < 0 || setns (fd, CLONE_NEWNET) != 0)
+    if (fd < 0)
       return;
+    bool entered = setns (fd, CLONE_NEWNET) == 0;
     close (fd);
+    if (!entered)
+      return;
     fd = open ("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
     forwarding = fd >= 0 && write (fd, "1", 1) == 1;
     if (fd >= 0)

@@ -6,9 +6,9 @@
  * are created inside the lab's namespaces, and the router has no other
  * link, so no packet leaves the lab. Everything it made goes away when the
  * NetLab is destroyed, when the process exits (a failed check assertion)
- * or is ended by SIGABRT, SIGTERM, SIGINT or SIGHUP, and, after a SIGKILL,
- * at the next sweep_stale () (every NetLab constructor runs one). See
- * docs/network-lab.md. */
+ * or is ended by SIGABRT, SIGTERM, SIGINT, SIGHUP or SIGSEGV, and, after a
+ * SIGKILL, at the next sweep_stale () (every NetLab constructor runs one).
+ * See docs/network-lab.md. */
 #pragma once
 
 #include <glib.h>
