@@ -186,6 +186,15 @@ GST_START_TEST (test_rate)
   fail_unless (f.received >= f.sent * 99 / 100 && f.rate_bps () > 1400000,
       "a clean link passed %d of %d datagrams at %.0f bit/s", f.received,
       f.sent, f.rate_bps ());
+
+  /* The sender's uplink, shaped in its own namespace. */
+  slow.rate_bps = 300000;
+  fail_unless (lab.set_uplink (a, slow), "%s", lab.error ().c_str ());
+  f = udp_flow (lab, a, b, 375, 1000, 8000);
+  g_print ("network: a's uplink at 300 kbit/s: %.0f kbit/s (%d of %d)\n",
+      f.rate_bps () / 1000, f.received, f.sent);
+  fail_unless (f.rate_bps () > 210000 && f.rate_bps () < 390000,
+      "a 300 kbit/s uplink measured as %.0f bit/s", f.rate_bps ());
 }
 GST_END_TEST;
 
