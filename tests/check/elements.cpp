@@ -8,6 +8,7 @@
  * The suite is skipped (exit 77) only when it cannot make the namespace
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
+#include "ice-check.h"
 
 #include <glib/gstdio.h>
 
@@ -2255,6 +2256,54 @@ GST_START_TEST (test_turn_wrong_secret)
 }
 END_TEST;
 
+/* The application's own TURN servers (turn-servers, as gst-launch takes an
+ * array) take the place of the greeting's, here wrong ones. */
+GST_START_TEST (test_turn_servers_property)
+{
+  if (!TurnServer::installed ()) {
+    g_print ("test_turn_servers_property: SKIP: turnserver (Debian's "
+        "coturn) is not installed\n");
+    return;
+  }
+  const std::string secret = "the-application-knows";
+  TurnServer turn (secret);
+  ServerThread server (turn_options (turn, "the-server-is-wrong"));
+  /* Credentials as a TURN REST API service would mint them for the
+   * application, escaped for the URI. */
+  std::string user = std::to_string (g_get_real_time () / G_USEC_PER_SEC
+      + 3600) + ":application";
+  g_autofree char *u = g_uri_escape_string (user.c_str (), nullptr, FALSE);
+  g_autofree char *pw = g_uri_escape_string (peerjs::test::coturn_password (secret,
+          user).c_str (), nullptr, FALSE);
+  std::string hostport = "127.0.0.1:" + std::to_string (turn.port);
+  std::string list = "turn-servers=<\"turn://nobody:nothing@127.0.0.1:9\","
+      "\"turn://" + std::string (u) + ":" + pw + "@" + hostport + "\"> "
+      "ice-transport-policy=relay";
+  Member sink (publisher (server, "own-turn", "ball", false,
+          "peerjssink " + list));
+  Member src (receiver (server, "own-turn") + " " + list);
+  /* The property reads back as it was set. */
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (src.element ()), "turn-servers", &v);
+  fail_unless_equals_int (gst_value_array_get_size (&v), 2);
+  g_value_unset (&v);
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (src, "video_" + id, 30);
+  std::set<std::string> types;
+  wait_until ([&] {
+    types = candidate_types (src, id, "local");
+    return !types.empty ();
+  });
+  fail_unless (types == std::set<std::string> {"relay"}, "%s",
+      joined (types).c_str ());
+  fail_unless (turn.log_text ().find (":application>") != std::string::npos,
+      "%s", turn.log_text ().c_str ());
+}
+END_TEST;
+
 /* ------------------------------------------------------------------ */
 
 namespace {
@@ -2320,6 +2369,7 @@ elements_suite ()
   tcase_add_test (tc, test_auth_renewal);
   tcase_add_test (tc, test_turn_relay);
   tcase_add_test (tc, test_turn_wrong_secret);
+  tcase_add_test (tc, test_turn_servers_property);
   suite_add_tcase (s, tc);
   return s;
 }
