@@ -1133,7 +1133,7 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
   g_object_class_install_property (gobject_class, PROP_TURN_SERVERS,
       gst_param_spec_array ("turn-servers", "TURN servers",
           "More TURN servers, each as turn-server, as an array: "
-          "turn-servers='<\"turn://u:p@a:3478\", \"turns://u:p@b:5349\">'. "
+          "turn-servers='<\"turn://u:p@a:3478\",\"turns://u:p@b:5349\">'. "
           "Unset (and turn-server unset): the signalling server's, with "
           "the short-lived credentials of its greeting",
           g_param_spec_string ("turn-server", "TURN server",
