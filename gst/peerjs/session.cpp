@@ -200,6 +200,7 @@ bool
 Session::start (const Config & config)
 {
   config_ = config;
+  relay_warned_ = false;
   g_autoptr (GUri) uri = g_uri_parse (config_.server.c_str (),
       G_URI_FLAGS_NONE, nullptr);
   const char *scheme = uri ? g_uri_get_scheme (uri) : nullptr;
@@ -707,6 +708,9 @@ Session::watch_relay (GstElement * webrtc, const std::string & member,
                 "relay allows no other path");
             return;
           }
+          if (session->relay_warned_)
+            return;
+          session->relay_warned_ = true;
           GST_ELEMENT_WARNING (session->element_, RESOURCE, OPEN_READ_WRITE,
               ("No TURN relay for member %s.", member.c_str ()),
               ("%s; only direct paths are tried", why.c_str ()));

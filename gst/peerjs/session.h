@@ -227,6 +227,9 @@ private:
   /* Signalling thread. */
   std::map<std::string, Thread> threads_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;
+  /* The no-relay warning (ice-transport-policy=all) was posted: once per
+   * start, not per member. Mesh thread. */
+  bool relay_warned_ = false;
   Media fixed_media_;                   /* from config_.constraints */
   bool fixed_ = false;
   bool warned_offline_ = false;

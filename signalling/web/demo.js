@@ -204,10 +204,11 @@
     document.title = `${label} · peerjs chat room`;
     ui.count.textContent = refused ? '' : joined ? `${tiles.size + 1} here` : 'left';
     ui.shareLink.href = ui.shareLink.textContent = inviteUrl();
+    // In the heading, so that it takes no room of its own on a phone.
     ui.shareHint.hidden = !loopback;
-    ui.shareHint.textContent = loopback ? `This link names ${host}: it opens only on this `
-      + `computer. For others, open this page at an address they can reach (this machine's `
-      + `name or IP address, over https for the camera).` : '';
+    ui.shareHint.textContent = loopback ? '(opens only on this computer)' : '';
+    ui.shareHint.title = loopback ? `This link names ${host}. For others, open this page at an `
+      + 'address they can reach (this machine\'s name or IP address, over https for the camera).' : '';
     ui.out.hidden = joined;
     ui.outRoom.textContent = label;
     ui.exit.disabled = !joined || refused;
