@@ -2170,7 +2170,9 @@ GST_START_TEST (test_turn_relay)
   }
   const std::string secret = "elements-turn-secret";
   TurnServer turn (secret);
-  ServerThread server (turn_options (turn, secret));
+  peerjs::ServerOptions o = turn_options (turn, secret);
+  o.ice.stun_urls = {"stun:127.0.0.1:" + std::to_string (turn.port)};
+  ServerThread server (o);
   Member sink (publisher (server, "relayed", "ball", false,
           "peerjssink ice-transport-policy=relay"));
   Member src (receiver (server, "relayed") + " ice-transport-policy=relay");
@@ -2192,6 +2194,13 @@ GST_START_TEST (test_turn_relay)
           "%s candidates of %s: %s", which, side.second.c_str (),
           joined (types).c_str ());
     }
+  /* The greeting's STUN server too, as webrtcbin takes it. */
+  g_autoptr (GstElement) webrtc = gst_bin_get_by_name (GST_BIN (src.element ()),
+      ("webrtc-" + id).c_str ());
+  fail_unless (webrtc != nullptr);
+  g_autofree char *stun = nullptr;
+  g_object_get (webrtc, "stun-server", &stun, NULL);
+  assert_str (stun, "stun://127.0.0.1:" + std::to_string (turn.port));
   /* coturn allocated for both sessions, with usernames from greetings. */
   std::string log = turn.log_text ();
   for (const std::string &who : {id, rid})
@@ -2267,7 +2276,9 @@ GST_START_TEST (test_turn_servers_property)
   }
   const std::string secret = "the-application-knows";
   TurnServer turn (secret);
-  ServerThread server (turn_options (turn, "the-server-is-wrong"));
+  peerjs::ServerOptions o = turn_options (turn, "the-server-is-wrong");
+  o.ice.stun_urls = {"stun:127.0.0.1:" + std::to_string (turn.port)};
+  ServerThread server (o);
   /* Credentials as a TURN REST API service would mint them for the
    * application, escaped for the URI. */
   std::string user = std::to_string (g_get_real_time () / G_USEC_PER_SEC
@@ -2281,7 +2292,8 @@ GST_START_TEST (test_turn_servers_property)
       "ice-transport-policy=relay";
   Member sink (publisher (server, "own-turn", "ball", false,
           "peerjssink " + list));
-  Member src (receiver (server, "own-turn") + " " + list);
+  Member src (receiver (server, "own-turn") + " " + list
+      + " stun-server=stun://127.0.0.1:9");
   /* The property reads back as it was set. */
   GValue v = G_VALUE_INIT;
   g_value_init (&v, GST_TYPE_ARRAY);
@@ -2299,6 +2311,12 @@ GST_START_TEST (test_turn_servers_property)
   });
   fail_unless (types == std::set<std::string> {"relay"}, "%s",
       joined (types).c_str ());
+  g_autoptr (GstElement) webrtc = gst_bin_get_by_name (GST_BIN (src.element ()),
+      ("webrtc-" + id).c_str ());
+  fail_unless (webrtc != nullptr);
+  g_autofree char *stun = nullptr;
+  g_object_get (webrtc, "stun-server", &stun, NULL);
+  assert_str (stun, "stun://127.0.0.1:9");
   fail_unless (turn.log_text ().find (":application>") != std::string::npos,
       "%s", turn.log_text ().c_str ());
 }
