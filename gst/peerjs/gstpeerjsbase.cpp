@@ -32,6 +32,8 @@ enum
   PROP_STUN_SERVER,
   PROP_TURN_SERVER,
   PROP_ICE_ADDRESSES,
+  PROP_TURN_SERVERS,
+  PROP_ICE_TRANSPORT_POLICY,
   PROP_TLS_CA,
   PROP_AUTH_TOKEN,
   PROP_LATENCY,
@@ -112,6 +114,9 @@ struct Settings
   std::string stun_server;
   std::string turn_server;
   std::string ice_addresses;
+  std::vector<std::string> turn_servers;
+  GstWebRTCICETransportPolicy ice_transport_policy =
+      GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   std::string tls_ca;
   std::string auth_token;
   guint latency = DEFAULT_LATENCY;
@@ -410,6 +415,19 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_ICE_ADDRESSES:
       set_string (s.ice_addresses, value);
       break;
+    case PROP_TURN_SERVERS:
+      s.turn_servers.clear ();
+      for (guint i = 0; i < gst_value_array_get_size (value); i++) {
+        const GValue *v = gst_value_array_get_value (value, i);
+        if (G_VALUE_HOLDS_STRING (v) && g_value_get_string (v)
+            && *g_value_get_string (v))
+          s.turn_servers.emplace_back (g_value_get_string (v));
+      }
+      break;
+    case PROP_ICE_TRANSPORT_POLICY:
+      s.ice_transport_policy =
+          (GstWebRTCICETransportPolicy) g_value_get_enum (value);
+      break;
     case PROP_TLS_CA:
       set_string (s.tls_ca, value);
       break;
@@ -488,6 +506,17 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_ICE_ADDRESSES:
       str (s.ice_addresses);
+      break;
+    case PROP_TURN_SERVERS:
+      for (const std::string & t : s.turn_servers) {
+        GValue v = G_VALUE_INIT;
+        g_value_init (&v, G_TYPE_STRING);
+        g_value_set_string (&v, t.c_str ());
+        gst_value_array_append_and_take_value (value, &v);
+      }
+      break;
+    case PROP_ICE_TRANSPORT_POLICY:
+      g_value_set_enum (value, s.ice_transport_policy);
       break;
     case PROP_TLS_CA:
       str (s.tls_ca);
@@ -748,6 +777,8 @@ make_config (GstPeerJSBase * self)
   c.receives = GST_PEERJS_BASE_GET_CLASS (self)->receives;
   c.stun_server = s.stun_server;
   c.turn_server = s.turn_server;
+  c.turn_servers = s.turn_servers;
+  c.ice_transport_policy = s.ice_transport_policy;
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
   c.stats_interval_ms = s.stats_interval;
@@ -1090,11 +1121,30 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           nullptr, (GParamFlags) (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   g_object_class_install_property (gobject_class, PROP_STUN_SERVER,
       g_param_spec_string ("stun-server", "STUN server",
-          "STUN server as stun://host:port; none by default, so nothing "
-          "waits on a public name", nullptr, rw));
+          "STUN server as stun://host:port. Unset: the first stun: URL the "
+          "signalling server hands out (--ice-server), else none, so "
+          "nothing waits on a public name", nullptr, rw));
   g_object_class_install_property (gobject_class, PROP_TURN_SERVER,
       g_param_spec_string ("turn-server", "TURN server",
-          "TURN server as turn(s)://user:password@host:port", nullptr, rw));
+          "TURN server as turn(s)://user:password@host:port (user and "
+          "password URL-encoded). With it or turn-servers set, the TURN "
+          "servers the signalling server hands out are not used", nullptr,
+          rw));
+  g_object_class_install_property (gobject_class, PROP_TURN_SERVERS,
+      gst_param_spec_array ("turn-servers", "TURN servers",
+          "More TURN servers, each as turn-server, as an array: "
+          "turn-servers='<\"turn://u:p@a:3478\",\"turns://u:p@b:5349\">'. "
+          "Unset (and turn-server unset): the signalling server's, with "
+          "the short-lived credentials of its greeting",
+          g_param_spec_string ("turn-server", "TURN server",
+              "turn(s)://user:password@host:port", nullptr, rw), rw));
+  g_object_class_install_property (gobject_class, PROP_ICE_TRANSPORT_POLICY,
+      g_param_spec_enum ("ice-transport-policy", "ICE transport policy",
+          "all: every candidate; relay: only through the TURN servers (the "
+          "member's address is never revealed; a member for whom no relay "
+          "candidate is gathered fails with peerjs-peer-failed)",
+          GST_TYPE_WEBRTC_ICE_TRANSPORT_POLICY,
+          GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL, rw));
   g_object_class_install_property (gobject_class, PROP_ICE_ADDRESSES,
       g_param_spec_string ("ice-addresses", "ICE addresses",
           "Comma-separated local IP addresses ICE may use (only these). "

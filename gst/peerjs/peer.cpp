@@ -173,7 +173,7 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
   webrtc_ = gst_element_factory_make ("webrtcbin",
       ("webrtc-" + id_).c_str ());
   gst_util_set_object_arg (G_OBJECT (webrtc_), "bundle-policy", "max-bundle");
-  host_.configure (webrtc_);
+  host_.configure (webrtc_, id_);
   gst_bin_add (host_.bin (), webrtc_);
 
   g_signal_connect (webrtc_, "on-ice-candidate", G_CALLBACK (+[] (GstElement *,

@@ -46,8 +46,9 @@ public:
   virtual bool receives () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
-  /* Configure a new webrtcbin (ICE servers, addresses, latency). */
-  virtual void configure (GstElement * webrtc) = 0;
+  /* Configure a new webrtcbin for `member` (ICE servers, transport
+   * policy, addresses, latency). */
+  virtual void configure (GstElement * webrtc, const std::string & member) = 0;
   /* A member's decoded stream starts or stops being output: `src` is the
    * decoder's src pad. add_output links it on (a member pad on the element,
    * or the mixer) and returns the handle remove_output takes. Any thread. */

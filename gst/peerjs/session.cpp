@@ -3,6 +3,7 @@
 #include "message.h"
 
 #include <algorithm>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <nice/interfaces.h>
@@ -199,6 +200,7 @@ bool
 Session::start (const Config & config)
 {
   config_ = config;
+  relay_warned_ = false;
   g_autoptr (GUri) uri = g_uri_parse (config_.server.c_str (),
       G_URI_FLAGS_NONE, nullptr);
   const char *scheme = uri ? g_uri_get_scheme (uri) : nullptr;
@@ -524,13 +526,120 @@ Session::wants_recv (const std::string & member, Kind kind)
   return config_.receives && allowed (member, kind);
 }
 
-void
-Session::configure (GstElement * webrtc)
+namespace {
+
+/* A URL of the greeting's ice_servers (stun:HOST[:PORT],
+ * turn:HOST[:PORT][?transport=...], turns:...) as webrtcbin takes it:
+ * stun://HOST:PORT, turn(s)://USER:PASS@HOST:PORT[?transport=...], the
+ * username and credential URL-encoded (a REST API username holds a colon,
+ * a base64 credential '/', '+' and '='). "" for what webrtcbin cannot use
+ * (stuns:). */
+std::string
+webrtc_ice_uri (const std::string & url, const std::string & username,
+    const std::string & credential, bool & turn)
 {
-  if (!config_.stun_server.empty ())
-    g_object_set (webrtc, "stun-server", config_.stun_server.c_str (), NULL);
+  std::string scheme, rest;
+  std::size_t colon = url.find (':');
+  if (colon == std::string::npos)
+    return {};
+  scheme = url.substr (0, colon);
+  rest = url.substr (colon + 1);
+  if (scheme != "stun" && scheme != "turn" && scheme != "turns")
+    return {};
+  turn = scheme != "stun";
+  std::string query;
+  std::size_t q = rest.find ('?');
+  if (q != std::string::npos) {
+    query = rest.substr (q);
+    rest = rest.substr (0, q);
+  }
+  std::size_t bracket = rest.rfind (']');
+  std::size_t port = rest.rfind (':');
+  if (port == std::string::npos
+      || (bracket != std::string::npos && port < bracket))
+    rest += scheme == "turns" ? ":5349" : ":3478";
+  if (!turn)
+    return "stun://" + rest;
+  g_autofree char *user = g_uri_escape_string (username.c_str (), nullptr,
+      FALSE);
+  g_autofree char *pass = g_uri_escape_string (credential.c_str (), nullptr,
+      FALSE);
+  return scheme + "://" + user + ":" + pass + "@" + rest + query;
+}
+
+/* A TURN URI without its credentials, for messages. */
+std::string
+without_userinfo (const std::string & uri)
+{
+  std::size_t at = uri.find ('@');
+  std::size_t scheme = uri.find ("://");
+  if (at == std::string::npos || scheme == std::string::npos || at < scheme)
+    return uri;
+  return uri.substr (0, scheme + 3) + uri.substr (at + 1);
+}
+
+/* Watches one webrtcbin's gathering for relay candidates: TURN servers
+ * that refuse the credentials (wrong secret, expired) or cannot be
+ * reached give none, and webrtcbin says nothing of it. */
+struct RelayWatch
+{
+  Session *session;
+  GstBin *bin;
+  std::string member;
+  std::string servers;                 /* for the message */
+  bool relay_only;
+  std::atomic<int> relays {0};
+  std::atomic<bool> reported {false};
+};
+
+}  // namespace
+
+void
+Session::configure (GstElement * webrtc, const std::string & member)
+{
+  /* The application's own servers first; the greeting's (the server's
+   * --ice-server) for the kind it set none of. */
+  std::string stun = config_.stun_server;
+  std::vector<std::string> turn;
   if (!config_.turn_server.empty ())
-    g_object_set (webrtc, "turn-server", config_.turn_server.c_str (), NULL);
+    turn.push_back (config_.turn_server);
+  turn.insert (turn.end (), config_.turn_servers.begin (),
+      config_.turn_servers.end ());
+  bool own_stun = !stun.empty (), own_turn = !turn.empty ();
+  if (client_)
+    for (const IceServer & s : client_->ice_servers ())
+      for (const std::string & url : s.urls) {
+        bool is_turn = false;
+        std::string uri = webrtc_ice_uri (url, s.username, s.credential,
+            is_turn);
+        if (uri.empty ())
+          GST_INFO_OBJECT (element_, "ICE server %s: not usable by webrtcbin",
+              url.c_str ());
+        else if (is_turn && !own_turn)
+          turn.push_back (uri);
+        else if (!is_turn && !own_stun && stun.empty ())
+          stun = uri;
+      }
+  if (!stun.empty ())
+    g_object_set (webrtc, "stun-server", stun.c_str (), NULL);
+  std::string servers;
+  for (const std::string & t : turn) {
+    gboolean ok = FALSE;
+    g_signal_emit_by_name (webrtc, "add-turn-server", t.c_str (), &ok);
+    if (!ok) {
+      GST_ELEMENT_WARNING (element_, RESOURCE, SETTINGS,
+          ("TURN server %s is not a turn(s)://user:password@host:port URI.",
+              without_userinfo (t).c_str ()), (nullptr));
+      continue;
+    }
+    servers += (servers.empty () ? "" : ", ") + without_userinfo (t);
+  }
+  g_object_set (webrtc, "ice-transport-policy", config_.ice_transport_policy,
+      NULL);
+  bool relay_only = config_.ice_transport_policy
+      == GST_WEBRTC_ICE_TRANSPORT_POLICY_RELAY;
+  if (!servers.empty () || relay_only)
+    watch_relay (webrtc, member, servers, relay_only);
   g_object_set (webrtc, "latency", config_.latency_ms, NULL);
 
   std::vector<std::string> addresses = config_.ice_addresses;
@@ -552,6 +661,61 @@ Session::configure (GstElement * webrtc)
     if (!ok)
       GST_WARNING_OBJECT (element_, "ICE cannot use address '%s'", a.c_str ());
   }
+}
+
+void
+Session::watch_relay (GstElement * webrtc, const std::string & member,
+    const std::string & servers, bool relay_only)
+{
+  auto *w = new RelayWatch { this, bin (), member, servers, relay_only };
+  auto free_watch = [] (gpointer d, GClosure *) {
+    delete static_cast<RelayWatch *> (d);
+  };
+  g_signal_connect_data (webrtc, "on-ice-candidate", G_CALLBACK (+[] (
+              GstElement *, guint, gchar * candidate, gpointer data) {
+        if (candidate && strstr (candidate, " typ relay"))
+          static_cast<RelayWatch *> (data)->relays++;
+      }), w, nullptr, G_CONNECT_DEFAULT);
+  /* The last handler owns the watch. */
+  g_signal_connect_data (webrtc, "notify::ice-gathering-state",
+      G_CALLBACK (+[] (GstElement * webrtc, GParamSpec *, gpointer data) {
+        auto *w = static_cast<RelayWatch *> (data);
+        GstWebRTCICEGatheringState state;
+        g_object_get (webrtc, "ice-gathering-state", &state, NULL);
+        if (state != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE
+            || w->relays > 0 || w->reported.exchange (true))
+          return;
+        Session *session = w->session;
+        GstBin *bin = w->bin;
+        std::string member = w->member;
+        std::string why = w->servers.empty ()
+            ? std::string ("no relay candidate: no TURN server is set "
+                "(turn-server, turn-servers, or the signalling server's "
+                "--ice-server)")
+            : "no relay candidate was gathered from the TURN server(s) "
+                + w->servers + ": they refused the credentials (a wrong or "
+                "expired TURN secret) or could not be reached";
+        bool relay_only = w->relay_only;
+        GstElement *ref = GST_ELEMENT (gst_object_ref (webrtc));
+        session->invoke ([session, bin, member, why, relay_only, ref] {
+          /* The member's connection may have been closed meanwhile. */
+          bool current = GST_OBJECT_PARENT (ref) == GST_OBJECT (bin);
+          gst_object_unref (ref);
+          if (!current)
+            return;
+          if (relay_only) {
+            session->peer_failed (member, why + "; ice-transport-policy="
+                "relay allows no other path");
+            return;
+          }
+          if (session->relay_warned_)
+            return;
+          session->relay_warned_ = true;
+          GST_ELEMENT_WARNING (session->element_, RESOURCE, OPEN_READ_WRITE,
+              ("No TURN relay for member %s.", member.c_str ()),
+              ("%s; only direct paths are tried", why.c_str ()));
+        });
+      }), w, free_watch, G_CONNECT_DEFAULT);
 }
 
 GstPad *

@@ -40,7 +40,10 @@ struct Config
   bool receives = false;                /* a source element */
   std::string stun_server;
   std::string turn_server;
+  std::vector<std::string> turn_servers;    /* turn-servers, with turn-server */
   std::vector<std::string> ice_addresses;   /* empty: automatic */
+  GstWebRTCICETransportPolicy ice_transport_policy =
+      GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   guint latency_ms = 0;
   guint stats_interval_ms = 0;          /* 0: no stats */
   std::vector<std::string> tags;
@@ -134,7 +137,11 @@ public:
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
   bool media_ready () override;
-  void configure (GstElement * webrtc) override;
+  void configure (GstElement * webrtc, const std::string & member) override;
+  /* Tell when `webrtc` ends gathering without a relay candidate: a peer
+   * failure under ice-transport-policy=relay, else a warning. */
+  void watch_relay (GstElement * webrtc, const std::string & member,
+      const std::string & servers, bool relay_only);
   GstPad *add_output (GstPad * src, const std::string & member,
       Kind kind) override;
   void remove_output (GstPad * output, const std::string & member,
@@ -220,6 +227,9 @@ private:
   /* Signalling thread. */
   std::map<std::string, Thread> threads_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;
+  /* The no-relay warning (ice-transport-policy=all) was posted: once per
+   * start, not per member. Mesh thread. */
+  bool relay_warned_ = false;
   Media fixed_media_;                   /* from config_.constraints */
   bool fixed_ = false;
   bool warned_offline_ = false;

@@ -151,6 +151,50 @@ to_text (JsonObject * msg)
   return text;
 }
 
+/* The greeting's ice_servers; entries that are not of its shape are
+ * skipped (and logged), not fatal: the room works without them. */
+std::vector<IceServer>
+parse_ice_servers (JsonObject * greeting)
+{
+  std::vector<IceServer> out;
+  JsonNode *node = json_object_get_member (greeting, "ice_servers");
+  if (!node)
+    return out;
+  if (!JSON_NODE_HOLDS_ARRAY (node)) {
+    GST_WARNING ("greeting: ice_servers is not an array");
+    return out;
+  }
+  JsonArray *list = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (list); i++) {
+    JsonNode *e = json_array_get_element (list, i);
+    if (!JSON_NODE_HOLDS_OBJECT (e)) {
+      GST_WARNING ("greeting: ice_servers[%u] is not an object", i);
+      continue;
+    }
+    JsonObject *o = json_node_get_object (e);
+    IceServer s;
+    s.username = json_string (o, "username");
+    s.credential = json_string (o, "credential");
+    JsonNode *urls = json_object_get_member (o, "urls");
+    if (urls && JSON_NODE_HOLDS_ARRAY (urls)) {
+      JsonArray *a = json_node_get_array (urls);
+      for (guint j = 0; j < json_array_get_length (a); j++) {
+        JsonNode *u = json_array_get_element (a, j);
+        if (JSON_NODE_HOLDS_VALUE (u)
+            && json_node_get_value_type (u) == G_TYPE_STRING)
+          s.urls.emplace_back (json_node_get_string (u));
+      }
+    } else if (!json_string (o, "urls").empty ()) {
+      s.urls.push_back (json_string (o, "urls"));
+    }
+    if (s.urls.empty ())
+      GST_WARNING ("greeting: ice_servers[%u] has no urls", i);
+    else
+      out.push_back (std::move (s));
+  }
+  return out;
+}
+
 }  // namespace
 
 void
@@ -392,6 +436,11 @@ SignallingClient::on_message (GBytes * bytes)
       last_seq_ = 0;
     id_ = id;
     token_ = json_string (msg, "token");
+    {
+      std::vector<IceServer> servers = parse_ice_servers (msg);
+      std::lock_guard<std::mutex> guard (ice_lock_);
+      ice_servers_ = std::move (servers);
+    }
     greeted_once_ = true;
     greeted_ = true;
     holding_ = true;
@@ -408,6 +457,13 @@ SignallingClient::on_message (GBytes * bytes)
     last_seq_ = seq;
   }
   handlers_.message (msg);
+}
+
+std::vector<IceServer>
+SignallingClient::ice_servers () const
+{
+  std::lock_guard<std::mutex> guard (ice_lock_);
+  return ice_servers_;
 }
 
 void

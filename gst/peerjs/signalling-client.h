@@ -14,10 +14,20 @@
 
 #include <deque>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace peerjs {
+
+/* One entry of the greeting's ice_servers (RTCConfiguration.iceServers). */
+struct IceServer
+{
+  std::vector<std::string> urls;
+  std::string username;
+  std::string credential;
+};
 
 class SignallingClient
 {
@@ -62,6 +72,8 @@ public:
   /* After a greeting: send what waited (keep) or drop it (it was written
    * as another member), and send directly again. Any thread. */
   void release (bool keep);
+  /* The ICE servers of the latest greeting (empty: none). Any thread. */
+  std::vector<IceServer> ice_servers () const;
 
 private:
   void invoke (std::function<void ()> f);
@@ -101,6 +113,9 @@ private:
   guint retry_ = 0;
   GSource *retry_source_ = nullptr;
   std::deque<std::string> outbox_;
+
+  mutable std::mutex ice_lock_;
+  std::vector<IceServer> ice_servers_;
 };
 
 /* A JSON object's member as a string, or "" when absent or not a string. */

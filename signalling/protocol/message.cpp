@@ -855,6 +855,8 @@ greeting_text (const Greeting & g)
     w.str ("name", g.name);
   if (g.expires)
     w.raw ("expires", std::to_string (g.expires));
+  if (!g.ice_servers.empty ())
+    w.raw ("ice_servers", g.ice_servers);
   return w.done ();
 }
 

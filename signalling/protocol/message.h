@@ -160,6 +160,7 @@ struct Greeting
   std::size_t max_message_size = 0;
   std::string name;           /* the auth token's name; empty: none */
   std::int64_t expires = 0;   /* the auth token's exp; 0: no token */
+  std::string ice_servers;    /* a JSON array text; empty: none */
 };
 std::string greeting_text (const Greeting & greeting);
 

@@ -116,6 +116,9 @@ main (int argc, char **argv)
   double rate_bytes = o.rate_bytes;
   int max_per_address = o.max_per_address;
   double handshake_timeout = o.handshake_timeout_s;
+  g_auto (GStrv) ice_servers = nullptr;
+  g_autofree char *turn_secret = nullptr;
+  double turn_ttl = o.ice.turn_ttl_s;
   gboolean verbose = FALSE;
 
   GOptionEntry entries[] = {
@@ -173,6 +176,16 @@ main (int argc, char **argv)
     {"handshake-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &handshake_timeout,
           "Seconds a connection has to send its whole request (default 10)",
           "S"},
+    {"ice-server", 0, 0, G_OPTION_ARG_STRING_ARRAY, &ice_servers, "STUN or "
+          "TURN server handed to every session in its greeting: stun:HOST"
+          "[:PORT], turn:HOST[:PORT][?transport=udp|tcp], turns:...; "
+          "repeat for several", "URL"},
+    {"turn-secret", 0, 0, G_OPTION_ARG_FILENAME, &turn_secret, "Shared "
+          "secret of the TURN server (coturn's static-auth-secret with "
+          "use-auth-secret): each session gets credentials of its own, "
+          "minted from it; needed with turn: URLs", "FILE"},
+    {"turn-ttl", 0, 0, G_OPTION_ARG_DOUBLE, &turn_ttl, "Seconds a minted "
+          "TURN credential is valid (default 86400)", "S"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and "
           "dropped sessions", nullptr},
     {nullptr}
@@ -221,6 +234,37 @@ main (int argc, char **argv)
   }
   if ((tls_cert == nullptr) != (tls_key == nullptr)) {
     g_printerr ("peerjs-signalling: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  for (char **u = ice_servers; u && *u; u++) {
+    bool turn = false;
+    std::string why;
+    if (!peerjs::parse_ice_url (*u, turn, why)) {
+      g_printerr ("peerjs-signalling: --ice-server %s\n", why.c_str ());
+      return 2;
+    }
+    (turn ? o.ice.turn_urls : o.ice.stun_urls).emplace_back (*u);
+  }
+  if (!o.ice.turn_urls.empty () && !turn_secret) {
+    g_printerr ("peerjs-signalling: --ice-server %s needs --turn-secret: "
+        "TURN servers take only credentials minted from their secret\n",
+        o.ice.turn_urls[0].c_str ());
+    return 2;
+  }
+  if (turn_secret && o.ice.turn_urls.empty ()) {
+    g_printerr ("peerjs-signalling: --turn-secret without a turn: or "
+        "turns: --ice-server has no use\n");
+    return 2;
+  }
+  if (turn_ttl < 60 || turn_ttl > 7 * 86400.0) {
+    g_printerr ("peerjs-signalling: --turn-ttl must be 60 to 604800 "
+        "seconds\n");
+    return 2;
+  }
+  o.ice.turn_ttl_s = static_cast<std::int64_t>(turn_ttl);
+  if (turn_secret && !peerjs::load_turn_secret (turn_secret,
+          o.ice.turn_secret, &error)) {
+    g_printerr ("peerjs-signalling: --turn-secret: %s\n", error->message);
     return 2;
   }
   if (verbose)
@@ -297,6 +341,14 @@ main (int argc, char **argv)
   else
     g_print ("open: no auth tokens required (--auth-secret or "
         "--auth-public-key turns them on)\n");
+
+  if (!o.ice.empty ())
+    g_print ("ICE servers for every session: %zu STUN, %zu TURN URLs%s\n",
+        o.ice.stun_urls.size (), o.ice.turn_urls.size (),
+        o.ice.turn_urls.empty () ? "" : ", credentials minted per session");
+  else
+    g_print ("no ICE servers handed out: members reach each other only "
+        "directly (--ice-server adds STUN/TURN)\n");
 
   g_main_loop_run (loop);
   g_print ("peerjs-signalling: shutting down\n");

@@ -354,6 +354,9 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
     g.name = *name;
   if (s->grants)
     g.expires = s->grants->expires;
+  if (!ice_.empty ())
+    g.ice_servers = ice_servers_json (ice_, s->id, ice_.clock ? ice_.clock ()
+        : g_get_real_time () / G_USEC_PER_SEC);
   out.push (s->id, std::make_shared<const std::string>(greeting_text (g)));
   for (auto &t : replay)
     out.push (s->id, std::move (t));

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "auth.h"
+#include "ice.h"
 #include "message.h"
 
 #include <glib.h>
@@ -95,6 +96,10 @@ public:
   /* How a renewal (socket:token) is verified; without one the server
    * takes no auth tokens, and a renewal changes nothing. */
   void set_token_verifier (TokenVerifier verify) { verify_ = std::move (verify); }
+
+  /* The ICE servers every greeting carries, TURN credentials minted for
+   * the session at each greeting (a resume gets fresh ones). */
+  void set_ice (IceConfig ice) { ice_ = std::move (ice); }
 
   /* A connection opened. `resume_token` may be empty; `last_seq` is the last
    * sequence number the client saw (-1: unknown). `grants` are those of the
@@ -196,6 +201,7 @@ private:
   std::unordered_map<std::string, std::list<Watch>> watches_;   /* by tag */
   RouterStats stats_;
   TokenVerifier verify_;
+  IceConfig ice_;
   /* Sessions by the monotonic time their auth token expires: the tick
    * looks only at those due. */
   std::set<std::pair<std::int64_t, std::string>> deadlines_;

@@ -211,6 +211,7 @@ struct SignallingServer::Impl
     : options (std::move (o)), router (options.limits, std::move (secret))
   {
     listener.impl = this;
+    router.set_ice (options.ice);
     std::ostringstream why;
     why << "over the rate limit (";
     if (options.rate_messages > 0)

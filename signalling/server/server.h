@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include "ice.h"
 #include "router.h"
 
 #include <glib.h>
@@ -46,6 +47,8 @@ struct ServerOptions
   guint max_per_address = 256;       /* open connections per IP; 0: no cap */
   double handshake_timeout_s = 10;   /* to send a whole request */
   std::size_t max_header_bytes = 16 * 1024;
+  /* STUN/TURN servers for the greeting (--ice-server, --turn-secret). */
+  IceConfig ice;
 };
 
 /* Close code for a session that kept flooding past its rate limit. */

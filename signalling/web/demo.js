@@ -12,6 +12,7 @@
     count: $('#member-count'),
     status: $('#status'),
     notice: $('#notice'),
+    insecure: $('#insecure'),
     camera: $('#toggle-camera'),
     mute: $('#toggle-mute'),
     picture: $('#toggle-picture'),
@@ -27,6 +28,7 @@
     enableSound: $('#enable-sound'),
     shareLink: $('#share-link'),
     copyLink: $('#copy-link'),
+    shareHint: $('#share-hint'),
     chat: $('#chat'),
     form: $('#chat-form'),
     input: $('#chat-input'),
@@ -114,11 +116,30 @@
   }
 
   /* This page's address without its token: the room, for others to join
-     with tokens of their own. */
+     with tokens of their own. It is the address the page was opened at,
+     so others must be able to reach it. */
   function inviteUrl() {
     const url = new URL(location.href);
     url.searchParams.delete('token');
     return url.href;
+  }
+
+  const host = location.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host.endsWith('.localhost')
+    || /^127\./.test(host) || host === '::1';
+
+  /* Browsers give camera and microphone only to secure contexts: https, or
+     http on this machine's own names (localhost, 127.0.0.1). */
+  function explainInsecure() {
+    if (window.isSecureContext) return false;
+    const port = location.port ? `:${location.port}` : '';
+    ui.insecure.textContent = `The camera and microphone are blocked: this page was opened at `
+      + `${location.origin}, which the browser does not count as secure (plain http away from `
+      + `localhost). You can still chat. To share video, serve the page over https (start `
+      + `peerjs-signalling with --tls-cert FILE --tls-key FILE, or behind a TLS proxy), or, on the `
+      + `server's own machine, open http://localhost${port}${location.pathname}${location.hash}.`;
+    ui.insecure.hidden = false;
+    return true;
   }
 
   /* The server puts the name a member's token gives in what it relays. */
@@ -183,6 +204,11 @@
     document.title = `${label} · peerjs chat room`;
     ui.count.textContent = refused ? '' : joined ? `${tiles.size + 1} here` : 'left';
     ui.shareLink.href = ui.shareLink.textContent = inviteUrl();
+    // In the heading, so that it takes no room of its own on a phone.
+    ui.shareHint.hidden = !loopback;
+    ui.shareHint.textContent = loopback ? '(opens only on this computer)' : '';
+    ui.shareHint.title = loopback ? `This link names ${host}. For others, open this page at an `
+      + 'address they can reach (this machine\'s name or IP address, over https for the camera).' : '';
     ui.out.hidden = joined;
     ui.outRoom.textContent = label;
     ui.exit.disabled = !joined || refused;
@@ -798,7 +824,21 @@
     showNotice('This browser has no WebRTC: you can chat, but not share video or files.');
     ui.camera.disabled = true;
     ui.self.querySelector('.start-camera').disabled = true;
+  } else if (explainInsecure()) {
+    ui.camera.disabled = true;
+    ui.self.querySelector('.start-camera').disabled = true;
   }
+
+  /* A TURN server that refuses the credentials the server handed out:
+     members on other networks cannot be reached through it. Said once. */
+  let turnRefused = false;
+  peer.on('stream:ice-error', (e) => {
+    if (turnRefused || !/^turns?:/.test(e.url || '') || e.errorCode < 400 || e.errorCode >= 500) return;
+    turnRefused = true;
+    showNotice(`The TURN server ${e.url} refused this page's credentials (${e.errorCode} ${
+      e.errorText || ''}): members on other networks may not be reached. Its static-auth-secret `
+      + 'and the signalling server\'s --turn-secret must be the same.');
+  });
 
   ui.self.querySelector('.badge').prepend(micOff());
   window.addEventListener('hashchange', onHashChange);

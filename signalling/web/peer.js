@@ -228,7 +228,11 @@
       this.threads = {};
       this.localmedia = null;
       this.stun_server = null;     /* the original's way to name one */
+      /* The ICE servers of every RTCPeerConnection: the greeting's (the
+       * server's --ice-server, with TURN credentials minted for this
+       * session), unless the application gave its own. */
       this.iceServers = [];
+      this._greetingIce = this.iceServers;
       this.support = {
         rtc: typeof global.RTCPeerConnection === 'function',
         datachannel: typeof global.RTCPeerConnection === 'function' &&
@@ -412,6 +416,11 @@
       this._refused = false;
       this._retry = 0;
       if (msg.max_message_size) this.maxMessageSize = msg.max_message_size;
+      /* Fresh credentials on every greeting, resumes included; an
+       * application that set peer.iceServers keeps its own. */
+      if (this.iceServers === this._greetingIce) {
+        this.iceServers = this._greetingIce = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+      }
       if (previous && previous !== msg.id) {
         /* A new identity: every connection was to the old one. */
         for (const r of Array.from(this._remotes.values())) this._closeRemote(r);
@@ -869,6 +878,11 @@
       r.pc = pc;
       pc.onicecandidate = (e) => {
         if (e.candidate) this._send({ type: 'stream:candidate', to: id, data: e.candidate.toJSON() });
+      };
+      /* A STUN or TURN server that failed us: a TURN server answering 401
+       * refused the credentials (a wrong or expired secret). */
+      pc.onicecandidateerror = (e) => {
+        this.emit('stream:ice-error', { from: id, url: e.url, errorCode: e.errorCode, errorText: e.errorText });
       };
       pc.onnegotiationneeded = () => {
         if (r.master) this._offer(r);

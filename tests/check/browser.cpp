@@ -125,6 +125,12 @@ GST_START_TEST (test_screenshot)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_ice)
+{
+  run_scenario ("ice");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_auth)
 {
   run_scenario ("auth");
@@ -147,6 +153,7 @@ browser_suite (void)
   tcase_add_test (tc, test_pipelines);
   tcase_add_test (tc, test_pipeline_files);
   tcase_add_test (tc, test_auth);
+  tcase_add_test (tc, test_ice);
   return s;
 }
 

@@ -8,6 +8,7 @@
  * The suite is skipped (exit 77) only when it cannot make the namespace
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
+#include "ice-check.h"
 
 #include <glib/gstdio.h>
 
@@ -1978,6 +1979,350 @@ GST_START_TEST (test_inspect)
 END_TEST;
 
 /* ------------------------------------------------------------------ */
+/* TURN: a real coturn on loopback, credentials from the greeting. */
+
+namespace {
+
+/* A free port on 127.0.0.1, for UDP and TCP both (coturn listens on
+ * both). */
+guint
+free_port ()
+{
+  for (int tries = 0; tries < 20; tries++) {
+    g_autoptr (GSocket) udp = g_socket_new (G_SOCKET_FAMILY_IPV4,
+        G_SOCKET_TYPE_DATAGRAM, G_SOCKET_PROTOCOL_UDP, nullptr);
+    g_autoptr (GInetAddress) lo = g_inet_address_new_loopback (
+        G_SOCKET_FAMILY_IPV4);
+    g_autoptr (GSocketAddress) any = g_inet_socket_address_new (lo, 0);
+    if (!g_socket_bind (udp, any, FALSE, nullptr))
+      continue;
+    g_autoptr (GSocketAddress) bound = g_socket_get_local_address (udp,
+        nullptr);
+    guint port = g_inet_socket_address_get_port (
+        G_INET_SOCKET_ADDRESS (bound));
+    g_autoptr (GSocket) tcp = g_socket_new (G_SOCKET_FAMILY_IPV4,
+        G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+    g_autoptr (GSocketAddress) same = g_inet_socket_address_new (lo, port);
+    if (g_socket_bind (tcp, same, FALSE, nullptr))
+      return port;
+  }
+  fail ("no free port on 127.0.0.1");
+  return 0;
+}
+
+/* coturn's turnserver, run by the test in the foreground (no daemon), on
+ * 127.0.0.1 with a configuration of its own: TURN REST API credentials
+ * under `secret`, loopback peers allowed, no TLS, no CLI, log to a file. */
+class TurnServer
+{
+public:
+  static bool installed ()
+  {
+    g_autofree char *path = g_find_program_in_path ("turnserver");
+    return path != nullptr;
+  }
+
+  explicit TurnServer (const std::string & secret)
+  {
+    dir_ = g_dir_make_tmp ("peerjs-turn-XXXXXX", nullptr);
+    fail_unless (dir_ != nullptr);
+    port = free_port ();
+    log = std::string (dir_) + "/turn.log";
+    std::string conf = std::string (dir_) + "/turnserver.conf";
+    std::string text =
+        "listening-ip=127.0.0.1\n"
+        "relay-ip=127.0.0.1\n"
+        "listening-port=" + std::to_string (port) + "\n"
+        "min-port=50000\nmax-port=50999\n"
+        "use-auth-secret\n"
+        "static-auth-secret=" + secret + "\n"
+        "realm=peerjs.test\n"
+        "fingerprint\n"
+        "allow-loopback-peers\n"
+        "no-tls\nno-dtls\nno-cli\nno-multicast-peers\n"
+        "log-file=" + log + "\nsimple-log\nverbose\n"
+        "pidfile=" + std::string (dir_) + "/turnserver.pid\n"
+        "userdb=" + std::string (dir_) + "/turndb\n";
+    fail_unless (g_file_set_contents (conf.c_str (), text.c_str (), -1,
+            nullptr));
+    const char *argv[] = {"turnserver", "-c", conf.c_str (), nullptr};
+    g_autoptr (GError) error = nullptr;
+    fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
+            (GSpawnFlags) (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
+                | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL),
+            nullptr, nullptr, &pid_, &error), "turnserver: %s",
+        error ? error->message : "?");
+    /* Ready when it takes TCP connections on its port. */
+    bool up = wait_until ([&] {
+      g_autoptr (GSocketClient) c = g_socket_client_new ();
+      g_autoptr (GSocketConnection) conn = g_socket_client_connect_to_host (
+          c, ("127.0.0.1:" + std::to_string (port)).c_str (), 0, nullptr,
+          nullptr);
+      if (!conn)
+        g_usleep (50000);
+      return conn != nullptr;
+    }, 10000);
+    fail_unless (up, "turnserver did not listen on 127.0.0.1:%u; log:\n%s",
+        port, log_text ().c_str ());
+  }
+
+  ~TurnServer ()
+  {
+    kill (pid_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 100 && waitpid (pid_, &status, WNOHANG) == 0; i++)
+      g_usleep (20000);
+    if (waitpid (pid_, &status, WNOHANG) == 0) {
+      kill (pid_, SIGKILL);
+      waitpid (pid_, &status, 0);
+    }
+    g_spawn_close_pid (pid_);
+    g_autoptr (GDir) d = g_dir_open (dir_, 0, nullptr);
+    while (const char *name = d ? g_dir_read_name (d) : nullptr) {
+      g_autofree char *path = g_build_filename (dir_, name, nullptr);
+      g_unlink (path);
+    }
+    g_rmdir (dir_);
+    g_free (dir_);
+  }
+
+  std::string log_text () const
+  {
+    g_autofree char *text = nullptr;
+    g_file_get_contents (log.c_str (), &text, nullptr, nullptr);
+    return text ? text : "";
+  }
+
+  guint port = 0;
+  std::string log;
+
+private:
+  char *dir_ = nullptr;
+  GPid pid_ = 0;
+};
+
+peerjs::ServerOptions
+turn_options (const TurnServer & turn, const std::string & secret)
+{
+  peerjs::ServerOptions o = ServerThread::default_options ();
+  o.ice.turn_urls = {"turn:127.0.0.1:" + std::to_string (turn.port)};
+  o.ice.turn_secret = secret;
+  return o;
+}
+
+/* The candidate types webrtcbin's get-stats reports for `member`'s
+ * connection: "local-candidate" and "remote-candidate" entries. */
+std::set<std::string>
+candidate_types (Member & m, const std::string & member, const char *which)
+{
+  std::set<std::string> types;
+  g_autoptr (GstElement) webrtc = gst_bin_get_by_name (GST_BIN (m.element ()),
+      ("webrtc-" + member).c_str ());
+  if (!webrtc)
+    return types;
+  GstPromise *promise = gst_promise_new ();
+  g_signal_emit_by_name (webrtc, "get-stats", nullptr, promise);
+  if (gst_promise_wait (promise) == GST_PROMISE_RESULT_REPLIED) {
+    const GstStructure *reply = gst_promise_get_reply (promise);
+    std::pair<std::set<std::string> *, const char *> want (&types, which);
+    gst_structure_foreach (reply, [] (GQuark, const GValue * v,
+            gpointer data) -> gboolean {
+          auto *t = static_cast<std::pair<std::set<std::string> *,
+              const char *> *> (data);
+          if (!GST_VALUE_HOLDS_STRUCTURE (v))
+            return TRUE;
+          const GstStructure *s = gst_value_get_structure (v);
+          bool local = gst_structure_has_name (s, "local-candidate");
+          bool remote = gst_structure_has_name (s, "remote-candidate");
+          if ((local && g_str_equal (t->second, "local"))
+              || (remote && g_str_equal (t->second, "remote"))) {
+            const char *ct = gst_structure_get_string (s, "candidate-type");
+            if (ct)
+              t->first->insert (ct);
+          }
+          return TRUE;
+        }, &want);
+  }
+  gst_promise_unref (promise);
+  return types;
+}
+
+std::string
+joined (const std::set<std::string> & s)
+{
+  std::string out;
+  for (auto & e : s)
+    out += (out.empty () ? "" : ",") + e;
+  return out;
+}
+
+}  // namespace
+
+/* Credentials minted by the server from --turn-secret reach the elements
+ * in the greeting, coturn accepts them, and with ice-transport-policy=relay
+ * the media goes through the relay although a direct path exists. */
+GST_START_TEST (test_turn_relay)
+{
+  if (!TurnServer::installed ()) {
+    g_print ("test_turn_relay: SKIP: turnserver (Debian's coturn) is not "
+        "installed\n");
+    return;
+  }
+  const std::string secret = "elements-turn-secret";
+  TurnServer turn (secret);
+  peerjs::ServerOptions o = turn_options (turn, secret);
+  o.ice.stun_urls = {"stun:127.0.0.1:" + std::to_string (turn.port)};
+  ServerThread server (o);
+  Member sink (publisher (server, "relayed", "ball", false,
+          "peerjssink ice-transport-policy=relay"));
+  Member src (receiver (server, "relayed") + " ice-transport-policy=relay");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id (), rid = src.id ();
+  check_video (src, "video_" + id, 30);
+  fail_unless (src.errors ().empty (), "%s", src.describe ().c_str ());
+
+  /* Only relay candidates, on both ends of both sides. */
+  for (auto side : {std::make_pair (&src, id), std::make_pair (&sink, rid)})
+    for (const char *which : {"local", "remote"}) {
+      std::set<std::string> types;
+      wait_until ([&] {
+        types = candidate_types (*side.first, side.second, which);
+        return !types.empty ();
+      });
+      fail_unless (types == std::set<std::string> {"relay"},
+          "%s candidates of %s: %s", which, side.second.c_str (),
+          joined (types).c_str ());
+    }
+  /* The greeting's STUN server too, as webrtcbin takes it. */
+  g_autoptr (GstElement) webrtc = gst_bin_get_by_name (GST_BIN (src.element ()),
+      ("webrtc-" + id).c_str ());
+  fail_unless (webrtc != nullptr);
+  g_autofree char *stun = nullptr;
+  g_object_get (webrtc, "stun-server", &stun, NULL);
+  assert_str (stun, "stun://127.0.0.1:" + std::to_string (turn.port));
+  /* coturn allocated for both sessions, with usernames from greetings. */
+  std::string log = turn.log_text ();
+  for (const std::string &who : {id, rid})
+    fail_unless (log.find (":" + who + ">") != std::string::npos,
+        "coturn never saw a username of session %s:\n%s", who.c_str (),
+        log.c_str ());
+}
+END_TEST;
+
+/* The server and coturn disagree on the secret: the member that allows
+ * only relays fails its connection with a reason naming TURN, the one
+ * that allows all warns and goes on directly, and the rest of the room
+ * does not notice. */
+GST_START_TEST (test_turn_wrong_secret)
+{
+  if (!TurnServer::installed ()) {
+    g_print ("test_turn_wrong_secret: SKIP: turnserver (Debian's coturn) is "
+        "not installed\n");
+    return;
+  }
+  TurnServer turn ("the-right-secret");
+  ServerThread server (turn_options (turn, "a-wrong-secret"));
+  Member sink (publisher (server, "misconfigured", "ball", false));
+  Member direct (receiver (server, "misconfigured"));
+  Member relayed (receiver (server, "misconfigured")
+      + " ice-transport-policy=relay");
+  for (Member *m : {&sink, &direct, &relayed})
+    fail_unless (m->play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+
+  gint64 t0 = now_ms ();
+  std::string failed = relayed.wait_message ("peerjs-peer-failed",
+      {{"member", id}}, 20000);
+  g_print ("test_turn_wrong_secret: after %" G_GINT64_FORMAT " ms: %s\n",
+      now_ms () - t0, failed.c_str ());
+  fail_unless (failed.find ("TURN") != std::string::npos
+      && failed.find ("relay") != std::string::npos
+      && failed.find ("127.0.0.1:" + std::to_string (turn.port))
+      != std::string::npos, "%s", failed.c_str ());
+  fail_unless (failed.find ("a-wrong-secret") == std::string::npos);
+  bool warned = false;
+  for (const std::string &e : relayed.errors ())
+    warned = warned || (e.find ("warning") == 0 && e.find ("TURN")
+        != std::string::npos);
+  fail_unless (warned, "no bus warning naming TURN:\n%s",
+      relayed.describe ().c_str ());
+  fail_if (relayed.output ("video_" + id).buffers > 0);
+
+  /* The others: media flows directly, with a warning that no relay came. */
+  check_video (direct, "video_" + id, 30);
+  int before = direct.output ("video_" + id).buffers;
+  direct.wait_buffers ("video_" + id, 15, before);
+  fail_unless (direct.count ("peerjs-peer-failed") == 0, "%s",
+      direct.describe ().c_str ());
+  bool direct_warned = false;
+  for (const std::string &e : direct.errors ())
+    direct_warned = direct_warned || e.find ("No TURN relay") != std::string::npos;
+  fail_unless (direct_warned, "%s", direct.describe ().c_str ());
+  /* coturn refused the credentials. */
+  fail_unless (turn.log_text ().find ("401") != std::string::npos, "%s",
+      turn.log_text ().c_str ());
+}
+END_TEST;
+
+/* The application's own TURN servers (turn-servers, as gst-launch takes an
+ * array) take the place of the greeting's, here wrong ones. */
+GST_START_TEST (test_turn_servers_property)
+{
+  if (!TurnServer::installed ()) {
+    g_print ("test_turn_servers_property: SKIP: turnserver (Debian's "
+        "coturn) is not installed\n");
+    return;
+  }
+  const std::string secret = "the-application-knows";
+  TurnServer turn (secret);
+  peerjs::ServerOptions o = turn_options (turn, "the-server-is-wrong");
+  o.ice.stun_urls = {"stun:127.0.0.1:" + std::to_string (turn.port)};
+  ServerThread server (o);
+  /* Credentials as a TURN REST API service would mint them for the
+   * application, escaped for the URI. */
+  std::string user = std::to_string (g_get_real_time () / G_USEC_PER_SEC
+      + 3600) + ":application";
+  g_autofree char *u = g_uri_escape_string (user.c_str (), nullptr, FALSE);
+  g_autofree char *pw = g_uri_escape_string (peerjs::test::coturn_password (secret,
+          user).c_str (), nullptr, FALSE);
+  std::string hostport = "127.0.0.1:" + std::to_string (turn.port);
+  std::string list = "turn-servers=<\"turn://nobody:nothing@127.0.0.1:9\","
+      "\"turn://" + std::string (u) + ":" + pw + "@" + hostport + "\"> "
+      "ice-transport-policy=relay";
+  Member sink (publisher (server, "own-turn", "ball", false,
+          "peerjssink " + list));
+  Member src (receiver (server, "own-turn") + " " + list
+      + " stun-server=stun://127.0.0.1:9");
+  /* The property reads back as it was set. */
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (src.element ()), "turn-servers", &v);
+  fail_unless_equals_int (gst_value_array_get_size (&v), 2);
+  g_value_unset (&v);
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (src, "video_" + id, 30);
+  std::set<std::string> types;
+  wait_until ([&] {
+    types = candidate_types (src, id, "local");
+    return !types.empty ();
+  });
+  fail_unless (types == std::set<std::string> {"relay"}, "%s",
+      joined (types).c_str ());
+  g_autoptr (GstElement) webrtc = gst_bin_get_by_name (GST_BIN (src.element ()),
+      ("webrtc-" + id).c_str ());
+  fail_unless (webrtc != nullptr);
+  g_autofree char *stun = nullptr;
+  g_object_get (webrtc, "stun-server", &stun, NULL);
+  assert_str (stun, "stun://127.0.0.1:9");
+  fail_unless (turn.log_text ().find (":application>") != std::string::npos,
+      "%s", turn.log_text ().c_str ());
+}
+END_TEST;
+
+/* ------------------------------------------------------------------ */
 
 namespace {
 
@@ -2040,6 +2385,9 @@ elements_suite ()
   tcase_add_test (tc, test_stop_while_sending);
   tcase_add_test (tc, test_auth_token);
   tcase_add_test (tc, test_auth_renewal);
+  tcase_add_test (tc, test_turn_relay);
+  tcase_add_test (tc, test_turn_wrong_secret);
+  tcase_add_test (tc, test_turn_servers_property);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -5,6 +5,7 @@
  * member function of that name. */
 #include "router.h"
 #include "json-text.h"
+#include "ice-check.h"
 
 #include <map>
 #include <memory>
@@ -238,6 +239,108 @@ GST_START_TEST (test_open_greeting)
   fail_unless_equals_float (gs.dbl ("grace"), 7.0);
   fail_unless_equals_float (gs.dbl ("ping_interval"), 1.5);
   fail_unless_equals_int (gs.num ("max_message_size"), 1000);
+}
+GST_END_TEST;
+
+/* ICE servers in the greeting: STUN as given, TURN with credentials of the
+ * TURN REST API scheme, minted afresh at every greeting, resumes included. */
+gint64 fake_wall = 1700000000;
+std::int64_t fake_clock () { return fake_wall; }
+
+GST_START_TEST (test_greeting_ice_servers)
+{
+  /* A known pair: coturn takes this password for this username. */
+  assert_str (turn_credential ("s3cret", "1700000000:abc"),
+      "7fjbb9kXxh7Rto8MZNnWJnSP8uE=");
+
+  Net plain;
+  OpenResult p = plain.router.open ("", -1, plain.now);
+  fail_if (Msg ("", *p.deliveries[0].text).has ("ice_servers"),
+      "ice_servers without any configured");
+
+  Net net;
+  IceConfig ice;
+  ice.stun_urls = {"stun:stun.example.org:3478"};
+  ice.turn_urls = {"turn:turn.example.org:3478?transport=udp",
+    "turns:turn.example.org:5349?transport=tcp"};
+  ice.turn_secret = "the-turn-secret";
+  ice.turn_ttl_s = 600;
+  ice.clock = fake_clock;
+  net.router.set_ice (ice);
+
+  std::string a = net.open ();
+  OpenResult r = net.router.open ("", -1, net.now);
+  Msg g (r.session, *r.deliveries[0].text);
+  gint64 first = check_ice_servers (g, r.session, ice.stun_urls,
+      ice.turn_urls, ice.turn_secret, fake_wall + 600, fake_wall + 600);
+
+  /* Resumed an hour later: the same session, a credential good for
+   * another ttl from now. */
+  net.drop (r.session);
+  fake_wall += 3600;
+  Msgs ms;
+  OpenResult back = net.resume (net.router.token_for (r.session), 0, ms);
+  fail_unless (back.resumed);
+  gint64 again = check_ice_servers (ms[0], r.session, ice.stun_urls,
+      ice.turn_urls, ice.turn_secret, fake_wall + 600, fake_wall + 600);
+  fail_unless (again == first + 3600);
+
+  /* Each session its own username: a leaked one names its session. */
+  OpenResult other = net.router.open ("", -1, net.now);
+  Msg og (other.session, *other.deliveries[0].text);
+  check_ice_servers (og, other.session, ice.stun_urls, ice.turn_urls,
+      ice.turn_secret, fake_wall + 600, fake_wall + 600);
+  fail_if (og.text () == ms[0].text ());
+
+  /* STUN only: one entry, no credentials. */
+  Net stun_only;
+  IceConfig s;
+  s.stun_urls = {"stun:127.0.0.1:3478", "stun:[::1]"};
+  stun_only.router.set_ice (s);
+  OpenResult so = stun_only.router.open ("", -1, stun_only.now);
+  check_ice_servers (Msg (so.session, *so.deliveries[0].text), so.session,
+      s.stun_urls, {}, "", 0, 0);
+  (void) a;
+}
+GST_END_TEST;
+
+/* --ice-server URLs as browsers take them, and the ones they refuse. */
+GST_START_TEST (test_ice_urls)
+{
+  struct Case { const char *url; bool ok; bool turn; };
+  const Case cases[] = {
+    {"stun:stun.l.google.com:19302", true, false},
+    {"stun:127.0.0.1", true, false},
+    {"stuns:example.org:5349", true, false},
+    {"stun:[2001:db8::1]:3478", true, false},
+    {"turn:127.0.0.1:3478", true, true},
+    {"turn:turn.example.org?transport=tcp", true, true},
+    {"turn:[::1]:3478?transport=udp", true, true},
+    {"turns:turn.example.org:443?transport=tcp", true, true},
+    {"http://example.org", false, false},
+    {"turn://example.org:3478", false, false},
+    {"stun:example.org?transport=udp", false, false},
+    {"turn:example.org?transport=sctp", false, false},
+    {"turns:example.org?transport=udp", false, false},
+    {"turn:user:pass@example.org", false, false},
+    {"turn:example.org:0", false, false},
+    {"turn:example.org:70000", false, false},
+    {"turn:example.org:", false, false},
+    {"stun:", false, false},
+    {"stun:bad_host", false, false},
+    {"stun:[not-v6]", false, false},
+  };
+  for (const Case &c : cases) {
+    bool turn = false;
+    std::string why;
+    bool ok = parse_ice_url (c.url, turn, why);
+    fail_unless (ok == c.ok, "%s: %s", c.url, ok ? "taken" : why.c_str ());
+    if (ok)
+      fail_unless (turn == c.turn, "%s", c.url);
+    else
+      fail_unless (why.find (c.url) != std::string::npos, "%s: %s", c.url,
+          why.c_str ());
+  }
 }
 GST_END_TEST;
 
@@ -1781,6 +1884,8 @@ router_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_open_greeting);
+  tcase_add_test (tc, test_greeting_ice_servers);
+  tcase_add_test (tc, test_ice_urls);
   tcase_add_test (tc, test_server_full);
   tcase_add_test (tc, test_thread_join);
   tcase_add_test (tc, test_thread_answer_not_member);

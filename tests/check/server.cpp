@@ -1,5 +1,6 @@
 /* End to end: real WebSocket clients against the real server on port 0. */
 #include "harness.h"
+#include "ice-check.h"
 
 #include <gst/check/gstcheck.h>
 
@@ -79,6 +80,57 @@ GST_START_TEST (test_greeting)
   assert_str (a->greeting.str ("from"), a->id);
   fail_unless (g_str_has_prefix (a->token.c_str (), (a->id + ".").c_str ()));
   fail_unless_equals_int (a->greeting.num ("max_message_size"), 65536);
+}
+GST_END_TEST;
+
+/* --ice-server and --turn-secret: every greeting over the wire carries the
+ * ICE servers, with a TURN credential that coturn would take, fresh on a
+ * resume too. */
+GST_START_TEST (test_greeting_ice_servers)
+{
+  ServerOptions o = ServerThread::default_options ();
+  o.ice.stun_urls = {"stun:127.0.0.1:3478"};
+  o.ice.turn_urls = {"turn:127.0.0.1:3478?transport=udp",
+    "turn:127.0.0.1:3478?transport=tcp"};
+  o.ice.turn_secret = "server-suite-turn-secret";
+  o.ice.turn_ttl_s = 3600;
+  ServerThread server (o);
+
+  gint64 before = g_get_real_time () / G_USEC_PER_SEC;
+  auto a = connected (server);
+  gint64 after = g_get_real_time () / G_USEC_PER_SEC;
+  check_ice_servers (a->greeting, a->id, o.ice.stun_urls, o.ice.turn_urls,
+      o.ice.turn_secret, before + 3600, after + 3600);
+  /* A credential under another secret does not verify. */
+  JsonArray *servers = json_node_get_array (a->greeting.node ("ice_servers"));
+  JsonObject *turn = json_array_get_object_element (servers, 1);
+  std::string user = json_object_get_string_member (turn, "username");
+  fail_if (coturn_password ("another-secret", user)
+      == json_object_get_string_member (turn, "credential"));
+
+  std::string id = a->id, token = a->token;
+  a->abort ();
+  bool away = false;
+  for (int i = 0; i < 100 && !away; i++) {
+    server.call ([&] (SignallingServer & s) {
+          away = s.router ().has_session (id) && !s.router ().is_online (id);
+        });
+    if (!away)
+      g_usleep (20000);
+  }
+  fail_unless (away);
+  gint64 before2 = g_get_real_time () / G_USEC_PER_SEC;
+  auto back = connected (server, "resume=" + token);
+  assert_str (back->id, id);
+  fail_unless (back->greeting.boolean ("resumed"));
+  check_ice_servers (back->greeting, id, o.ice.stun_urls, o.ice.turn_urls,
+      o.ice.turn_secret, before2 + 3600, g_get_real_time () / G_USEC_PER_SEC
+      + 3600);
+
+  /* Without --ice-server the greeting has no such field. */
+  ServerThread plain;
+  auto p = connected (plain);
+  fail_if (p->greeting.has ("ice_servers"));
 }
 GST_END_TEST;
 
@@ -562,6 +614,42 @@ GST_START_TEST (test_cli)
   fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 2);
   fail_unless (strstr (err, "--port") != nullptr, "%s", err);
 
+  /* Bad ICE servers stop it at the start, saying which and why. */
+  g_autofree char *turn_dir = g_dir_make_tmp ("peerjs-cli-XXXXXX", nullptr);
+  g_autofree char *turn_secret = g_build_filename (turn_dir, "turn", nullptr);
+  g_autofree char *empty_secret = g_build_filename (turn_dir, "empty", nullptr);
+  fail_unless (g_file_set_contents (turn_secret, "abc\n", -1, nullptr));
+  fail_unless (g_file_set_contents (empty_secret, "\n", -1, nullptr));
+  struct Bad { std::vector<const char *> args; const char *says; };
+  const Bad bads[] = {
+    {{"--ice-server", "http://turn.example.org"}, "http://turn.example.org"},
+    {{"--ice-server", "stun:ok.example.org", "--ice-server",
+          "turn:x.example.org:99999"}, "port"},
+    {{"--ice-server", "turn:127.0.0.1:3478"}, "--turn-secret"},
+    {{"--turn-secret", turn_secret}, "--turn-secret"},
+    {{"--ice-server", "turn:127.0.0.1", "--turn-secret", "/nonexistent/x"},
+          "/nonexistent/x"},
+    {{"--ice-server", "turn:127.0.0.1", "--turn-secret", empty_secret},
+          "empty"},
+    {{"--ice-server", "turn:127.0.0.1", "--turn-secret", turn_secret,
+          "--turn-ttl", "5"}, "--turn-ttl"},
+  };
+  for (const Bad &b : bads) {
+    std::vector<const char *> args {bin};
+    args.insert (args.end (), b.args.begin (), b.args.end ());
+    args.push_back (nullptr);
+    g_autofree char *bout = nullptr;
+    g_autofree char *berr = nullptr;
+    fail_unless (g_spawn_sync (nullptr, (char **) args.data (), nullptr,
+            G_SPAWN_DEFAULT, nullptr, nullptr, &bout, &berr, &status, nullptr));
+    fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 2, "%s: %s",
+        b.args[1], berr);
+    fail_unless (strstr (berr, b.says) != nullptr, "%s", berr);
+  }
+  g_unlink (turn_secret);
+  g_unlink (empty_secret);
+  g_rmdir (turn_dir);
+
   g_autofree char *dir = g_dir_make_tmp ("peerjs-cli-XXXXXX", nullptr);
   g_autofree char *secret = g_build_filename (dir, "secret", nullptr);
   const char *argv[] = {bin, "--port", "0", "--host", "127.0.0.1",
@@ -725,6 +813,7 @@ server_suite (void)
   tcase_set_timeout (tc, 60);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_greeting);
+  tcase_add_test (tc, test_greeting_ice_servers);
   tcase_add_test (tc, test_join_relay_leave);
   tcase_add_test (tc, test_presence_and_callbacks);
   tcase_add_test (tc, test_bad_inputs);
