@@ -1495,7 +1495,10 @@ GST_START_TEST (test_rate_limit)
         int relayed = 0;
         while (mate->next_of ("message", 300))
           relayed++;
-        fail_unless (relayed >= 400 && relayed < 1000, "%d relayed", relayed);
+        /* The burst is 400 messages, the flooder's join among them: when
+         * the whole flood is read within the 5 ms a token takes to come
+         * back, 399 go through. */
+        fail_unless (relayed >= 399 && relayed < 1000, "%d relayed", relayed);
         Msg left = expect (*mate, "thread:disconnect",
             "the flooder's session ended");
         assert_str (left.str ("from"), id);
