@@ -16,6 +16,17 @@ using Direction = GstWebRTCRTPTransceiverDirection;
 /* How long an offer waits for its answer before it is sent again. */
 constexpr guint OFFER_RESEND_MS = 3000;
 
+/* RTCP timing, as Chromium's: receiver reports about every second (rtpbin's
+ * own is 5 s), and feedback (NACK, PLI) sent at once. rtpbin allows one
+ * early feedback packet per RTCP interval, computed from the RTCP
+ * bandwidth (RFC 4585), which a stream of a few hundred kbit/s puts at
+ * several hundred ms: a NACK then goes out after the jitterbuffer has
+ * given the packet up. A generous RTCP bandwidth keeps that interval at a
+ * few ms; RTCP actually sent stays the reports plus what feedback there
+ * is. */
+constexpr guint64 RTCP_REPORT_INTERVAL = GST_SECOND;
+constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
+
 /* Run an action signal that answers through a promise, and wait for it.
  * Only on the signalling thread, which no webrtcbin thread waits on. */
 class Promise
@@ -165,6 +176,27 @@ set_media_direction (GstSDPMedia * media, GstWebRTCRTPTransceiverDirection d)
   gst_sdp_media_add_attribute (media, direction_name (d), "");
 }
 
+/* Applies the RTCP timing above to every RTP session of `webrtc`; they
+ * exist once a description was set. */
+void
+tune_rtcp (GstElement * webrtc)
+{
+  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
+      "rtpbin");
+  if (!rtpbin)
+    return;
+  /* Session ids are m-line indexes: ours and the data channel's. */
+  for (guint id = 0; id <= KIND_COUNT; id++) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
+    if (!session)
+      continue;
+    g_object_set (session, "rtcp-min-interval", RTCP_REPORT_INTERVAL,
+        "rtcp-fraction", RTCP_BANDWIDTH, NULL);
+    g_object_unref (session);
+  }
+}
+
 }  // namespace
 
 Peer::Peer (PeerHost & host, std::string id, bool master)
@@ -301,7 +333,12 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   }
   if (!s.trans)
     return false;
-  g_object_set (s.trans, "codec-preferences", caps, "direction", fixed, NULL);
+  /* do-nack puts RTX (with its apt) in our offers and answers, answers
+   * NACKs from it, and has the jitterbuffers ask for lost packets. Every
+   * kind alike: webrtcbin gives all the jitterbuffers of a connection the
+   * setting of whichever transceiver it looks at last. */
+  g_object_set (s.trans, "codec-preferences", caps, "direction", fixed,
+      "do-nack", (gboolean) host_.retransmits (), NULL);
   s.fixed = fixed;
   GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
       direction_name (fixed));
@@ -707,6 +744,7 @@ void
 Peer::negotiated ()
 {
   negotiated_once_ = true;
+  tune_rtcp (webrtc_);
   auto waiting = std::move (pending_channels_);
   pending_channels_.clear ();
   for (auto & c : waiting)
@@ -807,6 +845,51 @@ Peer::expose (Kind kind, bool on)
   gst_object_unref (output);
 }
 
+namespace {
+
+/* Packets rtprtxsend sent again and rtprtxreceive got back, in the RTP
+ * session webrtcbin made for the aux streams: with max-bundle, one of each
+ * per connection. */
+struct RtxCounts
+{
+  guint sent = 0;
+  guint received = 0;
+};
+
+RtxCounts
+count_rtx (GstElement * webrtc)
+{
+  RtxCounts counts;
+  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      counts = RtxCounts ();
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    const char *name = f ? GST_OBJECT_NAME (f) : "";
+    guint n = 0;
+    if (g_str_equal (name, "rtprtxsend")) {
+      g_object_get (e, "num-rtx-packets", &n, NULL);
+      counts.sent += n;
+    } else if (g_str_equal (name, "rtprtxreceive")) {
+      g_object_get (e, "num-rtx-assoc-packets", &n, NULL);
+      counts.received += n;
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  return counts;
+}
+
+}  // namespace
+
 void
 Peer::stats (std::function<void (GstStructure *)> post)
 {
@@ -815,6 +898,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
   struct Request
   {
     Peer *self;
+    RtxCounts rtx;
     std::function<void (GstStructure *)> post;
   };
   GstPromise *p = gst_promise_new_with_change_func ([] (GstPromise * p,
@@ -822,21 +906,26 @@ Peer::stats (std::function<void (GstStructure *)> post)
         auto *req = static_cast<Request *> (data);
         const GstStructure *reply = gst_promise_get_reply (p);
         if (reply && !gst_structure_has_field (reply, "error"))
-          req->post (req->self->summarize (reply));
-      }, new Request { this, std::move (post) },
+          req->post (req->self->summarize (reply, req->rtx.sent,
+                  req->rtx.received));
+      }, new Request { this, count_rtx (webrtc_), std::move (post) },
       [] (gpointer data) { delete static_cast<Request *> (data); });
   g_signal_emit_by_name (webrtc_, "get-stats", nullptr, p);
   gst_promise_unref (p);
 }
 
 GstStructure *
-Peer::summarize (const GstStructure * reply)
+Peer::summarize (const GstStructure * reply, guint rtx_sent,
+    guint rtx_received)
 {
   struct Sum
   {
     guint64 bytes_in = 0, bytes_out = 0;
-    gint64 lost = 0;
-    double jitter = 0, rtt = 0;
+    gint64 lost = 0, remote_lost = 0;
+    double jitter = 0, rtt = 0, remote_fraction_lost = 0;
+    /* Feedback the member sent us (about what we send), and we sent it. */
+    guint64 nacks_in = 0, plis_in = 0, firs_in = 0;
+    guint64 nacks_out = 0, plis_out = 0, firs_out = 0;
   } sum;
   gst_structure_foreach (reply, [] (GQuark, const GValue * v,
           gpointer data) -> gboolean {
@@ -850,20 +939,48 @@ Peer::summarize (const GstStructure * reply)
       return TRUE;
     guint64 u = 0;
     gint64 i = 0;
+    guint n = 0;
     double d = 0;
     if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
       if (gst_structure_get_uint64 (s, "bytes-received", &u))
         sum->bytes_in += u;
-      if (gst_structure_get_int64 (s, "packets-lost", &i))
+      /* The RTP source's count (RFC 3550: expected less received): the
+       * inbound-rtp field is the jitterbuffer's, and webrtcbin 1.22 does
+       * not always find the right jitterbuffer. */
+      const GstStructure *source = nullptr;
+      int lost = 0;
+      if (gst_structure_get (s, "gst-rtpsource-stats", GST_TYPE_STRUCTURE,
+              &source, NULL) && source) {
+        if (gst_structure_get_int (source, "packets-lost", &lost))
+          sum->lost += lost;
+        gst_structure_free (const_cast<GstStructure *> (source));
+      } else if (gst_structure_get_int64 (s, "packets-lost", &i)) {
         sum->lost += i;
+      }
       if (gst_structure_get_double (s, "jitter", &d))
         sum->jitter = MAX (sum->jitter, d);
+      if (gst_structure_get_uint (s, "nack-count", &n))
+        sum->nacks_out += n;
+      if (gst_structure_get_uint (s, "pli-count", &n))
+        sum->plis_out += n;
+      if (gst_structure_get_uint (s, "fir-count", &n))
+        sum->firs_out += n;
     } else if (type == GST_WEBRTC_STATS_OUTBOUND_RTP) {
       if (gst_structure_get_uint64 (s, "bytes-sent", &u))
         sum->bytes_out += u;
+      if (gst_structure_get_uint (s, "nack-count", &n))
+        sum->nacks_in += n;
+      if (gst_structure_get_uint (s, "pli-count", &n))
+        sum->plis_in += n;
+      if (gst_structure_get_uint (s, "fir-count", &n))
+        sum->firs_in += n;
     } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP) {
       if (gst_structure_get_double (s, "round-trip-time", &d))
         sum->rtt = MAX (sum->rtt, d);
+      if (gst_structure_get_int64 (s, "packets-lost", &i))
+        sum->remote_lost += i;
+      if (gst_structure_get_double (s, "fraction-lost", &d))
+        sum->remote_fraction_lost = MAX (sum->remote_fraction_lost, d);
     }
     return TRUE;
   }, &sum);
@@ -891,7 +1008,17 @@ Peer::summarize (const GstStructure * reply)
       "bytes-sent", G_TYPE_UINT64, sum.bytes_out,
       "packets-lost", G_TYPE_INT64, sum.lost,
       "jitter", G_TYPE_DOUBLE, sum.jitter,
-      "round-trip-time", G_TYPE_DOUBLE, sum.rtt, NULL);
+      "round-trip-time", G_TYPE_DOUBLE, sum.rtt,
+      "remote-packets-lost", G_TYPE_INT64, sum.remote_lost,
+      "remote-fraction-lost", G_TYPE_DOUBLE, sum.remote_fraction_lost,
+      "nacks-received", G_TYPE_UINT64, sum.nacks_in,
+      "plis-received", G_TYPE_UINT64, sum.plis_in,
+      "firs-received", G_TYPE_UINT64, sum.firs_in,
+      "rtx-packets-sent", G_TYPE_UINT64, (guint64) rtx_sent,
+      "nacks-sent", G_TYPE_UINT64, sum.nacks_out,
+      "plis-sent", G_TYPE_UINT64, sum.plis_out,
+      "firs-sent", G_TYPE_UINT64, sum.firs_out,
+      "rtx-packets-received", G_TYPE_UINT64, (guint64) rtx_received, NULL);
 }
 
 void

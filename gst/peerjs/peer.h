@@ -44,6 +44,8 @@ public:
   virtual Outgoing *outgoing (Kind kind) = 0;
   /* Whether the element receives at all. */
   virtual bool receives () = 0;
+  /* NACKs answered by retransmission, and asked for, both ways. */
+  virtual bool retransmits () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin (ICE servers, addresses, latency). */
@@ -139,7 +141,8 @@ private:
    * parse or has no media section. */
   GstSDPMessage *parse (const std::string & text, const char *what);
 
-  GstStructure *summarize (const GstStructure * reply);
+  GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
+      guint rtx_received);
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
 

@@ -42,6 +42,7 @@ struct Config
   std::string turn_server;
   std::vector<std::string> ice_addresses;   /* empty: automatic */
   guint latency_ms = 0;
+  bool retransmission = true;           /* NACK and RTX, both ways */
   guint stats_interval_ms = 0;          /* 0: no stats */
   std::vector<std::string> tags;
   std::vector<std::string> watches;
@@ -133,6 +134,7 @@ public:
   bool wants_recv (const std::string & member, Kind kind) override;
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
+  bool retransmits () override { return config_.retransmission; }
   bool media_ready () override;
   void configure (GstElement * webrtc) override;
   GstPad *add_output (GstPad * src, const std::string & member,
