@@ -242,6 +242,17 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
           });
         }
       }), this);
+  {
+    g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
+        "rtpbin");
+    if (rtpbin)
+      g_signal_connect (rtpbin, "new-jitterbuffer", G_CALLBACK (+[] (GstElement
+                  *, GstElement * jitterbuffer, guint, guint ssrc,
+                  gpointer data) {
+            static_cast<Peer *> (data)->on_new_jitterbuffer (jitterbuffer,
+                ssrc);
+          }), this);
+  }
   g_signal_connect (webrtc_, "on-data-channel", G_CALLBACK (+[] (GstElement *,
               GstWebRTCDataChannel * channel, gpointer data) {
         auto *self = static_cast<Peer *> (data);
@@ -333,12 +344,12 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   }
   if (!s.trans)
     return false;
-  /* do-nack puts RTX (with its apt) in our offers and answers, answers
-   * NACKs from it, and has the jitterbuffers ask for lost packets. Every
-   * kind alike: webrtcbin gives all the jitterbuffers of a connection the
-   * setting of whichever transceiver it looks at last. */
+  /* do-nack puts RTX (with its apt) in our offers and answers and answers
+   * NACKs from it. Video only, as browsers do: Chromium refuses an audio
+   * m-line that pairs an RTX SSRC with its stream. */
   g_object_set (s.trans, "codec-preferences", caps, "direction", fixed,
-      "do-nack", (gboolean) host_.retransmits (), NULL);
+      "do-nack", (gboolean) (host_.retransmits () && kind == Kind::Video),
+      NULL);
   s.fixed = fixed;
   GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
       direction_name (fixed));
@@ -385,6 +396,18 @@ Peer::rewrite (GstSDPMessage * sdp, bool local)
     for (Slot & s : slots_)
       if (s.trans && s.mline == i)
         slot = &s;
+    if (!local) {
+      Kind kind = g_strcmp0 (type, "audio") == 0 ? Kind::Audio : Kind::Video;
+      std::lock_guard<std::mutex> guard (lock_);
+      for (guint j = 0;; j++) {
+        const char *v = gst_sdp_media_get_attribute_val_n (media, "ssrc", j);
+        if (!v)
+          break;
+        guint ssrc;
+        if (sscanf (v, "%u", &ssrc) == 1)
+          remote_ssrcs_[ssrc] = kind;
+      }
+    }
     Direction d = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
     if (slot && local) {
       d = slot->local;
@@ -822,6 +845,24 @@ Peer::on_pad_added (GstPad * pad)
   gst_pad_link (pad, sinkpad);
 }
 
+/* rtpbin made a jitterbuffer for a stream of the member's (a streaming
+ * thread; after webrtcbin's own handler). webrtcbin 1.22 gives it the
+ * do-nack of whichever of our transceivers it looks at last, audio's
+ * included; it is the stream's own kind that decides: video asks for lost
+ * packets again, audio (never retransmitted) does not. */
+void
+Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
+{
+  std::unique_lock<std::mutex> guard (lock_);
+  auto it = remote_ssrcs_.find (ssrc);
+  if (it == remote_ssrcs_.end ())
+    return;
+  bool video = it->second == Kind::Video;
+  guard.unlock ();
+  g_object_set (jitterbuffer, "do-retransmission",
+      (gboolean) (video && host_.retransmits ()), NULL);
+}
+
 void
 Peer::expose (Kind kind, bool on)
 {
@@ -1068,6 +1109,12 @@ Peer::close ()
   }
   GstBin *bin = host_.bin ();
   g_signal_handlers_disconnect_by_data (webrtc_, this);
+  {
+    g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
+        "rtpbin");
+    if (rtpbin)
+      g_signal_handlers_disconnect_by_data (rtpbin, this);
+  }
   for (int k = 0; k < KIND_COUNT; k++)
     feed ((Kind) k, false);
   g_clear_object (&channel_);

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -143,6 +144,7 @@ private:
 
   GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
       guint rtx_received);
+  void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
 
@@ -163,7 +165,10 @@ private:
   GSource *resend_ = nullptr;      /* sends the offer again (watch_answer) */
 
   std::mutex expose_lock_;         /* one expose () at a time */
-  std::mutex lock_;                /* recv_, discards_, stats and closing_ */
+  std::mutex lock_;                /* recv_, discards_, stats, closing_ and
+                                    * remote_ssrcs_ */
+  /* The kind of each SSRC the member's SDP announces. */
+  std::map<guint, Kind> remote_ssrcs_;
   std::array<Recv, KIND_COUNT> recv_;
   std::vector<GstElement *> discards_;   /* sinks for streams not decoded */
   guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;
