@@ -2,6 +2,7 @@
 
 #include "messages.h"
 
+#include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 
 GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
@@ -174,6 +175,128 @@ set_media_direction (GstSDPMedia * media, GstWebRTCRTPTransceiverDirection d)
   }
   /* An empty value, not null: webrtcbin reads every value as text. */
   gst_sdp_media_add_attribute (media, direction_name (d), "");
+}
+
+/* In `media`, the RTX stream paired with `ssrc` (a=ssrc-group:FID ssrc rtx,
+ * and the rtx's a=ssrc lines) becomes `rtx`, unless `rtx` is 0. Returns
+ * the RTX SSRC `media` says now, 0 for none. */
+guint
+set_rtx_ssrc (GstSDPMedia * media, guint ssrc, guint rtx)
+{
+  guint old = 0;
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const GstSDPAttribute *a = gst_sdp_media_get_attribute (media, i);
+    guint first, second;
+    if (g_strcmp0 (a->key, "ssrc-group") == 0 && a->value
+        && sscanf (a->value, "FID %u %u", &first, &second) == 2
+        && first == ssrc) {
+      old = second;
+      if (!rtx)
+        return old;
+      g_autofree char *value = g_strdup_printf ("FID %u %u", ssrc, rtx);
+      GstSDPAttribute attr;
+      gst_sdp_attribute_set (&attr, "ssrc-group", value);
+      gst_sdp_media_replace_attribute (media, i, &attr);
+    }
+  }
+  if (!old || old == rtx)
+    return old;
+  std::string prefix = std::to_string (old) + " ";
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const GstSDPAttribute *a = gst_sdp_media_get_attribute (media, i);
+    if (g_strcmp0 (a->key, "ssrc") != 0 || !a->value
+        || !g_str_has_prefix (a->value, prefix.c_str ()))
+      continue;
+    std::string value = std::to_string (rtx) + " "
+        + (a->value + prefix.size ());
+    GstSDPAttribute attr;
+    gst_sdp_attribute_set (&attr, "ssrc", value.c_str ());
+    gst_sdp_media_replace_attribute (media, i, &attr);
+  }
+  return rtx;
+}
+
+/* rtprtxsend draws the RTX SSRC of a stream from its ssrc-map when the
+ * stream's first caps or packet come, once and for all. webrtcbin sets that
+ * map now and then, and on that first packet may put a new random SSRC in
+ * it, one no SDP mentions; a member drops RTX on an SSRC it was not told.
+ * So the map is set again right in front of rtprtxsend, until the stream's
+ * first caps or packet went in. */
+struct RtxPin
+{
+  guint ssrc;
+  GstStructure *map;
+};
+
+GstPadProbeReturn
+pin_rtx_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto *pin = static_cast<RtxPin *> (data);
+  g_autoptr (GstElement) rtx = gst_pad_get_parent_element (pad);
+  if (rtx)
+    g_object_set (rtx, "ssrc-map", pin->map, NULL);
+  guint ssrc = 0;
+  if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (gst_rtp_buffer_map (GST_PAD_PROBE_INFO_BUFFER (info), GST_MAP_READ,
+            &rtp)) {
+      ssrc = gst_rtp_buffer_get_ssrc (&rtp);
+      gst_rtp_buffer_unmap (&rtp);
+    }
+  } else if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBuffer *first = gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST
+        (info)) ? gst_buffer_list_get (GST_PAD_PROBE_INFO_BUFFER_LIST (info),
+        0) : nullptr;
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (first && gst_rtp_buffer_map (first, GST_MAP_READ, &rtp)) {
+      ssrc = gst_rtp_buffer_get_ssrc (&rtp);
+      gst_rtp_buffer_unmap (&rtp);
+    }
+  } else if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_CAPS) {
+    GstCaps *caps;
+    gst_event_parse_caps (GST_PAD_PROBE_INFO_EVENT (info), &caps);
+    gst_structure_get_uint (gst_caps_get_structure (caps, 0), "ssrc", &ssrc);
+  }
+  /* Only data comes after a buffer of the stream: its SSRC is taken. */
+  return ssrc == pin->ssrc && !(GST_PAD_PROBE_INFO_TYPE (info)
+      & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) ? GST_PAD_PROBE_REMOVE
+      : GST_PAD_PROBE_OK;
+}
+
+void
+pin_rtx_ssrc (GstElement * webrtc, guint ssrc, guint rtx_ssrc)
+{
+  GstStructure *map = gst_structure_new_empty ("application/x-rtp-ssrc-map");
+  gst_structure_set (map, std::to_string (ssrc).c_str (), G_TYPE_UINT,
+      rtx_ssrc, NULL);
+  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), "rtprtxsend")) {
+      g_object_set (e, "ssrc-map", map, NULL);
+      g_autoptr (GstPad) sink = gst_element_get_static_pad (e, "sink");
+      gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+              | GST_PAD_PROBE_TYPE_BUFFER_LIST
+              | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM), pin_rtx_probe,
+          new RtxPin { ssrc, gst_structure_copy (map) }, [] (gpointer d) {
+            auto *pin = static_cast<RtxPin *> (d);
+            gst_structure_free (pin->map);
+            delete pin;
+          });
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  gst_structure_free (map);
 }
 
 /* Applies the RTCP timing above to every RTP session of `webrtc`; they
@@ -363,6 +486,12 @@ Peer::feed (Kind kind, bool on)
   Outgoing *out = host_.outgoing (kind);
   if (on && !s.tee_pad && s.payloader && out) {
     s.tee_pad = gst_element_request_pad_simple (out->tee (), "src_%u");
+    /* Media go through rtprtxsend from now on: it is to take the RTX SSRC
+     * of the description just made, for good. */
+    if (!s.rtx_ssrc && s.described_rtx_ssrc) {
+      s.rtx_ssrc = s.described_rtx_ssrc;
+      pin_rtx_ssrc (webrtc_, s.ssrc, s.rtx_ssrc);
+    }
     g_autoptr (GstPad) sink = gst_element_get_static_pad (s.payloader, "sink");
     gst_pad_link (s.tee_pad, sink);
     /* A member that starts receiving gets a key frame at once. */
@@ -408,6 +537,9 @@ Peer::rewrite (GstSDPMessage * sdp, bool local)
           remote_ssrcs_[ssrc] = kind;
       }
     }
+    if (slot && local && slot->ssrc)
+      slot->described_rtx_ssrc = set_rtx_ssrc (media, slot->ssrc,
+          slot->rtx_ssrc);
     Direction d = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
     if (slot && local) {
       d = slot->local;

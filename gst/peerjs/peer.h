@@ -118,6 +118,13 @@ private:
     GstPad *tee_pad = nullptr;
     int pt = -1;
     guint ssrc = 0;
+    /* Our RTX stream's SSRC. webrtcbin draws a new one for every offer
+     * and answer, while rtprtxsend keeps the one it was given when media
+     * first went through it: `described` is the one in our latest SDP,
+     * `rtx_ssrc` the one rtprtxsend took (that SDP's when media started),
+     * which every later SDP of ours is made to say. */
+    guint described_rtx_ssrc = 0;
+    guint rtx_ssrc = 0;
   };
   struct Recv
   {

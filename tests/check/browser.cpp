@@ -131,6 +131,12 @@ GST_START_TEST (test_auth)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_loss)
+{
+  run_scenario ("loss");
+}
+GST_END_TEST;
+
 static Suite *
 browser_suite (void)
 {
@@ -147,6 +153,7 @@ browser_suite (void)
   tcase_add_test (tc, test_pipelines);
   tcase_add_test (tc, test_pipeline_files);
   tcase_add_test (tc, test_auth);
+  tcase_add_test (tc, test_loss);
   return s;
 }
 
