@@ -455,6 +455,10 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
       || gst_caps_is_empty (prefs))
     return false;
   g_autoptr (GstCaps) caps = gst_caps_copy (prefs);
+  /* Without retransmission, no member is invited to send NACKs. */
+  for (guint i = 0; !host_.retransmits () && i < gst_caps_get_size (caps); i++)
+    gst_structure_remove_field (gst_caps_get_structure (caps, i),
+        "rtcp-fb-nack");
   if (sends (fixed)) {
     if (!make_payloader (kind, pt, nullptr))
       return false;

@@ -849,8 +849,11 @@ GST_START_TEST (test_loss_key_frames)
   std::string pad = "video_" + ids;
   check_video (src, pad, 15);
   std::string sdp = description (sink, idr, true);
-  fail_unless (!sdp.empty () && sdp.find (" rtx/") == std::string::npos,
-      "RTX in the SDP with do-retransmission=false:\n%s", sdp.c_str ());
+  fail_unless (!sdp.empty () && sdp.find (" rtx/") == std::string::npos
+      && sdp.find (" nack\r\n") == std::string::npos
+      && sdp.find (" nack pli\r\n") != std::string::npos,
+      "RTX or NACK (or no PLI) in the SDP with do-retransmission=false:\n%s",
+      sdp.c_str ());
 
   gint64 t0 = now_ms (), t1;
   {
