@@ -805,10 +805,11 @@ GST_START_TEST (test_loss_retransmitted)
     g_usleep (LOSSY_MS * 1000);
     t1 = now_ms ();
   }
-  /* 90 frames were sent; without retransmission about 20 come, frozen
-   * for a second at a time, since key frames are hit too. */
+  /* 90 frames were sent: 50-75 came here (less under the load of other
+   * suites); without retransmission 13-24, frozen for up to a second at a
+   * time, since key frames are hit too. */
   Flow f = flow (src.output (pad), t0, t1);
-  fail_unless (f.frames >= 40 && f.gap < 1500, "under 10 %% loss: %d frames "
+  fail_unless (f.frames >= 35 && f.gap < 1500, "under 10 %% loss: %d frames "
       "in %" G_GINT64_FORMAT " ms, none for %" G_GINT64_FORMAT " ms",
       f.frames, t1 - t0, f.gap);
 
