@@ -20,6 +20,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_AUDIO_CODEC "OPUS"
 #define DEFAULT_VIDEO_BITRATE 1000000
 #define DEFAULT_STATS_INTERVAL 0
+#define DEFAULT_DO_RETRANSMISSION TRUE
 #define DEFAULT_REPLY_TIMEOUT 30000
 
 enum
@@ -41,6 +42,7 @@ enum
   PROP_AUDIO_CODEC,
   PROP_VIDEO_BITRATE,
   PROP_STATS_INTERVAL,
+  PROP_DO_RETRANSMISSION,
   PROP_TAGS,
   PROP_WATCH,
   PROP_REPLY_TIMEOUT,
@@ -124,6 +126,7 @@ struct Settings
   std::string audio_codec = DEFAULT_AUDIO_CODEC;
   guint video_bitrate = DEFAULT_VIDEO_BITRATE;
   guint stats_interval = DEFAULT_STATS_INTERVAL;
+  bool do_retransmission = DEFAULT_DO_RETRANSMISSION;
   std::string tags;
   std::string watch;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
@@ -458,6 +461,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_STATS_INTERVAL:
       s.stats_interval = g_value_get_uint (value);
       break;
+    case PROP_DO_RETRANSMISSION:
+      s.do_retransmission = g_value_get_boolean (value);
+      break;
     case PROP_REPLY_TIMEOUT:
       s.reply_timeout = g_value_get_uint (value);
       break;
@@ -535,6 +541,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_STATS_INTERVAL:
       g_value_set_uint (value, s.stats_interval);
+      break;
+    case PROP_DO_RETRANSMISSION:
+      g_value_set_boolean (value, s.do_retransmission);
       break;
     case PROP_TAGS:
       str (s.tags);
@@ -781,6 +790,7 @@ make_config (GstPeerJSBase * self)
   c.ice_transport_policy = s.ice_transport_policy;
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
+  c.retransmission = s.do_retransmission;
   c.stats_interval_ms = s.stats_interval;
   c.tags = split_list (s.tags);
   c.watches = split_list (s.watch);
@@ -1184,6 +1194,13 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "Post a peerjs-stats message per member this often, in "
           "milliseconds (0: never)", 0, G_MAXUINT, DEFAULT_STATS_INTERVAL,
           rw));
+  g_object_class_install_property (gobject_class, PROP_DO_RETRANSMISSION,
+      g_param_spec_boolean ("do-retransmission", "Do retransmission",
+          "Retransmission (RFC 4588 RTX) both ways: video packets a member "
+          "reports lost (RTCP NACK) are sent again, and packets lost on "
+          "the way in are asked for again while the jitterbuffer latency "
+          "allows. Off: loss is only repaired by key frames (PLI)",
+          DEFAULT_DO_RETRANSMISSION, rw));
 
   g_object_class_install_property (gobject_class, PROP_TAGS,
       g_param_spec_string ("tags", "Tags",

@@ -448,6 +448,30 @@ Mixer::layout ()
 
 /* ------------------------------------------------------------------ */
 
+namespace {
+
+/* The depayloader's key-frame requests carry all-headers, which rtpsession
+ * sends as FIR where the sender allows it; FIR is for a decoder that starts
+ * afresh (RFC 5104), and a picture broken by loss is what PLI is for (RFC
+ * 4585), so they go upstream as requests for a key frame alone. */
+GstPadProbeReturn
+key_frame_request_as_pli (GstPad *, GstPadProbeInfo * info, gpointer)
+{
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+  gboolean all_headers = FALSE;
+  if (!gst_video_event_is_force_key_unit (event)
+      || !gst_video_event_parse_upstream_force_key_unit (event, nullptr,
+          &all_headers, nullptr) || !all_headers)
+    return GST_PAD_PROBE_OK;
+  gst_event_unref (event);
+  GST_PAD_PROBE_INFO_DATA (info) =
+      gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
+      FALSE, 0);
+  return GST_PAD_PROBE_OK;
+}
+
+}  // namespace
+
 GstElement *
 make_decoder (const Codec & codec, const std::string & name)
 {
@@ -455,6 +479,17 @@ make_decoder (const Codec & codec, const std::string & name)
   GstElement *dec = make (codec.decoder);
   std::vector<GstElement *> chain = { depay, dec };
   if (codec.kind == Kind::Video) {
+    /* A frame with a packet missing (lost for good: the jitterbuffer gave
+     * up on it) is dropped, and so is every frame after it until a key
+     * frame, which is asked for at once: the decoder never decodes
+     * against references it does not have. */
+    if (depay) {
+      g_object_set (depay, "request-keyframe", TRUE, "wait-for-keyframe",
+          TRUE, NULL);
+      g_autoptr (GstPad) sink = gst_element_get_static_pad (depay, "sink");
+      gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
+          key_frame_request_as_pli, nullptr, nullptr);
+    }
     chain.push_back (make ("videoconvert"));
   } else {
     if (dec)

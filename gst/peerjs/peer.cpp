@@ -2,6 +2,7 @@
 
 #include "messages.h"
 
+#include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 
 GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
@@ -15,6 +16,17 @@ using Direction = GstWebRTCRTPTransceiverDirection;
 
 /* How long an offer waits for its answer before it is sent again. */
 constexpr guint OFFER_RESEND_MS = 3000;
+
+/* RTCP timing, as Chromium's: receiver reports about every second (rtpbin's
+ * own is 5 s), and feedback (NACK, PLI) sent at once. rtpbin allows one
+ * early feedback packet per RTCP interval, computed from the RTCP
+ * bandwidth (RFC 4585), which a stream of a few hundred kbit/s puts at
+ * several hundred ms: a NACK then goes out after the jitterbuffer has
+ * given the packet up. A generous RTCP bandwidth keeps that interval at a
+ * few ms; RTCP actually sent stays the reports plus what feedback there
+ * is. */
+constexpr guint64 RTCP_REPORT_INTERVAL = GST_SECOND;
+constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
 
 /* Run an action signal that answers through a promise, and wait for it.
  * Only on the signalling thread, which no webrtcbin thread waits on. */
@@ -165,6 +177,149 @@ set_media_direction (GstSDPMedia * media, GstWebRTCRTPTransceiverDirection d)
   gst_sdp_media_add_attribute (media, direction_name (d), "");
 }
 
+/* In `media`, the RTX stream paired with `ssrc` (a=ssrc-group:FID ssrc rtx,
+ * and the rtx's a=ssrc lines) becomes `rtx`, unless `rtx` is 0. Returns
+ * the RTX SSRC `media` says now, 0 for none. */
+guint
+set_rtx_ssrc (GstSDPMedia * media, guint ssrc, guint rtx)
+{
+  guint old = 0;
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const GstSDPAttribute *a = gst_sdp_media_get_attribute (media, i);
+    guint first, second;
+    if (g_strcmp0 (a->key, "ssrc-group") == 0 && a->value
+        && sscanf (a->value, "FID %u %u", &first, &second) == 2
+        && first == ssrc) {
+      old = second;
+      if (!rtx)
+        return old;
+      g_autofree char *value = g_strdup_printf ("FID %u %u", ssrc, rtx);
+      GstSDPAttribute attr;
+      gst_sdp_attribute_set (&attr, "ssrc-group", value);
+      gst_sdp_media_replace_attribute (media, i, &attr);
+    }
+  }
+  if (!old || old == rtx)
+    return old;
+  std::string prefix = std::to_string (old) + " ";
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const GstSDPAttribute *a = gst_sdp_media_get_attribute (media, i);
+    if (g_strcmp0 (a->key, "ssrc") != 0 || !a->value
+        || !g_str_has_prefix (a->value, prefix.c_str ()))
+      continue;
+    std::string value = std::to_string (rtx) + " "
+        + (a->value + prefix.size ());
+    GstSDPAttribute attr;
+    gst_sdp_attribute_set (&attr, "ssrc", value.c_str ());
+    gst_sdp_media_replace_attribute (media, i, &attr);
+  }
+  return rtx;
+}
+
+/* rtprtxsend draws the RTX SSRC of a stream from its ssrc-map when the
+ * stream's first caps or packet come, once and for all. webrtcbin sets that
+ * map now and then, and on that first packet may put a new random SSRC in
+ * it, one no SDP mentions; a member drops RTX on an SSRC it was not told.
+ * So the map is set again right in front of rtprtxsend, until the stream's
+ * first caps or packet went in. */
+struct RtxPin
+{
+  guint ssrc;
+  GstStructure *map;
+};
+
+GstPadProbeReturn
+pin_rtx_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto *pin = static_cast<RtxPin *> (data);
+  g_autoptr (GstElement) rtx = gst_pad_get_parent_element (pad);
+  if (rtx)
+    g_object_set (rtx, "ssrc-map", pin->map, NULL);
+  guint ssrc = 0;
+  if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (gst_rtp_buffer_map (GST_PAD_PROBE_INFO_BUFFER (info), GST_MAP_READ,
+            &rtp)) {
+      ssrc = gst_rtp_buffer_get_ssrc (&rtp);
+      gst_rtp_buffer_unmap (&rtp);
+    }
+  } else if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBuffer *first = gst_buffer_list_length (GST_PAD_PROBE_INFO_BUFFER_LIST
+        (info)) ? gst_buffer_list_get (GST_PAD_PROBE_INFO_BUFFER_LIST (info),
+        0) : nullptr;
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (first && gst_rtp_buffer_map (first, GST_MAP_READ, &rtp)) {
+      ssrc = gst_rtp_buffer_get_ssrc (&rtp);
+      gst_rtp_buffer_unmap (&rtp);
+    }
+  } else if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_CAPS) {
+    GstCaps *caps;
+    gst_event_parse_caps (GST_PAD_PROBE_INFO_EVENT (info), &caps);
+    gst_structure_get_uint (gst_caps_get_structure (caps, 0), "ssrc", &ssrc);
+  }
+  /* Only data comes after a buffer of the stream: its SSRC is taken. */
+  return ssrc == pin->ssrc && !(GST_PAD_PROBE_INFO_TYPE (info)
+      & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) ? GST_PAD_PROBE_REMOVE
+      : GST_PAD_PROBE_OK;
+}
+
+void
+pin_rtx_ssrc (GstElement * webrtc, guint ssrc, guint rtx_ssrc)
+{
+  GstStructure *map = gst_structure_new_empty ("application/x-rtp-ssrc-map");
+  gst_structure_set (map, std::to_string (ssrc).c_str (), G_TYPE_UINT,
+      rtx_ssrc, NULL);
+  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), "rtprtxsend")) {
+      g_object_set (e, "ssrc-map", map, NULL);
+      g_autoptr (GstPad) sink = gst_element_get_static_pad (e, "sink");
+      gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+              | GST_PAD_PROBE_TYPE_BUFFER_LIST
+              | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM), pin_rtx_probe,
+          new RtxPin { ssrc, gst_structure_copy (map) }, [] (gpointer d) {
+            auto *pin = static_cast<RtxPin *> (d);
+            gst_structure_free (pin->map);
+            delete pin;
+          });
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  gst_structure_free (map);
+}
+
+/* Applies the RTCP timing above to every RTP session of `webrtc`; they
+ * exist once a description was set. */
+void
+tune_rtcp (GstElement * webrtc)
+{
+  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
+      "rtpbin");
+  if (!rtpbin)
+    return;
+  /* Session ids are m-line indexes: ours and the data channel's. */
+  for (guint id = 0; id <= KIND_COUNT; id++) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
+    if (!session)
+      continue;
+    g_object_set (session, "rtcp-min-interval", RTCP_REPORT_INTERVAL,
+        "rtcp-fraction", RTCP_BANDWIDTH, NULL);
+    g_object_unref (session);
+  }
+}
+
 }  // namespace
 
 Peer::Peer (PeerHost & host, std::string id, bool master)
@@ -210,6 +365,17 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
           });
         }
       }), this);
+  {
+    g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
+        "rtpbin");
+    if (rtpbin)
+      g_signal_connect (rtpbin, "new-jitterbuffer", G_CALLBACK (+[] (GstElement
+                  *, GstElement * jitterbuffer, guint, guint ssrc,
+                  gpointer data) {
+            static_cast<Peer *> (data)->on_new_jitterbuffer (jitterbuffer,
+                ssrc);
+          }), this);
+  }
   g_signal_connect (webrtc_, "on-data-channel", G_CALLBACK (+[] (GstElement *,
               GstWebRTCDataChannel * channel, gpointer data) {
         auto *self = static_cast<Peer *> (data);
@@ -289,6 +455,10 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
       || gst_caps_is_empty (prefs))
     return false;
   g_autoptr (GstCaps) caps = gst_caps_copy (prefs);
+  /* Without retransmission, no member is invited to send NACKs. */
+  for (guint i = 0; !host_.retransmits () && i < gst_caps_get_size (caps); i++)
+    gst_structure_remove_field (gst_caps_get_structure (caps, i),
+        "rtcp-fb-nack");
   if (sends (fixed)) {
     if (!make_payloader (kind, pt, nullptr))
       return false;
@@ -301,7 +471,12 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   }
   if (!s.trans)
     return false;
-  g_object_set (s.trans, "codec-preferences", caps, "direction", fixed, NULL);
+  /* do-nack puts RTX (with its apt) in our offers and answers and answers
+   * NACKs from it. Video only, as browsers do: Chromium refuses an audio
+   * m-line that pairs an RTX SSRC with its stream. */
+  g_object_set (s.trans, "codec-preferences", caps, "direction", fixed,
+      "do-nack", (gboolean) (host_.retransmits () && kind == Kind::Video),
+      NULL);
   s.fixed = fixed;
   GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
       direction_name (fixed));
@@ -315,6 +490,12 @@ Peer::feed (Kind kind, bool on)
   Outgoing *out = host_.outgoing (kind);
   if (on && !s.tee_pad && s.payloader && out) {
     s.tee_pad = gst_element_request_pad_simple (out->tee (), "src_%u");
+    /* Media go through rtprtxsend from now on: it is to take the RTX SSRC
+     * of the description just made, for good. */
+    if (!s.rtx_ssrc && s.described_rtx_ssrc) {
+      s.rtx_ssrc = s.described_rtx_ssrc;
+      pin_rtx_ssrc (webrtc_, s.ssrc, s.rtx_ssrc);
+    }
     g_autoptr (GstPad) sink = gst_element_get_static_pad (s.payloader, "sink");
     gst_pad_link (s.tee_pad, sink);
     /* A member that starts receiving gets a key frame at once. */
@@ -348,6 +529,21 @@ Peer::rewrite (GstSDPMessage * sdp, bool local)
     for (Slot & s : slots_)
       if (s.trans && s.mline == i)
         slot = &s;
+    if (!local) {
+      Kind kind = g_strcmp0 (type, "audio") == 0 ? Kind::Audio : Kind::Video;
+      std::lock_guard<std::mutex> guard (lock_);
+      for (guint j = 0;; j++) {
+        const char *v = gst_sdp_media_get_attribute_val_n (media, "ssrc", j);
+        if (!v)
+          break;
+        guint ssrc;
+        if (sscanf (v, "%u", &ssrc) == 1)
+          remote_ssrcs_[ssrc] = kind;
+      }
+    }
+    if (slot && local && slot->ssrc)
+      slot->described_rtx_ssrc = set_rtx_ssrc (media, slot->ssrc,
+          slot->rtx_ssrc);
     Direction d = GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
     if (slot && local) {
       d = slot->local;
@@ -707,6 +903,7 @@ void
 Peer::negotiated ()
 {
   negotiated_once_ = true;
+  tune_rtcp (webrtc_);
   auto waiting = std::move (pending_channels_);
   pending_channels_.clear ();
   for (auto & c : waiting)
@@ -784,6 +981,24 @@ Peer::on_pad_added (GstPad * pad)
   gst_pad_link (pad, sinkpad);
 }
 
+/* rtpbin made a jitterbuffer for a stream of the member's (a streaming
+ * thread; after webrtcbin's own handler). webrtcbin 1.22 gives it the
+ * do-nack of whichever of our transceivers it looks at last, audio's
+ * included; it is the stream's own kind that decides: video asks for lost
+ * packets again, audio (never retransmitted) does not. */
+void
+Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
+{
+  std::unique_lock<std::mutex> guard (lock_);
+  auto it = remote_ssrcs_.find (ssrc);
+  if (it == remote_ssrcs_.end ())
+    return;
+  bool video = it->second == Kind::Video;
+  guard.unlock ();
+  g_object_set (jitterbuffer, "do-retransmission",
+      (gboolean) (video && host_.retransmits ()), NULL);
+}
+
 void
 Peer::expose (Kind kind, bool on)
 {
@@ -807,6 +1022,51 @@ Peer::expose (Kind kind, bool on)
   gst_object_unref (output);
 }
 
+namespace {
+
+/* Packets rtprtxsend sent again and rtprtxreceive got back, in the RTP
+ * session webrtcbin made for the aux streams: with max-bundle, one of each
+ * per connection. */
+struct RtxCounts
+{
+  guint sent = 0;
+  guint received = 0;
+};
+
+RtxCounts
+count_rtx (GstElement * webrtc)
+{
+  RtxCounts counts;
+  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      counts = RtxCounts ();
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    const char *name = f ? GST_OBJECT_NAME (f) : "";
+    guint n = 0;
+    if (g_str_equal (name, "rtprtxsend")) {
+      g_object_get (e, "num-rtx-packets", &n, NULL);
+      counts.sent += n;
+    } else if (g_str_equal (name, "rtprtxreceive")) {
+      g_object_get (e, "num-rtx-assoc-packets", &n, NULL);
+      counts.received += n;
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  return counts;
+}
+
+}  // namespace
+
 void
 Peer::stats (std::function<void (GstStructure *)> post)
 {
@@ -815,6 +1075,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
   struct Request
   {
     Peer *self;
+    RtxCounts rtx;
     std::function<void (GstStructure *)> post;
   };
   GstPromise *p = gst_promise_new_with_change_func ([] (GstPromise * p,
@@ -822,21 +1083,26 @@ Peer::stats (std::function<void (GstStructure *)> post)
         auto *req = static_cast<Request *> (data);
         const GstStructure *reply = gst_promise_get_reply (p);
         if (reply && !gst_structure_has_field (reply, "error"))
-          req->post (req->self->summarize (reply));
-      }, new Request { this, std::move (post) },
+          req->post (req->self->summarize (reply, req->rtx.sent,
+                  req->rtx.received));
+      }, new Request { this, count_rtx (webrtc_), std::move (post) },
       [] (gpointer data) { delete static_cast<Request *> (data); });
   g_signal_emit_by_name (webrtc_, "get-stats", nullptr, p);
   gst_promise_unref (p);
 }
 
 GstStructure *
-Peer::summarize (const GstStructure * reply)
+Peer::summarize (const GstStructure * reply, guint rtx_sent,
+    guint rtx_received)
 {
   struct Sum
   {
     guint64 bytes_in = 0, bytes_out = 0;
-    gint64 lost = 0;
-    double jitter = 0, rtt = 0;
+    gint64 lost = 0, remote_lost = 0;
+    double jitter = 0, rtt = 0, remote_fraction_lost = 0;
+    /* Feedback the member sent us (about what we send), and we sent it. */
+    guint64 nacks_in = 0, plis_in = 0, firs_in = 0;
+    guint64 nacks_out = 0, plis_out = 0, firs_out = 0;
   } sum;
   gst_structure_foreach (reply, [] (GQuark, const GValue * v,
           gpointer data) -> gboolean {
@@ -850,20 +1116,48 @@ Peer::summarize (const GstStructure * reply)
       return TRUE;
     guint64 u = 0;
     gint64 i = 0;
+    guint n = 0;
     double d = 0;
     if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
       if (gst_structure_get_uint64 (s, "bytes-received", &u))
         sum->bytes_in += u;
-      if (gst_structure_get_int64 (s, "packets-lost", &i))
+      /* The RTP source's count (RFC 3550: expected less received): the
+       * inbound-rtp field is the jitterbuffer's, and webrtcbin 1.22 does
+       * not always find the right jitterbuffer. */
+      const GstStructure *source = nullptr;
+      int lost = 0;
+      if (gst_structure_get (s, "gst-rtpsource-stats", GST_TYPE_STRUCTURE,
+              &source, NULL) && source) {
+        if (gst_structure_get_int (source, "packets-lost", &lost))
+          sum->lost += lost;
+        gst_structure_free (const_cast<GstStructure *> (source));
+      } else if (gst_structure_get_int64 (s, "packets-lost", &i)) {
         sum->lost += i;
+      }
       if (gst_structure_get_double (s, "jitter", &d))
         sum->jitter = MAX (sum->jitter, d);
+      if (gst_structure_get_uint (s, "nack-count", &n))
+        sum->nacks_out += n;
+      if (gst_structure_get_uint (s, "pli-count", &n))
+        sum->plis_out += n;
+      if (gst_structure_get_uint (s, "fir-count", &n))
+        sum->firs_out += n;
     } else if (type == GST_WEBRTC_STATS_OUTBOUND_RTP) {
       if (gst_structure_get_uint64 (s, "bytes-sent", &u))
         sum->bytes_out += u;
+      if (gst_structure_get_uint (s, "nack-count", &n))
+        sum->nacks_in += n;
+      if (gst_structure_get_uint (s, "pli-count", &n))
+        sum->plis_in += n;
+      if (gst_structure_get_uint (s, "fir-count", &n))
+        sum->firs_in += n;
     } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP) {
       if (gst_structure_get_double (s, "round-trip-time", &d))
         sum->rtt = MAX (sum->rtt, d);
+      if (gst_structure_get_int64 (s, "packets-lost", &i))
+        sum->remote_lost += i;
+      if (gst_structure_get_double (s, "fraction-lost", &d))
+        sum->remote_fraction_lost = MAX (sum->remote_fraction_lost, d);
     }
     return TRUE;
   }, &sum);
@@ -891,7 +1185,17 @@ Peer::summarize (const GstStructure * reply)
       "bytes-sent", G_TYPE_UINT64, sum.bytes_out,
       "packets-lost", G_TYPE_INT64, sum.lost,
       "jitter", G_TYPE_DOUBLE, sum.jitter,
-      "round-trip-time", G_TYPE_DOUBLE, sum.rtt, NULL);
+      "round-trip-time", G_TYPE_DOUBLE, sum.rtt,
+      "remote-packets-lost", G_TYPE_INT64, sum.remote_lost,
+      "remote-fraction-lost", G_TYPE_DOUBLE, sum.remote_fraction_lost,
+      "nacks-received", G_TYPE_UINT64, sum.nacks_in,
+      "plis-received", G_TYPE_UINT64, sum.plis_in,
+      "firs-received", G_TYPE_UINT64, sum.firs_in,
+      "rtx-packets-sent", G_TYPE_UINT64, (guint64) rtx_sent,
+      "nacks-sent", G_TYPE_UINT64, sum.nacks_out,
+      "plis-sent", G_TYPE_UINT64, sum.plis_out,
+      "firs-sent", G_TYPE_UINT64, sum.firs_out,
+      "rtx-packets-received", G_TYPE_UINT64, (guint64) rtx_received, NULL);
 }
 
 void
@@ -941,6 +1245,12 @@ Peer::close ()
   }
   GstBin *bin = host_.bin ();
   g_signal_handlers_disconnect_by_data (webrtc_, this);
+  {
+    g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
+        "rtpbin");
+    if (rtpbin)
+      g_signal_handlers_disconnect_by_data (rtpbin, this);
+  }
   for (int k = 0; k < KIND_COUNT; k++)
     feed ((Kind) k, false);
   g_clear_object (&channel_);

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ public:
   virtual Outgoing *outgoing (Kind kind) = 0;
   /* Whether the element receives at all. */
   virtual bool receives () = 0;
+  /* NACKs answered by retransmission, and asked for, both ways. */
+  virtual bool retransmits () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin for `member` (ICE servers, transport
@@ -116,6 +119,13 @@ private:
     GstPad *tee_pad = nullptr;
     int pt = -1;
     guint ssrc = 0;
+    /* Our RTX stream's SSRC. webrtcbin draws a new one for every offer
+     * and answer, while rtprtxsend keeps the one it was given when media
+     * first went through it: `described` is the one in our latest SDP,
+     * `rtx_ssrc` the one rtprtxsend took (that SDP's when media started),
+     * which every later SDP of ours is made to say. */
+    guint described_rtx_ssrc = 0;
+    guint rtx_ssrc = 0;
   };
   struct Recv
   {
@@ -140,7 +150,9 @@ private:
    * parse or has no media section. */
   GstSDPMessage *parse (const std::string & text, const char *what);
 
-  GstStructure *summarize (const GstStructure * reply);
+  GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
+      guint rtx_received);
+  void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
 
@@ -161,7 +173,10 @@ private:
   GSource *resend_ = nullptr;      /* sends the offer again (watch_answer) */
 
   std::mutex expose_lock_;         /* one expose () at a time */
-  std::mutex lock_;                /* recv_, discards_, stats and closing_ */
+  std::mutex lock_;                /* recv_, discards_, stats, closing_ and
+                                    * remote_ssrcs_ */
+  /* The kind of each SSRC the member's SDP announces. */
+  std::map<guint, Kind> remote_ssrcs_;
   std::array<Recv, KIND_COUNT> recv_;
   std::vector<GstElement *> discards_;   /* sinks for streams not decoded */
   guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;

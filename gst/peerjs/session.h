@@ -45,6 +45,7 @@ struct Config
   GstWebRTCICETransportPolicy ice_transport_policy =
       GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   guint latency_ms = 0;
+  bool retransmission = true;           /* NACK and RTX, both ways */
   guint stats_interval_ms = 0;          /* 0: no stats */
   std::vector<std::string> tags;
   std::vector<std::string> watches;
@@ -136,6 +137,7 @@ public:
   bool wants_recv (const std::string & member, Kind kind) override;
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
+  bool retransmits () override { return config_.retransmission; }
   bool media_ready () override;
   void configure (GstElement * webrtc, const std::string & member) override;
   /* Tell when `webrtc` ends gathering without a relay candidate: a peer

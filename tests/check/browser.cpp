@@ -137,6 +137,12 @@ GST_START_TEST (test_auth)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_loss)
+{
+  run_scenario ("loss");
+}
+GST_END_TEST;
+
 static Suite *
 browser_suite (void)
 {
@@ -154,6 +160,7 @@ browser_suite (void)
   tcase_add_test (tc, test_pipeline_files);
   tcase_add_test (tc, test_auth);
   tcase_add_test (tc, test_ice);
+  tcase_add_test (tc, test_loss);
   return s;
 }
 
