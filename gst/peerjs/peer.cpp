@@ -263,39 +263,58 @@ pin_rtx_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
       : GST_PAD_PROBE_OK;
 }
 
+/* Calls `fn` on every element inside `bin`, at any depth, that the factory
+ * `factory` made. The elements are gathered first (from scratch when the
+ * bin changes meanwhile), and `fn` runs with no iterator open. */
+void
+for_each_made_by (GstBin * bin, const char *factory,
+    const std::function<void (GstElement *)> & fn)
+{
+  std::vector<GstElement *> found;
+  GstIterator *it = gst_bin_iterate_recurse (bin);
+  GValue v = G_VALUE_INIT;
+  GstIteratorResult r;
+  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
+      && r != GST_ITERATOR_ERROR) {
+    if (r == GST_ITERATOR_RESYNC) {
+      for (GstElement *e : found)
+        gst_object_unref (e);
+      found.clear ();
+      gst_iterator_resync (it);
+      continue;
+    }
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), factory))
+      found.push_back (GST_ELEMENT (gst_object_ref (e)));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  for (GstElement *e : found) {
+    fn (e);
+    gst_object_unref (e);
+  }
+}
+
 void
 pin_rtx_ssrc (GstElement * webrtc, guint ssrc, guint rtx_ssrc)
 {
   GstStructure *map = gst_structure_new_empty ("application/x-rtp-ssrc-map");
   gst_structure_set (map, std::to_string (ssrc).c_str (), G_TYPE_UINT,
       rtx_ssrc, NULL);
-  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
-  GValue v = G_VALUE_INIT;
-  GstIteratorResult r;
-  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
-      && r != GST_ITERATOR_ERROR) {
-    if (r == GST_ITERATOR_RESYNC) {
-      gst_iterator_resync (it);
-      continue;
-    }
-    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
-    GstElementFactory *f = gst_element_get_factory (e);
-    if (f && g_str_equal (GST_OBJECT_NAME (f), "rtprtxsend")) {
-      g_object_set (e, "ssrc-map", map, NULL);
-      g_autoptr (GstPad) sink = gst_element_get_static_pad (e, "sink");
-      gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
-              | GST_PAD_PROBE_TYPE_BUFFER_LIST
-              | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM), pin_rtx_probe,
-          new RtxPin { ssrc, gst_structure_copy (map) }, [] (gpointer d) {
-            auto *pin = static_cast<RtxPin *> (d);
-            gst_structure_free (pin->map);
-            delete pin;
-          });
-    }
-    g_value_reset (&v);
-  }
-  g_value_unset (&v);
-  gst_iterator_free (it);
+  for_each_made_by (GST_BIN (webrtc), "rtprtxsend", [ssrc, map] (GstElement * e) {
+        g_object_set (e, "ssrc-map", map, NULL);
+        g_autoptr (GstPad) sink = gst_element_get_static_pad (e, "sink");
+        gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+                | GST_PAD_PROBE_TYPE_BUFFER_LIST
+                | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM), pin_rtx_probe,
+            new RtxPin { ssrc, gst_structure_copy (map) }, [] (gpointer d) {
+              auto *pin = static_cast<RtxPin *> (d);
+              gst_structure_free (pin->map);
+              delete pin;
+            });
+      });
   gst_structure_free (map);
 }
 
@@ -1037,31 +1056,16 @@ RtxCounts
 count_rtx (GstElement * webrtc)
 {
   RtxCounts counts;
-  GstIterator *it = gst_bin_iterate_recurse (GST_BIN (webrtc));
-  GValue v = G_VALUE_INIT;
-  GstIteratorResult r;
-  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
-      && r != GST_ITERATOR_ERROR) {
-    if (r == GST_ITERATOR_RESYNC) {
-      counts = RtxCounts ();
-      gst_iterator_resync (it);
-      continue;
-    }
-    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
-    GstElementFactory *f = gst_element_get_factory (e);
-    const char *name = f ? GST_OBJECT_NAME (f) : "";
-    guint n = 0;
-    if (g_str_equal (name, "rtprtxsend")) {
-      g_object_get (e, "num-rtx-packets", &n, NULL);
-      counts.sent += n;
-    } else if (g_str_equal (name, "rtprtxreceive")) {
-      g_object_get (e, "num-rtx-assoc-packets", &n, NULL);
-      counts.received += n;
-    }
-    g_value_reset (&v);
-  }
-  g_value_unset (&v);
-  gst_iterator_free (it);
+  for_each_made_by (GST_BIN (webrtc), "rtprtxsend", [&counts] (GstElement * e) {
+        guint n = 0;
+        g_object_get (e, "num-rtx-packets", &n, NULL);
+        counts.sent += n;
+      });
+  for_each_made_by (GST_BIN (webrtc), "rtprtxreceive", [&counts] (GstElement * e) {
+        guint n = 0;
+        g_object_get (e, "num-rtx-assoc-packets", &n, NULL);
+        counts.received += n;
+      });
   return counts;
 }
 
@@ -1202,29 +1206,13 @@ void
 unblock_data_channels (GstBin * bin)
 {
   /* FLUSH_START is what ends sctpenc's wait for room. */
-  GstIterator *it = gst_bin_iterate_recurse (bin);
-  GValue v = G_VALUE_INIT;
-  GstIteratorResult r;
-  while ((r = gst_iterator_next (it, &v)) != GST_ITERATOR_DONE
-      && r != GST_ITERATOR_ERROR) {
-    if (r == GST_ITERATOR_RESYNC) {
-      /* A pad flushed twice is no harm. */
-      gst_iterator_resync (it);
-      continue;
-    }
-    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
-    GstElementFactory *f = gst_element_get_factory (e);
-    if (f && g_str_equal (GST_OBJECT_NAME (f), "sctpenc")) {
-      gst_element_foreach_sink_pad (e, [] (GstElement *, GstPad * pad,
-              gpointer) -> gboolean {
-            gst_pad_send_event (pad, gst_event_new_flush_start ());
-            return TRUE;
-          }, nullptr);
-    }
-    g_value_reset (&v);
-  }
-  g_value_unset (&v);
-  gst_iterator_free (it);
+  for_each_made_by (bin, "sctpenc", [] (GstElement * e) {
+        gst_element_foreach_sink_pad (e, [] (GstElement *, GstPad * pad,
+                gpointer) -> gboolean {
+              gst_pad_send_event (pad, gst_event_new_flush_start ());
+              return TRUE;
+            }, nullptr);
+      });
 }
 
 void
