@@ -9,6 +9,7 @@
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
 #include "ice-check.h"
+#include "turn.h"
 
 #include <glib/gstdio.h>
 
@@ -2284,42 +2285,24 @@ free_port ()
   return 0;
 }
 
-/* coturn's turnserver, run by the test in the foreground (no daemon), on
- * 127.0.0.1 with a configuration of its own: TURN REST API credentials
- * under `secret`, loopback peers allowed, no TLS, no CLI, log to a file. */
+/* coturn's turnserver (turn.h), run by the test in the foreground, on
+ * 127.0.0.1, with loopback peers allowed. */
 class TurnServer
 {
 public:
   static bool installed ()
   {
-    g_autofree char *path = g_find_program_in_path ("turnserver");
-    return path != nullptr;
+    return peerjs::test::TurnFiles::installed ();
   }
 
   explicit TurnServer (const std::string & secret)
+    : port (free_port ()),
+      files_ (secret, "127.0.0.1", port, "allow-loopback-peers\n")
   {
-    dir_ = g_dir_make_tmp ("peerjs-turn-XXXXXX", nullptr);
-    fail_unless (dir_ != nullptr);
-    port = free_port ();
-    log = std::string (dir_) + "/turn.log";
-    std::string conf = std::string (dir_) + "/turnserver.conf";
-    std::string text =
-        "listening-ip=127.0.0.1\n"
-        "relay-ip=127.0.0.1\n"
-        "listening-port=" + std::to_string (port) + "\n"
-        "min-port=50000\nmax-port=50999\n"
-        "use-auth-secret\n"
-        "static-auth-secret=" + secret + "\n"
-        "realm=peerjs.test\n"
-        "fingerprint\n"
-        "allow-loopback-peers\n"
-        "no-tls\nno-dtls\nno-cli\nno-multicast-peers\n"
-        "log-file=" + log + "\nsimple-log\nverbose\n"
-        "pidfile=" + std::string (dir_) + "/turnserver.pid\n"
-        "userdb=" + std::string (dir_) + "/turndb\n";
-    fail_unless (g_file_set_contents (conf.c_str (), text.c_str (), -1,
-            nullptr));
-    const char *argv[] = {"turnserver", "-c", conf.c_str (), nullptr};
+    fail_unless (files_.ok ());
+    std::vector<std::string> args = files_.argv ();
+    const char *argv[] = {args[0].c_str (), args[1].c_str (),
+      args[2].c_str (), nullptr};
     g_autoptr (GError) error = nullptr;
     fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,
             (GSpawnFlags) (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD
@@ -2351,27 +2334,17 @@ public:
       waitpid (pid_, &status, 0);
     }
     g_spawn_close_pid (pid_);
-    g_autoptr (GDir) d = g_dir_open (dir_, 0, nullptr);
-    while (const char *name = d ? g_dir_read_name (d) : nullptr) {
-      g_autofree char *path = g_build_filename (dir_, name, nullptr);
-      g_unlink (path);
-    }
-    g_rmdir (dir_);
-    g_free (dir_);
   }
 
   std::string log_text () const
   {
-    g_autofree char *text = nullptr;
-    g_file_get_contents (log.c_str (), &text, nullptr, nullptr);
-    return text ? text : "";
+    return files_.log_text ();
   }
 
   guint port = 0;
-  std::string log;
 
 private:
-  char *dir_ = nullptr;
+  peerjs::test::TurnFiles files_;
   GPid pid_ = 0;
 };
 
