@@ -530,8 +530,15 @@ NetLab::apply_loss ()
 {
   if (nft_path.empty ())
     return fail ("nft (nftables) is missing");
-  /* One transaction that replaces the whole table. */
+  /* One transaction that replaces the whole table: the isolated pairs
+   * (isolate ()), then the loss. */
   std::string rules;
+  for (const auto & pair : isolated_) {
+    std::string a = "h" + std::to_string (pair.first);
+    std::string b = "h" + std::to_string (pair.second);
+    rules += "    iifname \"" + a + "\" oifname \"" + b + "\" drop\n"
+        "    iifname \"" + b + "\" oifname \"" + a + "\" drop\n";
+  }
   for (std::size_t i = 0; i < hosts_.size (); i++) {
     std::string dev = "h" + std::to_string (i + 1);
     if (hosts_[i].down.loss_percent)
@@ -584,6 +591,17 @@ NetLab::set_uplink (int host, const LinkCondition & c)
     return fail ("loss above 100 %");
   hosts_[host - 1].up = c;
   return apply_rate (hosts_[host - 1].ns, "lab0", c) && apply_loss ();
+}
+
+bool
+NetLab::isolate (int a, int b)
+{
+  if (a < 1 || a > int (hosts_.size ()) || b < 1
+      || b > int (hosts_.size ()) || a == b)
+    return fail ("cannot isolate hosts " + std::to_string (a) + " and "
+        + std::to_string (b));
+  isolated_.emplace_back (a, b);
+  return apply_loss ();
 }
 
 guint64

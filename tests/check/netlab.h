@@ -104,6 +104,11 @@ public:
   bool set_downlink (int host, const LinkCondition & c);
   bool set_uplink (int host, const LinkCondition & c);
 
+  /* The router drops all it would forward between hosts `a` and `b`, both
+   * ways: they still reach every other host, never each other (members on
+   * networks with no route to each other). Kept until the lab ends. */
+  bool isolate (int a, int b);
+
   /* Bytes the router has sent to the host so far (what passed its
    * downlink), Ethernet headers included. */
   guint64 downlink_bytes (int host);
@@ -141,6 +146,7 @@ private:
   std::string prefix_;
   std::string router_;
   std::vector<Host> hosts_;    /* hosts_[N - 1] is host N */
+  std::vector<std::pair<int, int>> isolated_;
   std::vector<std::shared_ptr<LabProcess>> processes_;
   std::string error_;
   int slot_ = -1;              /* in the exit/signal cleanup table */

@@ -1,9 +1,11 @@
 /* The network lab (netlab.h): its link conditions are what they say, it
  * leaves nothing behind, and media crosses it from a publisher in one
- * namespace to a receiver in another, through a server in a third. The
+ * namespace to a receiver in another, through a server in a third, and
+ * through a TURN relay between members with no route to each other. The
  * figures of each run are printed ("network: ..."), to be quoted. Needs
  * root; skipped (exit 77) where network namespaces cannot be made. */
 #include "netlab.h"
+#include "turn.h"
 
 #include <gst/check/gstcheck.h>
 
@@ -14,6 +16,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include <atomic>
 #include <set>
@@ -429,11 +433,18 @@ measure (Room & room, const char *link, double seconds)
   return f;
 }
 
+/* The end of a text: check's failure messages must stay short (some
+ * 4 kB in all). */
 static std::string
-tail (const LabProcess & p)
+tail (const std::string & text, std::size_t n = 2000)
 {
-  std::string out = p.output ();
-  return out.size () > 2000 ? out.substr (out.size () - 2000) : out;
+  return text.size () > n ? text.substr (text.size () - n) : text;
+}
+
+static std::string
+tail (const LabProcess & p, std::size_t n = 2000)
+{
+  return tail (p.output (), n);
 }
 
 /* `pattern`: videotestsrc's. The ball compresses to some 55 kbit/s at
@@ -483,17 +494,23 @@ start_room (Room & room, const char *pattern = "ball")
 }
 
 static void
-stop_room (Room & room)
+stop_members (LabProcess & pub, LabProcess & rx)
 {
   /* Ended as Ctrl-C ends them: cleanly. */
-  int status = room.rx->stop ();
+  int status = rx.stop ();
   fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
       "the receiver did not end cleanly (status %d):\n%s", status,
-      tail (*room.rx).c_str ());
-  status = room.pub->stop ();
+      tail (rx).c_str ());
+  status = pub.stop ();
   fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
       "the publisher did not end cleanly (status %d):\n%s", status,
-      tail (*room.pub).c_str ());
+      tail (pub).c_str ());
+}
+
+static void
+stop_room (Room & room)
+{
+  stop_members (*room.pub, *room.rx);
 }
 
 GST_START_TEST (test_media_clean)
@@ -537,6 +554,198 @@ GST_START_TEST (test_media_impaired)
 }
 GST_END_TEST;
 
+
+/* Whether host `from` reaches address:port over TCP within `timeout_ms`. */
+static bool
+reachable (NetLab & lab, int from, const std::string & address, guint16 port,
+    int timeout_ms)
+{
+  sockaddr_in to = inet (address, port);
+  gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
+  do {
+    int fd = lab.socket_in (from, AF_INET, SOCK_STREAM);
+    bool up = fd >= 0 && connect (fd, (sockaddr *) &to, sizeof to) == 0;
+    if (fd >= 0)
+      close (fd);
+    if (up)
+      return true;
+    g_usleep (100 * 1000);
+  } while (g_get_monotonic_time () < end);
+  return false;
+}
+
+/* The session id a gst-launch -m pipeline was greeted with, from its
+ * peerjs-socket-connect message; "" before the greeting. */
+static std::string
+session_id (const LabProcess & p)
+{
+  std::string out = p.output ();
+  std::size_t at = out.find ("peerjs-socket-connect");
+  if (at == std::string::npos)
+    return "";
+  at = out.find ("id=(string)", at);
+  if (at == std::string::npos)
+    return "";
+  at += strlen ("id=(string)");
+  std::size_t end = out.find_first_of (",;\n", at);
+  std::string id = out.substr (at, end - at);
+  if (id.size () >= 2 && id.front () == '"')
+    id = id.substr (1, id.size () - 2);
+  return id;
+}
+
+constexpr guint16 TURN_PORT = 3478;
+
+/* The lines of a gst-launch -m pipeline's output that tell what its
+ * element did: its bus messages, warnings and errors. */
+static std::string
+events (const LabProcess & p)
+{
+  std::string out;
+  g_auto (GStrv) lines = g_strsplit (p.output ().c_str (), "\n", -1);
+  for (char **l = lines; *l; l++)
+    if (strstr (*l, "peerjs-") || strstr (*l, "WARNING")
+        || strstr (*l, "ERROR"))
+      out += std::string (*l) + "\n";
+  return out;
+}
+
+/* A publisher and a receiver, each in its host, on the server at `url`. */
+static std::pair<std::shared_ptr<LabProcess>, std::shared_ptr<LabProcess>>
+members (NetLab & lab, int publisher, int receiver, const std::string & url)
+{
+  auto pub = lab.spawn (publisher, {"gst-launch-1.0", "-e", "-m",
+          "peerjssink", url, "thread=lab",
+          "ice-addresses=" + lab.address (publisher), "name=s",
+          "videotestsrc", "is-live=true", "pattern=ball", "!",
+          "video/x-raw,width=320,height=240,framerate=15/1", "!", "s.video"});
+  auto rx = lab.spawn (receiver, {"gst-launch-1.0", "-v", "-m", "peerjssrc",
+          url, "thread=lab", "ice-addresses=" + lab.address (receiver),
+          "name=r", "r.", "!", "video/x-raw", "!", "fakesink",
+          "name=video-out", "silent=false", "sync=false", "async=false"});
+  fail_unless (pub && rx, "%s", lab.error ().c_str ());
+  fail_unless (pub->wait_for ("peerjs-socket-connect", 10000)
+      && rx->wait_for ("peerjs-socket-connect", 10000),
+      "the members were not greeted within 10 s\npublisher:\n%s\n"
+      "receiver:\n%s", tail (events (*pub), 1500).c_str (),
+      tail (events (*rx), 1500).c_str ());
+  return {pub, rx};
+}
+
+/* Members on networks with no route to each other, only to the server's
+ * and to coturn's: no media without TURN, and media through the relay
+ * with the credentials the server mints from --turn-secret. */
+GST_START_TEST (test_turn_isolated)
+{
+  if (!TurnFiles::installed ()) {
+    g_print ("network: SKIP test_turn_isolated: turnserver (Debian's "
+        "coturn) is not installed\n");
+    return;
+  }
+  NetLab lab;
+  int server = lab.add_host ("server");
+  int turn = lab.add_host ("turn");
+  int pub = lab.add_host ("pub");
+  int rx = lab.add_host ("rx");
+  fail_unless (rx != 0, "lab: %s", lab.error ().c_str ());
+  fail_unless (lab.isolate (pub, rx), "%s", lab.error ().c_str ());
+  /* The isolation as UDP sees it: nothing between the members, all to the
+   * TURN server's host. */
+  Flow f = udp_flow (lab, pub, rx, 20, 200, 10000);
+  fail_unless (f.sent == 20 && f.received == 0,
+      "%d of %d datagrams crossed between isolated hosts", f.received,
+      f.sent);
+  f = udp_flow (lab, rx, turn, 20, 200, 10000);
+  fail_unless (f.received == 20, "%d of 20 datagrams reached coturn's host",
+      f.received);
+
+  const std::string secret = "network-lab-turn-secret";
+  /* coturn denies no part of 198.18.0.0/15 by default; said here so that
+   * a later default cannot turn the test into a silent failure. */
+  TurnFiles files (secret, lab.address (turn), TURN_PORT,
+      "allowed-peer-ip=198.18.0.0-198.19.255.255\n");
+  fail_unless (files.ok (), "cannot write coturn's configuration");
+  auto coturn = lab.spawn (turn, files.argv ());
+  fail_unless (coturn != nullptr, "%s", lab.error ().c_str ());
+  fail_unless (reachable (lab, pub, lab.address (turn), TURN_PORT, 10000),
+      "coturn did not listen on %s:%u within 10 s:\n%s",
+      lab.address (turn).c_str (), TURN_PORT,
+      tail (files.log_text ()).c_str ());
+  g_autofree char *secret_file = nullptr;
+  int fd = g_file_open_tmp ("peerjs-turn-secret-XXXXXX", &secret_file,
+      nullptr);
+  fail_unless (fd >= 0);
+  close (fd);
+  fail_unless (g_file_set_contents (secret_file, secret.c_str (), -1,
+          nullptr));
+  std::string server_address = lab.address (server);
+
+  /* 1. A server with no ICE servers: the members never connect. */
+  auto plain = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"), "--port",
+          std::to_string (SERVER_PORT), "--host", server_address});
+  fail_unless (plain != nullptr, "%s", lab.error ().c_str ());
+  fail_unless (reachable (lab, rx, server_address, SERVER_PORT, 10000),
+      "the server did not answer within 10 s: %s", tail (*plain).c_str ());
+  auto direct = members (lab, pub, rx, "server=ws://" + server_address
+      + ":" + std::to_string (SERVER_PORT) + "/peerjs");
+  fail_if (direct.second->wait_for (FRAME, 8000),
+      "a frame crossed between isolated hosts without TURN:\n%s",
+      tail (*direct.second).c_str ());
+  g_print ("network: isolated members, no TURN: no frame in 8 s\n");
+  direct.second->stop ();
+  direct.first->stop ();
+  plain->stop ();
+
+  /* 2. The server hands out coturn with credentials minted per session. */
+  guint16 port = SERVER_PORT + 1;
+  auto relaying = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"),
+          "--port", std::to_string (port), "--host", server_address,
+          "--ice-server", "turn:" + lab.address (turn) + ":"
+          + std::to_string (TURN_PORT), "--turn-secret", secret_file});
+  fail_unless (relaying != nullptr, "%s", lab.error ().c_str ());
+  fail_unless (reachable (lab, rx, server_address, port, 10000),
+      "the server did not answer within 10 s: %s", tail (*relaying).c_str ());
+  gint64 t0 = g_get_monotonic_time ();
+  auto relayed = members (lab, pub, rx, "server=ws://" + server_address
+      + ":" + std::to_string (port) + "/peerjs");
+  fail_unless (relayed.second->wait_for (FRAME, 15000),
+      "no frame through the relay within 15 s\npublisher:\n%s\n"
+      "receiver:\n%s\ncoturn:\n%s",
+      tail (events (*relayed.first), 1000).c_str (),
+      tail (events (*relayed.second), 1000).c_str (),
+      tail (files.log_text (), 1000).c_str ());
+  gint64 first = g_get_monotonic_time ();
+  std::size_t before = relayed.second->count (FRAME);
+  /* 45 frames are sent in 3 s; a loaded machine may delay some. */
+  bool flowing = relayed.second->wait_for (FRAME, 3000, before + 20);
+  Figures fig = figures (*relayed.second, first, g_get_monotonic_time ());
+  g_print ("network: isolated members through TURN: first frame %.1f s "
+      "after the members started, then %.1f fps (%zu frames)\n",
+      (first - t0) / 1e6, fig.fps, fig.frames);
+  fail_unless (flowing, "the relayed video stalled: %zu frames",
+      relayed.second->count (FRAME));
+
+  /* coturn allocated for both sessions, with the greeting's usernames
+   * (expiry:session). */
+  std::string log = files.log_text ();
+  for (const auto & m : {relayed.first, relayed.second}) {
+    std::string id = session_id (*m);
+    fail_unless (!id.empty (), "no session id in:\n%s", tail (*m).c_str ());
+    bool allocated = false;
+    g_auto (GStrv) lines = g_strsplit (log.c_str (), "\n", -1);
+    for (char **l = lines; *l && !allocated; l++)
+      allocated = strstr (*l, (":" + id + ">").c_str ())
+          && strstr (*l, "ALLOCATE processed, success");
+    fail_unless (allocated, "coturn allocated nothing for session %s:\n%s",
+        id.c_str (), tail (log).c_str ());
+  }
+  stop_members (*relayed.first, *relayed.second);
+  relaying->stop ();
+  coturn->stop ();
+  g_unlink (secret_file);
+}
+GST_END_TEST;
+
 static Suite *
 network_suite ()
 {
@@ -552,6 +761,10 @@ network_suite ()
   tcase_add_test (media, test_media_clean);
   tcase_add_test (media, test_media_impaired);
   suite_add_tcase (s, media);
+  TCase *turn = tcase_create ("turn");
+  tcase_set_timeout (turn, 60);
+  tcase_add_test (turn, test_turn_isolated);
+  suite_add_tcase (s, turn);
   return s;
 }
 
