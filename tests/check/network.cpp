@@ -596,6 +596,25 @@ session_id (const LabProcess & p)
 
 constexpr guint16 TURN_PORT = 3478;
 
+/* Why the demo page cannot be run in Chromium here, or "". */
+static std::string
+browser_missing ()
+{
+  const char *dir = g_getenv ("PEERJS_BROWSER_TESTS");
+  if (!dir)
+    return "PEERJS_BROWSER_TESTS is not set";
+  g_autofree char *node = g_find_program_in_path ("node");
+  if (!node)
+    return "node is not installed";
+  if (!g_file_test ("/usr/bin/chromium", G_FILE_TEST_IS_EXECUTABLE))
+    return "/usr/bin/chromium is not installed";
+  g_autofree char *pw = g_build_filename (dir, "node_modules",
+      "playwright-core", nullptr);
+  if (!g_file_test (pw, G_FILE_TEST_IS_DIR))
+    return "playwright-core is not in tests/browser/node_modules (tools/setup)";
+  return "";
+}
+
 /* The lines of a gst-launch -m pipeline's output that tell what its
  * element did: its bus messages, warnings and errors. */
 static std::string
@@ -634,7 +653,8 @@ members (NetLab & lab, int publisher, int receiver, const std::string & url)
 
 /* Members on networks with no route to each other, only to the server's
  * and to coturn's: no media without TURN, and media through the relay
- * with the credentials the server mints from --turn-secret. */
+ * with the credentials the server mints from --turn-secret, to a pipeline
+ * and to the demo page in Chromium. */
 GST_START_TEST (test_turn_isolated)
 {
   if (!TurnFiles::installed ()) {
@@ -647,14 +667,22 @@ GST_START_TEST (test_turn_isolated)
   int turn = lab.add_host ("turn");
   int pub = lab.add_host ("pub");
   int rx = lab.add_host ("rx");
-  fail_unless (rx != 0, "lab: %s", lab.error ().c_str ());
-  fail_unless (lab.isolate (pub, rx), "%s", lab.error ().c_str ());
+  int web = lab.add_host ("web");
+  fail_unless (web != 0, "lab: %s", lab.error ().c_str ());
+  fail_unless (lab.isolate (pub, rx) && lab.isolate (pub, web)
+      && lab.isolate (rx, web), "%s", lab.error ().c_str ());
   /* The isolation as UDP sees it: nothing between the members, all to the
    * TURN server's host. */
   Flow f = udp_flow (lab, pub, rx, 20, 200, 10000);
   fail_unless (f.sent == 20 && f.received == 0,
       "%d of %d datagrams crossed between isolated hosts", f.received,
       f.sent);
+  for (auto pair : {std::make_pair (pub, web), std::make_pair (web, rx)}) {
+    f = udp_flow (lab, pair.first, pair.second, 20, 200, 10000);
+    fail_unless (f.received == 0, "%d of %d datagrams crossed between "
+        "isolated hosts %d and %d", f.received, f.sent, pair.first,
+        pair.second);
+  }
   f = udp_flow (lab, rx, turn, 20, 200, 10000);
   fail_unless (f.received == 20, "%d of 20 datagrams reached coturn's host",
       f.received);
@@ -698,8 +726,12 @@ GST_START_TEST (test_turn_isolated)
 
   /* 2. The server hands out coturn with credentials minted per session. */
   guint16 port = SERVER_PORT + 1;
+  g_autofree char *web_root = g_build_filename (
+      g_getenv ("PEERJS_BROWSER_TESTS"), "..", "..", "signalling", "web",
+      nullptr);
   auto relaying = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"),
           "--port", std::to_string (port), "--host", server_address,
+          "--web-root", web_root,
           "--ice-server", "turn:" + lab.address (turn) + ":"
           + std::to_string (TURN_PORT), "--turn-secret", secret_file});
   fail_unless (relaying != nullptr, "%s", lab.error ().c_str ());
@@ -725,12 +757,50 @@ GST_START_TEST (test_turn_isolated)
   fail_unless (flowing, "the relayed video stalled: %zu frames",
       relayed.second->count (FRAME));
 
-  /* coturn allocated for both sessions, with the greeting's usernames
+  /* 3. The demo page in Chromium, on a third network, plays the same
+   * publisher through the relay (tests/browser/lab-turn.mjs). */
+  std::string web_id;
+  std::string why_not = browser_missing ();
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP gst->Chromium through TURN: %s\n",
+        why_not.c_str ());
+  } else {
+    g_autofree char *script = g_build_filename (
+        g_getenv ("PEERJS_BROWSER_TESTS"), "lab-turn.mjs", nullptr);
+    auto page = lab.spawn (web, {"env", "PEERJS_LAB_URL=http://"
+            + server_address + ":" + std::to_string (port) + "/",
+            "PEERJS_LAB_ROOM=lab", "PEERJS_LAB_MEMBER="
+            + session_id (*relayed.first), "node", script});
+    fail_unless (page != nullptr, "%s", lab.error ().c_str ());
+    bool passed = page->wait_for ("PASS lab-turn", 60000);
+    page->stop ();
+    std::string out = page->output ();
+    if (!passed) {
+      /* All of it on stderr (meson prints it); the message stays short. */
+      g_printerr ("===== tests/browser/lab-turn.mjs:\n%s=====\n",
+          out.c_str ());
+      std::size_t f = out.find ("\nFAIL ");
+      fail ("the page did not play the relayed video: %s", f
+          == std::string::npos ? tail (out, 1000).c_str ()
+          : out.substr (f + 1, 1000).c_str ());
+    }
+    std::size_t at = out.find ("lab-turn: web session ");
+    fail_unless (at != std::string::npos);
+    std::string line = out.substr (at, out.find ('\n', at) - at);
+    g_print ("network: gst->Chromium through TURN: %s\n", line.c_str ());
+    at += strlen ("lab-turn: web session ");
+    web_id = out.substr (at, out.find (',', at) - at);
+  }
+
+  /* coturn allocated for every session, with the greeting's usernames
    * (expiry:session). */
   std::string log = files.log_text ();
-  for (const auto & m : {relayed.first, relayed.second}) {
-    std::string id = session_id (*m);
-    fail_unless (!id.empty (), "no session id in:\n%s", tail (*m).c_str ());
+  std::vector<std::string> ids = {session_id (*relayed.first),
+    session_id (*relayed.second)};
+  if (!web_id.empty ())
+    ids.push_back (web_id);
+  for (const std::string & id : ids) {
+    fail_unless (!id.empty (), "no session id of a member");
     bool allocated = false;
     g_auto (GStrv) lines = g_strsplit (log.c_str (), "\n", -1);
     for (char **l = lines; *l && !allocated; l++)
