@@ -470,10 +470,28 @@ key_frame_request_as_pli (GstPad *, GstPadProbeInfo * info, gpointer)
   return GST_PAD_PROBE_OK;
 }
 
+GstPadProbeReturn
+count_frame (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *counter = static_cast<std::shared_ptr<FrameCounter> *> (data)->get ();
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  counter->frames.fetch_add (1, std::memory_order_relaxed);
+  GstClockTime ts = GST_BUFFER_PTS (buffer);
+  if (!GST_CLOCK_TIME_IS_VALID (ts))
+    return GST_PAD_PROBE_OK;
+  GstClockTime last = counter->last.exchange (ts, std::memory_order_relaxed);
+  if (GST_CLOCK_TIME_IS_VALID (last) && ts > last + FREEZE_GAP) {
+    counter->freezes.fetch_add (1, std::memory_order_relaxed);
+    counter->frozen_ns.fetch_add (ts - last, std::memory_order_relaxed);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
 }  // namespace
 
 GstElement *
-make_decoder (const Codec & codec, const std::string & name)
+make_decoder (const Codec & codec, const std::string & name,
+    std::shared_ptr<FrameCounter> counter)
 {
   GstElement *depay = make (codec.depayloader);
   GstElement *dec = make (codec.decoder);
@@ -489,6 +507,14 @@ make_decoder (const Codec & codec, const std::string & name)
       g_autoptr (GstPad) sink = gst_element_get_static_pad (depay, "sink");
       gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
           key_frame_request_as_pli, nullptr, nullptr);
+    }
+    if (dec && counter) {
+      g_autoptr (GstPad) src = gst_element_get_static_pad (dec, "src");
+      gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, count_frame,
+          new std::shared_ptr<FrameCounter> (std::move (counter)),
+          [] (gpointer data) {
+            delete static_cast<std::shared_ptr<FrameCounter> *> (data);
+          });
     }
     chain.push_back (make ("videoconvert"));
   } else {

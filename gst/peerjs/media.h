@@ -5,7 +5,9 @@
 
 #include <gst/gst.h>
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -131,7 +133,25 @@ private:
 };
 
 /* depayloader ! decoder ! converter, in a bin with a sink and a src pad. */
-GstElement *make_decoder (const Codec & codec, const std::string & name);
+/* What a member's video decoder gave out: frames, and freezes, gaps of
+ * more than FREEZE_GAP between the timestamps of two frames in a row.
+ * Written by the decoder's streaming thread, read by statistics: atomics
+ * only. */
+constexpr GstClockTime FREEZE_GAP = 200 * GST_MSECOND;
+struct FrameCounter
+{
+  std::atomic<guint64> frames { 0 };
+  std::atomic<guint64> freezes { 0 };
+  std::atomic<guint64> frozen_ns { 0 };
+  /* The last frame's timestamp; NONE: the next frame starts afresh (the
+   * member stopped sending, so what comes next is no freeze). */
+  std::atomic<GstClockTime> last { GST_CLOCK_TIME_NONE };
+};
+
+/* A member's decoding bin; `counter`, when given, counts what its decoder
+ * gives out. */
+GstElement *make_decoder (const Codec & codec, const std::string & name,
+    std::shared_ptr<FrameCounter> counter = nullptr);
 /* queue ! payloader, in a bin with a sink and a src pad. */
 GstElement *make_payloader (const Codec & codec, int pt, guint ssrc,
     const std::string & name);

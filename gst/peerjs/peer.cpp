@@ -967,7 +967,8 @@ Peer::on_pad_added (GstPad * pad)
   GstElement *decoder = nullptr;
   if (codec && !r.decoder && host_.receives ()) {
     std::string name = std::string ("dec-") + kind_name (kind) + "-" + id_;
-    decoder = make_decoder (*codec, name);
+    decoder = make_decoder (*codec, name,
+        kind == Kind::Video ? video_frames_ : nullptr);
   }
   GstElement *sink = decoder;
   if (decoder) {
@@ -1036,6 +1037,9 @@ Peer::expose (Kind kind, bool on)
   }
   GstPad *output = r.output;
   r.output = nullptr;
+  /* The member stopped sending: the wait for its next frame is no freeze. */
+  if (kind == Kind::Video)
+    video_frames_->last = GST_CLOCK_TIME_NONE;
   guard.unlock ();
   host_.remove_output (output, id_, kind);
   gst_object_unref (output);
@@ -1199,7 +1203,11 @@ Peer::summarize (const GstStructure * reply, guint rtx_sent,
       "nacks-sent", G_TYPE_UINT64, sum.nacks_out,
       "plis-sent", G_TYPE_UINT64, sum.plis_out,
       "firs-sent", G_TYPE_UINT64, sum.firs_out,
-      "rtx-packets-received", G_TYPE_UINT64, (guint64) rtx_received, NULL);
+      "rtx-packets-received", G_TYPE_UINT64, (guint64) rtx_received,
+      "frames-received", G_TYPE_UINT64, video_frames_->frames.load (),
+      "freezes", G_TYPE_UINT64, video_frames_->freezes.load (),
+      "frozen-ms", G_TYPE_UINT64,
+      (guint64) (video_frames_->frozen_ns.load () / GST_MSECOND), NULL);
 }
 
 void

@@ -18,6 +18,7 @@
 #include <array>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -178,6 +179,9 @@ private:
   /* The kind of each SSRC the member's SDP announces. */
   std::map<guint, Kind> remote_ssrcs_;
   std::array<Recv, KIND_COUNT> recv_;
+  /* What the member's video decoder gave out, since it connected. */
+  std::shared_ptr<FrameCounter> video_frames_ =
+      std::make_shared<FrameCounter> ();
   std::vector<GstElement *> discards_;   /* sinks for streams not decoded */
   guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;
   GstClockTime last_stats_ = GST_CLOCK_TIME_NONE;

@@ -829,6 +829,14 @@ GST_START_TEST (test_loss_retransmitted)
   for (const char *name : { "nacks-sent", "rtx-packets-received" })
     fail_unless (number (sub, name) > 0, "receiver: %s not > 0: %s", name,
         sub.c_str ());
+  /* Frames given out are counted; each freeze lasted more than 200 ms. */
+  double frames = number (sub, "frames-received");
+  int given = src.output (pad).buffers;
+  fail_unless (frames > 0 && frames <= given + 3, "receiver: "
+      "frames-received %.0f, the pad gave out %d: %s", frames, given,
+      sub.c_str ());
+  fail_unless (number (sub, "frozen-ms") >= 200 * number (sub, "freezes")
+      && number (sub, "freezes") >= 0, "receiver: freezes: %s", sub.c_str ());
   g_printerr ("loss, retransmission: %d frames in %" G_GINT64_FORMAT " ms, "
       "longest gap %" G_GINT64_FORMAT " ms\n  publisher: %s\n  receiver: "
       "%s\n", f.frames, t1 - t0, f.gap, pub.c_str (), sub.c_str ());
@@ -885,6 +893,39 @@ GST_START_TEST (test_loss_key_frames)
   g_printerr ("loss, key frames only: %d frames in %" G_GINT64_FORMAT
       " ms, longest gap %" G_GINT64_FORMAT " ms\n  publisher: %s\n  "
       "receiver: %s\n", f.frames, t1 - t0, f.gap, pub.c_str (), sub.c_str ());
+}
+END_TEST;
+
+/* A receiver's peerjs-stats count the frames its decoder gave out for a
+ * member, as many as the member's pad gave out (the message is up to
+ * stats-interval older than the pad's count), and a clean run has no
+ * freeze. */
+GST_START_TEST (test_receiver_frames)
+{
+  ServerThread server;
+  Member sink (publisher (server, "room", "ball", false));
+  Member src (receiver (server, "room"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id ();
+  std::string pad = "video_" + ids;
+  check_video (src, pad, 15);
+  fail_unless (wait_until ([&] {
+            return number (src.find ("peerjs-stats", {{"member", ids}}),
+                "frames-received") >= 45;
+          }), "frames-received not 45 in time: %s", src.describe ().c_str ());
+  std::string stats = src.find ("peerjs-stats", {{"member", ids}});
+  int given = src.output (pad).buffers;
+  double frames = number (stats, "frames-received");
+  /* 15 frames a second: the message is at most 500 ms and a few frames in
+   * flight behind the pad. */
+  fail_unless (frames <= given + 3 && frames >= given - 15,
+      "frames-received %.0f, the pad gave out %d: %s", frames, given,
+      stats.c_str ());
+  fail_unless (number (stats, "freezes") == 0
+      && number (stats, "frozen-ms") == 0, "freezes on a clean run: %s",
+      stats.c_str ());
+  g_printerr ("receiver frames: pad %d, stats %s\n", given, stats.c_str ());
 }
 END_TEST;
 
@@ -2609,6 +2650,7 @@ elements_suite ()
   tcase_add_test (tc, test_h264_or_missing_plugin);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
+  tcase_add_test (tc, test_receiver_frames);
   tcase_add_test (tc, test_three_bins);
   tcase_add_test (tc, test_two_threads);
   tcase_add_test (tc, test_constraints_toggle);
