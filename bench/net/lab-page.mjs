@@ -19,6 +19,8 @@ import {
 } from '../../tests/browser/lib.mjs';
 
 const [role, url, room, ...rest] = process.argv.slice(2);
+// The rate the fake camera runs at: the publisher's, else 30.
+const FPS = role === 'publish' ? Number(rest[2]) : 30;
 const say = (line) => console.log(`net-page: ${line}`);
 
 async function open (name) {
@@ -26,7 +28,9 @@ async function open (name) {
   // by this flag (the camera needs one).
   const origin = new URL(url).origin;
   const browser = await launchBrowser({
-    args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
+    // The fake camera gives 20 fps unless told (the later flag wins).
+    args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`,
+      `--use-fake-device-for-media-stream=fps=${FPS}`],
   });
   const page = await openPage(browser, { url }, name, { path: `/#${room}` });
   const id = await waitIn(page, 'peer.id on the demo page',
@@ -40,7 +44,7 @@ async function publish ([width, height, fps]) {
   const got = await page.evaluate(async ([w, h, f]) => {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: true,
-      video: { width: { exact: w }, height: { exact: h }, frameRate: { exact: f } },
+      video: { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: f } },
     });
     window.peer.addMedia(stream);
     const s = stream.getVideoTracks()[0].getSettings();
