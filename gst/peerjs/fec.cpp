@@ -48,7 +48,10 @@ LossMeter::reset ()
 int
 FecLevel::update (double loss, GstClockTime now)
 {
-  if (loss > 0) {
+  if (loss > max_loss_) {
+    percent_ = 0;
+    last_loss_ = GST_CLOCK_TIME_NONE;
+  } else if (loss > 0) {
     percent_ = CLAMP ((int) std::ceil (loss * 100 * per_loss_), 1, max_);
     last_loss_ = now;
   } else if (GST_CLOCK_TIME_IS_VALID (last_loss_)

@@ -23,6 +23,10 @@ constexpr int MAX_AUDIO_FEC_PERCENT = 25;
  * most), at most this. */
 constexpr int VIDEO_FEC_PER_LOSS = 2;
 constexpr int MAX_VIDEO_FEC_PERCENT = 50;
+/* Above this loss, no ULPFEC: one FEC packet repairs one loss in its group,
+ * so at such loss it mostly goes down with what it protects, and where the
+ * loss is a link's queue overflowing it only adds to the load. */
+constexpr double MAX_VIDEO_FEC_LOSS = 0.3;
 
 /* The loss of one of our streams as a member's receiver reports tell it:
  * each report block carries cumulative numbers (packets lost, the highest
@@ -53,12 +57,12 @@ private:
 
 /* The redundancy to send, in percent, following the loss reported: on at
  * the first loss, sized for the latest loss seen, and off again only after
- * FEC_HOLD without any. */
+ * FEC_HOLD without any, or at once when the loss exceeds `max_loss`. */
 class FecLevel
 {
 public:
-  FecLevel (int per_loss, int max_percent)
-    : per_loss_ (per_loss), max_ (max_percent) {}
+  FecLevel (int per_loss, int max_percent, double max_loss = 1.0)
+    : per_loss_ (per_loss), max_ (max_percent), max_loss_ (max_loss) {}
   /* `loss`: the fraction lost in the last interval (0 or less: none, or no
    * report). Returns the percentage to send from now on. */
   int update (double loss, GstClockTime now);
@@ -67,6 +71,7 @@ public:
 private:
   int per_loss_;
   int max_;
+  double max_loss_;
   int percent_ = 0;
   GstClockTime last_loss_ = GST_CLOCK_TIME_NONE;
 };

@@ -207,7 +207,8 @@ private:
   std::array<guint, KIND_COUNT> reported_ssrcs_ {};
   std::array<LossMeter, KIND_COUNT> loss_;
   std::array<GObject *, KIND_COUNT + 1> report_sessions_ {};
-  FecLevel video_fec_ { VIDEO_FEC_PER_LOSS, MAX_VIDEO_FEC_PERCENT };
+  FecLevel video_fec_ { VIDEO_FEC_PER_LOSS, MAX_VIDEO_FEC_PERCENT,
+      MAX_VIDEO_FEC_LOSS };
   std::atomic<guint> video_fec_percent_ { 0 };
 };
 

@@ -8,6 +8,7 @@
  * The suite is skipped (exit 77) only when it cannot make the namespace
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
+#include "../../gst/peerjs/fec.h"
 #include "ice-check.h"
 #include "turn.h"
 
@@ -966,6 +967,57 @@ made_by (Member & m, const char *factory)
   g_value_unset (&v);
   return found;
 }
+
+/* The FEC sizing alone (gst/peerjs/fec.h): the loss of an interval from
+ * cumulative report counts, whatever reports were lost on the way; FEC on
+ * at the first loss, sized for it and capped, held through clean reports
+ * for FEC_HOLD, and off at once beyond the loss it cannot repair. */
+GST_START_TEST (test_fec_sizing)
+{
+  using peerjs::FecLevel;
+  using peerjs::LossMeter;
+  LossMeter m;
+  fail_unless (m.take () == -1, "a loss with no report");
+  /* The first report: its own fraction (26/256). */
+  m.report (26, 5, 1000);
+  fail_unless (std::abs (m.take () - 26 / 256.0) < 1e-9);
+  fail_unless (m.take () == -1, "the same report taken twice");
+  /* Two reports in an interval, one lost on the way between: cumulative
+   * counts, 10 more lost of 100 more expected. */
+  m.report (0, 10, 1050);
+  m.report (0, 15, 1100);
+  fail_unless (std::abs (m.take () - 0.1) < 1e-9);
+  /* An older report that overtook the newest one changes nothing. */
+  m.report (0, 12, 1080);
+  fail_unless (m.take () == -1);
+  m.report (0, 15, 1200);
+  fail_unless (m.take () == 0, "a clean interval");
+
+  const GstClockTime s = GST_SECOND;
+  FecLevel video (peerjs::VIDEO_FEC_PER_LOSS, peerjs::MAX_VIDEO_FEC_PERCENT,
+      peerjs::MAX_VIDEO_FEC_LOSS);
+  fail_unless (video.update (-1, 1 * s) == 0, "FEC without loss");
+  fail_unless (video.update (0.1, 2 * s) == 20, "10 %% loss: %d %%",
+      video.percent ());
+  fail_unless (video.update (0.001, 3 * s) == 1, "the least loss: %d %%",
+      video.percent ());
+  fail_unless (video.update (0.28, 4 * s) == 50, "over the cap: %d %%",
+      video.percent ());
+  /* Clean (or no report) for less than FEC_HOLD: held. */
+  fail_unless (video.update (0, 5 * s) == 50);
+  fail_unless (video.update (-1, 4 * s + peerjs::FEC_HOLD - 1) == 50);
+  fail_unless (video.update (0, 4 * s + peerjs::FEC_HOLD) == 0,
+      "still on after FEC_HOLD without loss");
+  video.update (0.1, 20 * s);
+  fail_unless (video.update (0.5, 21 * s) == 0, "ULPFEC at 50 %% loss");
+
+  FecLevel audio (1, peerjs::MAX_AUDIO_FEC_PERCENT);
+  fail_unless (audio.update (0.123, 1 * s) == 13, "audio at 12.3 %% loss: "
+      "%d %%", audio.percent ());
+  fail_unless (audio.update (0.5, 2 * s) == 25, "audio over the cap: %d %%",
+      audio.percent ());
+}
+END_TEST;
 
 /* Opus in-band FEC, with do-fec (the default): both SDPs say
  * useinbandfec=1; under 10 % loss the receiver's decoder learns of every
@@ -2859,6 +2911,7 @@ elements_suite ()
   /* Forward error correction under loss: runs of up to half a minute. */
   TCase *fec = tcase_create ("fec");
   tcase_set_timeout (fec, 90);
+  tcase_add_test (fec, test_fec_sizing);
   tcase_add_test (fec, test_audio_fec);
   tcase_add_test (fec, test_no_fec);
   suite_add_tcase (s, fec);
