@@ -39,6 +39,14 @@ LossMeter::take ()
   return fraction;
 }
 
+bool
+LossMeter::latest (gint64 * lost, double * fraction) const
+{
+  *lost = lost_;
+  *fraction = fraction_;
+  return have_;
+}
+
 void
 LossMeter::reset ()
 {

@@ -45,6 +45,9 @@ public:
   double take ();
   /* Forget the stream (its SSRC changed). */
   void reset ();
+  /* The latest report's cumulative packets lost and fraction lost (0 to
+   * 1); false before any report. */
+  bool latest (gint64 * lost, double * fraction) const;
 
 private:
   bool have_ = false;        /* a report came */

@@ -1078,14 +1078,6 @@ count_rtx (GstElement * webrtc)
   return counts;
 }
 
-/* Packets the member's ULPFEC let us recover, and the video FEC we send it
- * now. */
-struct FecCounts
-{
-  guint64 recovered = 0;
-  guint percent = 0;
-};
-
 FecCounts
 count_fec (GstElement * webrtc, guint percent)
 {
@@ -1105,6 +1097,12 @@ add_fec_counts (GstStructure * s, const FecCounts & counts)
   gst_structure_set (s,
       "fec-packets-recovered", G_TYPE_UINT64, counts.recovered,
       "fec-percentage", G_TYPE_UINT, counts.percent, NULL);
+  /* webrtcbin's remote-inbound statistics know only the last report block
+   * of a report, about one of our streams (Peer::on_rtcp). */
+  if (counts.reports)
+    gst_structure_set (s,
+        "remote-packets-lost", G_TYPE_INT64, counts.remote_lost,
+        "remote-fraction-lost", G_TYPE_DOUBLE, counts.remote_fraction, NULL);
 }
 
 }  // namespace
@@ -1131,8 +1129,8 @@ Peer::stats (std::function<void (GstStructure *)> post)
           add_fec_counts (s, req->fec);
           req->post (s);
         }
-      }, new Request { this, count_rtx (webrtc_), count_fec (webrtc_,
-              video_fec_percent_.load ()), std::move (post) },
+      }, new Request { this, count_rtx (webrtc_), count_reports (),
+              std::move (post) },
       [] (gpointer data) { delete static_cast<Request *> (data); });
   g_signal_emit_by_name (webrtc_, "get-stats", nullptr, p);
   gst_promise_unref (p);
@@ -1401,6 +1399,23 @@ Peer::unwatch_reports ()
     g_signal_handlers_disconnect_by_data (session, this);
     g_clear_object (&session);
   }
+}
+
+FecCounts
+Peer::count_reports ()
+{
+  FecCounts counts = count_fec (webrtc_, video_fec_percent_.load ());
+  std::lock_guard<std::mutex> guard (loss_lock_);
+  for (const LossMeter & m : loss_) {
+    gint64 lost;
+    double fraction;
+    if (!m.latest (&lost, &fraction))
+      continue;
+    counts.reports = true;
+    counts.remote_lost += lost;
+    counts.remote_fraction = std::max (counts.remote_fraction, fraction);
+  }
+  return counts;
 }
 
 double

@@ -33,6 +33,18 @@ namespace peerjs {
  * state change below PAUSED would wait on that lock. */
 void unblock_data_channels (GstBin * bin);
 
+/* Packets a member's ULPFEC let us recover, the video FEC we send it now,
+ * and what its latest receiver report blocks about our streams say
+ * (`reports`: false when none came). */
+struct FecCounts
+{
+  guint64 recovered = 0;
+  guint percent = 0;
+  bool reports = false;
+  gint64 remote_lost = 0;
+  double remote_fraction = 0;
+};
+
 /* What a Peer needs from its session. */
 class PeerHost
 {
@@ -167,6 +179,7 @@ private:
   void watch_reports ();
   void unwatch_reports ();
   void on_rtcp (GstBuffer * buffer);
+  FecCounts count_reports ();
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
 

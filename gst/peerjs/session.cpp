@@ -1622,8 +1622,6 @@ void
 Session::watch_loss ()
 {
   audio_fec_ = FecLevel (1, MAX_AUDIO_FEC_PERCENT);
-  if (!config_.fec)
-    return;
   loss_source_ = g_timeout_source_new (LOSS_POLL_MS);
   g_source_set_callback (loss_source_, [] (gpointer self) -> gboolean {
     static_cast<Session *> (self)->follow_loss ();
@@ -1651,6 +1649,8 @@ Session::follow_loss ()
   double worst = 0;
   for (auto & p : peers_)
     worst = std::max (worst, p.second->follow_loss (now));
+  if (!config_.fec)
+    return;
   int percent = audio_fec_.update (worst, now);
   /* Under lock_: remove_outgoing takes the stream away under it. */
   std::lock_guard<std::mutex> guard (lock_);

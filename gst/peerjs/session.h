@@ -198,8 +198,8 @@ private:
       Media * media, std::string * error);
   static Media media_of (JsonObject * constraints);
   void collect_stats ();
-  /* Every LOSS_POLL_MS with do-fec: the loss members report sizes the FEC
-   * sent to them (fec.h). */
+  /* Every LOSS_POLL_MS: the loss members report sizes the FEC sent to
+   * them (fec.h), with do-fec. */
   void watch_loss ();
   void unwatch_loss ();
   void follow_loss ();
@@ -243,7 +243,7 @@ private:
   bool fixed_ = false;
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
-  GSource *loss_source_ = nullptr;      /* with do-fec */
+  GSource *loss_source_ = nullptr;
   FecLevel audio_fec_ { 1, MAX_AUDIO_FEC_PERCENT };   /* mesh thread */
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
   std::unique_ptr<Files> files_;
