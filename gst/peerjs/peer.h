@@ -5,7 +5,8 @@
  *
  * Threads: everything but `on_pad_added` runs on the signalling thread.
  * webrtcbin's callbacks hand their work over to it; `on_pad_added` runs on
- * a streaming thread and only touches `recv_`, under `lock_`.
+ * a streaming thread and only touches `recv_`, under `lock_`; `on_rtcp` runs
+ * on an RTCP thread and only touches the loss meters, under `loss_lock_`.
  */
 #pragma once
 
