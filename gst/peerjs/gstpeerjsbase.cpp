@@ -21,6 +21,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_VIDEO_BITRATE 1000000
 #define DEFAULT_STATS_INTERVAL 0
 #define DEFAULT_DO_RETRANSMISSION TRUE
+#define DEFAULT_DO_FEC TRUE
 #define DEFAULT_REPLY_TIMEOUT 30000
 
 enum
@@ -43,6 +44,7 @@ enum
   PROP_VIDEO_BITRATE,
   PROP_STATS_INTERVAL,
   PROP_DO_RETRANSMISSION,
+  PROP_DO_FEC,
   PROP_TAGS,
   PROP_WATCH,
   PROP_REPLY_TIMEOUT,
@@ -127,6 +129,7 @@ struct Settings
   guint video_bitrate = DEFAULT_VIDEO_BITRATE;
   guint stats_interval = DEFAULT_STATS_INTERVAL;
   bool do_retransmission = DEFAULT_DO_RETRANSMISSION;
+  bool do_fec = DEFAULT_DO_FEC;
   std::string tags;
   std::string watch;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
@@ -464,6 +467,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DO_RETRANSMISSION:
       s.do_retransmission = g_value_get_boolean (value);
       break;
+    case PROP_DO_FEC:
+      s.do_fec = g_value_get_boolean (value);
+      break;
     case PROP_REPLY_TIMEOUT:
       s.reply_timeout = g_value_get_uint (value);
       break;
@@ -544,6 +550,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DO_RETRANSMISSION:
       g_value_set_boolean (value, s.do_retransmission);
+      break;
+    case PROP_DO_FEC:
+      g_value_set_boolean (value, s.do_fec);
       break;
     case PROP_TAGS:
       str (s.tags);
@@ -791,6 +800,7 @@ make_config (GstPeerJSBase * self)
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
   c.retransmission = s.do_retransmission;
+  c.fec = s.do_fec;
   c.stats_interval_ms = s.stats_interval;
   c.tags = split_list (s.tags);
   c.watches = split_list (s.watch);
@@ -1201,6 +1211,16 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "the way in are asked for again while the jitterbuffer latency "
           "allows. Off: loss is only repaired by key frames (PLI)",
           DEFAULT_DO_RETRANSMISSION, rw));
+  g_object_class_install_property (gobject_class, PROP_DO_FEC,
+      g_param_spec_boolean ("do-fec", "Do FEC",
+          "Forward error correction, sized for the loss members report: "
+          "Opus in-band FEC (useinbandfec=1 in the SDP; our Opus encoder "
+          "adds it while a member reports loss, and in-band FEC is "
+          "decoded) and, for video, ULPFEC in RED (red and ulpfec in the "
+          "SDP; FEC packets are sent to a member while it reports loss, "
+          "and lost packets are recovered from the member's). Off: "
+          "neither is offered, sent or decoded",
+          DEFAULT_DO_FEC, rw));
 
   g_object_class_install_property (gobject_class, PROP_TAGS,
       g_param_spec_string ("tags", "Tags",

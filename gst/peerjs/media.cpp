@@ -132,6 +132,12 @@ rtp_caps (const Codec & codec, int pt)
   } else {
     gst_structure_set (s, "encoding-params", G_TYPE_STRING, "2", NULL);
   }
+  /* As browsers offer Opus: 10 ms frames at least, and in-band FEC, which
+   * we decode (Peer leaves it out with do-fec off). */
+  if (g_str_equal (codec.name, "OPUS")) {
+    gst_structure_set (s, "minptime", G_TYPE_STRING, "10",
+        "useinbandfec", G_TYPE_STRING, "1", NULL);
+  }
   if (g_str_equal (codec.name, "H264")) {
     gst_structure_set (s, "packetization-mode", G_TYPE_STRING, "1",
         "profile-level-id", G_TYPE_STRING, "42e01f", NULL);
@@ -325,6 +331,29 @@ Outgoing::force_key_unit ()
           GST_CLOCK_TIME_NONE, TRUE, 0));
 }
 
+void
+Outgoing::set_audio_fec (int percent)
+{
+  /* Our encoder, when we encode, feeds the tee (Opus has no parser). */
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (tee_, "sink");
+  g_autoptr (GstPad) peer = gst_pad_get_peer (sink);
+  g_autoptr (GstElement) encoder = peer ? gst_pad_get_parent_element (peer)
+      : nullptr;
+  GstElementFactory *f = encoder ? gst_element_get_factory (encoder) : nullptr;
+  if (!f || !g_str_equal (GST_OBJECT_NAME (f), "opusenc"))
+    return;
+  gboolean on = FALSE;
+  int was = 0;
+  g_object_get (encoder, "inband-fec", &on, "packet-loss-percentage", &was,
+      NULL);
+  if (was == percent && on == (percent > 0))
+    return;
+  GST_INFO ("audio: Opus in-band FEC %s, sized for %d %% loss",
+      percent ? "on" : "off", percent);
+  g_object_set (encoder, "inband-fec", (gboolean) (percent > 0),
+      "packet-loss-percentage", percent, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 
 Mixer::Mixer (GstElement * element, int width, int height)
@@ -491,7 +520,7 @@ count_frame (GstPad *, GstPadProbeInfo * info, gpointer data)
 
 GstElement *
 make_decoder (const Codec & codec, const std::string & name,
-    std::shared_ptr<FrameCounter> counter)
+    std::shared_ptr<FrameCounter> counter, bool fec)
 {
   GstElement *depay = make (codec.depayloader);
   GstElement *dec = make (codec.decoder);
@@ -518,8 +547,12 @@ make_decoder (const Codec & codec, const std::string & name,
     }
     chain.push_back (make ("videoconvert"));
   } else {
+    /* A lost packet is concealed; with FEC, it is rebuilt from the
+     * redundancy the next packet carries where the member sends it (one
+     * packet's more delay). The jitterbuffer's lost packets reach the
+     * decoder as gap events. */
     if (dec)
-      g_object_set (dec, "plc", TRUE, NULL);
+      g_object_set (dec, "plc", TRUE, "use-inband-fec", (gboolean) fec, NULL);
     chain.push_back (make ("audioconvert"));
     chain.push_back (make ("audioresample"));
   }

@@ -85,6 +85,9 @@ public:
   GstElement *clock () const { return clock_; }
   /* Ask the encoder for a key frame now (a member joined). */
   void force_key_unit ();
+  /* Opus in-band FEC sized for `percent` % loss, 0: off. Only where we
+   * encode Opus; encoded input is sent as it comes. Any thread. */
+  void set_audio_fec (int percent);
 
 private:
   static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
@@ -149,9 +152,9 @@ struct FrameCounter
 };
 
 /* A member's decoding bin; `counter`, when given, counts what its decoder
- * gives out. */
+ * gives out; `fec`: Opus in-band FEC is decoded. */
 GstElement *make_decoder (const Codec & codec, const std::string & name,
-    std::shared_ptr<FrameCounter> counter = nullptr);
+    std::shared_ptr<FrameCounter> counter = nullptr, bool fec = false);
 /* queue ! payloader, in a bin with a sink and a src pad. */
 GstElement *make_payloader (const Codec & codec, int pt, guint ssrc,
     const std::string & name);

@@ -478,6 +478,10 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   for (guint i = 0; !host_.retransmits () && i < gst_caps_get_size (caps); i++)
     gst_structure_remove_field (gst_caps_get_structure (caps, i),
         "rtcp-fb-nack");
+  /* Nor, without FEC, to send Opus FEC. */
+  for (guint i = 0; !host_.fec () && i < gst_caps_get_size (caps); i++)
+    gst_structure_remove_field (gst_caps_get_structure (caps, i),
+        "useinbandfec");
   if (sends (fixed)) {
     if (!make_payloader (kind, pt, nullptr))
       return false;
@@ -496,6 +500,7 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   g_object_set (s.trans, "codec-preferences", caps, "direction", fixed,
       "do-nack", (gboolean) (host_.retransmits () && kind == Kind::Video),
       NULL);
+  use_fec (kind);
   s.fixed = fixed;
   GST_DEBUG ("%s: %s m-line, %s for webrtcbin", id_.c_str (), kind_name (kind),
       direction_name (fixed));
@@ -968,7 +973,7 @@ Peer::on_pad_added (GstPad * pad)
   if (codec && !r.decoder && host_.receives ()) {
     std::string name = std::string ("dec-") + kind_name (kind) + "-" + id_;
     decoder = make_decoder (*codec, name,
-        kind == Kind::Video ? video_frames_ : nullptr);
+        kind == Kind::Video ? video_frames_ : nullptr, host_.fec ());
   }
   GstElement *sink = decoder;
   if (decoder) {
@@ -1073,6 +1078,33 @@ count_rtx (GstElement * webrtc)
   return counts;
 }
 
+FecCounts
+count_fec (GstElement * webrtc, guint percent)
+{
+  FecCounts counts;
+  counts.percent = percent;
+  for_each_made_by (GST_BIN (webrtc), "rtpulpfecdec", [&counts] (GstElement * e) {
+        guint n = 0;
+        g_object_get (e, "recovered", &n, NULL);
+        counts.recovered += n;
+      });
+  return counts;
+}
+
+void
+add_fec_counts (GstStructure * s, const FecCounts & counts)
+{
+  gst_structure_set (s,
+      "fec-packets-recovered", G_TYPE_UINT64, counts.recovered,
+      "fec-percentage", G_TYPE_UINT, counts.percent, NULL);
+  /* webrtcbin's remote-inbound statistics know only the last report block
+   * of a report, about one of our streams (Peer::on_rtcp). */
+  if (counts.reports)
+    gst_structure_set (s,
+        "remote-packets-lost", G_TYPE_INT64, counts.remote_lost,
+        "remote-fraction-lost", G_TYPE_DOUBLE, counts.remote_fraction, NULL);
+}
+
 }  // namespace
 
 void
@@ -1084,16 +1116,21 @@ Peer::stats (std::function<void (GstStructure *)> post)
   {
     Peer *self;
     RtxCounts rtx;
+    FecCounts fec;
     std::function<void (GstStructure *)> post;
   };
   GstPromise *p = gst_promise_new_with_change_func ([] (GstPromise * p,
           gpointer data) {
         auto *req = static_cast<Request *> (data);
         const GstStructure *reply = gst_promise_get_reply (p);
-        if (reply && !gst_structure_has_field (reply, "error"))
-          req->post (req->self->summarize (reply, req->rtx.sent,
-                  req->rtx.received));
-      }, new Request { this, count_rtx (webrtc_), std::move (post) },
+        if (reply && !gst_structure_has_field (reply, "error")) {
+          GstStructure *s = req->self->summarize (reply, req->rtx.sent,
+              req->rtx.received);
+          add_fec_counts (s, req->fec);
+          req->post (s);
+        }
+      }, new Request { this, count_rtx (webrtc_), count_reports (),
+              std::move (post) },
       [] (gpointer data) { delete static_cast<Request *> (data); });
   g_signal_emit_by_name (webrtc_, "get-stats", nullptr, p);
   gst_promise_unref (p);
@@ -1240,6 +1277,7 @@ Peer::close ()
     closing_ = true;
   }
   GstBin *bin = host_.bin ();
+  unwatch_reports ();
   g_signal_handlers_disconnect_by_data (webrtc_, this);
   {
     g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
@@ -1281,6 +1319,135 @@ Peer::close ()
   gst_bin_remove (bin, webrtc_);
   webrtc_ = nullptr;
   GST_DEBUG ("%s: closed", id_.c_str ());
+}
+
+/* ------------------------------------------------------------------ */
+/* Forward error correction */
+
+/* Video: ULPFEC in RED (webrtcbin puts red and ulpfec, and RTX for red, in
+ * our offers and answers, wraps what we send in RED, and recovers packets
+ * from the member's FEC). Nothing extra is sent until the member reports
+ * loss: follow_loss sizes it. Audio FEC is Opus' own (media.cpp). */
+void
+Peer::use_fec (Kind kind)
+{
+  Slot & s = slots_[(int) kind];
+  if (!host_.fec () || kind != Kind::Video || !s.trans)
+    return;
+  g_object_set (s.trans, "fec-type", GST_WEBRTC_FEC_TYPE_ULP_RED,
+      "fec-percentage", 0u, NULL);
+}
+
+/* rtpsession keeps only the last report block a member sent, whichever of
+ * our streams it was about: every block is read here as it comes (a
+ * streaming thread) instead. */
+void
+Peer::on_rtcp (GstBuffer * buffer)
+{
+  GstRTCPBuffer rtcp = GST_RTCP_BUFFER_INIT;
+  if (!gst_rtcp_buffer_map (buffer, GST_MAP_READ, &rtcp))
+    return;
+  std::lock_guard<std::mutex> guard (loss_lock_);
+  GstRTCPPacket packet;
+  for (gboolean more = gst_rtcp_buffer_get_first_packet (&rtcp, &packet);
+      more; more = gst_rtcp_packet_move_to_next (&packet)) {
+    GstRTCPType type = gst_rtcp_packet_get_type (&packet);
+    if (type != GST_RTCP_TYPE_RR && type != GST_RTCP_TYPE_SR)
+      continue;
+    for (guint i = 0; i < gst_rtcp_packet_get_rb_count (&packet); i++) {
+      guint32 ssrc, ext_highest, jitter, lsr, dlsr;
+      guint8 fraction;
+      gint32 lost;
+      gst_rtcp_packet_get_rb (&packet, i, &ssrc, &fraction, &lost,
+          &ext_highest, &jitter, &lsr, &dlsr);
+      for (int k = 0; k < KIND_COUNT; k++)
+        if (ssrc && ssrc == reported_ssrcs_[k])
+          loss_[k].report (fraction, lost, ext_highest);
+    }
+  }
+  gst_rtcp_buffer_unmap (&rtcp);
+}
+
+/* The RTP sessions exist once a description was set: each is watched
+ * from the first poll that finds it. */
+void
+Peer::watch_reports ()
+{
+  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
+      "rtpbin");
+  for (guint id = 0; rtpbin && id < report_sessions_.size (); id++) {
+    if (report_sessions_[id])
+      continue;
+    GObject *session = nullptr;
+    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
+    if (!session)
+      continue;
+    g_signal_connect (session, "on-receiving-rtcp", G_CALLBACK (+[] (GObject *,
+                GstBuffer * buffer, gpointer data) {
+          static_cast<Peer *> (data)->on_rtcp (buffer);
+        }), this);
+    report_sessions_[id] = session;
+  }
+}
+
+void
+Peer::unwatch_reports ()
+{
+  for (GObject *&session : report_sessions_) {
+    if (!session)
+      continue;
+    g_signal_handlers_disconnect_by_data (session, this);
+    g_clear_object (&session);
+  }
+}
+
+FecCounts
+Peer::count_reports ()
+{
+  FecCounts counts = count_fec (webrtc_, video_fec_percent_.load ());
+  std::lock_guard<std::mutex> guard (loss_lock_);
+  for (const LossMeter & m : loss_) {
+    gint64 lost;
+    double fraction;
+    if (!m.latest (&lost, &fraction))
+      continue;
+    counts.reports = true;
+    counts.remote_lost += lost;
+    counts.remote_fraction = std::max (counts.remote_fraction, fraction);
+  }
+  return counts;
+}
+
+double
+Peer::follow_loss (GstClockTime now)
+{
+  if (closed_)
+    return -1;
+  watch_reports ();
+  double loss[KIND_COUNT];
+  {
+    std::lock_guard<std::mutex> guard (loss_lock_);
+    for (int k = 0; k < KIND_COUNT; k++) {
+      guint ssrc = slots_[k].payloader ? slots_[k].ssrc : 0;
+      if (reported_ssrcs_[k] != ssrc) {
+        reported_ssrcs_[k] = ssrc;
+        loss_[k].reset ();
+      }
+      loss[k] = loss_[k].take ();
+    }
+  }
+  Slot & video = slots_[(int) Kind::Video];
+  if (host_.fec () && video.trans && video.payloader) {
+    int was = video_fec_.percent ();
+    int percent = video_fec_.update (loss[(int) Kind::Video], now);
+    if (percent != was) {
+      GST_INFO ("%s: %.1f %% of video lost, ULPFEC at %d %%", id_.c_str (),
+          MAX (loss[(int) Kind::Video], 0.0) * 100, percent);
+      g_object_set (video.trans, "fec-percentage", (guint) percent, NULL);
+      video_fec_percent_ = percent;
+    }
+  }
+  return loss[(int) Kind::Audio];
 }
 
 }  // namespace peerjs

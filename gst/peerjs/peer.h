@@ -5,10 +5,12 @@
  *
  * Threads: everything but `on_pad_added` runs on the signalling thread.
  * webrtcbin's callbacks hand their work over to it; `on_pad_added` runs on
- * a streaming thread and only touches `recv_`, under `lock_`.
+ * a streaming thread and only touches `recv_`, under `lock_`; `on_rtcp` runs
+ * on an RTCP thread and only touches the loss meters, under `loss_lock_`.
  */
 #pragma once
 
+#include "fec.h"
 #include "media.h"
 
 #include <gst/sdp/sdp.h>
@@ -16,6 +18,7 @@
 #include <json-glib/json-glib.h>
 
 #include <array>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,6 +33,18 @@ namespace peerjs {
  * in the association, for ever, with its pad's stream lock held, and a
  * state change below PAUSED would wait on that lock. */
 void unblock_data_channels (GstBin * bin);
+
+/* Packets a member's ULPFEC let us recover, the video FEC we send it now,
+ * and what its latest receiver report blocks about our streams say
+ * (`reports`: false when none came). */
+struct FecCounts
+{
+  guint64 recovered = 0;
+  guint percent = 0;
+  bool reports = false;
+  gint64 remote_lost = 0;
+  double remote_fraction = 0;
+};
 
 /* What a Peer needs from its session. */
 class PeerHost
@@ -48,6 +63,8 @@ public:
   virtual bool receives () = 0;
   /* NACKs answered by retransmission, and asked for, both ways. */
   virtual bool retransmits () = 0;
+  /* Forward error correction (fec.h) both ways. */
+  virtual bool fec () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin for `member` (ICE servers, transport
@@ -98,6 +115,11 @@ public:
 
   /* Stop everything and take our elements out of the bin. */
   void close ();
+
+  /* Every LOSS_POLL_MS: the loss the member reported for our streams since
+   * the last call sizes the video FEC we send it (with do-fec); returns the
+   * fraction of our audio it lost, -1 when it sent no report. */
+  double follow_loss (GstClockTime now);
 
 private:
   using Direction = GstWebRTCRTPTransceiverDirection;
@@ -154,6 +176,11 @@ private:
   GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
       guint rtx_received);
   void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
+  void use_fec (Kind kind);
+  void watch_reports ();
+  void unwatch_reports ();
+  void on_rtcp (GstBuffer * buffer);
+  FecCounts count_reports ();
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
 
@@ -186,6 +213,17 @@ private:
   guint64 last_bytes_in_ = 0, last_bytes_out_ = 0;
   GstClockTime last_stats_ = GST_CLOCK_TIME_NONE;
   bool closing_ = false;
+
+  /* Forward error correction: the member's receiver reports about our
+   * streams (an RTCP thread writes, follow_loss reads, under loss_lock_),
+   * and the video FEC we send it. */
+  std::mutex loss_lock_;
+  std::array<guint, KIND_COUNT> reported_ssrcs_ {};
+  std::array<LossMeter, KIND_COUNT> loss_;
+  std::array<GObject *, KIND_COUNT + 1> report_sessions_ {};
+  FecLevel video_fec_ { VIDEO_FEC_PER_LOSS, MAX_VIDEO_FEC_PERCENT,
+      MAX_VIDEO_FEC_LOSS };
+  std::atomic<guint> video_fec_percent_ { 0 };
 };
 
 }  // namespace peerjs

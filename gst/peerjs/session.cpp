@@ -258,6 +258,7 @@ Session::start (const Config & config)
 
   context_ = g_main_context_new ();
   loop_ = g_main_loop_new (context_, FALSE);
+  watch_loss ();
   thread_ = std::thread ([this] {
     g_main_context_push_thread_default (context_);
     g_main_loop_run (loop_);
@@ -305,6 +306,7 @@ Session::stop ()
   }, loop_);
   thread_.join ();
   /* The threads are gone: what the mesh thread owned is ours now. */
+  unwatch_loss ();
   if (stats_source_) {
     g_source_destroy (stats_source_);
     g_source_unref (stats_source_);
@@ -1614,6 +1616,46 @@ Session::transfer_ended (const std::string & member)
     if (peers_.count (member) && !shares_thread (member))
       settle (member);
   });
+}
+
+void
+Session::watch_loss ()
+{
+  audio_fec_ = FecLevel (1, MAX_AUDIO_FEC_PERCENT);
+  loss_source_ = g_timeout_source_new (LOSS_POLL_MS);
+  g_source_set_callback (loss_source_, [] (gpointer self) -> gboolean {
+    static_cast<Session *> (self)->follow_loss ();
+    return G_SOURCE_CONTINUE;
+  }, this, nullptr);
+  g_source_attach (loss_source_, context_);
+}
+
+void
+Session::unwatch_loss ()
+{
+  if (loss_source_) {
+    g_source_destroy (loss_source_);
+    g_source_unref (loss_source_);
+    loss_source_ = nullptr;
+  }
+}
+
+/* Each member's video FEC follows its own loss; our one Opus encoder
+ * serves every member, so its FEC is sized for the worst. */
+void
+Session::follow_loss ()
+{
+  GstClockTime now = gst_util_get_timestamp ();
+  double worst = 0;
+  for (auto & p : peers_)
+    worst = std::max (worst, p.second->follow_loss (now));
+  if (!config_.fec)
+    return;
+  int percent = audio_fec_.update (worst, now);
+  /* Under lock_: remove_outgoing takes the stream away under it. */
+  std::lock_guard<std::mutex> guard (lock_);
+  if (outgoing_[(int) Kind::Audio])
+    outgoing_[(int) Kind::Audio]->set_audio_fec (percent);
 }
 
 void

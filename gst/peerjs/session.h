@@ -46,6 +46,7 @@ struct Config
       GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   guint latency_ms = 0;
   bool retransmission = true;           /* NACK and RTX, both ways */
+  bool fec = true;                      /* Opus FEC, ULPFEC in RED */
   guint stats_interval_ms = 0;          /* 0: no stats */
   std::vector<std::string> tags;
   std::vector<std::string> watches;
@@ -138,6 +139,7 @@ public:
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
   bool retransmits () override { return config_.retransmission; }
+  bool fec () override { return config_.fec; }
   bool media_ready () override;
   void configure (GstElement * webrtc, const std::string & member) override;
   /* Tell when `webrtc` ends gathering without a relay candidate: a peer
@@ -196,6 +198,11 @@ private:
       Media * media, std::string * error);
   static Media media_of (JsonObject * constraints);
   void collect_stats ();
+  /* Every LOSS_POLL_MS: the loss members report sizes the FEC sent to
+   * them (fec.h), with do-fec. */
+  void watch_loss ();
+  void unwatch_loss ();
+  void follow_loss ();
   /* Presence not yet known to the server: all of it when `all` (a new or
    * forgotten session). */
   void send_presence (bool all);
@@ -236,6 +243,8 @@ private:
   bool fixed_ = false;
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
+  GSource *loss_source_ = nullptr;
+  FecLevel audio_fec_ { 1, MAX_AUDIO_FEC_PERCENT };   /* mesh thread */
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
   std::unique_ptr<Files> files_;
   bool online_ = false;

@@ -3,7 +3,10 @@
 // video packets (NACK) and key frames (PLI), and each answers with RTX and
 // key frames. What Chromium counts shows that both directions work with it:
 // a peerjssink's video reaches the page, the page's camera reaches a
-// peerjssrc.
+// peerjssrc. The elements' do-fec is on (the default): red and ulpfec are
+// negotiated for video both ways, Chromium plays what peerjssink wraps in
+// RED (with ULPFEC packets once the page reports loss), and peerjssrc
+// decodes what the page sends.
 import { execFileSync } from 'node:child_process';
 import {
   scenario, Server, launchBrowser, openDemo, cameraOn, videoPlays, waitFor,
@@ -50,7 +53,8 @@ const videoStats = (page) => page.evaluate(async () => {
         return;
       if (r.type === 'inbound-rtp')
         add(sum.in, r, ['packetsReceived', 'packetsLost', 'nackCount', 'pliCount',
-          'firCount', 'retransmittedPacketsReceived', 'framesDecoded']);
+          'firCount', 'retransmittedPacketsReceived', 'framesDecoded',
+          'fecPacketsReceived', 'fecPacketsDiscarded']);
       else if (r.type === 'outbound-rtp')
         add(sum.out, r, ['packetsSent', 'nackCount', 'pliCount', 'firCount',
           'retransmittedPacketsSent', 'framesEncoded']);
@@ -59,13 +63,30 @@ const videoStats = (page) => page.evaluate(async () => {
   return sum;
 });
 
+// The video m-lines of the page's connections, local and remote.
+const videoSdp = (page) => page.evaluate(() => (window.__pcs || [])
+  .filter((pc) => pc.connectionState === 'connected')
+  .flatMap((pc) => [pc.localDescription, pc.remoteDescription])
+  .map((d) => (d && d.sdp.split('m=').find((m) => m.startsWith('video'))) || ''));
+
+// The last value of a peerjs-stats field a pipeline printed (-m) about
+// `member`; 0 when none did yet.
+function lastStat (pipeline, member, field) {
+  const lines = pipeline.output.split('\n').filter((l) =>
+    l.includes(`peerjs-stats, member=(string)${member},`));
+  const m = lines.length
+    ? lines[lines.length - 1].match(new RegExp(`${field}=\\(u?int(?:64)?\\)(\\d+)`))
+    : null;
+  return m ? Number(m[1]) : 0;
+}
+
 scenario('loss', async (t) => {
   const server = await Server.start();
   const ws = `ws://127.0.0.1:${server.port}/peerjs`;
 
   t.step('a peerjssink publishes, a page with its camera and a peerjssrc join');
   const sink = Pipeline.launch('sink', [
-    'peerjssink', `server=${ws}`, `thread=${ROOM}`, 'name=s',
+    'peerjssink', `server=${ws}`, `thread=${ROOM}`, 'name=s', 'stats-interval=500',
     'videotestsrc', 'is-live=true', 'pattern=snow', '!',
     'video/x-raw,width=320,height=240,framerate=15/1', '!', 's.video',
   ]);
@@ -75,7 +96,7 @@ scenario('loss', async (t) => {
   await cameraOn(page);
   await videoPlays(page, sinkId, 'peerjssink');
   const src = Pipeline.launch('src', [
-    'peerjssrc', `server=${ws}`, `thread=${ROOM}`, 'name=r',
+    'peerjssrc', `server=${ws}`, `thread=${ROOM}`, 'name=r', 'stats-interval=500',
     'r.', '!', 'video/x-raw', '!', 'queue', '!', 'fakesink', 'name=video-out',
     'silent=false', 'sync=false',
   ]);
@@ -84,7 +105,16 @@ scenario('loss', async (t) => {
   await waitFor('30 decoded frames of the page\'s camera at peerjssrc',
     () => src.count('(video-out:sink)') >= 30, 20000);
 
+  t.step('red and ulpfec are negotiated for video with the page, both ways');
+  const sdps = await videoSdp(page);
+  assert(sdps.length >= 4, `the page has ${sdps.length / 2} connections, wanted 2`);
+  for (const m of sdps) {
+    assert(/ red\/90000/.test(m) && / ulpfec\/90000/.test(m),
+      `red and ulpfec in every video m-line: ${m.slice(0, 400)}`);
+  }
+
   t.step(`10 % of UDP lost for ${LOSSY_MS / 1000} s`);
+  const recoveredBefore = lastStat(src, page.peerId, 'fec-packets-recovered');
   const before = await videoStats(page);
   const framesBefore = src.count('(video-out:sink)');
   lossOn(10);
@@ -100,10 +130,16 @@ scenario('loss', async (t) => {
     Object.keys(after.in).map((f) => [f, delta('in', f)])))}`, true);
   note(`[B] under loss, to peerjssrc: ${JSON.stringify(Object.fromEntries(
     Object.keys(after.out).map((f) => [f, delta('out', f)])))}`, true);
-  note(`[src] ${frames} frames of the page's camera decoded under loss`, true);
+  note(`[src] ${frames} frames of the page's camera decoded under loss, `
+    + `${lastStat(src, page.peerId, 'fec-packets-recovered') - recoveredBefore} `
+    + 'packets recovered from its FEC', true);
+  note(`[sink] ULPFEC to the page at ${lastStat(sink, page.peerId, 'fec-percentage')} % `
+    + 'at the end of the loss', true);
 
   t.step('the page asked peerjssink for lost packets, got them again, and played on');
   assert(delta('in', 'nackCount') > 0, 'the page sent NACKs to peerjssink');
+  assert(lastStat(sink, page.peerId, 'fec-percentage') > 0,
+    'peerjssink sends the page ULPFEC since it reported loss');
   assert(delta('in', 'retransmittedPacketsReceived') > 0,
     'the page received retransmitted packets from peerjssink (RTX on the SSRC '
     + 'the SDP gave)');

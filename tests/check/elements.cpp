@@ -8,6 +8,7 @@
  * The suite is skipped (exit 77) only when it cannot make the namespace
  * (not root and no user namespaces, or no `ip`). */
 #include "harness.h"
+#include "../../gst/peerjs/fec.h"
 #include "ice-check.h"
 #include "turn.h"
 
@@ -49,6 +50,8 @@ namespace {
 
 /* Waits in tests are generous: two cores may run another suite too. */
 constexpr int WAIT_MS = 20000;
+/* How often the elements read the loss members report (gst/peerjs/fec.h). */
+constexpr gulong LOSS_POLL_US = 1000 * 1000;
 
 gint64
 now_ms ()
@@ -951,6 +954,214 @@ GST_START_TEST (test_receiver_frames)
         <= 2 * gaps, "frozen-ms %.0f, the pad's gaps %" G_GUINT64_FORMAT
         " ms: %s", number (stats, "frozen-ms"), gap_ms, stats.c_str ());
   g_printerr ("receiver frames: pad %d, stats %s\n", given, stats.c_str ());
+}
+END_TEST;
+
+/* The first element in `m`'s bin (webrtcbins within included) made by
+ * `factory`, or null; a new reference. */
+GstElement *
+made_by (Member & m, const char *factory)
+{
+  GstElement *found = nullptr;
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (GST_BIN (m.element ()));
+  GValue v = G_VALUE_INIT;
+  while (!found && gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), factory))
+      found = GST_ELEMENT (gst_object_ref (e));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return found;
+}
+
+/* The FEC sizing alone (gst/peerjs/fec.h): the loss of an interval from
+ * cumulative report counts, whatever reports were lost on the way; FEC on
+ * at the first loss, sized for it and capped, held through clean reports
+ * for FEC_HOLD, and off at once beyond the loss it cannot repair. */
+GST_START_TEST (test_fec_sizing)
+{
+  using peerjs::FecLevel;
+  using peerjs::LossMeter;
+  LossMeter m;
+  fail_unless (m.take () == -1, "a loss with no report");
+  /* The first report: its own fraction (26/256). */
+  m.report (26, 5, 1000);
+  fail_unless (std::abs (m.take () - 26 / 256.0) < 1e-9);
+  fail_unless (m.take () == -1, "the same report taken twice");
+  /* Two reports in an interval, one lost on the way between: cumulative
+   * counts, 10 more lost of 100 more expected. */
+  m.report (0, 10, 1050);
+  m.report (0, 15, 1100);
+  fail_unless (std::abs (m.take () - 0.1) < 1e-9);
+  /* An older report that overtook the newest one changes nothing. */
+  m.report (0, 12, 1080);
+  fail_unless (m.take () == -1);
+  m.report (0, 15, 1200);
+  fail_unless (m.take () == 0, "a clean interval");
+
+  const GstClockTime s = GST_SECOND;
+  FecLevel video (peerjs::VIDEO_FEC_PER_LOSS, peerjs::MAX_VIDEO_FEC_PERCENT,
+      peerjs::MAX_VIDEO_FEC_LOSS);
+  fail_unless (video.update (-1, 1 * s) == 0, "FEC without loss");
+  fail_unless (video.update (0.1, 2 * s) == 20, "10 %% loss: %d %%",
+      video.percent ());
+  fail_unless (video.update (0.001, 3 * s) == 1, "the least loss: %d %%",
+      video.percent ());
+  fail_unless (video.update (0.28, 4 * s) == 50, "over the cap: %d %%",
+      video.percent ());
+  /* Clean (or no report) for less than FEC_HOLD: held. */
+  fail_unless (video.update (0, 5 * s) == 50);
+  fail_unless (video.update (-1, 4 * s + peerjs::FEC_HOLD - 1) == 50);
+  fail_unless (video.update (0, 4 * s + peerjs::FEC_HOLD) == 0,
+      "still on after FEC_HOLD without loss");
+  video.update (0.1, 20 * s);
+  fail_unless (video.update (0.5, 21 * s) == 0, "ULPFEC at 50 %% loss");
+
+  FecLevel audio (1, peerjs::MAX_AUDIO_FEC_PERCENT);
+  fail_unless (audio.update (0.123, 1 * s) == 13, "audio at 12.3 %% loss: "
+      "%d %%", audio.percent ());
+  fail_unless (audio.update (0.5, 2 * s) == 25, "audio over the cap: %d %%",
+      audio.percent ());
+}
+END_TEST;
+
+/* Opus in-band FEC, with do-fec (the default): both SDPs say
+ * useinbandfec=1; under 10 % loss the receiver's decoder learns of every
+ * lost packet (a gap, which in-band FEC or concealment fills), and the
+ * publisher's one Opus encoder turns FEC on, sized for the loss the
+ * receiver reports; with the loss gone it goes off again after
+ * FEC_HOLD (10 s). The loss lasts until FEC is on (at most 15 s: a
+ * report comes about every second, and its counts are cumulative, so a
+ * lost report delays nothing but itself). */
+GST_START_TEST (test_audio_fec)
+{
+  own_loopback_namespace ();
+  ServerThread server;
+  Member sink (publisher (server, "lossy"));
+  Member src (receiver (server, "lossy"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  std::string pad = "audio_" + ids;
+  check_audio (src, pad, 30);
+  for (bool local : { true, false }) {
+    std::string sdp = description (sink, idr, local);
+    fail_unless (sdp.find ("useinbandfec=1") != std::string::npos,
+        "no useinbandfec=1 in the %s SDP:\n%s",
+        local ? "publisher's" : "receiver's", sdp.c_str ());
+  }
+  g_autoptr (GstElement) enc = made_by (sink, "opusenc");
+  g_autoptr (GstElement) dec = made_by (src, "opusdec");
+  fail_unless (enc && dec, "no opusenc in the publisher or opusdec in the "
+      "receiver");
+  gboolean decodes_fec = FALSE;
+  g_object_get (dec, "use-inband-fec", &decodes_fec, NULL);
+  fail_unless (decodes_fec, "the receiver's opusdec does not decode FEC");
+
+  auto gaps = [&dec] {
+    g_autoptr (GstStructure) stats = nullptr;
+    g_object_get (dec, "stats", &stats, NULL);
+    guint64 n = 0;
+    if (stats)
+      gst_structure_get_uint64 (stats, "num-gap", &n);
+    return n;
+  };
+  gboolean fec = FALSE;
+  int percent = -1;
+  auto encoder = [&] {
+    g_object_get (enc, "inband-fec", &fec, "packet-loss-percentage",
+        &percent, NULL);
+  };
+  guint64 gaps_before = gaps ();
+  int buffers_before = src.output (pad).buffers;
+  gint64 t0 = now_ms (), on_ms;
+  {
+    UdpLoss loss (10);
+    fail_unless (wait_until ([&] {
+              encoder ();
+              return fec && percent > 0;
+            }, 15000), "no Opus FEC after 15 s of 10 %% loss: inband-fec %d, "
+        "packet-loss-percentage %d", fec, percent);
+    on_ms = now_ms () - t0;
+    /* Sound keeps coming meanwhile: 50 buffers a second of 20 ms. */
+    src.wait_buffers (pad, 50, src.output (pad).buffers, 3000);
+  }
+  guint64 lost = gaps () - gaps_before;
+  fail_unless (percent <= 25, "packet-loss-percentage %d over the cap",
+      percent);
+  fail_unless (lost > 0, "10 %% loss for %" G_GINT64_FORMAT " ms, and no gap "
+      "reached the receiver's opusdec", on_ms);
+  g_printerr ("audio FEC: on at %d %% after %" G_GINT64_FORMAT " ms of loss; "
+      "%" G_GUINT64_FORMAT " gaps decoded, %d buffers meanwhile\n", percent,
+      on_ms, lost, src.output (pad).buffers - buffers_before);
+
+  /* Clean again: off after FEC_HOLD without loss. */
+  gint64 t1 = now_ms ();
+  fail_unless (wait_until ([&] {
+            encoder ();
+            return !fec && percent == 0;
+          }, 20000), "Opus FEC still on 20 s after the loss ended: "
+      "inband-fec %d, packet-loss-percentage %d", fec, percent);
+  gint64 off_ms = now_ms () - t1;
+  fail_unless (off_ms >= 5000, "Opus FEC off %" G_GINT64_FORMAT " ms after "
+      "the loss ended, before FEC_HOLD", off_ms);
+  g_printerr ("audio FEC: off %" G_GINT64_FORMAT " ms after the loss\n",
+      off_ms);
+}
+END_TEST;
+
+/* do-fec=false: no useinbandfec, red or ulpfec in either SDP, no FEC
+ * decoded, and the Opus encoder stays without FEC under loss that the
+ * receiver reports. */
+GST_START_TEST (test_no_fec)
+{
+  own_loopback_namespace ();
+  ServerThread server;
+  Member sink ("peerjssink name=p stats-interval=500 do-fec=false "
+      + props (server, "lossy") + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1 ! p.video"
+      " audiotestsrc is-live=true wave=sine volume=0.5 ! p.audio");
+  Member src (receiver (server, "lossy") + " do-fec=false");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  check_audio (src, "audio_" + ids, 30);
+  for (bool local : { true, false }) {
+    std::string sdp = description (sink, idr, local);
+    fail_unless (!sdp.empty () && sdp.find ("useinbandfec") == std::string::npos
+        && sdp.find (" red/") == std::string::npos
+        && sdp.find (" ulpfec/") == std::string::npos,
+        "FEC in the %s SDP with do-fec=false:\n%s",
+        local ? "publisher's" : "receiver's", sdp.c_str ());
+  }
+  g_autoptr (GstElement) enc = made_by (sink, "opusenc");
+  g_autoptr (GstElement) dec = made_by (src, "opusdec");
+  fail_unless (enc && dec, "no opusenc in the publisher or opusdec in the "
+      "receiver");
+  gboolean decodes_fec = TRUE;
+  g_object_get (dec, "use-inband-fec", &decodes_fec, NULL);
+  fail_unless (!decodes_fec, "opusdec decodes FEC with do-fec=false");
+  std::string stats;
+  {
+    UdpLoss loss (10);
+    fail_unless (wait_until ([&] {
+              stats = sink.find ("peerjs-stats", {{"member", idr}});
+              return number (stats, "remote-packets-lost") > 0;
+            }, 15000), "the receiver reported no loss in 15 s: %s",
+        stats.c_str ());
+    /* Two more polls of the loss. */
+    g_usleep (2 * LOSS_POLL_US);
+  }
+  gboolean fec = TRUE;
+  int percent = -1;
+  g_object_get (enc, "inband-fec", &fec, "packet-loss-percentage", &percent,
+      NULL);
+  fail_unless (!fec && percent == 0, "Opus FEC with do-fec=false: "
+      "inband-fec %d, packet-loss-percentage %d", fec, percent);
+  fail_unless (number (stats, "fec-percentage") == 0, "video FEC with "
+      "do-fec=false: %s", stats.c_str ());
 }
 END_TEST;
 
@@ -2705,6 +2916,13 @@ elements_suite ()
   tcase_add_test (tc, test_turn_wrong_secret);
   tcase_add_test (tc, test_turn_servers_property);
   suite_add_tcase (s, tc);
+  /* Forward error correction under loss: runs of up to half a minute. */
+  TCase *fec = tcase_create ("fec");
+  tcase_set_timeout (fec, 90);
+  tcase_add_test (fec, test_fec_sizing);
+  tcase_add_test (fec, test_audio_fec);
+  tcase_add_test (fec, test_no_fec);
+  suite_add_tcase (s, fec);
   return s;
 }
 

@@ -450,7 +450,9 @@ tail (const LabProcess & p, std::size_t n = 2000)
 /* `pattern`: videotestsrc's. The ball compresses to some 55 kbit/s at
  * 320x240; snow fills the encoder's 1 Mbit/s, as a camera does. */
 static void
-start_room (Room & room, const char *pattern = "ball")
+start_room (Room & room, const char *pattern = "ball",
+    const std::vector<std::string> & pub_extra = {},
+    const std::vector<std::string> & rx_extra = {})
 {
   NetLab & lab = room.lab;
   room.server = lab.add_host ("server");
@@ -478,15 +480,20 @@ start_room (Room & room, const char *pattern = "ball")
 
   std::string url = "server=ws://" + server_address + ":"
       + std::to_string (SERVER_PORT) + "/peerjs";
-  room.pub = lab.spawn (room.publisher, {"gst-launch-1.0", "-e",
+  std::vector<std::string> pub = {"gst-launch-1.0", "-e",
           "peerjssink", url, "thread=lab",
           "ice-addresses=" + lab.address (room.publisher), "name=s",
           "videotestsrc", "is-live=true", std::string ("pattern=") + pattern, "!",
-          "video/x-raw,width=320,height=240,framerate=15/1", "!", "s.video"});
-  room.rx = lab.spawn (room.receiver, {"gst-launch-1.0", "-v", "peerjssrc",
+          "video/x-raw,width=320,height=240,framerate=15/1", "!", "s.video"};
+  std::vector<std::string> rx = {"gst-launch-1.0", "-v", "peerjssrc",
           url, "thread=lab", "ice-addresses=" + lab.address (room.receiver),
           "name=r", "r.", "!", "video/x-raw", "!", "fakesink",
-          "name=video-out", "silent=false", "sync=false", "async=false"});
+          "name=video-out", "silent=false", "sync=false", "async=false"};
+  /* Element properties, after the element's name. */
+  pub.insert (pub.begin () + 7, pub_extra.begin (), pub_extra.end ());
+  rx.insert (rx.begin () + 7, rx_extra.begin (), rx_extra.end ());
+  room.pub = lab.spawn (room.publisher, pub);
+  room.rx = lab.spawn (room.receiver, rx);
   fail_unless (room.pub && room.rx, "%s", lab.error ().c_str ());
   fail_unless (room.rx->wait_for (FRAME, 20000),
       "no frame at the receiver within 20 s\npublisher:\n%s\nreceiver:\n%s",
@@ -554,6 +561,89 @@ GST_START_TEST (test_media_impaired)
 }
 GST_END_TEST;
 
+/* The last peerjs-stats a process printed (gst-launch -m), "" before one. */
+static std::string
+last_stats (const LabProcess & p)
+{
+  std::string out = p.output ();
+  std::size_t at = out.rfind ("peerjs-stats, ");
+  if (at == std::string::npos)
+    return {};
+  std::size_t end = out.find ('\n', at);
+  return out.substr (at, end == std::string::npos ? end : end - at);
+}
+
+/* An unsigned field of a peerjs-stats text; -1 when it is not there. */
+static gint64
+stats_field (const std::string & stats, const char *name)
+{
+  g_autoptr (GstStructure) s = gst_structure_from_string (stats.c_str (),
+      nullptr);
+  guint64 v = 0;
+  if (!s || !gst_structure_get_uint64 (s, name, &v))
+    return -1;
+  return (gint64) v;
+}
+
+/* ULPFEC under loss (do-fec): a publisher of snow (some 7 packets a frame)
+ * to a receiver whose link loses `loss` % of UDP; the receiver's
+ * peerjs-stats (-m) tell what FEC recovered and retransmission brought.
+ * Measured for `seconds` once the publisher had time to hear of the loss
+ * (3 s). */
+struct FecRun
+{
+  Figures figures;
+  gint64 recovered = 0;       /* fec-packets-recovered in the window */
+  gint64 rtx = 0;             /* rtx-packets-received in the window */
+  gint64 freezes = 0;         /* freezes in the window */
+};
+
+static FecRun
+fec_run (bool fec, guint loss, double seconds)
+{
+  Room room;
+  std::string on = std::string ("do-fec=") + (fec ? "true" : "false");
+  start_room (room, "snow", {on}, {on, "stats-interval=500", "-m"});
+  LinkCondition lossy;
+  lossy.loss_percent = loss;
+  fail_unless (room.lab.set_downlink (room.receiver, lossy), "%s",
+      room.lab.error ().c_str ());
+  g_usleep (3 * G_USEC_PER_SEC);
+  std::string before = last_stats (*room.rx);
+  std::string label = std::to_string (loss) + " % loss, do-fec="
+      + (fec ? "true" : "false");
+  FecRun r;
+  r.figures = measure (room, label.c_str (), seconds);
+  /* A report after the window's end: stats-interval is 500 ms. */
+  g_usleep (600 * 1000);
+  std::string after = last_stats (*room.rx);
+  fail_unless (!before.empty () && !after.empty (), "no peerjs-stats from "
+      "the receiver:\n%s", tail (*room.rx).c_str ());
+  r.recovered = stats_field (after, "fec-packets-recovered")
+      - stats_field (before, "fec-packets-recovered");
+  r.rtx = stats_field (after, "rtx-packets-received")
+      - stats_field (before, "rtx-packets-received");
+  r.freezes = stats_field (after, "freezes") - stats_field (before, "freezes");
+  g_print ("network: %s: %" G_GINT64_FORMAT " packets recovered by FEC, %"
+      G_GINT64_FORMAT " by retransmission, %" G_GINT64_FORMAT " freezes\n",
+      label.c_str (), r.recovered, r.rtx, r.freezes);
+  stop_room (room);
+  return r;
+}
+
+/* With do-fec, at 10 % loss on the receiver's link: the publisher adds
+ * ULPFEC for it and the receiver recovers packets from it, and pictures
+ * keep coming (retransmission does its part too). */
+GST_START_TEST (test_media_fec)
+{
+  FecRun r = fec_run (true, 10, 6);
+  fail_unless (r.recovered > 0, "no packet recovered by FEC in 6 s at 10 %% "
+      "loss");
+  /* 90 frames were sent; some 60 come on a quiet machine. */
+  fail_unless (r.figures.frames >= 20, "%zu frames in 6 s at 10 %% loss "
+      "with FEC", r.figures.frames);
+}
+GST_END_TEST;
 
 /* Whether host `from` reaches address:port over TCP within `timeout_ms`. */
 static bool
@@ -830,6 +920,7 @@ network_suite ()
   tcase_set_timeout (media, 60);
   tcase_add_test (media, test_media_clean);
   tcase_add_test (media, test_media_impaired);
+  tcase_add_test (media, test_media_fec);
   suite_add_tcase (s, media);
   TCase *turn = tcase_create ("turn");
   tcase_set_timeout (turn, 60);
