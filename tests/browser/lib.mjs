@@ -206,12 +206,13 @@ Server.running = new Set();
 
 // ------------------------------------------------------------------- browser
 
-export async function launchBrowser () {
+// `args`: more Chromium flags, after CHROMIUM_ARGS.
+export async function launchBrowser ({ args = [] } = {}) {
   assert(fs.existsSync(CHROMIUM), `${CHROMIUM} does not exist (apt-get install chromium)`);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...args],
     timeout: 30000,
   });
   note(`[browser] Chromium ${browser.version()}`, true);
