@@ -732,26 +732,38 @@ lab_turn_files (NetLab & lab, int turn, const std::string & secret)
       "allowed-peer-ip=198.18.0.0-198.19.255.255\n");
 }
 
-/* peerjs-signalling in host `server` on `port`, serving the demo page and
- * handing out coturn in host `turn` with credentials minted from the
- * secret in `secret_file`; answering host `from` when this returns. */
+/* peerjs-signalling in host `server` on `port`, bound to `bind` (its lab
+ * address unless said), serving the demo page, with `extra` options;
+ * answering host `from` when this returns. */
 static std::shared_ptr<LabProcess>
-start_relaying_server (NetLab & lab, int server, int from, guint16 port,
-    int turn, const std::string & secret_file)
+start_server (NetLab & lab, int server, int from, guint16 port,
+    const std::vector<std::string> & extra = {}, const std::string & bind =
+    "")
 {
   g_autofree char *web_root = g_build_filename (
       g_getenv ("PEERJS_BROWSER_TESTS"), "..", "..", "signalling", "web",
       nullptr);
   std::string address = lab.address (server);
-  auto p = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"),
-          "--port", std::to_string (port), "--host", address,
-          "--web-root", web_root,
-          "--ice-server", "turn:" + lab.address (turn) + ":"
-          + std::to_string (TURN_PORT), "--turn-secret", secret_file});
+  std::vector<std::string> argv = {g_getenv ("PEERJS_SIGNALLING"),
+    "--port", std::to_string (port), "--host", bind.empty () ? address : bind,
+    "--web-root", web_root};
+  argv.insert (argv.end (), extra.begin (), extra.end ());
+  auto p = lab.spawn (server, argv);
   fail_unless (p != nullptr, "%s", lab.error ().c_str ());
   fail_unless (reachable (lab, from, address, port, 10000),
       "the server did not answer within 10 s: %s", tail (*p).c_str ());
   return p;
+}
+
+/* The server handing out coturn in host `turn` with credentials minted
+ * from the secret in `secret_file`. */
+static std::shared_ptr<LabProcess>
+start_relaying_server (NetLab & lab, int server, int from, guint16 port,
+    int turn, const std::string & secret_file)
+{
+  return start_server (lab, server, from, port, {"--ice-server", "turn:"
+          + lab.address (turn) + ":" + std::to_string (TURN_PORT),
+          "--turn-secret", secret_file});
 }
 
 /* tests/browser/lab-turn.mjs in host `host` (see there for the modes),
@@ -1289,6 +1301,45 @@ GST_START_TEST (test_turn_file_to_chromium)
 }
 GST_END_TEST;
 
+/* A server bound to every address of its host names its lab address among
+ * those to open it at. The demo page opened there in Chromium, from
+ * another host of the lab: the invite is that address (no localhost), the
+ * page says why the camera is blocked on plain http, and a second page
+ * that opens the invite is in the room with the first. */
+GST_START_TEST (test_invite_lab_address)
+{
+  std::string why_not = browser_missing ();
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_invite_lab_address: %s\n", why_not.c_str ());
+    return;
+  }
+  NetLab lab;
+  int server = lab.add_host ("server");
+  int web = lab.add_host ("web");
+  fail_unless (web != 0, "lab: %s", lab.error ().c_str ());
+  auto signalling = start_server (lab, server, web, SERVER_PORT, {},
+      "0.0.0.0");
+  std::string page_url = "http://" + lab.address (server) + ":"
+      + std::to_string (SERVER_PORT) + "/";
+  for (const std::string & line : {"listening on " + page_url
+          + " (demo page)\n", "listening on http://127.0.0.1:"
+          + std::to_string (SERVER_PORT) + "/ (demo page, this machine only)\n"})
+    fail_unless (signalling->output ().find (line) != std::string::npos,
+        "the server's startup lines lack '%s':\n%s", line.c_str (),
+        tail (*signalling, 1000).c_str ());
+
+  auto page = start_page (lab, web, server, SERVER_PORT, "invite");
+  page_says (*page, "PASS lab-turn", 45000,
+      "the invite of a page opened at the lab address");
+  std::string invite = page_line (*page, "lab-turn: invite ");
+  g_print ("network: the demo page at %s: invite %s; %s\n", page_url.c_str (),
+      invite.c_str (), page_line (*page, "lab-turn: notice ").c_str ());
+  fail_unless (invite == page_url + "#lab", "the invite is %s, not %s#lab",
+      invite.c_str (), page_url.c_str ());
+  signalling->stop ();
+}
+GST_END_TEST;
+
 static Suite *
 network_suite ()
 {
@@ -1314,6 +1365,7 @@ network_suite ()
   tcase_add_test (relayed, test_turn_relay_policy);
   tcase_add_test (relayed, test_turn_wrong_secret_in_lab);
   tcase_add_test (relayed, test_turn_file_to_chromium);
+  tcase_add_test (relayed, test_invite_lab_address);
   suite_add_tcase (s, relayed);
   return s;
 }
