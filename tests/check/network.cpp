@@ -992,40 +992,85 @@ frames_flow (LabProcess & rx, int ms, std::size_t at_least, const char *what)
       what, fig.frames, ms, at_least);
 }
 
+/* "" when the test can run; else why not: coturn's turnserver, and with
+ * `browser` the demo page in Chromium, are needed. */
+static std::string
+relay_missing (bool browser)
+{
+  if (!TurnFiles::installed ())
+    return "turnserver (Debian's coturn) is not installed";
+  return browser ? browser_missing () : "";
+}
+
+/* A lab whose server (host 1, SERVER_PORT) hands out coturn (host 2) with
+ * credentials minted per session, and members' hosts named `names`
+ * (`hosts`, 3 on); each of `isolated` (indexes into `names`) is a pair
+ * with no route to each other. */
+struct RelayLab
+{
+  RelayLab (const std::vector<std::string> & names,
+      const std::vector<std::pair<int, int>> & isolated)
+  {
+    server = lab.add_host ("server");
+    turn = lab.add_host ("turn");
+    for (const std::string & n : names)
+      hosts.push_back (lab.add_host (n));
+    fail_unless (hosts.back () != 0, "lab: %s", lab.error ().c_str ());
+    for (auto [a, b] : isolated)
+      fail_unless (lab.isolate (hosts[a], hosts[b]), "lab: %s",
+          lab.error ().c_str ());
+    const std::string secret = "relayed-lab-secret";
+    files = lab_turn_files (lab, turn, secret);
+    coturn = start_coturn (lab, turn, hosts[0], *files);
+    secret_file = std::make_unique<TempFile> (secret);
+    signalling = start_relaying_server (lab, server, hosts[0], SERVER_PORT,
+        turn, secret_file->path);
+  }
+
+  /* The elements' server property. */
+  std::string url () const
+  {
+    return "server=ws://" + lab.address (server) + ":"
+        + std::to_string (SERVER_PORT) + "/peerjs";
+  }
+
+  void stop ()
+  {
+    signalling->stop ();
+    coturn->stop ();
+  }
+
+  NetLab lab;
+  int server = 0;
+  int turn = 0;
+  std::vector<int> hosts;
+  std::unique_ptr<TurnFiles> files;
+  std::unique_ptr<TempFile> secret_file;
+  std::shared_ptr<LabProcess> coturn;
+  std::shared_ptr<LabProcess> signalling;
+};
+
 /* The demo page in Chromium, on a network with no route to the
  * pipeline's, publishes its fake camera to a peerjssrc through the relay:
  * the pipeline decodes its frames, and the pairs chosen on both sides have
  * the relay. */
 GST_START_TEST (test_turn_chromium_to_gst)
 {
-  std::string why_not = TurnFiles::installed () ? browser_missing ()
-      : "turnserver (Debian's coturn) is not installed";
+  std::string why_not = relay_missing (true);
   if (!why_not.empty ()) {
     g_print ("network: SKIP test_turn_chromium_to_gst: %s\n",
         why_not.c_str ());
     return;
   }
-  NetLab lab;
-  int server = lab.add_host ("server");
-  int turn = lab.add_host ("turn");
-  int rx = lab.add_host ("rx");
-  int web = lab.add_host ("web");
-  fail_unless (web != 0 && lab.isolate (rx, web), "lab: %s",
-      lab.error ().c_str ());
-  const std::string secret = "chromium-to-gst-secret";
-  auto files = lab_turn_files (lab, turn, secret);
-  auto coturn = start_coturn (lab, turn, rx, *files);
-  TempFile secret_file (secret);
-  guint16 port = SERVER_PORT;
-  auto signalling = start_relaying_server (lab, server, rx, port, turn,
-      secret_file.path);
-
-  auto pipeline = receiver (lab, rx, "server=ws://" + lab.address (server)
-      + ":" + std::to_string (port) + "/peerjs", {"stats-interval=500"});
+  RelayLab relay ({"rx", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int rx = relay.hosts[0], web = relay.hosts[1];
+  auto pipeline = receiver (lab, rx, relay.url (), {"stats-interval=500"});
   greeted ({pipeline.get ()});
   std::string rx_id = session_id (*pipeline);
-  std::string done = std::string (files->conf) + ".done";
-  auto page = start_page (lab, web, server, port, "publish", rx_id, done);
+  std::string done = relay.files->conf + ".done";
+  auto page = start_page (lab, web, relay.server, SERVER_PORT, "publish",
+      rx_id, done);
   page_says (*page, "lab-turn: publishing", 45000,
       "the page did not connect to the pipeline through the relay");
   std::string line = page_line (*page, "lab-turn: web session ");
@@ -1036,7 +1081,7 @@ GST_START_TEST (test_turn_chromium_to_gst)
   fail_unless (pipeline->wait_for (FRAME, 15000),
       "no frame of the page at the pipeline within 15 s\n%s\ncoturn:\n%s",
       tail (events (*pipeline), 1500).c_str (),
-      tail (files->log_text (), 1000).c_str ());
+      tail (relay.files->log_text (), 1000).c_str ());
   /* The fake camera sends some 30 frames a second; a loaded machine and
    * a starting encoder may give fewer. */
   frames_flow (*pipeline, 4000, 20, "Chromium->gst through TURN");
@@ -1054,8 +1099,7 @@ GST_START_TEST (test_turn_chromium_to_gst)
   fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
       "the pipeline did not end cleanly (status %d):\n%s", status,
       tail (*pipeline).c_str ());
-  signalling->stop ();
-  coturn->stop ();
+  relay.stop ();
 }
 GST_END_TEST;
 
@@ -1064,29 +1108,19 @@ GST_END_TEST;
  * media flows through coturn. */
 GST_START_TEST (test_turn_relay_policy)
 {
-  if (!TurnFiles::installed ()) {
-    g_print ("network: SKIP test_turn_relay_policy: turnserver (Debian's "
-        "coturn) is not installed\n");
+  std::string why_not = relay_missing (false);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_relay_policy: %s\n", why_not.c_str ());
     return;
   }
-  NetLab lab;
-  int server = lab.add_host ("server");
-  int turn = lab.add_host ("turn");
-  int pub = lab.add_host ("pub");
-  int rx = lab.add_host ("rx");
-  fail_unless (rx != 0, "lab: %s", lab.error ().c_str ());
+  RelayLab relay ({"pub", "rx"}, {});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], rx = relay.hosts[1], turn = relay.turn;
   /* The direct path, as UDP sees it. */
   Flow f = udp_flow (lab, pub, rx, 20, 200, 10000);
   fail_unless (f.received == 20, "%d of 20 datagrams between the members",
       f.received);
-  const std::string secret = "relay-policy-secret";
-  auto files = lab_turn_files (lab, turn, secret);
-  auto coturn = start_coturn (lab, turn, rx, *files);
-  TempFile secret_file (secret);
-  auto signalling = start_relaying_server (lab, server, rx, SERVER_PORT,
-      turn, secret_file.path);
-  std::string url = "server=ws://" + lab.address (server) + ":"
-      + std::to_string (SERVER_PORT) + "/peerjs";
+  std::string url = relay.url ();
   auto sender = publisher (lab, pub, url);
   auto relayed = receiver (lab, rx, url, {"stats-interval=500",
           "ice-transport-policy=relay"});
@@ -1097,7 +1131,7 @@ GST_START_TEST (test_turn_relay_policy)
   fail_unless (relayed->wait_for (FRAME, 15000),
       "no frame with ice-transport-policy=relay within 15 s\n%s\n"
       "coturn:\n%s", tail (events (*relayed), 1500).c_str (),
-      tail (files->log_text (), 1000).c_str ());
+      tail (relay.files->log_text (), 1000).c_str ());
   /* 15 frames a second are sent. */
   frames_flow (*relayed, 3000, 20, "ice-transport-policy=relay, a direct "
       "path open");
@@ -1115,8 +1149,7 @@ GST_START_TEST (test_turn_relay_policy)
   fail_unless (relayed_bytes > 10000, "only %" G_GUINT64_FORMAT " bytes "
       "reached coturn's host", relayed_bytes);
   stop_members (*sender, *relayed);
-  signalling->stop ();
-  coturn->stop ();
+  relay.stop ();
 }
 GST_END_TEST;
 
@@ -1148,27 +1181,16 @@ turn_uri (const std::string & secret, const std::string & user,
  * the others, relayed by the same coturn, goes on. */
 GST_START_TEST (test_turn_wrong_secret_in_lab)
 {
-  if (!TurnFiles::installed ()) {
-    g_print ("network: SKIP test_turn_wrong_secret_in_lab: turnserver "
-        "(Debian's coturn) is not installed\n");
+  std::string why_not = relay_missing (false);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_wrong_secret_in_lab: %s\n",
+        why_not.c_str ());
     return;
   }
-  NetLab lab;
-  int server = lab.add_host ("server");
-  int turn = lab.add_host ("turn");
-  int pub = lab.add_host ("pub");
-  int rx = lab.add_host ("rx");
-  int bad = lab.add_host ("bad");
-  fail_unless (bad != 0 && lab.isolate (pub, rx) && lab.isolate (pub, bad),
-      "lab: %s", lab.error ().c_str ());
-  const std::string secret = "the-lab-secret";
-  auto files = lab_turn_files (lab, turn, secret);
-  auto coturn = start_coturn (lab, turn, rx, *files);
-  TempFile secret_file (secret);
-  auto signalling = start_relaying_server (lab, server, rx, SERVER_PORT,
-      turn, secret_file.path);
-  std::string url = "server=ws://" + lab.address (server) + ":"
-      + std::to_string (SERVER_PORT) + "/peerjs";
+  RelayLab relay ({"pub", "rx", "bad"}, {{0, 1}, {0, 2}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], rx = relay.hosts[1], bad = relay.hosts[2];
+  std::string url = relay.url ();
   auto sender = publisher (lab, pub, url);
   auto good = receiver (lab, rx, url);
   greeted ({sender.get (), good.get ()});
@@ -1180,7 +1202,7 @@ GST_START_TEST (test_turn_wrong_secret_in_lab)
   /* The application of this member minted its credentials under another
    * secret. */
   std::string wrong = turn_uri ("not-the-lab-secret", "misconfigured",
-      lab.address (turn));
+      lab.address (relay.turn));
   auto refused = receiver (lab, bad, url, {"turn-servers=<\"" + wrong
           + "\">", "ice-transport-policy=relay"});
   greeted ({refused.get ()});
@@ -1196,7 +1218,8 @@ GST_START_TEST (test_turn_wrong_secret_in_lab)
       "%s\n", (g_get_monotonic_time () - t0) / 1e6, reason.c_str ());
   /* gst-launch escapes the spaces of a string field. */
   for (const std::string & words : {std::string ("no\\ relay\\ candidate"),
-          "turn://" + lab.address (turn) + ":" + std::to_string (TURN_PORT),
+          "turn://" + lab.address (relay.turn) + ":"
+          + std::to_string (TURN_PORT),
           std::string ("refused\\ the\\ credentials")})
     fail_unless (reason.find (words) != std::string::npos,
         "peerjs-peer-failed does not say '%s': %s", words.c_str (),
@@ -1206,10 +1229,11 @@ GST_START_TEST (test_turn_wrong_secret_in_lab)
       "no STREAM/FAILED warning on the refused member's bus:\n%s",
       tail (error, 1500).c_str ());
   fail_unless (reason.find ("not-the-lab-secret") == std::string::npos);
-  fail_unless (files->log_text ().find ("misconfigured") != std::string::npos
-      && files->log_text ().find ("401") != std::string::npos,
+  std::string log = relay.files->log_text ();
+  fail_unless (log.find ("misconfigured") != std::string::npos
+      && log.find ("401") != std::string::npos,
       "coturn did not refuse the member's credentials:\n%s",
-      tail (files->log_text ()).c_str ());
+      tail (log).c_str ());
   fail_unless (refused->count (FRAME) == 0,
       "a frame reached the member coturn refused");
 
@@ -1226,8 +1250,7 @@ GST_START_TEST (test_turn_wrong_secret_in_lab)
       "the refused member did not end cleanly (status %d):\n%s", status,
       tail (*refused).c_str ());
   stop_members (*sender, *good);
-  signalling->stop ();
-  coturn->stop ();
+  relay.stop ();
 }
 GST_END_TEST;
 
@@ -1236,26 +1259,15 @@ GST_END_TEST;
  * button through the relay: the same bytes. */
 GST_START_TEST (test_turn_file_to_chromium)
 {
-  std::string why_not = TurnFiles::installed () ? browser_missing ()
-      : "turnserver (Debian's coturn) is not installed";
+  std::string why_not = relay_missing (true);
   if (!why_not.empty ()) {
     g_print ("network: SKIP test_turn_file_to_chromium: %s\n",
         why_not.c_str ());
     return;
   }
-  NetLab lab;
-  int server = lab.add_host ("server");
-  int turn = lab.add_host ("turn");
-  int pub = lab.add_host ("pub");
-  int web = lab.add_host ("web");
-  fail_unless (web != 0 && lab.isolate (pub, web), "lab: %s",
-      lab.error ().c_str ());
-  const std::string secret = "file-to-chromium-secret";
-  auto files = lab_turn_files (lab, turn, secret);
-  auto coturn = start_coturn (lab, turn, pub, *files);
-  TempFile secret_file (secret);
-  auto signalling = start_relaying_server (lab, server, pub, SERVER_PORT,
-      turn, secret_file.path);
+  RelayLab relay ({"pub", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], web = relay.hosts[1];
 
   /* 2 MiB of random bytes. */
   std::string bytes (2 << 20, '\0');
@@ -1269,13 +1281,12 @@ GST_START_TEST (test_turn_file_to_chromium)
   g_autofree char *name = g_path_get_basename (original.path.c_str ());
 
   /* The page is in the room before the offer: offers are not repeated. */
-  auto page = start_page (lab, web, server, SERVER_PORT, "file");
+  auto page = start_page (lab, web, relay.server, SERVER_PORT, "file");
   page_says (*page, "lab-turn: in the room as ", 30000,
       "the page did not join the room");
   auto sender = lab.spawn (pub, {"gst-launch-1.0", "-m", "filesrc",
-          "location=" + original.path, "!", "peerjssink", "server=ws://"
-          + lab.address (server) + ":" + std::to_string (SERVER_PORT)
-          + "/peerjs", "thread=lab", "ice-addresses=" + lab.address (pub)});
+          "location=" + original.path, "!", "peerjssink", relay.url (),
+          "thread=lab", "ice-addresses=" + lab.address (pub)});
   fail_unless (sender != nullptr, "%s", lab.error ().c_str ());
   greeted ({sender.get ()});
   gint64 t0 = g_get_monotonic_time ();
@@ -1296,8 +1307,7 @@ GST_START_TEST (test_turn_file_to_chromium)
   fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
       "the pipeline did not end cleanly (status %d):\n%s", status,
       tail (*sender).c_str ());
-  signalling->stop ();
-  coturn->stop ();
+  relay.stop ();
 }
 GST_END_TEST;
 
