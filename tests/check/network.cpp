@@ -976,9 +976,8 @@ selected_pair (const LabProcess & p, const std::string & member,
   return "";
 }
 
-/* A member whose connection is relayed on its side: frames that reach
- * `rx` from `t` on, counted for `ms` (printed as `what`); at least
- * `at_least`. */
+/* Fails unless `at_least` more frames reach `rx` within `ms`; prints the
+ * rate they came at as `what`. */
 static void
 frames_flow (LabProcess & rx, int ms, std::size_t at_least, const char *what)
 {
