@@ -90,14 +90,12 @@ split_list (const char *list)
   return out;
 }
 
-}  // namespace
-
 /* The addresses a person can open the server at: `host` itself, or, for
  * the wildcards, loopback and every address of this machine's interfaces
  * that are up (IPv4 for 0.0.0.0; IPv6 too for ::, link-local ones left
  * out: they need the interface in the URL). Each with whether it is
  * loopback (this machine only). */
-static std::vector<std::pair<std::string, bool>>
+std::vector<std::pair<std::string, bool>>
 open_addresses (const std::string & host)
 {
   std::vector<std::pair<std::string, bool>> out;
@@ -139,6 +137,8 @@ open_addresses (const std::string & host)
   freeifaddrs (list);
   return out;
 }
+
+}  // namespace
 
 int
 main (int argc, char **argv)

@@ -40,12 +40,11 @@ async function demo (browser, name = 'web', url = `${URL_}#${ROOM}`) {
   return page;
 }
 
-// The pairs that carry the page's connections (`count` of them at least):
-// a relay on one side at least (the page may send from its host address
+// The pairs that carry the page's connections: a relay on one side at least (the page may send from its host address
 // to the other member's relay, which it reaches), never host to host.
-async function relayPairs (page, count = 1) {
-  const pairs = await waitFor(`${count} selected candidate pair(s) on the page`, () =>
-    page.evaluate(async (count) => {
+async function relayPairs (page) {
+  const pairs = await waitFor('the page\'s selected candidate pairs', () =>
+    page.evaluate(async () => {
       const found = [];
       for (const pc of window.__pcs) {
         if (pc.connectionState !== 'connected')
@@ -56,8 +55,8 @@ async function relayPairs (page, count = 1) {
             found.push(`${stats.get(s.localCandidateId).candidateType}/`
               + `${stats.get(s.remoteCandidateId).candidateType}`);
       }
-      return found.length >= count ? found : false;
-    }, count), 10000, 200);
+      return found.length ? found : false;
+    }), 10000, 200);
   console.log(`lab-turn: web session ${page.peerId}, candidate pairs `
     + `${pairs.join(' ')}`);
   for (const p of pairs)
