@@ -12,6 +12,8 @@
 //   file     says "in the room", then takes the first file offered with the
 //            page's Download button and prints its size and SHA-256
 //            (crypto.subtle: the origin counted as secure here too);
+//   refused  waits for the notice the page shows when the TURN server
+//            refuses the credentials of the greeting, and prints it;
 //   invite   reads the invite and the camera notice of a page opened at a
 //            non-loopback http address, and opens the invite in a second
 //            page: both are in the room.
@@ -120,6 +122,15 @@ scenario('lab-turn', async (t) => {
     console.log(`lab-turn: file ${got.name} from ${got.from}: ${got.size} bytes, `
       + `sha256 ${got.sha256}`);
     await relayPairs(page);
+  } else if (MODE === 'refused') {
+    // The page's own handler, there from its start: coturn answers within
+    // milliseconds here, maybe before this script records events.
+    const page = await demo(await launchBrowser());
+    const notice = await waitIn(page, 'a notice naming the TURN server\'s refusal', () => {
+      const n = document.querySelector('#notice');
+      return !n.hidden && /TURN server/.test(n.textContent) ? n.textContent : false;
+    }, undefined, 20000);
+    console.log(`lab-turn: notice ${notice}`);
   } else if (MODE === 'invite') {
     const browser = await launchBrowser();
     const page = await demo(browser, 'opener');
@@ -147,6 +158,6 @@ scenario('lab-turn', async (t) => {
       await waitIn(p, `the tile of ${other}`, (id) =>
         document.querySelector(`[data-member="${id}"]`) !== null, other);
   } else {
-    assert(false, `PEERJS_LAB_MODE ${MODE}: not play, publish, file or invite`);
+    assert(false, `PEERJS_LAB_MODE ${MODE}: not play, publish, file, refused or invite`);
   }
 });

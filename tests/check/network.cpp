@@ -1253,6 +1253,53 @@ GST_START_TEST (test_turn_wrong_secret_in_lab)
 }
 GST_END_TEST;
 
+/* A server whose --turn-secret is not coturn's: the demo page in Chromium,
+ * on a network with no route to the publisher's, gets coturn's refusal
+ * (401) of the credentials from the greeting and says so on the page,
+ * naming the TURN server and the secret to check. */
+GST_START_TEST (test_turn_refused_in_page)
+{
+  std::string why_not = relay_missing (true);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_refused_in_page: %s\n",
+        why_not.c_str ());
+    return;
+  }
+  /* Isolated: with a direct path, Chromium may connect and close its TURN
+   * socket before coturn's answer comes, and report nothing. */
+  RelayLab relay ({"pub", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], web = relay.hosts[1];
+  TempFile wrong ("not-the-lab-secret");
+  guint16 port = SERVER_PORT + 1;
+  auto misconfigured = start_relaying_server (lab, relay.server, web, port,
+      relay.turn, wrong.path);
+  auto sender = publisher (lab, pub, "server=ws://"
+      + lab.address (relay.server) + ":" + std::to_string (port) + "/peerjs");
+  greeted ({sender.get ()});
+  auto page = start_page (lab, web, relay.server, port, "refused");
+  page_says (*page, "PASS lab-turn", 45000,
+      "the page did not say that coturn refused its credentials");
+  std::string notice = page_line (*page, "lab-turn: notice ");
+  g_print ("network: a server with the wrong TURN secret: the page says: "
+      "%s\n", notice.c_str ());
+  std::string url = "turn:" + lab.address (relay.turn) + ":"
+      + std::to_string (TURN_PORT);
+  for (const std::string & words : {std::string ("refused"),
+          std::string ("401"), std::string ("--turn-secret"), url})
+    fail_unless (notice.find (words) != std::string::npos,
+        "the page's notice does not say '%s': %s", words.c_str (),
+        notice.c_str ());
+  fail_unless (notice.find ("not-the-lab-secret") == std::string::npos);
+  int status = sender->stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the publisher did not end cleanly (status %d):\n%s", status,
+      tail (*sender).c_str ());
+  misconfigured->stop ();
+  relay.stop ();
+}
+GST_END_TEST;
+
 /* A pipeline offers a file to the room; the demo page in Chromium, on a
  * network with no route to the pipeline's, takes it with its Download
  * button through the relay: the same bytes. */
@@ -1373,6 +1420,7 @@ network_suite ()
   tcase_add_test (relayed, test_turn_chromium_to_gst);
   tcase_add_test (relayed, test_turn_relay_policy);
   tcase_add_test (relayed, test_turn_wrong_secret_in_lab);
+  tcase_add_test (relayed, test_turn_refused_in_page);
   tcase_add_test (relayed, test_turn_file_to_chromium);
   tcase_add_test (relayed, test_invite_lab_address);
   suite_add_tcase (s, relayed);
