@@ -1380,9 +1380,9 @@ GST_START_TEST (test_invite_lab_address)
   for (const std::string & line : {"listening on " + page_url
           + " (demo page)\n", "listening on http://127.0.0.1:"
           + std::to_string (SERVER_PORT) + "/ (demo page, this machine only)\n"})
-    fail_unless (signalling->output ().find (line) != std::string::npos,
-        "the server's startup lines lack '%s':\n%s", line.c_str (),
-        tail (*signalling, 1000).c_str ());
+    fail_unless (signalling->wait_for (line.substr (0, line.size () - 1),
+            5000), "the server's startup lines lack '%s':\n%s",
+        line.c_str (), tail (*signalling, 1000).c_str ());
 
   auto page = start_page (lab, web, server, SERVER_PORT, "invite");
   page_says (*page, "PASS lab-turn", 45000,
