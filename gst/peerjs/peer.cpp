@@ -4,6 +4,7 @@
 
 #include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
+#include <nice/agent.h>
 
 GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
 #define GST_CAT_DEFAULT gst_peerjs_debug
@@ -1105,6 +1106,57 @@ add_fec_counts (GstStructure * s, const FecCounts & counts)
         "remote-fraction-lost", G_TYPE_DOUBLE, counts.remote_fraction, NULL);
 }
 
+const char *
+candidate_type (NiceCandidateType type)
+{
+  switch (type) {
+    case NICE_CANDIDATE_TYPE_HOST:
+      return "host";
+    case NICE_CANDIDATE_TYPE_SERVER_REFLEXIVE:
+      return "srflx";
+    case NICE_CANDIDATE_TYPE_PEER_REFLEXIVE:
+      return "prflx";
+    case NICE_CANDIDATE_TYPE_RELAYED:
+      return "relay";
+  }
+  return "";
+}
+
+/* The candidate types of the pair ICE selected, ours and the member's;
+ * empty before there is one. From libnice itself: webrtcbin 1.22's
+ * get-stats gives them the wrong way round (its local-candidate entry
+ * carries the member's address). */
+struct SelectedPair
+{
+  std::string local, remote;
+};
+
+SelectedPair
+selected_pair (GstElement * webrtc)
+{
+  SelectedPair pair;
+  g_autoptr (GObject) ice = nullptr;
+  g_object_get (webrtc, "ice-agent", &ice, NULL);
+  if (!ice || !g_object_class_find_property (G_OBJECT_GET_CLASS (ice),
+          "agent"))
+    return pair;
+  g_autoptr (GObject) agent = nullptr;
+  g_object_get (ice, "agent", &agent, NULL);
+  if (!agent || !NICE_IS_AGENT (agent))
+    return pair;
+  /* One stream with max-bundle; its id grows with renegotiations that
+   * replace it. */
+  for (guint stream = 1; stream <= 16; stream++) {
+    NiceCandidate *local = nullptr, *remote = nullptr;
+    if (nice_agent_get_selected_pair (NICE_AGENT (agent), stream,
+            NICE_COMPONENT_TYPE_RTP, &local, &remote) && local && remote) {
+      pair.local = candidate_type (local->type);
+      pair.remote = candidate_type (remote->type);
+    }
+  }
+  return pair;
+}
+
 }  // namespace
 
 void
@@ -1117,6 +1169,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
     Peer *self;
     RtxCounts rtx;
     FecCounts fec;
+    SelectedPair pair;
     std::function<void (GstStructure *)> post;
   };
   GstPromise *p = gst_promise_new_with_change_func ([] (GstPromise * p,
@@ -1127,10 +1180,14 @@ Peer::stats (std::function<void (GstStructure *)> post)
           GstStructure *s = req->self->summarize (reply, req->rtx.sent,
               req->rtx.received);
           add_fec_counts (s, req->fec);
+          gst_structure_set (s,
+              "local-candidate-type", G_TYPE_STRING, req->pair.local.c_str (),
+              "remote-candidate-type", G_TYPE_STRING,
+              req->pair.remote.c_str (), NULL);
           req->post (s);
         }
       }, new Request { this, count_rtx (webrtc_), count_reports (),
-              std::move (post) },
+              selected_pair (webrtc_), std::move (post) },
       [] (gpointer data) { delete static_cast<Request *> (data); });
   g_signal_emit_by_name (webrtc_, "get-stats", nullptr, p);
   gst_promise_unref (p);

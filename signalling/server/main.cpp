@@ -6,6 +6,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 
 
@@ -83,6 +87,54 @@ split_list (const char *list)
     if (**p)
       out.emplace_back (*p);
   }
+  return out;
+}
+
+/* The addresses a person can open the server at: `host` itself, or, for
+ * the wildcards, loopback and every address of this machine's interfaces
+ * that are up (IPv4 for 0.0.0.0; IPv6 too for ::, link-local ones left
+ * out: they need the interface in the URL). Each with whether it is
+ * loopback (this machine only). */
+std::vector<std::pair<std::string, bool>>
+open_addresses (const std::string & host)
+{
+  std::vector<std::pair<std::string, bool>> out;
+  bool any4 = host == "0.0.0.0", any6 = host == "::";
+  if (!any4 && !any6) {
+    in_addr a4;
+    in6_addr a6;
+    bool loopback = host == "localhost"
+        || (inet_pton (AF_INET, host.c_str (), &a4) == 1
+            && (ntohl (a4.s_addr) >> 24) == 127)
+        || (inet_pton (AF_INET6, host.c_str (), &a6) == 1
+            && IN6_IS_ADDR_LOOPBACK (&a6));
+    out.emplace_back (host, loopback);
+    return out;
+  }
+  out.emplace_back ("127.0.0.1", true);
+  if (any6)
+    out.emplace_back ("::1", true);
+  struct ifaddrs *list = nullptr;
+  if (getifaddrs (&list) != 0)
+    return out;
+  for (struct ifaddrs *i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || !(i->ifa_flags & IFF_UP)
+        || (i->ifa_flags & IFF_LOOPBACK))
+      continue;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (i->ifa_addr->sa_family == AF_INET) {
+      inet_ntop (AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr,
+          text, sizeof text);
+    } else if (i->ifa_addr->sa_family == AF_INET6 && any6) {
+      auto *a6 = &((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_LINKLOCAL (a6))
+        continue;
+      inet_ntop (AF_INET6, a6, text, sizeof text);
+    }
+    if (*text)
+      out.emplace_back (text, false);
+  }
+  freeifaddrs (list);
   return out;
 }
 
@@ -318,11 +370,23 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGINT, quit, loop);
   g_unix_signal_add (SIGTERM, quit, loop);
 
-  std::string http = (o.tls_cert.empty () ? "http://" : "https://") +
-      std::string (o.host == "0.0.0.0" ? "localhost" : o.host) + ":" +
-      std::to_string (server.port ()) + "/";
+  std::string shown = o.host == "0.0.0.0" || o.host == "::" ? "localhost"
+      : o.host.find (':') != std::string::npos ? "[" + o.host + "]" : o.host;
+  std::string http = (o.tls_cert.empty () ? "http://" : "https://") + shown
+      + ":" + std::to_string (server.port ()) + "/";
   g_print ("peerjs-signalling listening on %s (WebSocket %s)\n", http.c_str (),
       server.url ().c_str ());
+  /* Where to open it, from this machine and from others. */
+  for (const auto & [address, loopback] : open_addresses (o.host)) {
+    std::string name = address.find (':') == std::string::npos ? address
+        : "[" + address + "]";
+    std::string base = std::string (o.tls_cert.empty () ? "" : "s") + "://"
+        + name + ":" + std::to_string (server.port ()) + "/";
+    std::string what = o.web_root.empty () ? "WebSocket ws" + base + "peerjs"
+        : "demo page";
+    g_print ("listening on http%s (%s%s)\n", base.c_str (), what.c_str (),
+        loopback ? ", this machine only" : "");
+  }
   if (o.web_root.empty ())
     g_print ("no web root: only /peerjs, /healthz and /metrics are served\n");
   else

@@ -206,7 +206,7 @@ Server.running = new Set();
 
 // ------------------------------------------------------------------- browser
 
-// `args`: flags on top of CHROMIUM_ARGS.
+// `args`: more Chromium flags, after CHROMIUM_ARGS.
 export async function launchBrowser ({ args = [] } = {}) {
   assert(fs.existsSync(CHROMIUM), `${CHROMIUM} does not exist (apt-get install chromium)`);
   const browser = await chromium.launch({

@@ -719,26 +719,188 @@ events (const LabProcess & p)
   return out;
 }
 
+/* A gst-launch -m publisher of a moving pattern in host `host`, on the
+ * server at `url` (server=...), in the room "lab"; `extra`: more
+ * properties of its peerjssink. */
+static std::shared_ptr<LabProcess>
+publisher (NetLab & lab, int host, const std::string & url,
+    const std::vector<std::string> & extra = {})
+{
+  std::vector<std::string> argv = {"gst-launch-1.0", "-e", "-m",
+    "peerjssink", url, "thread=lab", "ice-addresses=" + lab.address (host),
+    "name=s"};
+  argv.insert (argv.end (), extra.begin (), extra.end ());
+  for (const char *a : {"videotestsrc", "is-live=true", "pattern=ball", "!",
+          "video/x-raw,width=320,height=240,framerate=15/1", "!", "s.video"})
+    argv.push_back (a);
+  auto p = lab.spawn (host, argv);
+  fail_unless (p != nullptr, "%s", lab.error ().c_str ());
+  return p;
+}
+
+/* A gst-launch -v -m receiver in host `host` whose decoded frames show as
+ * FRAME lines; `extra`: more properties of its peerjssrc. */
+static std::shared_ptr<LabProcess>
+receiver (NetLab & lab, int host, const std::string & url,
+    const std::vector<std::string> & extra = {})
+{
+  std::vector<std::string> argv = {"gst-launch-1.0", "-v", "-m", "peerjssrc",
+    url, "thread=lab", "ice-addresses=" + lab.address (host), "name=r"};
+  argv.insert (argv.end (), extra.begin (), extra.end ());
+  for (const char *a : {"r.", "!", "video/x-raw", "!", "fakesink",
+          "name=video-out", "silent=false", "sync=false", "async=false"})
+    argv.push_back (a);
+  auto p = lab.spawn (host, argv);
+  fail_unless (p != nullptr, "%s", lab.error ().c_str ());
+  return p;
+}
+
+/* Waits until the pipelines were greeted (peerjs-socket-connect). */
+static void
+greeted (const std::vector<LabProcess *> & pipelines)
+{
+  for (LabProcess *p : pipelines)
+    fail_unless (p->wait_for ("peerjs-socket-connect", 10000),
+        "a member was not greeted within 10 s:\n%s",
+        tail (events (*p), 1500).c_str ());
+}
+
 /* A publisher and a receiver, each in its host, on the server at `url`. */
 static std::pair<std::shared_ptr<LabProcess>, std::shared_ptr<LabProcess>>
-members (NetLab & lab, int publisher, int receiver, const std::string & url)
+members (NetLab & lab, int publisher_host, int receiver_host,
+    const std::string & url)
 {
-  auto pub = lab.spawn (publisher, {"gst-launch-1.0", "-e", "-m",
-          "peerjssink", url, "thread=lab",
-          "ice-addresses=" + lab.address (publisher), "name=s",
-          "videotestsrc", "is-live=true", "pattern=ball", "!",
-          "video/x-raw,width=320,height=240,framerate=15/1", "!", "s.video"});
-  auto rx = lab.spawn (receiver, {"gst-launch-1.0", "-v", "-m", "peerjssrc",
-          url, "thread=lab", "ice-addresses=" + lab.address (receiver),
-          "name=r", "r.", "!", "video/x-raw", "!", "fakesink",
-          "name=video-out", "silent=false", "sync=false", "async=false"});
-  fail_unless (pub && rx, "%s", lab.error ().c_str ());
-  fail_unless (pub->wait_for ("peerjs-socket-connect", 10000)
-      && rx->wait_for ("peerjs-socket-connect", 10000),
-      "the members were not greeted within 10 s\npublisher:\n%s\n"
-      "receiver:\n%s", tail (events (*pub), 1500).c_str (),
-      tail (events (*rx), 1500).c_str ());
+  auto pub = publisher (lab, publisher_host, url);
+  auto rx = receiver (lab, receiver_host, url);
+  greeted ({pub.get (), rx.get ()});
   return {pub, rx};
+}
+
+/* A file in the temporary directory holding `text`; removed with it. */
+struct TempFile
+{
+  explicit TempFile (const std::string & text, const char *name =
+      "peerjs-lab-XXXXXX")
+  {
+    char *p = nullptr;
+    int fd = g_file_open_tmp (name, &p, nullptr);
+    fail_unless (fd >= 0, "no temporary file");
+    close (fd);
+    path = p;
+    g_free (p);
+    fail_unless (g_file_set_contents (path.c_str (), text.data (),
+            text.size (), nullptr));
+  }
+  ~TempFile () { g_unlink (path.c_str ()); }
+  TempFile (const TempFile &) = delete;
+  TempFile & operator= (const TempFile &) = delete;
+  std::string path;
+};
+
+/* coturn in host `turn` (its lab address, port TURN_PORT), as `files`
+ * configure it; listening, as host `from` sees it, when this returns. */
+static std::shared_ptr<LabProcess>
+start_coturn (NetLab & lab, int turn, int from, const TurnFiles & files)
+{
+  fail_unless (files.ok (), "cannot write coturn's configuration");
+  auto coturn = lab.spawn (turn, files.argv ());
+  fail_unless (coturn != nullptr, "%s", lab.error ().c_str ());
+  fail_unless (reachable (lab, from, lab.address (turn), TURN_PORT, 10000),
+      "coturn did not listen on %s:%u within 10 s:\n%s",
+      lab.address (turn).c_str (), TURN_PORT,
+      tail (files.log_text ()).c_str ());
+  return coturn;
+}
+
+/* TurnFiles for a lab coturn in host `turn`. coturn denies no part of
+ * 198.18.0.0/15 by default; said here so that a later default cannot turn
+ * the tests into silent failures. */
+static std::unique_ptr<TurnFiles>
+lab_turn_files (NetLab & lab, int turn, const std::string & secret)
+{
+  return std::make_unique<TurnFiles> (secret, lab.address (turn), TURN_PORT,
+      "allowed-peer-ip=198.18.0.0-198.19.255.255\n");
+}
+
+/* peerjs-signalling in host `server` on `port`, bound to `bind` (its lab
+ * address unless said), serving the demo page, with `extra` options;
+ * answering host `from` when this returns. */
+static std::shared_ptr<LabProcess>
+start_server (NetLab & lab, int server, int from, guint16 port,
+    const std::vector<std::string> & extra = {}, const std::string & bind =
+    "")
+{
+  g_autofree char *web_root = g_build_filename (
+      g_getenv ("PEERJS_BROWSER_TESTS"), "..", "..", "signalling", "web",
+      nullptr);
+  std::string address = lab.address (server);
+  std::vector<std::string> argv = {g_getenv ("PEERJS_SIGNALLING"),
+    "--port", std::to_string (port), "--host", bind.empty () ? address : bind,
+    "--web-root", web_root};
+  argv.insert (argv.end (), extra.begin (), extra.end ());
+  auto p = lab.spawn (server, argv);
+  fail_unless (p != nullptr, "%s", lab.error ().c_str ());
+  fail_unless (reachable (lab, from, address, port, 10000),
+      "the server did not answer within 10 s: %s", tail (*p).c_str ());
+  return p;
+}
+
+/* The server handing out coturn in host `turn` with credentials minted
+ * from the secret in `secret_file`. */
+static std::shared_ptr<LabProcess>
+start_relaying_server (NetLab & lab, int server, int from, guint16 port,
+    int turn, const std::string & secret_file)
+{
+  return start_server (lab, server, from, port, {"--ice-server", "turn:"
+          + lab.address (turn) + ":" + std::to_string (TURN_PORT),
+          "--turn-secret", secret_file});
+}
+
+/* tests/browser/lab-turn.mjs in host `host` (see there for the modes),
+ * with the demo page at http://ADDRESS:PORT/ of host `server`. */
+static std::shared_ptr<LabProcess>
+start_page (NetLab & lab, int host, int server, guint16 port,
+    const std::string & mode, const std::string & member = "",
+    const std::string & done = "")
+{
+  g_autofree char *script = g_build_filename (
+      g_getenv ("PEERJS_BROWSER_TESTS"), "lab-turn.mjs", nullptr);
+  auto page = lab.spawn (host, {"env", "PEERJS_LAB_URL=http://"
+          + lab.address (server) + ":" + std::to_string (port) + "/",
+          "PEERJS_LAB_ROOM=lab", "PEERJS_LAB_MODE=" + mode,
+          "PEERJS_LAB_MEMBER=" + member, "PEERJS_LAB_DONE=" + done, "node",
+          script});
+  fail_unless (page != nullptr, "%s", lab.error ().c_str ());
+  return page;
+}
+
+/* Fails, with the page's output, unless it printed `line` within
+ * `timeout_ms`. */
+static void
+page_says (LabProcess & page, const std::string & line, int timeout_ms,
+    const char *what)
+{
+  if (page.wait_for (line, timeout_ms))
+    return;
+  page.stop ();
+  std::string out = page.output ();
+  /* All of it on stderr (meson prints it); the message stays short. */
+  g_printerr ("===== tests/browser/lab-turn.mjs:\n%s=====\n", out.c_str ());
+  std::size_t f = out.find ("\nFAIL ");
+  fail ("%s: %s", what, f == std::string::npos ? tail (out, 1000).c_str ()
+      : out.substr (f + 1, 1000).c_str ());
+}
+
+/* The rest of the line of the page's output that starts with `prefix`. */
+static std::string
+page_line (const LabProcess & page, const std::string & prefix)
+{
+  std::string out = page.output ();
+  std::size_t at = out.find (prefix);
+  fail_unless (at != std::string::npos, "the page printed no \"%s\"",
+      prefix.c_str ());
+  at += prefix.size ();
+  return out.substr (at, out.find ('\n', at) - at);
 }
 
 /* Members on networks with no route to each other, only to the server's
@@ -778,24 +940,9 @@ GST_START_TEST (test_turn_isolated)
       f.received);
 
   const std::string secret = "network-lab-turn-secret";
-  /* coturn denies no part of 198.18.0.0/15 by default; said here so that
-   * a later default cannot turn the test into a silent failure. */
-  TurnFiles files (secret, lab.address (turn), TURN_PORT,
-      "allowed-peer-ip=198.18.0.0-198.19.255.255\n");
-  fail_unless (files.ok (), "cannot write coturn's configuration");
-  auto coturn = lab.spawn (turn, files.argv ());
-  fail_unless (coturn != nullptr, "%s", lab.error ().c_str ());
-  fail_unless (reachable (lab, pub, lab.address (turn), TURN_PORT, 10000),
-      "coturn did not listen on %s:%u within 10 s:\n%s",
-      lab.address (turn).c_str (), TURN_PORT,
-      tail (files.log_text ()).c_str ());
-  g_autofree char *secret_file = nullptr;
-  int fd = g_file_open_tmp ("peerjs-turn-secret-XXXXXX", &secret_file,
-      nullptr);
-  fail_unless (fd >= 0);
-  close (fd);
-  fail_unless (g_file_set_contents (secret_file, secret.c_str (), -1,
-          nullptr));
+  auto files = lab_turn_files (lab, turn, secret);
+  auto coturn = start_coturn (lab, turn, pub, *files);
+  TempFile secret_file (secret);
   std::string server_address = lab.address (server);
 
   /* 1. A server with no ICE servers: the members never connect. */
@@ -816,17 +963,8 @@ GST_START_TEST (test_turn_isolated)
 
   /* 2. The server hands out coturn with credentials minted per session. */
   guint16 port = SERVER_PORT + 1;
-  g_autofree char *web_root = g_build_filename (
-      g_getenv ("PEERJS_BROWSER_TESTS"), "..", "..", "signalling", "web",
-      nullptr);
-  auto relaying = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"),
-          "--port", std::to_string (port), "--host", server_address,
-          "--web-root", web_root,
-          "--ice-server", "turn:" + lab.address (turn) + ":"
-          + std::to_string (TURN_PORT), "--turn-secret", secret_file});
-  fail_unless (relaying != nullptr, "%s", lab.error ().c_str ());
-  fail_unless (reachable (lab, rx, server_address, port, 10000),
-      "the server did not answer within 10 s: %s", tail (*relaying).c_str ());
+  auto relaying = start_relaying_server (lab, server, rx, port, turn,
+      secret_file.path);
   gint64 t0 = g_get_monotonic_time ();
   auto relayed = members (lab, pub, rx, "server=ws://" + server_address
       + ":" + std::to_string (port) + "/peerjs");
@@ -835,7 +973,7 @@ GST_START_TEST (test_turn_isolated)
       "receiver:\n%s\ncoturn:\n%s",
       tail (events (*relayed.first), 1000).c_str (),
       tail (events (*relayed.second), 1000).c_str (),
-      tail (files.log_text (), 1000).c_str ());
+      tail (files->log_text (), 1000).c_str ());
   gint64 first = g_get_monotonic_time ();
   std::size_t before = relayed.second->count (FRAME);
   /* 45 frames are sent in 3 s; a loaded machine may delay some. */
@@ -855,36 +993,20 @@ GST_START_TEST (test_turn_isolated)
     g_print ("network: SKIP gst->Chromium through TURN: %s\n",
         why_not.c_str ());
   } else {
-    g_autofree char *script = g_build_filename (
-        g_getenv ("PEERJS_BROWSER_TESTS"), "lab-turn.mjs", nullptr);
-    auto page = lab.spawn (web, {"env", "PEERJS_LAB_URL=http://"
-            + server_address + ":" + std::to_string (port) + "/",
-            "PEERJS_LAB_ROOM=lab", "PEERJS_LAB_MEMBER="
-            + session_id (*relayed.first), "node", script});
-    fail_unless (page != nullptr, "%s", lab.error ().c_str ());
-    bool passed = page->wait_for ("PASS lab-turn", 60000);
+    auto page = start_page (lab, web, server, port, "play",
+        session_id (*relayed.first));
+    page_says (*page, "PASS lab-turn", 60000,
+        "the page did not play the relayed video");
+    std::string line = page_line (*page, "lab-turn: web session ");
     page->stop ();
-    std::string out = page->output ();
-    if (!passed) {
-      /* All of it on stderr (meson prints it); the message stays short. */
-      g_printerr ("===== tests/browser/lab-turn.mjs:\n%s=====\n",
-          out.c_str ());
-      std::size_t f = out.find ("\nFAIL ");
-      fail ("the page did not play the relayed video: %s", f
-          == std::string::npos ? tail (out, 1000).c_str ()
-          : out.substr (f + 1, 1000).c_str ());
-    }
-    std::size_t at = out.find ("lab-turn: web session ");
-    fail_unless (at != std::string::npos);
-    std::string line = out.substr (at, out.find ('\n', at) - at);
-    g_print ("network: gst->Chromium through TURN: %s\n", line.c_str ());
-    at += strlen ("lab-turn: web session ");
-    web_id = out.substr (at, out.find (',', at) - at);
+    g_print ("network: gst->Chromium through TURN: lab-turn: web session "
+        "%s\n", line.c_str ());
+    web_id = line.substr (0, line.find (','));
   }
 
   /* coturn allocated for every session, with the greeting's usernames
    * (expiry:session). */
-  std::string log = files.log_text ();
+  std::string log = files->log_text ();
   std::vector<std::string> ids = {session_id (*relayed.first),
     session_id (*relayed.second)};
   if (!web_id.empty ())
@@ -902,7 +1024,465 @@ GST_START_TEST (test_turn_isolated)
   stop_members (*relayed.first, *relayed.second);
   relaying->stop ();
   coturn->stop ();
-  g_unlink (secret_file);
+}
+GST_END_TEST;
+
+/* The value of `field` in the last peerjs-stats message `p` posted about
+ * `member` (gst-launch -m prints them); "" before there is one. */
+static std::string
+stats_field (const LabProcess & p, const std::string & member,
+    const std::string & field)
+{
+  std::string value;
+  g_auto (GStrv) lines = g_strsplit (p.output ().c_str (), "\n", -1);
+  for (char **l = lines; *l; l++) {
+    if (!strstr (*l, "peerjs-stats")
+        || !strstr (*l, ("member=(string)" + member + ",").c_str ()))
+      continue;
+    const char *at = strstr (*l, (" " + field + "=(string)").c_str ());
+    if (!at)
+      continue;
+    at += field.size () + strlen (" =(string)");
+    value = std::string (at, strcspn (at, ",;"));
+  }
+  return value;
+}
+
+/* Waits until the last peerjs-stats of `p` about `member` has a selected
+ * pair; returns it as "local/remote" candidate types, "" after
+ * `timeout_ms` without one. */
+static std::string
+selected_pair (const LabProcess & p, const std::string & member,
+    int timeout_ms)
+{
+  gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
+  do {
+    std::string local = stats_field (p, member, "local-candidate-type");
+    std::string remote = stats_field (p, member, "remote-candidate-type");
+    if (!local.empty () && local != "\"\"")
+      return local + "/" + remote;
+    g_usleep (100 * 1000);
+  } while (g_get_monotonic_time () < end);
+  return "";
+}
+
+/* Fails unless `at_least` more frames reach `rx` within `ms`; prints the
+ * rate they came at as `what`. */
+static void
+frames_flow (LabProcess & rx, int ms, std::size_t at_least, const char *what)
+{
+  gint64 from = g_get_monotonic_time ();
+  std::size_t before = rx.count (FRAME);
+  rx.wait_for (FRAME, ms, before + at_least);
+  Figures fig = figures (rx, from, g_get_monotonic_time ());
+  g_print ("network: %s: %.1f fps (%zu frames)\n", what, fig.fps,
+      fig.frames);
+  fail_unless (fig.frames >= at_least, "%s: %zu frames in %d ms, not %zu",
+      what, fig.frames, ms, at_least);
+}
+
+/* "" when the test can run; else why not: coturn's turnserver, and with
+ * `browser` the demo page in Chromium, are needed. */
+static std::string
+relay_missing (bool browser)
+{
+  if (!TurnFiles::installed ())
+    return "turnserver (Debian's coturn) is not installed";
+  return browser ? browser_missing () : "";
+}
+
+/* A lab whose server (host 1, SERVER_PORT) hands out coturn (host 2) with
+ * credentials minted per session, and members' hosts named `names`
+ * (`hosts`, 3 on); each of `isolated` (indexes into `names`) is a pair
+ * with no route to each other. */
+struct RelayLab
+{
+  RelayLab (const std::vector<std::string> & names,
+      const std::vector<std::pair<int, int>> & isolated)
+  {
+    server = lab.add_host ("server");
+    turn = lab.add_host ("turn");
+    for (const std::string & n : names)
+      hosts.push_back (lab.add_host (n));
+    fail_unless (hosts.back () != 0, "lab: %s", lab.error ().c_str ());
+    for (auto [a, b] : isolated)
+      fail_unless (lab.isolate (hosts[a], hosts[b]), "lab: %s",
+          lab.error ().c_str ());
+    const std::string secret = "relayed-lab-secret";
+    files = lab_turn_files (lab, turn, secret);
+    coturn = start_coturn (lab, turn, hosts[0], *files);
+    secret_file = std::make_unique<TempFile> (secret);
+    signalling = start_relaying_server (lab, server, hosts[0], SERVER_PORT,
+        turn, secret_file->path);
+  }
+
+  /* The elements' server property. */
+  std::string url () const
+  {
+    return "server=ws://" + lab.address (server) + ":"
+        + std::to_string (SERVER_PORT) + "/peerjs";
+  }
+
+  void stop ()
+  {
+    signalling->stop ();
+    coturn->stop ();
+  }
+
+  NetLab lab;
+  int server = 0;
+  int turn = 0;
+  std::vector<int> hosts;
+  std::unique_ptr<TurnFiles> files;
+  std::unique_ptr<TempFile> secret_file;
+  std::shared_ptr<LabProcess> coturn;
+  std::shared_ptr<LabProcess> signalling;
+};
+
+/* The demo page in Chromium, on a network with no route to the
+ * pipeline's, publishes its fake camera to a peerjssrc through the relay:
+ * the pipeline decodes its frames, and the pairs chosen on both sides have
+ * the relay. */
+GST_START_TEST (test_turn_chromium_to_gst)
+{
+  std::string why_not = relay_missing (true);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_chromium_to_gst: %s\n",
+        why_not.c_str ());
+    return;
+  }
+  RelayLab relay ({"rx", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int rx = relay.hosts[0], web = relay.hosts[1];
+  auto pipeline = receiver (lab, rx, relay.url (), {"stats-interval=500"});
+  greeted ({pipeline.get ()});
+  std::string rx_id = session_id (*pipeline);
+  std::string done = relay.files->conf + ".done";
+  auto page = start_page (lab, web, relay.server, SERVER_PORT, "publish",
+      rx_id, done);
+  page_says (*page, "lab-turn: publishing", 45000,
+      "the page did not connect to the pipeline through the relay");
+  std::string line = page_line (*page, "lab-turn: web session ");
+  std::string web_id = line.substr (0, line.find (','));
+  g_print ("network: Chromium->gst through TURN: the page's pairs: %s\n",
+      line.c_str ());
+
+  fail_unless (pipeline->wait_for (FRAME, 15000),
+      "no frame of the page at the pipeline within 15 s\n%s\ncoturn:\n%s",
+      tail (events (*pipeline), 1500).c_str (),
+      tail (relay.files->log_text (), 1000).c_str ());
+  /* The fake camera sends some 30 frames a second; a loaded machine and
+   * a starting encoder may give fewer. */
+  frames_flow (*pipeline, 4000, 20, "Chromium->gst through TURN");
+  std::string pair = selected_pair (*pipeline, web_id, 5000);
+  g_print ("network: Chromium->gst through TURN: the pipeline's pair "
+      "(local/remote): %s\n", pair.c_str ());
+  fail_unless (pair.find ("relay") != std::string::npos,
+      "the pipeline's pair to the page is not through the relay: '%s'\n%s",
+      pair.c_str (), tail (events (*pipeline), 1500).c_str ());
+
+  fail_unless (g_file_set_contents (done.c_str (), "", 0, nullptr));
+  page_says (*page, "PASS lab-turn", 15000, "the page did not end well");
+  g_unlink (done.c_str ());
+  int status = pipeline->stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the pipeline did not end cleanly (status %d):\n%s", status,
+      tail (*pipeline).c_str ());
+  relay.stop ();
+}
+GST_END_TEST;
+
+/* Two members that reach each other directly; the receiver allows only
+ * relay candidates: the pair it selects has its relay candidate, and the
+ * media flows through coturn. */
+GST_START_TEST (test_turn_relay_policy)
+{
+  std::string why_not = relay_missing (false);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_relay_policy: %s\n", why_not.c_str ());
+    return;
+  }
+  RelayLab relay ({"pub", "rx"}, {});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], rx = relay.hosts[1], turn = relay.turn;
+  /* The direct path, as UDP sees it. */
+  Flow f = udp_flow (lab, pub, rx, 20, 200, 10000);
+  fail_unless (f.received == 20, "%d of 20 datagrams between the members",
+      f.received);
+  std::string url = relay.url ();
+  auto sender = publisher (lab, pub, url);
+  auto relayed = receiver (lab, rx, url, {"stats-interval=500",
+          "ice-transport-policy=relay"});
+  greeted ({sender.get (), relayed.get ()});
+  std::string pub_id = session_id (*sender);
+
+  guint64 relayed_bytes = lab.downlink_bytes (turn);
+  fail_unless (relayed->wait_for (FRAME, 15000),
+      "no frame with ice-transport-policy=relay within 15 s\n%s\n"
+      "coturn:\n%s", tail (events (*relayed), 1500).c_str (),
+      tail (relay.files->log_text (), 1000).c_str ());
+  /* 15 frames a second are sent. */
+  frames_flow (*relayed, 3000, 20, "ice-transport-policy=relay, a direct "
+      "path open");
+  std::string pair = selected_pair (*relayed, pub_id, 5000);
+  relayed_bytes = lab.downlink_bytes (turn) - relayed_bytes;
+  g_print ("network: ice-transport-policy=relay: the receiver's pair "
+      "(local/remote) %s, %" G_GUINT64_FORMAT " bytes into coturn's host\n",
+      pair.c_str (), relayed_bytes);
+  fail_unless (pair.rfind ("relay/", 0) == 0,
+      "the receiver's selected pair with ice-transport-policy=relay is "
+      "'%s', not one of its relay candidates\n%s", pair.c_str (),
+      tail (events (*relayed), 1500).c_str ());
+  /* The video (some 55 kbit/s) went through coturn's host: more than
+   * 10 kB in the seconds measured. */
+  fail_unless (relayed_bytes > 10000, "only %" G_GUINT64_FORMAT " bytes "
+      "reached coturn's host", relayed_bytes);
+  stop_members (*sender, *relayed);
+  relay.stop ();
+}
+GST_END_TEST;
+
+/* TURN REST API credentials for `user`, as coturn's use-auth-secret
+ * checks them, under `secret`: "turn://EXPIRY%3Auser:PASSWORD@host:port"
+ * (URL-encoded), an hour from now. */
+static std::string
+turn_uri (const std::string & secret, const std::string & user,
+    const std::string & host)
+{
+  std::string name = std::to_string (g_get_real_time () / G_USEC_PER_SEC
+      + 3600) + ":" + user;
+  g_autoptr (GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA1,
+      reinterpret_cast<const guchar *>(secret.data ()), secret.size ());
+  g_hmac_update (hmac, reinterpret_cast<const guchar *>(name.data ()),
+      name.size ());
+  guint8 mac[20];
+  gsize len = sizeof mac;
+  g_hmac_get_digest (hmac, mac, &len);
+  g_autofree char *password = g_base64_encode (mac, len);
+  g_autofree char *u = g_uri_escape_string (name.c_str (), nullptr, FALSE);
+  g_autofree char *p = g_uri_escape_string (password, nullptr, FALSE);
+  return "turn://" + std::string (u) + ":" + p + "@" + host + ":"
+      + std::to_string (TURN_PORT);
+}
+
+/* One member's TURN credentials are minted under a wrong secret: coturn
+ * refuses them, that member gets the error on its bus, and the media of
+ * the others, relayed by the same coturn, goes on. */
+GST_START_TEST (test_turn_wrong_secret_in_lab)
+{
+  std::string why_not = relay_missing (false);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_wrong_secret_in_lab: %s\n",
+        why_not.c_str ());
+    return;
+  }
+  RelayLab relay ({"pub", "rx", "bad"}, {{0, 1}, {0, 2}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], rx = relay.hosts[1], bad = relay.hosts[2];
+  std::string url = relay.url ();
+  auto sender = publisher (lab, pub, url);
+  auto good = receiver (lab, rx, url);
+  greeted ({sender.get (), good.get ()});
+  std::string pub_id = session_id (*sender);
+  fail_unless (good->wait_for (FRAME, 15000),
+      "no frame through the relay within 15 s\n%s",
+      tail (events (*good), 1500).c_str ());
+
+  /* The application of this member minted its credentials under another
+   * secret. */
+  std::string wrong = turn_uri ("not-the-lab-secret", "misconfigured",
+      lab.address (relay.turn));
+  auto refused = receiver (lab, bad, url, {"turn-servers=<\"" + wrong
+          + "\">", "ice-transport-policy=relay"});
+  greeted ({refused.get ()});
+  gint64 t0 = g_get_monotonic_time ();
+  std::string failed = "peerjs-peer-failed, member=(string)" + pub_id + ",";
+  fail_unless (refused->wait_for (failed, 20000),
+      "no peerjs-peer-failed about the publisher within 20 s at the member "
+      "coturn refuses\n%s", tail (events (*refused), 1500).c_str ());
+  std::string error = events (*refused);
+  std::string reason = error.substr (error.find (failed));
+  reason = reason.substr (0, reason.find ('\n'));
+  g_print ("network: wrong TURN secret: %.1f s after the member started: "
+      "%s\n", (g_get_monotonic_time () - t0) / 1e6, reason.c_str ());
+  /* gst-launch escapes the spaces of a string field. */
+  for (const std::string & words : {std::string ("no\\ relay\\ candidate"),
+          "turn://" + lab.address (relay.turn) + ":"
+          + std::to_string (TURN_PORT),
+          std::string ("refused\\ the\\ credentials")})
+    fail_unless (reason.find (words) != std::string::npos,
+        "peerjs-peer-failed does not say '%s': %s", words.c_str (),
+        reason.c_str ());
+  fail_unless (error.find ("WARNING") != std::string::npos
+      && error.find ("No TURN relay") == std::string::npos,
+      "no STREAM/FAILED warning on the refused member's bus:\n%s",
+      tail (error, 1500).c_str ());
+  fail_unless (reason.find ("not-the-lab-secret") == std::string::npos);
+  std::string log = relay.files->log_text ();
+  fail_unless (log.find ("misconfigured") != std::string::npos
+      && log.find ("401") != std::string::npos,
+      "coturn did not refuse the member's credentials:\n%s",
+      tail (log).c_str ());
+  fail_unless (refused->count (FRAME) == 0,
+      "a frame reached the member coturn refused");
+
+  /* The others: the relayed video goes on after the error. */
+  frames_flow (*good, 3000, 20, "the others after the wrong secret");
+  fail_unless (good->count ("peerjs-peer-failed") == 0
+      && sender->count ("peerjs-peer-failed, member=(string)"
+          + session_id (*good)) == 0,
+      "the others lost their connection:\n%s\n%s",
+      tail (events (*good), 1000).c_str (),
+      tail (events (*sender), 1000).c_str ());
+  int status = refused->stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the refused member did not end cleanly (status %d):\n%s", status,
+      tail (*refused).c_str ());
+  stop_members (*sender, *good);
+  relay.stop ();
+}
+GST_END_TEST;
+
+/* A server whose --turn-secret is not coturn's: the demo page in Chromium,
+ * on a network with no route to the publisher's, gets coturn's refusal
+ * (401) of the credentials from the greeting and says so on the page,
+ * naming the TURN server and the secret to check. */
+GST_START_TEST (test_turn_refused_in_page)
+{
+  std::string why_not = relay_missing (true);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_refused_in_page: %s\n",
+        why_not.c_str ());
+    return;
+  }
+  /* Isolated: with a direct path, Chromium may connect and close its TURN
+   * socket before coturn's answer comes, and report nothing. */
+  RelayLab relay ({"pub", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], web = relay.hosts[1];
+  TempFile wrong ("not-the-lab-secret");
+  guint16 port = SERVER_PORT + 1;
+  auto misconfigured = start_relaying_server (lab, relay.server, web, port,
+      relay.turn, wrong.path);
+  auto sender = publisher (lab, pub, "server=ws://"
+      + lab.address (relay.server) + ":" + std::to_string (port) + "/peerjs");
+  greeted ({sender.get ()});
+  auto page = start_page (lab, web, relay.server, port, "refused");
+  page_says (*page, "PASS lab-turn", 45000,
+      "the page did not say that coturn refused its credentials");
+  std::string notice = page_line (*page, "lab-turn: notice ");
+  g_print ("network: a server with the wrong TURN secret: the page says: "
+      "%s\n", notice.c_str ());
+  std::string url = "turn:" + lab.address (relay.turn) + ":"
+      + std::to_string (TURN_PORT);
+  for (const std::string & words : {std::string ("refused"),
+          std::string ("401"), std::string ("--turn-secret"), url})
+    fail_unless (notice.find (words) != std::string::npos,
+        "the page's notice does not say '%s': %s", words.c_str (),
+        notice.c_str ());
+  fail_unless (notice.find ("not-the-lab-secret") == std::string::npos);
+  int status = sender->stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the publisher did not end cleanly (status %d):\n%s", status,
+      tail (*sender).c_str ());
+  misconfigured->stop ();
+  relay.stop ();
+}
+GST_END_TEST;
+
+/* A pipeline offers a file to the room; the demo page in Chromium, on a
+ * network with no route to the pipeline's, takes it with its Download
+ * button through the relay: the same bytes. */
+GST_START_TEST (test_turn_file_to_chromium)
+{
+  std::string why_not = relay_missing (true);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_file_to_chromium: %s\n",
+        why_not.c_str ());
+    return;
+  }
+  RelayLab relay ({"pub", "web"}, {{0, 1}});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], web = relay.hosts[1];
+
+  /* 2 MiB of random bytes. */
+  std::string bytes (2 << 20, '\0');
+  for (std::size_t i = 0; i < bytes.size (); i += 4) {
+    guint32 r = g_random_int ();
+    memcpy (&bytes[i], &r, 4);
+  }
+  g_autofree char *sha256 = g_compute_checksum_for_data (G_CHECKSUM_SHA256,
+      reinterpret_cast<const guchar *>(bytes.data ()), bytes.size ());
+  TempFile original (bytes, "peerjs-lab-file-XXXXXX.bin");
+  g_autofree char *name = g_path_get_basename (original.path.c_str ());
+
+  /* The page is in the room before the offer: offers are not repeated. */
+  auto page = start_page (lab, web, relay.server, SERVER_PORT, "file");
+  page_says (*page, "lab-turn: in the room as ", 30000,
+      "the page did not join the room");
+  auto sender = lab.spawn (pub, {"gst-launch-1.0", "-m", "filesrc",
+          "location=" + original.path, "!", "peerjssink", relay.url (),
+          "thread=lab", "ice-addresses=" + lab.address (pub)});
+  fail_unless (sender != nullptr, "%s", lab.error ().c_str ());
+  greeted ({sender.get ()});
+  gint64 t0 = g_get_monotonic_time ();
+  page_says (*page, "PASS lab-turn", 45000,
+      "the page did not receive the file through the relay");
+  std::string got = page_line (*page, "lab-turn: file ");
+  g_print ("network: file gst->Chromium through TURN in %.1f s: %s; pairs "
+      "%s\n", (g_get_monotonic_time () - t0) / 1e6, got.c_str (),
+      page_line (*page, "candidate pairs ").c_str ());
+  std::string want = std::string (name) + " from " + session_id (*sender)
+      + ": " + std::to_string (bytes.size ()) + " bytes, sha256 " + sha256;
+  fail_unless (got == want, "the page received '%s', not '%s'", got.c_str (),
+      want.c_str ());
+  fail_unless (sender->wait_for ("peerjs-file-complete", 5000),
+      "the pipeline did not see the transfer complete:\n%s",
+      tail (events (*sender), 1500).c_str ());
+  int status = sender->stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the pipeline did not end cleanly (status %d):\n%s", status,
+      tail (*sender).c_str ());
+  relay.stop ();
+}
+GST_END_TEST;
+
+/* A server bound to every address of its host names its lab address among
+ * those to open it at. The demo page opened there in Chromium, from
+ * another host of the lab: the invite is that address (no localhost), the
+ * page says why the camera is blocked on plain http, and a second page
+ * that opens the invite is in the room with the first. */
+GST_START_TEST (test_invite_lab_address)
+{
+  std::string why_not = browser_missing ();
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_invite_lab_address: %s\n", why_not.c_str ());
+    return;
+  }
+  NetLab lab;
+  int server = lab.add_host ("server");
+  int web = lab.add_host ("web");
+  fail_unless (web != 0, "lab: %s", lab.error ().c_str ());
+  auto signalling = start_server (lab, server, web, SERVER_PORT, {},
+      "0.0.0.0");
+  std::string page_url = "http://" + lab.address (server) + ":"
+      + std::to_string (SERVER_PORT) + "/";
+  for (const std::string & line : {"listening on " + page_url
+          + " (demo page)\n", "listening on http://127.0.0.1:"
+          + std::to_string (SERVER_PORT) + "/ (demo page, this machine only)\n"})
+    fail_unless (signalling->wait_for (line.substr (0, line.size () - 1),
+            5000), "the server's startup lines lack '%s':\n%s",
+        line.c_str (), tail (*signalling, 1000).c_str ());
+
+  auto page = start_page (lab, web, server, SERVER_PORT, "invite");
+  page_says (*page, "PASS lab-turn", 45000,
+      "the invite of a page opened at the lab address");
+  std::string invite = page_line (*page, "lab-turn: invite ");
+  g_print ("network: the demo page at %s: invite %s; %s\n", page_url.c_str (),
+      invite.c_str (), page_line (*page, "lab-turn: notice ").c_str ());
+  fail_unless (invite == page_url + "#lab", "the invite is %s, not %s#lab",
+      invite.c_str (), page_url.c_str ());
+  signalling->stop ();
 }
 GST_END_TEST;
 
@@ -926,6 +1506,15 @@ network_suite ()
   tcase_set_timeout (turn, 60);
   tcase_add_test (turn, test_turn_isolated);
   suite_add_tcase (s, turn);
+  TCase *relayed = tcase_create ("relayed");
+  tcase_set_timeout (relayed, 60);
+  tcase_add_test (relayed, test_turn_chromium_to_gst);
+  tcase_add_test (relayed, test_turn_relay_policy);
+  tcase_add_test (relayed, test_turn_wrong_secret_in_lab);
+  tcase_add_test (relayed, test_turn_refused_in_page);
+  tcase_add_test (relayed, test_turn_file_to_chromium);
+  tcase_add_test (relayed, test_invite_lab_address);
+  suite_add_tcase (s, relayed);
   return s;
 }
 

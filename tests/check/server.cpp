@@ -686,6 +686,63 @@ GST_START_TEST (test_cli)
 }
 GST_END_TEST;
 
+/* The lines after the first of a server started with `args` (--port 0
+ * added), up to the one that says what it serves, the port in the
+ * first line; the server is ended with SIGTERM. */
+static std::vector<std::string>
+startup_lines (std::vector<const char *> args, int * port)
+{
+  const char *bin = g_getenv ("PEERJS_SIGNALLING");
+  fail_unless (bin != nullptr, "PEERJS_SIGNALLING is not set");
+  std::vector<const char *> argv {bin, "--port", "0"};
+  argv.insert (argv.end (), args.begin (), args.end ());
+  argv.push_back (nullptr);
+  GPid pid;
+  int out_fd;
+  fail_unless (g_spawn_async_with_pipes (nullptr, (char **) argv.data (),
+          nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr, &pid,
+          nullptr, &out_fd, nullptr, nullptr));
+  FILE *f = fdopen (out_fd, "r");
+  char line[512] = "";
+  fail_unless (fgets (line, sizeof line, f) != nullptr, "no output");
+  const char *colon = strstr (line, "127.0.0.1:");
+  fail_unless (colon != nullptr, "%s", line);
+  *port = atoi (colon + strlen ("127.0.0.1:"));
+  std::vector<std::string> lines;
+  while (fgets (line, sizeof line, f) && g_str_has_prefix (line,
+          "listening on "))
+    lines.emplace_back (line);
+  kill (pid, SIGTERM);
+  int wstatus = 0;
+  fail_unless (waitpid (pid, &wstatus, 0) == pid);
+  fclose (f);
+  g_spawn_close_pid (pid);
+  return lines;
+}
+
+/* At start the server names the addresses to open it at, each with its
+ * port, as docs/signalling-server.md shows them. */
+GST_START_TEST (test_cli_open_addresses)
+{
+  g_autofree char *dir = g_dir_make_tmp ("peerjs-cli-XXXXXX", nullptr);
+  int port = 0;
+  std::vector<std::string> lines = startup_lines ({"--host", "127.0.0.1",
+          "--web-root", dir}, &port);
+  std::string p = std::to_string (port);
+  fail_unless_equals_int (lines.size (), 1);
+  assert_str (lines[0], "listening on http://127.0.0.1:" + p
+      + "/ (demo page, this machine only)\n");
+
+  /* Without a web root, the WebSocket's address. */
+  lines = startup_lines ({"--host", "127.0.0.1", "--web-root", ""}, &port);
+  p = std::to_string (port);
+  fail_unless_equals_int (lines.size (), 1);
+  assert_str (lines[0], "listening on http://127.0.0.1:" + p
+      + "/ (WebSocket ws://127.0.0.1:" + p + "/peerjs, this machine only)\n");
+  g_rmdir (dir);
+}
+GST_END_TEST;
+
 /* A browser closing its page sends close 1001: the session ends at once,
  * without waiting out the grace period. */
 GST_START_TEST (test_goodbye_close_ends_session)
@@ -829,6 +886,7 @@ server_suite (void)
   tcase_add_test (tc, test_tls);
   tcase_add_test (tc, test_frames_with_the_upgrade);
   tcase_add_test (tc, test_cli);
+  tcase_add_test (tc, test_cli_open_addresses);
   tcase_add_test (tc, test_auth_endpoint);
   return s;
 }
