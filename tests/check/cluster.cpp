@@ -1,0 +1,467 @@
+/* Cluster mode: nodes sharing threads through a real redis-server, started
+ * here on a free loopback port with no persistence. Clients are spread
+ * over the nodes; the tests assert what they receive. Skipped (exit 77)
+ * only when redis-server is not installed. */
+#include "harness.h"
+
+#include <gst/check/gstcheck.h>
+
+#include <hiredis/hiredis.h>
+
+#include <glib/gstdio.h>
+
+#include <csignal>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+using namespace peerjs;
+using namespace peerjs::test;
+
+namespace {
+
+GPid redis_pid = 0;
+guint redis_port = 0;
+
+guint
+free_port ()
+{
+  int fd = socket (AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind (fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0
+      || getsockname (fd, reinterpret_cast<sockaddr *>(&a), &len) != 0)
+    g_error ("no free port: %s", g_strerror (errno));
+  close (fd);
+  return ntohs (a.sin_port);
+}
+
+/* A blocking connection to the test's Redis, for looking at what the
+ * nodes stored. */
+struct Redis
+{
+  redisContext *c = nullptr;
+  Redis ()
+  {
+    struct timeval tv = {2, 0};
+    c = redisConnectWithTimeout ("127.0.0.1", redis_port, tv);
+    fail_unless (c && !c->err, "cannot reach the test's redis-server");
+  }
+  ~Redis () { redisFree (c); }
+  /* The reply as a string ("" for nil), or the integer as text. */
+  std::string query (const std::vector<std::string> & argv)
+  {
+    std::vector<const char *> a;
+    std::vector<size_t> l;
+    for (const auto &s : argv) {
+      a.push_back (s.c_str ());
+      l.push_back (s.size ());
+    }
+    auto *r = static_cast<redisReply *>(redisCommandArgv (c, a.size (),
+            a.data (), l.data ()));
+    fail_unless (r != nullptr, "redis: %s", c->errstr);
+    std::string out;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+      out.assign (r->str, r->len);
+    else if (r->type == REDIS_REPLY_INTEGER)
+      out = std::to_string (r->integer);
+    freeReplyObject (r);
+    return out;
+  }
+};
+
+void
+start_redis ()
+{
+  redis_port = free_port ();
+  std::string port = std::to_string (redis_port);
+  const char *argv[] = {"redis-server", "--port", port.c_str (), "--bind",
+    "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
+    nullptr};
+  GError *error = nullptr;
+  if (!g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+          GSpawnFlags (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD), +[] (gpointer) { prctl (PR_SET_PDEATHSIG,
+                  SIGKILL); }, nullptr, &redis_pid, &error))
+    g_error ("cannot start redis-server: %s", error->message);
+  for (int i = 0; i < 100; i++) {
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout ("127.0.0.1", redis_port, tv);
+    bool up = c && !c->err;
+    if (up) {
+      auto *r = static_cast<redisReply *>(redisCommand (c, "PING"));
+      up = r && r->type == REDIS_REPLY_STATUS;
+      if (r)
+        freeReplyObject (r);
+    }
+    if (c)
+      redisFree (c);
+    if (up)
+      return;
+    g_usleep (50000);
+  }
+  g_error ("redis-server did not come up on port %u", redis_port);
+}
+
+void
+stop_redis ()
+{
+  if (redis_pid) {
+    kill (redis_pid, SIGKILL);
+    waitpid (redis_pid, nullptr, 0);
+    g_spawn_close_pid (redis_pid);
+    redis_pid = 0;
+  }
+}
+
+std::string
+redis_url ()
+{
+  return "redis://127.0.0.1:" + std::to_string (redis_port);
+}
+
+std::unique_ptr<ServerThread>
+node (const std::string & id, const std::string & url = redis_url ())
+{
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = url;
+  o.node_id = id;
+  /* A client a test does not wait on answers no pings meanwhile. */
+  o.ping_interval_s = 30;
+  return std::make_unique<ServerThread> (o);
+}
+
+/* Every test starts on an empty Redis: its keys are the test's alone. */
+void
+flush_redis ()
+{
+  Redis r;
+  r.query ({"FLUSHALL"});
+}
+
+bool
+node_ready (ServerThread & n)
+{
+  for (int i = 0; i < 300; i++) {
+    bool ok = false;
+    n.call ([&] (SignallingServer & s) { ok = s.healthy (); });
+    if (ok)
+      return true;
+    g_usleep (10000);
+  }
+  return false;
+}
+
+std::unique_ptr<Client>
+connected (ServerThread & n)
+{
+  auto c = std::make_unique<Client> ();
+  fail_unless (c->connect (n.ws_url ()), "client could not connect");
+  return c;
+}
+
+/* Join `thread` on `n` and wait until Redis holds the membership: then
+ * whoever joins next, on any node, is announced to `c`. */
+void
+join (ServerThread & n, Client & c, const std::string & thread,
+    const std::string & node_id)
+{
+  c.send (J ("{'type':'thread:connect','thread':'" + thread +
+          "','constraints':{'video':true,'audio':false}}"));
+  wait_member (n, c, thread);
+  Redis r;
+  for (int i = 0; i < 300; i++) {
+    if (r.query ({"HGET", "pj:thread:" + thread, c.id}) == node_id)
+      return;
+    c.pump (10);
+  }
+  fail ("Redis never held %s in thread '%s'", c.id.c_str (), thread.c_str ());
+}
+
+Msg
+expect (Client & c, const std::string & type, const char *why,
+    int timeout_ms = 3000)
+{
+  auto m = c.next_of (type, timeout_ms);
+  fail_unless (m.has_value (), "%s: no '%s' arrived at %s", why, type.c_str (),
+      c.id.c_str ());
+  return *m;
+}
+
+/* `m` is a thread:connect from `from` with the constraints join () sends. */
+void
+check_join (const Msg & m, const std::string & from, const std::string & thread)
+{
+  assert_str (m.str ("from"), from);
+  assert_str (m.str ("thread"), thread);
+  JsonObject *c = json_object_get_object_member (m.obj (), "constraints");
+  fail_unless (c && json_object_get_boolean_member (c, "video")
+      && !json_object_get_boolean_member (c, "audio"),
+      "the constraints travel with the join: %s", m.text ().c_str ());
+}
+
+}  // namespace
+
+GST_START_TEST (test_join_and_leave_across_nodes)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2"), n3 = node ("n3");
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a = connected (*n1), b = connected (*n2), c = connected (*n3);
+
+  join (*n1, *a, "room", "n1");
+  join (*n2, *b, "room", "n2");
+  check_join (expect (*a, "thread:connect", "b joined on another node"),
+      b->id, "room");
+  fail_unless (b->quiet (300), "the joiner hears nobody's join but answers");
+  /* A member answers the joiner, as on one node. */
+  a->send (J ("{'type':'thread:connect','to':'" + b->id + "','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  check_join (expect (*b, "thread:connect", "a answered"), a->id, "room");
+
+  join (*n3, *c, "room", "n3");
+  check_join (expect (*a, "thread:connect", "c joined (a)"), c->id, "room");
+  check_join (expect (*b, "thread:connect", "c joined (b)"), c->id, "room");
+
+  /* A thread message reaches the members on every node, once. */
+  a->send (J ("{'type':'chat','thread':'room','data':'to all'}"));
+  for (Client *m : {b.get (), c.get ()}) {
+    Msg chat = expect (*m, "chat", "thread chat");
+    assert_str (chat.str ("from"), a->id);
+    assert_str (chat.str ("data"), "to all");
+  }
+  fail_unless (b->quiet (200) && c->quiet (200), "one copy each");
+  fail_unless (a->quiet (100), "the sender gets no copy");
+
+  /* A leaves by thread:disconnect: told on both other nodes. */
+  b->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  for (Client *m : {a.get (), c.get ()}) {
+    Msg left = expect (*m, "thread:disconnect", "b left");
+    assert_str (left.str ("from"), b->id);
+    assert_str (left.str ("thread"), "room");
+  }
+  /* c ends its session: a (thread-mate) is told it left and ended. */
+  c->send (J ("{'type':'socket:disconnect'}"));
+  Msg left = expect (*a, "thread:disconnect", "c ended");
+  assert_str (left.str ("from"), c->id);
+  Msg gone = expect (*a, "socket:disconnect", "c ended");
+  assert_str (gone.str ("from"), c->id);
+  /* b was c's thread-mate too until it left: it hears of the end. */
+  gone = expect (*b, "socket:disconnect", "c ended (b, a contact)");
+  assert_str (gone.str ("from"), c->id);
+
+  Redis r;
+  for (int i = 0; i < 100 && r.query ({"HLEN", "pj:thread:room"}) != "1"; i++)
+    g_usleep (20000);
+  assert_str (r.query ({"HLEN", "pj:thread:room"}), "1");
+  assert_str (r.query ({"HGET", "pj:thread:room", a->id}), "n1");
+  assert_str (r.query ({"GET", "pj:session:" + a->id}), "n1");
+  assert_str (r.query ({"EXISTS", "pj:session:" + c->id}), "0");
+}
+GST_END_TEST;
+
+GST_START_TEST (test_messages_by_id_across_nodes)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2");
+  fail_unless (node_ready (*n1) && node_ready (*n2));
+  auto a = connected (*n1), b = connected (*n2);
+  join (*n1, *a, "call", "n1");
+  join (*n2, *b, "call", "n2");
+  expect (*a, "thread:connect", "b joined");
+
+  /* Chat by id, both ways, with seq numbering of the receiving node. */
+  a->send (J ("{'type':'chat','to':'" + b->id + "','data':'hello b'}"));
+  Msg chat = expect (*b, "chat", "a to b");
+  assert_str (chat.str ("from"), a->id);
+  assert_str (chat.str ("data"), "hello b");
+  fail_unless (chat.num ("seq") > 0);
+  b->send (J ("{'type':'chat','to':'" + a->id + "','data':'hello a'}"));
+  chat = expect (*a, "chat", "b to a");
+  assert_str (chat.str ("from"), b->id);
+  assert_str (chat.str ("data"), "hello a");
+
+  /* Media signalling between thread-mates on different nodes. */
+  a->send (J ("{'type':'stream:offer','to':'" + b->id + "','thread':'call',"
+          "'data':{'sdp':'v=0'}}"));
+  Msg offer = expect (*b, "stream:offer", "offer across nodes");
+  assert_str (offer.str ("from"), a->id);
+  b->send (J ("{'type':'stream:answer','to':'" + a->id + "','thread':'call',"
+          "'data':{'sdp':'v=0 answer'}}"));
+  expect (*a, "stream:answer", "answer across nodes");
+  a->send (J ("{'type':'stream:candidate','to':'" + b->id + "','thread':'call',"
+          "'data':{'candidate':'c1'}}"));
+  expect (*b, "stream:candidate", "candidate across nodes");
+
+  /* An event with a callback: b asks, a answers once, across nodes. */
+  b->send (J ("{'type':'invite:ping','to':'" + a->id + "','data':'ping',"
+          "'callback_id':7}"));
+  Msg ask = expect (*a, "invite:ping", "the event");
+  fail_unless_equals_int (ask.num ("callback_id"), 7);
+  assert_str (ask.str ("from"), b->id);
+  a->send (J ("{'to':'" + b->id + "','callback_response':7,'data':'pong'}"));
+  auto answer = b->next (3000);
+  fail_unless (answer.has_value (), "no answer to the callback");
+  fail_unless_equals_int (answer->num ("callback_response"), 7);
+  assert_str (answer->str ("data"), "pong");
+  assert_str (answer->str ("from"), a->id);
+  /* A second answer is refused by b's node and the error comes back. */
+  a->send (J ("{'to':'" + b->id + "','callback_response':7,'data':'again'}"));
+  Msg e = expect (*a, "error", "a second answer");
+  assert_str (e.str ("code"), "unknown-callback");
+  fail_unless (b->quiet (300), "at most one reply per callback");
+
+  /* The cluster figures count what crossed. */
+  std::string metrics;
+  fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &metrics), 200);
+  fail_unless (metrics.find ("peerjs_cluster_node{node=\"n1\"} 1")
+      != std::string::npos, "%s", metrics.c_str ());
+  fail_unless (metrics.find ("peerjs_cluster_redis_connected 1")
+      != std::string::npos);
+  fail_unless (metrics.find ("peerjs_cluster_messages_sent_total 0")
+      == std::string::npos, "messages went to n2");
+  fail_unless (metrics.find ("peerjs_cluster_messages_received_total 0")
+      == std::string::npos, "messages came from n2");
+  fail_unless (metrics.find ("peerjs_cluster_remote_sessions 1")
+      != std::string::npos, "%s", metrics.c_str ());
+}
+GST_END_TEST;
+
+GST_START_TEST (test_health_without_redis)
+{
+  /* Nothing listens on this port: the node runs, and says it is unhealthy. */
+  auto lost = node ("lost", "redis://127.0.0.1:" + std::to_string (free_port ()));
+  std::string body;
+  fail_unless_equals_int (http_get (lost->http_url ("/healthz"), &body), 503);
+  assert_str (body, "redis unreachable\n");
+  fail_unless_equals_int (http_get (lost->http_url ("/metrics"), &body), 200);
+  fail_unless (body.find ("peerjs_cluster_redis_connected 0")
+      != std::string::npos, "%s", body.c_str ());
+  /* Its own clients are still served. */
+  auto a = connected (*lost), b = connected (*lost);
+  a->send (J ("{'type':'chat','to':'" + b->id + "','data':'local'}"));
+  assert_str (expect (*b, "chat", "local relay").str ("data"), "local");
+
+  flush_redis ();
+  auto ok = node ("ok");
+  fail_unless (node_ready (*ok));
+  fail_unless_equals_int (http_get (ok->http_url ("/healthz"), &body), 200);
+  /* Without --redis: healthy, no cluster figures. */
+  ServerThread single;
+  fail_unless_equals_int (http_get (single.http_url ("/healthz"), &body), 200);
+  fail_unless_equals_int (http_get (single.http_url ("/metrics"), &body), 200);
+  fail_unless (body.find ("peerjs_cluster") == std::string::npos);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_killed_node)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2");
+  fail_unless (node_ready (*n1) && node_ready (*n2));
+  /* The third node is a process of its own, to be SIGKILLed. Its parent
+   * is this thread (no intermediate child): it dies with the test. */
+  guint port = free_port ();
+  std::string port_s = std::to_string (port), url = redis_url ();
+  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
+    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
+    "--web-root", "/nonexistent", "--ping-interval", "30", nullptr};
+  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
+  GPid pid = 0;
+  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL
+              | G_SPAWN_DO_NOT_REAP_CHILD), +[] (gpointer) { prctl (PR_SET_PDEATHSIG,
+                  SIGKILL); }, nullptr, &pid, nullptr));
+  std::string ws = "ws://127.0.0.1:" + port_s + "/peerjs";
+  auto c = std::make_unique<Client> ();
+  bool up = false;
+  for (int i = 0; i < 100 && !up; i++) {
+    std::string body;
+    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
+    if (!up)
+      g_usleep (50000);
+  }
+  fail_unless (up, "the third node did not become healthy");
+  fail_unless (c->connect (ws));
+
+  auto a = connected (*n1), b = connected (*n2);
+  join (*n1, *a, "room", "n1");
+  join (*n2, *b, "room", "n2");
+  expect (*a, "thread:connect", "b joined");
+  c->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  check_join (expect (*a, "thread:connect", "c joined (a)"), c->id, "room");
+  check_join (expect (*b, "thread:connect", "c joined (b)"), c->id, "room");
+  /* A chat from the doomed node's session arrives as usual. */
+  c->send (J ("{'type':'chat','thread':'room','data':'last words'}"));
+  assert_str (expect (*a, "chat", "c's chat").str ("data"), "last words");
+  assert_str (expect (*b, "chat", "c's chat").str ("data"), "last words");
+
+  gint64 killed = g_get_monotonic_time ();
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+  c->abort ();
+  for (Client *m : {a.get (), b.get ()}) {
+    Msg left = expect (*m, "thread:disconnect", "n3 was killed", 10000);
+    assert_str (left.str ("from"), c->id);
+    assert_str (left.str ("thread"), "room");
+    Msg gone = expect (*m, "socket:disconnect", "n3 was killed", 2000);
+    assert_str (gone.str ("from"), c->id);
+  }
+  gint64 noticed_ms = (g_get_monotonic_time () - killed) / 1000;
+  g_print ("the killed node's session was reported gone after %"
+      G_GINT64_FORMAT " ms\n", noticed_ms);
+  fail_unless (noticed_ms < 10000, "took %" G_GINT64_FORMAT " ms", noticed_ms);
+  /* The survivors still talk, and Redis forgot the dead node's member. */
+  a->send (J ("{'type':'chat','to':'" + b->id + "','data':'still here'}"));
+  assert_str (expect (*b, "chat", "after the loss").str ("data"), "still here");
+  Redis r;
+  for (int i = 0; i < 100 && r.query ({"HEXISTS", "pj:thread:room", c->id})
+      != "0"; i++)
+    g_usleep (20000);
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", c->id}), "0");
+  assert_str (r.query ({"EXISTS", "pj:node:n3"}), "0");
+  assert_str (r.query ({"EXISTS", "pj:node:n1"}), "1");
+}
+GST_END_TEST;
+
+static Suite *
+cluster_suite (void)
+{
+  Suite *s = suite_create ("cluster");
+  TCase *tc = tcase_create ("redis");
+  tcase_set_timeout (tc, 60);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_join_and_leave_across_nodes);
+  tcase_add_test (tc, test_messages_by_id_across_nodes);
+  tcase_add_test (tc, test_health_without_redis);
+  tcase_add_test (tc, test_killed_node);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *redis = g_find_program_in_path ("redis-server");
+  if (!redis) {
+    g_print ("cluster: SKIP: redis-server is not installed (Debian package "
+        "redis-server; tools/setup installs it)\n");
+    return 77;
+  }
+  gst_check_init (&argc, &argv);
+  start_redis ();
+  Suite *s = cluster_suite ();
+  SRunner *sr = srunner_create (s);
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  stop_redis ();
+  return failed == 0 ? 0 : 1;
+}
