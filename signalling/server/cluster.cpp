@@ -281,6 +281,7 @@ struct ClusterCallbacks
       c->stats_.heartbeats_missed++;
       g_warning ("cluster: this node's heartbeat key had expired; other "
           "nodes may have ended its sessions");
+      c->republish ();
     }
     c->hb_first_ = false;
   }
@@ -597,15 +598,37 @@ Cluster::link_up (Link & l)
     stats_.reconnects++;
   g_message ("cluster: node %s connected to Redis%s", options_.node_id.c_str (),
       ever_up_ ? " again" : "");
+  bool again = ever_up_;
   ever_up_ = true;
   heartbeat ();
   refresh_directory ();
+  if (again)
+    republish ();
+}
+
+/* Redis may have lost what this node wrote (a restart without
+ * persistence, a failover): write its memberships again. The other nodes
+ * are not told anything new: what they knew of this node's sessions they
+ * still know, and joins or leaves during the outage are lost. */
+void
+Cluster::republish ()
+{
+  std::set<std::string> threads;
+  for (const auto &[thread, session] : router_.local_memberships ()) {
+    command ({"HSET", THREAD_KEY + thread, session, options_.node_id});
+    threads.insert (thread);
+  }
+  for (const auto &thread : threads)
+    command ({"SADD", NODE_THREADS_KEY + options_.node_id, thread});
 }
 
 void
 Cluster::link_down (Link & l)
 {
   l.ready = false;
+  /* Its heartbeat, if one was waiting, is answered no more. */
+  if (&l == cmd_.get ())
+    hb_sent_us_ = 0;
   /* hiredis frees the context after this callback; the next tick
    * connects again. */
 }

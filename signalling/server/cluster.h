@@ -117,6 +117,7 @@ private:
   void tick ();
   void heartbeat ();
   void refresh_directory ();
+  void republish ();
   void check_nodes ();
   void node_gone (const std::string & node);
   void close_op (Outbox & box);

@@ -1308,6 +1308,18 @@ Router::local_sessions () const
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>>
+Router::local_memberships () const
+{
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto &[name, t] : threads_)
+    for (const auto &id : t->members)
+      if (auto it = sessions_.find (id); it != sessions_.end ()
+          && !it->second->node)
+        out.emplace_back (name, id);
+  return out;
+}
+
 std::vector<Delivery>
 Router::close_all ()
 {

@@ -203,8 +203,10 @@ public:
   /* The nodes holding remote sessions known here. */
   std::vector<std::string> remote_nodes () const;
   std::size_t remote_count () const { return remote_sessions_; }
-  /* Local sessions, and the local members of each thread. */
+  /* Local sessions, and the local members of each thread as (thread,
+   * session) pairs. */
   std::vector<std::string> local_sessions () const;
+  std::vector<std::pair<std::string, std::string>> local_memberships () const;
 
   /* Introspection for metrics and tests. */
   std::size_t session_count () const { return sessions_.size () - remote_sessions_; }

@@ -77,22 +77,27 @@ struct Redis
   }
 };
 
-void
-start_redis ()
+/* A redis-server on `port` of 127.0.0.1, without persistence, killed
+ * with this thread. */
+GPid
+spawn_redis (guint port_number)
 {
-  redis_port = free_port ();
-  std::string port = std::to_string (redis_port);
+  GPid pid = 0;
+  std::string port = std::to_string (port_number);
   const char *argv[] = {"redis-server", "--port", port.c_str (), "--bind",
     "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
     nullptr};
   GError *error = nullptr;
+  /* Not reaped by GLib: no intermediate child, so PR_SET_PDEATHSIG is
+   * about this thread. */
   if (!g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
-          GSpawnFlags (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD), +[] (gpointer) { prctl (PR_SET_PDEATHSIG,
-                  SIGKILL); }, nullptr, &redis_pid, &error))
+          GSpawnFlags (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr,
+          &pid, &error))
     g_error ("cannot start redis-server: %s", error->message);
   for (int i = 0; i < 100; i++) {
     struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout ("127.0.0.1", redis_port, tv);
+    redisContext *c = redisConnectWithTimeout ("127.0.0.1", port_number, tv);
     bool up = c && !c->err;
     if (up) {
       auto *r = static_cast<redisReply *>(redisCommand (c, "PING"));
@@ -103,20 +108,21 @@ start_redis ()
     if (c)
       redisFree (c);
     if (up)
-      return;
+      return pid;
     g_usleep (50000);
   }
-  g_error ("redis-server did not come up on port %u", redis_port);
+  g_error ("redis-server did not come up on port %u", port_number);
+  return 0;
 }
 
 void
-stop_redis ()
+kill_redis (GPid & pid)
 {
-  if (redis_pid) {
-    kill (redis_pid, SIGKILL);
-    waitpid (redis_pid, nullptr, 0);
-    g_spawn_close_pid (redis_pid);
-    redis_pid = 0;
+  if (pid) {
+    kill (pid, SIGKILL);
+    waitpid (pid, nullptr, 0);
+    g_spawn_close_pid (pid);
+    pid = 0;
   }
 }
 
@@ -145,13 +151,14 @@ flush_redis ()
   r.query ({"FLUSHALL"});
 }
 
+/* Wait until the node says it is `healthy` (or not). */
 bool
-node_ready (ServerThread & n)
+node_ready (ServerThread & n, bool healthy = true, int timeout_ms = 3000)
 {
-  for (int i = 0; i < 300; i++) {
+  for (int i = 0; i < timeout_ms / 10; i++) {
     bool ok = false;
     n.call ([&] (SignallingServer & s) { ok = s.healthy (); });
-    if (ok)
+    if (ok == healthy)
       return true;
     g_usleep (10000);
   }
@@ -375,9 +382,9 @@ GST_START_TEST (test_killed_node)
   fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
   GPid pid = 0;
   fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
-          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL
-              | G_SPAWN_DO_NOT_REAP_CHILD), +[] (gpointer) { prctl (PR_SET_PDEATHSIG,
-                  SIGKILL); }, nullptr, &pid, nullptr));
+          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_DO_NOT_REAP_CHILD),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
+          nullptr));
   std::string ws = "ws://127.0.0.1:" + port_s + "/peerjs";
   auto c = std::make_unique<Client> ();
   bool up = false;
@@ -432,6 +439,51 @@ GST_START_TEST (test_killed_node)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_redis_restart)
+{
+  /* A Redis of this test's own, restarted empty mid-conversation. */
+  guint port = free_port ();
+  GPid pid = spawn_redis (port);
+  std::string url = "redis://127.0.0.1:" + std::to_string (port);
+  auto n1 = node ("r1", url), n2 = node ("r2", url);
+  fail_unless (node_ready (*n1) && node_ready (*n2));
+  auto a = connected (*n1), a2 = connected (*n1), b = connected (*n2);
+  redis_port = port;              /* what join () and Redis look at */
+  join (*n1, *a, "room", "r1");
+  join (*n2, *b, "room", "r2");
+  expect (*a, "thread:connect", "b joined");
+
+  kill_redis (pid);
+  fail_unless (node_ready (*n1, false) && node_ready (*n2, false),
+      "the nodes say they are unhealthy while Redis is down");
+  std::string body;
+  fail_unless_equals_int (http_get (n1->http_url ("/healthz"), &body), 503);
+  /* Local relay goes on meanwhile. */
+  a->send (J ("{'type':'chat','to':'" + a2->id + "','data':'local'}"));
+  assert_str (expect (*a2, "chat", "local relay without Redis").str ("data"),
+      "local");
+
+  pid = spawn_redis (port);
+  fail_unless (node_ready (*n1, true, 8000) && node_ready (*n2, true, 8000),
+      "the nodes connect again");
+  fail_unless_equals_int (http_get (n1->http_url ("/healthz"), &body), 200);
+  /* What they knew of each other they still know... */
+  a->send (J ("{'type':'chat','to':'" + b->id + "','data':'after'}"));
+  assert_str (expect (*b, "chat", "across nodes after the restart")
+      .str ("data"), "after");
+  /* ...and the new Redis holds their memberships again: a newcomer meets
+   * the members of both nodes. */
+  auto d = connected (*n2);
+  join (*n2, *d, "room", "r2");
+  check_join (expect (*a, "thread:connect", "d joined (a)"), d->id, "room");
+  check_join (expect (*b, "thread:connect", "d joined (b)"), d->id, "room");
+  fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &body), 200);
+  fail_unless (body.find ("peerjs_cluster_redis_reconnects_total 1")
+      != std::string::npos, "%s", body.c_str ());
+  kill_redis (pid);
+}
+GST_END_TEST;
+
 static Suite *
 cluster_suite (void)
 {
@@ -443,6 +495,7 @@ cluster_suite (void)
   tcase_add_test (tc, test_messages_by_id_across_nodes);
   tcase_add_test (tc, test_health_without_redis);
   tcase_add_test (tc, test_killed_node);
+  tcase_add_test (tc, test_redis_restart);
   return s;
 }
 
@@ -456,12 +509,13 @@ main (int argc, char **argv)
     return 77;
   }
   gst_check_init (&argc, &argv);
-  start_redis ();
+  redis_port = free_port ();
+  redis_pid = spawn_redis (redis_port);
   Suite *s = cluster_suite ();
   SRunner *sr = srunner_create (s);
   srunner_run_all (sr, CK_NORMAL);
   int failed = srunner_ntests_failed (sr);
   srunner_free (sr);
-  stop_redis ();
+  kill_redis (redis_pid);
   return failed == 0 ? 0 : 1;
 }
