@@ -87,6 +87,22 @@ for node in pairs(nodes) do redis.call('PUBLISH', chan .. node, env) end
 return 0
 )lua";
 
+/* Where sessions are: for each id, its node if the directory has it and
+ * that node's heartbeat key exists, else ''. */
+const char LOOKUP_SCRIPT[] = R"lua(
+local skey, nodekey = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local node = redis.call('GET', skey .. ARGV[i])
+  if node and redis.call('EXISTS', nodekey .. node) == 1 then
+    out[#out + 1] = node
+  else
+    out[#out + 1] = ''
+  end
+end
+return out
+)lua";
+
 /* A node is gone: its members leave every thread it had joined. Nothing
  * happens if its heartbeat came back meanwhile. */
 const char CLEAN_SCRIPT[] = R"lua(
@@ -189,9 +205,33 @@ struct Cluster::Link : Poller::Handler
   }
 };
 
+struct Cluster::Lookup
+{
+  std::string from, body;
+  std::vector<std::string> ids;
+  std::vector<std::list<Cluster::Waiting>::iterator> at;   /* per id */
+  bool answered = false;
+  std::shared_ptr<const Message> message;
+};
+
 /* hiredis's C callbacks. */
 struct ClusterCallbacks
 {
+  static void looked_up (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<Cluster::Lookup> l (static_cast<Cluster::Lookup *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_)
+      return;
+    std::vector<std::string> nodes (l->ids.size ());
+    if (reply && reply->type == REDIS_REPLY_ARRAY)
+      for (std::size_t i = 0; i < nodes.size () && i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+          nodes[i].assign (reply->element[i]->str, reply->element[i]->len);
+    c->resolve (*l, nodes);
+  }
+
   static void add_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, true); }
   static void del_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, false); }
   static void add_write (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLOUT, true); }
@@ -444,6 +484,7 @@ Cluster::Cluster (ClusterOptions options, Router & router, Poller & poller,
 
 Cluster::~Cluster ()
 {
+  closing_ = true;
   g_cancellable_cancel (cancel_);
   g_object_unref (cancel_);
   for (GSource **s : {&timer_, &flush_source_})
@@ -487,6 +528,11 @@ Cluster::start ()
   h.reply = [this] (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body) {
     reply (node, origin, from, body);
+  };
+  h.lookup = [this] (const std::string & from,
+      const std::vector<std::string> & ids, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message) {
+    lookup (from, ids, body, answered, std::move (message));
   };
   router_.set_cluster_hooks (std::move (h));
 
@@ -771,6 +817,18 @@ void
 Cluster::forward (const std::string & node, const std::string & session,
     const std::string & from, const std::string & body)
 {
+  auto w = waiting_.find (session);
+  if (w != waiting_.end ()) {
+    w->second.push_back (Waiting {false, false, node, from, body});
+    return;
+  }
+  put (node, session, from, body);
+}
+
+void
+Cluster::put (const std::string & node, const std::string & session,
+    const std::string & from, const std::string & body)
+{
   stats_.sent++;
   Outbox &box = outbox (node);
   /* One op for a message to several sessions of the node. */
@@ -800,6 +858,80 @@ Cluster::reply (const std::string & node, const std::string & origin,
 }
 
 void
+Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
+    const std::string & body, bool answered,
+    std::shared_ptr<const Message> message)
+{
+  auto l = std::make_unique<Lookup> ();
+  l->from = from;
+  l->body = body;
+  l->ids = ids;
+  l->answered = answered;
+  l->message = std::move (message);
+  for (const auto &id : ids) {
+    auto &q = waiting_[id];
+    l->at.push_back (q.insert (q.end (), Waiting {true, false, {}, {}, {}}));
+  }
+  stats_.lookups += ids.size ();
+  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0", SESSION_KEY,
+    NODE_KEY};
+  argv.insert (argv.end (), ids.begin (), ids.end ());
+  if (command (argv, ClusterCallbacks::looked_up, l.get ())) {
+    l.release ();
+    return;
+  }
+  /* Redis is unreachable: nobody can be found. Answered at the flush,
+   * out of the router's call. */
+  failed_.push_back (std::move (l));
+  schedule_flush ();
+}
+
+/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none. */
+void
+Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
+{
+  std::vector<std::string> missing;
+  bool found = false;
+  for (std::size_t i = 0; i < l.ids.size (); i++) {
+    Waiting &w = *l.at[i];
+    w.pending = false;
+    if (nodes[i].empty () || nodes[i] == options_.node_id) {
+      /* None, or ours, ended since: it would be known here. */
+      w.drop = true;
+      missing.push_back (l.ids[i]);
+    } else {
+      w.node = nodes[i];
+      w.from = l.from;
+      w.body = l.body;
+      found = true;
+      router_.remote_found (l.from, l.ids[i], nodes[i]);
+    }
+    drain (l.ids[i]);
+  }
+  stats_.lookups_missed += missing.size ();
+  if (!missing.empty ())
+    dispatch_ (router_.remote_unknown (l.from, missing, *l.message,
+            l.answered || found));
+}
+
+void
+Cluster::drain (const std::string & session)
+{
+  auto it = waiting_.find (session);
+  if (it == waiting_.end ())
+    return;
+  auto &q = it->second;
+  while (!q.empty () && !q.front ().pending) {
+    Waiting &w = q.front ();
+    if (!w.drop)
+      put (w.node, session, w.from, w.body);
+    q.pop_front ();
+  }
+  if (q.empty ())
+    waiting_.erase (it);
+}
+
+void
 Cluster::schedule_flush ()
 {
   if (flush_source_)
@@ -817,8 +949,21 @@ Cluster::schedule_flush ()
   g_source_attach (flush_source_, context_);
 }
 
+/* The end of a loop turn: lookups Redis could not take are answered,
+ * and what was forwarded goes out. */
 void
 Cluster::flush ()
+{
+  std::vector<std::unique_ptr<Lookup>> failed;
+  failed.swap (failed_);
+  for (auto &l : failed)
+    resolve (*l, std::vector<std::string> (l->ids.size ()));
+  publish ();
+}
+
+/* Safe inside a router call: it only writes to Redis. */
+void
+Cluster::publish ()
 {
   std::map<std::string, Outbox> boxes;
   boxes.swap (outboxes_);
@@ -838,7 +983,7 @@ Cluster::joined (const std::string & thread, const std::string & session,
     const std::string & body)
 {
   /* What this node forwarded before goes first. */
-  flush ();
+  publish ();
   std::string env = envelope_head () + "j";
   ns (env, thread);
   ns (env, session);
@@ -855,7 +1000,7 @@ void
 Cluster::left (const std::string & thread, const std::string & session,
     bool last)
 {
-  flush ();
+  publish ();
   std::string env = envelope_head () + "l";
   ns (env, thread);
   ns (env, session);
@@ -871,7 +1016,7 @@ Cluster::ended (const std::string & session,
     const std::vector<std::pair<std::string, bool>> & threads,
     const std::set<std::string> & nodes)
 {
-  flush ();
+  publish ();
   std::string env = envelope_head () + "g";
   ns (env, session);
   env += ';';
@@ -980,6 +1125,12 @@ Cluster::metrics () const
       st.reconnects);
   metric ("peerjs_cluster_heartbeats_missed_total", "counter",
       "Heartbeats that found this node's key expired.", st.heartbeats_missed);
+  metric ("peerjs_cluster_lookups_total", "counter",
+      "Session ids looked up in the directory (messages by id to sessions "
+      "not known here).", st.lookups);
+  metric ("peerjs_cluster_lookups_missed_total", "counter",
+      "Looked-up ids no live node holds (answered with unknown-recipient).",
+      st.lookups_missed);
   o << "# HELP peerjs_cluster_latency_seconds From a batch's publication on "
       "another node to its receipt here (wall clocks of both nodes).\n"
       "# TYPE peerjs_cluster_latency_seconds summary\n"

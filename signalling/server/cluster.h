@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,6 +72,8 @@ struct ClusterStats
   std::uint64_t nodes_lost = 0;      /* nodes whose heartbeat expired */
   std::uint64_t reconnects = 0;      /* connections to Redis after the first */
   std::uint64_t heartbeats_missed = 0;   /* our own key had expired */
+  std::uint64_t lookups = 0;         /* ids looked up in the directory */
+  std::uint64_t lookups_missed = 0;  /* ... and not found there */
   std::uint64_t latency_count = 0;
   double latency_sum_s = 0;          /* envelope publish to receipt */
 };
@@ -99,8 +102,19 @@ public:
   std::string metrics () const;
 
   struct Link;
+  struct Lookup;
 
 private:
+  /* A message for a session whose directory lookup is still under way
+   * waits behind it, so that what one session sends another arrives in
+   * order. */
+  struct Waiting
+  {
+    bool pending = false;        /* the lookup's own message, not back yet */
+    bool drop = false;           /* the lookup found nobody */
+    std::string node, from, body;
+  };
+
   struct Outbox
   {
     std::string ops;             /* encoded, complete */
@@ -124,7 +138,12 @@ private:
   Outbox & outbox (const std::string & node);
   void schedule_flush ();
   void flush ();
+  void publish ();
   void on_message (std::string_view payload);
+  void put (const std::string & node, const std::string & session,
+      const std::string & from, const std::string & body);
+  void resolve (Lookup & l, const std::vector<std::string> & nodes);
+  void drain (const std::string & session);
   std::string envelope_head () const;
   bool command (const std::vector<std::string> & argv,
       void (*fn) (redisAsyncContext *, void *, void *) = nullptr,
@@ -142,6 +161,9 @@ private:
       const std::set<std::string> & nodes);
   void reply (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body);
+  void lookup (const std::string & from, const std::vector<std::string> & ids,
+      const std::string & body, bool answered,
+      std::shared_ptr<const Message> message);
 
   ClusterOptions options_;
   Router & router_;
@@ -156,6 +178,9 @@ private:
   GSource *timer_ = nullptr;
   GSource *flush_source_ = nullptr;
   std::map<std::string, Outbox> outboxes_;
+  std::map<std::string, std::list<Waiting>> waiting_;
+  std::vector<std::unique_ptr<Lookup>> failed_;   /* answered at the flush */
+  bool closing_ = false;
   std::uint64_t ticks_ = 0;
   std::int64_t hb_sent_us_ = 0;  /* unanswered heartbeat, 0: none */
   std::int64_t hb_ok_us_ = 0;

@@ -890,6 +890,7 @@ Router::route (Session & s, const Message & m, Out & out)
   std::vector<std::string> unknown;
   std::vector<std::string> outside;   /* thread:* answers to non-members */
   std::vector<std::string> strangers; /* stream:*, file:* to no thread-mate */
+  std::vector<std::string> lookups;   /* for the session directory */
   bool thread_type = starts_with (m.type (), "thread:");
   /* Negotiation and file transfers are between thread-mates only: a
    * session id alone opens no connection to its holder. */
@@ -909,7 +910,15 @@ Router::route (Session & s, const Message & m, Out & out)
       }
       auto carriers = tags_.find (e);
       if (carriers == tags_.end ()) {
-        unknown.push_back (e);
+        /* Cluster mode: maybe a session of another node. Messages that
+         * need a membership or a shared thread have their stand-ins
+         * already, if they may go at all. */
+        if (hooks_.lookup && !thread_type && !mates_only) {
+          if (std::find (lookups.begin (), lookups.end (), e) == lookups.end ())
+            lookups.push_back (e);
+        } else {
+          unknown.push_back (e);
+        }
         continue;
       }
       for (const auto &id : carriers->second) {
@@ -970,9 +979,18 @@ Router::route (Session & s, const Message & m, Out & out)
       s += (s.empty () ? "'" : ", '") + e + "'";
     return s;
   };
+  if (!lookups.empty ()) {
+    /* Their answers are awaited as if they had it; remote_unknown ()
+     * forgets those that do not exist. */
+    for (const auto &e : lookups)
+      remember_callback (s, m, e, out);
+    hooks_.lookup (s.id, lookups, m.relay_text (s.id, nullptr, s.name ()),
+        delivered > 0, std::make_shared<const Message> (m));
+  }
   /* A callback that reached nobody is answered by the error; one that
-   * reached someone stays theirs to answer. */
-  const Message *cb = delivered == 0 ? &m : nullptr;
+   * reached someone stays theirs to answer (one that went to be looked
+   * up is answered by remote_unknown () if need be). */
+  const Message *cb = delivered == 0 && lookups.empty () ? &m : nullptr;
   if (!unknown.empty ())
     refuse (s, out, ErrorCode::UnknownRecipient, "no session or tag " +
         join (unknown), cb);
@@ -1286,6 +1304,47 @@ Router::remote_reply (const std::string & origin, const std::string & from,
   }
   if (f->threads.empty () && f->view ().contacts.empty ())
     forget_remote (*f);
+  return std::move (out.items);
+}
+
+void
+Router::remote_found (const std::string & from, const std::string & session,
+    const std::string & node)
+{
+  Session *f = find (from);
+  if (!f || f->node)
+    return;
+  if (Session *p = remote (session, node)) {
+    contact (*f, *p);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+}
+
+std::vector<Delivery>
+Router::remote_unknown (const std::string & from,
+    const std::vector<std::string> & ids, const Message & m, bool answered)
+{
+  Out out;
+  Session *s = find (from);
+  if (!s || s->node || ids.empty ())
+    return {};
+  if (m.callback_id () && s->extras) {
+    auto it = s->extras->pending_by_key.find (m.callback_id ()->key);
+    if (it != s->extras->pending_by_key.end ()) {
+      for (const auto &id : ids)
+        it->second->recipients.erase (id);
+      if (it->second->recipients.empty ()) {
+        s->extras->pending.erase (it->second);
+        s->extras->pending_by_key.erase (it);
+      }
+    }
+  }
+  std::string list;
+  for (const auto &e : ids)
+    list += (list.empty () ? "'" : ", '") + e + "'";
+  refuse (*s, out, ErrorCode::UnknownRecipient, "no session or tag " + list,
+      answered ? nullptr : &m);
   return std::move (out.items);
 }
 

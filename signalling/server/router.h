@@ -109,6 +109,14 @@ struct ClusterHooks
    * origin's node checks it and delivers it. */
   std::function<void (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body)> reply;
+  /* A message by id from local `from` to `ids`, which this node does not
+   * know: the cluster layer looks them up in the session directory and
+   * hands `body` to their nodes, then calls remote_found () for each one
+   * found and remote_unknown () for the rest. `answered`: someone else
+   * got the message already. */
+  std::function<void (const std::string & from,
+      const std::vector<std::string> & ids, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message)> lookup;
 };
 
 /* Checks an auth token exactly as the upgrade does: its grants, or
@@ -200,6 +208,14 @@ public:
   std::vector<Delivery> remote_reply (const std::string & origin,
       const std::string & from, const std::string & node,
       const std::string & body);
+  /* A lookup found `session` on `node`: it becomes a contact of `from`. */
+  void remote_found (const std::string & from, const std::string & session,
+      const std::string & node);
+  /* A lookup found none of `ids`: `from` gets unknown-recipient, answering
+   * the message's callback unless `answered`. */
+  std::vector<Delivery> remote_unknown (const std::string & from,
+      const std::vector<std::string> & ids, const Message & message,
+      bool answered);
   /* The nodes holding remote sessions known here. */
   std::vector<std::string> remote_nodes () const;
   std::size_t remote_count () const { return remote_sessions_; }

@@ -233,6 +233,7 @@ public:
   std::deque<std::function<void ()>> queue;
   std::map<std::string, std::vector<Msg>> inbox;   /* per session */
   std::map<std::string, std::int64_t> seq;
+  std::map<std::string, std::string> directory;    /* session -> node */
   std::size_t forwards = 0;
 
   Router & add (const std::string & name)
@@ -297,6 +298,28 @@ public:
             take (r (node).remote_reply (origin, from, name, body));
           });
     };
+    h.lookup = [this, name] (const std::string & from,
+        const std::vector<std::string> & ids, const std::string & body,
+        bool answered, std::shared_ptr<const Message> message) {
+      queue.push_back ([=] () {
+            std::vector<std::string> missing;
+            bool found = false;
+            for (const auto &id : ids) {
+              auto it = directory.find (id);
+              if (it == directory.end () || it->second == name
+                  || !r (it->second).has_session (id)) {
+                missing.push_back (id);
+                continue;
+              }
+              found = true;
+              r (name).remote_found (from, id, it->second);
+              take (r (it->second).remote_deliver ({id}, body, from, name));
+            }
+            if (!missing.empty ())
+              take (r (name).remote_unknown (from, missing, *message,
+                      answered || found));
+          });
+    };
     n.router->set_cluster_hooks (std::move (h));
     return *n.router;
   }
@@ -332,6 +355,7 @@ public:
     fail_unless (o.ok);
     take (o.deliveries);
     inbox[o.session].clear ();
+    directory[o.session] = node;
     return o.session;
   }
 
@@ -444,6 +468,52 @@ GST_START_TEST (test_stand_ins_callbacks)
   std::string c = m.open ("A");
   m.send ("A", c, "{'to':'" + b + "','callback_response':'c1'}");
   fail_unless (m.one (c, "error").is_error ("unknown-callback"));
+}
+GST_END_TEST;
+
+GST_START_TEST (test_stand_ins_lookup)
+{
+  Mesh m;
+  m.add ("A");
+  m.add ("B");
+  std::string a = m.open ("A"), c = m.open ("B");
+  /* No shared thread: a finds c through the directory. */
+  m.send ("A", a, "{'type':'chat','to':'" + c + "','data':'found you'}");
+  Msg chat = m.one (c, "chat");
+  assert_str (chat.str ("from"), a);
+  assert_str (chat.str ("data"), "found you");
+  fail_unless (m.got (a).empty ());
+  fail_unless_equals_int (m.r ("A").remote_count (), 1);
+  m.send ("B", c, "{'type':'chat','to':'" + a + "','data':'hello'}");
+  assert_str (m.one (a, "chat").str ("data"), "hello");
+  /* A callback both ways round. */
+  m.send ("A", a, "{'type':'invite:x','to':'" + c + "','callback_id':3}");
+  fail_unless_equals_int (m.one (c, "invite:x").num ("callback_id"), 3);
+  m.send ("B", c, "{'to':'" + a + "','callback_response':3,'data':'yes'}");
+  Msg yes = m.got (a).at (0);
+  fail_unless_equals_int (yes.num ("callback_response"), 3);
+  assert_str (yes.str ("data"), "yes");
+  /* Nobody holds the id: unknown-recipient, answering the callback. */
+  m.send ("A", a, "{'type':'chat','to':'nobody','callback_id':5}");
+  Msg e = m.one (a, "error");
+  fail_unless (e.is_error ("unknown-recipient"));
+  fail_unless_equals_int (e.num ("callback_response"), 5);
+  /* One reached, one not: the callback stays c's to answer. */
+  m.send ("A", a, "{'type':'chat','to':['" + c + "','nobody'],"
+      "'callback_id':6}");
+  m.one (c, "chat");
+  e = m.one (a, "error");
+  fail_unless (e.is_error ("unknown-recipient"));
+  fail_if (e.has ("callback_response"));
+  m.send ("B", c, "{'to':'" + a + "','callback_response':6}");
+  fail_unless_equals_int (m.got (a).at (0).num ("callback_response"), 6);
+  /* stream:* needs a shared thread, across nodes too. */
+  m.send ("A", a, "{'type':'stream:offer','to':'" + c + "'}");
+  fail_unless (m.one (a, "error").is_error ("no-shared-thread"));
+  /* c, a contact now, ends: a is told. */
+  m.send ("B", c, "{'type':'socket:disconnect'}");
+  assert_str (m.one (a, "socket:disconnect").str ("from"), c);
+  fail_unless_equals_int (m.r ("A").remote_count (), 0);
 }
 GST_END_TEST;
 
@@ -603,6 +673,28 @@ GST_START_TEST (test_messages_by_id_across_nodes)
       == std::string::npos, "messages came from n2");
   fail_unless (metrics.find ("peerjs_cluster_remote_sessions 1")
       != std::string::npos, "%s", metrics.c_str ());
+
+  /* A session of n2 that shares nothing with a: found through the
+   * session directory, once n2 has written it there. */
+  auto c = connected (*n2);
+  Redis r;
+  for (int i = 0; i < 100 && r.query ({"GET", "pj:session:" + c->id}) != "n2";
+      i++)
+    g_usleep (10000);
+  a->send (J ("{'type':'chat','to':'" + c->id + "','data':'found you'}"));
+  Msg found = expect (*c, "chat", "a to c through the directory");
+  assert_str (found.str ("from"), a->id);
+  assert_str (found.str ("data"), "found you");
+  c->send (J ("{'type':'chat','to':'" + a->id + "','data':'back'}"));
+  assert_str (expect (*a, "chat", "c to a").str ("data"), "back");
+  /* An id no node holds: unknown-recipient, answering the callback. */
+  a->send (J ("{'type':'chat','to':'nobody-here','callback_id':9}"));
+  Msg miss = expect (*a, "error", "an id no node holds");
+  assert_str (miss.str ("code"), "unknown-recipient");
+  fail_unless_equals_int (miss.num ("callback_response"), 9);
+  /* c ends: a, its contact now, is told. */
+  c->send (J ("{'type':'socket:disconnect'}"));
+  assert_str (expect (*a, "socket:disconnect", "c ended").str ("from"), c->id);
 }
 GST_END_TEST;
 
@@ -759,6 +851,7 @@ cluster_suite (bool redis)
   suite_add_tcase (s, units);
   tcase_add_test (units, test_stand_ins_threads);
   tcase_add_test (units, test_stand_ins_callbacks);
+  tcase_add_test (units, test_stand_ins_lookup);
   tcase_add_test (units, test_stand_ins_node_gone);
   if (!redis)
     return s;
