@@ -18,8 +18,10 @@ const char NODE_THREADS_KEY[] = "pj:node-threads:";   /* threads a node joined *
 const char CHANNEL[] = "pj:to:";              /* a node's pub/sub channel */
 
 /* A join: the live members before it (session, node pairs of other nodes)
- * are the answer; the notice goes to each of their nodes, and members of
- * nodes whose heartbeat expired are removed on the way. */
+ * are the answer; the notice goes to each of their nodes, naming the
+ * members there it is for, and members of nodes whose heartbeat expired
+ * are removed on the way. `env` is the envelope up to the op's last
+ * field; the names and the op's end are added per node. */
 const char JOIN_SCRIPT[] = R"lua(
 local me, session, thread, nodekey, chan, env, tkey, ntkey =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -38,28 +40,48 @@ for i = 1, #members, 2 do
     elseif node ~= me then
       out[#out + 1] = id
       out[#out + 1] = node
-      nodes[node] = true
+      local parts = nodes[node]
+      if not parts then
+        parts = {env}
+        nodes[node] = parts
+      end
+      parts[#parts + 1] = #id .. ':' .. id .. ','
     end
   end
 end
 redis.call('HSET', tkey, session, me)
 redis.call('SADD', ntkey, thread)
-for node in pairs(nodes) do redis.call('PUBLISH', chan .. node, env) end
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', chan .. node, table.concat(parts))
+end
 return out
 )lua";
 
-/* A leave: out of the hash, the notice to the other nodes with members. */
+/* A leave: out of the hash, the notice to the other nodes with members,
+ * naming them as a join does. */
 const char LEAVE_SCRIPT[] = R"lua(
 local me, session, thread, chan, env, tkey, ntkey, last =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 redis.call('HDEL', tkey, session)
 if last == '1' then redis.call('SREM', ntkey, thread) end
-local members = redis.call('HVALS', tkey)
+local members = redis.call('HGETALL', tkey)
 local nodes = {}
-for _, node in ipairs(members) do
-  if node ~= me then nodes[node] = true end
+for i = 1, #members, 2 do
+  local id, node = members[i], members[i + 1]
+  if node ~= me then
+    local parts = nodes[node]
+    if not parts then
+      parts = {env}
+      nodes[node] = parts
+    end
+    parts[#parts + 1] = #id .. ':' .. id .. ','
+  end
 end
-for node in pairs(nodes) do redis.call('PUBLISH', chan .. node, env) end
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', chan .. node, table.concat(parts))
+end
 return 0
 )lua";
 
@@ -988,7 +1010,6 @@ Cluster::joined (const std::string & thread, const std::string & session,
   ns (env, thread);
   ns (env, session);
   ns (env, body);
-  env += ';';
   if (!command ({"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
           NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
           NODE_THREADS_KEY + options_.node_id}, ClusterCallbacks::joined,
@@ -1004,7 +1025,6 @@ Cluster::left (const std::string & thread, const std::string & session,
   std::string env = envelope_head () + "l";
   ns (env, thread);
   ns (env, session);
-  env += ';';
   if (!command ({"EVAL", LEAVE_SCRIPT, "0", options_.node_id, session, thread,
           CHANNEL, env, THREAD_KEY + thread,
           NODE_THREADS_KEY + options_.node_id, last ? "1" : "0"}))
@@ -1073,10 +1093,12 @@ Cluster::on_message (std::string_view payload)
     if (op == 'd' && f.size () >= 3) {
       std::vector<std::string> to (f.begin () + 2, f.end ());
       take (router_.remote_deliver (to, f[1], f[0], node));
-    } else if (op == 'j' && f.size () == 3) {
-      take (router_.remote_join (f[0], f[1], node, f[2]));
-    } else if (op == 'l' && f.size () == 2) {
-      take (router_.remote_leave (f[0], f[1]));
+    } else if (op == 'j' && f.size () >= 3) {
+      take (router_.remote_join (f[0], f[1], node, f[2],
+              std::vector<std::string> (f.begin () + 3, f.end ())));
+    } else if (op == 'l' && f.size () >= 2) {
+      take (router_.remote_leave (f[0], f[1],
+              std::vector<std::string> (f.begin () + 2, f.end ())));
     } else if (op == 'g' && f.size () == 1) {
       take (router_.remote_end (f[0]));
     } else if (op == 'r' && f.size () == 3) {

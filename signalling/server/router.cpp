@@ -1200,7 +1200,8 @@ Router::remote_deliver (const std::vector<std::string> & to,
 
 std::vector<Delivery>
 Router::remote_join (const std::string & thread, const std::string & session,
-    const std::string & node, const std::string & body)
+    const std::string & node, const std::string & body,
+    const std::vector<std::string> & members)
 {
   Out out;
   auto it = threads_.find (thread);
@@ -1209,10 +1210,13 @@ Router::remote_join (const std::string & thread, const std::string & session,
   Session *p = remote (session, node);
   if (!p)
     return {};
-  it->second->members.insert (session);
+  Thread &t = *it->second;
+  t.members.insert (session);
   p->threads.insert (thread);
-  for (const auto &id : it->second->members)
-    if (Session *m = find (id); m && !m->node) {
+  /* Only those that were members before it: one that joined here since
+   * was told of this member by the answer to its own join. */
+  for (const auto &id : members)
+    if (Session *m = find (id); m && !m->node && t.members.count (id)) {
       deliver (*m, body, out, p);
       contact (*p, *m);
     }
@@ -1236,13 +1240,23 @@ Router::remote_member (const std::string & thread, const std::string & joiner,
 }
 
 std::vector<Delivery>
-Router::remote_leave (const std::string & thread, const std::string & session)
+Router::remote_leave (const std::string & thread, const std::string & session,
+    const std::vector<std::string> & members)
 {
   Out out;
   Session *p = find (session);
   if (!p || !p->node || !p->threads.count (thread))
     return {};
-  leave_thread (*p, thread, out, false);
+  p->threads.erase (thread);
+  auto it = threads_.find (thread);
+  if (it != threads_.end ()) {
+    Thread &t = *it->second;
+    t.members.erase (session);
+    std::string body = thread_disconnect_text (thread, session);
+    for (const auto &id : members)
+      if (Session *m = find (id); m && !m->node && t.members.count (id))
+        deliver (*m, body, out);
+  }
   if (p->threads.empty () && p->view ().contacts.empty ())
     forget_remote (*p);
   return std::move (out.items);

@@ -188,17 +188,20 @@ public:
   std::vector<Delivery> remote_deliver (const std::vector<std::string> & to,
       const std::string & body, const std::string & from,
       const std::string & node);
-  /* `session` (on `node`) joined `thread`: the local members get `body`. */
+  /* `session` (on `node`) joined `thread`: the local members named in
+   * `members` (those that were in it before, in Redis's order) get
+   * `body`. */
   std::vector<Delivery> remote_join (const std::string & thread,
       const std::string & session, const std::string & node,
-      const std::string & body);
+      const std::string & body, const std::vector<std::string> & members);
   /* `session`, held by `node`, was in `thread` before the local `joiner`
    * joined it: it becomes a member here, unannounced. */
   void remote_member (const std::string & thread, const std::string & joiner,
       const std::string & session, const std::string & node);
-  /* `session` left `thread`: its local members get thread:disconnect. */
+  /* `session` left `thread`: the local members named in `members` (those
+   * still in it, in Redis's order) get thread:disconnect. */
   std::vector<Delivery> remote_leave (const std::string & thread,
-      const std::string & session);
+      const std::string & session, const std::vector<std::string> & members);
   /* `session` ended on its node, as end() does here for the local
    * sessions that knew it. */
   std::vector<Delivery> remote_end (const std::string & session);
