@@ -84,17 +84,22 @@ struct Redis
 /* A redis-server on `port` of 127.0.0.1, without persistence, killed
  * with this thread. */
 GPid
-spawn_redis (guint port_number)
+spawn_redis (guint port_number, const std::string & unix_socket = "")
 {
   GPid pid = 0;
   std::string port = std::to_string (port_number);
-  const char *argv[] = {"redis-server", "--port", port.c_str (), "--bind",
-    "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning",
-    nullptr};
+  std::vector<const char *> argv = {"redis-server", "--port", port.c_str (),
+    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel",
+    "warning"};
+  if (!unix_socket.empty ()) {
+    argv.push_back ("--unixsocket");
+    argv.push_back (unix_socket.c_str ());
+  }
+  argv.push_back (nullptr);
   GError *error = nullptr;
   /* Not reaped by GLib: no intermediate child, so PR_SET_PDEATHSIG is
    * about this thread. */
-  if (!g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+  if (!g_spawn_async (nullptr, const_cast<char **>(argv.data ()), nullptr,
           GSpawnFlags (G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD),
           +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr,
           &pid, &error))
@@ -932,6 +937,48 @@ GST_START_TEST (test_two_thousand_sessions)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_redis_url_forms)
+{
+  /* One Redis on a TCP port and a unix socket; nodes on database 3 through
+   * either meet, and what they store is in database 3. */
+  g_autofree char *dir = g_dir_make_tmp ("peerjs-cluster-XXXXXX", nullptr);
+  std::string sock = std::string (dir) + "/redis.sock";
+  guint port = free_port ();
+  GPid pid = spawn_redis (port, sock);
+  auto n1 = node ("u1", "redis://127.0.0.1:" + std::to_string (port) + "/3");
+  auto n2 = node ("u2", "unix:" + sock + "?db=3");
+  fail_unless (node_ready (*n1) && node_ready (*n2));
+  auto a = connected (*n1), b = connected (*n2);
+  a->send (J ("{'type':'thread:connect','thread':'x'}"));
+  wait_member (*n1, *a, "x");
+  struct timeval tv = {2, 0};
+  redisContext *c = redisConnectWithTimeout ("127.0.0.1", port, tv);
+  fail_unless (c && !c->err);
+  auto get = [&] (const char *fmt, const std::string & arg) {
+    auto *r = static_cast<redisReply *>(redisCommand (c, fmt, arg.c_str ()));
+    fail_unless (r != nullptr);
+    std::string out = r->type == REDIS_REPLY_STRING ? r->str : "";
+    freeReplyObject (r);
+    return out;
+  };
+  get ("SELECT %s", "3");
+  for (int i = 0; i < 100 && get ("HGET pj:thread:x %s", a->id) != "u1"; i++)
+    g_usleep (10000);
+  assert_str (get ("HGET pj:thread:x %s", a->id), "u1");
+  b->send (J ("{'type':'thread:connect','thread':'x'}"));
+  assert_str (expect (*a, "thread:connect", "b joined through the unix "
+          "socket").str ("from"), b->id);
+  get ("SELECT %s", "0");
+  auto *r = static_cast<redisReply *>(redisCommand (c, "EXISTS pj:thread:x"));
+  fail_unless_equals_int (r->integer, 0);
+  freeReplyObject (r);
+  redisFree (c);
+  kill_redis (pid);
+  g_unlink (sock.c_str ());
+  g_rmdir (dir);
+}
+GST_END_TEST;
+
 static Suite *
 cluster_suite (bool redis)
 {
@@ -954,6 +1001,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
+  tcase_add_test (tc, test_redis_url_forms);
   return s;
 }
 
