@@ -571,9 +571,14 @@ void
 Cluster::connect ()
 {
   const RedisAddress & a = options_.redis;
-  if (a.path.empty () && !g_hostname_is_ip_address (a.host.c_str ())) {
+  if (a.path.empty () && !g_hostname_is_ip_address (a.host.c_str ())
+      && next_address_ < addresses_.size ()) {
+    /* Each attempt takes the next address (localhost: ::1, then
+     * 127.0.0.1); past the last one the name is resolved again. */
+    resolved_host_ = addresses_[next_address_++];
+  } else if (a.path.empty () && !g_hostname_is_ip_address (a.host.c_str ())) {
     /* hiredis resolves names with a blocking getaddrinfo (): resolve
-     * here, asynchronously, and hand it the address. */
+     * here, asynchronously, and hand it the addresses. */
     if (resolving_)
       return;
     resolving_ = true;
@@ -585,8 +590,9 @@ Cluster::connect ()
         }, this);
     g_main_context_pop_thread_default (context_);
     return;
+  } else {
+    resolved_host_ = a.host;
   }
-  resolved_host_ = a.host;
   for (Link *l : {cmd_.get (), sub_.get ()})
     if (!l->ac)
       connect_link (*l);
@@ -606,12 +612,14 @@ Cluster::resolved (GObject * source, GAsyncResult * res)
         error ? error->message : "no address");
     return;
   }
-  g_autofree char *ip = g_inet_address_to_string (G_INET_ADDRESS (found->data));
+  addresses_.clear ();
+  next_address_ = 0;
+  for (GList *a = found; a; a = a->next) {
+    g_autofree char *ip = g_inet_address_to_string (G_INET_ADDRESS (a->data));
+    addresses_.emplace_back (ip);
+  }
   g_resolver_free_addresses (found);
-  resolved_host_ = ip;
-  for (Link *l : {cmd_.get (), sub_.get ()})
-    if (!l->ac)
-      connect_link (*l);
+  connect ();
 }
 
 void
@@ -1067,8 +1075,14 @@ Cluster::on_message (std::string_view payload)
   std::int64_t sent_us = g_ascii_strtoll (sent.c_str (), nullptr, 10);
   std::int64_t lag = g_get_real_time () - sent_us;
   if (sent_us > 0 && lag >= 0) {
+    double s = lag / 1e6;
+    std::size_t b = 0;
+    while (b < std::size (ClusterStats::LATENCY_BOUNDS)
+        && s > ClusterStats::LATENCY_BOUNDS[b])
+      b++;
+    stats_.latency_buckets[b]++;
     stats_.latency_count++;
-    stats_.latency_sum_s += lag / 1e6;
+    stats_.latency_sum_s += s;
   }
   std::vector<Delivery> out;
   auto take = [&] (std::vector<Delivery> && d) {
@@ -1155,9 +1169,16 @@ Cluster::metrics () const
       st.lookups_missed);
   o << "# HELP peerjs_cluster_latency_seconds From a batch's publication on "
       "another node to its receipt here (wall clocks of both nodes).\n"
-      "# TYPE peerjs_cluster_latency_seconds summary\n"
-      "peerjs_cluster_latency_seconds_sum " << st.latency_sum_s << "\n"
-      "peerjs_cluster_latency_seconds_count " << st.latency_count << '\n';
+      "# TYPE peerjs_cluster_latency_seconds histogram\n";
+  std::uint64_t below = 0;
+  for (std::size_t b = 0; b < std::size (ClusterStats::LATENCY_BOUNDS); b++) {
+    below += st.latency_buckets[b];
+    o << "peerjs_cluster_latency_seconds_bucket{le=\""
+        << ClusterStats::LATENCY_BOUNDS[b] << "\"} " << below << '\n';
+  }
+  o << "peerjs_cluster_latency_seconds_bucket{le=\"+Inf\"} " << st.latency_count
+      << "\npeerjs_cluster_latency_seconds_sum " << st.latency_sum_s
+      << "\npeerjs_cluster_latency_seconds_count " << st.latency_count << '\n';
   return o.str ();
 }
 

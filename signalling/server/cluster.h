@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <list>
 #include <map>
 #include <memory>
@@ -74,8 +75,13 @@ struct ClusterStats
   std::uint64_t heartbeats_missed = 0;   /* our own key had expired */
   std::uint64_t lookups = 0;         /* ids looked up in the directory */
   std::uint64_t lookups_missed = 0;  /* ... and not found there */
+  /* From an envelope's publication to its receipt: a histogram over
+   * LATENCY_BOUNDS (the last bucket is everything above). */
+  static constexpr double LATENCY_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+  std::uint64_t latency_buckets[std::size (LATENCY_BOUNDS) + 1] = {};
   std::uint64_t latency_count = 0;
-  double latency_sum_s = 0;          /* envelope publish to receipt */
+  double latency_sum_s = 0;
 };
 
 class Cluster
@@ -171,7 +177,9 @@ private:
   GMainContext *context_;
   Dispatch dispatch_;
   std::unique_ptr<Link> cmd_, sub_;
-  std::string resolved_host_;    /* the address HOST resolved to */
+  std::string resolved_host_;    /* the address of HOST tried now */
+  std::vector<std::string> addresses_;   /* what HOST resolved to */
+  std::size_t next_address_ = 0; /* tried in turn, once per attempt */
   GCancellable *cancel_ = nullptr;
   bool resolving_ = false;
   bool ever_up_ = false;

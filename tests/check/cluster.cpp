@@ -680,6 +680,10 @@ GST_START_TEST (test_messages_by_id_across_nodes)
       == std::string::npos, "messages came from n2");
   fail_unless (metrics.find ("peerjs_cluster_remote_sessions 1")
       != std::string::npos, "%s", metrics.c_str ());
+  fail_unless (metrics.find ("peerjs_cluster_latency_seconds_count 0")
+      == std::string::npos && metrics.find ("peerjs_cluster_latency_seconds_"
+          "bucket{le=\"1\"} 0") == std::string::npos,
+      "batches from n2 were timed: %s", metrics.c_str ());
 
   /* A session of n2 that shares nothing with a: found through the
    * session directory, once n2 has written it there. */
@@ -940,14 +944,16 @@ GST_END_TEST;
 GST_START_TEST (test_redis_url_forms)
 {
   /* One Redis on a TCP port and a unix socket; nodes on database 3 through
-   * either meet, and what they store is in database 3. */
+   * either meet, and what they store is in database 3. The TCP one names
+   * the host: resolved without blocking, its addresses tried in turn
+   * (localhost may be ::1 first, where this Redis does not listen). */
   g_autofree char *dir = g_dir_make_tmp ("peerjs-cluster-XXXXXX", nullptr);
   std::string sock = std::string (dir) + "/redis.sock";
   guint port = free_port ();
   GPid pid = spawn_redis (port, sock);
-  auto n1 = node ("u1", "redis://127.0.0.1:" + std::to_string (port) + "/3");
+  auto n1 = node ("u1", "redis://localhost:" + std::to_string (port) + "/3");
   auto n2 = node ("u2", "unix:" + sock + "?db=3");
-  fail_unless (node_ready (*n1) && node_ready (*n2));
+  fail_unless (node_ready (*n1, true, 8000) && node_ready (*n2));
   auto a = connected (*n1), b = connected (*n2);
   a->send (J ("{'type':'thread:connect','thread':'x'}"));
   wait_member (*n1, *a, "x");
