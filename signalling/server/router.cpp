@@ -1146,12 +1146,23 @@ Router::set_cluster_hooks (ClusterHooks hooks)
 }
 
 /* The stand-in for `id` of `node`, made if need be; null if `id` is a
- * session of this node. */
+ * session of this node. A stand-in named with another node moves to
+ * `node`: the session started afresh there (its old node is gone). */
 Router::Session *
 Router::remote (const std::string & id, const std::string & node)
 {
-  if (Session *s = find (id))
+  if (Session *s = find (id)) {
+    if (s->node && *s->node != node) {
+      auto old = remote_.find (*s->node);
+      old->second.erase (id);
+      if (old->second.empty ())
+        remote_.erase (old);
+      auto n = remote_.emplace (node, std::set<std::string> ()).first;
+      n->second.insert (id);
+      s->node = &n->first;
+    }
     return s->node ? s : nullptr;
+  }
   auto n = remote_.emplace (node, std::set<std::string> ()).first;
   n->second.insert (id);
   auto s = std::make_unique<Session> ();

@@ -524,6 +524,35 @@ GST_START_TEST (test_stand_ins_lookup)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_stand_ins_move)
+{
+  Mesh m;
+  m.add ("A");
+  m.add ("B");
+  m.add ("C");
+  std::string a = m.open ("A"), b = m.open ("B");
+  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
+  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
+  m.got (a);
+  /* B dies; before A notices, b's client is back on C with its token and
+   * joins again: A's stand-in of b moves to C... */
+  OpenResult o = m.r ("C").open (m.r ("B").token_for (b), -1, 0);
+  fail_unless (o.ok);
+  assert_str (o.session, b);
+  m.take (o.deliveries);
+  m.got (b);
+  m.seq[b] = 0;                   /* a new session: seq starts again */
+  m.directory[b] = "C";
+  m.send ("C", b, "{'type':'thread:connect','thread':'t'}");
+  assert_str (m.one (a, "thread:connect").str ("from"), b);
+  /* ...so B's end does not end it, and a still reaches b on C. */
+  m.take (m.r ("A").remote_node_gone ("B"));
+  fail_unless (m.got (a).empty (), "b lives on C");
+  m.send ("A", a, "{'type':'chat','thread':'t','data':'still'}");
+  assert_str (m.one (b, "chat").str ("data"), "still");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_stand_ins_node_gone)
 {
   Mesh m;
@@ -995,6 +1024,7 @@ cluster_suite (bool redis)
   tcase_add_test (units, test_stand_ins_threads);
   tcase_add_test (units, test_stand_ins_callbacks);
   tcase_add_test (units, test_stand_ins_lookup);
+  tcase_add_test (units, test_stand_ins_move);
   tcase_add_test (units, test_stand_ins_node_gone);
   if (!redis)
     return s;
