@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 
 #include <csignal>
+#include <cstring>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1014,6 +1015,43 @@ GST_START_TEST (test_redis_url_forms)
 }
 GST_END_TEST;
 
+/* The command line refuses what --redis and --node-id cannot take, with
+ * exit 2 and a line that says why. */
+GST_START_TEST (test_options)
+{
+  struct Case
+  {
+    std::vector<const char *> args;
+    const char *says;
+  } cases[] = {
+    {{"--redis", "http://127.0.0.1:6379"}, "expected redis://HOST[:PORT][/DB]"},
+    {{"--redis", "redis://127.0.0.1:99999"}, "the port must be 1 to 65535"},
+    {{"--redis", "redis://h/x"}, "the database after '/' must be a number"},
+    {{"--redis", "redis://user:pw@h"}, "passwords in the URL"},
+    {{"--redis", "unix:relative.sock"}, "unix: needs an absolute path"},
+    {{"--redis", "unix:/tmp/r.sock?timeout=1"}, "takes only ?db=N"},
+    {{"--node-id", "n1"}, "--node-id needs --redis"},
+    {{"--redis", "redis://127.0.0.1", "--node-id", "a b"}, "--node-id takes"},
+  };
+  for (const auto &c : cases) {
+    std::vector<const char *> argv = {g_getenv ("PEERJS_SIGNALLING"),
+      "--port", "0", "--host", "127.0.0.1"};
+    argv.insert (argv.end (), c.args.begin (), c.args.end ());
+    argv.push_back (nullptr);
+    g_autofree char *out = nullptr;
+    g_autofree char *err = nullptr;
+    int status = 0;
+    fail_unless (g_spawn_sync (nullptr, const_cast<char **>(argv.data ()),
+            nullptr, G_SPAWN_DEFAULT, nullptr, nullptr, &out, &err, &status,
+            nullptr));
+    fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 2,
+        "%s %s: exit %d", c.args[0], c.args[1], WEXITSTATUS (status));
+    fail_unless (strstr (err, c.says) != nullptr, "%s %s: %s", c.args[0],
+        c.args[1], err);
+  }
+}
+GST_END_TEST;
+
 static Suite *
 cluster_suite (bool redis)
 {
@@ -1025,6 +1063,7 @@ cluster_suite (bool redis)
   tcase_add_test (units, test_stand_ins_callbacks);
   tcase_add_test (units, test_stand_ins_lookup);
   tcase_add_test (units, test_stand_ins_move);
+  tcase_add_test (units, test_options);
   tcase_add_test (units, test_stand_ins_node_gone);
   if (!redis)
     return s;
