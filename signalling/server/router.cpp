@@ -1196,13 +1196,45 @@ Router::remote_deliver (const std::vector<std::string> & to,
 {
   Out out;
   Session *f = from.empty () ? nullptr : remote (from, node);
+  std::vector<std::string> gone, full;
   for (const auto &id : to) {
     Session *r = find (id);
-    if (!r || r->node)
+    if (!r || r->node) {
+      gone.push_back (id);
       continue;
-    deliver (*r, body, out, f);
+    }
+    if (!deliver (*r, body, out, f)) {
+      full.push_back (id);
+      continue;
+    }
     if (f)
       contact (*f, *r);
+  }
+  if (f && (!gone.empty () || !full.empty ())) {
+    /* What only this node can tell goes back to the sender, as one node
+     * would say it; without callback_response, since this node cannot
+     * tell whether another recipient got the message. A member that ended
+     * meanwhile is no error for a thread message, as on one node. */
+    auto m = Message::parse (body, limits_.protocol, nullptr);
+    std::string type = m ? m->type () : std::string ();
+    std::string thread = m && m->thread () ? *m->thread () : std::string ();
+    auto join = [] (const std::vector<std::string> & v) {
+      std::string s;
+      for (const auto &e : v)
+        s += (s.empty () ? "'" : ", '") + e + "'";
+      return s;
+    };
+    if (!gone.empty () && thread.empty ()) {
+      stats_.errors[error_code_name (ErrorCode::UnknownRecipient)]++;
+      deliver (*f, error_text (ErrorCode::UnknownRecipient, "no session or "
+              "tag " + join (gone), nullptr, type), out);
+    }
+    if (!full.empty ()) {
+      stats_.errors[error_code_name (ErrorCode::QueueFull)]++;
+      deliver (*f, error_text (ErrorCode::QueueFull, join (full) + " away "
+              "and the queue is full; not delivered there", nullptr, type,
+              thread), out);
+    }
   }
   if (f && f->threads.empty () && f->view ().contacts.empty ())
     forget_remote (*f);

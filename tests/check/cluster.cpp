@@ -242,11 +242,11 @@ public:
   std::map<std::string, std::string> directory;    /* session -> node */
   std::size_t forwards = 0;
 
-  Router & add (const std::string & name)
+  Router & add (const std::string & name, RouterLimits limits = {})
   {
     Node &n = nodes[name];
     n.name = name;
-    n.router = std::make_unique<Router> (RouterLimits (), "mesh-secret");
+    n.router = std::make_unique<Router> (limits, "mesh-secret");
     ClusterHooks h;
     h.forward = [this, name] (const std::string & node,
         const std::string & session, const std::string & from,
@@ -522,6 +522,40 @@ GST_START_TEST (test_stand_ins_lookup)
   m.send ("B", c, "{'type':'socket:disconnect'}");
   assert_str (m.one (a, "socket:disconnect").str ("from"), c);
   fail_unless_equals_int (m.r ("A").remote_count (), 0);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_stand_ins_errors_back)
+{
+  Mesh m;
+  m.add ("A");
+  RouterLimits small;
+  small.away_messages = 2;
+  m.add ("B", small);
+  std::string a = m.open ("A"), c = m.open ("B");
+  m.send ("A", a, "{'type':'chat','to':'" + c + "','data':0}");
+  m.one (c, "chat");
+  /* c is away and its queue takes two: the third is refused by B, and
+   * the error comes back to a. */
+  m.take (m.r ("B").drop (c, 0));
+  for (int i = 1; i <= 3; i++)
+    m.send ("A", a, "{'type':'chat','to':'" + c + "','data':" +
+        std::to_string (i) + ",'callback_id':" + std::to_string (i) + "}");
+  Msg e = m.one (a, "error");
+  fail_unless (e.is_error ("queue-full"), "%s", e.text ().c_str ());
+  assert_str (e.str ("ref_type"), "chat");
+  fail_if (e.has ("callback_response"), "B cannot tell if anyone else got it");
+  fail_unless_equals_int (m.r ("B").queued (c), 2);
+  /* c ends on B; a message already on its way when A hears of it gets
+   * unknown-recipient back. */
+  m.take (m.r ("A").receive (a, J ("{'type':'chat','to':'" + c + "'}"), 0));
+  m.take (m.r ("B").leave (c));
+  m.pump ();
+  auto ms = m.got (a);
+  fail_unless_equals_int (ms.size (), 2);
+  assert_str (ms[0].type (), "socket:disconnect");
+  fail_unless (ms[1].is_error ("unknown-recipient"), "%s",
+      ms[1].text ().c_str ());
 }
 GST_END_TEST;
 
@@ -1063,6 +1097,7 @@ cluster_suite (bool redis)
   tcase_add_test (units, test_stand_ins_callbacks);
   tcase_add_test (units, test_stand_ins_lookup);
   tcase_add_test (units, test_stand_ins_move);
+  tcase_add_test (units, test_stand_ins_errors_back);
   tcase_add_test (units, test_options);
   tcase_add_test (units, test_stand_ins_node_gone);
   if (!redis)
