@@ -345,6 +345,18 @@ struct ClusterCallbacks
           "nodes may have ended its sessions");
       c->republish ();
     }
+    /* The old value names the process that wrote it: another one means a
+     * second node runs with this node id. (The first heartbeat may find
+     * the key of this node's previous process.) */
+    if (reply->type == REDIS_REPLY_STRING && !c->hb_first_) {
+      std::string_view old (reply->str, reply->len);
+      if (old.substr (0, old.find (' ')) != c->instance_) {
+        if (c->stats_.id_clashes++ == 0)
+          g_warning ("cluster: another node runs with node id %s: every "
+              "node needs an id of its own (--node-id)",
+              c->options_.node_id.c_str ());
+      }
+    }
     c->hb_first_ = false;
   }
 
@@ -499,6 +511,10 @@ Cluster::Cluster (ClusterOptions options, Router & router, Poller & poller,
     cmd_ (std::make_unique<Link> ()), sub_ (std::make_unique<Link> ())
 {
   cmd_->cluster = sub_->cluster = this;
+  char instance[17];
+  g_snprintf (instance, sizeof instance, "%08x%08x", g_random_int (),
+      g_random_int ());
+  instance_ = instance;
   cmd_->name = "commands";
   sub_->name = "subscription";
   cancel_ = g_cancellable_new ();
@@ -760,7 +776,8 @@ Cluster::heartbeat ()
 {
   if (hb_sent_us_)
     return;   /* the last one is unanswered */
-  std::string now = std::to_string (g_get_real_time () / 1000);
+  std::string now = instance_ + " " +
+      std::to_string (g_get_real_time () / 1000);
   if (command ({"SET", NODE_KEY + options_.node_id, now, "PX",
           std::to_string (options_.node_ttl_ms), "GET"},
           ClusterCallbacks::heartbeat_done))
@@ -1072,6 +1089,12 @@ Cluster::on_message (std::string_view payload)
         "ignored");
     return;
   }
+  if (node == options_.node_id) {
+    /* Only another process with this node id publishes such a thing. */
+    g_warning ("cluster: a message from a node with this node's id (%s); "
+        "ignored", node.c_str ());
+    return;
+  }
   std::int64_t sent_us = g_ascii_strtoll (sent.c_str (), nullptr, 10);
   std::int64_t lag = g_get_real_time () - sent_us;
   if (sent_us > 0 && lag >= 0) {
@@ -1161,6 +1184,9 @@ Cluster::metrics () const
       st.reconnects);
   metric ("peerjs_cluster_heartbeats_missed_total", "counter",
       "Heartbeats that found this node's key expired.", st.heartbeats_missed);
+  metric ("peerjs_cluster_node_id_clashes_total", "counter",
+      "Heartbeats that found this node's key written by another process: "
+      "two nodes share this node id.", st.id_clashes);
   metric ("peerjs_cluster_lookups_total", "counter",
       "Session ids looked up in the directory (messages by id to sessions "
       "not known here).", st.lookups);

@@ -73,6 +73,7 @@ struct ClusterStats
   std::uint64_t nodes_lost = 0;      /* nodes whose heartbeat expired */
   std::uint64_t reconnects = 0;      /* connections to Redis after the first */
   std::uint64_t heartbeats_missed = 0;   /* our own key had expired */
+  std::uint64_t id_clashes = 0;      /* our key written by another process */
   std::uint64_t lookups = 0;         /* ids looked up in the directory */
   std::uint64_t lookups_missed = 0;  /* ... and not found there */
   /* From an envelope's publication to its receipt: a histogram over
@@ -193,6 +194,7 @@ private:
   std::int64_t hb_sent_us_ = 0;  /* unanswered heartbeat, 0: none */
   std::int64_t hb_ok_us_ = 0;
   bool hb_first_ = true;
+  std::string instance_;         /* this process, in the heartbeat's value */
   ClusterStats stats_;
 
   friend struct ClusterCallbacks;

@@ -1049,6 +1049,37 @@ GST_START_TEST (test_redis_url_forms)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_node_id_clash)
+{
+  flush_redis ();
+  auto d1 = node ("dup"), d2 = node ("dup");
+  fail_unless (node_ready (*d1) && node_ready (*d2));
+  bool seen = false;
+  for (int i = 0; i < 80 && !seen; i++) {
+    for (ServerThread *n : {d1.get (), d2.get ()}) {
+      std::string body;
+      http_get (n->http_url ("/metrics"), &body);
+      seen = seen || (body.find ("peerjs_cluster_node_id_clashes_total 0")
+          == std::string::npos && body.find ("peerjs_cluster_node_id_clashes"
+              "_total") != std::string::npos);
+    }
+    if (!seen)
+      g_usleep (50000);
+  }
+  fail_unless (seen, "two nodes with one id were not noticed");
+  /* A node alone with its id counts none. */
+  flush_redis ();
+  d2.reset ();
+  auto solo = node ("solo");
+  fail_unless (node_ready (*solo));
+  g_usleep (2500000);
+  std::string body;
+  http_get (solo->http_url ("/metrics"), &body);
+  fail_unless (body.find ("peerjs_cluster_node_id_clashes_total 0")
+      != std::string::npos, "%s", body.c_str ());
+}
+GST_END_TEST;
+
 /* The command line refuses what --redis and --node-id cannot take, with
  * exit 2 and a line that says why. */
 GST_START_TEST (test_options)
@@ -1112,6 +1143,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
+  tcase_add_test (tc, test_node_id_clash);
   return s;
 }
 
