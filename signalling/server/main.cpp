@@ -1,4 +1,5 @@
 /* peerjs-signalling: the relay server's command line. */
+#include "cluster.h"
 #include "server.h"
 
 #include <glib-unix.h>
@@ -171,6 +172,8 @@ main (int argc, char **argv)
   g_auto (GStrv) ice_servers = nullptr;
   g_autofree char *turn_secret = nullptr;
   double turn_ttl = o.ice.turn_ttl_s;
+  g_autofree char *redis = nullptr;
+  g_autofree char *node_id = nullptr;
   gboolean verbose = FALSE;
 
   GOptionEntry entries[] = {
@@ -238,6 +241,12 @@ main (int argc, char **argv)
           "minted from it; needed with turn: URLs", "FILE"},
     {"turn-ttl", 0, 0, G_OPTION_ARG_DOUBLE, &turn_ttl, "Seconds a minted "
           "TURN credential is valid (default 86400)", "S"},
+    {"redis", 0, 0, G_OPTION_ARG_STRING, &redis, "Cluster mode: share "
+          "threads with the other nodes on this Redis, redis://HOST[:PORT]"
+          "[/DB] or unix:/PATH[?db=N] (see docs/scaling.md)", "URL"},
+    {"node-id", 0, 0, G_OPTION_ARG_STRING, &node_id, "This node's name in "
+          "the cluster: 1 to 64 letters, digits, '.', '_', '-' (default: "
+          "HOSTNAME-PID-RANDOM)", "ID"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and "
           "dropped sessions", nullptr},
     {nullptr}
@@ -317,6 +326,24 @@ main (int argc, char **argv)
   if (turn_secret && !peerjs::load_turn_secret (turn_secret,
           o.ice.turn_secret, &error)) {
     g_printerr ("peerjs-signalling: --turn-secret: %s\n", error->message);
+    return 2;
+  }
+  if (redis) {
+    peerjs::RedisAddress address;
+    std::string why;
+    if (!peerjs::parse_redis_url (redis, address, why)) {
+      g_printerr ("peerjs-signalling: --redis %s: %s\n", redis, why.c_str ());
+      return 2;
+    }
+    o.redis = redis;
+    o.node_id = node_id ? node_id : peerjs::default_node_id ();
+    if (!peerjs::valid_node_id (o.node_id)) {
+      g_printerr ("peerjs-signalling: --node-id takes 1 to 64 letters, "
+          "digits, '.', '_' or '-'\n");
+      return 2;
+    }
+  } else if (node_id) {
+    g_printerr ("peerjs-signalling: --node-id needs --redis\n");
     return 2;
   }
   if (verbose)
@@ -413,6 +440,10 @@ main (int argc, char **argv)
   else
     g_print ("no ICE servers handed out: members reach each other only "
         "directly (--ice-server adds STUN/TURN)\n");
+
+  if (!o.redis.empty ())
+    g_print ("cluster node %s, Redis at %s\n", o.node_id.c_str (),
+        o.redis.c_str ());
 
   g_main_loop_run (loop);
   g_print ("peerjs-signalling: shutting down\n");

@@ -26,6 +26,9 @@ struct Router::Session
   std::set<std::string> threads;
   std::shared_ptr<const Grants> grants;   /* null: no auth token */
   std::int64_t token_deadline = 0;        /* monotonic; 0: none */
+  /* Cluster mode: the node holding a remote session's stand-in (a key of
+   * Router::remote_); null for this node's own sessions. */
+  const std::string *node = nullptr;
 
   /* What relayed messages carry as `from_name`. */
   const std::string *name () const
@@ -75,6 +78,7 @@ struct Router::Watch
 struct Router::Thread
 {
   std::set<std::string> members;
+  std::size_t local = 0;              /* members that are not remote */
 };
 
 /* Collects deliveries for one entry point. */
@@ -168,7 +172,7 @@ Router::verify_token (std::string_view token) const
 std::size_t
 Router::online_count () const
 {
-  return sessions_.size () - away_.size ();
+  return sessions_.size () - away_.size () - remote_sessions_;
 }
 
 std::size_t
@@ -211,8 +215,16 @@ Router::queued (const std::string & id) const
 }
 
 bool
-Router::deliver (Session & to, const std::string & body, Out & out)
+Router::deliver (Session & to, const std::string & body, Out & out,
+    const Session * from)
 {
+  if (to.node) {
+    /* Its node numbers it and queues it; what it cannot take is its to
+     * count (docs/scaling.md). */
+    if (!local_only_ && hooks_.forward)
+      hooks_.forward (*to.node, to.id, from ? from->id : std::string (), body);
+    return true;
+  }
   std::uint64_t seq = to.next_seq;
   auto text = std::make_shared<const std::string>(with_seq (seq, body));
 
@@ -308,6 +320,15 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
   }
 
   Session *s = id.empty () ? nullptr : find (id);
+  if (s && s->node) {
+    /* A session of another node resumes here: resuming across nodes is
+     * not built yet, so it starts afresh with its id, and the sessions
+     * here that knew it are told it ended. */
+    local_only_ = true;
+    end (*s, out);
+    local_only_ = false;
+    s = nullptr;
+  }
   std::uint64_t missed = 0;
   std::vector<std::shared_ptr<const std::string>> replay;
 
@@ -329,7 +350,7 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
         replay.push_back (e.second);
     s->last_sent = newest;
   } else {
-    if (sessions_.size () >= limits_.max_sessions) {
+    if (session_count () >= limits_.max_sessions) {
       stats_.errors[error_code_name (ErrorCode::ServerFull)]++;
       r.refusal = error_text (ErrorCode::ServerFull, "the server has " +
           std::to_string (limits_.max_sessions) + " sessions, its limit");
@@ -617,9 +638,14 @@ Router::handle_thread_connect (Session & s, const Message & m, Out & out)
     if (it == threads_.end ())
       it = threads_.emplace (name, std::make_unique<Thread> ()).first;
   }
-  it->second->members.insert (s.id);
+  if (it->second->members.insert (s.id).second)
+    it->second->local++;
   s.threads.insert (name);
   route (s, m, out);
+  /* The members on other nodes hear of it through the cluster layer,
+   * which also names them to this node. */
+  if (hooks_.joined)
+    hooks_.joined (name, s.id, m.relay_text (s.id, nullptr, s.name ()));
 }
 
 void
@@ -655,19 +681,47 @@ Router::handle_thread_disconnect (Session & s, const Message & m, Out & out)
 }
 
 void
-Router::leave_thread (Session & s, const std::string & name, Out & out)
+Router::leave_thread (Session & s, const std::string & name, Out & out,
+    bool tell_cluster)
 {
   s.threads.erase (name);
   auto it = threads_.find (name);
   if (it == threads_.end ())
     return;
-  it->second->members.erase (s.id);
+  Thread &t = *it->second;
+  if (t.members.erase (s.id) && !s.node)
+    t.local--;
+  /* Members on other nodes are told by their own node. */
   std::string body = thread_disconnect_text (name, s.id);
-  for (const auto &id : it->second->members)
-    if (Session *m = find (id))
+  for (const auto &id : t.members)
+    if (Session *m = find (id); m && !m->node)
       deliver (*m, body, out);
-  if (it->second->members.empty ())
+  if (tell_cluster && !s.node && hooks_.left)
+    hooks_.left (name, s.id, t.local == 0);
+  if (t.members.empty ())
     threads_.erase (it);
+  else if (t.local == 0)
+    drop_remote_members (name);
+}
+
+/* No local member is left in `thread`: this node forgets it, and the
+ * stand-ins it alone kept. */
+void
+Router::drop_remote_members (const std::string & thread)
+{
+  auto it = threads_.find (thread);
+  if (it == threads_.end ())
+    return;
+  std::set<std::string> members = std::move (it->second->members);
+  threads_.erase (it);
+  for (const auto &id : members) {
+    Session *r = find (id);
+    if (!r || !r->node)
+      continue;
+    r->threads.erase (thread);
+    if (r->threads.empty () && r->view ().contacts.empty ())
+      forget_remote (*r);
+  }
 }
 
 void
@@ -765,6 +819,16 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
         "' to answer", &m);
     return;
   }
+  if (origin->node) {
+    /* The origin's node keeps its callbacks: it checks the reply there
+     * and answers errors back. */
+    if (hooks_.reply)
+      hooks_.reply (*origin->node, origin->id, s.id,
+          m.relay_text (s.id, nullptr, s.name ()));
+    contact (s, *origin);
+    remember_callback (s, m, origin->id, out);
+    return;
+  }
   Session::Extras & ox = origin->x ();
   auto it = ox.pending_by_key.find (ref.key);
   if (it == ox.pending_by_key.end ()
@@ -776,7 +840,7 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
   }
   /* The answer is spent only once it is on its way: a replier told
    * queue-full may try again. */
-  if (!deliver (*origin, m.relay_text (s.id, nullptr, s.name ()), out)) {
+  if (!deliver (*origin, m.relay_text (s.id, nullptr, s.name ()), out, &s)) {
     refuse (s, out, ErrorCode::QueueFull, "session " + origin->id +
         " is away and its queue is full; try again later", &m);
     return;
@@ -791,7 +855,8 @@ void
 Router::send_to (Session & from, Session & to, const Message & m,
     const std::string * original_to, Out & out)
 {
-  if (deliver (to, m.relay_text (from.id, original_to, from.name ()), out)) {
+  if (deliver (to, m.relay_text (from.id, original_to, from.name ()), out,
+          &from)) {
     contact (from, to);
     remember_callback (from, m, to.id, out);
   }
@@ -825,6 +890,7 @@ Router::route (Session & s, const Message & m, Out & out)
   std::vector<std::string> unknown;
   std::vector<std::string> outside;   /* thread:* answers to non-members */
   std::vector<std::string> strangers; /* stream:*, file:* to no thread-mate */
+  std::vector<std::string> lookups;   /* for the session directory */
   bool thread_type = starts_with (m.type (), "thread:");
   /* Negotiation and file transfers are between thread-mates only: a
    * session id alone opens no connection to its holder. */
@@ -844,7 +910,15 @@ Router::route (Session & s, const Message & m, Out & out)
       }
       auto carriers = tags_.find (e);
       if (carriers == tags_.end ()) {
-        unknown.push_back (e);
+        /* Cluster mode: maybe a session of another node. Messages that
+         * need a membership or a shared thread have their stand-ins
+         * already, if they may go at all. */
+        if (hooks_.lookup && !thread_type && !mates_only) {
+          if (std::find (lookups.begin (), lookups.end (), e) == lookups.end ())
+            lookups.push_back (e);
+        } else {
+          unknown.push_back (e);
+        }
         continue;
       }
       for (const auto &id : carriers->second) {
@@ -858,9 +932,15 @@ Router::route (Session & s, const Message & m, Out & out)
       }
     }
   } else if (t) {
+    /* A join reaches the members on other nodes through the cluster
+     * layer (ClusterHooks::joined), in Redis's order of joins. */
+    bool joining = m.type () == "thread:connect";
     for (const auto &id : t->members)
-      if (id != s.id)
-        recipients.emplace_back (find (id), nullptr);
+      if (id != s.id) {
+        Session *r = find (id);
+        if (!(joining && r->node))
+          recipients.emplace_back (r, nullptr);
+      }
   } else {
     refuse (s, out, ErrorCode::BadMessage, "a message needs 'to' or 'thread'",
         &m);
@@ -884,7 +964,7 @@ Router::route (Session & s, const Message & m, Out & out)
         plain = m.relay_text (s.id, nullptr, s.name ());
       body = &plain;
     }
-    if (deliver (*r, *body, out)) {
+    if (deliver (*r, *body, out, &s)) {
       delivered++;
       contact (s, *r);
       remember_callback (s, m, r->id, out);
@@ -899,9 +979,18 @@ Router::route (Session & s, const Message & m, Out & out)
       s += (s.empty () ? "'" : ", '") + e + "'";
     return s;
   };
+  if (!lookups.empty ()) {
+    /* Their answers are awaited as if they had it; remote_unknown ()
+     * forgets those that do not exist. */
+    for (const auto &e : lookups)
+      remember_callback (s, m, e, out);
+    hooks_.lookup (s.id, lookups, m.relay_text (s.id, nullptr, s.name ()),
+        delivered > 0, std::make_shared<const Message> (m));
+  }
   /* A callback that reached nobody is answered by the error; one that
-   * reached someone stays theirs to answer. */
-  const Message *cb = delivered == 0 ? &m : nullptr;
+   * reached someone stays theirs to answer (one that went to be looked
+   * up is answered by remote_unknown () if need be). */
+  const Message *cb = delivered == 0 && lookups.empty () ? &m : nullptr;
   if (!unknown.empty ())
     refuse (s, out, ErrorCode::UnknownRecipient, "no session or tag " +
         join (unknown), cb);
@@ -921,20 +1010,48 @@ void
 Router::end (Session & s, Out & out)
 {
   std::string id = s.id;
+  bool remote = s.node != nullptr;
+  /* What other nodes must hear of: they tell their own sessions. */
+  std::vector<std::pair<std::string, bool>> threads;
+  std::set<std::string> nodes;
+  if (!remote && hooks_.ended) {
+    for (const auto &name : s.threads) {
+      auto it = threads_.find (name);
+      if (it == threads_.end ())
+        continue;
+      threads.emplace_back (name, it->second->local == 1);
+      for (const auto &m : it->second->members)
+        if (Session *r = find (m); r && r->node)
+          nodes.insert (*r->node);
+    }
+    for (const auto &c : s.view ().contacts)
+      if (Session *r = find (c); r && r->node)
+        nodes.insert (*r->node);
+  }
   for (const auto &name : std::set<std::string> (s.threads))
-    leave_thread (s, name, out);
+    leave_thread (s, name, out, false);
   drop_presence (s);
   std::string gone = socket_disconnect_text (id);
   for (const auto &c : s.view ().contacts) {
-    if (Session *other = find (c)) {
-      other->x ().contacts.erase (id);
+    Session *other = find (c);
+    if (!other)
+      continue;
+    other->x ().contacts.erase (id);
+    if (!other->node)
       deliver (*other, gone, out);
-    }
+    else if (other->threads.empty () && other->view ().contacts.empty ())
+      forget_remote (*other);
+  }
+  if (remote) {
+    forget_remote (s);
+    return;
   }
   if (s.token_deadline)
     deadlines_.erase ({s.token_deadline, id});
   away_.erase (id);
   sessions_.erase (id);
+  if (hooks_.ended)
+    hooks_.ended (id, threads, nodes);
 }
 
 /* Frees the session's tags and held watches. */
@@ -1013,6 +1130,310 @@ Router::tick (std::int64_t now_us, std::vector<std::string> * token_expired)
     }
   }
   return std::move (out.items);
+}
+
+bool
+Router::has_session (const std::string & id) const
+{
+  auto it = sessions_.find (id);
+  return it != sessions_.end () && !it->second->node;
+}
+
+void
+Router::set_cluster_hooks (ClusterHooks hooks)
+{
+  hooks_ = std::move (hooks);
+}
+
+/* The stand-in for `id` of `node`, made if need be; null if `id` is a
+ * session of this node. A stand-in named with another node moves to
+ * `node`: the session started afresh there (its old node is gone). */
+Router::Session *
+Router::remote (const std::string & id, const std::string & node)
+{
+  if (Session *s = find (id)) {
+    if (s->node && *s->node != node) {
+      auto old = remote_.find (*s->node);
+      old->second.erase (id);
+      if (old->second.empty ())
+        remote_.erase (old);
+      auto n = remote_.emplace (node, std::set<std::string> ()).first;
+      n->second.insert (id);
+      s->node = &n->first;
+    }
+    return s->node ? s : nullptr;
+  }
+  auto n = remote_.emplace (node, std::set<std::string> ()).first;
+  n->second.insert (id);
+  auto s = std::make_unique<Session> ();
+  s->id = id;
+  s->online = false;
+  s->node = &n->first;
+  Session *raw = s.get ();
+  sessions_.emplace (id, std::move (s));
+  remote_sessions_++;
+  return raw;
+}
+
+void
+Router::forget_remote (Session & s)
+{
+  std::string id = s.id;
+  auto n = remote_.find (*s.node);
+  sessions_.erase (id);
+  remote_sessions_--;
+  if (n != remote_.end ()) {
+    n->second.erase (id);
+    if (n->second.empty ())
+      remote_.erase (n);
+  }
+}
+
+std::vector<Delivery>
+Router::remote_deliver (const std::vector<std::string> & to,
+    const std::string & body, const std::string & from,
+    const std::string & node)
+{
+  Out out;
+  Session *f = from.empty () ? nullptr : remote (from, node);
+  std::vector<std::string> gone, full;
+  for (const auto &id : to) {
+    Session *r = find (id);
+    if (!r || r->node) {
+      gone.push_back (id);
+      continue;
+    }
+    if (!deliver (*r, body, out, f)) {
+      full.push_back (id);
+      continue;
+    }
+    if (f)
+      contact (*f, *r);
+  }
+  if (f && (!gone.empty () || !full.empty ())) {
+    /* What only this node can tell goes back to the sender, as one node
+     * would say it; without callback_response, since this node cannot
+     * tell whether another recipient got the message. A member that ended
+     * meanwhile is no error for a thread message, as on one node. */
+    auto m = Message::parse (body, limits_.protocol, nullptr);
+    std::string type = m ? m->type () : std::string ();
+    std::string thread = m && m->thread () ? *m->thread () : std::string ();
+    auto join = [] (const std::vector<std::string> & v) {
+      std::string s;
+      for (const auto &e : v)
+        s += (s.empty () ? "'" : ", '") + e + "'";
+      return s;
+    };
+    if (!gone.empty () && thread.empty ()) {
+      stats_.errors[error_code_name (ErrorCode::UnknownRecipient)]++;
+      deliver (*f, error_text (ErrorCode::UnknownRecipient, "no session or "
+              "tag " + join (gone), nullptr, type), out);
+    }
+    if (!full.empty ()) {
+      stats_.errors[error_code_name (ErrorCode::QueueFull)]++;
+      deliver (*f, error_text (ErrorCode::QueueFull, join (full) + " away "
+              "and the queue is full; not delivered there", nullptr, type,
+              thread), out);
+    }
+  }
+  if (f && f->threads.empty () && f->view ().contacts.empty ())
+    forget_remote (*f);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_join (const std::string & thread, const std::string & session,
+    const std::string & node, const std::string & body,
+    const std::vector<std::string> & members)
+{
+  Out out;
+  auto it = threads_.find (thread);
+  if (it == threads_.end () || it->second->local == 0)
+    return {};
+  Session *p = remote (session, node);
+  if (!p)
+    return {};
+  Thread &t = *it->second;
+  t.members.insert (session);
+  p->threads.insert (thread);
+  /* Only those that were members before it: one that joined here since
+   * was told of this member by the answer to its own join. */
+  for (const auto &id : members)
+    if (Session *m = find (id); m && !m->node && t.members.count (id)) {
+      deliver (*m, body, out, p);
+      contact (*p, *m);
+    }
+  return std::move (out.items);
+}
+
+void
+Router::remote_member (const std::string & thread, const std::string & joiner,
+    const std::string & session, const std::string & node)
+{
+  auto it = threads_.find (thread);
+  if (it == threads_.end () || !it->second->members.count (joiner))
+    return;
+  Session *j = find (joiner);
+  Session *p = remote (session, node);
+  if (!j || j->node || !p)
+    return;
+  it->second->members.insert (session);
+  p->threads.insert (thread);
+  contact (*j, *p);
+}
+
+std::vector<Delivery>
+Router::remote_leave (const std::string & thread, const std::string & session,
+    const std::vector<std::string> & members)
+{
+  Out out;
+  Session *p = find (session);
+  if (!p || !p->node || !p->threads.count (thread))
+    return {};
+  p->threads.erase (thread);
+  auto it = threads_.find (thread);
+  if (it != threads_.end ()) {
+    Thread &t = *it->second;
+    t.members.erase (session);
+    std::string body = thread_disconnect_text (thread, session);
+    for (const auto &id : members)
+      if (Session *m = find (id); m && !m->node && t.members.count (id))
+        deliver (*m, body, out);
+  }
+  if (p->threads.empty () && p->view ().contacts.empty ())
+    forget_remote (*p);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_end (const std::string & session)
+{
+  Out out;
+  Session *p = find (session);
+  if (p && p->node)
+    end (*p, out);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_node_gone (const std::string & node)
+{
+  Out out;
+  auto n = remote_.find (node);
+  if (n == remote_.end ())
+    return {};
+  std::set<std::string> ids = n->second;
+  for (const auto &id : ids)
+    if (Session *p = find (id); p && p->node)
+      end (*p, out);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_reply (const std::string & origin, const std::string & from,
+    const std::string & node, const std::string & body)
+{
+  Out out;
+  auto m = Message::parse (body, limits_.protocol, nullptr);
+  Session *f = remote (from, node);
+  if (!m || !m->callback_response () || !f)
+    return {};
+  const CallbackRef & ref = *m->callback_response ();
+  Session *o = find (origin);
+  if (!o || o->node) {
+    refuse (*f, out, ErrorCode::UnknownRecipient, "no session '" + origin +
+        "' to answer", &*m);
+  } else {
+    Session::Extras & ox = o->x ();
+    auto it = ox.pending_by_key.find (ref.key);
+    if (it == ox.pending_by_key.end () || !it->second->recipients.count (from)) {
+      refuse (*f, out, ErrorCode::UnknownCallback, "session " + origin +
+          " is not waiting for an answer from you to callback " +
+          callback_key_desc (ref), &*m);
+    } else if (!deliver (*o, body, out, f)) {
+      refuse (*f, out, ErrorCode::QueueFull, "session " + origin +
+          " is away and its queue is full; try again later", &*m);
+    } else {
+      ox.pending.erase (it->second);
+      ox.pending_by_key.erase (it);
+      contact (*f, *o);
+    }
+  }
+  if (f->threads.empty () && f->view ().contacts.empty ())
+    forget_remote (*f);
+  return std::move (out.items);
+}
+
+void
+Router::remote_found (const std::string & from, const std::string & session,
+    const std::string & node)
+{
+  Session *f = find (from);
+  if (!f || f->node)
+    return;
+  if (Session *p = remote (session, node)) {
+    contact (*f, *p);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+}
+
+std::vector<Delivery>
+Router::remote_unknown (const std::string & from,
+    const std::vector<std::string> & ids, const Message & m, bool answered)
+{
+  Out out;
+  Session *s = find (from);
+  if (!s || s->node || ids.empty ())
+    return {};
+  if (m.callback_id () && s->extras) {
+    auto it = s->extras->pending_by_key.find (m.callback_id ()->key);
+    if (it != s->extras->pending_by_key.end ()) {
+      for (const auto &id : ids)
+        it->second->recipients.erase (id);
+      if (it->second->recipients.empty ()) {
+        s->extras->pending.erase (it->second);
+        s->extras->pending_by_key.erase (it);
+      }
+    }
+  }
+  std::string list;
+  for (const auto &e : ids)
+    list += (list.empty () ? "'" : ", '") + e + "'";
+  refuse (*s, out, ErrorCode::UnknownRecipient, "no session or tag " + list,
+      answered ? nullptr : &m);
+  return std::move (out.items);
+}
+
+std::vector<std::string>
+Router::remote_nodes () const
+{
+  std::vector<std::string> out;
+  for (const auto &kv : remote_)
+    out.push_back (kv.first);
+  return out;
+}
+
+std::vector<std::string>
+Router::local_sessions () const
+{
+  std::vector<std::string> out;
+  for (const auto &kv : sessions_)
+    if (!kv.second->node)
+      out.push_back (kv.first);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>>
+Router::local_memberships () const
+{
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto &[name, t] : threads_)
+    for (const auto &id : t->members)
+      if (auto it = sessions_.find (id); it != sessions_.end ()
+          && !it->second->node)
+        out.emplace_back (name, id);
+  return out;
 }
 
 std::vector<Delivery>

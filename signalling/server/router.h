@@ -78,6 +78,47 @@ struct OpenResult
   std::vector<Delivery> deliveries;   /* greeting first, then the replay */
 };
 
+/* Cluster mode (docs/scaling.md): what the router tells the layer that
+ * carries it to other nodes. Sessions held by other nodes appear in the
+ * router as stand-ins ("remote" sessions, named with their node) while a
+ * local session shares a thread or a contact with them; the router routes
+ * to them as to local ones and hands their messages here instead. Every
+ * hook runs inside the router call that caused it. Without hooks nothing
+ * remote ever exists and the router is the single-node one. */
+struct ClusterHooks
+{
+  /* `body` (relay text, no seq yet) for `session`, held by `node`; `from`
+   * is the sending session, empty for the server's own notices. */
+  std::function<void (const std::string & node, const std::string & session,
+      const std::string & from, const std::string & body)> forward;
+  /* A local session joined `thread`, or connected to it again; `body` is
+   * its relayed thread:connect, for the members on other nodes. */
+  std::function<void (const std::string & thread, const std::string & session,
+      const std::string & body)> joined;
+  /* A local session left `thread` by thread:disconnect (or lost the grant);
+   * `last`: no local member is left in it. */
+  std::function<void (const std::string & thread, const std::string & session,
+      bool last)> left;
+  /* A local session ended. `threads`: those it was in, each with whether
+   * it was the last local member; `nodes`: the nodes of the remote
+   * sessions it shared a thread or a contact with. */
+  std::function<void (const std::string & session,
+      const std::vector<std::pair<std::string, bool>> & threads,
+      const std::set<std::string> & nodes)> ended;
+  /* A callback reply from local `from` to `origin`, held by `node`: the
+   * origin's node checks it and delivers it. */
+  std::function<void (const std::string & node, const std::string & origin,
+      const std::string & from, const std::string & body)> reply;
+  /* A message by id from local `from` to `ids`, which this node does not
+   * know: the cluster layer looks them up in the session directory and
+   * hands `body` to their nodes, then calls remote_found () for each one
+   * found and remote_unknown () for the rest. `answered`: someone else
+   * got the message already. */
+  std::function<void (const std::string & from,
+      const std::vector<std::string> & ids, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message)> lookup;
+};
+
 /* Checks an auth token exactly as the upgrade does: its grants, or
  * nullopt with `why` (one line). */
 using TokenVerifier = std::function<std::optional<Grants> (
@@ -138,13 +179,61 @@ public:
   /* End every session now (server shutdown). */
   std::vector<Delivery> close_all ();
 
+  /* Cluster mode. What other nodes report comes in here; each call
+   * returns the deliveries to this node's sessions. */
+  void set_cluster_hooks (ClusterHooks hooks);
+  bool clustered () const { return static_cast<bool>(hooks_.forward); }
+  /* `body` (relay text from another node) for the local sessions `to`;
+   * `from`, if not empty, is its sender, held by `node`. */
+  std::vector<Delivery> remote_deliver (const std::vector<std::string> & to,
+      const std::string & body, const std::string & from,
+      const std::string & node);
+  /* `session` (on `node`) joined `thread`: the local members named in
+   * `members` (those that were in it before, in Redis's order) get
+   * `body`. */
+  std::vector<Delivery> remote_join (const std::string & thread,
+      const std::string & session, const std::string & node,
+      const std::string & body, const std::vector<std::string> & members);
+  /* `session`, held by `node`, was in `thread` before the local `joiner`
+   * joined it: it becomes a member here, unannounced. */
+  void remote_member (const std::string & thread, const std::string & joiner,
+      const std::string & session, const std::string & node);
+  /* `session` left `thread`: the local members named in `members` (those
+   * still in it, in Redis's order) get thread:disconnect. */
+  std::vector<Delivery> remote_leave (const std::string & thread,
+      const std::string & session, const std::vector<std::string> & members);
+  /* `session` ended on its node, as end() does here for the local
+   * sessions that knew it. */
+  std::vector<Delivery> remote_end (const std::string & session);
+  /* Every session of `node` ended (the node is gone). */
+  std::vector<Delivery> remote_node_gone (const std::string & node);
+  /* A callback reply `body` from `from` (on `node`) to the local `origin`. */
+  std::vector<Delivery> remote_reply (const std::string & origin,
+      const std::string & from, const std::string & node,
+      const std::string & body);
+  /* A lookup found `session` on `node`: it becomes a contact of `from`. */
+  void remote_found (const std::string & from, const std::string & session,
+      const std::string & node);
+  /* A lookup found none of `ids`: `from` gets unknown-recipient, answering
+   * the message's callback unless `answered`. */
+  std::vector<Delivery> remote_unknown (const std::string & from,
+      const std::vector<std::string> & ids, const Message & message,
+      bool answered);
+  /* The nodes holding remote sessions known here. */
+  std::vector<std::string> remote_nodes () const;
+  std::size_t remote_count () const { return remote_sessions_; }
+  /* Local sessions, and the local members of each thread as (thread,
+   * session) pairs. */
+  std::vector<std::string> local_sessions () const;
+  std::vector<std::pair<std::string, std::string>> local_memberships () const;
+
   /* Introspection for metrics and tests. */
-  std::size_t session_count () const { return sessions_.size (); }
+  std::size_t session_count () const { return sessions_.size () - remote_sessions_; }
   std::size_t online_count () const;
   std::size_t thread_count () const { return threads_.size (); }
   std::size_t tag_count () const { return tags_.size (); }
   std::size_t watch_count () const;
-  bool has_session (const std::string & id) const { return sessions_.count (id) > 0; }
+  bool has_session (const std::string & id) const;
   bool is_online (const std::string & id) const;
   std::vector<std::string> thread_members (const std::string & thread) const;
   std::size_t queued (const std::string & id) const;
@@ -182,7 +271,8 @@ private:
   void route (Session & s, const Message & m, Out & out);
   void send_to (Session & from, Session & to, const Message & m,
       const std::string * original_to, Out & out);
-  void leave_thread (Session & s, const std::string & thread, Out & out);
+  void leave_thread (Session & s, const std::string & thread, Out & out,
+      bool tell_cluster = true);
   void end (Session & s, Out & out);
   void drop_presence (Session & s);
   void refuse (Session & s, Out & out, ErrorCode code, const std::string & msg,
@@ -190,7 +280,11 @@ private:
   void remember_callback (Session & origin, const Message & m,
       const std::string & recipient, Out & out);
   void contact (Session & a, Session & b);
-  bool deliver (Session & to, const std::string & body, Out & out);
+  bool deliver (Session & to, const std::string & body, Out & out,
+      const Session * from = nullptr);
+  Session *remote (const std::string & id, const std::string & node);
+  void forget_remote (Session & s);
+  void drop_remote_members (const std::string & thread);
 
   RouterLimits limits_;
   std::string secret_;
@@ -205,6 +299,13 @@ private:
   /* Sessions by the monotonic time their auth token expires: the tick
    * looks only at those due. */
   std::set<std::pair<std::int64_t, std::string>> deadlines_;
+  /* Cluster mode: stand-ins for sessions of other nodes, by node. */
+  ClusterHooks hooks_;
+  std::map<std::string, std::set<std::string>> remote_;
+  std::size_t remote_sessions_ = 0;
+  /* While set, nothing is handed to other nodes: what is being applied
+   * came from one, and each node tells its own sessions. */
+  bool local_only_ = false;
 };
 
 }  // namespace peerjs

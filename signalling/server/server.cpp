@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "cluster.h"
 #include "head-stream.h"
 #include "poller.h"
 #include "websocket.h"
@@ -157,6 +158,7 @@ struct SignallingServer::Impl
   GSource *timer = nullptr;
   guint port = 0;
   std::unique_ptr<Poller> poller;
+  std::unique_ptr<Cluster> cluster;  /* --redis */
   GSource *accept_pause = nullptr;   /* out of descriptors: listen later */
   std::int64_t fd_warned_us = 0;
   std::shared_ptr<Auth> auth;
@@ -1155,6 +1157,8 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   }
   c->session = r.session;
   by_session[r.session] = c;
+  if (cluster)
+    cluster->session_opened (r.session);
   away_remove (r.session);
   dispatch (r.deliveries);
   make_room (c->address);
@@ -1303,11 +1307,20 @@ SignallingServer::start (GError ** error)
       }, impl, nullptr);
 
   soup_server_add_handler (impl->server, "/healthz", +[] (SoupServer *,
-          SoupServerMessage * msg, const char *, GHashTable *, gpointer) {
+          SoupServerMessage * msg, const char *, GHashTable *, gpointer data) {
+        /* In cluster mode a node that cannot reach Redis cannot reach
+         * the other nodes: the load balancer should send no one here. */
+        if (!static_cast<SignallingServer *>(data)->healthy ()) {
+          soup_server_message_set_status (msg,
+              SOUP_STATUS_SERVICE_UNAVAILABLE, nullptr);
+          soup_server_message_set_response (msg, "text/plain",
+              SOUP_MEMORY_STATIC, "redis unreachable\n", 18);
+          return;
+        }
         soup_server_message_set_status (msg, SOUP_STATUS_OK, nullptr);
         soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
             "ok\n", 3);
-      }, nullptr, nullptr);
+      }, this, nullptr);
 
   soup_server_add_handler (impl->server, "/metrics", +[] (SoupServer *,
           SoupServerMessage * msg, const char *, GHashTable *, gpointer data) {
@@ -1360,6 +1373,27 @@ SignallingServer::start (GError ** error)
     return false;
   impl->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local));
   impl->poller->add (g_socket_get_fd (impl->socket), EPOLLIN, &impl->listener);
+
+  if (!o.redis.empty ()) {
+    ClusterOptions co;
+    std::string why;
+    if (!parse_redis_url (o.redis, co.redis, why)) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          "--redis %s: %s", o.redis.c_str (), why.c_str ());
+      return false;
+    }
+    co.node_id = o.node_id.empty () ? default_node_id () : o.node_id;
+    if (!valid_node_id (co.node_id)) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          "--node-id takes 1 to 64 letters, digits, '.', '_' or '-'");
+      return false;
+    }
+    co.node_ttl_ms = o.node_ttl_ms;
+    impl->cluster = std::make_unique<Cluster> (std::move (co), impl->router,
+        *impl->poller, impl->context,
+        [impl] (const std::vector<Delivery> & d) { impl->dispatch (d); });
+    impl->cluster->start ();
+  }
 
   impl->timer = g_timeout_source_new (TICK_US / 1000);
   g_source_set_callback (impl->timer, +[] (gpointer data) -> gboolean {
@@ -1417,6 +1451,9 @@ SignallingServer::stop ()
     g_socket_close (impl->socket, nullptr);
     g_clear_object (&impl->socket);
   }
+  /* Its connections to Redis are on the poller. Its sessions' heartbeat
+   * key expires: the other nodes end them then. */
+  impl->cluster.reset ();
   impl->poller.reset ();
   g_clear_object (&impl->cert);
 }
@@ -1443,6 +1480,18 @@ const Router &
 SignallingServer::router () const
 {
   return impl_->router;
+}
+
+std::string
+SignallingServer::node_id () const
+{
+  return impl_->cluster ? impl_->cluster->node_id () : std::string ();
+}
+
+bool
+SignallingServer::healthy () const
+{
+  return !impl_->cluster || impl_->cluster->healthy ();
 }
 
 std::string
@@ -1514,6 +1563,8 @@ SignallingServer::metrics () const
       "# TYPE peerjs_errors_total counter\n";
   for (const auto &[code, n] : st.errors)
     o << "peerjs_errors_total{code=\"" << code << "\"} " << n << '\n';
+  if (i.cluster)
+    o << i.cluster->metrics ();
   return o.str ();
 }
 

@@ -49,6 +49,11 @@ struct ServerOptions
   std::size_t max_header_bytes = 16 * 1024;
   /* STUN/TURN servers for the greeting (--ice-server, --turn-secret). */
   IceConfig ice;
+  /* Cluster mode (docs/scaling.md): redis://HOST[:PORT][/DB] or
+   * unix:/PATH[?db=N]; empty: a single node, no Redis. */
+  std::string redis;
+  std::string node_id;               /* empty: default_node_id () */
+  std::int64_t node_ttl_ms = 5000;   /* heartbeat key's TTL */
 };
 
 /* Close code for a session that kept flooding past its rate limit. */
@@ -77,6 +82,10 @@ public:
   std::string url () const;          /* ws://host:port/peerjs */
   std::string metrics () const;      /* Prometheus text format */
   const Router & router () const;
+  /* Cluster mode: this node's id; empty without --redis. */
+  std::string node_id () const;
+  /* False while Redis is unreachable in cluster mode (/healthz). */
+  bool healthy () const;
 
   struct Impl;
 

@@ -1,0 +1,1211 @@
+#include "cluster.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <cstring>
+#include <sstream>
+#include <unistd.h>
+
+namespace peerjs {
+
+namespace {
+
+const char NODE_KEY[] = "pj:node:";           /* heartbeat, with a TTL */
+const char SESSION_KEY[] = "pj:session:";     /* directory: session -> node */
+const char THREAD_KEY[] = "pj:thread:";       /* hash: member -> node */
+const char NODE_THREADS_KEY[] = "pj:node-threads:";   /* threads a node joined */
+const char CHANNEL[] = "pj:to:";              /* a node's pub/sub channel */
+
+/* A join: the live members before it (session, node pairs of other nodes)
+ * are the answer; the notice goes to each of their nodes, naming the
+ * members there it is for, and members of nodes whose heartbeat expired
+ * are removed on the way. `env` is the envelope up to the op's last
+ * field; the names and the op's end are added per node. */
+const char JOIN_SCRIPT[] = R"lua(
+local me, session, thread, nodekey, chan, env, tkey, ntkey =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local members = redis.call('HGETALL', tkey)
+local out, nodes, alive = {}, {}, {}
+for i = 1, #members, 2 do
+  local id, node = members[i], members[i + 1]
+  if id ~= session then
+    local live = alive[node]
+    if live == nil then
+      live = node == me or redis.call('EXISTS', nodekey .. node) == 1
+      alive[node] = live
+    end
+    if not live then
+      redis.call('HDEL', tkey, id)
+    elseif node ~= me then
+      out[#out + 1] = id
+      out[#out + 1] = node
+      local parts = nodes[node]
+      if not parts then
+        parts = {env}
+        nodes[node] = parts
+      end
+      parts[#parts + 1] = #id .. ':' .. id .. ','
+    end
+  end
+end
+redis.call('HSET', tkey, session, me)
+redis.call('SADD', ntkey, thread)
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', chan .. node, table.concat(parts))
+end
+return out
+)lua";
+
+/* A leave: out of the hash, the notice to the other nodes with members,
+ * naming them as a join does. */
+const char LEAVE_SCRIPT[] = R"lua(
+local me, session, thread, chan, env, tkey, ntkey, last =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+redis.call('HDEL', tkey, session)
+if last == '1' then redis.call('SREM', ntkey, thread) end
+local members = redis.call('HGETALL', tkey)
+local nodes = {}
+for i = 1, #members, 2 do
+  local id, node = members[i], members[i + 1]
+  if node ~= me then
+    local parts = nodes[node]
+    if not parts then
+      parts = {env}
+      nodes[node] = parts
+    end
+    parts[#parts + 1] = #id .. ':' .. id .. ','
+  end
+end
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', chan .. node, table.concat(parts))
+end
+return 0
+)lua";
+
+/* A session ended: out of its threads and the directory; the notice to
+ * the nodes of the members left and of the nodes the router named.
+ * ARGV: me, session, chan, env, thread key prefix, node-threads key,
+ * session key, N, then N thread names each followed by "1" if this node
+ * has no member left in it, then node ids. */
+const char END_SCRIPT[] = R"lua(
+local me, session, chan, env, tprefix, ntkey, skey =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local n = tonumber(ARGV[8])
+local nodes = {}
+for i = 0, n - 1 do
+  local thread, last = ARGV[9 + 2 * i], ARGV[10 + 2 * i]
+  local tkey = tprefix .. thread
+  redis.call('HDEL', tkey, session)
+  if last == '1' then redis.call('SREM', ntkey, thread) end
+  for _, node in ipairs(redis.call('HVALS', tkey)) do nodes[node] = true end
+end
+for i = 9 + 2 * n, #ARGV do nodes[ARGV[i]] = true end
+redis.call('DEL', skey)
+nodes[me] = nil
+for node in pairs(nodes) do redis.call('PUBLISH', chan .. node, env) end
+return 0
+)lua";
+
+/* Where sessions are: for each id, its node if the directory has it and
+ * that node's heartbeat key exists, else ''. */
+const char LOOKUP_SCRIPT[] = R"lua(
+local skey, nodekey = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local node = redis.call('GET', skey .. ARGV[i])
+  if node and redis.call('EXISTS', nodekey .. node) == 1 then
+    out[#out + 1] = node
+  else
+    out[#out + 1] = ''
+  end
+end
+return out
+)lua";
+
+/* A node is gone: its members leave every thread it had joined. Nothing
+ * happens if its heartbeat came back meanwhile. */
+const char CLEAN_SCRIPT[] = R"lua(
+local dead, nodekey, ntkey, tprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', nodekey) == 1 then return -1 end
+local threads = redis.call('SMEMBERS', ntkey)
+for _, t in ipairs(threads) do
+  local tkey = tprefix .. t
+  local m = redis.call('HGETALL', tkey)
+  for i = 1, #m, 2 do
+    if m[i + 1] == dead then redis.call('HDEL', tkey, m[i]) end
+  end
+end
+redis.call('DEL', ntkey)
+return #threads
+)lua";
+
+/* Envelope framing: "P1", then netstrings (LEN:BYTES,), then ops, each a
+ * letter, its fields as netstrings, and ';'. */
+void
+ns (std::string & out, std::string_view s)
+{
+  out += std::to_string (s.size ());
+  out += ':';
+  out.append (s.data (), s.size ());
+  out += ',';
+}
+
+class Reader
+{
+public:
+  explicit Reader (std::string_view s) : s_ (s) {}
+  bool at_end () const { return pos_ >= s_.size (); }
+  bool peek (char c) const { return pos_ < s_.size () && s_[pos_] == c; }
+  bool take (char & c)
+  {
+    if (at_end ())
+      return false;
+    c = s_[pos_++];
+    return true;
+  }
+  bool field (std::string & out)
+  {
+    std::size_t len = 0, start = pos_;
+    while (pos_ < s_.size () && s_[pos_] >= '0' && s_[pos_] <= '9'
+        && pos_ - start < 10)
+      len = len * 10 + (s_[pos_++] - '0');
+    if (pos_ == start || pos_ >= s_.size () || s_[pos_] != ':')
+      return false;
+    pos_++;
+    if (s_.size () - pos_ < len + 1 || s_[pos_ + len] != ',')
+      return false;
+    out.assign (s_.data () + pos_, len);
+    pos_ += len + 1;
+    return true;
+  }
+
+private:
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+/* One connection to Redis on the server's Poller: hiredis's event hooks
+ * land here. */
+struct Cluster::Link : Poller::Handler
+{
+  Cluster *cluster = nullptr;
+  const char *name = "";
+  redisAsyncContext *ac = nullptr;
+  int fd = -1;
+  std::uint32_t events = 0;
+  bool registered = false;
+  bool ready = false;              /* connected and set up */
+  std::int64_t since_us = 0;       /* the attempt's start */
+
+  void want (std::uint32_t bit, bool on)
+  {
+    std::uint32_t ev = on ? (events | bit) : (events & ~bit);
+    if (registered && ev == events)
+      return;
+    events = ev;
+    if (!registered)
+      registered = cluster->poller_.add (fd, events, this);
+    else
+      cluster->poller_.modify (fd, events, this);
+  }
+
+  void on_ready (std::uint32_t ev) override
+  {
+    redisAsyncContext *c = ac;
+    if (!c)
+      return;
+    if (ev & EPOLLOUT)
+      redisAsyncHandleWrite (c);
+    /* A callback may have freed the context. */
+    if (ac == c && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+      redisAsyncHandleRead (c);
+  }
+};
+
+struct Cluster::Lookup
+{
+  std::string from, body;
+  std::vector<std::string> ids;
+  std::vector<std::list<Cluster::Waiting>::iterator> at;   /* per id */
+  bool answered = false;
+  std::shared_ptr<const Message> message;
+};
+
+/* hiredis's C callbacks. */
+struct ClusterCallbacks
+{
+  static void looked_up (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<Cluster::Lookup> l (static_cast<Cluster::Lookup *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_)
+      return;
+    std::vector<std::string> nodes (l->ids.size ());
+    if (reply && reply->type == REDIS_REPLY_ARRAY)
+      for (std::size_t i = 0; i < nodes.size () && i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+          nodes[i].assign (reply->element[i]->str, reply->element[i]->len);
+    c->resolve (*l, nodes);
+  }
+
+  static void add_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, true); }
+  static void del_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, false); }
+  static void add_write (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLOUT, true); }
+  static void del_write (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLOUT, false); }
+  static void cleanup (void *d)
+  {
+    auto *l = static_cast<Cluster::Link *>(d);
+    if (l->registered)
+      l->cluster->poller_.remove (l->fd, l);
+    l->registered = false;
+    l->events = 0;
+    l->fd = -1;
+    l->ac = nullptr;
+  }
+
+  static Cluster::Link * link_of (const redisAsyncContext * ac)
+  {
+    return static_cast<Cluster::Link *>(ac->data);
+  }
+
+  static void connected (const redisAsyncContext * ac, int status)
+  {
+    Cluster::Link *l = link_of (ac);
+    if (status != REDIS_OK) {
+      g_info ("cluster: Redis connection (%s) failed: %s", l->name,
+          ac->errstr ? ac->errstr : "unknown error");
+      l->cluster->link_down (*l);
+    }
+  }
+
+  static void disconnected (const redisAsyncContext * ac, int)
+  {
+    Cluster::Link *l = link_of (ac);
+    g_warning ("cluster: Redis connection (%s) lost: %s", l->name,
+        ac->err && ac->errstr ? ac->errstr : "closed");
+    l->cluster->link_down (*l);
+  }
+
+  /* The command link's first answer (PING or SELECT). */
+  static void setup_done (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    if (!reply)
+      return;
+    Cluster::Link *l = link_of (ac);
+    if (reply->type == REDIS_REPLY_ERROR) {
+      g_warning ("cluster: Redis refused the setup: %s", reply->str);
+      redisAsyncDisconnect (ac);
+      return;
+    }
+    l->cluster->link_up (*l);
+  }
+
+  static void subscribed (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+      return;
+    Cluster::Link *l = link_of (ac);
+    const redisReply *kind = reply->element[0];
+    if (kind->type != REDIS_REPLY_STRING)
+      return;
+    if (strcmp (kind->str, "subscribe") == 0) {
+      l->cluster->link_up (*l);
+    } else if (strcmp (kind->str, "message") == 0) {
+      const redisReply *payload = reply->element[2];
+      if (payload->type == REDIS_REPLY_STRING)
+        l->cluster->on_message (std::string_view (payload->str, payload->len));
+    }
+  }
+
+  static void heartbeat_done (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    if (!reply)
+      return;
+    Cluster *c = link_of (ac)->cluster;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      g_warning ("cluster: heartbeat refused: %s", reply->str);
+      return;
+    }
+    c->hb_sent_us_ = 0;
+    c->hb_ok_us_ = g_get_monotonic_time ();
+    /* SET ... GET answers the old value: none means the key had expired,
+     * and the other nodes may have taken this one for gone. */
+    if (reply->type == REDIS_REPLY_NIL && !c->hb_first_) {
+      c->stats_.heartbeats_missed++;
+      g_warning ("cluster: this node's heartbeat key had expired; other "
+          "nodes may have ended its sessions");
+      c->republish ();
+    }
+    /* The old value names the process that wrote it: another one means a
+     * second node runs with this node id. (The first heartbeat may find
+     * the key of this node's previous process.) */
+    if (reply->type == REDIS_REPLY_STRING && !c->hb_first_) {
+      std::string_view old (reply->str, reply->len);
+      if (old.substr (0, old.find (' ')) != c->instance_) {
+        if (c->stats_.id_clashes++ == 0)
+          g_warning ("cluster: another node runs with node id %s: every "
+              "node needs an id of its own (--node-id)",
+              c->options_.node_id.c_str ());
+      }
+    }
+    c->hb_first_ = false;
+  }
+
+  struct Join
+  {
+    std::string thread, session;
+  };
+
+  static void joined (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<Join> j (static_cast<Join *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+      return;
+    Cluster *c = link_of (ac)->cluster;
+    for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+      const redisReply *id = reply->element[i], *node = reply->element[i + 1];
+      if (id->type != REDIS_REPLY_STRING || node->type != REDIS_REPLY_STRING)
+        continue;
+      c->router_.remote_member (j->thread, j->session,
+          std::string (id->str, id->len), std::string (node->str, node->len));
+    }
+  }
+
+  static void exists (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::string> node (static_cast<std::string *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    if (!reply || reply->type != REDIS_REPLY_INTEGER || reply->integer != 0)
+      return;
+    link_of (ac)->cluster->node_gone (*node);
+  }
+};
+
+bool
+parse_redis_url (std::string_view url, RedisAddress & out, std::string & why)
+{
+  out = RedisAddress ();
+  auto number = [] (std::string_view s, int max, int & v) {
+    if (s.empty () || s.size () > 9)
+      return false;
+    v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9')
+        return false;
+      v = v * 10 + (c - '0');
+    }
+    return v <= max;
+  };
+  if (url.substr (0, 5) == "unix:") {
+    std::string_view rest = url.substr (5);
+    auto q = rest.find ('?');
+    if (q != std::string_view::npos) {
+      std::string_view query = rest.substr (q + 1);
+      rest = rest.substr (0, q);
+      if (query.substr (0, 3) != "db=" || !number (query.substr (3), 1 << 20,
+              out.db)) {
+        why = "a unix: URL takes only ?db=N";
+        return false;
+      }
+    }
+    if (rest.empty () || rest[0] != '/') {
+      why = "unix: needs an absolute path: unix:/run/redis/redis.sock";
+      return false;
+    }
+    out.path = std::string (rest);
+    return true;
+  }
+  if (url.substr (0, 8) != "redis://") {
+    why = "expected redis://HOST[:PORT][/DB] or unix:/PATH";
+    return false;
+  }
+  std::string_view rest = url.substr (8);
+  auto slash = rest.find ('/');
+  if (slash != std::string_view::npos) {
+    std::string_view db = rest.substr (slash + 1);
+    rest = rest.substr (0, slash);
+    if (!db.empty () && !number (db, 1 << 20, out.db)) {
+      why = "the database after '/' must be a number";
+      return false;
+    }
+  }
+  if (rest.find ('@') != std::string_view::npos) {
+    why = "passwords in the URL are not supported";
+    return false;
+  }
+  std::string_view host = rest;
+  if (!rest.empty () && rest[0] == '[') {
+    auto close = rest.find (']');
+    if (close == std::string_view::npos) {
+      why = "an IPv6 address needs its closing ']'";
+      return false;
+    }
+    host = rest.substr (1, close - 1);
+    rest = rest.substr (close + 1);
+    if (!rest.empty () && rest[0] != ':') {
+      why = "expected ':' after the IPv6 address";
+      return false;
+    }
+    if (!rest.empty () && !number (rest.substr (1), 65535, out.port)) {
+      why = "the port must be 1 to 65535";
+      return false;
+    }
+  } else {
+    auto colon = rest.rfind (':');
+    if (colon != std::string_view::npos) {
+      host = rest.substr (0, colon);
+      if (!number (rest.substr (colon + 1), 65535, out.port)) {
+        why = "the port must be 1 to 65535";
+        return false;
+      }
+    }
+  }
+  if (host.empty () || out.port == 0) {
+    why = host.empty () ? "no host" : "the port must be 1 to 65535";
+    return false;
+  }
+  out.host = std::string (host);
+  return true;
+}
+
+bool
+valid_node_id (std::string_view id)
+{
+  if (id.empty () || id.size () > 64)
+    return false;
+  for (char c : id)
+    if (!g_ascii_isalnum (c) && c != '.' && c != '_' && c != '-')
+      return false;
+  return true;
+}
+
+std::string
+default_node_id ()
+{
+  std::string host;
+  for (const char *p = g_get_host_name (); *p && host.size () < 40; p++)
+    if (g_ascii_isalnum (*p) || *p == '.' || *p == '_' || *p == '-')
+      host += *p;
+  if (host.empty ())
+    host = "node";
+  char tail[32];
+  g_snprintf (tail, sizeof tail, "-%d-%06x", static_cast<int>(getpid ()),
+      g_random_int () & 0xffffff);
+  return host + tail;
+}
+
+Cluster::Cluster (ClusterOptions options, Router & router, Poller & poller,
+    GMainContext * context, Dispatch dispatch)
+  : options_ (std::move (options)), router_ (router), poller_ (poller),
+    context_ (context), dispatch_ (std::move (dispatch)),
+    cmd_ (std::make_unique<Link> ()), sub_ (std::make_unique<Link> ())
+{
+  cmd_->cluster = sub_->cluster = this;
+  char instance[17];
+  g_snprintf (instance, sizeof instance, "%08x%08x", g_random_int (),
+      g_random_int ());
+  instance_ = instance;
+  cmd_->name = "commands";
+  sub_->name = "subscription";
+  cancel_ = g_cancellable_new ();
+}
+
+Cluster::~Cluster ()
+{
+  closing_ = true;
+  g_cancellable_cancel (cancel_);
+  g_object_unref (cancel_);
+  for (GSource **s : {&timer_, &flush_source_})
+    if (*s) {
+      g_source_destroy (*s);
+      g_source_unref (*s);
+      *s = nullptr;
+    }
+  router_.set_cluster_hooks (ClusterHooks ());
+  /* Freeing calls the pending callbacks with no reply, and cleanup. */
+  for (Link *l : {cmd_.get (), sub_.get ()}) {
+    if (l->ac) {
+      redisAsyncContext *ac = l->ac;
+      ac->onDisconnect = nullptr;
+      redisAsyncFree (ac);
+    }
+  }
+}
+
+void
+Cluster::start ()
+{
+  ClusterHooks h;
+  h.forward = [this] (const std::string & node, const std::string & session,
+      const std::string & from, const std::string & body) {
+    forward (node, session, from, body);
+  };
+  h.joined = [this] (const std::string & thread, const std::string & session,
+      const std::string & body) {
+    joined (thread, session, body);
+  };
+  h.left = [this] (const std::string & thread, const std::string & session,
+      bool last) {
+    left (thread, session, last);
+  };
+  h.ended = [this] (const std::string & session,
+      const std::vector<std::pair<std::string, bool>> & threads,
+      const std::set<std::string> & nodes) {
+    ended (session, threads, nodes);
+  };
+  h.reply = [this] (const std::string & node, const std::string & origin,
+      const std::string & from, const std::string & body) {
+    reply (node, origin, from, body);
+  };
+  h.lookup = [this] (const std::string & from,
+      const std::vector<std::string> & ids, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message) {
+    lookup (from, ids, body, answered, std::move (message));
+  };
+  router_.set_cluster_hooks (std::move (h));
+
+  timer_ = g_timeout_source_new (options_.heartbeat_ms);
+  g_source_set_callback (timer_, +[] (gpointer self) -> gboolean {
+        static_cast<Cluster *>(self)->tick ();
+        return G_SOURCE_CONTINUE;
+      }, this, nullptr);
+  g_source_attach (timer_, context_);
+  connect ();
+}
+
+void
+Cluster::connect ()
+{
+  const RedisAddress & a = options_.redis;
+  if (a.path.empty () && !g_hostname_is_ip_address (a.host.c_str ())
+      && next_address_ < addresses_.size ()) {
+    /* Each attempt takes the next address (localhost: ::1, then
+     * 127.0.0.1); past the last one the name is resolved again. */
+    resolved_host_ = addresses_[next_address_++];
+  } else if (a.path.empty () && !g_hostname_is_ip_address (a.host.c_str ())) {
+    /* hiredis resolves names with a blocking getaddrinfo (): resolve
+     * here, asynchronously, and hand it the addresses. */
+    if (resolving_)
+      return;
+    resolving_ = true;
+    g_autoptr (GResolver) resolver = g_resolver_get_default ();
+    g_main_context_push_thread_default (context_);
+    g_resolver_lookup_by_name_async (resolver, a.host.c_str (), cancel_,
+        +[] (GObject * source, GAsyncResult * res, gpointer self) {
+          static_cast<Cluster *>(self)->resolved (source, res);
+        }, this);
+    g_main_context_pop_thread_default (context_);
+    return;
+  } else {
+    resolved_host_ = a.host;
+  }
+  for (Link *l : {cmd_.get (), sub_.get ()})
+    if (!l->ac)
+      connect_link (*l);
+}
+
+void
+Cluster::resolved (GObject * source, GAsyncResult * res)
+{
+  g_autoptr (GError) error = nullptr;
+  GList *found = g_resolver_lookup_by_name_finish (G_RESOLVER (source), res,
+      &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  resolving_ = false;
+  if (!found) {
+    g_warning ("cluster: cannot resolve %s: %s", options_.redis.host.c_str (),
+        error ? error->message : "no address");
+    return;
+  }
+  addresses_.clear ();
+  next_address_ = 0;
+  for (GList *a = found; a; a = a->next) {
+    g_autofree char *ip = g_inet_address_to_string (G_INET_ADDRESS (a->data));
+    addresses_.emplace_back (ip);
+  }
+  g_resolver_free_addresses (found);
+  connect ();
+}
+
+void
+Cluster::connect_link (Link & l)
+{
+  const RedisAddress & a = options_.redis;
+  redisAsyncContext *ac = a.path.empty ()
+      ? redisAsyncConnect (resolved_host_.c_str (), a.port)
+      : redisAsyncConnectUnix (a.path.c_str ());
+  l.since_us = g_get_monotonic_time ();
+  if (!ac)
+    return;
+  if (ac->err) {
+    g_info ("cluster: cannot connect to Redis: %s", ac->errstr);
+    redisAsyncFree (ac);
+    return;
+  }
+  l.ac = ac;
+  l.fd = ac->c.fd;
+  l.ready = false;
+  ac->data = &l;
+  ac->ev.data = &l;
+  ac->ev.addRead = ClusterCallbacks::add_read;
+  ac->ev.delRead = ClusterCallbacks::del_read;
+  ac->ev.addWrite = ClusterCallbacks::add_write;
+  ac->ev.delWrite = ClusterCallbacks::del_write;
+  ac->ev.cleanup = ClusterCallbacks::cleanup;
+  redisAsyncSetConnectCallback (ac, ClusterCallbacks::connected);
+  redisAsyncSetDisconnectCallback (ac, ClusterCallbacks::disconnected);
+  /* hiredis completes the connect on the first write: queue one. */
+  if (a.db != 0)
+    redisAsyncCommand (ac, &l == cmd_.get () ? ClusterCallbacks::setup_done
+        : nullptr, nullptr, "SELECT %d", a.db);
+  else if (&l == cmd_.get ())
+    redisAsyncCommand (ac, ClusterCallbacks::setup_done, nullptr, "PING");
+  if (&l == sub_.get ()) {
+    std::string channel = CHANNEL + options_.node_id;
+    redisAsyncCommand (ac, ClusterCallbacks::subscribed, nullptr,
+        "SUBSCRIBE %b", channel.data (), channel.size ());
+  }
+}
+
+void
+Cluster::link_up (Link & l)
+{
+  if (l.ready)
+    return;
+  l.ready = true;
+  if (!cmd_->ready || !sub_->ready)
+    return;
+  if (ever_up_)
+    stats_.reconnects++;
+  g_message ("cluster: node %s connected to Redis%s", options_.node_id.c_str (),
+      ever_up_ ? " again" : "");
+  bool again = ever_up_;
+  ever_up_ = true;
+  heartbeat ();
+  refresh_directory ();
+  if (again)
+    republish ();
+}
+
+/* Redis may have lost what this node wrote (a restart without
+ * persistence, a failover): write its memberships again. The other nodes
+ * are not told anything new: what they knew of this node's sessions they
+ * still know, and joins or leaves during the outage are lost. */
+void
+Cluster::republish ()
+{
+  std::set<std::string> threads;
+  for (const auto &[thread, session] : router_.local_memberships ()) {
+    command ({"HSET", THREAD_KEY + thread, session, options_.node_id});
+    threads.insert (thread);
+  }
+  for (const auto &thread : threads)
+    command ({"SADD", NODE_THREADS_KEY + options_.node_id, thread});
+}
+
+void
+Cluster::link_down (Link & l)
+{
+  l.ready = false;
+  /* Its heartbeat, if one was waiting, is answered no more. */
+  if (&l == cmd_.get ())
+    hb_sent_us_ = 0;
+  /* hiredis frees the context after this callback; the next tick
+   * connects again. */
+}
+
+bool
+Cluster::command (const std::vector<std::string> & argv,
+    void (*fn) (redisAsyncContext *, void *, void *), void *privdata)
+{
+  if (!cmd_->ac || !cmd_->ready)
+    return false;
+  std::vector<const char *> args;
+  std::vector<std::size_t> lens;
+  for (const auto &a : argv) {
+    args.push_back (a.data ());
+    lens.push_back (a.size ());
+  }
+  return redisAsyncCommandArgv (cmd_->ac, fn, privdata,
+      static_cast<int>(args.size ()), args.data (), lens.data ()) == REDIS_OK;
+}
+
+void
+Cluster::tick ()
+{
+  std::int64_t now = g_get_monotonic_time ();
+  /* A connect that hangs, or Redis that stopped answering: start over. */
+  bool stalled = hb_sent_us_ && now - hb_sent_us_ > options_.node_ttl_ms * 1000;
+  for (Link *l : {cmd_.get (), sub_.get ()}) {
+    bool hung = l->ac && !l->ready
+        && now - l->since_us > options_.connect_timeout_ms * 1000;
+    if (l->ac && (hung || stalled)) {
+      g_warning ("cluster: Redis connection (%s) %s; connecting again",
+          l->name, hung ? "did not come up" : "stopped answering");
+      redisAsyncContext *ac = l->ac;
+      l->ready = false;
+      redisAsyncFree (ac);
+    }
+  }
+  if (stalled)
+    hb_sent_us_ = 0;
+  if (!cmd_->ac || !sub_->ac)
+    connect ();
+  if (!cmd_->ready || !sub_->ready)
+    return;
+  ticks_++;
+  heartbeat ();
+  if (ticks_ % std::max<std::int64_t>(1, 10000 / options_.heartbeat_ms) == 0)
+    refresh_directory ();
+  check_nodes ();
+}
+
+void
+Cluster::heartbeat ()
+{
+  if (hb_sent_us_)
+    return;   /* the last one is unanswered */
+  std::string now = instance_ + " " +
+      std::to_string (g_get_real_time () / 1000);
+  if (command ({"SET", NODE_KEY + options_.node_id, now, "PX",
+          std::to_string (options_.node_ttl_ms), "GET"},
+          ClusterCallbacks::heartbeat_done))
+    hb_sent_us_ = g_get_monotonic_time ();
+}
+
+void
+Cluster::session_opened (const std::string & session)
+{
+  command ({"SET", SESSION_KEY + session, options_.node_id, "EX",
+        std::to_string (options_.session_ttl_s)});
+}
+
+void
+Cluster::refresh_directory ()
+{
+  std::string ttl = std::to_string (options_.session_ttl_s);
+  for (const auto &id : router_.local_sessions ())
+    command ({"SET", SESSION_KEY + id, options_.node_id, "EX", ttl});
+}
+
+void
+Cluster::check_nodes ()
+{
+  for (const auto &node : router_.remote_nodes ())
+    command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
+        new std::string (node));
+}
+
+void
+Cluster::node_gone (const std::string & node)
+{
+  std::vector<Delivery> d = router_.remote_node_gone (node);
+  stats_.nodes_lost++;
+  g_message ("cluster: node %s is gone (its heartbeat expired); its "
+      "sessions ended", node.c_str ());
+  command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
+        NODE_THREADS_KEY + node, THREAD_KEY});
+  dispatch_ (d);
+}
+
+bool
+Cluster::healthy () const
+{
+  if (!cmd_->ready || !sub_->ready)
+    return false;
+  /* A heartbeat unanswered for two periods: Redis is not answering. */
+  return !hb_sent_us_ || g_get_monotonic_time () - hb_sent_us_
+      <= 2 * options_.heartbeat_ms * 1000;
+}
+
+std::string
+Cluster::envelope_head () const
+{
+  std::string out = "P1";
+  ns (out, options_.node_id);
+  ns (out, std::to_string (g_get_real_time ()));
+  return out;
+}
+
+Cluster::Outbox &
+Cluster::outbox (const std::string & node)
+{
+  schedule_flush ();
+  return outboxes_[node];
+}
+
+void
+Cluster::close_op (Outbox & box)
+{
+  if (!box.open)
+    return;
+  box.ops += 'd';
+  ns (box.ops, box.from);
+  ns (box.ops, box.body);
+  for (const auto &t : box.to)
+    ns (box.ops, t);
+  box.ops += ';';
+  box.open = false;
+  box.to.clear ();
+}
+
+void
+Cluster::forward (const std::string & node, const std::string & session,
+    const std::string & from, const std::string & body)
+{
+  auto w = waiting_.find (session);
+  if (w != waiting_.end ()) {
+    w->second.push_back (Waiting {false, false, node, from, body});
+    return;
+  }
+  put (node, session, from, body);
+}
+
+void
+Cluster::put (const std::string & node, const std::string & session,
+    const std::string & from, const std::string & body)
+{
+  stats_.sent++;
+  Outbox &box = outbox (node);
+  /* One op for a message to several sessions of the node. */
+  if (box.open && box.from == from && box.body == body) {
+    box.to.push_back (session);
+    return;
+  }
+  close_op (box);
+  box.open = true;
+  box.from = from;
+  box.body = body;
+  box.to.push_back (session);
+}
+
+void
+Cluster::reply (const std::string & node, const std::string & origin,
+    const std::string & from, const std::string & body)
+{
+  stats_.sent++;
+  Outbox &box = outbox (node);
+  close_op (box);
+  box.ops += 'r';
+  ns (box.ops, origin);
+  ns (box.ops, from);
+  ns (box.ops, body);
+  box.ops += ';';
+}
+
+void
+Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
+    const std::string & body, bool answered,
+    std::shared_ptr<const Message> message)
+{
+  auto l = std::make_unique<Lookup> ();
+  l->from = from;
+  l->body = body;
+  l->ids = ids;
+  l->answered = answered;
+  l->message = std::move (message);
+  for (const auto &id : ids) {
+    auto &q = waiting_[id];
+    l->at.push_back (q.insert (q.end (), Waiting {true, false, {}, {}, {}}));
+  }
+  stats_.lookups += ids.size ();
+  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0", SESSION_KEY,
+    NODE_KEY};
+  argv.insert (argv.end (), ids.begin (), ids.end ());
+  if (command (argv, ClusterCallbacks::looked_up, l.get ())) {
+    l.release ();
+    return;
+  }
+  /* Redis is unreachable: nobody can be found. Answered at the flush,
+   * out of the router's call. */
+  failed_.push_back (std::move (l));
+  schedule_flush ();
+}
+
+/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none. */
+void
+Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
+{
+  std::vector<std::string> missing;
+  bool found = false;
+  for (std::size_t i = 0; i < l.ids.size (); i++) {
+    Waiting &w = *l.at[i];
+    w.pending = false;
+    if (nodes[i].empty () || nodes[i] == options_.node_id) {
+      /* None, or ours, ended since: it would be known here. */
+      w.drop = true;
+      missing.push_back (l.ids[i]);
+    } else {
+      w.node = nodes[i];
+      w.from = l.from;
+      w.body = l.body;
+      found = true;
+      router_.remote_found (l.from, l.ids[i], nodes[i]);
+    }
+    drain (l.ids[i]);
+  }
+  stats_.lookups_missed += missing.size ();
+  if (!missing.empty ())
+    dispatch_ (router_.remote_unknown (l.from, missing, *l.message,
+            l.answered || found));
+}
+
+void
+Cluster::drain (const std::string & session)
+{
+  auto it = waiting_.find (session);
+  if (it == waiting_.end ())
+    return;
+  auto &q = it->second;
+  while (!q.empty () && !q.front ().pending) {
+    Waiting &w = q.front ();
+    if (!w.drop)
+      put (w.node, session, w.from, w.body);
+    q.pop_front ();
+  }
+  if (q.empty ())
+    waiting_.erase (it);
+}
+
+void
+Cluster::schedule_flush ()
+{
+  if (flush_source_)
+    return;
+  /* Everything one turn of the loop forwards goes out together. */
+  flush_source_ = g_idle_source_new ();
+  g_source_set_priority (flush_source_, G_PRIORITY_HIGH);
+  g_source_set_callback (flush_source_, +[] (gpointer self) -> gboolean {
+        auto *c = static_cast<Cluster *>(self);
+        g_source_unref (c->flush_source_);
+        c->flush_source_ = nullptr;
+        c->flush ();
+        return G_SOURCE_REMOVE;
+      }, this, nullptr);
+  g_source_attach (flush_source_, context_);
+}
+
+/* The end of a loop turn: lookups Redis could not take are answered,
+ * and what was forwarded goes out. */
+void
+Cluster::flush ()
+{
+  std::vector<std::unique_ptr<Lookup>> failed;
+  failed.swap (failed_);
+  for (auto &l : failed)
+    resolve (*l, std::vector<std::string> (l->ids.size ()));
+  publish ();
+}
+
+/* Safe inside a router call: it only writes to Redis. */
+void
+Cluster::publish ()
+{
+  std::map<std::string, Outbox> boxes;
+  boxes.swap (outboxes_);
+  for (auto &[node, box] : boxes) {
+    close_op (box);
+    if (box.ops.empty ())
+      continue;
+    if (command ({"PUBLISH", CHANNEL + node, envelope_head () + box.ops}))
+      stats_.publishes++;
+    else
+      stats_.dropped++;
+  }
+}
+
+void
+Cluster::joined (const std::string & thread, const std::string & session,
+    const std::string & body)
+{
+  /* What this node forwarded before goes first. */
+  publish ();
+  std::string env = envelope_head () + "j";
+  ns (env, thread);
+  ns (env, session);
+  ns (env, body);
+  if (!command ({"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
+          NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
+          NODE_THREADS_KEY + options_.node_id}, ClusterCallbacks::joined,
+          new ClusterCallbacks::Join {thread, session}))
+    stats_.dropped++;
+}
+
+void
+Cluster::left (const std::string & thread, const std::string & session,
+    bool last)
+{
+  publish ();
+  std::string env = envelope_head () + "l";
+  ns (env, thread);
+  ns (env, session);
+  if (!command ({"EVAL", LEAVE_SCRIPT, "0", options_.node_id, session, thread,
+          CHANNEL, env, THREAD_KEY + thread,
+          NODE_THREADS_KEY + options_.node_id, last ? "1" : "0"}))
+    stats_.dropped++;
+}
+
+void
+Cluster::ended (const std::string & session,
+    const std::vector<std::pair<std::string, bool>> & threads,
+    const std::set<std::string> & nodes)
+{
+  publish ();
+  std::string env = envelope_head () + "g";
+  ns (env, session);
+  env += ';';
+  std::vector<std::string> argv = {"EVAL", END_SCRIPT, "0", options_.node_id,
+    session, CHANNEL, env, THREAD_KEY, NODE_THREADS_KEY + options_.node_id,
+    SESSION_KEY + session, std::to_string (threads.size ())};
+  for (const auto &[name, last] : threads) {
+    argv.push_back (name);
+    argv.push_back (last ? "1" : "0");
+  }
+  argv.insert (argv.end (), nodes.begin (), nodes.end ());
+  if (!command (argv))
+    stats_.dropped++;
+}
+
+void
+Cluster::on_message (std::string_view payload)
+{
+  Reader r (payload);
+  std::string node, sent;
+  char c1 = 0, c2 = 0;
+  if (!r.take (c1) || !r.take (c2) || c1 != 'P' || c2 != '1'
+      || !r.field (node) || !r.field (sent)) {
+    g_warning ("cluster: a message on this node's channel is not ours; "
+        "ignored");
+    return;
+  }
+  if (node == options_.node_id) {
+    /* Only another process with this node id publishes such a thing. */
+    g_warning ("cluster: a message from a node with this node's id (%s); "
+        "ignored", node.c_str ());
+    return;
+  }
+  std::int64_t sent_us = g_ascii_strtoll (sent.c_str (), nullptr, 10);
+  std::int64_t lag = g_get_real_time () - sent_us;
+  if (sent_us > 0 && lag >= 0) {
+    double s = lag / 1e6;
+    std::size_t b = 0;
+    while (b < std::size (ClusterStats::LATENCY_BOUNDS)
+        && s > ClusterStats::LATENCY_BOUNDS[b])
+      b++;
+    stats_.latency_buckets[b]++;
+    stats_.latency_count++;
+    stats_.latency_sum_s += s;
+  }
+  std::vector<Delivery> out;
+  auto take = [&] (std::vector<Delivery> && d) {
+    stats_.received += d.size ();
+    if (out.empty ())
+      out = std::move (d);
+    else
+      out.insert (out.end (), std::make_move_iterator (d.begin ()),
+          std::make_move_iterator (d.end ()));
+  };
+  char op = 0;
+  while (r.take (op)) {
+    std::vector<std::string> f;
+    std::string field;
+    while (!r.peek (';') && r.field (field))
+      f.push_back (std::move (field));
+    if (!r.take (c1) || c1 != ';') {
+      g_warning ("cluster: a malformed message from node %s; the rest of "
+          "it is ignored", node.c_str ());
+      break;
+    }
+    if (op == 'd' && f.size () >= 3) {
+      std::vector<std::string> to (f.begin () + 2, f.end ());
+      take (router_.remote_deliver (to, f[1], f[0], node));
+    } else if (op == 'j' && f.size () >= 3) {
+      take (router_.remote_join (f[0], f[1], node, f[2],
+              std::vector<std::string> (f.begin () + 3, f.end ())));
+    } else if (op == 'l' && f.size () >= 2) {
+      take (router_.remote_leave (f[0], f[1],
+              std::vector<std::string> (f.begin () + 2, f.end ())));
+    } else if (op == 'g' && f.size () == 1) {
+      take (router_.remote_end (f[0]));
+    } else if (op == 'r' && f.size () == 3) {
+      take (router_.remote_reply (f[0], f[1], node, f[2]));
+    } else {
+      g_warning ("cluster: unknown op '%c' from node %s; ignored", op,
+          node.c_str ());
+    }
+  }
+  dispatch_ (out);
+}
+
+std::string
+Cluster::metrics () const
+{
+  const ClusterStats & st = stats_;
+  std::ostringstream o;
+  auto metric = [&] (const char *name, const char *type, const char *help,
+      auto value) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' '
+        << type << '\n' << name << ' ' << value << '\n';
+  };
+  o << "# HELP peerjs_cluster_node This node's id (--node-id).\n"
+      "# TYPE peerjs_cluster_node gauge\n"
+      "peerjs_cluster_node{node=\"" << options_.node_id << "\"} 1\n";
+  metric ("peerjs_cluster_redis_connected", "gauge",
+      "1 while both connections to Redis are up and answering.",
+      healthy () ? 1 : 0);
+  metric ("peerjs_cluster_remote_sessions", "gauge",
+      "Sessions of other nodes known here (thread-mates and contacts).",
+      router_.remote_count ());
+  metric ("peerjs_cluster_messages_sent_total", "counter",
+      "Messages handed to other nodes, counted per recipient.", st.sent);
+  metric ("peerjs_cluster_messages_received_total", "counter",
+      "Messages from other nodes delivered here, counted per recipient.",
+      st.received);
+  metric ("peerjs_cluster_publishes_total", "counter",
+      "Batches published to other nodes' channels.", st.publishes);
+  metric ("peerjs_cluster_dropped_total", "counter",
+      "Batches and membership changes not sent: Redis was unreachable.",
+      st.dropped);
+  metric ("peerjs_cluster_nodes_lost_total", "counter",
+      "Nodes taken for gone: their heartbeat key expired.", st.nodes_lost);
+  metric ("peerjs_cluster_redis_reconnects_total", "counter",
+      "Times the connections to Redis came up again after a loss.",
+      st.reconnects);
+  metric ("peerjs_cluster_heartbeats_missed_total", "counter",
+      "Heartbeats that found this node's key expired.", st.heartbeats_missed);
+  metric ("peerjs_cluster_node_id_clashes_total", "counter",
+      "Heartbeats that found this node's key written by another process: "
+      "two nodes share this node id.", st.id_clashes);
+  metric ("peerjs_cluster_lookups_total", "counter",
+      "Session ids looked up in the directory (messages by id to sessions "
+      "not known here).", st.lookups);
+  metric ("peerjs_cluster_lookups_missed_total", "counter",
+      "Looked-up ids no live node holds (answered with unknown-recipient).",
+      st.lookups_missed);
+  o << "# HELP peerjs_cluster_latency_seconds From a batch's publication on "
+      "another node to its receipt here (wall clocks of both nodes).\n"
+      "# TYPE peerjs_cluster_latency_seconds histogram\n";
+  std::uint64_t below = 0;
+  for (std::size_t b = 0; b < std::size (ClusterStats::LATENCY_BOUNDS); b++) {
+    below += st.latency_buckets[b];
+    o << "peerjs_cluster_latency_seconds_bucket{le=\""
+        << ClusterStats::LATENCY_BOUNDS[b] << "\"} " << below << '\n';
+  }
+  o << "peerjs_cluster_latency_seconds_bucket{le=\"+Inf\"} " << st.latency_count
+      << "\npeerjs_cluster_latency_seconds_sum " << st.latency_sum_s
+      << "\npeerjs_cluster_latency_seconds_count " << st.latency_count << '\n';
+  return o.str ();
+}
+
+}  // namespace peerjs

@@ -1,0 +1,203 @@
+/* Cluster mode (--redis): several peerjs-signalling nodes share threads
+ * through one Redis. docs/scaling.md describes the design; in short:
+ *
+ * - every node refreshes a heartbeat key pj:node:ID with a TTL, and keeps
+ *   its sessions in the directory (pj:session:ID -> node, with a TTL);
+ * - thread membership lives in a hash per thread (pj:thread:NAME, session
+ *   -> node); joins and leaves are Lua scripts that change it and publish
+ *   the notice to the other nodes with members, in one atomic step;
+ * - messages for a session of another node go to that node's own channel
+ *   (pj:to:ID), batched per node and per main-loop turn;
+ * - a node whose heartbeat key expired is gone: the others end the
+ *   stand-ins of its sessions, as one node ends a session.
+ *
+ * hiredis's async API runs on the server's Poller (an adapter of our own,
+ * as the server's sockets do), so Redis never blocks the loop; host names
+ * are resolved with GResolver's async lookup.
+ */
+#pragma once
+
+#include "poller.h"
+#include "router.h"
+
+#include <glib.h>
+#include <gio/gio.h>
+
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct redisAsyncContext;
+
+namespace peerjs {
+
+/* Where Redis is: redis://HOST[:PORT][/DB] or unix:/PATH[?db=N]. */
+struct RedisAddress
+{
+  std::string host;            /* empty for a unix socket */
+  int port = 6379;
+  std::string path;            /* the unix socket */
+  int db = 0;
+};
+
+/* false with `why` (one line) if `url` is not one of the two forms. */
+bool parse_redis_url (std::string_view url, RedisAddress & out,
+    std::string & why);
+/* Letters, digits, '.', '_' and '-', 1 to 64 of them. */
+bool valid_node_id (std::string_view id);
+/* HOSTNAME-PID-RANDOM, cut to a valid node id. */
+std::string default_node_id ();
+
+struct ClusterOptions
+{
+  RedisAddress redis;
+  std::string node_id;
+  std::int64_t heartbeat_ms = 1000;  /* refresh and liveness checks */
+  std::int64_t node_ttl_ms = 5000;   /* the heartbeat key's TTL */
+  std::int64_t session_ttl_s = 30;   /* directory entries, refreshed every 10 s */
+  std::int64_t connect_timeout_ms = 3000;
+};
+
+struct ClusterStats
+{
+  std::uint64_t sent = 0;            /* messages for sessions of other nodes */
+  std::uint64_t received = 0;        /* messages from other nodes, delivered here */
+  std::uint64_t publishes = 0;       /* envelopes published */
+  std::uint64_t dropped = 0;         /* not sent: Redis was unreachable */
+  std::uint64_t nodes_lost = 0;      /* nodes whose heartbeat expired */
+  std::uint64_t reconnects = 0;      /* connections to Redis after the first */
+  std::uint64_t heartbeats_missed = 0;   /* our own key had expired */
+  std::uint64_t id_clashes = 0;      /* our key written by another process */
+  std::uint64_t lookups = 0;         /* ids looked up in the directory */
+  std::uint64_t lookups_missed = 0;  /* ... and not found there */
+  /* From an envelope's publication to its receipt: a histogram over
+   * LATENCY_BOUNDS (the last bucket is everything above). */
+  static constexpr double LATENCY_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+  std::uint64_t latency_buckets[std::size (LATENCY_BOUNDS) + 1] = {};
+  std::uint64_t latency_count = 0;
+  double latency_sum_s = 0;
+};
+
+class Cluster
+{
+public:
+  using Dispatch = std::function<void (const std::vector<Delivery> &)>;
+
+  Cluster (ClusterOptions options, Router & router, Poller & poller,
+      GMainContext * context, Dispatch dispatch);
+  ~Cluster ();
+  Cluster (const Cluster &) = delete;
+  Cluster & operator= (const Cluster &) = delete;
+
+  /* Install the router's hooks, connect, start the heartbeat. */
+  void start ();
+  /* A session of this node opened or resumed: into the directory now. */
+  void session_opened (const std::string & session);
+
+  /* Both connections up and the last heartbeat answered in time. */
+  bool healthy () const;
+  const std::string & node_id () const { return options_.node_id; }
+  const ClusterStats & stats () const { return stats_; }
+  /* Prometheus text for /metrics. */
+  std::string metrics () const;
+
+  struct Link;
+  struct Lookup;
+
+private:
+  /* A message for a session whose directory lookup is still under way
+   * waits behind it, so that what one session sends another arrives in
+   * order. */
+  struct Waiting
+  {
+    bool pending = false;        /* the lookup's own message, not back yet */
+    bool drop = false;           /* the lookup found nobody */
+    std::string node, from, body;
+  };
+
+  struct Outbox
+  {
+    std::string ops;             /* encoded, complete */
+    bool open = false;           /* a 'd' op still taking recipients */
+    std::string from, body;
+    std::vector<std::string> to;
+  };
+
+  void connect ();
+  void connect_link (Link & l);
+  void resolved (GObject * source, GAsyncResult * res);
+  void link_up (Link & l);
+  void link_down (Link & l);
+  void tick ();
+  void heartbeat ();
+  void refresh_directory ();
+  void republish ();
+  void check_nodes ();
+  void node_gone (const std::string & node);
+  void close_op (Outbox & box);
+  Outbox & outbox (const std::string & node);
+  void schedule_flush ();
+  void flush ();
+  void publish ();
+  void on_message (std::string_view payload);
+  void put (const std::string & node, const std::string & session,
+      const std::string & from, const std::string & body);
+  void resolve (Lookup & l, const std::vector<std::string> & nodes);
+  void drain (const std::string & session);
+  std::string envelope_head () const;
+  bool command (const std::vector<std::string> & argv,
+      void (*fn) (redisAsyncContext *, void *, void *) = nullptr,
+      void *privdata = nullptr);
+
+  /* Router hooks. */
+  void forward (const std::string & node, const std::string & session,
+      const std::string & from, const std::string & body);
+  void joined (const std::string & thread, const std::string & session,
+      const std::string & body);
+  void left (const std::string & thread, const std::string & session,
+      bool last);
+  void ended (const std::string & session,
+      const std::vector<std::pair<std::string, bool>> & threads,
+      const std::set<std::string> & nodes);
+  void reply (const std::string & node, const std::string & origin,
+      const std::string & from, const std::string & body);
+  void lookup (const std::string & from, const std::vector<std::string> & ids,
+      const std::string & body, bool answered,
+      std::shared_ptr<const Message> message);
+
+  ClusterOptions options_;
+  Router & router_;
+  Poller & poller_;
+  GMainContext *context_;
+  Dispatch dispatch_;
+  std::unique_ptr<Link> cmd_, sub_;
+  std::string resolved_host_;    /* the address of HOST tried now */
+  std::vector<std::string> addresses_;   /* what HOST resolved to */
+  std::size_t next_address_ = 0; /* tried in turn, once per attempt */
+  GCancellable *cancel_ = nullptr;
+  bool resolving_ = false;
+  bool ever_up_ = false;
+  GSource *timer_ = nullptr;
+  GSource *flush_source_ = nullptr;
+  std::map<std::string, Outbox> outboxes_;
+  std::map<std::string, std::list<Waiting>> waiting_;
+  std::vector<std::unique_ptr<Lookup>> failed_;   /* answered at the flush */
+  bool closing_ = false;
+  std::uint64_t ticks_ = 0;
+  std::int64_t hb_sent_us_ = 0;  /* unanswered heartbeat, 0: none */
+  std::int64_t hb_ok_us_ = 0;
+  bool hb_first_ = true;
+  std::string instance_;         /* this process, in the heartbeat's value */
+  ClusterStats stats_;
+
+  friend struct ClusterCallbacks;
+};
+
+}  // namespace peerjs
