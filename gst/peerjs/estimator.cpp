@@ -14,12 +14,15 @@ constexpr double TREND_GAIN = 4;
 constexpr double OVERUSE_MS = 10;          /* over the threshold this long */
 constexpr double K_UP = 0.0087, K_DOWN = 0.039;
 constexpr double DECREASE = 0.85;          /* of what was received */
-constexpr double INCREASE_PER_S = 1.10;
+constexpr double INCREASE_PER_S = 1.30;
 constexpr double ACKED_WINDOW_MS = 500;
 constexpr double LOSS_WINDOW_MS = 1000;
 constexpr double LOSS_UPDATE_MS = 500;
+constexpr double LOSS_INCREASE = 1.12;     /* per update */
 constexpr double REMB_VALID_MS = 5000;
 constexpr double FEEDBACK_VALID_MS = 2000;
+constexpr double ADDITIVE = 40000;         /* bit/s a second */
+constexpr double NEAR_CAPACITY = 1.25;
 
 double
 ms (guint64 ns)
@@ -186,15 +189,21 @@ Estimator::update_delay_rate (double now)
         double base = acked_ ? (double) acked_ : delay_rate_;
         delay_rate_ = MIN (delay_rate_, DECREASE * base);
         last_decrease_ = now;
+        cut_at (now);
       }
       break;
     case Usage::Under:
       break;
-    case Usage::Normal:
-      delay_rate_ *= std::pow (INCREASE_PER_S, dt);
-      if (acked_)
-        delay_rate_ = MIN (delay_rate_, 1.5 * acked_ + 10000);
+    case Usage::Normal:{
+      /* Never above 1.5 times what gets through: an encoder that sends
+       * less than it may (a still picture) gives no proof that more would
+       * pass. That bound only stops the increase: what was received
+       * varies from one report to the next, and is no reason to cut. */
+      double bound = acked_ ? 1.5 * acked_ + 10000 : G_MAXDOUBLE;
+      if (delay_rate_ < bound)
+        delay_rate_ = MIN (raise (delay_rate_, INCREASE_PER_S, dt), bound);
       break;
+    }
   }
   delay_rate_ = (double) clamp (delay_rate_);
 }
@@ -205,11 +214,36 @@ Estimator::update_loss_rate (double fraction, double now)
   if (last_loss_update_ >= 0 && now - last_loss_update_ < LOSS_UPDATE_MS)
     return;
   last_loss_update_ = now;
-  if (fraction > 0.10)
+  if (fraction > 0.10) {
     loss_rate_ = MIN (loss_rate_, delay_rate_) * (1 - 0.5 * fraction);
-  else if (fraction < 0.02)
-    loss_rate_ *= 1.05;
+    /* What was sent before this cut is no reason for another: the next
+     * decision waits for a window of packets sent after it. */
+    reported_.clear ();
+    last_loss_update_ = now + LOSS_WINDOW_MS - LOSS_UPDATE_MS;
+    cut_at (now);
+  } else if (fraction < 0.02) {
+    /* LOSS_INCREASE per update: as a rate a second. */
+    loss_rate_ = raise (loss_rate_, LOSS_INCREASE * LOSS_INCREASE,
+        LOSS_UPDATE_MS / 1000);
+  }
   loss_rate_ = (double) clamp (loss_rate_);
+}
+
+void
+Estimator::cut_at (double)
+{
+  if (acked_)
+    capacity_ = capacity_ > 0 ? 0.5 * capacity_ + 0.5 * acked_ : acked_;
+}
+
+double
+Estimator::raise (double rate, double factor, double dt)
+{
+  if (capacity_ > 0 && rate > NEAR_CAPACITY * capacity_)
+    capacity_ = 0;
+  if (capacity_ > 0)
+    return MAX (rate + ADDITIVE * dt, rate * std::pow (factor, dt / 2));
+  return rate * std::pow (factor, dt);
 }
 
 void

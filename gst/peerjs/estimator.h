@@ -7,11 +7,17 @@
  *   a trendline over the last 20 groups; a trend above an adaptive
  *   threshold is overuse (a queue grows on the path), below its negative
  *   underuse. Overuse cuts the rate to 0.85 of what the member received in
- *   the last 500 ms; normal use raises it by 10 % a second, to at most 1.5
- *   times what was received (plus 10 kbit/s); underuse holds it.
+ *   the last 500 ms; normal use raises it by 30 % a second while it is
+ *   under 1.5 times what was received (plus 10 kbit/s); underuse holds it.
  * - loss-based: over the packets reported in the last second, more than
- *   10 % lost lowers the rate by half the loss fraction, less than 2 % raises
- *   it by 5 %, at most every 500 ms. Transport-wide feedback reports loss
+ *   10 % lost lowers the rate by half the loss fraction (and the next
+ *   decision waits for a second of packets sent after the cut), less than
+ *   2 % raises it by 12 %, at most every 500 ms.
+ * - near the capacity: what the member received at the last cut, of
+ *   either kind. Up to 1.25 times it, both rates grow by 40 kbit/s a
+ *   second instead (AIMD, as Chromium's), so that a steady link is not
+ *   overshot by a multiplicative step; above it, the capacity is forgotten
+ *   (the link got better). Transport-wide feedback reports loss
  *   per packet; without it, the fraction lost from receiver reports does.
  * - REMB, when the member sends it: the estimate never exceeds it (for 5 s
  *   after the last one).
@@ -63,6 +69,12 @@ public:
   /* What the member received in the last 500 ms of reports, bit/s (0:
    * unknown). */
   guint64 received_rate () const { return acked_; }
+  /* The delay-based and loss-based rates, the trend and its threshold,
+   * for debug logs. */
+  double delay_rate () const { return delay_rate_; }
+  double loss_rate () const { return loss_rate_; }
+  double trend () const { return trend_; }
+  double threshold () const { return threshold_; }
 
 private:
   struct Group
@@ -75,6 +87,10 @@ private:
   void detect (double trend, double now_ms);
   void update_delay_rate (double now_ms);
   void update_loss_rate (double fraction, double now_ms);
+  void cut_at (double now_ms);
+  /* `rate` raised for `dt` seconds: multiplicatively by `factor` a second,
+   * or, near the capacity, by ADDITIVE bit/s a second. */
+  double raise (double rate, double factor, double dt);
   guint64 clamp (double rate) const;
 
   guint64 min_, max_;
@@ -94,6 +110,9 @@ private:
   Usage usage_ = Usage::Normal;
   double last_rate_update_ = -1;
   double last_decrease_ = -1;
+  /* What the member received when a rate was last cut (0: unknown, or
+   * left behind since): near it the rate grows additively. */
+  double capacity_ = 0;
   /* What was received: (arrival ms, bytes), the last 500 ms of it. */
   std::deque<std::pair<double, guint>> received_;
   guint64 acked_ = 0;

@@ -85,6 +85,12 @@ public:
   GstElement *clock () const { return clock_; }
   /* Ask the encoder for a key frame now (a member joined). */
   void force_key_unit ();
+  /* Congestion control (congestion.cpp): whether the stream is video
+   * encoded here, whose bitrate can follow the members' estimates; the
+   * encoder's bitrate in bit/s (0: input passed through); set it. */
+  bool adapts () const;
+  guint bitrate () const;
+  void set_bitrate (guint bps);
 
 private:
   static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
@@ -102,6 +108,7 @@ private:
   std::vector<GstElement *> elements_;   /* all we added to bin_ */
   mutable std::mutex lock_;
   const Codec *codec_ = nullptr;
+  GstElement *encoder_ = nullptr;        /* raw input only */
 };
 
 /* Every member in one picture and one sound, for recording a room: a

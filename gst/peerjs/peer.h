@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include "congestion.h"
 #include "media.h"
 
 #include <gst/sdp/sdp.h>
@@ -48,6 +49,8 @@ public:
   virtual bool receives () = 0;
   /* NACKs answered by retransmission, and asked for, both ways. */
   virtual bool retransmits () = 0;
+  /* Congestion control, as the element's properties say. */
+  virtual const CcSettings & congestion () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin for `member` (ICE servers, transport
@@ -99,6 +102,14 @@ public:
   /* Stop everything and take our elements out of the bin. */
   void close ();
 
+  /* The member's bandwidth estimate (congestion.h). */
+  std::shared_ptr<Congestion> congestion () const { return cc_; }
+  /* Our video goes to the member now (signalling thread). */
+  bool sends_video () const
+  {
+    return slots_[(int) Kind::Video].tee_pad != nullptr;
+  }
+
 private:
   using Direction = GstWebRTCRTPTransceiverDirection;
 
@@ -139,6 +150,7 @@ private:
   Direction ideal (Kind kind);
   bool make_slot (Kind kind, GstCaps * prefs, int pt);
   bool make_payloader (Kind kind, int pt, const char *pad_name);
+  void send_twcc (Kind kind, int id);
   void feed (Kind kind, bool on);
   void negotiated ();
   void rewrite (GstSDPMessage * sdp, bool local);
@@ -162,6 +174,7 @@ private:
   bool master_;
   GstElement *webrtc_ = nullptr;
   GstWebRTCDataChannel *channel_ = nullptr;
+  std::shared_ptr<Congestion> cc_;
 
   /* Signalling thread. */
   std::array<Slot, KIND_COUNT> slots_;

@@ -47,6 +47,7 @@ struct Config
   guint latency_ms = 0;
   bool retransmission = true;           /* NACK and RTX, both ways */
   guint stats_interval_ms = 0;          /* 0: no stats */
+  CcSettings cc;
   std::vector<std::string> tags;
   std::vector<std::string> watches;
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
@@ -138,6 +139,7 @@ public:
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
   bool retransmits () override { return config_.retransmission; }
+  const CcSettings & congestion () override { return config_.cc; }
   bool media_ready () override;
   void configure (GstElement * webrtc, const std::string & member) override;
   /* Tell when `webrtc` ends gathering without a relay candidate: a peer
@@ -196,6 +198,11 @@ private:
       Media * media, std::string * error);
   static Media media_of (JsonObject * constraints);
   void collect_stats ();
+  /* Congestion control (congestion.cpp): the video encoder's bitrate
+   * follows the members' estimates, reconsidered twice a second. */
+  void adapt_bitrate ();
+  void start_adapting ();
+  void stop_adapting ();
   /* Presence not yet known to the server: all of it when `all` (a new or
    * forgotten session). */
   void send_presence (bool all);
@@ -236,6 +243,7 @@ private:
   bool fixed_ = false;
   bool warned_offline_ = false;
   GSource *stats_source_ = nullptr;
+  GSource *adapt_source_ = nullptr;
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
   std::unique_ptr<Files> files_;
   bool online_ = false;
