@@ -1282,9 +1282,9 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       g_param_spec_enum ("congestion-control", "Congestion control",
           "gcc: raw video's encoder follows a bandwidth estimate per member "
           "(from transport-wide congestion control feedback, receiver "
-          "reports and REMB), the lowest of the members it is sent to, less "
-          "the audio, within min-bitrate and max-bitrate. off: it stays at "
-          "video-bitrate. Encoded input is never adapted",
+          "reports and REMB): 85 % of the lowest estimate of the members it "
+          "is sent to, less the audio, within min-bitrate and max-bitrate. "
+          "off: it stays at video-bitrate. Encoded input is never adapted",
           GST_TYPE_PEERJS_CONGESTION_CONTROL,
           (gint) DEFAULT_CONGESTION_CONTROL, rw));
   g_object_class_install_property (gobject_class, PROP_MIN_BITRATE,
