@@ -1299,8 +1299,8 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
   g_object_class_install_property (gobject_class, PROP_START_BITRATE,
       g_param_spec_uint ("start-bitrate", "Start bitrate",
           "With congestion control, the video encoder's bitrate until the "
-          "members report, and each new member's estimate to begin with, "
-          "in bits per second (0: video-bitrate)", 0, 100000000,
+          "members report, in bits per second (0: video-bitrate)", 0,
+          100000000,
           DEFAULT_START_BITRATE, rw));
 
   g_object_class_install_property (gobject_class, PROP_TAGS,
