@@ -22,6 +22,10 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_STATS_INTERVAL 0
 #define DEFAULT_DO_RETRANSMISSION TRUE
 #define DEFAULT_DO_FEC TRUE
+#define DEFAULT_CONGESTION_CONTROL peerjs::CongestionControl::Gcc
+#define DEFAULT_MIN_BITRATE 100000
+#define DEFAULT_MAX_BITRATE 0           /* the video-bitrate */
+#define DEFAULT_START_BITRATE 0         /* the video-bitrate */
 #define DEFAULT_REPLY_TIMEOUT 30000
 
 enum
@@ -53,6 +57,10 @@ enum
   PROP_MIX,
   PROP_MIX_WIDTH,
   PROP_MIX_HEIGHT,
+  PROP_CONGESTION_CONTROL,
+  PROP_MIN_BITRATE,
+  PROP_MAX_BITRATE,
+  PROP_START_BITRATE,
 };
 
 #define DEFAULT_MIX_WIDTH 1280
@@ -108,6 +116,27 @@ gst_peerjs_accept_files_get_type (void)
   return type;
 }
 
+#define GST_TYPE_PEERJS_CONGESTION_CONTROL \
+  (gst_peerjs_congestion_control_get_type ())
+static GType
+gst_peerjs_congestion_control_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {(gint) peerjs::CongestionControl::Off,
+        "The video encoder stays at video-bitrate", "off"},
+    {(gint) peerjs::CongestionControl::Gcc,
+        "The video encoder follows the members' bandwidth estimates "
+          "(delay- and loss-based, from transport-wide feedback)", "gcc"},
+    {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstPeerJSCongestionControl", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
 namespace {
 
 struct Settings
@@ -130,6 +159,10 @@ struct Settings
   guint stats_interval = DEFAULT_STATS_INTERVAL;
   bool do_retransmission = DEFAULT_DO_RETRANSMISSION;
   bool do_fec = DEFAULT_DO_FEC;
+  peerjs::CongestionControl congestion_control = DEFAULT_CONGESTION_CONTROL;
+  guint min_bitrate = DEFAULT_MIN_BITRATE;
+  guint max_bitrate = DEFAULT_MAX_BITRATE;
+  guint start_bitrate = DEFAULT_START_BITRATE;
   std::string tags;
   std::string watch;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
@@ -139,6 +172,20 @@ struct Settings
   int mix_width = DEFAULT_MIX_WIDTH;
   int mix_height = DEFAULT_MIX_HEIGHT;
 };
+
+/* Congestion control as the properties say: max and start 0 are the
+ * video-bitrate; max is at least min, start within them. */
+peerjs::CcSettings
+congestion_settings (const Settings & s)
+{
+  peerjs::CcSettings cc;
+  cc.mode = s.congestion_control;
+  cc.min = s.min_bitrate;
+  cc.max = MAX (s.max_bitrate ? s.max_bitrate : s.video_bitrate, cc.min);
+  cc.start = CLAMP (s.start_bitrate ? s.start_bitrate : s.video_bitrate,
+      cc.min, cc.max);
+  return cc;
+}
 
 std::vector<std::string>
 split_list (const std::string & s)
@@ -470,6 +517,19 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DO_FEC:
       s.do_fec = g_value_get_boolean (value);
       break;
+    case PROP_CONGESTION_CONTROL:
+      s.congestion_control = (peerjs::CongestionControl) g_value_get_enum
+          (value);
+      break;
+    case PROP_MIN_BITRATE:
+      s.min_bitrate = g_value_get_uint (value);
+      break;
+    case PROP_MAX_BITRATE:
+      s.max_bitrate = g_value_get_uint (value);
+      break;
+    case PROP_START_BITRATE:
+      s.start_bitrate = g_value_get_uint (value);
+      break;
     case PROP_REPLY_TIMEOUT:
       s.reply_timeout = g_value_get_uint (value);
       break;
@@ -553,6 +613,18 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DO_FEC:
       g_value_set_boolean (value, s.do_fec);
+      break;
+    case PROP_CONGESTION_CONTROL:
+      g_value_set_enum (value, (gint) s.congestion_control);
+      break;
+    case PROP_MIN_BITRATE:
+      g_value_set_uint (value, s.min_bitrate);
+      break;
+    case PROP_MAX_BITRATE:
+      g_value_set_uint (value, s.max_bitrate);
+      break;
+    case PROP_START_BITRATE:
+      g_value_set_uint (value, s.start_bitrate);
       break;
     case PROP_TAGS:
       str (s.tags);
@@ -747,6 +819,10 @@ gst_peerjs_base_request_new_pad (GstElement * element, GstPadTemplate * templ,
     settings.raw_codec = peerjs::codec_by_name (kind == peerjs::Kind::Video
         ? priv->settings.video_codec : priv->settings.audio_codec);
     settings.video_bitrate = priv->settings.video_bitrate;
+    /* With congestion control the encoder starts at start-bitrate. */
+    peerjs::CcSettings cc = congestion_settings (priv->settings);
+    if (cc.mode != peerjs::CongestionControl::Off)
+      settings.video_bitrate = cc.start;
   }
   g_autoptr (GstPad) target = priv->session->add_outgoing (kind, settings);
   GstPad *pad = gst_ghost_pad_new_from_template (peerjs::kind_name (kind),
@@ -801,6 +877,7 @@ make_config (GstPeerJSBase * self)
   c.latency_ms = s.latency;
   c.retransmission = s.do_retransmission;
   c.fec = s.do_fec;
+  c.cc = congestion_settings (s);
   c.stats_interval_ms = s.stats_interval;
   c.tags = split_list (s.tags);
   c.watches = split_list (s.watch);
@@ -1221,6 +1298,30 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "and lost packets are recovered from the member's). Off: "
           "neither is offered, sent or decoded",
           DEFAULT_DO_FEC, rw));
+  g_object_class_install_property (gobject_class, PROP_CONGESTION_CONTROL,
+      g_param_spec_enum ("congestion-control", "Congestion control",
+          "gcc: raw video's encoder follows a bandwidth estimate per member "
+          "(from transport-wide congestion control feedback, receiver "
+          "reports and REMB): 85 % of the lowest estimate of the members it "
+          "is sent to, less the audio, within min-bitrate and max-bitrate. "
+          "off: it stays at video-bitrate. Encoded input is never adapted",
+          GST_TYPE_PEERJS_CONGESTION_CONTROL,
+          (gint) DEFAULT_CONGESTION_CONTROL, rw));
+  g_object_class_install_property (gobject_class, PROP_MIN_BITRATE,
+      g_param_spec_uint ("min-bitrate", "Minimum bitrate",
+          "Congestion control never sets the video encoder below this, in "
+          "bits per second", 10000, 100000000, DEFAULT_MIN_BITRATE, rw));
+  g_object_class_install_property (gobject_class, PROP_MAX_BITRATE,
+      g_param_spec_uint ("max-bitrate", "Maximum bitrate",
+          "Congestion control never sets the video encoder above this, in "
+          "bits per second (0: video-bitrate)", 0, 100000000,
+          DEFAULT_MAX_BITRATE, rw));
+  g_object_class_install_property (gobject_class, PROP_START_BITRATE,
+      g_param_spec_uint ("start-bitrate", "Start bitrate",
+          "With congestion control, the video encoder's bitrate until the "
+          "members report, in bits per second (0: video-bitrate)", 0,
+          100000000,
+          DEFAULT_START_BITRATE, rw));
 
   g_object_class_install_property (gobject_class, PROP_TAGS,
       g_param_spec_string ("tags", "Tags",
@@ -1303,6 +1404,8 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       nullptr, G_TYPE_UINT, 1, G_TYPE_STRING);
 
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_BASE, (GstPluginAPIFlags) 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_CONGESTION_CONTROL,
+      (GstPluginAPIFlags) 0);
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_ACCEPT_FILES,
       (GstPluginAPIFlags) 0);
 }

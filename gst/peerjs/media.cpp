@@ -269,6 +269,7 @@ Outgoing::build (GstCaps * caps)
   }
 
   std::vector<GstElement *> chain;
+  GstElement *encoder = nullptr;
   if (raw) {
     if (kind_ == Kind::Video) {
       chain.push_back (make ("videoconvert"));
@@ -276,7 +277,7 @@ Outgoing::build (GstCaps * caps)
       chain.push_back (make ("audioconvert"));
       chain.push_back (make ("audioresample"));
     }
-    GstElement *encoder = make (codec->encoder);
+    encoder = make (codec->encoder);
     chain.push_back (encoder);
     if (g_str_equal (codec->encoder, "vp8enc")) {
       /* Realtime: no lag frames, the fastest deadline, resilient to loss. */
@@ -286,6 +287,14 @@ Outgoing::build (GstCaps * caps)
       gst_util_set_object_arg (G_OBJECT (encoder), "end-usage", "cbr");
       gst_util_set_object_arg (G_OBJECT (encoder), "error-resilient",
           "default");
+      /* Chromium's rate-control buffer (libvpx's own is 6 s): with it the
+       * encoder follows a new target-bitrate within a second or two, up
+       * as well as down (congestion control); with 6 s it stays far
+       * below a target raised after a low one. Key frames at most 3
+       * average frames, so that one passes a slow link's queue. */
+      g_object_set (encoder, "buffer-size", 1000, "buffer-initial-size", 500,
+          "buffer-optimal-size", 600, "undershoot", 100, "overshoot", 15,
+          "max-intra-bitrate", 300, NULL);
     } else if (g_str_equal (codec->encoder, "x264enc")) {
       gst_util_set_object_arg (G_OBJECT (encoder), "tune", "zerolatency");
       gst_util_set_object_arg (G_OBJECT (encoder), "speed-preset",
@@ -318,6 +327,7 @@ Outgoing::build (GstCaps * caps)
 
   std::lock_guard<std::mutex> guard (lock_);
   codec_ = codec;
+  encoder_ = encoder;
   GST_INFO ("%s: publishing %s%s", kind_name (kind_), codec->name,
       raw ? " (encoded here)" : " (passed through)");
   return true;

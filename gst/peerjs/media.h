@@ -88,6 +88,12 @@ public:
   /* Opus in-band FEC sized for `percent` % loss, 0: off. Only where we
    * encode Opus; encoded input is sent as it comes. Any thread. */
   void set_audio_fec (int percent);
+  /* Congestion control (congestion.cpp): whether the stream is video
+   * encoded here, whose bitrate can follow the members' estimates; the
+   * encoder's bitrate in bit/s (0: input passed through); set it. */
+  bool adapts () const;
+  guint bitrate () const;
+  void set_bitrate (guint bps);
 
 private:
   static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
@@ -105,6 +111,7 @@ private:
   std::vector<GstElement *> elements_;   /* all we added to bin_ */
   mutable std::mutex lock_;
   const Codec *codec_ = nullptr;
+  GstElement *encoder_ = nullptr;        /* raw input only */
 };
 
 /* Every member in one picture and one sound, for recording a room: a

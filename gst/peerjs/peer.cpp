@@ -1,5 +1,6 @@
 #include "peer.h"
 
+#include "congestion.h"
 #include "messages.h"
 
 #include <gst/rtp/rtp.h>
@@ -343,7 +344,8 @@ tune_rtcp (GstElement * webrtc)
 }  // namespace
 
 Peer::Peer (PeerHost & host, std::string id, bool master)
-  : host_ (host), id_ (std::move (id)), master_ (master)
+  : host_ (host), id_ (std::move (id)), master_ (master),
+    cc_ (std::make_shared<Congestion> (host.congestion ()))
 {
   webrtc_ = gst_element_factory_make ("webrtcbin",
       ("webrtc-" + id_).c_str ());
@@ -466,6 +468,22 @@ Peer::make_payloader (Kind kind, int pt, const char *pad_name)
   return true;
 }
 
+/* Our payloader of `kind` writes the transport-wide sequence number the
+ * SDP maps to `id` (0: none), and the member's feedback about it feeds
+ * our estimate (video's payloader only: rtpfunnel hands the same feedback
+ * to every stream of the connection). */
+void
+Peer::send_twcc (Kind kind, int id)
+{
+  Slot & s = slots_[(int) kind];
+  if (!id || !write_twcc (s.payloader, id))
+    return;
+  if (kind == Kind::Video) {
+    cc_->set_video_ssrc (s.ssrc);
+    Congestion::watch_payloader (cc_, s.payloader);
+  }
+}
+
 bool
 Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
 {
@@ -486,6 +504,7 @@ Peer::make_slot (Kind kind, GstCaps * prefs, int pt)
   if (sends (fixed)) {
     if (!make_payloader (kind, pt, nullptr))
       return false;
+    send_twcc (kind, twcc_id (prefs));
     g_object_get (s.webrtc_pad, "transceiver", &s.trans, NULL);
     /* The SSRC in the SDP from the start: without it the member cannot
      * tell which stream the track belongs to until a renegotiation. */
@@ -702,6 +721,7 @@ Peer::sync ()
       const Codec *codec = out ? out->codec () : nullptr;
       g_autoptr (GstCaps) prefs = codec
           ? rtp_caps (*codec, codec->default_pt) : receivable_caps (kind);
+      add_twcc (prefs, TWCC_ID);
       if (make_slot (kind, prefs, codec ? codec->default_pt : -1))
         changed = true;
     }
@@ -849,6 +869,9 @@ Peer::on_offer (const std::string & text)
         gst_caps_append (prefs, caps_for_pts (*c, payload_types (media, *c)));
       }
     }
+    /* Transport-wide congestion control when the offer has it, with its
+     * id. */
+    add_twcc (prefs, twcc_id (media));
     if (make_slot (kind, prefs, pt))
       slots_[(int) kind].mline = i;
   }
@@ -929,6 +952,7 @@ Peer::negotiated ()
 {
   negotiated_once_ = true;
   tune_rtcp (webrtc_);
+  Congestion::watch_sessions (cc_, webrtc_);
   auto waiting = std::move (pending_channels_);
   pending_channels_.clear ();
   for (auto & c : waiting)
@@ -1179,6 +1203,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
         if (reply && !gst_structure_has_field (reply, "error")) {
           GstStructure *s = req->self->summarize (reply, req->rtx.sent,
               req->rtx.received);
+          s = req->self->cc_->add_stats (s);
           add_fec_counts (s, req->fec);
           gst_structure_set (s,
               "local-candidate-type", G_TYPE_STRING, req->pair.local.c_str (),

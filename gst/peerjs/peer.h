@@ -11,6 +11,7 @@
 #pragma once
 
 #include "fec.h"
+#include "congestion.h"
 #include "media.h"
 
 #include <gst/sdp/sdp.h>
@@ -65,6 +66,8 @@ public:
   virtual bool retransmits () = 0;
   /* Forward error correction (fec.h) both ways. */
   virtual bool fec () = 0;
+  /* Congestion control, as the element's properties say. */
+  virtual const CcSettings & congestion () = 0;
   /* Every published stream knows its codec (first negotiations wait). */
   virtual bool media_ready () = 0;
   /* Configure a new webrtcbin for `member` (ICE servers, transport
@@ -120,6 +123,13 @@ public:
    * the last call sizes the video FEC we send it (with do-fec); returns the
    * fraction of our audio it lost, -1 when it sent no report. */
   double follow_loss (GstClockTime now);
+  /* The member's bandwidth estimate (congestion.h). */
+  std::shared_ptr<Congestion> congestion () const { return cc_; }
+  /* Our video goes to the member now (signalling thread). */
+  bool sends_video () const
+  {
+    return slots_[(int) Kind::Video].tee_pad != nullptr;
+  }
 
 private:
   using Direction = GstWebRTCRTPTransceiverDirection;
@@ -161,6 +171,7 @@ private:
   Direction ideal (Kind kind);
   bool make_slot (Kind kind, GstCaps * prefs, int pt);
   bool make_payloader (Kind kind, int pt, const char *pad_name);
+  void send_twcc (Kind kind, int id);
   void feed (Kind kind, bool on);
   void negotiated ();
   void rewrite (GstSDPMessage * sdp, bool local);
@@ -189,6 +200,7 @@ private:
   bool master_;
   GstElement *webrtc_ = nullptr;
   GstWebRTCDataChannel *channel_ = nullptr;
+  std::shared_ptr<Congestion> cc_;
 
   /* Signalling thread. */
   std::array<Slot, KIND_COUNT> slots_;

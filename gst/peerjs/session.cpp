@@ -307,6 +307,7 @@ Session::stop ()
   thread_.join ();
   /* The threads are gone: what the mesh thread owned is ours now. */
   unwatch_loss ();
+  stop_adapting ();
   if (stats_source_) {
     g_source_destroy (stats_source_);
     g_source_unref (stats_source_);
@@ -839,6 +840,7 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
     send_presence (!resumed);
     online_ = true;
   }
+  start_adapting ();
   if (config_.stats_interval_ms && !stats_source_) {
     stats_source_ = g_timeout_source_new (config_.stats_interval_ms);
     g_source_set_callback (stats_source_, [] (gpointer self) -> gboolean {

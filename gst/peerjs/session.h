@@ -48,6 +48,7 @@ struct Config
   bool retransmission = true;           /* NACK and RTX, both ways */
   bool fec = true;                      /* Opus FEC, ULPFEC in RED */
   guint stats_interval_ms = 0;          /* 0: no stats */
+  CcSettings cc;
   std::vector<std::string> tags;
   std::vector<std::string> watches;
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
@@ -140,6 +141,7 @@ public:
   bool receives () override { return config_.receives; }
   bool retransmits () override { return config_.retransmission; }
   bool fec () override { return config_.fec; }
+  const CcSettings & congestion () override { return config_.cc; }
   bool media_ready () override;
   void configure (GstElement * webrtc, const std::string & member) override;
   /* Tell when `webrtc` ends gathering without a relay candidate: a peer
@@ -203,6 +205,11 @@ private:
   void watch_loss ();
   void unwatch_loss ();
   void follow_loss ();
+  /* Congestion control (congestion.cpp): the video encoder's bitrate
+   * follows the members' estimates, reconsidered twice a second. */
+  void adapt_bitrate ();
+  void start_adapting ();
+  void stop_adapting ();
   /* Presence not yet known to the server: all of it when `all` (a new or
    * forgotten session). */
   void send_presence (bool all);
@@ -245,6 +252,7 @@ private:
   GSource *stats_source_ = nullptr;
   GSource *loss_source_ = nullptr;
   FecLevel audio_fec_ { 1, MAX_AUDIO_FEC_PERCENT };   /* mesh thread */
+  GSource *adapt_source_ = nullptr;
   std::unique_ptr<Mixer> mixer_;        /* set in NULL state only */
   std::unique_ptr<Files> files_;
   bool online_ = false;

@@ -908,6 +908,118 @@ GST_START_TEST (test_loss_key_frames)
 }
 END_TEST;
 
+/* The video m-line of `sdp` maps the transport-wide congestion control
+ * extension to an id and asks for transport-cc feedback. */
+bool
+has_twcc (const std::string & sdp)
+{
+  std::size_t video = sdp.find ("m=video");
+  if (video == std::string::npos)
+    return false;
+  std::size_t end = sdp.find ("m=", video + 1);
+  std::string m = sdp.substr (video, end == std::string::npos ? end
+      : end - video);
+  return m.find (" http://www.ietf.org/id/"
+      "draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n")
+      != std::string::npos && m.find ("a=extmap:") != std::string::npos
+      && m.find (" transport-cc\r\n") != std::string::npos;
+}
+
+/* Transport-wide congestion control, negotiated both ways: offer and
+ * answer carry the extension, the publisher's payloader writes it, the
+ * receiver's rtpsession answers with feedback, and the publisher's
+ * estimate for the receiver is made of it (peerjs-stats). */
+GST_START_TEST (test_transport_cc)
+{
+  ServerThread server;
+  Member sink ("peerjssink name=p stats-interval=500 " + props (server, "cc")
+      + " videotestsrc is-live=true pattern=snow"
+      " ! video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  Member src (receiver (server, "cc"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  check_video (src, "video_" + ids, 15);
+  for (bool local : { true, false }) {
+    std::string sdp = description (sink, idr, local);
+    fail_unless (has_twcc (sdp), "no transport-wide congestion control in "
+        "the %s SDP:\n%s", local ? "publisher's" : "receiver's", sdp.c_str ());
+  }
+  std::string stats;
+  fail_unless (wait_until ([&] {
+            stats = sink.find ("peerjs-stats", {{"member", idr}});
+            return number (stats, "transport-cc-reports") >= 20;
+          }), "no transport-wide feedback from the receiver: %s",
+      stats.c_str ());
+  /* The estimate is known, and the encoder within its bounds (at most
+   * the video-bitrate; a loaded machine may delay packets enough to be
+   * taken for a queue now and then). */
+  fail_unless (number (stats, "estimated-bitrate") > 0
+      && number (stats, "target-bitrate") >= 100000
+      && number (stats, "target-bitrate") <= 1000000, "%s", stats.c_str ());
+  fail_unless (stats.find ("bitrate-adapts=(boolean)true") != std::string::npos,
+      "%s", stats.c_str ());
+  g_printerr ("transport-cc: %s\n", stats.c_str ());
+}
+END_TEST;
+
+/* The encoder follows the estimate: 30 % of UDP lost for 8 s brings the
+ * publisher's estimate for the receiver, and the encoder's target with it,
+ * well below video-bitrate, never below min-bitrate; with
+ * congestion-control=off the encoder stays at video-bitrate. */
+static void
+check_encoder_follows (bool on)
+{
+  own_loopback_namespace ();
+  ServerThread server;
+  Member sink (std::string ("peerjssink name=p stats-interval=500 ")
+      + "congestion-control=" + (on ? "gcc" : "off")
+      + " min-bitrate=150000 " + props (server, "cc")
+      + " videotestsrc is-live=true pattern=snow"
+      " ! video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  Member src (receiver (server, "cc"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id (), idr = src.id ();
+  check_video (src, "video_" + ids, 15);
+  std::string stats;
+  {
+    UdpLoss loss (30);
+    g_usleep (8 * G_USEC_PER_SEC);
+    stats = sink.find ("peerjs-stats", {{"member", idr}});
+  }
+  auto all = sink.all ("peerjs-stats", {{"member", idr}});
+  double lowest = 1e12;
+  for (auto & t : all)
+    if (number (t, "target-bitrate") > 0)
+      lowest = std::min (lowest, number (t, "target-bitrate"));
+  g_printerr ("congestion-control=%s, 30 %% loss: lowest target %.0f, last "
+      "%s\n", on ? "gcc" : "off", lowest, stats.c_str ());
+  if (on) {
+    /* Each cut takes half the loss off, and waits a second for packets
+     * sent after it: 8 s of 30 % bring the target to 350-600 kbit/s. */
+    fail_unless (number (stats, "estimated-bitrate") < 900000
+        && lowest < 800000 && lowest >= 150000, "lowest target %.0f: %s",
+        lowest, stats.c_str ());
+  } else {
+    fail_unless (lowest == 1000000 && stats.find ("bitrate-adapts=(boolean)"
+            "false") != std::string::npos, "lowest target %.0f: %s", lowest,
+        stats.c_str ());
+  }
+}
+
+GST_START_TEST (test_encoder_follows)
+{
+  check_encoder_follows (true);
+}
+END_TEST;
+
+GST_START_TEST (test_encoder_fixed)
+{
+  check_encoder_follows (false);
+}
+END_TEST;
+
 /* A receiver's peerjs-stats count the frames its decoder gave out for a
  * member, as many as the member's pad gave out (the message is up to
  * stats-interval older than the pad's count), and a clean run, once
@@ -1206,7 +1318,7 @@ END_TEST;
 GST_START_TEST (test_encoded_input)
 {
   ServerThread server;
-  Member sink ("peerjssink name=p " + props (server, "enc")
+  Member sink ("peerjssink name=p stats-interval=500 " + props (server, "enc")
       + " videotestsrc is-live=true pattern=ball"
       " ! video/x-raw,width=320,height=240,framerate=15/1"
       " ! vp8enc deadline=1 keyframe-max-dist=30 ! p.video"
@@ -1217,6 +1329,16 @@ GST_START_TEST (test_encoded_input)
   std::string id = sink.id ();
   check_video (src, "video_" + id, 30);
   check_audio (src, "audio_" + id, 30);
+  /* Encoded input cannot adapt, and the publisher's statistics say so:
+   * no encoder of ours, while the member's feedback still makes an
+   * estimate. */
+  std::string stats;
+  fail_unless (wait_until ([&] {
+            stats = sink.find ("peerjs-stats", {{"member", src.id ()}});
+            return number (stats, "estimated-bitrate") > 0;
+          }), "no estimate: %s", stats.c_str ());
+  fail_unless (stats.find ("bitrate-adapts=(boolean)false") != std::string::npos
+      && number (stats, "target-bitrate") == 0, "%s", stats.c_str ());
 }
 END_TEST;
 
@@ -2893,6 +3015,9 @@ elements_suite ()
   tcase_add_test (tc, test_h264_or_missing_plugin);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
+  tcase_add_test (tc, test_transport_cc);
+  tcase_add_test (tc, test_encoder_follows);
+  tcase_add_test (tc, test_encoder_fixed);
   tcase_add_test (tc, test_receiver_frames);
   tcase_add_test (tc, test_three_bins);
   tcase_add_test (tc, test_two_threads);

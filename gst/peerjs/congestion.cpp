@@ -1,0 +1,447 @@
+#include "congestion.h"
+
+#include "session.h"
+
+#include <gst/rtp/rtp.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
+#define GST_CAT_DEFAULT gst_peerjs_debug
+
+namespace peerjs {
+
+namespace {
+
+/* How often the encoder's bitrate is reconsidered, and by how much it must
+ * move to be changed (a new target costs the encoder nothing, but churn
+ * helps no one). */
+constexpr guint ADAPT_INTERVAL_MS = 500;
+constexpr double ADAPT_STEP = 0.05;
+/* The encoder gets this share of the estimate: the rest is room for what
+ * goes on top of its average (retransmissions, key frames, packet
+ * headers), which a slow link would otherwise drop. So the estimate may
+ * go up to max-bitrate / ENCODER_SHARE. */
+constexpr double ENCODER_SHARE = 0.85;
+/* What published audio is taken to need when its encoder is not ours. */
+constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
+
+guint64
+now_ns ()
+{
+  return (guint64) g_get_monotonic_time () * 1000;
+}
+
+}  // namespace
+
+int
+twcc_id (const GstSDPMedia * media)
+{
+  for (guint i = 0;; i++) {
+    const char *v = gst_sdp_media_get_attribute_val_n (media, "extmap", i);
+    if (!v)
+      return 0;
+    int id = 0;
+    char uri[256] = "";
+    /* "ID[/direction] URI [attributes]" */
+    if (sscanf (v, "%d%*[^ ] %255s", &id, uri) == 2
+        || sscanf (v, "%d %255s", &id, uri) == 2)
+      if (g_str_equal (uri, TWCC_URI))
+        return id;
+  }
+}
+
+int
+twcc_id (const GstCaps * caps)
+{
+  for (guint i = 0; caps && i < gst_caps_get_size (caps); i++) {
+    const GstStructure *s = gst_caps_get_structure (caps, i);
+    for (int f = 0; f < gst_structure_n_fields (s); f++) {
+      const char *name = gst_structure_nth_field_name (s, f);
+      if (!g_str_has_prefix (name, "extmap-"))
+        continue;
+      const char *uri = gst_structure_get_string (s, name);
+      if (uri && g_str_equal (uri, TWCC_URI))
+        return atoi (name + strlen ("extmap-"));
+    }
+  }
+  return 0;
+}
+
+void
+add_twcc (GstCaps * caps, int id)
+{
+  if (!id)
+    return;
+  std::string field = "extmap-" + std::to_string (id);
+  for (guint i = 0; i < gst_caps_get_size (caps); i++)
+    gst_structure_set (gst_caps_get_structure (caps, i), field.c_str (),
+        G_TYPE_STRING, TWCC_URI, "rtcp-fb-transport-cc", G_TYPE_BOOLEAN, TRUE,
+        NULL);
+}
+
+bool
+write_twcc (GstElement * payloader_bin, int id)
+{
+  if (!id)
+    return false;
+  GstElement *pay = nullptr;
+  GstIterator *it = gst_bin_iterate_elements (GST_BIN (payloader_bin));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = GST_ELEMENT (g_value_get_object (&v));
+    if (!pay && GST_IS_RTP_BASE_PAYLOAD (e))
+      pay = GST_ELEMENT (gst_object_ref (e));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  gst_iterator_free (it);
+  if (!pay)
+    return false;
+  GstRTPHeaderExtension *ext =
+      gst_rtp_header_extension_create_from_uri (TWCC_URI);
+  if (ext) {
+    gst_rtp_header_extension_set_id (ext, id);
+    g_signal_emit_by_name (pay, "add-extension", ext);
+    gst_object_unref (ext);
+  } else {
+    GST_WARNING ("no RTP header extension for %s (rtphdrexttwcc)", TWCC_URI);
+  }
+  gst_object_unref (pay);
+  return ext != nullptr;
+}
+
+/* ------------------------------------------------------------------ */
+
+Congestion::Congestion (const CcSettings & settings)
+  : estimator_ (settings.start / ENCODER_SHARE, settings.min,
+      settings.max / ENCODER_SHARE)
+{
+}
+
+guint64
+Congestion::estimate ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return reported_ ? estimator_.estimate (now_ns ()) : 0;
+}
+
+void
+Congestion::watch_payloader (const std::shared_ptr<Congestion> & self,
+    GstElement * payloader_bin)
+{
+  g_autoptr (GstPad) src = gst_element_get_static_pad (payloader_bin, "src");
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, on_event,
+      new std::shared_ptr<Congestion> (self), [] (gpointer data) {
+        delete static_cast<std::shared_ptr<Congestion> *> (data);
+      });
+}
+
+GstPadProbeReturn
+Congestion::on_event (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+  if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_UPSTREAM)
+    return GST_PAD_PROBE_OK;
+  const GstStructure *s = gst_event_get_structure (event);
+  if (s && gst_structure_has_name (s, "RTPTWCCPackets")) {
+    auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
+    self->on_twcc (s);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+void
+Congestion::on_twcc (const GstStructure * s)
+{
+  /* rtpsession 1.22 hands them as a GValueArray. */
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  const GValue *packets = gst_structure_get_value (s, "packets");
+  if (!packets || !G_VALUE_HOLDS (packets, g_value_array_get_type ()))
+    return;
+  auto *array = static_cast<GValueArray *> (g_value_get_boxed (packets));
+  std::vector<Estimator::Packet> report;
+  for (guint i = 0; array && i < array->n_values; i++) {
+    const GValue *v = g_value_array_get_nth (array, i);
+    if (!GST_VALUE_HOLDS_STRUCTURE (v))
+      continue;
+    const GstStructure *p = gst_value_get_structure (v);
+    guint64 sent = GST_CLOCK_TIME_NONE, received = GST_CLOCK_TIME_NONE;
+    guint size = 0;
+    gboolean lost = FALSE;
+    gst_structure_get (p, "local-ts", G_TYPE_UINT64, &sent,
+        "remote-ts", G_TYPE_UINT64, &received, "size", G_TYPE_UINT, &size,
+        "lost", G_TYPE_BOOLEAN, &lost, NULL);
+    /* A packet of ours rtpsession no longer knows: no send time. */
+    if (!GST_CLOCK_TIME_IS_VALID (sent))
+      continue;
+    Estimator::Packet packet;
+    packet.sent_ns = sent;
+    packet.size = size;
+    packet.lost = lost || !GST_CLOCK_TIME_IS_VALID (received);
+    packet.received_ns = packet.lost ? 0 : received;
+    report.push_back (packet);
+  }
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  if (report.empty ())
+    return;
+  std::lock_guard<std::mutex> guard (lock_);
+  estimator_.feedback (report, now_ns ());
+  reported_ = true;
+  reports_++;
+  GST_LOG ("feedback on %zu packets: delay-based %.0f, loss-based %.0f, "
+      "received %" G_GUINT64_FORMAT ", trend %.2f (threshold %.2f), usage %d",
+      report.size (), estimator_.delay_rate (), estimator_.loss_rate (),
+      estimator_.received_rate (), estimator_.trend (),
+      estimator_.threshold (), (int) estimator_.usage ());
+}
+
+void
+Congestion::watch_session (const std::shared_ptr<Congestion> & self,
+    GObject * session)
+{
+  g_signal_connect_data (session, "on-receiving-rtcp",
+      G_CALLBACK (+[] (GObject *, GstBuffer * buffer, gpointer data) {
+        (*static_cast<std::shared_ptr<Congestion> *> (data))->on_rtcp (buffer);
+      }), new std::shared_ptr<Congestion> (self), [] (gpointer data,
+          GClosure *) {
+        delete static_cast<std::shared_ptr<Congestion> *> (data);
+      }, (GConnectFlags) 0);
+}
+
+void
+Congestion::watch_sessions (const std::shared_ptr<Congestion> & self,
+    GstElement * webrtc)
+{
+  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
+      "rtpbin");
+  if (!rtpbin)
+    return;
+  /* Session ids are m-line indexes: ours and the data channel's. */
+  for (guint id = 0; id <= KIND_COUNT; id++) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
+    if (!session)
+      continue;
+    bool fresh;
+    {
+      std::lock_guard<std::mutex> guard (self->lock_);
+      fresh = self->sessions_.insert (session).second;
+    }
+    if (fresh)
+      watch_session (self, session);
+    g_object_unref (session);
+  }
+}
+
+GstStructure *
+Congestion::add_stats (GstStructure * stats)
+{
+  gst_structure_set (stats,
+      "estimated-bitrate", G_TYPE_UINT64, estimate (),
+      "target-bitrate", G_TYPE_UINT64, target.load (),
+      "bitrate-adapts", G_TYPE_BOOLEAN, (gboolean) adapts.load (),
+      "transport-cc-reports", G_TYPE_UINT64, reports_.load (), NULL);
+  return stats;
+}
+
+/* The member's RTCP (a streaming thread): the fraction lost its receiver
+ * reports give for our video, and REMB (RFC draft-alvestrand-rmcat-remb:
+ * PSFB, FMT 15, "REMB", exponent and mantissa). */
+void
+Congestion::on_rtcp (GstBuffer * buffer)
+{
+  guint ssrc = video_ssrc_;
+  double fraction = -1;
+  guint64 remb = 0;
+  GstRTCPBuffer rtcp = GST_RTCP_BUFFER_INIT;
+  if (!gst_rtcp_buffer_map (buffer, GST_MAP_READ, &rtcp))
+    return;
+  GstRTCPPacket packet;
+  for (gboolean more = gst_rtcp_buffer_get_first_packet (&rtcp, &packet);
+      more; more = gst_rtcp_packet_move_to_next (&packet)) {
+    GstRTCPType type = gst_rtcp_packet_get_type (&packet);
+    if (type == GST_RTCP_TYPE_RR || type == GST_RTCP_TYPE_SR) {
+      for (guint i = 0; i < gst_rtcp_packet_get_rb_count (&packet); i++) {
+        guint32 about, exthighestseq, jitter, lsr, dlsr;
+        guint8 fractionlost;
+        gint32 packetslost;
+        gst_rtcp_packet_get_rb (&packet, i, &about, &fractionlost,
+            &packetslost, &exthighestseq, &jitter, &lsr, &dlsr);
+        if (ssrc && about == ssrc)
+          fraction = fractionlost / 256.0;
+      }
+    } else if (type == GST_RTCP_TYPE_PSFB && gst_rtcp_packet_fb_get_type
+        (&packet) == GST_RTCP_PSFB_TYPE_AFB) {
+      guint len = gst_rtcp_packet_fb_get_fci_length (&packet) * 4;
+      const guint8 *fci = gst_rtcp_packet_fb_get_fci (&packet);
+      if (fci && len >= 8 && memcmp (fci, "REMB", 4) == 0) {
+        guint exp = fci[5] >> 2;
+        guint64 mantissa = ((guint64) (fci[5] & 0x3) << 16) | (fci[6] << 8)
+            | fci[7];
+        remb = exp < 40 ? mantissa << exp : G_MAXUINT32;
+      }
+    }
+  }
+  gst_rtcp_buffer_unmap (&rtcp);
+  if (fraction < 0 && !remb)
+    return;
+  std::lock_guard<std::mutex> guard (lock_);
+  guint64 now = now_ns ();
+  if (fraction >= 0)
+    estimator_.receiver_report (fraction, now);
+  if (remb)
+    estimator_.remb (remb, now);
+  reported_ = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The video encoder */
+
+bool
+Outgoing::adapts () const
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return encoder_ != nullptr && kind_ == Kind::Video;
+}
+
+/* The encoder, with a reference, taken under the lock; its properties
+ * are read and set without it. Null for input passed through. */
+static GstElement *
+encoder_of (GstElement * encoder)
+{
+  return encoder ? GST_ELEMENT (gst_object_ref (encoder)) : nullptr;
+}
+
+guint
+Outgoing::bitrate () const
+{
+  GstElement *encoder;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    encoder = encoder_of (encoder_);
+  }
+  if (!encoder)
+    return 0;
+  GstElementFactory *f = gst_element_get_factory (encoder);
+  const char *name = f ? GST_OBJECT_NAME (f) : "";
+  guint bps = 0;
+  if (g_str_equal (name, "vp8enc") || g_str_equal (name, "opusenc")) {
+    const char *property = g_str_equal (name, "vp8enc") ? "target-bitrate"
+        : "bitrate";
+    gint value = 0;
+    g_object_get (encoder, property, &value, NULL);
+    bps = (guint) MAX (value, 0);
+  } else if (g_str_equal (name, "x264enc")) {
+    guint kbps = 0;
+    g_object_get (encoder, "bitrate", &kbps, NULL);
+    bps = kbps * 1000;
+  }
+  gst_object_unref (encoder);
+  return bps;
+}
+
+void
+Outgoing::set_bitrate (guint bps)
+{
+  GstElement *encoder;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    encoder = kind_ == Kind::Video ? encoder_of (encoder_) : nullptr;
+  }
+  if (!encoder)
+    return;
+  GstElementFactory *f = gst_element_get_factory (encoder);
+  const char *name = f ? GST_OBJECT_NAME (f) : "";
+  if (g_str_equal (name, "vp8enc"))
+    g_object_set (encoder, "target-bitrate", (gint) bps, NULL);
+  else if (g_str_equal (name, "x264enc"))
+    g_object_set (encoder, "bitrate", MAX (bps / 1000, 1u), NULL);
+  gst_object_unref (encoder);
+}
+
+/* ------------------------------------------------------------------ */
+/* The session's part: one encoder for every member, set to the lowest
+ * estimate of the members it is sent to (until layers exist), less what
+ * audio takes, within [min, max]. With congestion control off it only
+ * tells the members' statistics what the encoder is set to. Mesh
+ * thread. */
+
+void
+Session::adapt_bitrate ()
+{
+  const CcSettings & cc = config_.cc;
+  Outgoing *video = outgoing (Kind::Video);
+  Outgoing *audio = outgoing (Kind::Audio);
+  bool adapts = cc.mode == CongestionControl::Gcc && video && video->codec ()
+      && video->adapts ();
+  guint64 lowest = 0;
+  bool known = false;
+  for (auto & p : peers_) {
+    auto c = p.second->congestion ();
+    if (!c || !p.second->sends_video ())
+      continue;
+    guint64 e = c->estimate ();
+    if (!e)
+      continue;
+    lowest = known ? MIN (lowest, e) : e;
+    known = true;
+  }
+  /* Off, or encoded input: what the encoder is set to, if ours. */
+  guint64 target = video ? video->bitrate () : 0;
+  if (adapts && known) {
+    guint64 audio_bps = 0;
+    if (audio && audio->codec ()) {
+      audio_bps = audio->bitrate ();
+      if (!audio_bps)
+        audio_bps = PASSTHROUGH_AUDIO_BPS;
+    }
+    guint64 usable = (guint64) (lowest * ENCODER_SHARE);
+    guint64 want = usable > audio_bps ? usable - audio_bps : 0;
+    want = CLAMP (want, (guint64) cc.min, (guint64) cc.max);
+    double change = target ? std::abs ((double) want - (double) target)
+        / target : 1;
+    if (change >= ADAPT_STEP || (want != target && (want == cc.min
+                || want == cc.max))) {
+      GST_DEBUG_OBJECT (element_, "video bitrate %" G_GUINT64_FORMAT
+          " -> %" G_GUINT64_FORMAT " (lowest estimate %" G_GUINT64_FORMAT
+          ", audio %" G_GUINT64_FORMAT ")", target, want, lowest, audio_bps);
+      video->set_bitrate ((guint) want);
+      target = want;
+    }
+  }
+  for (auto & p : peers_) {
+    auto c = p.second->congestion ();
+    if (!c)
+      continue;
+    c->target = target;
+    c->adapts = adapts;
+  }
+}
+
+void
+Session::start_adapting ()
+{
+  if (adapt_source_)
+    return;
+  adapt_source_ = g_timeout_source_new (ADAPT_INTERVAL_MS);
+  g_source_set_callback (adapt_source_, [] (gpointer self) -> gboolean {
+    static_cast<Session *> (self)->adapt_bitrate ();
+    return G_SOURCE_CONTINUE;
+  }, this, nullptr);
+  g_source_attach (adapt_source_, context_);
+}
+
+void
+Session::stop_adapting ()
+{
+  if (adapt_source_) {
+    g_source_destroy (adapt_source_);
+    g_source_unref (adapt_source_);
+    adapt_source_ = nullptr;
+  }
+}
+
+}  // namespace peerjs

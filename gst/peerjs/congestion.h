@@ -1,0 +1,95 @@
+/* Congestion control: transport-wide congestion control (TWCC) in the SDP
+ * and on our payloaders, and what feeds each member's bandwidth estimate
+ * (estimator.h) from webrtcbin: the TWCC feedback rtpsession turns into
+ * RTPTWCCPackets events (pushed upstream from its send_rtp_sink, through
+ * rtpfunnel to every payloader of the connection), and the member's RTCP
+ * (receiver reports' fraction lost, REMB) from the internal session's
+ * on-receiving-rtcp. The session sets the video encoder's bitrate from the
+ * estimates (Session::adapt_bitrate, here too). */
+#pragma once
+
+#include "estimator.h"
+
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+
+namespace peerjs {
+
+enum class CongestionControl { Off = 0, Gcc = 1 };
+
+/* What the element's properties say, resolved (max and start never 0). */
+struct CcSettings
+{
+  CongestionControl mode = CongestionControl::Gcc;
+  guint min = 100000;          /* bit/s */
+  guint max = 1000000;
+  guint start = 1000000;
+};
+
+constexpr const char *TWCC_URI =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/* The extmap id our offers give it (Chromium's too). */
+constexpr int TWCC_ID = 3;
+
+/* The id `media` maps the TWCC extension to; 0 for none. */
+int twcc_id (const GstSDPMedia * media);
+/* The id caps map it to (extmap-N fields); 0 for none. */
+int twcc_id (const GstCaps * caps);
+/* Every structure of `caps` maps the TWCC extension to `id` and asks for
+ * transport-cc feedback. Nothing when `id` is 0. */
+void add_twcc (GstCaps * caps, int id);
+/* The payloader in `payloader_bin` (make_payloader) writes the TWCC
+ * extension with `id`; false when it cannot. */
+bool write_twcc (GstElement * payloader_bin, int id);
+
+/* One member's estimate, fed from webrtcbin's threads. */
+class Congestion
+{
+public:
+  explicit Congestion (const CcSettings & settings);
+
+  /* TWCC feedback arrives as events on the payloader bin's src pad. */
+  static void watch_payloader (const std::shared_ptr<Congestion> & self,
+      GstElement * payloader_bin);
+  /* Receiver reports about `ssrc` (our video) and REMB from the member, in
+   * the RTP session `session` (webrtcbin's rtpbin internal session); once
+   * per session object. */
+  static void watch_session (const std::shared_ptr<Congestion> & self,
+      GObject * session);
+  void set_video_ssrc (guint ssrc) { video_ssrc_ = ssrc; }
+  /* watch_session () on each RTP session of `webrtc` not watched yet (they
+   * exist once a description was set). */
+  static void watch_sessions (const std::shared_ptr<Congestion> & self,
+      GstElement * webrtc);
+  /* The member's peerjs-stats gain estimated-bitrate, target-bitrate,
+   * bitrate-adapts and transport-cc-reports; returns `stats`. */
+  GstStructure *add_stats (GstStructure * stats);
+
+  /* The estimate in bit/s, 0 while the member reported nothing. */
+  guint64 estimate ();
+  /* Feedback packets (TWCC reports) taken so far. */
+  guint64 reports () const { return reports_; }
+  /* What the session set the encoder to, for the member's statistics. */
+  std::atomic<guint64> target { 0 };
+  std::atomic<bool> adapts { false };
+
+private:
+  static GstPadProbeReturn on_event (GstPad * pad, GstPadProbeInfo * info,
+      gpointer self);
+  void on_twcc (const GstStructure * s);
+  void on_rtcp (GstBuffer * buffer);
+
+  std::mutex lock_;
+  Estimator estimator_;
+  bool reported_ = false;
+  std::atomic<guint64> reports_ { 0 };
+  std::atomic<guint> video_ssrc_ { 0 };
+  std::set<GObject *> sessions_;         /* watched; under lock_ */
+};
+
+}  // namespace peerjs

@@ -1,0 +1,281 @@
+#include "estimator.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace peerjs {
+
+namespace {
+
+constexpr double GROUP_MS = 5;             /* a burst: sent within 5 ms */
+constexpr std::size_t WINDOW = 20;         /* groups in the trendline */
+constexpr double SMOOTHING = 0.9;
+constexpr double TREND_GAIN = 4;
+constexpr double OVERUSE_MS = 10;          /* over the threshold this long */
+constexpr double K_UP = 0.0087, K_DOWN = 0.039;
+constexpr double DECREASE = 0.85;          /* of what was received */
+constexpr double INCREASE_PER_S = 1.30;
+constexpr double ACKED_WINDOW_MS = 500;
+constexpr double LOSS_WINDOW_MS = 1000;
+constexpr double LOSS_UPDATE_MS = 500;
+constexpr double LOSS_INCREASE = 1.12;     /* per update */
+constexpr double REMB_VALID_MS = 5000;
+constexpr double FEEDBACK_VALID_MS = 2000;
+constexpr double ADDITIVE = 40000;         /* bit/s a second */
+constexpr double NEAR_CAPACITY = 1.25;
+
+double
+ms (guint64 ns)
+{
+  return ns / 1e6;
+}
+
+}  // namespace
+
+Estimator::Estimator (guint64 start, guint64 min, guint64 max)
+  : min_ (min), max_ (MAX (min, max))
+{
+  delay_rate_ = loss_rate_ = (double) clamp ((double) start);
+}
+
+guint64
+Estimator::clamp (double rate) const
+{
+  if (rate < min_)
+    return min_;
+  if (rate > max_)
+    return max_;
+  return (guint64) rate;
+}
+
+void
+Estimator::feedback (const std::vector<Packet> & packets, guint64 now_ns)
+{
+  double now = ms (now_ns);
+  last_feedback_ = now;
+  for (const Packet & p : packets) {
+    reported_.emplace_back (now, p.lost);
+    if (p.lost)
+      continue;
+    double sent = ms (p.sent_ns), received = ms (p.received_ns);
+    received_.emplace_back (received, p.size);
+    if (!current_.valid) {
+      current_ = { sent, sent, received, true };
+    } else if (sent - current_.first_sent > GROUP_MS) {
+      on_group (current_, now);
+      current_ = { sent, sent, received, true };
+    } else if (sent >= current_.last_sent) {
+      current_.last_sent = sent;
+      current_.last_received = MAX (current_.last_received, received);
+    }
+  }
+  /* What the member received lately. */
+  if (!received_.empty ()) {
+    double latest = received_.back ().first;
+    while (!received_.empty ()
+        && received_.front ().first < latest - ACKED_WINDOW_MS)
+      received_.pop_front ();
+    double span = latest - received_.front ().first;
+    guint64 bytes = 0;
+    for (auto & r : received_)
+      bytes += r.second;
+    if (span >= ACKED_WINDOW_MS / 2)
+      acked_ = (guint64) (bytes * 8 * 1000.0 / span);
+  }
+  while (!reported_.empty ()
+      && reported_.front ().first < now - LOSS_WINDOW_MS)
+    reported_.pop_front ();
+  if (reported_.size () >= 20) {
+    guint lost = 0;
+    for (auto & r : reported_)
+      lost += r.second;
+    update_loss_rate ((double) lost / reported_.size (), now);
+  }
+  update_delay_rate (now);
+}
+
+void
+Estimator::on_group (const Group & g, double now)
+{
+  if (!previous_.valid) {
+    previous_ = g;
+    return;
+  }
+  double send_delta = g.last_sent - previous_.last_sent;
+  double recv_delta = g.last_received - previous_.last_received;
+  previous_ = g;
+  /* Reordered across groups: nothing to learn. */
+  if (send_delta < 0 || recv_delta < 0)
+    return;
+  double delta = recv_delta - send_delta;
+  last_delta_ms_ = send_delta;
+  if (first_arrival_ < 0)
+    first_arrival_ = g.last_received;
+  accumulated_ += delta;
+  smoothed_ = SMOOTHING * smoothed_ + (1 - SMOOTHING) * accumulated_;
+  window_.emplace_back (g.last_received - first_arrival_, smoothed_);
+  deltas_++;
+  if (window_.size () > WINDOW)
+    window_.pop_front ();
+  if (window_.size () == WINDOW) {
+    double mx = 0, my = 0;
+    for (auto & p : window_) {
+      mx += p.first;
+      my += p.second;
+    }
+    mx /= window_.size ();
+    my /= window_.size ();
+    double num = 0, den = 0;
+    for (auto & p : window_) {
+      num += (p.first - mx) * (p.second - my);
+      den += (p.first - mx) * (p.first - mx);
+    }
+    double slope = den > 0 ? num / den : 0;
+    trend_ = slope * MIN (deltas_, 60u) * TREND_GAIN;
+  }
+  detect (trend_, now);
+}
+
+void
+Estimator::detect (double trend, double now)
+{
+  if (trend > threshold_) {
+    overusing_ms_ = overusing_ms_ < 0 ? last_delta_ms_ / 2
+        : overusing_ms_ + last_delta_ms_;
+    overuse_count_++;
+    if (overusing_ms_ > OVERUSE_MS && overuse_count_ > 1
+        && trend >= previous_trend_) {
+      overusing_ms_ = 0;
+      overuse_count_ = 0;
+      usage_ = Usage::Over;
+    }
+  } else if (trend < -threshold_) {
+    overusing_ms_ = -1;
+    overuse_count_ = 0;
+    usage_ = Usage::Under;
+  } else {
+    overusing_ms_ = -1;
+    overuse_count_ = 0;
+    usage_ = Usage::Normal;
+  }
+  previous_trend_ = trend;
+
+  /* The threshold follows the trend, slowly up and faster down, so that
+   * a path's own jitter is not taken for a queue. */
+  if (last_threshold_update_ < 0)
+    last_threshold_update_ = now;
+  double magnitude = std::fabs (trend);
+  if (magnitude - threshold_ <= 15) {
+    double k = magnitude < threshold_ ? K_DOWN : K_UP;
+    double dt = MIN (now - last_threshold_update_, 100.0);
+    threshold_ += k * (magnitude - threshold_) * dt;
+    threshold_ = CLAMP (threshold_, 6.0, 600.0);
+  }
+  last_threshold_update_ = now;
+}
+
+void
+Estimator::update_delay_rate (double now)
+{
+  if (last_rate_update_ < 0)
+    last_rate_update_ = now;
+  double dt = MIN (now - last_rate_update_, 1000.0) / 1000;
+  last_rate_update_ = now;
+  switch (usage_) {
+    case Usage::Over:
+      /* At most one cut per 300 ms: the reports that follow a cut still
+       * tell of the queue it was meant to drain. */
+      if (last_decrease_ < 0 || now - last_decrease_ > 300) {
+        double base = acked_ ? (double) acked_ : delay_rate_;
+        delay_rate_ = MIN (delay_rate_, DECREASE * base);
+        last_decrease_ = now;
+        cut_at (now);
+      }
+      break;
+    case Usage::Under:
+      break;
+    case Usage::Normal:{
+      /* Never above 1.5 times what gets through: an encoder that sends
+       * less than it may (a still picture) gives no proof that more would
+       * pass. That bound only stops the increase: what was received
+       * varies from one report to the next, and is no reason to cut. */
+      double bound = acked_ ? 1.5 * acked_ + 10000 : G_MAXDOUBLE;
+      if (delay_rate_ < bound)
+        delay_rate_ = MIN (raise (delay_rate_, INCREASE_PER_S, dt), bound);
+      break;
+    }
+  }
+  delay_rate_ = (double) clamp (delay_rate_);
+}
+
+void
+Estimator::update_loss_rate (double fraction, double now)
+{
+  if (last_loss_update_ >= 0 && now - last_loss_update_ < LOSS_UPDATE_MS)
+    return;
+  last_loss_update_ = now;
+  if (fraction > 0.10) {
+    loss_rate_ = MIN (loss_rate_, delay_rate_) * (1 - 0.5 * fraction);
+    /* What was sent before this cut is no reason for another: the next
+     * decision waits for a window of packets sent after it. */
+    reported_.clear ();
+    last_loss_update_ = now + LOSS_WINDOW_MS - LOSS_UPDATE_MS;
+    cut_at (now);
+  } else if (fraction < 0.02) {
+    /* LOSS_INCREASE per update: as a rate a second. */
+    loss_rate_ = raise (loss_rate_, LOSS_INCREASE * LOSS_INCREASE,
+        LOSS_UPDATE_MS / 1000);
+  }
+  loss_rate_ = (double) clamp (loss_rate_);
+}
+
+void
+Estimator::cut_at (double)
+{
+  if (acked_)
+    capacity_ = capacity_ > 0 ? 0.5 * capacity_ + 0.5 * acked_ : acked_;
+}
+
+double
+Estimator::raise (double rate, double factor, double dt)
+{
+  if (capacity_ > 0 && rate > NEAR_CAPACITY * capacity_)
+    capacity_ = 0;
+  if (capacity_ > 0)
+    return MAX (rate + ADDITIVE * dt, rate * std::pow (factor, dt / 2));
+  return rate * std::pow (factor, dt);
+}
+
+void
+Estimator::receiver_report (double fraction_lost, guint64 now_ns)
+{
+  double now = ms (now_ns);
+  if (has_feedback (now_ns))
+    return;
+  last_loss_update_ = -1;     /* one report a second: each counts */
+  update_loss_rate (fraction_lost, now);
+}
+
+void
+Estimator::remb (guint64 bitrate, guint64 now_ns)
+{
+  remb_ = bitrate;
+  last_remb_ = ms (now_ns);
+}
+
+bool
+Estimator::has_feedback (guint64 now_ns) const
+{
+  return last_feedback_ >= 0 && ms (now_ns) - last_feedback_ < FEEDBACK_VALID_MS;
+}
+
+guint64
+Estimator::estimate (guint64 now_ns) const
+{
+  double rate = MIN (delay_rate_, loss_rate_);
+  if (last_remb_ >= 0 && ms (now_ns) - last_remb_ < REMB_VALID_MS)
+    rate = MIN (rate, (double) remb_);
+  return clamp (rate);
+}
+
+}  // namespace peerjs

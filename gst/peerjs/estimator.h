@@ -1,0 +1,128 @@
+/* A bandwidth estimate for one member, from what it reports about the
+ * packets we send it; GCC in spirit (draft-ietf-rmcat-gcc-02, and what
+ * Chromium and gst-plugins-rs' rtpgccbwe do), small:
+ *
+ * - delay-based: packets are grouped by send time (bursts of 5 ms); the
+ *   change of one-way delay between groups, accumulated and smoothed, gives
+ *   a trendline over the last 20 groups; a trend above an adaptive
+ *   threshold is overuse (a queue grows on the path), below its negative
+ *   underuse. Overuse cuts the rate to 0.85 of what the member received in
+ *   the last 500 ms; normal use raises it by 30 % a second while it is
+ *   under 1.5 times what was received (plus 10 kbit/s); underuse holds it.
+ * - loss-based: over the packets reported in the last second, more than
+ *   10 % lost lowers the rate by half the loss fraction (and the next
+ *   decision waits for a second of packets sent after the cut), less than
+ *   2 % raises it by 12 %, at most every 500 ms.
+ * - near the capacity: what the member received at the last cut, of
+ *   either kind. Up to 1.25 times it, both rates grow by 40 kbit/s a
+ *   second instead (AIMD, as Chromium's), so that a steady link is not
+ *   overshot by a multiplicative step; above it, the capacity is forgotten
+ *   (the link got better). Transport-wide feedback reports loss
+ *   per packet; without it, the fraction lost from receiver reports does.
+ * - REMB, when the member sends it: the estimate never exceeds it (for 5 s
+ *   after the last one).
+ *
+ * The estimate is the lowest of the three, within [min, max]. No GStreamer
+ * here, only numbers: the unit test drives it with synthetic feedback.
+ * Not thread-safe: its owner locks. */
+#pragma once
+
+#include <glib.h>
+
+#include <deque>
+#include <vector>
+
+namespace peerjs {
+
+class Estimator
+{
+public:
+  /* One packet a feedback report tells about: when we sent it and when it
+   * arrived (the member's clock: only differences count), in ns; `lost`:
+   * it never arrived (received_ns is then ignored). */
+  struct Packet
+  {
+    guint64 sent_ns = 0;
+    guint64 received_ns = 0;
+    guint size = 0;             /* bytes */
+    bool lost = false;
+  };
+  enum class Usage { Normal, Over, Under };
+
+  /* Bits per second. */
+  Estimator (guint64 start, guint64 min, guint64 max);
+
+  /* A transport-wide feedback report, its packets in send order; `now_ns`
+   * is our clock (monotonic). */
+  void feedback (const std::vector<Packet> & packets, guint64 now_ns);
+  /* The fraction lost (0..1) a receiver report gives for our stream; only
+   * used while no transport-wide feedback comes. */
+  void receiver_report (double fraction_lost, guint64 now_ns);
+  /* A REMB from the member, bit/s. */
+  void remb (guint64 bitrate, guint64 now_ns);
+
+  /* The estimate, bit/s, within [min, max]. */
+  guint64 estimate (guint64 now_ns) const;
+  /* Transport-wide feedback came in the last 2 s. */
+  bool has_feedback (guint64 now_ns) const;
+  Usage usage () const { return usage_; }
+  /* What the member received in the last 500 ms of reports, bit/s (0:
+   * unknown). */
+  guint64 received_rate () const { return acked_; }
+  /* The delay-based and loss-based rates, the trend and its threshold,
+   * for debug logs. */
+  double delay_rate () const { return delay_rate_; }
+  double loss_rate () const { return loss_rate_; }
+  double trend () const { return trend_; }
+  double threshold () const { return threshold_; }
+
+private:
+  struct Group
+  {
+    double first_sent = 0, last_sent = 0, last_received = 0;  /* ms */
+    bool valid = false;
+  };
+
+  void on_group (const Group & g, double now_ms);
+  void detect (double trend, double now_ms);
+  void update_delay_rate (double now_ms);
+  void update_loss_rate (double fraction, double now_ms);
+  void cut_at (double now_ms);
+  /* `rate` raised for `dt` seconds: multiplicatively by `factor` a second,
+   * or, near the capacity, by ADDITIVE bit/s a second. */
+  double raise (double rate, double factor, double dt);
+  guint64 clamp (double rate) const;
+
+  guint64 min_, max_;
+  double delay_rate_, loss_rate_;
+  /* Delay-based */
+  Group current_, previous_;
+  double first_arrival_ = -1;
+  double accumulated_ = 0, smoothed_ = 0;
+  std::deque<std::pair<double, double>> window_;   /* arrival ms, smoothed */
+  guint deltas_ = 0;
+  double trend_ = 0, previous_trend_ = 0;
+  double threshold_ = 12.5;
+  double last_threshold_update_ = -1;
+  double overusing_ms_ = -1;
+  int overuse_count_ = 0;
+  double last_delta_ms_ = 0;
+  Usage usage_ = Usage::Normal;
+  double last_rate_update_ = -1;
+  double last_decrease_ = -1;
+  /* What the member received when a rate was last cut (0: unknown, or
+   * left behind since): near it the rate grows additively. */
+  double capacity_ = 0;
+  /* What was received: (arrival ms, bytes), the last 500 ms of it. */
+  std::deque<std::pair<double, guint>> received_;
+  guint64 acked_ = 0;
+  /* Loss-based: (our ms, lost?) of packets reported in the last second. */
+  std::deque<std::pair<double, bool>> reported_;
+  double last_loss_update_ = -1;
+  double last_feedback_ = -1;
+  /* REMB */
+  guint64 remb_ = 0;
+  double last_remb_ = -1;
+};
+
+}  // namespace peerjs

@@ -1,0 +1,217 @@
+/* The bandwidth estimator (gst/peerjs/estimator.cpp) over synthetic
+ * feedback: a sender that sends what the estimate allows through a
+ * simulated bottleneck (a rate, a queue, random loss), and the reports a
+ * receiver would send back. */
+#include <gst/check/gstcheck.h>
+
+#include "../../gst/peerjs/estimator.h"
+
+#include <random>
+
+using peerjs::Estimator;
+
+namespace {
+
+constexpr guint64 MS = 1000000;            /* ns */
+constexpr guint PACKET = 1200;             /* bytes */
+
+/* A path: `rate` bit/s (0: none), a queue of at most `queue_ms`, a fixed
+ * 20 ms one-way delay and `loss` (0..1) at random. */
+struct Path
+{
+  guint64 rate = 0;
+  double queue_ms = 100;
+  double loss = 0;
+  std::mt19937 random { 7 };
+  double free_at_ms = 0;                  /* when the link is idle again */
+
+  /* The packet sent at `sent_ms`, as the receiver saw it. */
+  Estimator::Packet carry (double sent_ms, guint size)
+  {
+    Estimator::Packet p;
+    p.sent_ns = (guint64) (sent_ms * MS);
+    p.size = size;
+    if (std::uniform_real_distribution<double> (0, 1) (random) < loss) {
+      p.lost = true;
+      return p;
+    }
+    double start = MAX (sent_ms, free_at_ms);
+    if (rate && start - sent_ms > queue_ms) {
+      p.lost = true;              /* the queue is full: tail drop */
+      return p;
+    }
+    double leave = rate ? start + size * 8 * 1000.0 / rate : sent_ms;
+    free_at_ms = leave;
+    p.received_ns = (guint64) ((leave + 20) * MS);
+    return p;
+  }
+};
+
+/* Sends for `seconds` at the estimate (re-read every 100 ms, as the
+ * encoder's target follows it), with a report every 50 ms. Returns the
+ * estimate at the end; `lowest` the lowest seen after the first 2 s. */
+guint64
+run (Estimator & e, Path & path, double seconds, double *clock_ms,
+    guint64 *lowest = nullptr)
+{
+  double start = *clock_ms, end = start + seconds * 1000;
+  double next_send = start, next_report = start + 50, next_read = start;
+  guint64 rate = e.estimate ((guint64) (start * MS));
+  std::vector<Estimator::Packet> pending;
+  if (lowest)
+    *lowest = G_MAXUINT64;
+  for (double t = start; t < end; t += 1) {
+    if (t >= next_read) {
+      rate = e.estimate ((guint64) (t * MS));
+      next_read += 100;
+      if (lowest && t > start + 2000)
+        *lowest = MIN (*lowest, rate);
+    }
+    while (next_send <= t) {
+      pending.push_back (path.carry (next_send, PACKET));
+      next_send += PACKET * 8 * 1000.0 / rate;
+    }
+    if (t >= next_report) {
+      /* Only what has arrived (or is known lost) by now is reported. */
+      std::vector<Estimator::Packet> report;
+      auto it = pending.begin ();
+      for (; it != pending.end (); ++it) {
+        if (!it->lost && it->received_ns > (guint64) (t * MS))
+          break;
+        report.push_back (*it);
+      }
+      pending.erase (pending.begin (), it);
+      if (!report.empty ())
+        e.feedback (report, (guint64) ((t + 20) * MS));
+      next_report += 50;
+    }
+  }
+  *clock_ms = end;
+  return e.estimate ((guint64) (end * MS));
+}
+
+}  // namespace
+
+/* A 300 kbit/s bottleneck, the sender starting at 1 Mbit/s: the estimate
+ * comes down to the link within a few seconds and stays near it. */
+GST_START_TEST (test_bottleneck)
+{
+  Estimator e (1000000, 100000, 1000000);
+  Path path;
+  path.rate = 300000;
+  double clock = 0;
+  guint64 settled = run (e, path, 5, &clock);
+  g_print ("estimator: 300 kbit/s link: %" G_GUINT64_FORMAT " after 5 s\n",
+      settled);
+  fail_unless (settled < 330000, "%" G_GUINT64_FORMAT " after 5 s", settled);
+  guint64 lowest;
+  guint64 later = run (e, path, 20, &clock, &lowest);
+  g_print ("estimator: 300 kbit/s link: %" G_GUINT64_FORMAT " after 25 s, "
+      "lowest %" G_GUINT64_FORMAT "\n", later, lowest);
+  fail_unless (later < 360000 && later > 120000, "%" G_GUINT64_FORMAT, later);
+  fail_unless (lowest >= 100000);
+}
+GST_END_TEST;
+
+/* No limit: the estimate stays at (or climbs back to) the maximum. */
+GST_START_TEST (test_clean)
+{
+  Estimator e (1000000, 100000, 1000000);
+  Path path;
+  double clock = 0;
+  guint64 lowest;
+  guint64 end = run (e, path, 10, &clock, &lowest);
+  fail_unless_equals_uint64 (end, 1000000);
+  fail_unless_equals_uint64 (lowest, 1000000);
+  fail_unless (e.usage () != Estimator::Usage::Over);
+}
+GST_END_TEST;
+
+/* After the bottleneck goes, the estimate climbs back above 600 kbit/s
+ * within 15 s. */
+GST_START_TEST (test_recovers)
+{
+  Estimator e (1000000, 100000, 2000000);
+  Path path;
+  path.rate = 300000;
+  double clock = 0;
+  guint64 low = run (e, path, 8, &clock);
+  fail_unless (low < 330000, "%" G_GUINT64_FORMAT, low);
+  path.rate = 0;
+  guint64 back = run (e, path, 15, &clock);
+  g_print ("estimator: from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+      " in 15 s on a clean link\n", low, back);
+  fail_unless (back > 600000, "%" G_GUINT64_FORMAT " after 15 s", back);
+}
+GST_END_TEST;
+
+/* Random loss with no queue: 20 % brings the estimate down (loss-based),
+ * 1 % does not. */
+GST_START_TEST (test_loss)
+{
+  Estimator lossy (1000000, 100000, 1000000);
+  Path path;
+  path.loss = 0.20;
+  double clock = 0;
+  guint64 end = run (lossy, path, 10, &clock);
+  fail_unless (end < 500000, "%" G_GUINT64_FORMAT " at 20 %% loss", end);
+
+  Estimator light (1000000, 100000, 1000000);
+  Path fine;
+  fine.loss = 0.01;
+  clock = 0;
+  end = run (light, fine, 10, &clock);
+  fail_unless_equals_uint64 (end, 1000000);
+}
+GST_END_TEST;
+
+/* Receiver reports count only while no transport-wide feedback comes. */
+GST_START_TEST (test_receiver_reports)
+{
+  Estimator e (1000000, 100000, 1000000);
+  for (int i = 0; i < 5; i++)
+    e.receiver_report (0.3, i * 1000 * MS);
+  guint64 after = e.estimate (5000 * MS);
+  fail_unless (after < 500000, "%" G_GUINT64_FORMAT, after);
+  for (int i = 5; i < 30; i++)
+    e.receiver_report (0.0, i * 1000 * MS);
+  fail_unless (e.estimate (30000 * MS) > after);
+
+  /* With feedback flowing, a report's loss is not taken again. */
+  Estimator fed (1000000, 100000, 1000000);
+  Path path;
+  double clock = 0;
+  run (fed, path, 2, &clock);
+  fed.receiver_report (0.5, (guint64) (clock * MS));
+  fail_unless_equals_uint64 (fed.estimate ((guint64) (clock * MS)), 1000000);
+}
+GST_END_TEST;
+
+/* A REMB caps the estimate while it is recent; never below min. */
+GST_START_TEST (test_remb)
+{
+  Estimator e (1000000, 100000, 1000000);
+  e.remb (400000, 0);
+  fail_unless_equals_uint64 (e.estimate (MS), 400000);
+  e.remb (50000, 1000 * MS);
+  fail_unless_equals_uint64 (e.estimate (1001 * MS), 100000);
+  fail_unless_equals_uint64 (e.estimate (7000 * MS), 1000000);
+}
+GST_END_TEST;
+
+static Suite *
+estimator_suite ()
+{
+  Suite *s = suite_create ("estimator");
+  TCase *tc = tcase_create ("general");
+  tcase_add_test (tc, test_bottleneck);
+  tcase_add_test (tc, test_clean);
+  tcase_add_test (tc, test_recovers);
+  tcase_add_test (tc, test_loss);
+  tcase_add_test (tc, test_receiver_reports);
+  tcase_add_test (tc, test_remb);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN (estimator);
