@@ -1410,6 +1410,96 @@ Peer::close ()
  * our offers and answers, wraps what we send in RED, and recovers packets
  * from the member's FEC). Nothing extra is sent until the member reports
  * loss: follow_loss sizes it. Audio FEC is Opus' own (media.cpp). */
+namespace {
+
+/* rtpredenc 1.22.0 (Debian bookworm's) makes each RED packet without the
+ * RTP header extensions of the packet it wraps, but for a placeholder of
+ * the transport-wide sequence number that it gives the extension id 1
+ * whatever the SDP said (mended in later 1.22 releases). The member's
+ * rtpsession then sees no transport-wide sequence number in our video and
+ * sends no feedback for it, and congestion control is left with receiver
+ * reports. Each RED packet gets its wrapped packet's extensions instead
+ * (rtpsession numbers it afterwards): rtpredenc pushes it from within the
+ * chain of the packet it wraps, so the last packet in is the one a packet
+ * out wraps (same sequence number). */
+struct RedExtensions
+{
+  std::mutex lock;
+  bool valid = false;
+  guint16 seq = 0;
+  guint16 bits = 0;
+  std::vector<guint8> data;
+};
+
+GstPadProbeReturn
+red_packet_in (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *x = static_cast<RedExtensions *> (data);
+  GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+  std::lock_guard<std::mutex> guard (x->lock);
+  x->valid = false;
+  if (!gst_rtp_buffer_map (GST_PAD_PROBE_INFO_BUFFER (info), GST_MAP_READ,
+          &rtp))
+    return GST_PAD_PROBE_OK;
+  gpointer ext = nullptr;
+  guint words = 0;
+  if (gst_rtp_buffer_get_extension_data (&rtp, &x->bits, &ext, &words)
+      && ext && words) {
+    x->valid = true;
+    x->seq = gst_rtp_buffer_get_seq (&rtp);
+    x->data.assign (static_cast<guint8 *> (ext),
+        static_cast<guint8 *> (ext) + words * 4);
+  }
+  gst_rtp_buffer_unmap (&rtp);
+  return GST_PAD_PROBE_OK;
+}
+
+GstPadProbeReturn
+red_packet_out (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *x = static_cast<RedExtensions *> (data);
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+  std::lock_guard<std::mutex> guard (x->lock);
+  if (!x->valid || !gst_rtp_buffer_map (buf, GST_MAP_READ, &rtp))
+    return GST_PAD_PROBE_OK;
+  bool wraps = gst_rtp_buffer_get_seq (&rtp) == x->seq;
+  gst_rtp_buffer_unmap (&rtp);
+  if (!wraps)
+    return GST_PAD_PROBE_OK;
+  buf = gst_buffer_make_writable (buf);
+  if (gst_rtp_buffer_map (buf, GST_MAP_READWRITE, &rtp)) {
+    gpointer ext = nullptr;
+    guint16 bits = 0;
+    guint words = 0;
+    if (gst_rtp_buffer_set_extension_data (&rtp, x->bits,
+            x->data.size () / 4)
+        && gst_rtp_buffer_get_extension_data (&rtp, &bits, &ext, &words)
+        && words * 4 == x->data.size ())
+      memcpy (ext, x->data.data (), x->data.size ());
+    gst_rtp_buffer_unmap (&rtp);
+  }
+  GST_PAD_PROBE_INFO_DATA (info) = buf;
+  return GST_PAD_PROBE_OK;
+}
+
+void
+keep_red_extensions (GstElement * red)
+{
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (red, "sink");
+  g_autoptr (GstPad) src = gst_element_get_static_pad (red, "src");
+  if (!sink || !src)
+    return;
+  auto *x = new RedExtensions;
+  gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_BUFFER, red_packet_in, x,
+      nullptr);
+  /* The src pad's probe owns it: both pads go with the element. */
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, red_packet_out, x,
+      [] (gpointer data) { delete static_cast<RedExtensions *> (data); });
+}
+
+}  // namespace
+
 void
 Peer::use_fec (Kind kind)
 {
@@ -1418,6 +1508,17 @@ Peer::use_fec (Kind kind)
     return;
   g_object_set (s.trans, "fec-type", GST_WEBRTC_FEC_TYPE_ULP_RED,
       "fec-percentage", 0u, NULL);
+  if (red_watched_)
+    return;
+  /* webrtcbin makes its RED encoder when the session starts sending. */
+  red_watched_ = true;
+  g_signal_connect (webrtc_, "deep-element-added", G_CALLBACK (+[] (GstBin *,
+              GstBin *, GstElement * e, gpointer) {
+        GstElementFactory *f = gst_element_get_factory (e);
+        if (f && g_str_equal (GST_OBJECT_NAME (f), "rtpredenc"))
+          keep_red_extensions (e);
+      }), nullptr);
+  for_each_made_by (GST_BIN (webrtc_), "rtpredenc", keep_red_extensions);
 }
 
 /* rtpsession keeps only the last report block a member sent, whichever of

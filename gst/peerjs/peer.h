@@ -207,6 +207,7 @@ private:
   bool negotiated_once_ = false;
   bool offer_again_ = false;
   bool closed_ = false;
+  bool red_watched_ = false;    /* use_fec watches for the RED encoder */
   std::string pending_offer_;      /* held until our streams know codecs */
   std::vector<std::pair<std::string,
       std::function<void (GstWebRTCDataChannel *)>>> pending_channels_;
