@@ -215,25 +215,15 @@ void
 Congestion::watch_sessions (const std::shared_ptr<Congestion> & self,
     GstElement * webrtc)
 {
-  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
-      "rtpbin");
-  if (!rtpbin)
-    return;
-  /* Session ids are m-line indexes: ours and the data channel's. */
-  for (guint id = 0; id <= KIND_COUNT; id++) {
-    GObject *session = nullptr;
-    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
-    if (!session)
-      continue;
-    bool fresh;
-    {
-      std::lock_guard<std::mutex> guard (self->lock_);
-      fresh = self->sessions_.insert (session).second;
-    }
-    if (fresh)
-      watch_session (self, session);
-    g_object_unref (session);
-  }
+  for_each_rtp_session (webrtc, [&self] (guint, GObject * session) {
+        bool fresh;
+        {
+          std::lock_guard<std::mutex> guard (self->lock_);
+          fresh = self->sessions_.insert (session).second;
+        }
+        if (fresh)
+          watch_session (self, session);
+      });
 }
 
 GstStructure *

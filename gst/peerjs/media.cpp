@@ -166,6 +166,22 @@ drop_unless_linked (GstPad * pad)
       }, nullptr, nullptr);
 }
 
+void
+for_each_rtp_session (GstElement * webrtc,
+    const std::function<void (guint id, GObject * session)> & f)
+{
+  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
+      "rtpbin");
+  for (guint id = 0; rtpbin && id <= KIND_COUNT; id++) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
+    if (!session)
+      continue;
+    f (id, session);
+    g_object_unref (session);
+  }
+}
+
 std::string
 missing_factory (const char *factories)
 {

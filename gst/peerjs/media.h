@@ -48,6 +48,12 @@ GstCaps *receivable_caps (Kind kind);
  * failing upstream as not-linked. */
 void drop_unless_linked (GstPad * pad);
 
+/* Every RTP session the rtpbin of `webrtc` (a webrtcbin) has made so far,
+ * with its id: an m-line index, ours (KIND_COUNT) and the data channel's.
+ * They exist once a description was set. */
+void for_each_rtp_session (GstElement * webrtc,
+    const std::function<void (guint id, GObject * session)> & f);
+
 /* The first factory in `factories` (comma list) that is missing, or "". */
 std::string missing_factory (const char *factories);
 

@@ -325,20 +325,10 @@ pin_rtx_ssrc (GstElement * webrtc, guint ssrc, guint rtx_ssrc)
 void
 tune_rtcp (GstElement * webrtc)
 {
-  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc),
-      "rtpbin");
-  if (!rtpbin)
-    return;
-  /* Session ids are m-line indexes: ours and the data channel's. */
-  for (guint id = 0; id <= KIND_COUNT; id++) {
-    GObject *session = nullptr;
-    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
-    if (!session)
-      continue;
-    g_object_set (session, "rtcp-min-interval", RTCP_REPORT_INTERVAL,
-        "rtcp-fraction", RTCP_BANDWIDTH, NULL);
-    g_object_unref (session);
-  }
+  for_each_rtp_session (webrtc, [] (guint, GObject * session) {
+        g_object_set (session, "rtcp-min-interval", RTCP_REPORT_INTERVAL,
+            "rtcp-fraction", RTCP_BANDWIDTH, NULL);
+      });
 }
 
 }  // namespace
@@ -1556,21 +1546,15 @@ Peer::on_rtcp (GstBuffer * buffer)
 void
 Peer::watch_reports ()
 {
-  g_autoptr (GstElement) rtpbin = gst_bin_get_by_name (GST_BIN (webrtc_),
-      "rtpbin");
-  for (guint id = 0; rtpbin && id < report_sessions_.size (); id++) {
-    if (report_sessions_[id])
-      continue;
-    GObject *session = nullptr;
-    g_signal_emit_by_name (rtpbin, "get-internal-session", id, &session);
-    if (!session)
-      continue;
-    g_signal_connect (session, "on-receiving-rtcp", G_CALLBACK (+[] (GObject *,
-                GstBuffer * buffer, gpointer data) {
-          static_cast<Peer *> (data)->on_rtcp (buffer);
-        }), this);
-    report_sessions_[id] = session;
-  }
+  for_each_rtp_session (webrtc_, [this] (guint id, GObject * session) {
+        if (id >= report_sessions_.size () || report_sessions_[id])
+          return;
+        g_signal_connect (session, "on-receiving-rtcp", G_CALLBACK (+[]
+                (GObject *, GstBuffer * buffer, gpointer data) {
+              static_cast<Peer *> (data)->on_rtcp (buffer);
+            }), this);
+        report_sessions_[id] = G_OBJECT (g_object_ref (session));
+      });
 }
 
 void

@@ -18,6 +18,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include <jwt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -3070,6 +3071,32 @@ elements_suite ()
   return s;
 }
 
+/* GStreamer 1.22.0's rtpsession (Debian bookworm's) has a race of its own:
+ * its RTCP thread walks the session's sources while a callback has let go
+ * of the session's lock, and an RTCP packet coming in meanwhile adds a
+ * source ("g_hash_table_foreach: assertion 'version ==
+ * hash_table->version' failed"; that round's reports are cut short).
+ * Fixed upstream in 1.22.5 (commit b9f7ab6). Seen about once a run in
+ * test_three_bins (six webrtcbins in one process). That one critical, from
+ * an rtpsession-rtcp thread, is printed and not fatal; every other stays
+ * fatal (G_DEBUG=fatal-criticals). */
+gboolean
+fatal_unless_rtpsession_race (const gchar * domain, GLogLevelFlags level,
+    const gchar * message, gpointer)
+{
+  char thread[16] = "";
+  pthread_getname_np (pthread_self (), thread, sizeof thread);
+  if ((level & G_LOG_LEVEL_CRITICAL) && g_strcmp0 (domain, "GLib") == 0
+      && g_str_has_prefix (thread, "rtpsession-rtcp")
+      && g_strcmp0 (message, "g_hash_table_foreach: assertion "
+          "'version == hash_table->version' failed") == 0) {
+    g_printerr ("GStreamer 1.22.0 rtpsession race (not fatal here, fixed in "
+        "1.22.5): %s\n", message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 }  // namespace
 
 int
@@ -3082,5 +3109,6 @@ main (int argc, char **argv)
     return 77;
   }
   gst_check_init (&argc, &argv);
+  g_test_log_set_fatal_handler (fatal_unless_rtpsession_race, nullptr);
   return gst_check_run_suite (elements_suite (), "elements", __FILE__);
 }
