@@ -21,7 +21,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_VIDEO_BITRATE 1000000
 #define DEFAULT_STATS_INTERVAL 0
 #define DEFAULT_DO_RETRANSMISSION TRUE
-#define DEFAULT_DO_FEC FALSE
+#define DEFAULT_DO_FEC TRUE
 #define DEFAULT_CONGESTION_CONTROL peerjs::CongestionControl::Gcc
 #define DEFAULT_MIN_BITRATE 100000
 #define DEFAULT_MAX_BITRATE 0           /* the video-bitrate */

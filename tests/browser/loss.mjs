@@ -3,7 +3,7 @@
 // video packets (NACK) and key frames (PLI), and each answers with RTX and
 // key frames. What Chromium counts shows that both directions work with it:
 // a peerjssink's video reaches the page, the page's camera reaches a
-// peerjssrc. The elements have do-fec on: red and ulpfec are
+// peerjssrc. The elements' do-fec is on (the default): red and ulpfec are
 // negotiated for video both ways, Chromium plays what peerjssink wraps in
 // RED (with ULPFEC packets once the page reports loss), and peerjssrc
 // decodes what the page sends.
@@ -86,7 +86,7 @@ scenario('loss', async (t) => {
 
   t.step('a peerjssink publishes, a page with its camera and a peerjssrc join');
   const sink = Pipeline.launch('sink', [
-    'peerjssink', `server=${ws}`, `thread=${ROOM}`, 'name=s', 'stats-interval=500', 'do-fec=true',
+    'peerjssink', `server=${ws}`, `thread=${ROOM}`, 'name=s', 'stats-interval=500',
     'videotestsrc', 'is-live=true', 'pattern=snow', '!',
     'video/x-raw,width=320,height=240,framerate=15/1', '!', 's.video',
   ]);
@@ -96,7 +96,7 @@ scenario('loss', async (t) => {
   await cameraOn(page);
   await videoPlays(page, sinkId, 'peerjssink');
   const src = Pipeline.launch('src', [
-    'peerjssrc', `server=${ws}`, `thread=${ROOM}`, 'name=r', 'stats-interval=500', 'do-fec=true',
+    'peerjssrc', `server=${ws}`, `thread=${ROOM}`, 'name=r', 'stats-interval=500',
     'r.', '!', 'video/x-raw', '!', 'queue', '!', 'fakesink', 'name=video-out',
     'silent=false', 'sync=false',
   ]);

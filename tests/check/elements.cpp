@@ -935,7 +935,7 @@ has_twcc (const std::string & sdp)
 GST_START_TEST (test_transport_cc)
 {
   ServerThread server;
-  Member sink ("peerjssink name=p do-fec=true stats-interval=500 "
+  Member sink ("peerjssink name=p stats-interval=500 "
       + props (server, "cc")
       + " videotestsrc is-live=true pattern=snow"
       " ! video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
@@ -1150,16 +1150,7 @@ GST_START_TEST (test_fec_sizing)
 }
 END_TEST;
 
-/* `description` with do-fec=true on its element "p". */
-std::string
-with_fec (std::string description)
-{
-  std::size_t at = description.find (" name=p ");
-  fail_unless (at != std::string::npos);
-  return description.insert (at + strlen (" name=p "), "do-fec=true ");
-}
-
-/* Opus in-band FEC, with do-fec: both SDPs say
+/* Opus in-band FEC, with do-fec (the default): both SDPs say
  * useinbandfec=1; under 10 % loss the receiver's decoder learns of every
  * lost packet (a gap, which in-band FEC or concealment fills), and the
  * publisher's one Opus encoder turns FEC on, sized for the loss the
@@ -1171,8 +1162,8 @@ GST_START_TEST (test_audio_fec)
 {
   own_loopback_namespace ();
   ServerThread server;
-  Member sink (with_fec (publisher (server, "lossy")));
-  Member src (with_fec (receiver (server, "lossy")));
+  Member sink (publisher (server, "lossy"));
+  Member src (receiver (server, "lossy"));
   fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
   fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
   std::string ids = sink.id (), idr = src.id ();
