@@ -33,9 +33,6 @@
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
 
-#include <sys/socket.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -234,25 +231,6 @@ has_property (const char *factory, const char *property)
   return has;
 }
 
-bool
-reachable (NetLab & lab, int from, const std::string & address)
-{
-  sockaddr_in to = {};
-  to.sin_family = AF_INET;
-  to.sin_port = htons (PORT);
-  inet_pton (AF_INET, address.c_str (), &to.sin_addr);
-  for (int i = 0; i < 100; i++) {
-    int fd = lab.socket_in (from, AF_INET, SOCK_STREAM);
-    bool up = fd >= 0 && connect (fd, (sockaddr *) &to, sizeof to) == 0;
-    if (fd >= 0)
-      close (fd);
-    if (up)
-      return true;
-    g_usleep (100 * 1000);
-  }
-  return false;
-}
-
 std::vector<std::string>
 page_argv (const std::vector<std::string> & args)
 {
@@ -337,7 +315,7 @@ run_leg (const Link & link, const Leg & leg)
   std::string address = lab.address (server);
   auto signalling = lab.spawn (server, {opt.signalling, "--port",
           std::to_string (PORT), "--host", address});
-  if (!signalling || !reachable (lab, rx, address)) {
+  if (!signalling || !lab.reachable (rx, address, PORT, 10000)) {
     r.why = "the server did not come up: "
         + (signalling ? tail (signalling->output ()) : lab.error ());
     return r;

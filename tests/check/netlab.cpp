@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -654,6 +656,28 @@ NetLab::run_in (int host, const std::function<void ()> & f)
   });
   t.join ();
   return entered ? true : fail ("cannot enter " + ns);
+}
+
+bool
+NetLab::reachable (int from, const std::string & address, guint16 port,
+    int timeout_ms)
+{
+  sockaddr_in to = {};
+  to.sin_family = AF_INET;
+  to.sin_port = htons (port);
+  if (inet_pton (AF_INET, address.c_str (), &to.sin_addr) != 1)
+    return false;
+  gint64 end = g_get_monotonic_time () + timeout_ms * G_GINT64_CONSTANT (1000);
+  do {
+    int fd = socket_in (from, AF_INET, SOCK_STREAM);
+    bool up = fd >= 0 && connect (fd, (sockaddr *) &to, sizeof to) == 0;
+    if (fd >= 0)
+      close (fd);
+    if (up)
+      return true;
+    g_usleep (100 * 1000);
+  } while (g_get_monotonic_time () < end);
+  return false;
 }
 
 int

@@ -115,6 +115,10 @@ public:
 
   /* A socket made in a host's namespace (it stays there); -1 on failure. */
   int socket_in (int host, int domain, int type);
+  /* Whether host `from` reaches address:port over TCP within
+   * `timeout_ms` (tried every 100 ms): a server started in the lab is up. */
+  bool reachable (int from, const std::string & address, guint16 port,
+      int timeout_ms);
   /* Run `f` on a thread that is in the host's namespace, and wait for it. */
   bool run_in (int host, const std::function<void ()> & f);
 

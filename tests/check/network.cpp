@@ -468,17 +468,8 @@ start_room (Room & room, const char *pattern = "ball",
           "--port", std::to_string (SERVER_PORT), "--host", server_address});
   fail_unless (room.signalling != nullptr, "%s", lab.error ().c_str ());
   /* Up when the receiver's host reaches it through the router. */
-  sockaddr_in to = inet (server_address, SERVER_PORT);
-  bool up = false;
-  for (int i = 0; i < 100 && !up; i++) {
-    int fd = lab.socket_in (room.receiver, AF_INET, SOCK_STREAM);
-    up = fd >= 0 && connect (fd, (sockaddr *) &to, sizeof to) == 0;
-    if (fd >= 0)
-      close (fd);
-    if (!up)
-      g_usleep (100 * 1000);
-  }
-  fail_unless (up, "the server in the lab did not answer within 10 s: %s",
+  fail_unless (lab.reachable (room.receiver, server_address, SERVER_PORT,
+          10000), "the server in the lab did not answer within 10 s: %s",
       tail (*room.signalling).c_str ());
 
   std::string url = "server=ws://" + server_address + ":"
@@ -776,25 +767,6 @@ GST_START_TEST (test_congestion_off)
 }
 GST_END_TEST;
 
-/* Whether host `from` reaches address:port over TCP within `timeout_ms`. */
-static bool
-reachable (NetLab & lab, int from, const std::string & address, guint16 port,
-    int timeout_ms)
-{
-  sockaddr_in to = inet (address, port);
-  gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
-  do {
-    int fd = lab.socket_in (from, AF_INET, SOCK_STREAM);
-    bool up = fd >= 0 && connect (fd, (sockaddr *) &to, sizeof to) == 0;
-    if (fd >= 0)
-      close (fd);
-    if (up)
-      return true;
-    g_usleep (100 * 1000);
-  } while (g_get_monotonic_time () < end);
-  return false;
-}
-
 /* The session id a gst-launch -m pipeline was greeted with, from its
  * peerjs-socket-connect message; "" before the greeting. */
 static std::string
@@ -936,7 +908,7 @@ start_coturn (NetLab & lab, int turn, int from, const TurnFiles & files)
   fail_unless (files.ok (), "cannot write coturn's configuration");
   auto coturn = lab.spawn (turn, files.argv ());
   fail_unless (coturn != nullptr, "%s", lab.error ().c_str ());
-  fail_unless (reachable (lab, from, lab.address (turn), TURN_PORT, 10000),
+  fail_unless (lab.reachable (from, lab.address (turn), TURN_PORT, 10000),
       "coturn did not listen on %s:%u within 10 s:\n%s",
       lab.address (turn).c_str (), TURN_PORT,
       tail (files.log_text ()).c_str ());
@@ -971,7 +943,7 @@ start_server (NetLab & lab, int server, int from, guint16 port,
   argv.insert (argv.end (), extra.begin (), extra.end ());
   auto p = lab.spawn (server, argv);
   fail_unless (p != nullptr, "%s", lab.error ().c_str ());
-  fail_unless (reachable (lab, from, address, port, 10000),
+  fail_unless (lab.reachable (from, address, port, 10000),
       "the server did not answer within 10 s: %s", tail (*p).c_str ());
   return p;
 }
@@ -1080,7 +1052,7 @@ GST_START_TEST (test_turn_isolated)
   auto plain = lab.spawn (server, {g_getenv ("PEERJS_SIGNALLING"), "--port",
           std::to_string (SERVER_PORT), "--host", server_address});
   fail_unless (plain != nullptr, "%s", lab.error ().c_str ());
-  fail_unless (reachable (lab, rx, server_address, SERVER_PORT, 10000),
+  fail_unless (lab.reachable (rx, server_address, SERVER_PORT, 10000),
       "the server did not answer within 10 s: %s", tail (*plain).c_str ());
   auto direct = members (lab, pub, rx, "server=ws://" + server_address
       + ":" + std::to_string (SERVER_PORT) + "/peerjs");
