@@ -1,5 +1,6 @@
 #include "congestion.h"
 
+#include "encoders.h"
 #include "session.h"
 
 #include <gst/rtp/rtp.h>
@@ -315,20 +316,7 @@ Outgoing::bitrate () const
   }
   if (!encoder)
     return 0;
-  GstElementFactory *f = gst_element_get_factory (encoder);
-  const char *name = f ? GST_OBJECT_NAME (f) : "";
-  guint bps = 0;
-  if (g_str_equal (name, "vp8enc") || g_str_equal (name, "opusenc")) {
-    const char *property = g_str_equal (name, "vp8enc") ? "target-bitrate"
-        : "bitrate";
-    gint value = 0;
-    g_object_get (encoder, property, &value, NULL);
-    bps = (guint) MAX (value, 0);
-  } else if (g_str_equal (name, "x264enc")) {
-    guint kbps = 0;
-    g_object_get (encoder, "bitrate", &kbps, NULL);
-    bps = kbps * 1000;
-  }
+  guint bps = encoder_bitrate (encoder);
   gst_object_unref (encoder);
   return bps;
 }
@@ -343,12 +331,7 @@ Outgoing::set_bitrate (guint bps)
   }
   if (!encoder)
     return;
-  GstElementFactory *f = gst_element_get_factory (encoder);
-  const char *name = f ? GST_OBJECT_NAME (f) : "";
-  if (g_str_equal (name, "vp8enc"))
-    g_object_set (encoder, "target-bitrate", (gint) bps, NULL);
-  else if (g_str_equal (name, "x264enc"))
-    g_object_set (encoder, "bitrate", MAX (bps / 1000, 1u), NULL);
+  set_encoder_bitrate (encoder, bps);
   gst_object_unref (encoder);
 }
 

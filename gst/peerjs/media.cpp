@@ -1,5 +1,7 @@
 #include "media.h"
 
+#include "encoders.h"
+
 #include <gst/video/video.h>
 
 #include <algorithm>
@@ -293,36 +295,12 @@ Outgoing::build (GstCaps * caps)
       chain.push_back (make ("audioconvert"));
       chain.push_back (make ("audioresample"));
     }
-    encoder = make (codec->encoder);
-    chain.push_back (encoder);
-    if (g_str_equal (codec->encoder, "vp8enc")) {
-      /* Realtime: no lag frames, the fastest deadline, resilient to loss. */
-      g_object_set (encoder, "deadline", (gint64) 1, "lag-in-frames", 0,
-          "cpu-used", 8, "keyframe-max-dist", 60,
-          "target-bitrate", (gint) settings_.video_bitrate, NULL);
-      gst_util_set_object_arg (G_OBJECT (encoder), "end-usage", "cbr");
-      gst_util_set_object_arg (G_OBJECT (encoder), "error-resilient",
-          "default");
-      /* Chromium's rate-control buffer (libvpx's own is 6 s): with it the
-       * encoder follows a new target-bitrate within a second or two, up
-       * as well as down (congestion control); with 6 s it stays far
-       * below a target raised after a low one. Key frames at most 3
-       * average frames, so that one passes a slow link's queue. */
-      g_object_set (encoder, "buffer-size", 1000, "buffer-initial-size", 500,
-          "buffer-optimal-size", 600, "undershoot", 100, "overshoot", 15,
-          "max-intra-bitrate", 300, NULL);
-    } else if (g_str_equal (codec->encoder, "x264enc")) {
-      gst_util_set_object_arg (G_OBJECT (encoder), "tune", "zerolatency");
-      gst_util_set_object_arg (G_OBJECT (encoder), "speed-preset",
-          "ultrafast");
-      g_object_set (encoder, "key-int-max", 60, "bitrate",
-          settings_.video_bitrate / 1000, NULL);
-      GstElement *filter = make ("capsfilter");
-      g_autoptr (GstCaps) profile = gst_caps_from_string (
-          "video/x-h264,profile=constrained-baseline");
-      g_object_set (filter, "caps", profile, NULL);
-      chain.push_back (filter);
-    }
+    std::vector<GstElement *> encoding = make_encoder (*codec,
+        kind_ == Kind::Video ? settings_.video_bitrate : 0);
+    encoder = encoding.empty () ? nullptr : encoding.front ();
+    if (!encoder)
+      chain.push_back (nullptr);      /* add_chain fails on it */
+    chain.insert (chain.end (), encoding.begin (), encoding.end ());
   }
   if (codec->parser)
     chain.push_back (make (codec->parser));
