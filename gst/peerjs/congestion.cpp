@@ -1,6 +1,7 @@
 #include "congestion.h"
 
 #include "encoders.h"
+#include "layers.h"
 #include "session.h"
 
 #include <gst/rtp/rtp.h>
@@ -234,7 +235,12 @@ Congestion::add_stats (GstStructure * stats)
       "estimated-bitrate", G_TYPE_UINT64, estimate (),
       "target-bitrate", G_TYPE_UINT64, target.load (),
       "bitrate-adapts", G_TYPE_BOOLEAN, (gboolean) adapts.load (),
-      "transport-cc-reports", G_TYPE_UINT64, reports_.load (), NULL);
+      "transport-cc-reports", G_TYPE_UINT64, reports_.load (),
+      "layer", G_TYPE_INT, layer.load (),
+      "layers", G_TYPE_INT, layers.load (),
+      "layer-width", G_TYPE_INT, layer_width.load (),
+      "layer-height", G_TYPE_INT, layer_height.load (),
+      "layer-changes", G_TYPE_UINT64, layer_changes.load (), NULL);
   return stats;
 }
 
@@ -307,12 +313,13 @@ encoder_of (GstElement * encoder)
 }
 
 guint
-Outgoing::bitrate () const
+Outgoing::bitrate (int layer) const
 {
   GstElement *encoder;
   {
     std::lock_guard<std::mutex> guard (lock_);
-    encoder = encoder_of (encoder_);
+    encoder = encoder_of (layer > 0 && layer < (int) layers_.size ()
+        ? layers_[layer].encoder : encoder_);
   }
   if (!encoder)
     return 0;
@@ -322,12 +329,13 @@ Outgoing::bitrate () const
 }
 
 void
-Outgoing::set_bitrate (guint bps)
+Outgoing::set_bitrate (guint bps, int layer)
 {
   GstElement *encoder;
   {
     std::lock_guard<std::mutex> guard (lock_);
-    encoder = kind_ == Kind::Video ? encoder_of (encoder_) : nullptr;
+    encoder = kind_ != Kind::Video ? nullptr : encoder_of (layer > 0
+        && layer < (int) layers_.size () ? layers_[layer].encoder : encoder_);
   }
   if (!encoder)
     return;
@@ -336,11 +344,34 @@ Outgoing::set_bitrate (guint bps)
 }
 
 /* ------------------------------------------------------------------ */
-/* The session's part: one encoder for every member, set to the lowest
- * estimate of the members it is sent to (until layers exist), less what
- * audio takes, within [min, max]. With congestion control off it only
- * tells the members' statistics what the encoder is set to. Mesh
- * thread. */
+/* The session's part. Without layers, one encoder for every member, set
+ * to the lowest estimate of the members it is sent to, less what audio
+ * takes, within [min, max]. With layers, each member is moved to the layer
+ * its own budget allows, and each layer's encoder follows the lowest
+ * budget of its members within the layer's range. With congestion control
+ * off it only tells the members' statistics what the encoder is set to.
+ * Mesh thread. */
+
+namespace {
+
+/* Set `layer`'s encoder to `want` if that is a change worth making. */
+guint64
+retarget (Outgoing & video, int layer, guint64 want, const CcSettings & cc)
+{
+  guint64 target = video.bitrate (layer);
+  double change = target ? std::abs ((double) want - (double) target)
+      / target : 1;
+  if (change >= ADAPT_STEP || (want != target && (want == cc.min
+              || want == cc.max))) {
+    GST_DEBUG ("video layer %d bitrate %" G_GUINT64_FORMAT " -> %"
+        G_GUINT64_FORMAT, layer, target, want);
+    video.set_bitrate ((guint) want, layer);
+    return want;
+  }
+  return target;
+}
+
+}  // namespace
 
 void
 Session::adapt_bitrate ()
@@ -350,47 +381,76 @@ Session::adapt_bitrate ()
   Outgoing *audio = outgoing (Kind::Audio);
   bool adapts = cc.mode == CongestionControl::Gcc && video && video->codec ()
       && video->adapts ();
-  guint64 lowest = 0;
-  bool known = false;
+  int layers = video ? video->layers () : 1;
+  guint64 audio_bps = 0;
+  if (audio && audio->codec ()) {
+    audio_bps = audio->bitrate ();
+    if (!audio_bps)
+      audio_bps = PASSTHROUGH_AUDIO_BPS;
+  }
+  /* What a member's estimate leaves for our video; 0: not known yet. */
+  auto budget = [audio_bps] (Congestion & c) -> guint64 {
+    guint64 e = c.estimate ();
+    guint64 usable = (guint64) (e * ENCODER_SHARE);
+    return e == 0 ? 0 : usable > audio_bps ? MAX (usable - audio_bps, 1u) : 1;
+  };
+
+  std::vector<LayerRange> ranges = layer_ranges (layers, cc.min, cc.max);
+  /* Per layer, the lowest budget of its members (0: none known). */
+  std::vector<guint64> lowest (layers, 0);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
       continue;
-    guint64 e = c->estimate ();
-    if (!e)
-      continue;
-    lowest = known ? MIN (lowest, e) : e;
-    known = true;
+    guint64 b = budget (*c);
+    GstElement *sw = p.second->layer_switch ();
+    int layer = 0;
+    if (sw && adapts) {
+      int wanted = layer_switch_wanted (sw);
+      layer = b ? next_layer (ranges, wanted, b, c->up_ticks) : wanted;
+      if (layer != wanted) {
+        GST_DEBUG_OBJECT (element_, "%s: video layer %d -> %d (budget %"
+            G_GUINT64_FORMAT ")", p.first.c_str (), wanted, layer, b);
+        layer_switch_want (sw, layer);
+        video->force_key_unit (layer);
+        c->waiting_ticks = 0;
+      } else if (layer_switch_current (sw) != layer
+          && ++c->waiting_ticks % 2 == 0) {
+        /* The key frame asked for did not come (or did not reach the
+         * switch yet): ask again, once a second. */
+        video->force_key_unit (layer);
+      }
+    }
+    if (b)
+      lowest[layer] = lowest[layer] ? MIN (lowest[layer], b) : b;
   }
+
   /* Off, or encoded input: what the encoder is set to, if ours. */
-  guint64 target = video ? video->bitrate () : 0;
-  if (adapts && known) {
-    guint64 audio_bps = 0;
-    if (audio && audio->codec ()) {
-      audio_bps = audio->bitrate ();
-      if (!audio_bps)
-        audio_bps = PASSTHROUGH_AUDIO_BPS;
-    }
-    guint64 usable = (guint64) (lowest * ENCODER_SHARE);
-    guint64 want = usable > audio_bps ? usable - audio_bps : 0;
-    want = CLAMP (want, (guint64) cc.min, (guint64) cc.max);
-    double change = target ? std::abs ((double) want - (double) target)
-        / target : 1;
-    if (change >= ADAPT_STEP || (want != target && (want == cc.min
-                || want == cc.max))) {
-      GST_DEBUG_OBJECT (element_, "video bitrate %" G_GUINT64_FORMAT
-          " -> %" G_GUINT64_FORMAT " (lowest estimate %" G_GUINT64_FORMAT
-          ", audio %" G_GUINT64_FORMAT ")", target, want, lowest, audio_bps);
-      video->set_bitrate ((guint) want);
-      target = want;
-    }
+  std::vector<guint64> targets (layers, 0);
+  for (int i = 0; i < layers; i++) {
+    targets[i] = video ? video->bitrate (i) : 0;
+    if (!adapts || !lowest[i])
+      continue;
+    guint64 floor = layers > 1 && i + 1 < layers ? ranges[i].floor : cc.min;
+    guint64 ceiling = layers > 1 ? ranges[i].ceiling : cc.max;
+    targets[i] = retarget (*video, i, CLAMP (lowest[i], floor, ceiling), cc);
   }
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c)
       continue;
-    c->target = target;
+    GstElement *sw = p.second->layer_switch ();
+    int layer = sw ? MAX (layer_switch_current (sw), 0) : 0;
+    int width = 0, height = 0;
+    if (video)
+      video->layer_size (layer, &width, &height);
+    c->target = targets[CLAMP (layer, 0, layers - 1)];
     c->adapts = adapts;
+    c->layer = layer;
+    c->layers = layers;
+    c->layer_width = width;
+    c->layer_height = height;
+    c->layer_changes = sw ? layer_switch_changes (sw) : 0;
   }
 }
 

@@ -77,6 +77,18 @@ public:
   /* What the session set the encoder to, for the member's statistics. */
   std::atomic<guint64> target { 0 };
   std::atomic<bool> adapts { false };
+  /* The layer of our video the member gets (0, the top, without layers),
+   * its size, how many layers there are, how often it changed. */
+  std::atomic<int> layer { 0 };
+  std::atomic<int> layer_width { 0 };
+  std::atomic<int> layer_height { 0 };
+  std::atomic<int> layers { 1 };
+  std::atomic<guint64> layer_changes { 0 };
+  /* Session::adapt_bitrate's own (mesh thread): reconsiderations in a
+   * row that allowed the next layer up, and since the layer asked for was
+   * not reached. */
+  int up_ticks = 0;
+  int waiting_ticks = 0;
 
 private:
   static GstPadProbeReturn on_event (GstPad * pad, GstPadProbeInfo * info,

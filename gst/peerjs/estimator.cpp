@@ -278,4 +278,47 @@ Estimator::estimate (guint64 now_ns) const
   return clamp (rate);
 }
 
+/* ------------------------------------------------------------------ */
+/* Layers */
+
+std::vector<LayerRange>
+layer_ranges (int layers, guint64 min, guint64 max)
+{
+  std::vector<LayerRange> ranges (MAX (layers, 1));
+  double nominal = max;
+  for (size_t i = 0; i < ranges.size (); i++, nominal /= 3) {
+    bool bottom = i + 1 == ranges.size ();
+    guint64 floor = bottom ? min : (guint64) llround (0.6 * nominal);
+    guint64 ceiling = i == 0 ? max
+        : (guint64) llround (1.3 * ranges[i - 1].floor);
+    ranges[i].floor = CLAMP (floor, min, max);
+    ranges[i].ceiling = CLAMP (ceiling, ranges[i].floor, max);
+  }
+  return ranges;
+}
+
+int
+next_layer (const std::vector<LayerRange> & ranges, int current,
+    guint64 budget, int & up_ticks)
+{
+  int bottom = (int) ranges.size () - 1;
+  current = CLAMP (current, 0, bottom);
+  int fits = bottom;
+  while (fits > 0 && budget >= ranges[fits - 1].floor)
+    fits--;
+  if (fits >= current) {
+    up_ticks = 0;
+    return fits;
+  }
+  if (budget >= LAYER_UP_MARGIN * ranges[current - 1].floor) {
+    if (++up_ticks >= LAYER_UP_TICKS) {
+      up_ticks = 0;
+      return current - 1;
+    }
+  } else {
+    up_ticks = 0;
+  }
+  return current;
+}
+
 }  // namespace peerjs

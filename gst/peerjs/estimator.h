@@ -125,4 +125,28 @@ private:
   double last_remb_ = -1;
 };
 
+/* Layers (layers.h): each layer's bitrate range, and which layer a member
+ * is sent from its budget (what its estimate leaves for video). Layer 0 is
+ * the top. A layer's nominal bitrate is max-bitrate / 3^i; a member is on
+ * the highest layer whose `floor` (0.6 of its nominal; min-bitrate for the
+ * bottom layer) its budget reaches; a layer's encoder follows the lowest
+ * budget of its members up to its `ceiling` (max-bitrate for the top, 1.3
+ * times the floor of the layer above for the others, so that a member
+ * below that floor sends enough for its estimate to grow past it). In
+ * bit/s; numbers only, as the estimator. */
+struct LayerRange
+{
+  guint64 floor, ceiling;
+};
+std::vector<LayerRange> layer_ranges (int layers, guint64 min, guint64 max);
+/* Up takes a budget of LAYER_UP_MARGIN times the floor above, for
+ * LAYER_UP_TICKS reconsiderations in a row; down is at once. */
+constexpr double LAYER_UP_MARGIN = 1.15;
+constexpr int LAYER_UP_TICKS = 2;
+/* The layer a member on `current` goes to with `budget` bit/s: down at
+ * once to the highest whose floor the budget reaches, up one layer when
+ * the margin held long enough (`up_ticks` counts, the caller keeps it). */
+int next_layer (const std::vector<LayerRange> & ranges, int current,
+    guint64 budget, int & up_ticks);
+
 }  // namespace peerjs

@@ -26,6 +26,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_MIN_BITRATE 100000
 #define DEFAULT_MAX_BITRATE 0           /* the video-bitrate */
 #define DEFAULT_START_BITRATE 0         /* the video-bitrate */
+#define DEFAULT_VIDEO_LAYERS 3
 #define DEFAULT_REPLY_TIMEOUT 30000
 
 enum
@@ -61,6 +62,7 @@ enum
   PROP_MIN_BITRATE,
   PROP_MAX_BITRATE,
   PROP_START_BITRATE,
+  PROP_VIDEO_LAYERS,
 };
 
 #define DEFAULT_MIX_WIDTH 1280
@@ -163,6 +165,7 @@ struct Settings
   guint min_bitrate = DEFAULT_MIN_BITRATE;
   guint max_bitrate = DEFAULT_MAX_BITRATE;
   guint start_bitrate = DEFAULT_START_BITRATE;
+  guint video_layers = DEFAULT_VIDEO_LAYERS;
   std::string tags;
   std::string watch;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
@@ -530,6 +533,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_START_BITRATE:
       s.start_bitrate = g_value_get_uint (value);
       break;
+    case PROP_VIDEO_LAYERS:
+      s.video_layers = g_value_get_uint (value);
+      break;
     case PROP_REPLY_TIMEOUT:
       s.reply_timeout = g_value_get_uint (value);
       break;
@@ -625,6 +631,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_START_BITRATE:
       g_value_set_uint (value, s.start_bitrate);
+      break;
+    case PROP_VIDEO_LAYERS:
+      g_value_set_uint (value, s.video_layers);
       break;
     case PROP_TAGS:
       str (s.tags);
@@ -821,8 +830,10 @@ gst_peerjs_base_request_new_pad (GstElement * element, GstPadTemplate * templ,
     settings.video_bitrate = priv->settings.video_bitrate;
     /* With congestion control the encoder starts at start-bitrate. */
     peerjs::CcSettings cc = congestion_settings (priv->settings);
-    if (cc.mode != peerjs::CongestionControl::Off)
+    if (cc.mode != peerjs::CongestionControl::Off) {
       settings.video_bitrate = cc.start;
+      settings.layers = (int) priv->settings.video_layers;
+    }
   }
   g_autoptr (GstPad) target = priv->session->add_outgoing (kind, settings);
   GstPad *pad = gst_ghost_pad_new_from_template (peerjs::kind_name (kind),
@@ -1300,11 +1311,13 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           DEFAULT_DO_FEC, rw));
   g_object_class_install_property (gobject_class, PROP_CONGESTION_CONTROL,
       g_param_spec_enum ("congestion-control", "Congestion control",
-          "gcc: raw video's encoder follows a bandwidth estimate per member "
+          "gcc: raw video's encoders follow a bandwidth estimate per member "
           "(from transport-wide congestion control feedback, receiver "
-          "reports and REMB): 85 % of the lowest estimate of the members it "
-          "is sent to, less the audio, within min-bitrate and max-bitrate. "
-          "off: it stays at video-bitrate. Encoded input is never adapted",
+          "reports and REMB): each member is sent the layer its estimate "
+          "allows (video-layers), and each layer's encoder is set to 85 % of "
+          "the lowest estimate of the members it is sent to, less the "
+          "audio, within min-bitrate and max-bitrate. off: one encoder at "
+          "video-bitrate. Encoded input is never adapted",
           GST_TYPE_PEERJS_CONGESTION_CONTROL,
           (gint) DEFAULT_CONGESTION_CONTROL, rw));
   g_object_class_install_property (gobject_class, PROP_MIN_BITRATE,
@@ -1322,6 +1335,16 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "members report, in bits per second (0: video-bitrate)", 0,
           100000000,
           DEFAULT_START_BITRATE, rw));
+  g_object_class_install_property (gobject_class, PROP_VIDEO_LAYERS,
+      g_param_spec_uint ("video-layers", "Video layers",
+          "With congestion-control=gcc, raw video is encoded once per "
+          "layer: the picture as it comes, then half and a quarter of its "
+          "width and height (a layer is made while at least 80x60), and "
+          "each member is sent the best layer its bandwidth estimate "
+          "allows, changing at key frames; each layer's encoder follows the "
+          "members it is sent to. 1: one encoder, following the lowest "
+          "member. Encoded input has one layer", 1, 3, DEFAULT_VIDEO_LAYERS,
+          rw));
 
   g_object_class_install_property (gobject_class, PROP_TAGS,
       g_param_spec_string ("tags", "Tags",

@@ -1,6 +1,7 @@
 #include "media.h"
 
 #include "encoders.h"
+#include "layers.h"
 
 #include <gst/video/video.h>
 
@@ -85,6 +86,23 @@ has_factory (const char *name)
 {
   g_autoptr (GstElementFactory) f = gst_element_factory_find (name);
   return f != nullptr;
+}
+
+/* How many layers raw video of `caps` gets, `wanted` at most: each half
+ * the size of the one above, while at least the minimum size. */
+int
+layer_count (GstCaps * caps, int wanted)
+{
+  int width = 0, height = 0;
+  const GstStructure *s = gst_caps_get_structure (caps, 0);
+  if (!gst_structure_get_int (s, "width", &width)
+      || !gst_structure_get_int (s, "height", &height))
+    return 1;
+  int n = 1;
+  while (n < MIN (wanted, MAX_LAYERS) && (width >> n) >= LAYER_MIN_WIDTH
+      && (height >> n) >= LAYER_MIN_HEIGHT)
+    n++;
+  return n;
 }
 
 }  // namespace
@@ -279,12 +297,16 @@ Outgoing::build (GstCaps * caps)
     needed += std::string (",") + codec->parser;
   needed += std::string (",") + codec->payloader;
   if (raw)
-    needed += kind_ == Kind::Video ? ",videoconvert" : ",audioconvert,audioresample";
+    needed += kind_ == Kind::Video ? ",videoconvert,videoscale"
+        : ",audioconvert,audioresample";
   std::string missing = missing_factory (needed.c_str ());
   if (!missing.empty ()) {
     failed_ (missing, std::string ("cannot publish ") + codec->name);
     return false;
   }
+
+  if (raw && kind_ == Kind::Video && layer_count (caps, settings_.layers) > 1)
+    return build_layers (*codec, caps);
 
   std::vector<GstElement *> chain;
   GstElement *encoder = nullptr;
@@ -327,10 +349,164 @@ Outgoing::build (GstCaps * caps)
   return true;
 }
 
-void
-Outgoing::force_key_unit ()
+bool
+Outgoing::build_layers (const Codec & codec, GstCaps * caps)
 {
-  g_autoptr (GstPad) pad = gst_element_get_static_pad (tee_, "sink");
+  int n = layer_count (caps, settings_.layers);
+  const GstStructure *s = gst_caps_get_structure (caps, 0);
+  int width = 0, height = 0;
+  gst_structure_get_int (s, "width", &width);
+  gst_structure_get_int (s, "height", &height);
+
+  GstElement *raw_tee = make ("tee", "video-raw-tee");
+  std::vector<GstElement *> head = { make ("videoconvert"), raw_tee };
+  if (!add_chain (bin_, head)) {
+    failed_ ("", "could not build the video layers");
+    return false;
+  }
+  elements_.insert (elements_.end (), head.begin (), head.end ());
+  std::vector<Layer> layers;
+  guint bitrate = settings_.video_bitrate;
+  for (int i = 0; i < n; i++, bitrate /= 3) {
+    Layer layer;
+    layer.width = (width >> i) & ~1;
+    layer.height = (height >> i) & ~1;
+    std::string name = "video-layer" + std::to_string (i);
+    GstElement *queue = make ("queue", (name + "-queue").c_str ());
+    /* Each encoder in a thread of its own; a few frames at most. */
+    g_object_set (queue, "max-size-buffers", 3, "max-size-bytes", 0,
+        "max-size-time", (guint64) 0, NULL);
+    std::vector<GstElement *> chain = { queue };
+    if (i > 0) {
+      GstElement *filter = make ("capsfilter");
+      g_autoptr (GstCaps) size = gst_caps_new_simple ("video/x-raw",
+          "width", G_TYPE_INT, layer.width, "height", G_TYPE_INT,
+          layer.height, NULL);
+      g_object_set (filter, "caps", size, NULL);
+      chain.push_back (make ("videoscale"));
+      chain.push_back (filter);
+    }
+    std::vector<GstElement *> encoding = make_encoder (codec, bitrate);
+    layer.encoder = encoding.empty () ? nullptr : encoding.front ();
+    if (!layer.encoder)
+      chain.push_back (nullptr);      /* add_chain fails on it */
+    chain.insert (chain.end (), encoding.begin (), encoding.end ());
+    if (codec.parser)
+      chain.push_back (make (codec.parser));
+    layer.tee = i == 0 ? tee_ : make ("tee", (name + "-tee").c_str ());
+    if (i > 0) {
+      if (layer.tee)
+        g_object_set (layer.tee, "allow-not-linked", TRUE, NULL);
+      chain.push_back (layer.tee);
+    }
+    if (!add_chain (bin_, chain)) {
+      failed_ ("", std::string ("could not build the ") + codec.name
+          + " encoder of video layer " + std::to_string (i));
+      return false;
+    }
+    elements_.insert (elements_.end (), chain.begin (), chain.end ());
+    if (i == 0)
+      gst_element_link (chain.back (), tee_);
+    for (auto it = chain.rbegin (); it != chain.rend (); ++it)
+      gst_element_sync_state_with_parent (*it);
+    gst_element_link (raw_tee, queue);
+    layers.push_back (layer);
+  }
+  gst_element_link (queue_, head.front ());
+  for (auto it = head.rbegin (); it != head.rend (); ++it)
+    gst_element_sync_state_with_parent (*it);
+
+  std::lock_guard<std::mutex> guard (lock_);
+  codec_ = &codec;
+  encoder_ = layers[0].encoder;
+  layers_ = layers;
+  GST_INFO ("video: publishing %s (encoded here) in %d layers, %dx%d at the "
+      "top", codec.name, n, width, height);
+  return true;
+}
+
+int
+Outgoing::layers () const
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return MAX ((int) layers_.size (), 1);
+}
+
+void
+Outgoing::layer_size (int layer, int *width, int *height) const
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  bool known = layer >= 0 && layer < (int) layers_.size ();
+  *width = known ? layers_[layer].width : 0;
+  *height = known ? layers_[layer].height : 0;
+}
+
+std::unique_ptr<Feed>
+Outgoing::feed (GstPad * sink, const std::string & member)
+{
+  std::vector<GstElement *> tees;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (const Layer & l : layers_)
+      tees.push_back (l.tee);
+  }
+  auto feed = std::make_unique<Feed> ();
+  if (tees.size () < 2) {
+    GstPad *pad = gst_element_request_pad_simple (tee_, "src_%u");
+    feed->tee_pads_.push_back (pad);
+    gst_pad_link (pad, sink);
+    return feed;
+  }
+  GstElement *sw = layer_switch_new ((int) tees.size (),
+      ("layers-" + member).c_str ());
+  feed->switch_ = GST_ELEMENT (gst_object_ref (sw));
+  gst_bin_add (bin_, sw);
+  g_autoptr (GstPad) src = gst_element_get_static_pad (sw, "src");
+  gst_pad_link (src, sink);
+  gst_element_sync_state_with_parent (sw);
+  for (size_t i = 0; i < tees.size (); i++) {
+    GstPad *pad = gst_element_request_pad_simple (tees[i], "src_%u");
+    feed->tee_pads_.push_back (pad);
+    std::string name = "sink_" + std::to_string (i);
+    g_autoptr (GstPad) layer_sink = gst_element_get_static_pad (sw,
+        name.c_str ());
+    gst_pad_link (pad, layer_sink);
+  }
+  return feed;
+}
+
+Feed::~Feed ()
+{
+  for (GstPad *pad : tee_pads_) {
+    g_autoptr (GstPad) peer = gst_pad_get_peer (pad);
+    if (peer)
+      gst_pad_unlink (pad, peer);
+    /* The stream may be gone already: ask the pad for its tee. */
+    g_autoptr (GstElement) tee = gst_pad_get_parent_element (pad);
+    if (tee)
+      gst_element_release_request_pad (tee, pad);
+    gst_object_unref (pad);
+  }
+  if (switch_) {
+    gst_element_set_locked_state (switch_, TRUE);
+    gst_element_set_state (switch_, GST_STATE_NULL);
+    g_autoptr (GstObject) parent = gst_object_get_parent (GST_OBJECT (switch_));
+    if (parent)
+      gst_bin_remove (GST_BIN (parent), switch_);
+    gst_object_unref (switch_);
+  }
+}
+
+void
+Outgoing::force_key_unit (int layer)
+{
+  GstElement *tee = tee_;
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    if (layer > 0 && layer < (int) layers_.size ())
+      tee = layers_[layer].tee;
+  }
+  g_autoptr (GstPad) pad = gst_element_get_static_pad (tee, "sink");
   gst_pad_push_event (pad, gst_video_event_new_upstream_force_key_unit (
           GST_CLOCK_TIME_NONE, TRUE, 0));
 }

@@ -57,18 +57,44 @@ void for_each_rtp_session (GstElement * webrtc,
 /* The first factory in `factories` (comma list) that is missing, or "". */
 std::string missing_factory (const char *factories);
 
+/* What feeds one member's payloader from an Outgoing: a pad of its tee,
+ * or, with layers, a pad of every layer's tee into a layer switch of the
+ * member's (layers.h). Undone (unlinked, pads given back, the switch
+ * removed) when destroyed, whether the Outgoing is still there or not. */
+class Feed
+{
+public:
+  ~Feed ();
+  /* The member's layer switch; null without layers. */
+  GstElement *layer_switch () const { return switch_; }
+
+private:
+  friend class Outgoing;
+  std::vector<GstPad *> tee_pads_;
+  GstElement *switch_ = nullptr;
+};
+
 /* A pad's published stream: sink pad -> queue -> [convert ! encoder |
  * parser] -> tee. The chain after the queue is built when the first caps
  * arrive, since they decide whether to encode or pass through. The tee feeds
  * one payloader per member (Peer) and a clock branch that paces non-live
- * input. */
+ * input.
+ *
+ * Raw video with layers: queue -> convert -> tee, and from that tee, per
+ * layer, queue -> [scale] -> encoder -> tee: the top layer at the input's
+ * size, each next one at half the width and height of the one above, made
+ * while at least LAYER_MIN_WIDTH x LAYER_MIN_HEIGHT. A member is fed
+ * through a layer switch over every layer's tee. */
+constexpr int LAYER_MIN_WIDTH = 80;
+constexpr int LAYER_MIN_HEIGHT = 60;
 class Outgoing
 {
 public:
   struct Settings
   {
     const Codec *raw_codec;    /* what raw input is encoded to */
-    guint video_bitrate;       /* bits per second */
+    guint video_bitrate;       /* bits per second: the top layer's */
+    int layers = 1;            /* raw video: how many layers, at most */
   };
   using Ready = std::function<void (Outgoing &)>;
   /* `plugin`: the name of a missing element; else `what` cannot be
@@ -87,24 +113,40 @@ public:
   /* The codec, once caps are known; null before. Any thread. */
   const Codec *codec () const;
   GstElement *tee () const { return tee_; }
+  /* A new feed for a member's payloader, linked to `sink`; `member` names
+   * its switch. */
+  std::unique_ptr<Feed> feed (GstPad * sink, const std::string & member);
+  /* How many layers there are: 1 without layers (or before caps). */
+  int layers () const;
+  /* Layer `layer`'s picture size (0 x 0 unknown). */
+  void layer_size (int layer, int *width, int *height) const;
   /* The sink at the end of the clock branch: its EOS is the stream's. */
   GstElement *clock () const { return clock_; }
-  /* Ask the encoder for a key frame now (a member joined). */
-  void force_key_unit ();
+  /* Ask the encoder for a key frame now (a member joined); with layers,
+   * `layer`'s encoder. */
+  void force_key_unit (int layer = 0);
   /* Opus in-band FEC sized for `percent` % loss, 0: off. Only where we
    * encode Opus; encoded input is sent as it comes. Any thread. */
   void set_audio_fec (int percent);
   /* Congestion control (congestion.cpp): whether the stream is video
    * encoded here, whose bitrate can follow the members' estimates; the
-   * encoder's bitrate in bit/s (0: input passed through); set it. */
+   * encoder's bitrate in bit/s (0: input passed through); set it. With
+   * layers, `layer`'s encoder. */
   bool adapts () const;
-  guint bitrate () const;
-  void set_bitrate (guint bps);
+  guint bitrate (int layer = 0) const;
+  void set_bitrate (guint bps, int layer = 0);
 
 private:
   static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
       gpointer self);
   bool build (GstCaps * caps);
+  bool build_layers (const Codec & codec, GstCaps * caps);
+  struct Layer
+  {
+    GstElement *tee = nullptr;
+    GstElement *encoder = nullptr;
+    int width = 0, height = 0;
+  };
 
   GstBin *bin_;
   Kind kind_;
@@ -118,6 +160,7 @@ private:
   mutable std::mutex lock_;
   const Codec *codec_ = nullptr;
   GstElement *encoder_ = nullptr;        /* raw input only */
+  std::vector<Layer> layers_;            /* with layers only; [0] = tee_ */
 };
 
 /* Every member in one picture and one sound, for recording a room: a

@@ -1,6 +1,7 @@
 #include "peer.h"
 
 #include "congestion.h"
+#include "layers.h"
 #include "messages.h"
 
 #include <gst/rtp/rtp.h>
@@ -522,8 +523,7 @@ Peer::feed (Kind kind, bool on)
 {
   Slot & s = slots_[(int) kind];
   Outgoing *out = host_.outgoing (kind);
-  if (on && !s.tee_pad && s.payloader && out) {
-    s.tee_pad = gst_element_request_pad_simple (out->tee (), "src_%u");
+  if (on && !s.feed && s.payloader && out) {
     /* Media go through rtprtxsend from now on: it is to take the RTX SSRC
      * of the description just made, for good. */
     if (!s.rtx_ssrc && s.described_rtx_ssrc) {
@@ -531,18 +531,13 @@ Peer::feed (Kind kind, bool on)
       pin_rtx_ssrc (webrtc_, s.ssrc, s.rtx_ssrc);
     }
     g_autoptr (GstPad) sink = gst_element_get_static_pad (s.payloader, "sink");
-    gst_pad_link (s.tee_pad, sink);
-    /* A member that starts receiving gets a key frame at once. */
-    out->force_key_unit ();
-  } else if (!on && s.tee_pad) {
-    g_autoptr (GstPad) peer = gst_pad_get_peer (s.tee_pad);
-    if (peer)
-      gst_pad_unlink (s.tee_pad, peer);
-    /* The stream may be gone from the host already: ask the pad. */
-    g_autoptr (GstElement) tee = gst_pad_get_parent_element (s.tee_pad);
-    if (tee)
-      gst_element_release_request_pad (tee, s.tee_pad);
-    gst_clear_object (&s.tee_pad);
+    s.feed = out->feed (sink, id_);
+    /* A member that starts receiving gets a key frame at once, of the
+     * layer it starts on (the top one). */
+    GstElement *sw = s.feed->layer_switch ();
+    out->force_key_unit (sw ? layer_switch_wanted (sw) : 0);
+  } else if (!on && s.feed) {
+    s.feed.reset ();
   }
 }
 

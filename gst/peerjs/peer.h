@@ -128,7 +128,14 @@ public:
   /* Our video goes to the member now (signalling thread). */
   bool sends_video () const
   {
-    return slots_[(int) Kind::Video].tee_pad != nullptr;
+    return slots_[(int) Kind::Video].feed != nullptr;
+  }
+  /* The switch choosing the layer of our video the member gets; null
+   * without layers or while we send it no video (signalling thread). */
+  GstElement *layer_switch () const
+  {
+    const auto & feed = slots_[(int) Kind::Video].feed;
+    return feed ? feed->layer_switch () : nullptr;
   }
 
 private:
@@ -149,7 +156,7 @@ private:
     /* Sending: the payloader in front of webrtcbin's sink pad. */
     GstElement *payloader = nullptr;
     GstPad *webrtc_pad = nullptr;
-    GstPad *tee_pad = nullptr;
+    std::unique_ptr<Feed> feed;      /* while media go to the member */
     int pt = -1;
     guint ssrc = 0;
     /* Our RTX stream's SSRC. webrtcbin draws a new one for every offer

@@ -969,8 +969,9 @@ END_TEST;
 
 /* The encoder follows the estimate: 30 % of UDP lost for 8 s brings the
  * publisher's estimate for the receiver, and the encoder's target with it,
- * well below video-bitrate, never below min-bitrate; with
- * congestion-control=off the encoder stays at video-bitrate. */
+ * well below video-bitrate, never below min-bitrate, and the member to a
+ * smaller layer; with congestion-control=off the encoder stays at
+ * video-bitrate, and there are no layers. */
 static void
 check_encoder_follows (bool on)
 {
@@ -1005,10 +1006,23 @@ check_encoder_follows (bool on)
     fail_unless (number (stats, "estimated-bitrate") < 900000
         && lowest < 800000 && lowest >= 150000, "lowest target %.0f: %s",
         lowest, stats.c_str ());
+    /* 320x240 has three layers; the estimate fell below the top layer's
+     * floor (600 kbit/s with 85 %), so the member was moved down, to a
+     * smaller picture. */
+    double width = 1e9;
+    for (auto & t : all)
+      if (number (t, "layer") >= 1)
+        width = std::min (width, number (t, "layer-width"));
+    fail_unless (number (stats, "layers") == 3 && width <= 160
+        && largest (all, "layer-changes") >= 1, "no layer below the top "
+        "sent, or not 3 layers: %s", stats.c_str ());
   } else {
     fail_unless (lowest == 1000000 && stats.find ("bitrate-adapts=(boolean)"
             "false") != std::string::npos, "lowest target %.0f: %s", lowest,
         stats.c_str ());
+    /* No layers without congestion control. */
+    fail_unless (number (stats, "layers") == 1 && largest (all, "layer") == 0,
+        "%s", stats.c_str ());
   }
 }
 

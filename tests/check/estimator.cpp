@@ -199,6 +199,55 @@ GST_START_TEST (test_remb)
 }
 GST_END_TEST;
 
+/* Layers: the ranges for 1 Mbit/s, 3 layers, min 100 kbit/s; a member
+ * goes down at once to the layer its budget reaches, up one layer at a
+ * time after LAYER_UP_TICKS calls with the margin, and never up on a
+ * budget that only just reaches the floor above. */
+GST_START_TEST (test_layer_choice)
+{
+  using peerjs::LayerRange;
+  using peerjs::layer_ranges;
+  using peerjs::next_layer;
+  std::vector<LayerRange> r = layer_ranges (3, 100000, 1000000);
+  fail_unless_equals_int (r.size (), 3);
+  fail_unless_equals_uint64 (r[0].floor, 600000);
+  fail_unless_equals_uint64 (r[0].ceiling, 1000000);
+  fail_unless_equals_uint64 (r[1].floor, 200000);
+  fail_unless_equals_uint64 (r[1].ceiling, 780000);
+  fail_unless_equals_uint64 (r[2].floor, 100000);
+  fail_unless_equals_uint64 (r[2].ceiling, 260000);
+  /* One layer: the whole range. */
+  std::vector<LayerRange> one = layer_ranges (1, 100000, 1000000);
+  fail_unless (one.size () == 1 && one[0].floor == 100000
+      && one[0].ceiling == 1000000);
+
+  int ticks = 0;
+  fail_unless_equals_int (next_layer (r, 0, 900000, ticks), 0);
+  fail_unless_equals_int (next_layer (r, 0, 590000, ticks), 1);
+  fail_unless_equals_int (next_layer (r, 0, 150000, ticks), 2);
+  fail_unless_equals_int (next_layer (r, 1, 150000, ticks), 2);
+  /* Up: 200 kbit/s reaches layer 1's floor, but not by the margin. */
+  for (int i = 0; i < 10; i++)
+    fail_unless_equals_int (next_layer (r, 2, 200000, ticks), 2);
+  fail_unless_equals_int (next_layer (r, 2, 240000, ticks), 2);
+  fail_unless_equals_int (next_layer (r, 2, 240000, ticks), 1);
+  /* A dip resets the count. */
+  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 1);
+  fail_unless_equals_int (next_layer (r, 1, 650000, ticks), 1);
+  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 1);
+  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 0);
+  /* From the bottom with plenty: one layer at a time. */
+  ticks = 0;
+  fail_unless_equals_int (next_layer (r, 2, 1000000, ticks), 2);
+  fail_unless_equals_int (next_layer (r, 2, 1000000, ticks), 1);
+  /* A max below the layers' floors: every floor at least min. */
+  std::vector<LayerRange> low = layer_ranges (3, 100000, 150000);
+  for (const LayerRange & l : low)
+    fail_unless (l.floor >= 100000 && l.floor <= l.ceiling
+        && l.ceiling <= 150000);
+}
+GST_END_TEST;
+
 static Suite *
 estimator_suite ()
 {
@@ -210,6 +259,7 @@ estimator_suite ()
   tcase_add_test (tc, test_loss);
   tcase_add_test (tc, test_receiver_reports);
   tcase_add_test (tc, test_remb);
+  tcase_add_test (tc, test_layer_choice);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -448,6 +449,25 @@ tail (const LabProcess & p, std::size_t n = 2000)
   return tail (p.output (), n);
 }
 
+/* A receiving pipeline in `host`, in the room's thread: its decoded
+ * frames (FRAME lines) and their caps (gst-launch -v) are printed.
+ * `receiver`: more properties for the peerjssrc. */
+static std::shared_ptr<LabProcess>
+spawn_receiver (Room & room, int host,
+    const std::vector<std::string> & receiver = {})
+{
+  NetLab & lab = room.lab;
+  std::string url = "server=ws://" + lab.address (room.server) + ":"
+      + std::to_string (SERVER_PORT) + "/peerjs";
+  std::vector<std::string> rx = {"gst-launch-1.0", "-v", "peerjssrc", url,
+    "thread=lab", "ice-addresses=" + lab.address (host), "name=r"};
+  rx.insert (rx.end (), receiver.begin (), receiver.end ());
+  for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
+          "name=video-out", "silent=false", "sync=false", "async=false"})
+    rx.push_back (a);
+  return lab.spawn (host, rx);
+}
+
 /* `pattern`: videotestsrc's. The ball compresses to some 55 kbit/s at
  * 320x240; snow fills the encoder's 1 Mbit/s, as a camera does.
  * `publisher`: more properties for the peerjssink (its bus messages are
@@ -490,13 +510,7 @@ start_room (Room & room, const char *pattern = "ball",
           "!", "s.video"})
     pub.push_back (a);
   room.pub = lab.spawn (room.publisher, pub);
-  std::vector<std::string> rx = {"gst-launch-1.0", "-v", "peerjssrc", url,
-    "thread=lab", "ice-addresses=" + lab.address (room.receiver), "name=r"};
-  rx.insert (rx.end (), receiver.begin (), receiver.end ());
-  for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
-          "name=video-out", "silent=false", "sync=false", "async=false"})
-    rx.push_back (a);
-  room.rx = lab.spawn (room.receiver, rx);
+  room.rx = spawn_receiver (room, room.receiver, receiver);
   fail_unless (room.pub && room.rx, "%s", lab.error ().c_str ());
   fail_unless (room.rx->wait_for (FRAME, 20000),
       "no frame at the receiver within 20 s\npublisher:\n%s\nreceiver:\n%s",
@@ -763,6 +777,137 @@ GST_START_TEST (test_congestion_off)
   g_print ("network: off at 300 kbit/s: estimate %.0f, encoder %.0f bit/s\n",
       last_stat (*room.pub, "estimated-bitrate"),
       last_stat (*room.pub, "target-bitrate"));
+  stop_room (room);
+}
+GST_END_TEST;
+
+/* Layers: the width of the last picture `rx` decoded (its fakesink's
+ * caps, printed by gst-launch -v); 0 before any. */
+static int
+last_width (const LabProcess & rx)
+{
+  std::string out = rx.output ();
+  std::size_t at = out.rfind ("video-out.GstPad:sink: caps = ");
+  if (at == std::string::npos)
+    return 0;
+  at = out.find ("width=(int)", at);
+  return at == std::string::npos ? 0 : std::atoi (out.c_str () + at + 11);
+}
+
+/* The layer the publisher sends each member, from its latest
+ * peerjs-stats for that member (gst-launch -m). */
+static std::map<std::string, int>
+layers_sent (const LabProcess & pub)
+{
+  std::map<std::string, int> layers;
+  std::string text = pub.output ();
+  for (std::size_t at = 0, end; at < text.size (); at = end + 1) {
+    end = text.find ('\n', at);
+    if (end == std::string::npos)
+      end = text.size ();
+    std::string line = text.substr (at, end - at);
+    std::size_t stats = line.find ("peerjs-stats, ");
+    std::size_t member = line.find ("member=(string)", stats);
+    std::size_t layer = line.find (", layer=(int)", stats);
+    if (stats == std::string::npos || member == std::string::npos
+        || layer == std::string::npos)
+      continue;
+    member += strlen ("member=(string)");
+    std::string id = line.substr (member, line.find_first_of (",;",
+            member) - member);
+    layers[id] = std::atoi (line.c_str () + layer + strlen (", layer=(int)"));
+  }
+  return layers;
+}
+
+/* How many members get a layer below the top, and how many the top. */
+static std::pair<int, int>
+count_layers (const LabProcess & pub)
+{
+  std::pair<int, int> n { 0, 0 };
+  for (auto & m : layers_sent (pub))
+    (m.second > 0 ? n.first : n.second)++;
+  return n;
+}
+
+/* A room of four: the publisher of a camera-like picture and three
+ * receivers, one of them behind 300 kbit/s. That one is sent a smaller
+ * layer and still gets pictures; the two others keep the top layer
+ * (320x240) at the source's frame rate. Once its link is clean again, the
+ * slow receiver is back on the top layer. */
+GST_START_TEST (test_layers_one_slow_member)
+{
+  Room room;
+  start_room (room, CAMERA, {"stats-interval=500"}, {"latency=200"});
+  NetLab & lab = room.lab;
+  int hosts[2] = { lab.add_host ("rx2"), lab.add_host ("rx3") };
+  fail_unless (hosts[1] != 0, "lab: %s", lab.error ().c_str ());
+  std::shared_ptr<LabProcess> others[2];
+  for (int i = 0; i < 2; i++) {
+    others[i] = spawn_receiver (room, hosts[i], {"latency=200"});
+    fail_unless (others[i] != nullptr, "%s", lab.error ().c_str ());
+  }
+  for (auto & rx : others)
+    fail_unless (rx->wait_for (FRAME, 20000), "no frame at a receiver "
+        "within 20 s:\n%s", tail (*rx).c_str ());
+  fail_unless (lab.set_downlink (room.receiver, slow_link ()), "%s",
+      lab.error ().c_str ());
+
+  gint64 slowed = g_get_monotonic_time ();
+  while (g_get_monotonic_time () - slowed < 20 * G_USEC_PER_SEC
+      && !(count_layers (*room.pub) == std::make_pair (1, 2)
+          && last_width (*room.rx) > 0 && last_width (*room.rx) < 320))
+    g_usleep (250 * 1000);
+  double took = (g_get_monotonic_time () - slowed) / 1e6;
+  std::pair<int, int> n = count_layers (*room.pub);
+  g_print ("network: layers: the slow member on a lower layer after %.1f s "
+      "(%d lower, %d top), decoding %d pixels wide\n", took, n.first,
+      n.second, last_width (*room.rx));
+  fail_unless (n == std::make_pair (1, 2) && last_width (*room.rx) < 320,
+      "20 s behind 300 kbit/s: %d members on a lower layer, %d on the top; "
+      "the slow one decodes %d pixels wide\npublisher:\n%s", n.first,
+      n.second, last_width (*room.rx), tail (*room.pub).c_str ());
+
+  /* The room as it settled. */
+  g_usleep (3 * G_USEC_PER_SEC);
+  gint64 from = g_get_monotonic_time ();
+  g_usleep (8 * G_USEC_PER_SEC);
+  gint64 to = g_get_monotonic_time ();
+  Figures slow = figures (*room.rx, from, to);
+  g_print ("network: layers: slow member %.1f fps, %.1f s frozen of 8\n",
+      slow.fps, slow.frozen_s);
+  for (auto & rx : others) {
+    Figures f = figures (*rx, from, to);
+    g_print ("network: layers: clean member %.1f fps, %.1f s frozen of 8, "
+        "%d wide\n", f.fps, f.frozen_s, last_width (*rx));
+    /* 15 frames a second are sent; a quiet machine decodes 14 or 15. */
+    fail_unless (f.fps >= 10 && f.frozen_s < 2 && last_width (*rx) == 320,
+        "a receiver on a clean link, beside one on 300 kbit/s: %.1f fps, "
+        "%.1f s of 8 frozen, %d wide", f.fps, f.frozen_s, last_width (*rx));
+  }
+  fail_unless (slow.fps >= 5 && slow.frozen_s < 4, "the member on 300 "
+      "kbit/s: %.1f fps, %.1f s of 8 frozen", slow.fps, slow.frozen_s);
+
+  fail_unless (lab.set_downlink (room.receiver, LinkCondition ()));
+  gint64 clean = g_get_monotonic_time ();
+  while (g_get_monotonic_time () - clean < 25 * G_USEC_PER_SEC
+      && !(count_layers (*room.pub) == std::make_pair (0, 3)
+          && last_width (*room.rx) == 320))
+    g_usleep (250 * 1000);
+  took = (g_get_monotonic_time () - clean) / 1e6;
+  g_print ("network: layers: clean again, back on the top layer after "
+      "%.1f s\n", took);
+  fail_unless (count_layers (*room.pub) == std::make_pair (0, 3)
+      && last_width (*room.rx) == 320, "25 s after its link was clean "
+      "again, the member decodes %d pixels wide\npublisher:\n%s",
+      last_width (*room.rx), tail (*room.pub).c_str ());
+
+  for (auto & rx : others) {
+    int status = rx->stop ();
+    fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+        "a receiver did not end cleanly (status %d):\n%s", status,
+        tail (*rx).c_str ());
+  }
   stop_room (room);
 }
 GST_END_TEST;
@@ -1609,6 +1754,7 @@ network_suite ()
   tcase_set_timeout (congestion, 60);
   tcase_add_test (congestion, test_congestion_gcc);
   tcase_add_test (congestion, test_congestion_off);
+  tcase_add_test (congestion, test_layers_one_slow_member);
   suite_add_tcase (s, congestion);
   TCase *turn = tcase_create ("turn");
   tcase_set_timeout (turn, 60);
