@@ -72,6 +72,7 @@ struct Options
   int width = 640, height = 480, fps = 30;
   std::string pattern = "smpte";
   int first_ms = 30000;
+  int latency = -1;             /* the gst receivers' jitterbuffer, ms */
   std::string json_path;
   std::string signalling = PEERJS_SIGNALLING;
 } opt;
@@ -368,10 +369,15 @@ run_leg (const Link & link, const Leg & leg)
   std::shared_ptr<LabProcess> receiver;
   r.ran = true;
   if (leg.gst_receiver) {
-    receiver = lab.spawn (rx, {"gst-launch-1.0", "-v", "-m", "peerjssrc", ws,
-            "thread=net", "ice-addresses=" + lab.address (rx), "name=r",
-            "stats-interval=1000", "r.", "!", "video/x-raw", "!", "fakesink",
-            "name=video-out", "silent=false", "sync=false", "async=false"});
+    std::vector<std::string> argv = {"gst-launch-1.0", "-v", "-m",
+      "peerjssrc", ws, "thread=net", "ice-addresses=" + lab.address (rx),
+      "name=r", "stats-interval=1000"};
+    if (opt.latency >= 0)
+      argv.push_back ("latency=" + std::to_string (opt.latency));
+    for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
+            "name=video-out", "silent=false", "sync=false", "async=false"})
+      argv.push_back (a);
+    receiver = lab.spawn (rx, argv);
     if (!receiver || !receiver->wait_for (FRAME, opt.first_ms)) {
       r.why = "no picture in " + std::to_string (opt.first_ms / 1000) + " s";
       r.frozen_s = opt.seconds;
@@ -457,6 +463,9 @@ main (int argc, char **argv)
         "picture size and rate the publishers send (640x480@30)", "WxH@FPS" },
     { "pattern", 0, 0, G_OPTION_ARG_STRING, &pattern,
         "videotestsrc pattern of the gst publisher, moving (smpte)", "NAME" },
+    { "latency", 0, 0, G_OPTION_ARG_INT, &opt.latency,
+        "the gst receivers' latency property, ms (the element's default)",
+        "MS" },
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,
