@@ -68,7 +68,7 @@ enum
 
 static GstStaticPadTemplate video_sink_template =
 GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SINK, GST_PAD_REQUEST,
-    GST_STATIC_CAPS ("video/x-raw; video/x-vp8; "
+    GST_STATIC_CAPS ("video/x-raw; video/x-vp8; video/x-vp9; "
         "video/x-h264, stream-format = (string) { avc, byte-stream }, "
         "alignment = (string) au"));
 static GstStaticPadTemplate audio_sink_template =
@@ -132,6 +132,30 @@ gst_peerjs_congestion_control_get_type (void)
   };
   if (g_once_init_enter (&type)) {
     GType t = g_enum_register_static ("GstPeerJSCongestionControl", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* The values are indices of VIDEO_CODEC_NAMES; a value's name is the
+ * codec's SDP name (VP8), its nick the same in lower case (vp8), so that
+ * either is taken from a string (gst-launch-1.0, gst_util_set_object_arg). */
+static const char *const VIDEO_CODEC_NAMES[] = { "VP8", "VP9", "H264", "AV1" };
+
+#define GST_TYPE_PEERJS_VIDEO_CODEC (gst_peerjs_video_codec_get_type ())
+static GType
+gst_peerjs_video_codec_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {0, "VP8", "vp8"},
+    {1, "VP9", "vp9"},
+    {2, "H264", "h264"},
+    {3, "AV1", "av1"},
+    {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstPeerJSVideoCodec", values);
     g_once_init_leave (&type, t);
   }
   return type;
@@ -487,15 +511,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_LATENCY:
       s.latency = g_value_get_uint (value);
       break;
-    case PROP_VIDEO_CODEC:{
-      const char *v = g_value_get_string (value);
-      const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
-      if (c && c->kind == peerjs::Kind::Video)
-        s.video_codec = c->name;
-      else
-        g_warning ("peerjs: video-codec '%s' is not one of VP8, H264", v);
+    case PROP_VIDEO_CODEC:
+      s.video_codec = VIDEO_CODEC_NAMES[g_value_get_enum (value)];
       break;
-    }
     case PROP_AUDIO_CODEC:{
       const char *v = g_value_get_string (value);
       const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
@@ -597,7 +615,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_uint (value, s.latency);
       break;
     case PROP_VIDEO_CODEC:
-      str (s.video_codec);
+      for (guint i = 0; i < G_N_ELEMENTS (VIDEO_CODEC_NAMES); i++)
+        if (s.video_codec == VIDEO_CODEC_NAMES[i])
+          g_value_set_enum (value, (gint) i);
       break;
     case PROP_AUDIO_CODEC:
       str (s.audio_codec);
@@ -1266,9 +1286,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "Jitterbuffer latency for received media, in milliseconds",
           0, 10000, DEFAULT_LATENCY, rw));
   g_object_class_install_property (gobject_class, PROP_VIDEO_CODEC,
-      g_param_spec_string ("video-codec", "Video codec",
-          "What raw video is encoded to: VP8 or H264 (needs x264enc); "
-          "encoded input is sent as it is", DEFAULT_VIDEO_CODEC, rw));
+      g_param_spec_enum ("video-codec", "Video codec",
+          "What raw video is encoded to, by the installed encoder of the "
+          "highest rank (docs/elements.md lists them); encoded input is "
+          "sent as it is", GST_TYPE_PEERJS_VIDEO_CODEC, 0, rw));
   g_object_class_install_property (gobject_class, PROP_AUDIO_CODEC,
       g_param_spec_string ("audio-codec", "Audio codec",
           "What raw audio is encoded to: OPUS", DEFAULT_AUDIO_CODEC, rw));
@@ -1407,6 +1428,8 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_CONGESTION_CONTROL,
       (GstPluginAPIFlags) 0);
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_ACCEPT_FILES,
+      (GstPluginAPIFlags) 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_VIDEO_CODEC,
       (GstPluginAPIFlags) 0);
 }
 

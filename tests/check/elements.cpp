@@ -81,6 +81,7 @@ struct Output
   std::vector<gint64> times;    /* when each video frame came, ms */
   std::vector<GstClockTime> pts;   /* each video frame's timestamp */
   int peak = 0;                 /* largest |sample| of S16 audio */
+  double yuv[3] = { 0, 0, 0 };  /* the last I420 frame's mean Y, U and V */
   std::string caps;
   bool removed = false;
   /* File pads: every byte, hashed. */
@@ -415,6 +416,7 @@ private:
     GstMapInfo map;
     guint sum = 0;
     int peak = 0;
+    double yuv[3] = { 0, 0, 0 };
     bool video = g_str_has_prefix (pad.c_str (), "video");
     if (g_str_has_prefix (pad.c_str (), "file_")) {
       std::lock_guard<std::mutex> guard (lock_);
@@ -427,10 +429,12 @@ private:
       o.buffers++;
       return;
     }
+    g_autoptr (GstCaps) caps = gst_pad_get_current_caps (sinkpad);
     if (gst_buffer_map (buf, &map, GST_MAP_READ)) {
       if (video) {
         for (gsize i = 0; i < map.size; i += 7)
           sum = sum * 31 + map.data[i];
+        mean_yuv (caps, map.data, map.size, yuv);
       } else {
         auto *s = reinterpret_cast<const gint16 *> (map.data);
         for (gsize i = 0; i < map.size / 2; i++)
@@ -438,12 +442,12 @@ private:
       }
       gst_buffer_unmap (buf, &map);
     }
-    g_autoptr (GstCaps) caps = gst_pad_get_current_caps (sinkpad);
     g_autofree char *caps_text = caps ? gst_caps_to_string (caps) : nullptr;
     std::lock_guard<std::mutex> guard (lock_);
     Output & o = outputs_[pad];
     o.buffers++;
     if (video) {
+      std::copy (yuv, yuv + 3, o.yuv);
       o.contents.insert (sum);
       o.times.push_back (now_ms ());
       o.pts.push_back (GST_BUFFER_PTS (buf));
@@ -451,6 +455,33 @@ private:
     o.peak = std::max (o.peak, peak);
     if (caps_text)
       o.caps = caps_text;
+  }
+
+  /* The mean of each plane of an I420 frame (GStreamer's default strides:
+   * rows of 4-byte multiples). */
+  static void mean_yuv (GstCaps * caps, const guint8 * data, gsize size,
+      double yuv[3])
+  {
+    int w = 0, h = 0;
+    const GstStructure *s = caps ? gst_caps_get_structure (caps, 0) : nullptr;
+    if (!s || !gst_structure_get_int (s, "width", &w)
+        || !gst_structure_get_int (s, "height", &h) || w <= 0 || h <= 0)
+      return;
+    int cw = (w + 1) / 2, ch = (h + 1) / 2;
+    gsize ystride = GST_ROUND_UP_4 (w), cstride = GST_ROUND_UP_4 (cw);
+    gsize offsets[3] = { 0, ystride * GST_ROUND_UP_2 (h), 0 };
+    offsets[2] = offsets[1] + cstride * ch;
+    if (size < offsets[2] + cstride * ch)
+      return;
+    for (int p = 0; p < 3; p++) {
+      int pw = p ? cw : w, ph = p ? ch : h;
+      gsize stride = p ? cstride : ystride;
+      guint64 total = 0;
+      for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++)
+          total += data[offsets[p] + y * stride + x];
+      yuv[p] = (double) total / (pw * ph);
+    }
   }
 
   GstElement *pipeline_ = nullptr;
@@ -1288,34 +1319,114 @@ GST_START_TEST (test_no_fec)
 }
 END_TEST;
 
-/* video-codec=H264: published where x264enc is installed; where it is not,
- * a CORE/MISSING_PLUGIN error names it. */
-GST_START_TEST (test_h264_or_missing_plugin)
+/* Hide an element from this case's process (each case runs in a process
+ * of its own), as if its plugin were not installed. */
+void
+hide_factory (const char *name)
 {
-  ServerThread server;
-  Member sink ("peerjssink name=p video-codec=H264 " + props (server, "h264")
-      + " videotestsrc is-live=true ! "
-      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
-  g_autoptr (GstElementFactory) x264 = gst_element_factory_find ("x264enc");
-  g_autoptr (GstElementFactory) dec = gst_element_factory_find ("avdec_h264");
-  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
-  if (!x264) {
-    fail_unless (wait_until ([&] { return !sink.errors ().empty (); }),
-        "no error without x264enc");
-    std::string e = sink.errors ().front ();
-    std::string want = "error gst-core-error-quark/"
-        + std::to_string (GST_CORE_ERROR_MISSING_PLUGIN);
-    fail_unless (e.find (want) == 0 && e.find ("x264enc") != std::string::npos,
-        "wanted CORE/MISSING_PLUGIN naming x264enc, got %s", e.c_str ());
-    return;
+  GstRegistry *registry = gst_registry_get ();
+  GstPluginFeature *f = gst_registry_lookup_feature (registry, name);
+  if (f) {
+    gst_registry_remove_feature (registry, f);
+    gst_object_unref (f);
   }
-  Member src (receiver (server, "h264"));
+}
+
+bool
+has_factory (const char *name)
+{
+  g_autoptr (GstElementFactory) f = gst_element_factory_find (name);
+  return f != nullptr;
+}
+
+/* A codec published from raw video by one encoder (the others of the
+ * codec hidden), and what a receiver needs for it. */
+struct CodecCase
+{
+  const char *codec;
+  const char *encoder;
+  std::vector<const char *> hidden;
+  std::vector<const char *> needed;   /* payloader, depayloader, a decoder */
+};
+
+const CodecCase CODEC_CASES[] = {
+  { "VP8", "vp8enc", {}, { "rtpvp8pay", "rtpvp8depay", "vp8dec" } },
+  { "VP9", "vp9enc", {}, { "rtpvp9pay", "rtpvp9depay", "vp9dec" } },
+  { "H264", "x264enc", {}, { "rtph264pay", "rtph264depay", "avdec_h264" } },
+  { "H264", "openh264enc", { "x264enc", "avdec_h264" },
+    { "rtph264pay", "rtph264depay", "openh264dec" } },
+  { "AV1", "av1enc", {}, { "rtpav1pay", "rtpav1depay", "av1dec" } },
+};
+
+/* video-codec: each codec whose encoder and decoder are installed here is
+ * encoded by the element chosen for it and decoded by a receiving pipeline
+ * as it was sent: 320x240, a red picture (with a white ball moving over
+ * it: the frames differ). */
+GST_START_TEST (test_video_codecs)
+{
+  const CodecCase & c = CODEC_CASES[__i__];
+  for (const char *h : c.hidden)
+    hide_factory (h);
+  std::vector<const char *> needed = c.needed;
+  needed.push_back (c.encoder);
+  for (const char *n : needed) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: %s by %s: no %s on this machine\n", c.codec, c.encoder,
+          n);
+      return;
+    }
+  }
+  ServerThread server;
+  std::string thread = std::string ("codec-") + c.encoder;
+  Member sink (std::string ("peerjssink name=p video-codec=") + c.codec + " "
+      + props (server, thread) + " videotestsrc is-live=true pattern=ball "
+      "background-color=0xffff0000 ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  Member src (receiver (server, thread));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
   fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
   std::string id = sink.id ();
-  if (dec)
-    check_video (src, "video_" + id, 20);
-  else
-    src.wait_message ("peerjs-thread-connect", {{"member", id}});
+  check_video (src, "video_" + id, 20);
+  g_autoptr (GstElement) enc = made_by (sink, c.encoder);
+  fail_unless (enc != nullptr, "%s was not encoded by %s", c.codec, c.encoder);
+  g_autoptr (GstElement) dec = made_by (src, c.needed.back ());
+  fail_unless (dec != nullptr, "%s was not decoded by %s", c.codec,
+      c.needed.back ());
+  /* Red in BT.601: Y 81, U 90, V 240; the ball is a small part. */
+  Output o = src.output ("video_" + id);
+  fail_unless (std::abs (o.yuv[0] - 81) < 25 && std::abs (o.yuv[1] - 90) < 25
+      && std::abs (o.yuv[2] - 240) < 25, "%s: mean Y %.0f U %.0f V %.0f, "
+      "wanted red (81 90 240)", c.codec, o.yuv[0], o.yuv[1], o.yuv[2]);
+  fail_unless (sink.errors ().empty () && src.errors ().empty (),
+      "errors:\n%s%s", sink.describe ().c_str (), src.describe ().c_str ());
+}
+END_TEST;
+
+/* No encoder for video-codec: one CORE/MISSING_PLUGIN error naming the
+ * Debian package to install, not one per caps event. */
+GST_START_TEST (test_missing_encoder)
+{
+  for (const char *h : { "x264enc", "openh264enc", "vah264enc", "nvh264enc",
+          "v4l2h264enc" })
+    hide_factory (h);
+  ServerThread server;
+  Member sink ("peerjssink name=p video-codec=h264 " + props (server, "noenc")
+      + " videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (wait_until ([&] { return !sink.errors ().empty (); }),
+      "no error without an H.264 encoder");
+  /* A second would come with the next caps event or buffer: 2 s is 30 of
+   * them. */
+  fail_if (wait_until ([&] { return sink.errors ().size () > 1; }, 2000),
+      "more than one error:\n%s", sink.describe ().c_str ());
+  std::string e = sink.errors ().front ();
+  std::string want = "error gst-core-error-quark/"
+      + std::to_string (GST_CORE_ERROR_MISSING_PLUGIN);
+  fail_unless (e.find (want) == 0
+      && e.find ("gstreamer1.0-plugins-ugly") != std::string::npos
+      && e.find ("openh264enc") != std::string::npos,
+      "wanted CORE/MISSING_PLUGIN naming the package, got %s", e.c_str ());
 }
 END_TEST;
 
@@ -3016,7 +3127,8 @@ elements_suite ()
   tcase_add_test (tc, test_inspect);
   tcase_add_test (tc, test_sink_to_src);
   tcase_add_test (tc, test_encoded_input);
-  tcase_add_test (tc, test_h264_or_missing_plugin);
+  tcase_add_loop_test (tc, test_video_codecs, 0, G_N_ELEMENTS (CODEC_CASES));
+  tcase_add_test (tc, test_missing_encoder);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_transport_cc);
