@@ -314,6 +314,20 @@ make_encoder (const Codec & codec, guint bps)
   return chain;
 }
 
+GstElement *
+make_parser (const Codec & codec)
+{
+  GstElement *parser = codec.parser
+      ? gst_element_factory_make (codec.parser, nullptr) : nullptr;
+  if (!parser) {
+    GST_ERROR ("no element '%s'", codec.parser ? codec.parser : "(none)");
+    return nullptr;
+  }
+  if (g_str_equal (codec.parser, "h264parse"))
+    g_object_set (parser, "config-interval", -1, NULL);
+  return parser;
+}
+
 guint
 encoder_bitrate (GstElement * encoder)
 {

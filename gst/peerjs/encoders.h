@@ -55,6 +55,13 @@ std::string decoder_package (const Codec & codec);
  * installed or it could not be made. */
 std::vector<GstElement *> make_encoder (const Codec & codec, guint bps);
 
+/* The codec's parser ahead of the payloaders, encoded here or passed
+ * through: h264parse puts the parameter sets (SPS, PPS) it saw ahead of
+ * every key frame, so that a member joining late, whose payloader never
+ * saw the stream's first ones, decodes at the next key frame. Null when
+ * the element is missing. */
+GstElement *make_parser (const Codec & codec);
+
 /* An encoder's bitrate in bit/s; 0 for an element we cannot read. */
 guint encoder_bitrate (GstElement * encoder);
 /* Set it; nothing for an element we cannot set. */

@@ -322,7 +322,7 @@ Outgoing::build (GstCaps * caps)
     chain.insert (chain.end (), encoding.begin (), encoding.end ());
   }
   if (codec->parser)
-    chain.push_back (make (codec->parser));
+    chain.push_back (make_parser (*codec));
   if (!add_chain (bin_, chain)) {
     failed_ ("", std::string ("could not build the ") + codec->name
         + " encoder");

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -80,6 +81,7 @@ struct Output
   std::set<guint> contents;     /* checksums of video frames */
   std::vector<gint64> times;    /* when each video frame came, ms */
   std::vector<GstClockTime> pts;   /* each video frame's timestamp */
+  gint64 added = 0;             /* when the pad came, ms */
   int peak = 0;                 /* largest |sample| of S16 audio */
   double yuv[3] = { 0, 0, 0 };  /* the last I420 frame's mean Y, U and V */
   std::string caps;
@@ -360,6 +362,7 @@ private:
     Output & o = outputs_[name];
     o = Output ();
     o.pad = name;
+    o.added = now_ms ();
     if (file) {
       o.sha.reset (g_checksum_new (G_CHECKSUM_SHA256), g_checksum_free);
       /* At the fakesink, behind the queue: the EOS comes after the last
@@ -1427,6 +1430,172 @@ GST_START_TEST (test_missing_encoder)
       && e.find ("gstreamer1.0-plugins-ugly") != std::string::npos
       && e.find ("openh264enc") != std::string::npos,
       "wanted CORE/MISSING_PLUGIN naming the package, got %s", e.c_str ());
+}
+END_TEST;
+
+/* Elements inside `m`'s peerjs element whose class says they encode or
+ * decode video. */
+std::vector<std::string>
+coders_in (Member & m)
+{
+  std::vector<std::string> found;
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (GST_BIN (m.element ()));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    const char *klass = f ? gst_element_factory_get_metadata (f,
+        GST_ELEMENT_METADATA_KLASS) : nullptr;
+    if (klass && strstr (klass, "Video") && (strstr (klass, "Encoder")
+            || strstr (klass, "Decoder")))
+      found.push_back (GST_OBJECT_NAME (f));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return found;
+}
+
+/* A camera's H.264 as it comes off RTP (depayloaded and parsed, its
+ * parameter sets once at the start of the byte-stream, a key frame every
+ * 60 s) is sent as it is: no
+ * encoder or decoder in the element; a member joining late asks for a key
+ * frame, which reaches the encoder upstream, and it decodes a picture
+ * within 2 s of its stream's arrival. */
+GST_START_TEST (test_h264_passthrough)
+{
+  for (const char *n : { "x264enc", "avdec_h264" }) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: no %s on this machine\n", n);
+      return;
+    }
+  }
+  ServerThread server;
+  Member sink ("peerjssink name=p stats-interval=500 "
+      + props (server, "pass") + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1"
+      " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=900"
+      " ! video/x-h264,stream-format=avc,profile=constrained-baseline"
+      " ! rtph264pay config-interval=0 ! rtph264depay ! h264parse"
+      " ! video/x-h264,stream-format=byte-stream ! p.video");
+  Member first (receiver (server, "pass"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (first.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (first, "video_" + id, 20);
+  std::vector<std::string> coders = coders_in (sink);
+  fail_unless (coders.empty (), "the publishing element encodes or decodes: "
+      "%s", coders.front ().c_str ());
+
+  gint64 joined = now_ms ();
+  Member late (receiver (server, "pass"));
+  fail_unless (late.play () != GST_STATE_CHANGE_FAILURE);
+  late.wait_buffers ("video_" + id, 1);
+  Output o = late.output ("video_" + id);
+  gint64 picture = o.times.front () - o.added;
+  g_print ("late joiner: stream %" G_GINT64_FORMAT " ms after it started, "
+      "first picture %" G_GINT64_FORMAT " ms after its stream\n",
+      o.added - joined, picture);
+  fail_unless (picture < 2000, "the late joiner's first picture came %"
+      G_GINT64_FORMAT " ms after its stream", picture);
+  check_video (late, "video_" + id, 20);
+
+  /* Passed through, the video cannot follow the members' estimates: the
+   * statistics say so. */
+  std::string stats;
+  fail_unless (wait_until ([&] {
+            stats = sink.find ("peerjs-stats", {{"member", late.id ()}});
+            return !stats.empty ();
+          }), "no statistics about the late joiner");
+  fail_unless (stats.find ("bitrate-adapts=(boolean)false") != std::string::npos
+      && number (stats, "target-bitrate") == 0, "%s", stats.c_str ());
+}
+END_TEST;
+
+/* A buffer probe making an H.264 byte-stream's parameter sets (SPS, PPS)
+ * come once, at its start, as some cameras send them: later ones are cut
+ * out of the access units. */
+GstPadProbeReturn
+parameter_sets_once (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *seen = static_cast<std::array<bool, 2> *> (data);
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstMapInfo map;
+  if (!gst_buffer_map (buffer, &map, GST_MAP_READ))
+    return GST_PAD_PROBE_OK;
+  const guint8 *d = map.data;
+  gsize size = map.size;
+  /* NAL units start at 00 00 01 (a 4-byte start code's leading zero
+   * belongs to the unit before: harmless). SPS is type 7, PPS 8. */
+  std::vector<gsize> starts;
+  for (gsize i = 0; i + 3 < size; i++)
+    if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1)
+      starts.push_back (i);
+  std::string out (reinterpret_cast<const char *> (d),
+      starts.empty () ? size : starts.front ());
+  bool cut = false;
+  bool first[2] = { !(*seen)[0], !(*seen)[1] };
+  for (size_t n = 0; n < starts.size (); n++) {
+    gsize from = starts[n], to = n + 1 < starts.size () ? starts[n + 1] : size;
+    int type = d[from + 3] & 0x1f;
+    if ((type == 7 || type == 8) && !first[type - 7]) {
+      cut = true;
+      continue;
+    }
+    if (type == 7 || type == 8)
+      (*seen)[type - 7] = true;
+    out.append (reinterpret_cast<const char *> (d + from), to - from);
+  }
+  gst_buffer_unmap (buffer, &map);
+  if (!cut)
+    return GST_PAD_PROBE_OK;
+  GstBuffer *copy = gst_buffer_new_memdup (out.data (), out.size ());
+  gst_buffer_copy_into (copy, buffer, (GstBufferCopyFlags)
+      (GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS
+          | GST_BUFFER_COPY_META), 0, -1);
+  gst_buffer_unref (buffer);
+  GST_PAD_PROBE_INFO_DATA (info) = copy;
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST (test_h264_parameter_sets)
+{
+  for (const char *n : { "x264enc", "avdec_h264" }) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: no %s on this machine\n", n);
+      return;
+    }
+  }
+  ServerThread server;
+  Member sink ("peerjssink name=p " + props (server, "sets")
+      + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1"
+      " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15"
+      " ! video/x-h264,stream-format=byte-stream,profile=constrained-baseline"
+      " ! identity name=camera ! h264parse"
+      " ! video/x-h264,stream-format=byte-stream,alignment=au ! p.video");
+  std::array<bool, 2> seen = { false, false };
+  {
+    g_autoptr (GstObject) pipeline = gst_object_get_parent (
+        GST_OBJECT (sink.element ()));
+    g_autoptr (GstElement) camera = gst_bin_get_by_name (GST_BIN (pipeline),
+        "camera");
+    g_autoptr (GstPad) src = gst_element_get_static_pad (camera, "src");
+    gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, parameter_sets_once,
+        &seen, nullptr);
+  }
+  Member first (receiver (server, "sets"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (first.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (first, "video_" + id, 20);
+  Member late (receiver (server, "sets"));
+  fail_unless (late.play () != GST_STATE_CHANGE_FAILURE);
+  late.wait_buffers ("video_" + id, 1);
+  Output o = late.output ("video_" + id);
+  gint64 picture = o.times.front () - o.added;
+  fail_unless (picture < 2000, "the late joiner's first picture came %"
+      G_GINT64_FORMAT " ms after its stream", picture);
+  check_video (late, "video_" + id, 20);
 }
 END_TEST;
 
@@ -3129,6 +3298,8 @@ elements_suite ()
   tcase_add_test (tc, test_encoded_input);
   tcase_add_loop_test (tc, test_video_codecs, 0, G_N_ELEMENTS (CODEC_CASES));
   tcase_add_test (tc, test_missing_encoder);
+  tcase_add_test (tc, test_h264_passthrough);
+  tcase_add_test (tc, test_h264_parameter_sets);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_transport_cc);
