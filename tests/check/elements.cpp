@@ -1599,6 +1599,77 @@ GST_START_TEST (test_h264_parameter_sets)
 }
 END_TEST;
 
+/* A receiver that cannot decode the publisher's codec: the publisher
+ * warns once that the member cannot receive it, naming both; the receiver
+ * once that it cannot decode it, naming the Debian package. The publisher
+ * makes the offer (its id is the larger: a receiver of a larger id is
+ * started again), which names its codec. */
+GST_START_TEST (test_codec_refused)
+{
+  if (!has_factory ("x264enc")) {
+    g_print ("SKIP: no x264enc on this machine\n");
+    return;
+  }
+  for (const char *h : { "avdec_h264", "openh264dec" })
+    hide_factory (h);
+  ServerThread server;
+  Member sink ("peerjssink name=p video-codec=h264 " + props (server, "refused")
+      + " videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id ();
+  std::unique_ptr<Member> src;
+  std::string idr;
+  for (int i = 0; i < 20 && (idr.empty () || idr > ids); i++) {
+    src.reset (new Member ("peerjssrc name=p server=" + server.ws_url ()));
+    fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
+    idr = src->id ();
+  }
+  fail_unless (idr < ids, "no receiver id below %s in 20 starts", ids.c_str ());
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (src->element (), "join-thread", "refused", &ok);
+  fail_unless (ok);
+
+  auto refused = [&] {
+    std::vector<std::string> found;
+    for (const std::string & e : sink.errors ())
+      if (e.find ("warning gst-stream-error-quark/"
+              + std::to_string (GST_STREAM_ERROR_CODEC_NOT_FOUND)) == 0)
+        found.push_back (e);
+    return found;
+  };
+  auto undecodable = [&] {
+    std::vector<std::string> found;
+    for (const std::string & e : src->errors ())
+      if (e.find ("warning gst-stream-error-quark/"
+              + std::to_string (GST_STREAM_ERROR_CODEC_NOT_FOUND)) == 0)
+        found.push_back (e);
+    return found;
+  };
+  fail_unless (wait_until ([&] { return !refused ().empty ()
+              && !undecodable ().empty (); }), "no warnings; publisher:\n%s"
+      "receiver:\n%s", sink.describe ().c_str (), src->describe ().c_str ());
+  std::string r = refused ().front (), u = undecodable ().front ();
+  fail_unless (r.find ("Member " + idr + " cannot receive H264")
+      != std::string::npos, "publisher: %s", r.c_str ());
+  fail_unless (u.find ("Member " + ids + " sends H264") != std::string::npos
+      && u.find ("gstreamer1.0-libav") != std::string::npos, "receiver: %s",
+      u.c_str ());
+  /* Once each, through a renegotiation too (the receiver turns audio off
+   * and on). */
+  g_object_set (src->element (), "constraints",
+      "{\"video\":true,\"audio\":false}", NULL);
+  g_usleep (1000 * 1000);
+  g_object_set (src->element (), "constraints",
+      "{\"video\":true,\"audio\":true}", NULL);
+  fail_if (wait_until ([&] { return refused ().size () > 1
+              || undecodable ().size () > 1; }, 2000),
+      "more than one warning each; publisher:\n%s receiver:\n%s",
+      sink.describe ().c_str (), src->describe ().c_str ());
+  fail_unless (src->output ("video_" + ids).buffers == 0);
+}
+END_TEST;
+
 GST_START_TEST (test_encoded_input)
 {
   ServerThread server;
@@ -3300,6 +3371,7 @@ elements_suite ()
   tcase_add_test (tc, test_missing_encoder);
   tcase_add_test (tc, test_h264_passthrough);
   tcase_add_test (tc, test_h264_parameter_sets);
+  tcase_add_test (tc, test_codec_refused);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_transport_cc);
