@@ -61,6 +61,7 @@ enum
   PROP_MIN_BITRATE,
   PROP_MAX_BITRATE,
   PROP_START_BITRATE,
+  PROP_DISPLAY_NAME,
 };
 
 #define DEFAULT_MIX_WIDTH 1280
@@ -189,6 +190,7 @@ struct Settings
   guint start_bitrate = DEFAULT_START_BITRATE;
   std::string tags;
   std::string watch;
+  std::string display_name;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
   std::string download_dir;
   peerjs::Accept accept = peerjs::Accept::Signal;
@@ -554,6 +556,22 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DOWNLOAD_DIR:
       set_string (s.download_dir, value);
       break;
+    case PROP_DISPLAY_NAME:{
+      /* As the server takes a token's name: 1-128 bytes of UTF-8 without
+       * control characters (or unset). */
+      const char *v = g_value_get_string (value);
+      bool ok = !v || (strlen (v) <= 128 && g_utf8_validate (v, -1, nullptr));
+      for (const char *c = v; ok && c && *c; c = g_utf8_next_char (c))
+        ok = !g_unichar_iscntrl (g_utf8_get_char (c));
+      if (ok)
+        s.display_name = v ? v : "";
+      else
+        GST_ELEMENT_WARNING (object, RESOURCE, SETTINGS,
+            ("display-name must be at most 128 bytes of text without "
+                "control characters; it stays '%s'",
+                s.display_name.c_str ()), (nullptr));
+      break;
+    }
     case PROP_ACCEPT_FILES:
       s.accept = (peerjs::Accept) g_value_get_enum (value);
       break;
@@ -657,6 +675,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DOWNLOAD_DIR:
       str (s.download_dir);
+      break;
+    case PROP_DISPLAY_NAME:
+      str (s.display_name);
       break;
     case PROP_ACCEPT_FILES:
       g_value_set_enum (value, (gint) s.accept);
@@ -903,6 +924,9 @@ make_config (GstPeerJSBase * self)
   c.watches = split_list (s.watch);
   c.reply_timeout_ms = s.reply_timeout;
   c.download_dir = s.download_dir;
+  c.display_name = s.display_name;
+  c.pipeline = GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self)));
+  c.records = s.mix;
   c.accept = s.accept;
   /* A thread the token does not grant leaves `thread` too, so that the
    * next start does not ask for it either. */
@@ -1357,6 +1381,12 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "the element runs, watches can be added, not taken away", nullptr,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
               | GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_DISPLAY_NAME,
+      g_param_spec_string ("display-name", "Display name",
+          "The name other members show for this one (the demo room's "
+          "tiles), sent as display_name with its thread:connect and "
+          "thread:change; a name in the auth token is shown instead. At "
+          "most 128 bytes, no control characters", nullptr, rw));
   g_object_class_install_property (gobject_class, PROP_REPLY_TIMEOUT,
       g_param_spec_uint ("reply-timeout", "Reply timeout",
           "How long send-event waits for a reply, in milliseconds, before it "

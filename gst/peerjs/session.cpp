@@ -288,6 +288,17 @@ Session::start (const Config & config)
   };
   client_ = std::make_unique<SignallingClient> (config_.server,
       config_.tls_ca, std::move (handlers));
+  {
+    JsonObject *self = json_object_new ();
+    if (!config_.display_name.empty ())
+      json_object_set_string_member (self, "display_name",
+          config_.display_name.c_str ());
+    json_object_set_string_member (self, "pipeline", config_.pipeline.c_str ());
+    if (config_.records)
+      json_object_set_boolean_member (self, "records", TRUE);
+    client_->describe_self (self);
+    json_object_unref (self);
+  }
   client_->start ();
   return true;
 }

@@ -53,6 +53,10 @@ struct Config
   std::vector<std::string> watches;
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
   std::string download_dir;             /* "": files are not saved */
+  /* How this member describes itself in thread:connect/change. */
+  std::string display_name;             /* "": none */
+  std::string pipeline;                 /* the element's factory name */
+  bool records = false;                 /* mix=true: records the room */
   Accept accept = Accept::Signal;
   /* The server refused to let us join this thread (the token does not
    * grant it): the session no longer asks for it. Mesh thread. */

@@ -2,9 +2,11 @@
 // peerjssink with video-codec=h264, then vp9, publishes a red test
 // pattern (a white ball moving on it); the demo page plays it at 320x240,
 // its RTP statistics name the codec and count decoded frames, and a frame
-// drawn on a canvas is red.
+// drawn on a canvas is red. The page names the pipeline by its
+// display-name and marks it as a pipeline; a recording one (peerjssrc
+// mix=true) as recording too.
 import {
-  scenario, Server, launchBrowser, openDemo, videoPlays, waitFor, note,
+  scenario, Server, launchBrowser, openDemo, videoPlays, waitFor, waitIn, note,
   assert, assertEqual,
 } from './lib.mjs';
 import { Pipeline } from './gst.mjs';
@@ -54,7 +56,7 @@ scenario('codecs', async (t) => {
     t.step(`a peerjssink publishes ${codec}`);
     const sink = Pipeline.launch(`sink-${codec}`, [
       'peerjssink', `server=${ws}`, `thread=${room}`, 'name=s',
-      `video-codec=${codec}`,
+      `video-codec=${codec}`, `display-name=camera ${codec}`,
       'videotestsrc', 'is-live=true', 'pattern=ball',
       'background-color=0xffff0000', '!',
       'video/x-raw,width=320,height=240,framerate=15/1', '!', 's.video',
@@ -75,6 +77,31 @@ scenario('codecs', async (t) => {
     const [r, g, b] = await colour(page, sinkId);
     note(`[P-${codec}] mean colour ${r},${g},${b}`, true);
     assert(r > 200 && g < 60 && b < 60, `${codec}: a red picture, got ${r},${g},${b}`);
+
+    t.step('the page names the pipeline by its display-name and marks it');
+    const tile = await waitIn(page, 'the pipeline\'s tile named and marked', (id) => {
+      const t = document.querySelector(`[data-member="${id}"]`);
+      return t && t.classList.contains('pipeline') && !t.classList.contains('records')
+        && { name: t.querySelector('.name').textContent,
+          marks: [...t.querySelectorAll('.kind')].map((k) => k.textContent) };
+    }, sinkId);
+    assertEqual(tile, { name: `camera ${codec}`, marks: ['pipeline'] }, 'the pipeline\'s tile');
+    if (codec === 'h264') {
+      t.step('a recording pipeline (peerjssrc mix=true) is marked rec');
+      const rec = Pipeline.launch('rec', [
+        'peerjssrc', `server=${ws}`, `thread=${room}`, 'name=r', 'mix=true',
+        'mix-width=320', 'mix-height=240',
+        'r.video', '!', 'fakesink', 'r.audio', '!', 'fakesink',
+      ]);
+      const recId = await rec.sessionId();
+      const marks = await waitIn(page, 'the recorder\'s tile marked rec', (id) => {
+        const t = document.querySelector(`[data-member="${id}"]`);
+        return t && t.classList.contains('records')
+          && [...t.querySelectorAll('.kind')].map((k) => k.textContent);
+      }, recId);
+      assertEqual(marks, ['pipeline', 'rec'], 'the recorder\'s marks');
+      await rec.interrupt();
+    }
 
     await page.close();
     await sink.interrupt();

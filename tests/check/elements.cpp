@@ -1670,6 +1670,55 @@ GST_START_TEST (test_codec_refused)
 }
 END_TEST;
 
+/* display-name and what a pipeline says of itself: a page in the thread
+ * gets them with the element's thread:connect (and its direct answer to the
+ * page's join), as display_name, pipeline (the element) and records
+ * (mix=true); a bad name is refused with a warning, the old one kept. */
+GST_START_TEST (test_display_name)
+{
+  own_loopback_namespace ();
+  ServerThread server;
+  Member rec ("peerjssrc name=p mix=true display-name=\"recorder 1\" "
+      + props (server, "named"));
+  g_object_set (rec.element (), "display-name", "bad\x01name", NULL);
+  fail_unless (rec.errors ().size () == 1 && rec.errors ().front ().find (
+          "display-name must be") != std::string::npos, "%s",
+      rec.describe ().c_str ());
+  fail_unless (rec.play () != GST_STATE_CHANGE_FAILURE);
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+  page.send ("{\"type\":\"thread:connect\",\"thread\":\"named\","
+      "\"constraints\":{}}");
+  auto answer = page.next_of ("thread:connect", 5000);
+  fail_unless (answer.has_value (), "no answer to the page's join");
+  fail_unless_equals_string (answer->str ("from").c_str (), rec.id ().c_str ());
+  fail_unless_equals_string (answer->str ("display_name").c_str (),
+      "recorder 1");
+  fail_unless_equals_string (answer->str ("pipeline").c_str (), "peerjssrc");
+  fail_unless (answer->has ("records") && json_node_get_boolean (
+          answer->node ("records")), "%s", answer->text ().c_str ());
+
+  /* A sink joining later announces itself to the page, and records
+   * nothing. */
+  Member sink (publisher (server, "named"));
+  g_object_set (sink.element (), "display-name", "camera \xc3\xa9", NULL);
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id ();
+  std::optional<peerjs::test::Msg> joined;
+  while (!joined || joined->str ("from") != ids) {
+    joined = page.next_of ("thread:connect", 5000);
+    fail_unless (joined.has_value (), "the page did not see the sink join");
+  }
+  fail_unless_equals_string (joined->str ("display_name").c_str (),
+      "camera \xc3\xa9");
+  fail_unless_equals_string (joined->str ("pipeline").c_str (), "peerjssink");
+  fail_if (joined->has ("records"), "%s", joined->text ().c_str ());
+  g_autofree char *name = nullptr;
+  g_object_get (sink.element (), "display-name", &name, NULL);
+  fail_unless_equals_string (name, "camera \xc3\xa9");
+}
+END_TEST;
+
 GST_START_TEST (test_encoded_input)
 {
   ServerThread server;
@@ -3372,6 +3421,7 @@ elements_suite ()
   tcase_add_test (tc, test_h264_passthrough);
   tcase_add_test (tc, test_h264_parameter_sets);
   tcase_add_test (tc, test_codec_refused);
+  tcase_add_test (tc, test_display_name);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_transport_cc);
