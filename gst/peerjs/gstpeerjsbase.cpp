@@ -62,6 +62,7 @@ enum
   PROP_MAX_BITRATE,
   PROP_START_BITRATE,
   PROP_DISPLAY_NAME,
+  PROP_MEMBERS,
 };
 
 #define DEFAULT_MIX_WIDTH 1280
@@ -191,6 +192,7 @@ struct Settings
   std::string tags;
   std::string watch;
   std::string display_name;
+  std::string members;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
   std::string download_dir;
   peerjs::Accept accept = peerjs::Accept::Signal;
@@ -556,6 +558,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DOWNLOAD_DIR:
       set_string (s.download_dir, value);
       break;
+    case PROP_MEMBERS:
+      set_string (s.members, value);
+      break;
     case PROP_DISPLAY_NAME:{
       /* As the server takes a token's name: 1-128 bytes of UTF-8 without
        * control characters (or unset). */
@@ -678,6 +683,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DISPLAY_NAME:
       str (s.display_name);
+      break;
+    case PROP_MEMBERS:
+      str (s.members);
       break;
     case PROP_ACCEPT_FILES:
       g_value_set_enum (value, (gint) s.accept);
@@ -927,6 +935,7 @@ make_config (GstPeerJSBase * self)
   c.display_name = s.display_name;
   c.pipeline = GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self)));
   c.records = s.mix;
+  c.members = split_list (s.members);
   c.accept = s.accept;
   /* A thread the token does not grant leaves `thread` too, so that the
    * next start does not ask for it either. */
@@ -1485,6 +1494,18 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
         GST_DEBUG_FUNCPTR (gst_peerjs_base_release_pad);
   }
   if (receives) {
+    GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+    /* GObject does not pass these on to subclasses. */
+    gobject_class->set_property = gst_peerjs_base_set_property;
+    gobject_class->get_property = gst_peerjs_base_get_property;
+    g_object_class_install_property (gobject_class, PROP_MEMBERS,
+        g_param_spec_string ("members", "Members",
+            "Receive only these members, comma-separated: each entry is a "
+            "session id, a name (the auth token's, else the member's "
+            "display-name) or a tag the member announces with its "
+            "thread:connect (a pipeline's tags). Unset: every member",
+            nullptr, (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+                | GST_PARAM_MUTABLE_READY)));
     gst_element_class_add_static_pad_template (element_class,
         &video_src_template);
     gst_element_class_add_static_pad_template (element_class,

@@ -1719,6 +1719,40 @@ GST_START_TEST (test_display_name)
 }
 END_TEST;
 
+/* members= on a receiver: only the chosen member's pads appear, chosen by
+ * name (display-name), by a tag it announces, or by id. */
+GST_START_TEST (test_members_filter)
+{
+  ServerThread server;
+  Member a (publisher (server, "cams", "ball", true,
+          "peerjssink display-name=cam-a"));
+  Member b (publisher (server, "cams", "smpte", true,
+          "peerjssink tags=front,door"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id (), idb = b.id ();
+  struct Choice
+  {
+    std::string members, chosen, other;
+  };
+  for (const Choice & c : { Choice { "cam-a", ida, idb },
+          Choice { "nobody, door", idb, ida }, Choice { ida, ida, idb } }) {
+    Member src (receiver (server, "cams") + " members=\"" + c.members + "\"");
+    fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+    check_video (src, "video_" + c.chosen, 10);
+    check_audio (src, "audio_" + c.chosen, 10);
+    /* The other's media would have come with the chosen one's. */
+    fail_if (wait_until ([&] {
+              return !src.output ("video_" + c.other).pad.empty ()
+                  || !src.output ("audio_" + c.other).pad.empty ();
+            }, 1500), "members=%s: a pad of %s appeared:\n%s",
+        c.members.c_str (), c.other.c_str (), src.describe ().c_str ());
+    /* Both still share the thread with it. */
+    src.wait_message ("peerjs-thread-connect", {{"member", c.other}});
+  }
+}
+END_TEST;
+
 GST_START_TEST (test_encoded_input)
 {
   ServerThread server;
@@ -3422,6 +3456,7 @@ elements_suite ()
   tcase_add_test (tc, test_h264_parameter_sets);
   tcase_add_test (tc, test_codec_refused);
   tcase_add_test (tc, test_display_name);
+  tcase_add_test (tc, test_members_filter);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_transport_cc);
