@@ -4,11 +4,13 @@
 // its RTP statistics name the codec and count decoded frames, and a frame
 // drawn on a canvas is red. The page names the pipeline by its
 // display-name and marks it as a pipeline; a recording one (peerjssrc
-// mix=true) as recording too.
+// mix=true) as recording too. Last, a stand-in RTSP camera's H.264
+// (tests/rtsp/rtsp-camera.c), bridged without decoding or encoding, plays.
 import {
   scenario, Server, launchBrowser, openDemo, videoPlays, waitFor, waitIn, note,
   assert, assertEqual,
 } from './lib.mjs';
+import { spawn } from 'node:child_process';
 import { Pipeline } from './gst.mjs';
 
 // The page's inbound video: the codec's MIME type and frames decoded.
@@ -106,5 +108,48 @@ scenario('codecs', async (t) => {
     await page.close();
     await sink.interrupt();
     assert(!/CRITICAL|ERROR:/.test(sink.output), `no criticals or errors from the ${codec} pipeline`);
+  }
+
+  // An RTSP camera's H.264, bridged as it is (no decoder or encoder in the
+  // pipeline), plays in the page.
+  if (process.env.PEERJS_RTSP_CAMERA) {
+    t.step('an RTSP camera bridged by examples/pipelines\' pipeline plays in the page');
+    const camera = spawn(process.env.PEERJS_RTSP_CAMERA, ['0', '320x240@15'],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const url = await new Promise((resolve, reject) => {
+        let out = '';
+        camera.stdout.on('data', (d) => {
+          out += d;
+          const m = out.match(/serving (rtsp:\/\/\S+)/);
+          if (m) resolve(m[1]);
+        });
+        camera.on('exit', (code) => reject(new Error(`rtsp-camera exited ${code}`)));
+      });
+      note(`[camera] ${url}`, true);
+      const room = 'codec-rtsp';
+      const bridge = Pipeline.launch('bridge', [
+        'peerjssink', `server=${ws}`, `thread=${room}`, 'name=s', 'display-name=front door',
+        'rtspsrc', `location=${url}`, 'protocols=tcp', 'latency=100', '!',
+        'rtph264depay', '!', 'h264parse', '!', 'queue', '!', 's.video',
+      ]);
+      const bridgeId = await bridge.sessionId();
+      const page = await openDemo(browser, server, 'P-rtsp', room);
+      const size = await videoPlays(page, bridgeId, 'the camera bridge');
+      assertEqual(size, { w: 320, h: 240 }, 'the camera\'s picture size in the page');
+      await waitFor('30 frames of the camera decoded in the page', async () => {
+        const s = await inbound(page);
+        return s && s.frames >= 30;
+      }, 20000);
+      const stats = await inbound(page);
+      note(`[P-rtsp] inbound ${JSON.stringify(stats)}`, true);
+      assertEqual(stats.mime, 'video/H264', 'the codec Chromium decodes from the camera');
+      assert(!/(X264Enc|Openh264|avdec_|avenc_|VP[89]Enc)/.test(bridge.output),
+        'no decoder or encoder in the bridge');
+      await page.close();
+      await bridge.interrupt();
+    } finally {
+      camera.kill();
+    }
   }
 }, { deadline: 90000 });
