@@ -1613,19 +1613,29 @@ GST_START_TEST (test_codec_refused)
   for (const char *h : { "avdec_h264", "openh264dec" })
     hide_factory (h);
   ServerThread server;
-  Member sink ("peerjssink name=p video-codec=h264 " + props (server, "refused")
-      + " videotestsrc is-live=true ! "
-      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
-  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
-  std::string ids = sink.id ();
-  std::unique_ptr<Member> src;
-  std::string idr;
-  for (int i = 0; i < 20 && (idr.empty () || idr > ids); i++) {
-    src.reset (new Member ("peerjssrc name=p server=" + server.ws_url ()));
-    fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
-    idr = src->id ();
+  /* Neither joins the thread until the ids are in the right order: a
+   * publisher of a small id is started again, else the receiver. */
+  std::unique_ptr<Member> pub, src;
+  std::string ids, idr;
+  for (int i = 0; i < 30 && (idr.empty () || idr > ids); i++) {
+    if (!pub || ids < "i") {
+      pub.reset (new Member ("peerjssink name=p video-codec=h264 server="
+              + server.ws_url () + " videotestsrc is-live=true ! "
+              "video/x-raw,width=320,height=240,framerate=15/1 ! p.video"));
+      fail_unless (pub->play () != GST_STATE_CHANGE_FAILURE);
+      ids = pub->id ();
+    }
+    if (!src || idr > ids) {
+      src.reset (new Member ("peerjssrc name=p server=" + server.ws_url ()));
+      fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
+      idr = src->id ();
+    }
   }
-  fail_unless (idr < ids, "no receiver id below %s in 20 starts", ids.c_str ());
+  fail_unless (idr < ids, "no receiver id below the publisher's in 30 starts");
+  Member & sink = *pub;
+  gboolean joined = FALSE;
+  g_signal_emit_by_name (sink.element (), "join-thread", "refused", &joined);
+  fail_unless (joined);
   gboolean ok = FALSE;
   g_signal_emit_by_name (src->element (), "join-thread", "refused", &ok);
   fail_unless (ok);
