@@ -180,4 +180,29 @@ void table_files (FileResult & files, std::string & out, int & problems,
     bool & missed);
 void json_files (GString * j, FileResult & files);
 
+/* ------------------------------------------------------------------ */
+/* 7. Video codecs (codecs.cpp; --only codecs, not in the default list) */
+
+struct CodecSample
+{
+  bool ok = false;
+  std::string why;
+  double cpu = NAN;             /* the publisher, % of one core */
+  double machine = NAN;
+  double fps = NAN;             /* frames per second per receiver */
+  double first_video_s = NAN;   /* receivers started -> first video pad */
+};
+
+struct CodecResult
+{
+  std::map<std::string, CodecSample> codecs;   /* "vp8/1", "vp8/8", ... */
+  CodecSample passthrough, reencoded;
+  std::string camera_why;       /* why the camera part did not run */
+  std::string camera_cpu_note;
+};
+
+CodecResult bench_codecs (const std::string & url);
+void table_codecs (CodecResult & r, std::string & out, int & problems,
+    bool & missed);
+
 }  // namespace peerjs::bench

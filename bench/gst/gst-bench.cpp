@@ -32,6 +32,10 @@
  *     peer.js and with a bare RTCDataChannel; chat round trips (send-event
  *     with a reply, answered from the receiver's bus watch) idle and during
  *     a transfer between the pipelines.
+ *  7. codecs.cpp (--only codecs; not in the default list): peerjssink's
+ *     CPU per video-codec at 640x480@30 for 1 and 8 receivers and the time
+ *     until the first receiver's video pad; an RTSP H.264 camera passed
+ *     through next to decoded and encoded again.
  *
  * It starts its own peerjs-signalling on a free port of 127.0.0.1 and must
  * run in a network namespace that has only loopback:
@@ -65,8 +69,8 @@ main (int argc, char **argv)
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "only", 0, 0, G_OPTION_ARG_STRING, &only,
-        "comma list of first-frame, cpu, memory, latency, room, files "
-        "(default: all but files)", "LIST" },
+        "comma list of first-frame, cpu, memory, latency, room, files, codecs "
+        "(default: all but files and codecs)", "LIST" },
     { "runs", 0, 0, G_OPTION_ARG_INT, &opt.runs,
         "first-frame runs of each side, after one warm-up (5)", "N" },
     { "window", 0, 0, G_OPTION_ARG_DOUBLE, &opt.window,
@@ -238,6 +242,8 @@ main (int argc, char **argv)
   G2GResult g2g;
   RoomResult room;
   FileResult files;
+  CodecResult codecs;
+  bool ran_codecs = wants ("codecs");
   bool ran_ff = wants ("first-frame"), ran_cpu = wants ("cpu"),
       ran_mem = wants ("memory"), ran_g2g = wants ("latency"),
       ran_room = wants ("room"), ran_files = wants ("files");
@@ -253,6 +259,8 @@ main (int argc, char **argv)
     room = bench_room (srv);
   if (ran_files)
     files = bench_files (srv.url);
+  if (ran_codecs)
+    codecs = bench_codecs (srv.url);
   bool server_alive = alive (srv.child);
   stop_all ();
 
@@ -280,6 +288,8 @@ main (int argc, char **argv)
     table_room (room, out, problems, missed);
   if (ran_files)
     table_files (files, out, problems, missed);
+  if (ran_codecs)
+    table_codecs (codecs, out, problems, missed);
   if (!server_alive)
     out += "\nFAILED: peerjs-signalling died during the benchmark\n";
   /* No trailing blanks. */

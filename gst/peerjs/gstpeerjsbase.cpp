@@ -63,6 +63,8 @@ enum
   PROP_MAX_BITRATE,
   PROP_START_BITRATE,
   PROP_VIDEO_LAYERS,
+  PROP_DISPLAY_NAME,
+  PROP_MEMBERS,
 };
 
 #define DEFAULT_MIX_WIDTH 1280
@@ -70,7 +72,7 @@ enum
 
 static GstStaticPadTemplate video_sink_template =
 GST_STATIC_PAD_TEMPLATE ("video", GST_PAD_SINK, GST_PAD_REQUEST,
-    GST_STATIC_CAPS ("video/x-raw; video/x-vp8; "
+    GST_STATIC_CAPS ("video/x-raw; video/x-vp8; video/x-vp9; "
         "video/x-h264, stream-format = (string) { avc, byte-stream }, "
         "alignment = (string) au"));
 static GstStaticPadTemplate audio_sink_template =
@@ -139,6 +141,30 @@ gst_peerjs_congestion_control_get_type (void)
   return type;
 }
 
+/* The values are indices of VIDEO_CODEC_NAMES; a value's name is the
+ * codec's SDP name (VP8), its nick the same in lower case (vp8), so that
+ * either is taken from a string (gst-launch-1.0, gst_util_set_object_arg). */
+static const char *const VIDEO_CODEC_NAMES[] = { "VP8", "VP9", "H264", "AV1" };
+
+#define GST_TYPE_PEERJS_VIDEO_CODEC (gst_peerjs_video_codec_get_type ())
+static GType
+gst_peerjs_video_codec_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {0, "VP8", "vp8"},
+    {1, "VP9", "vp9"},
+    {2, "H264", "h264"},
+    {3, "AV1", "av1"},
+    {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstPeerJSVideoCodec", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
 namespace {
 
 struct Settings
@@ -168,6 +194,8 @@ struct Settings
   guint video_layers = DEFAULT_VIDEO_LAYERS;
   std::string tags;
   std::string watch;
+  std::string display_name;
+  std::string members;
   guint reply_timeout = DEFAULT_REPLY_TIMEOUT;
   std::string download_dir;
   peerjs::Accept accept = peerjs::Accept::Signal;
@@ -490,15 +518,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_LATENCY:
       s.latency = g_value_get_uint (value);
       break;
-    case PROP_VIDEO_CODEC:{
-      const char *v = g_value_get_string (value);
-      const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
-      if (c && c->kind == peerjs::Kind::Video)
-        s.video_codec = c->name;
-      else
-        g_warning ("peerjs: video-codec '%s' is not one of VP8, H264", v);
+    case PROP_VIDEO_CODEC:
+      s.video_codec = VIDEO_CODEC_NAMES[g_value_get_enum (value)];
       break;
-    }
     case PROP_AUDIO_CODEC:{
       const char *v = g_value_get_string (value);
       const peerjs::Codec *c = v ? peerjs::codec_by_name (v) : nullptr;
@@ -542,6 +564,25 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DOWNLOAD_DIR:
       set_string (s.download_dir, value);
       break;
+    case PROP_MEMBERS:
+      set_string (s.members, value);
+      break;
+    case PROP_DISPLAY_NAME:{
+      /* As the server takes a token's name: 1-128 bytes of UTF-8 without
+       * control characters (or unset). */
+      const char *v = g_value_get_string (value);
+      bool ok = !v || (strlen (v) <= 128 && g_utf8_validate (v, -1, nullptr));
+      for (const char *c = v; ok && c && *c; c = g_utf8_next_char (c))
+        ok = !g_unichar_iscntrl (g_utf8_get_char (c));
+      if (ok)
+        s.display_name = v ? v : "";
+      else
+        GST_ELEMENT_WARNING (object, RESOURCE, SETTINGS,
+            ("display-name must be at most 128 bytes of text without "
+                "control characters; it stays '%s'",
+                s.display_name.c_str ()), (nullptr));
+      break;
+    }
     case PROP_ACCEPT_FILES:
       s.accept = (peerjs::Accept) g_value_get_enum (value);
       break;
@@ -603,7 +644,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_uint (value, s.latency);
       break;
     case PROP_VIDEO_CODEC:
-      str (s.video_codec);
+      for (guint i = 0; i < G_N_ELEMENTS (VIDEO_CODEC_NAMES); i++)
+        if (s.video_codec == VIDEO_CODEC_NAMES[i])
+          g_value_set_enum (value, (gint) i);
       break;
     case PROP_AUDIO_CODEC:
       str (s.audio_codec);
@@ -646,6 +689,12 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DOWNLOAD_DIR:
       str (s.download_dir);
+      break;
+    case PROP_DISPLAY_NAME:
+      str (s.display_name);
+      break;
+    case PROP_MEMBERS:
+      str (s.members);
       break;
     case PROP_ACCEPT_FILES:
       g_value_set_enum (value, (gint) s.accept);
@@ -894,6 +943,10 @@ make_config (GstPeerJSBase * self)
   c.watches = split_list (s.watch);
   c.reply_timeout_ms = s.reply_timeout;
   c.download_dir = s.download_dir;
+  c.display_name = s.display_name;
+  c.pipeline = GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self)));
+  c.records = s.mix;
+  c.members = split_list (s.members);
   c.accept = s.accept;
   /* A thread the token does not grant leaves `thread` too, so that the
    * next start does not ask for it either. */
@@ -1277,9 +1330,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "Jitterbuffer latency for received media, in milliseconds",
           0, 10000, DEFAULT_LATENCY, rw));
   g_object_class_install_property (gobject_class, PROP_VIDEO_CODEC,
-      g_param_spec_string ("video-codec", "Video codec",
-          "What raw video is encoded to: VP8 or H264 (needs x264enc); "
-          "encoded input is sent as it is", DEFAULT_VIDEO_CODEC, rw));
+      g_param_spec_enum ("video-codec", "Video codec",
+          "What raw video is encoded to, by the installed encoder of the "
+          "highest rank (docs/elements.md lists them); encoded input is "
+          "sent as it is", GST_TYPE_PEERJS_VIDEO_CODEC, 0, rw));
   g_object_class_install_property (gobject_class, PROP_AUDIO_CODEC,
       g_param_spec_string ("audio-codec", "Audio codec",
           "What raw audio is encoded to: OPUS", DEFAULT_AUDIO_CODEC, rw));
@@ -1359,6 +1413,12 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "the element runs, watches can be added, not taken away", nullptr,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
               | GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_DISPLAY_NAME,
+      g_param_spec_string ("display-name", "Display name",
+          "The name other members show for this one (the demo room's "
+          "tiles), sent as display_name with its thread:connect and "
+          "thread:change; a name in the auth token is shown instead. At "
+          "most 128 bytes, no control characters", nullptr, rw));
   g_object_class_install_property (gobject_class, PROP_REPLY_TIMEOUT,
       g_param_spec_uint ("reply-timeout", "Reply timeout",
           "How long send-event waits for a reply, in milliseconds, before it "
@@ -1431,6 +1491,8 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       (GstPluginAPIFlags) 0);
   gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_ACCEPT_FILES,
       (GstPluginAPIFlags) 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_PEERJS_VIDEO_CODEC,
+      (GstPluginAPIFlags) 0);
 }
 
 void
@@ -1455,6 +1517,18 @@ gst_peerjs_base_class_setup (GstPeerJSBaseClass * klass, gboolean sends,
         GST_DEBUG_FUNCPTR (gst_peerjs_base_release_pad);
   }
   if (receives) {
+    GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+    /* GObject does not pass these on to subclasses. */
+    gobject_class->set_property = gst_peerjs_base_set_property;
+    gobject_class->get_property = gst_peerjs_base_get_property;
+    g_object_class_install_property (gobject_class, PROP_MEMBERS,
+        g_param_spec_string ("members", "Members",
+            "Receive only these members, comma-separated: each entry is a "
+            "session id, a name (the auth token's, else the member's "
+            "display-name) or a tag the member announces with its "
+            "thread:connect (a pipeline's tags). Unset: every member",
+            nullptr, (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+                | GST_PARAM_MUTABLE_READY)));
     gst_element_class_add_static_pad_template (element_class,
         &video_src_template);
     gst_element_class_add_static_pad_template (element_class,

@@ -22,8 +22,12 @@ namespace {
 const Codec CODECS[] = {
   { "VP8", Kind::Video, "video/x-vp8", 90000, 96,
     "vp8enc", nullptr, "rtpvp8pay", "rtpvp8depay", "vp8dec" },
+  { "VP9", Kind::Video, "video/x-vp9", 90000, 98,
+    "vp9enc", nullptr, "rtpvp9pay", "rtpvp9depay", "vp9dec" },
   { "H264", Kind::Video, "video/x-h264", 90000, 102,
     "x264enc", "h264parse", "rtph264pay", "rtph264depay", "avdec_h264" },
+  { "AV1", Kind::Video, "video/x-av1", 90000, 45,
+    "av1enc", "av1parse", "rtpav1pay", "rtpav1depay", "av1dec" },
   { "OPUS", Kind::Audio, "audio/x-opus", 48000, 111,
     "opusenc", nullptr, "rtpopuspay", "rtpopusdepay", "opusdec" },
 };
@@ -170,7 +174,8 @@ receivable_caps (Kind kind)
 {
   GstCaps *caps = gst_caps_new_empty ();
   for (const Codec & c : CODECS) {
-    if (c.kind == kind && has_factory (c.depayloader) && has_factory (c.decoder))
+    if (c.kind == kind && has_factory (c.depayloader)
+        && !find_decoder (c).empty ())
       gst_caps_append (caps, rtp_caps (c, c.default_pt));
   }
   return caps;
@@ -301,8 +306,16 @@ Outgoing::on_caps (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   gst_event_parse_caps (event, &caps);
   /* Linking here, before the event goes on, makes the new chain its
    * receiver. */
-  if (!self->build (caps))
+  if (!self->build (caps)) {
+    /* Told once: what comes after (caps again with every buffer, as the
+     * event is sticky) is dropped without a word. */
+    gst_pad_remove_probe (pad, GST_PAD_PROBE_INFO_ID (info));
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM,
+        [] (GstPad *, GstPadProbeInfo *, gpointer) {
+          return GST_PAD_PROBE_DROP;
+        }, nullptr, nullptr);
     return GST_PAD_PROBE_DROP;
+  }
   self->ready_ (*self);
   return GST_PAD_PROBE_REMOVE;
 }
@@ -320,7 +333,13 @@ Outgoing::build (GstCaps * caps)
     return false;
   }
 
-  std::string needed = raw ? codec->encoder : "";
+  if (raw && find_encoder (*codec).empty ()) {
+    failed_ (codec->encoder, std::string ("no ") + codec->name
+        + " encoder is installed, install one of "
+        + missing_encoder_hint (*codec));
+    return false;
+  }
+  std::string needed;
   if (codec->parser)
     needed += std::string (",") + codec->parser;
   needed += std::string (",") + codec->payloader;
@@ -353,7 +372,7 @@ Outgoing::build (GstCaps * caps)
     chain.insert (chain.end (), encoding.begin (), encoding.end ());
   }
   if (codec->parser)
-    chain.push_back (make (codec->parser));
+    chain.push_back (make_parser (*codec));
   if (!add_chain (bin_, chain)) {
     failed_ ("", std::string ("could not build the ") + codec->name
         + " encoder");
@@ -420,7 +439,7 @@ Outgoing::build_layers (const Codec & codec, GstCaps * caps)
       chain.push_back (nullptr);      /* add_chain fails on it */
     chain.insert (chain.end (), encoding.begin (), encoding.end ());
     if (codec.parser)
-      chain.push_back (make (codec.parser));
+      chain.push_back (make_parser (codec));
     layer.tee = i == 0 ? tee_ : make ("tee", (name + "-tee").c_str ());
     if (i > 0) {
       if (layer.tee)
@@ -733,8 +752,12 @@ make_decoder (const Codec & codec, const std::string & name,
     std::shared_ptr<FrameCounter> counter, bool fec)
 {
   GstElement *depay = make (codec.depayloader);
-  GstElement *dec = make (codec.decoder);
+  GstElement *dec = make (find_decoder (codec).c_str ());
   std::vector<GstElement *> chain = { depay, dec };
+  /* What a decoder takes (openh264dec: byte-stream alone) is the parser's
+   * to convert to. */
+  if (codec.parser && codec.kind == Kind::Video)
+    chain.insert (chain.begin () + 1, make (codec.parser));
   if (codec.kind == Kind::Video) {
     /* A frame with a packet missing (lost for good: the jitterbuffer gave
      * up on it) is dropped, and so is every frame after it until a key
@@ -790,6 +813,21 @@ make_payloader (const Codec & codec, int pt, guint ssrc,
       gst_util_set_object_arg (G_OBJECT (pay), "aggregate-mode",
           "zero-latency");
     }
+  }
+  if (g_str_equal (codec.payloader, "rtph264pay")) {
+    /* rtph264pay writes the profile-level-id of the stream's SPS (x264enc's
+     * constrained baseline is 42c0xx: constraint_set2 unset, the level the
+     * picture size needs); what the SDP says (42e01f, the same profile at
+     * a level above) is what webrtcbin's pad takes. */
+    GstElement *setter = make ("capssetter");
+    if (setter) {
+      g_autoptr (GstCaps) caps = rtp_caps (codec, pt);
+      g_autoptr (GstCaps) level = gst_caps_new_simple ("application/x-rtp",
+          "profile-level-id", G_TYPE_STRING, gst_structure_get_string (
+              gst_caps_get_structure (caps, 0), "profile-level-id"), NULL);
+      g_object_set (setter, "caps", level, NULL);
+    }
+    return bin_with_ghosts (name, queue, setter, { queue, pay, setter });
   }
   return bin_with_ghosts (name, queue, pay, { queue, pay });
 }

@@ -22,16 +22,16 @@ const char *kind_name (Kind kind);
 
 struct Codec
 {
-  const char *name;            /* SDP encoding name: VP8, H264, OPUS */
+  const char *name;            /* SDP encoding name: VP8, VP9, H264, AV1, OPUS */
   Kind kind;
   const char *encoded_caps;    /* what an encoder makes, e.g. video/x-vp8 */
   int clock_rate;
   int default_pt;
-  const char *encoder;
+  const char *encoder;         /* the usual encoder; encoders.cpp chooses */
   const char *parser;          /* between encoder and payloader, or null */
   const char *payloader;
   const char *depayloader;
-  const char *decoder;
+  const char *decoder;         /* the usual decoder; encoders.cpp chooses */
 };
 
 /* By SDP name, case-insensitive; null when unknown. */

@@ -1,12 +1,16 @@
 #include "peer.h"
 
 #include "congestion.h"
+#include "encoders.h"
 #include "layers.h"
 #include "messages.h"
 
 #include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 #include <nice/agent.h>
+
+#include <algorithm>
+#include <cstring>
 
 GST_DEBUG_CATEGORY_EXTERN (gst_peerjs_debug);
 #define GST_CAT_DEFAULT gst_peerjs_debug
@@ -824,6 +828,7 @@ Peer::on_offer (const std::string & text)
 
   /* The first offered m-line of a kind we have no m-line for becomes ours:
    * a transceiver made now is the one webrtcbin's answer picks. */
+  std::vector<guint> refused;      /* m-lines of codecs we cannot decode */
   for (guint i = 0; i < gst_sdp_message_medias_len (offer); i++) {
     const GstSDPMedia *media = gst_sdp_message_get_media (offer, i);
     const char *type = gst_sdp_media_get_media (media);
@@ -842,6 +847,7 @@ Peer::on_offer (const std::string & text)
       if (pts.empty ()) {
         GST_WARNING ("%s offers no %s for our %s", id_.c_str (), codec->name,
             kind_name (kind));
+        cannot_receive (*codec);
         continue;
       }
       pt = pts.front ();
@@ -853,6 +859,9 @@ Peer::on_offer (const std::string & text)
                 gst_caps_get_structure (ours, j), "encoding-name"));
         gst_caps_append (prefs, caps_for_pts (*c, payload_types (media, *c)));
       }
+      if (gst_caps_is_empty (prefs) && host_.receives ()
+          && host_.wants_recv (id_, kind) && cannot_decode (media))
+        refused.push_back (i);
     }
     /* Transport-wide congestion control when the offer has it, with its
      * id. */
@@ -876,6 +885,15 @@ Peer::on_offer (const std::string & text)
           : GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE;
     }
     rewrite (answer, true);
+    /* An m-line whose codecs we cannot decode is refused as JSEP does,
+     * with a port of 0, so that the member knows why it is not received
+     * (webrtcbin answers it inactive, as one we do not want). */
+    for (guint i : refused) {
+      auto *media = const_cast<GstSDPMedia *> (gst_sdp_message_get_media (
+              answer, i));
+      if (media)
+        gst_sdp_media_set_port_info (media, 0, 1);
+    }
     send_sdp ("answer", answer);
     negotiated ();
   }
@@ -897,6 +915,28 @@ Peer::on_answer (const std::string & text)
   if (!answer)
     return;
   stop_watching_answer ();
+  /* What we send and the member's answer refuses (a port of 0, or none of
+   * our codec's payload types): the first m-line of each kind is ours. */
+  bool seen[KIND_COUNT] = { false, false };
+  for (guint i = 0; i < gst_sdp_message_medias_len (answer); i++) {
+    const GstSDPMedia *media = gst_sdp_message_get_media (answer, i);
+    Kind kind = g_strcmp0 (gst_sdp_media_get_media (media), "audio") == 0
+        ? Kind::Audio : Kind::Video;
+    Slot & s = slots_[(int) kind];
+    Outgoing *out = host_.outgoing (kind);
+    const Codec *codec = out ? out->codec () : nullptr;
+    if (seen[(int) kind] || g_strcmp0 (gst_sdp_media_get_media (media),
+            kind_name (kind)) != 0)
+      continue;
+    seen[(int) kind] = true;
+    if (!codec || !s.trans || !sends (s.fixed))
+      continue;
+    GST_DEBUG ("%s: answer m-line %u (%s): port %u", id_.c_str (), i,
+        kind_name (kind), gst_sdp_media_get_port (media));
+    if (gst_sdp_media_get_port (media) == 0
+        || payload_types (media, *codec).empty ())
+      cannot_receive (*codec);
+  }
   rewrite (answer, false);
   bool ok = apply (GST_WEBRTC_SDP_TYPE_ANSWER, answer, false);
   gst_sdp_message_free (answer);
@@ -957,6 +997,55 @@ Peer::negotiated ()
   }
   if (master_ && offer_again_)
     offer ();
+}
+
+void
+Peer::cannot_receive (const Codec & codec)
+{
+  if (std::find (told_cannot_receive_.begin (), told_cannot_receive_.end (),
+          codec.name) != told_cannot_receive_.end ())
+    return;
+  told_cannot_receive_.push_back (codec.name);
+  GST_ELEMENT_WARNING (host_.bin (), STREAM, CODEC_NOT_FOUND,
+      ("Member %s cannot receive %s: it gets no %s from this element.",
+          id_.c_str (), codec.name, kind_name (codec.kind)), (nullptr));
+}
+
+bool
+Peer::cannot_decode (const GstSDPMedia * media)
+{
+  /* Only what the member sends: a recvonly or inactive m-line is not. */
+  if (gst_sdp_media_get_attribute_val (media, "recvonly")
+      || gst_sdp_media_get_attribute_val (media, "inactive"))
+    return false;
+  bool found = false;
+  for (guint i = 0; i < gst_sdp_media_attributes_len (media); i++) {
+    const GstSDPAttribute *a = gst_sdp_media_get_attribute (media, i);
+    if (g_strcmp0 (a->key, "rtpmap") != 0 || !a->value)
+      continue;
+    /* "96 H264/90000": the encoding name between the space and the slash. */
+    const char *space = strchr (a->value, ' ');
+    if (!space)
+      continue;
+    std::string name (space + 1);
+    name = name.substr (0, name.find ('/'));
+    const Codec *codec = codec_by_name (name);
+    if (!codec || !find_decoder (*codec).empty ())
+      continue;
+    found = true;
+    /* Once per element and codec: every member sending it would say the
+     * same. */
+    std::string key = std::string ("peerjs-told-no-decoder-") + codec->name;
+    GObject *element = G_OBJECT (host_.bin ());
+    if (g_object_get_data (element, key.c_str ()))
+      continue;
+    g_object_set_data (element, key.c_str (), GINT_TO_POINTER (1));
+    GST_ELEMENT_WARNING (host_.bin (), STREAM, CODEC_NOT_FOUND,
+        ("Member %s sends %s, which cannot be decoded here: install %s.",
+            id_.c_str (), codec->name,
+            missing_decoder_hint (*codec).c_str ()), (nullptr));
+  }
+  return found;
 }
 
 /* ------------------------------------------------------------------ */

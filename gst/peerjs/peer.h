@@ -201,6 +201,12 @@ private:
   FecCounts count_reports ();
   void on_pad_added (GstPad * pad);
   void expose (Kind kind, bool on);
+  /* Codec negotiation with the member failed for `kind`: a bus warning,
+   * once per member and codec (what we send), once per element and codec
+   * (what we cannot decode). Signalling thread. */
+  void cannot_receive (const Codec & codec);
+  /* True when the member sends a codec we know and cannot decode. */
+  bool cannot_decode (const GstSDPMedia * media);
 
   PeerHost & host_;
   std::string id_;
@@ -216,6 +222,7 @@ private:
   bool closed_ = false;
   bool red_watched_ = false;    /* use_fec watches for the RED encoder */
   std::string pending_offer_;      /* held until our streams know codecs */
+  std::vector<std::string> told_cannot_receive_;   /* codecs warned about */
   std::vector<std::pair<std::string,
       std::function<void (GstWebRTCDataChannel *)>>> pending_channels_;
   GSource *resend_ = nullptr;      /* sends the offer again (watch_answer) */

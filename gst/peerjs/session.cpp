@@ -288,6 +288,23 @@ Session::start (const Config & config)
   };
   client_ = std::make_unique<SignallingClient> (config_.server,
       config_.tls_ca, std::move (handlers));
+  {
+    JsonObject *self = json_object_new ();
+    if (!config_.display_name.empty ())
+      json_object_set_string_member (self, "display_name",
+          config_.display_name.c_str ());
+    json_object_set_string_member (self, "pipeline", config_.pipeline.c_str ());
+    if (config_.records)
+      json_object_set_boolean_member (self, "records", TRUE);
+    if (!config_.tags.empty ()) {
+      JsonArray *tags = json_array_new ();
+      for (const std::string & t : config_.tags)
+        json_array_add_string_element (tags, t.c_str ());
+      json_object_set_array_member (self, "tags", tags);
+    }
+    client_->describe_self (self);
+    json_object_unref (self);
+  }
   client_->start ();
   return true;
 }
@@ -526,7 +543,23 @@ Session::wants_send (const std::string & member, Kind kind)
 bool
 Session::wants_recv (const std::string & member, Kind kind)
 {
-  return config_.receives && allowed (member, kind);
+  return config_.receives && allowed (member, kind) && chosen (member);
+}
+
+bool
+Session::chosen (const std::string & member) const
+{
+  const std::vector<std::string> & wanted = config_.members;
+  if (wanted.empty ()
+      || std::find (wanted.begin (), wanted.end (), member) != wanted.end ())
+    return true;
+  auto it = known_as_.find (member);
+  if (it == known_as_.end ())
+    return false;
+  for (const std::string & name : it->second)
+    if (std::find (wanted.begin (), wanted.end (), name) != wanted.end ())
+      return true;
+  return false;
 }
 
 namespace {
@@ -914,6 +947,30 @@ Session::our_media () const
   return m;
 }
 
+/* The name and tags a member's thread:connect or thread:change carries
+ * (from_name, else display_name; tags), for `members`. */
+void
+Session::learn_names (const std::string & member, JsonObject * msg)
+{
+  std::vector<std::string> names;
+  std::string name = json_string (msg, "from_name");
+  if (name.empty ())
+    name = json_string (msg, "display_name");
+  if (!name.empty ())
+    names.push_back (name);
+  JsonNode *tags = json_object_get_member (msg, "tags");
+  if (tags && JSON_NODE_HOLDS_ARRAY (tags)) {
+    JsonArray *a = json_node_get_array (tags);
+    for (guint i = 0; i < json_array_get_length (a); i++) {
+      JsonNode *n = json_array_get_element (a, i);
+      if (JSON_NODE_HOLDS_VALUE (n)
+          && json_node_get_value_type (n) == G_TYPE_STRING)
+        names.emplace_back (json_node_get_string (n));
+    }
+  }
+  known_as_[member] = names;
+}
+
 JsonObject *
 Session::our_constraints () const
 {
@@ -1049,6 +1106,7 @@ Session::on_message (JsonObject * msg)
     bool joined = type == "thread:connect"
         && !json_object_has_member (msg, "to");
     t->second.members[from] = m;
+    learn_names (from, msg);
     if (joined) {
       /* Answer a join directly, so both know each other's constraints. */
       JsonObject *answer = new_message ("thread:connect");

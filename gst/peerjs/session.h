@@ -53,6 +53,13 @@ struct Config
   std::vector<std::string> watches;
   guint reply_timeout_ms = 0;           /* 0: wait for ever */
   std::string download_dir;             /* "": files are not saved */
+  /* How this member describes itself in thread:connect/change. */
+  std::string display_name;             /* "": none */
+  std::string pipeline;                 /* the element's factory name */
+  bool records = false;                 /* mix=true: records the room */
+  /* Receive only members whose id, name or an announced tag is one of
+   * these (empty: every member). */
+  std::vector<std::string> members;
   Accept accept = Accept::Signal;
   /* The server refused to let us join this thread (the token does not
    * grant it): the session no longer asks for it. Mesh thread. */
@@ -188,6 +195,9 @@ private:
   Media our_media () const;
   JsonObject *our_constraints () const;
   bool allowed (const std::string & member, Kind kind) const;
+  /* `members` lets the member's media in (signalling thread). */
+  bool chosen (const std::string & member) const;
+  void learn_names (const std::string & member, JsonObject * msg);
   bool shares_thread (const std::string & member) const;
   Peer *ensure_peer (const std::string & member);
   void settle (const std::string & member);
@@ -242,6 +252,9 @@ private:
 
   /* Signalling thread. */
   std::map<std::string, Thread> threads_;
+  /* What each member is known as besides its id: its name (the token's,
+   * else its display_name) and the tags it announces. */
+  std::map<std::string, std::vector<std::string>> known_as_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;
   /* The no-relay warning (ice-transport-policy=all) was posted: once per
    * start, not per member. Mesh thread. */

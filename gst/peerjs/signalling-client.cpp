@@ -55,6 +55,8 @@ SignallingClient::~SignallingClient ()
   stop ();
   g_main_loop_unref (loop_);
   g_main_context_unref (context_);
+  if (self_)
+    json_object_unref (self_);
 }
 
 void
@@ -198,8 +200,33 @@ parse_ice_servers (JsonObject * greeting)
 }  // namespace
 
 void
+SignallingClient::describe_self (JsonObject * fields)
+{
+  if (self_)
+    json_object_unref (self_);
+  self_ = fields ? json_object_ref (fields) : nullptr;
+}
+
+void
+SignallingClient::add_self (JsonObject * msg)
+{
+  const char *type = json_object_get_string_member_with_default (msg, "type",
+      "");
+  if (!self_ || (!g_str_equal (type, "thread:connect")
+          && !g_str_equal (type, "thread:change")))
+    return;
+  g_autoptr (GList) names = json_object_get_members (self_);
+  for (GList *n = names; n; n = n->next) {
+    const char *name = static_cast<const char *> (n->data);
+    json_object_set_member (msg, name, json_node_copy (
+            json_object_get_member (self_, name)));
+  }
+}
+
+void
 SignallingClient::send (JsonObject * msg)
 {
+  add_self (msg);
   invoke ([this, text = to_text (msg)] {
     if (greeted_ && !holding_ && outbox_.empty ()) {
       write (text);
@@ -217,6 +244,7 @@ SignallingClient::send (JsonObject * msg)
 void
 SignallingClient::send_first (JsonObject * msg)
 {
+  add_self (msg);
   invoke ([this, text = to_text (msg)] {
     if (greeted_)
       write (text);

@@ -67,6 +67,10 @@ public:
   /* Send one message, from any thread, in order. While disconnected, and
    * after a greeting until release(), it waits in a bounded outbox. */
   void send (JsonObject * msg);
+  /* Fields added to every thread:connect and thread:change we send (how
+   * this member describes itself: display_name, pipeline, records). Set
+   * before start (). */
+  void describe_self (JsonObject * fields);
   /* Send at once, ahead of what waits (joining threads after a greeting). */
   void send_first (JsonObject * msg);
   /* After a greeting: send what waited (keep) or drop it (it was written
@@ -94,6 +98,8 @@ private:
   std::string url_;
   std::string tls_ca_;
   Handlers handlers_;
+  JsonObject *self_ = nullptr;     /* describe_self's fields */
+  void add_self (JsonObject * msg);
 
   GMainContext *context_ = nullptr;
   GMainLoop *loop_ = nullptr;

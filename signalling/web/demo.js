@@ -142,16 +142,43 @@
     return true;
   }
 
-  /* The server puts the name a member's token gives in what it relays. */
+  /* The server puts the name a member's token gives in what it relays;
+   * a pipeline without one says its display-name in its thread:connect and
+   * thread:change (display_name), which the token's name wins over. */
+  const kinds = new Map();     // member session id -> { pipeline, records }
   function learnName(e) {
-    if (!e.from || typeof e.from_name !== 'string' || !e.from_name) return;
-    if (names.get(e.from) === e.from_name) return;
-    names.set(e.from, e.from_name);
+    if (!e.from) return;
+    const name = typeof e.from_name === 'string' && e.from_name ? e.from_name
+      : typeof e.display_name === 'string' && e.display_name && !names.has(e.from)
+        ? e.display_name : null;
+    if (!name || names.get(e.from) === name) return;
+    names.set(e.from, name);
     const tile = tiles.get(e.from);
     if (tile) {
-      tile.querySelector('.name').textContent = e.from_name;
+      tile.querySelector('.name').textContent = name;
       tile.querySelector('.avatar').replaceWith(avatar(e.from));
     }
+  }
+
+  /* A pipeline says so (pipeline: its element), and whether it records
+   * the room (records): its tile is marked. */
+  function learnKind(e) {
+    if (!e.from || (e.type !== 'thread:connect' && e.type !== 'thread:change')) return;
+    kinds.set(e.from, { pipeline: typeof e.pipeline === 'string' ? e.pipeline : '',
+      records: e.records === true });
+    markKind(e.from);
+  }
+
+  function markKind(id) {
+    const tile = tiles.get(id);
+    const k = kinds.get(id);
+    if (!tile || !k) return;
+    tile.classList.toggle('pipeline', !!k.pipeline);
+    tile.classList.toggle('records', k.records);
+    const caption = tile.querySelector('figcaption');
+    for (const old of caption.querySelectorAll('.kind')) old.remove();
+    if (k.pipeline) caption.append(el('span', { class: 'kind', title: `a GStreamer pipeline (${k.pipeline})` }, 'pipeline'));
+    if (k.records) caption.append(el('span', { class: 'kind rec', title: 'records the room' }, 'rec'));
   }
 
   /* A microphone with a stroke through it, for the "muted" badge. */
@@ -757,6 +784,7 @@
   peer.on('thread:connect, thread:change', (e) => {
     learnName(e);
     if (e.from && joined && e.thread === room) addMember(e.from);
+    learnKind(e);
   });
 
   peer.on('thread:disconnect', (e) => {

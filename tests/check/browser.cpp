@@ -113,6 +113,12 @@ GST_START_TEST (test_pipelines)
 }
 GST_END_TEST;
 
+GST_START_TEST (test_codecs)
+{
+  run_scenario ("codecs");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_pipeline_files)
 {
   run_scenario ("pipeline-files");
@@ -158,6 +164,7 @@ browser_suite (void)
   tcase_add_test (tc, test_original);
   tcase_add_test (tc, test_pipelines);
   tcase_add_test (tc, test_pipeline_files);
+  tcase_add_test (tc, test_codecs);
   tcase_add_test (tc, test_auth);
   tcase_add_test (tc, test_ice);
   tcase_add_test (tc, test_loss);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -120,7 +121,9 @@ struct Output
   std::vector<GstClockTime> pts;   /* each video frame's timestamp */
   /* Each 320x240 video frame's luma, sampled (picture_sample ()). */
   std::vector<std::vector<guint8>> pictures;
+  gint64 added = 0;             /* when the pad came, ms */
   int peak = 0;                 /* largest |sample| of S16 audio */
+  double yuv[3] = { 0, 0, 0 };  /* the last I420 frame's mean Y, U and V */
   std::string caps;
   bool removed = false;
   /* File pads: every byte, hashed. */
@@ -399,6 +402,7 @@ private:
     Output & o = outputs_[name];
     o = Output ();
     o.pad = name;
+    o.added = now_ms ();
     if (file) {
       o.sha.reset (g_checksum_new (G_CHECKSUM_SHA256), g_checksum_free);
       /* At the fakesink, behind the queue: the EOS comes after the last
@@ -455,6 +459,7 @@ private:
     GstMapInfo map;
     guint sum = 0;
     int peak = 0;
+    double yuv[3] = { 0, 0, 0 };
     bool video = g_str_has_prefix (pad.c_str (), "video");
     if (g_str_has_prefix (pad.c_str (), "file_")) {
       std::lock_guard<std::mutex> guard (lock_);
@@ -467,10 +472,12 @@ private:
       o.buffers++;
       return;
     }
+    g_autoptr (GstCaps) caps = gst_pad_get_current_caps (sinkpad);
     if (gst_buffer_map (buf, &map, GST_MAP_READ)) {
       if (video) {
         for (gsize i = 0; i < map.size; i += 7)
           sum = sum * 31 + map.data[i];
+        mean_yuv (caps, map.data, map.size, yuv);
       } else {
         auto *s = reinterpret_cast<const gint16 *> (map.data);
         for (gsize i = 0; i < map.size / 2; i++)
@@ -478,7 +485,6 @@ private:
       }
       gst_buffer_unmap (buf, &map);
     }
-    g_autoptr (GstCaps) caps = gst_pad_get_current_caps (sinkpad);
     g_autofree char *caps_text = caps ? gst_caps_to_string (caps) : nullptr;
     std::vector<guint8> picture = video ? picture_of (buf, caps)
         : std::vector<guint8> ();
@@ -488,6 +494,7 @@ private:
     if (video) {
       if (!picture.empty () && o.pictures.size () < 3000)
         o.pictures.push_back (std::move (picture));
+      std::copy (yuv, yuv + 3, o.yuv);
       o.contents.insert (sum);
       o.times.push_back (now_ms ());
       o.pts.push_back (GST_BUFFER_PTS (buf));
@@ -495,6 +502,33 @@ private:
     o.peak = std::max (o.peak, peak);
     if (caps_text)
       o.caps = caps_text;
+  }
+
+  /* The mean of each plane of an I420 frame (GStreamer's default strides:
+   * rows of 4-byte multiples). */
+  static void mean_yuv (GstCaps * caps, const guint8 * data, gsize size,
+      double yuv[3])
+  {
+    int w = 0, h = 0;
+    const GstStructure *s = caps ? gst_caps_get_structure (caps, 0) : nullptr;
+    if (!s || !gst_structure_get_int (s, "width", &w)
+        || !gst_structure_get_int (s, "height", &h) || w <= 0 || h <= 0)
+      return;
+    int cw = (w + 1) / 2, ch = (h + 1) / 2;
+    gsize ystride = GST_ROUND_UP_4 (w), cstride = GST_ROUND_UP_4 (cw);
+    gsize offsets[3] = { 0, ystride * GST_ROUND_UP_2 (h), 0 };
+    offsets[2] = offsets[1] + cstride * ch;
+    if (size < offsets[2] + cstride * ch)
+      return;
+    for (int p = 0; p < 3; p++) {
+      int pw = p ? cw : w, ph = p ? ch : h;
+      gsize stride = p ? cstride : ystride;
+      guint64 total = 0;
+      for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++)
+          total += data[offsets[p] + y * stride + x];
+      yuv[p] = (double) total / (pw * ph);
+    }
   }
 
   GstElement *pipeline_ = nullptr;
@@ -1462,34 +1496,444 @@ GST_START_TEST (test_no_fec)
 }
 END_TEST;
 
-/* video-codec=H264: published where x264enc is installed; where it is not,
- * a CORE/MISSING_PLUGIN error names it. */
-GST_START_TEST (test_h264_or_missing_plugin)
+/* Hide an element from this case's process (each case runs in a process
+ * of its own), as if its plugin were not installed. */
+void
+hide_factory (const char *name)
 {
-  ServerThread server;
-  Member sink ("peerjssink name=p video-codec=H264 " + props (server, "h264")
-      + " videotestsrc is-live=true ! "
-      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
-  g_autoptr (GstElementFactory) x264 = gst_element_factory_find ("x264enc");
-  g_autoptr (GstElementFactory) dec = gst_element_factory_find ("avdec_h264");
-  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
-  if (!x264) {
-    fail_unless (wait_until ([&] { return !sink.errors ().empty (); }),
-        "no error without x264enc");
-    std::string e = sink.errors ().front ();
-    std::string want = "error gst-core-error-quark/"
-        + std::to_string (GST_CORE_ERROR_MISSING_PLUGIN);
-    fail_unless (e.find (want) == 0 && e.find ("x264enc") != std::string::npos,
-        "wanted CORE/MISSING_PLUGIN naming x264enc, got %s", e.c_str ());
-    return;
+  GstRegistry *registry = gst_registry_get ();
+  GstPluginFeature *f = gst_registry_lookup_feature (registry, name);
+  if (f) {
+    gst_registry_remove_feature (registry, f);
+    gst_object_unref (f);
   }
-  Member src (receiver (server, "h264"));
+}
+
+bool
+has_factory (const char *name)
+{
+  g_autoptr (GstElementFactory) f = gst_element_factory_find (name);
+  return f != nullptr;
+}
+
+/* A codec published from raw video by one encoder (the others of the
+ * codec hidden), and what a receiver needs for it. */
+struct CodecCase
+{
+  const char *codec;
+  const char *encoder;
+  std::vector<const char *> hidden;
+  std::vector<const char *> needed;   /* payloader, depayloader, a decoder */
+};
+
+const CodecCase CODEC_CASES[] = {
+  { "VP8", "vp8enc", {}, { "rtpvp8pay", "rtpvp8depay", "vp8dec" } },
+  { "VP9", "vp9enc", {}, { "rtpvp9pay", "rtpvp9depay", "vp9dec" } },
+  { "H264", "x264enc", {}, { "rtph264pay", "rtph264depay", "avdec_h264" } },
+  { "H264", "openh264enc", { "x264enc", "avdec_h264" },
+    { "rtph264pay", "rtph264depay", "openh264dec" } },
+  { "AV1", "av1enc", {}, { "rtpav1pay", "rtpav1depay", "av1dec" } },
+};
+
+/* video-codec: each codec whose encoder and decoder are installed here is
+ * encoded by the element chosen for it and decoded by a receiving pipeline
+ * as it was sent: 320x240, a red picture (with a white ball moving over
+ * it: the frames differ). */
+GST_START_TEST (test_video_codecs)
+{
+  const CodecCase & c = CODEC_CASES[__i__];
+  for (const char *h : c.hidden)
+    hide_factory (h);
+  std::vector<const char *> needed = c.needed;
+  needed.push_back (c.encoder);
+  for (const char *n : needed) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: %s by %s: no %s on this machine\n", c.codec, c.encoder,
+          n);
+      return;
+    }
+  }
+  ServerThread server;
+  std::string thread = std::string ("codec-") + c.encoder;
+  Member sink (std::string ("peerjssink name=p video-codec=") + c.codec + " "
+      + props (server, thread) + " videotestsrc is-live=true pattern=ball "
+      "background-color=0xffff0000 ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  Member src (receiver (server, thread));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
   fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
   std::string id = sink.id ();
-  if (dec)
-    check_video (src, "video_" + id, 20);
-  else
-    src.wait_message ("peerjs-thread-connect", {{"member", id}});
+  check_video (src, "video_" + id, 20);
+  g_autoptr (GstElement) enc = made_by (sink, c.encoder);
+  fail_unless (enc != nullptr, "%s was not encoded by %s", c.codec, c.encoder);
+  g_autoptr (GstElement) dec = made_by (src, c.needed.back ());
+  fail_unless (dec != nullptr, "%s was not decoded by %s", c.codec,
+      c.needed.back ());
+  /* Red in BT.601: Y 81, U 90, V 240; the ball is a small part. */
+  Output o = src.output ("video_" + id);
+  fail_unless (std::abs (o.yuv[0] - 81) < 25 && std::abs (o.yuv[1] - 90) < 25
+      && std::abs (o.yuv[2] - 240) < 25, "%s: mean Y %.0f U %.0f V %.0f, "
+      "wanted red (81 90 240)", c.codec, o.yuv[0], o.yuv[1], o.yuv[2]);
+  fail_unless (sink.errors ().empty () && src.errors ().empty (),
+      "errors:\n%s%s", sink.describe ().c_str (), src.describe ().c_str ());
+}
+END_TEST;
+
+/* No encoder for video-codec: one CORE/MISSING_PLUGIN error naming the
+ * Debian package to install, not one per caps event. */
+GST_START_TEST (test_missing_encoder)
+{
+  for (const char *h : { "x264enc", "openh264enc", "vah264enc", "nvh264enc",
+          "v4l2h264enc" })
+    hide_factory (h);
+  ServerThread server;
+  Member sink ("peerjssink name=p video-codec=h264 " + props (server, "noenc")
+      + " videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (wait_until ([&] { return !sink.errors ().empty (); }),
+      "no error without an H.264 encoder");
+  /* A second would come with the next caps event or buffer: 2 s is 30 of
+   * them. */
+  fail_if (wait_until ([&] { return sink.errors ().size () > 1; }, 2000),
+      "more than one error:\n%s", sink.describe ().c_str ());
+  std::string e = sink.errors ().front ();
+  std::string want = "error gst-core-error-quark/"
+      + std::to_string (GST_CORE_ERROR_MISSING_PLUGIN);
+  fail_unless (e.find (want) == 0
+      && e.find ("gstreamer1.0-plugins-ugly") != std::string::npos
+      && e.find ("openh264enc") != std::string::npos,
+      "wanted CORE/MISSING_PLUGIN naming the package, got %s", e.c_str ());
+}
+END_TEST;
+
+/* Elements inside `m`'s peerjs element whose class says they encode or
+ * decode video. */
+std::vector<std::string>
+coders_in (Member & m)
+{
+  std::vector<std::string> found;
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (GST_BIN (m.element ()));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    const char *klass = f ? gst_element_factory_get_metadata (f,
+        GST_ELEMENT_METADATA_KLASS) : nullptr;
+    if (klass && strstr (klass, "Video") && (strstr (klass, "Encoder")
+            || strstr (klass, "Decoder")))
+      found.push_back (GST_OBJECT_NAME (f));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return found;
+}
+
+/* A camera's H.264 as it comes off RTP (depayloaded and parsed, its
+ * parameter sets once at the start of the byte-stream, a key frame every
+ * 60 s) is sent as it is: no
+ * encoder or decoder in the element; a member joining late asks for a key
+ * frame, which reaches the encoder upstream, and it decodes a picture
+ * within 2 s of its stream's arrival. */
+GST_START_TEST (test_h264_passthrough)
+{
+  for (const char *n : { "x264enc", "avdec_h264" }) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: no %s on this machine\n", n);
+      return;
+    }
+  }
+  ServerThread server;
+  Member sink ("peerjssink name=p stats-interval=500 "
+      + props (server, "pass") + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1"
+      " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=900"
+      " ! video/x-h264,stream-format=avc,profile=constrained-baseline"
+      " ! rtph264pay config-interval=0 ! rtph264depay ! h264parse"
+      " ! video/x-h264,stream-format=byte-stream ! p.video");
+  Member first (receiver (server, "pass"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (first.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (first, "video_" + id, 20);
+  std::vector<std::string> coders = coders_in (sink);
+  fail_unless (coders.empty (), "the publishing element encodes or decodes: "
+      "%s", coders.front ().c_str ());
+
+  gint64 joined = now_ms ();
+  Member late (receiver (server, "pass"));
+  fail_unless (late.play () != GST_STATE_CHANGE_FAILURE);
+  late.wait_buffers ("video_" + id, 1);
+  Output o = late.output ("video_" + id);
+  gint64 picture = o.times.front () - o.added;
+  g_print ("late joiner: stream %" G_GINT64_FORMAT " ms after it started, "
+      "first picture %" G_GINT64_FORMAT " ms after its stream\n",
+      o.added - joined, picture);
+  fail_unless (picture < 2000, "the late joiner's first picture came %"
+      G_GINT64_FORMAT " ms after its stream", picture);
+  check_video (late, "video_" + id, 20);
+
+  /* Passed through, the video cannot follow the members' estimates: the
+   * statistics say so. */
+  std::string stats;
+  fail_unless (wait_until ([&] {
+            stats = sink.find ("peerjs-stats", {{"member", late.id ()}});
+            return !stats.empty ();
+          }), "no statistics about the late joiner");
+  fail_unless (stats.find ("bitrate-adapts=(boolean)false") != std::string::npos
+      && number (stats, "target-bitrate") == 0, "%s", stats.c_str ());
+}
+END_TEST;
+
+/* A buffer probe making an H.264 byte-stream's parameter sets (SPS, PPS)
+ * come once, at its start, as some cameras send them: later ones are cut
+ * out of the access units. */
+GstPadProbeReturn
+parameter_sets_once (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  auto *seen = static_cast<std::array<bool, 2> *> (data);
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstMapInfo map;
+  if (!gst_buffer_map (buffer, &map, GST_MAP_READ))
+    return GST_PAD_PROBE_OK;
+  const guint8 *d = map.data;
+  gsize size = map.size;
+  /* NAL units start at 00 00 01 (a 4-byte start code's leading zero
+   * belongs to the unit before: harmless). SPS is type 7, PPS 8. */
+  std::vector<gsize> starts;
+  for (gsize i = 0; i + 3 < size; i++)
+    if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1)
+      starts.push_back (i);
+  std::string out (reinterpret_cast<const char *> (d),
+      starts.empty () ? size : starts.front ());
+  bool cut = false;
+  bool first[2] = { !(*seen)[0], !(*seen)[1] };
+  for (size_t n = 0; n < starts.size (); n++) {
+    gsize from = starts[n], to = n + 1 < starts.size () ? starts[n + 1] : size;
+    int type = d[from + 3] & 0x1f;
+    if ((type == 7 || type == 8) && !first[type - 7]) {
+      cut = true;
+      continue;
+    }
+    if (type == 7 || type == 8)
+      (*seen)[type - 7] = true;
+    out.append (reinterpret_cast<const char *> (d + from), to - from);
+  }
+  gst_buffer_unmap (buffer, &map);
+  if (!cut)
+    return GST_PAD_PROBE_OK;
+  GstBuffer *copy = gst_buffer_new_memdup (out.data (), out.size ());
+  gst_buffer_copy_into (copy, buffer, (GstBufferCopyFlags)
+      (GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS
+          | GST_BUFFER_COPY_META), 0, -1);
+  gst_buffer_unref (buffer);
+  GST_PAD_PROBE_INFO_DATA (info) = copy;
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST (test_h264_parameter_sets)
+{
+  for (const char *n : { "x264enc", "avdec_h264" }) {
+    if (!has_factory (n)) {
+      g_print ("SKIP: no %s on this machine\n", n);
+      return;
+    }
+  }
+  ServerThread server;
+  Member sink ("peerjssink name=p " + props (server, "sets")
+      + " videotestsrc is-live=true pattern=ball"
+      " ! video/x-raw,width=320,height=240,framerate=15/1"
+      " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15"
+      " ! video/x-h264,stream-format=byte-stream,profile=constrained-baseline"
+      " ! identity name=camera ! h264parse"
+      " ! video/x-h264,stream-format=byte-stream,alignment=au ! p.video");
+  std::array<bool, 2> seen = { false, false };
+  {
+    g_autoptr (GstObject) pipeline = gst_object_get_parent (
+        GST_OBJECT (sink.element ()));
+    g_autoptr (GstElement) camera = gst_bin_get_by_name (GST_BIN (pipeline),
+        "camera");
+    g_autoptr (GstPad) src = gst_element_get_static_pad (camera, "src");
+    gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, parameter_sets_once,
+        &seen, nullptr);
+  }
+  Member first (receiver (server, "sets"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (first.play () != GST_STATE_CHANGE_FAILURE);
+  std::string id = sink.id ();
+  check_video (first, "video_" + id, 20);
+  Member late (receiver (server, "sets"));
+  fail_unless (late.play () != GST_STATE_CHANGE_FAILURE);
+  late.wait_buffers ("video_" + id, 1);
+  Output o = late.output ("video_" + id);
+  gint64 picture = o.times.front () - o.added;
+  fail_unless (picture < 2000, "the late joiner's first picture came %"
+      G_GINT64_FORMAT " ms after its stream", picture);
+  check_video (late, "video_" + id, 20);
+}
+END_TEST;
+
+/* A receiver that cannot decode the publisher's codec: the publisher
+ * warns once that the member cannot receive it, naming both; the receiver
+ * once that it cannot decode it, naming the Debian package. The publisher
+ * makes the offer (its id is the larger: a receiver of a larger id is
+ * started again), which names its codec. */
+GST_START_TEST (test_codec_refused)
+{
+  if (!has_factory ("x264enc")) {
+    g_print ("SKIP: no x264enc on this machine\n");
+    return;
+  }
+  for (const char *h : { "avdec_h264", "openh264dec" })
+    hide_factory (h);
+  ServerThread server;
+  /* Neither joins the thread until the ids are in the right order: a
+   * publisher of a small id is started again, else the receiver. */
+  std::unique_ptr<Member> pub, src;
+  std::string ids, idr;
+  for (int i = 0; i < 30 && (idr.empty () || idr > ids); i++) {
+    if (!pub || ids < "i") {
+      pub.reset (new Member ("peerjssink name=p video-codec=h264 server="
+              + server.ws_url () + " videotestsrc is-live=true ! "
+              "video/x-raw,width=320,height=240,framerate=15/1 ! p.video"));
+      fail_unless (pub->play () != GST_STATE_CHANGE_FAILURE);
+      ids = pub->id ();
+    }
+    if (!src || idr > ids) {
+      src.reset (new Member ("peerjssrc name=p server=" + server.ws_url ()));
+      fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
+      idr = src->id ();
+    }
+  }
+  fail_unless (idr < ids, "no receiver id below the publisher's in 30 starts");
+  Member & sink = *pub;
+  gboolean joined = FALSE;
+  g_signal_emit_by_name (sink.element (), "join-thread", "refused", &joined);
+  fail_unless (joined);
+  gboolean ok = FALSE;
+  g_signal_emit_by_name (src->element (), "join-thread", "refused", &ok);
+  fail_unless (ok);
+
+  auto refused = [&] {
+    std::vector<std::string> found;
+    for (const std::string & e : sink.errors ())
+      if (e.find ("warning gst-stream-error-quark/"
+              + std::to_string (GST_STREAM_ERROR_CODEC_NOT_FOUND)) == 0)
+        found.push_back (e);
+    return found;
+  };
+  auto undecodable = [&] {
+    std::vector<std::string> found;
+    for (const std::string & e : src->errors ())
+      if (e.find ("warning gst-stream-error-quark/"
+              + std::to_string (GST_STREAM_ERROR_CODEC_NOT_FOUND)) == 0)
+        found.push_back (e);
+    return found;
+  };
+  fail_unless (wait_until ([&] { return !refused ().empty ()
+              && !undecodable ().empty (); }), "no warnings; publisher:\n%s"
+      "receiver:\n%s", sink.describe ().c_str (), src->describe ().c_str ());
+  std::string r = refused ().front (), u = undecodable ().front ();
+  fail_unless (r.find ("Member " + idr + " cannot receive H264")
+      != std::string::npos, "publisher: %s", r.c_str ());
+  fail_unless (u.find ("Member " + ids + " sends H264") != std::string::npos
+      && u.find ("gstreamer1.0-libav") != std::string::npos, "receiver: %s",
+      u.c_str ());
+  /* Once each, through a renegotiation too (the receiver turns audio off
+   * and on). */
+  g_object_set (src->element (), "constraints",
+      "{\"video\":true,\"audio\":false}", NULL);
+  g_usleep (1000 * 1000);
+  g_object_set (src->element (), "constraints",
+      "{\"video\":true,\"audio\":true}", NULL);
+  fail_if (wait_until ([&] { return refused ().size () > 1
+              || undecodable ().size () > 1; }, 2000),
+      "more than one warning each; publisher:\n%s receiver:\n%s",
+      sink.describe ().c_str (), src->describe ().c_str ());
+  fail_unless (src->output ("video_" + ids).buffers == 0);
+}
+END_TEST;
+
+/* display-name and what a pipeline says of itself: a page in the thread
+ * gets them with the element's thread:connect (and its direct answer to the
+ * page's join), as display_name, pipeline (the element) and records
+ * (mix=true); a bad name is refused with a warning, the old one kept. */
+GST_START_TEST (test_display_name)
+{
+  own_loopback_namespace ();
+  ServerThread server;
+  Member rec ("peerjssrc name=p mix=true display-name=\"recorder 1\" "
+      + props (server, "named"));
+  g_object_set (rec.element (), "display-name", "bad\x01name", NULL);
+  fail_unless (rec.errors ().size () == 1 && rec.errors ().front ().find (
+          "display-name must be") != std::string::npos, "%s",
+      rec.describe ().c_str ());
+  fail_unless (rec.play () != GST_STATE_CHANGE_FAILURE);
+  Client page;
+  fail_unless (page.connect (server.ws_url ()));
+  page.send ("{\"type\":\"thread:connect\",\"thread\":\"named\","
+      "\"constraints\":{}}");
+  auto answer = page.next_of ("thread:connect", 5000);
+  fail_unless (answer.has_value (), "no answer to the page's join");
+  fail_unless_equals_string (answer->str ("from").c_str (), rec.id ().c_str ());
+  fail_unless_equals_string (answer->str ("display_name").c_str (),
+      "recorder 1");
+  fail_unless_equals_string (answer->str ("pipeline").c_str (), "peerjssrc");
+  fail_unless (answer->has ("records") && json_node_get_boolean (
+          answer->node ("records")), "%s", answer->text ().c_str ());
+
+  /* A sink joining later announces itself to the page, and records
+   * nothing. */
+  Member sink (publisher (server, "named"));
+  g_object_set (sink.element (), "display-name", "camera \xc3\xa9", NULL);
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ids = sink.id ();
+  std::optional<peerjs::test::Msg> joined;
+  while (!joined || joined->str ("from") != ids) {
+    joined = page.next_of ("thread:connect", 5000);
+    fail_unless (joined.has_value (), "the page did not see the sink join");
+  }
+  fail_unless_equals_string (joined->str ("display_name").c_str (),
+      "camera \xc3\xa9");
+  fail_unless_equals_string (joined->str ("pipeline").c_str (), "peerjssink");
+  fail_if (joined->has ("records"), "%s", joined->text ().c_str ());
+  g_autofree char *name = nullptr;
+  g_object_get (sink.element (), "display-name", &name, NULL);
+  fail_unless_equals_string (name, "camera \xc3\xa9");
+}
+END_TEST;
+
+/* members= on a receiver: only the chosen member's pads appear, chosen by
+ * name (display-name), by a tag it announces, or by id. */
+GST_START_TEST (test_members_filter)
+{
+  ServerThread server;
+  Member a (publisher (server, "cams", "ball", true,
+          "peerjssink display-name=cam-a"));
+  Member b (publisher (server, "cams", "smpte", true,
+          "peerjssink tags=front,door"));
+  fail_unless (a.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
+  std::string ida = a.id (), idb = b.id ();
+  struct Choice
+  {
+    std::string members, chosen, other;
+  };
+  for (const Choice & c : { Choice { "cam-a", ida, idb },
+          Choice { "nobody, door", idb, ida }, Choice { ida, ida, idb } }) {
+    Member src (receiver (server, "cams") + " members=\"" + c.members + "\"");
+    fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+    check_video (src, "video_" + c.chosen, 10);
+    check_audio (src, "audio_" + c.chosen, 10);
+    /* The other's media would have come with the chosen one's. */
+    fail_if (wait_until ([&] {
+              return !src.output ("video_" + c.other).pad.empty ()
+                  || !src.output ("audio_" + c.other).pad.empty ();
+            }, 1500), "members=%s: a pad of %s appeared:\n%s",
+        c.members.c_str (), c.other.c_str (), src.describe ().c_str ());
+    /* Both still share the thread with it. */
+    src.wait_message ("peerjs-thread-connect", {{"member", c.other}});
+  }
 }
 END_TEST;
 
@@ -3190,7 +3634,13 @@ elements_suite ()
   tcase_add_test (tc, test_inspect);
   tcase_add_test (tc, test_sink_to_src);
   tcase_add_test (tc, test_encoded_input);
-  tcase_add_test (tc, test_h264_or_missing_plugin);
+  tcase_add_loop_test (tc, test_video_codecs, 0, G_N_ELEMENTS (CODEC_CASES));
+  tcase_add_test (tc, test_missing_encoder);
+  tcase_add_test (tc, test_h264_passthrough);
+  tcase_add_test (tc, test_h264_parameter_sets);
+  tcase_add_test (tc, test_codec_refused);
+  tcase_add_test (tc, test_display_name);
+  tcase_add_test (tc, test_members_filter);
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_frames_whole_under_loss);

@@ -309,6 +309,43 @@ stop pub
 clean pub bridge watch
 )sh";
 
+/* An RTSP camera (tests/rtsp/rtsp-camera.c: H.264 over RTSP) bridged into
+ * a thread: a watcher decodes its picture, and the bridge's pipeline has no
+ * decoder or encoder (its -v output names every element that negotiated
+ * caps). */
+const char *RTSP = R"sh(
+server
+"$PEERJS_RTSP_CAMERA" 0 320x240@15 > camera.log 2>&1 &
+echo $! > camera.pid
+wait_for camera 'rtsp-camera serving rtsp://' 10
+url=$(sed -n 's/^rtsp-camera serving //p' camera.log | head -n 1)
+note "camera at $url"
+launch bridge bridge-rtsp-camera.sh THREAD=cams "CAMERA=$url" "NAME=front door"
+session_id cam bridge s
+launch watch watch-room.sh THREAD=cams \
+  "VIDEO_SINK=fakesink name=video-out silent=false $FAKE" \
+  "AUDIO_SINK=fakesink name=audio-out $FAKE"
+media watch "$cam" video
+wait_count watch 'video-out: last-message = chain' 30 20
+wait_for watch '(video-out:sink) E (type: caps (12814), GstEventCaps, caps=(GstCaps)"video/x-raw\,\ format\=\(string\)I420\,\ width\=\(int\)320\,\ height\=\(int\)240' 5
+note "watcher: $(count watch 'video-out: last-message = chain') frames of the camera"
+wait_for bridge 'GstH264Parse' 5
+# Video decoders and encoders by their type names (as -v prints them: the
+# receiver's decoder shows up so).
+coders () {
+  grep -oE '/(Gst(X264Enc|Openh264(Enc|Dec)|VP[89](Enc|Dec)|AV1(Enc|Dec)|Va[A-Za-z0-9]*(Enc|Dec)|Nv[A-Za-z0-9]*(Enc|Dec)|V4l2[A-Za-z0-9]*(Enc|Dec))|avdec_[a-z0-9]*|avenc_[a-z0-9]*):' "$1.log" \
+    | sort -u | tr '\n' ' '
+}
+[ -n "$(coders watch)" ] || fail "no decoder named in the watcher's output: the check below would see none either"
+[ -z "$(coders bridge)" ] || fail "the bridge decodes or encodes: $(coders bridge)"
+note "the watcher decodes with $(coders watch); the bridge has no decoder or encoder"
+note "the bridge's elements: $(grep -oE '/Gst[A-Za-z0-9]*:[a-z0-9_-]*' bridge.log | sed 's/:.*//' | sort -u | tr '\n' ' ')"
+stop watch
+stop bridge
+kill "$(cat camera.pid)"
+clean bridge watch
+)sh";
+
 /* A file shared by one script and kept by the other, byte for byte; a
  * file in DIR only once complete. */
 const char *FILES = R"sh(
@@ -529,6 +566,17 @@ find_examples ()
 
 }  // namespace
 
+GST_START_TEST (test_bridge_rtsp_camera)
+{
+  if (!g_getenv ("PEERJS_RTSP_CAMERA")) {
+    g_print ("SKIP: no rtsp-camera (gst-rtsp-server was not found at "
+        "build time: libgstrtspserver-1.0-dev)\n");
+    return;
+  }
+  run_scenario ("bridge-rtsp-camera", RTSP);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_watch_room)
 {
   run_scenario ("watch-room", WATCH);
@@ -679,6 +727,7 @@ examples_suite (void)
   tcase_add_test (tc, test_publish_camera);
   tcase_add_test (tc, test_record_room);
   tcase_add_test (tc, test_bridge_rooms);
+  tcase_add_test (tc, test_bridge_rtsp_camera);
   tcase_add_test (tc, test_files);
   TCase *tools = tcase_create ("tools");
   tcase_set_timeout (tools, SCENARIO_TIMEOUT_S + 20);
