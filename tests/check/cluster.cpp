@@ -32,6 +32,7 @@ namespace {
 
 GPid redis_pid = 0;
 guint redis_port = 0;
+const char SECRET[] = "cluster-test-secret-shared-by-all-nodes";
 
 guint
 free_port ()
@@ -148,6 +149,8 @@ node (const std::string & id, const std::string & url = redis_url ())
   ServerOptions o = ServerThread::default_options ();
   o.redis = url;
   o.node_id = id;
+  /* Shared, as --secret-file makes it: resume tokens work on every node. */
+  o.secret = SECRET;
   /* A client a test does not wait on answers no pings meanwhile. */
   o.ping_interval_s = 30;
   return std::make_unique<ServerThread> (o);
@@ -800,18 +803,58 @@ GST_START_TEST (test_health_without_redis)
 }
 GST_END_TEST;
 
+/* Chats `texts` from `from` in this order, each once, and nothing else
+ * of type chat. */
+void
+expect_chats (Client & c, const std::vector<std::string> & texts,
+    const std::string & from, const char *why)
+{
+  std::uint64_t seq = 0;
+  for (const auto &t : texts) {
+    Msg m = expect (c, "chat", why);
+    if (!from.empty ())
+      assert_str (m.str ("from"), from);
+    assert_str (m.str ("data"), t);
+    fail_unless (seq == 0 || static_cast<std::uint64_t>(m.num ("seq")) == seq
+        + 1, "%s: seq %" G_GINT64_FORMAT " after %" G_GUINT64_FORMAT, why,
+        m.num ("seq"), seq);
+    seq = m.num ("seq");
+  }
+  auto extra = c.next_of ("chat", 300);
+  fail_unless (!extra, "%s: a chat more: %s", why, extra ? extra->text ().c_str ()
+      : "");
+}
+
+/* No thread:connect or thread:disconnect waits at `c`: nobody left or
+ * joined. */
+void
+no_churn (Client & c, const char *why)
+{
+  for (const char *type : {"thread:connect", "thread:disconnect",
+          "socket:disconnect"}) {
+    auto m = c.next_of (type, 50);
+    fail_unless (!m, "%s: %s", why, m ? m->text ().c_str () : "");
+  }
+}
+
 GST_START_TEST (test_killed_node)
 {
   flush_redis ();
   auto n1 = node ("n1"), n2 = node ("n2");
   fail_unless (node_ready (*n1) && node_ready (*n2));
   /* The third node is a process of its own, to be SIGKILLed. Its parent
-   * is this thread (no intermediate child): it dies with the test. */
+   * is this thread (no intermediate child): it dies with the test. It
+   * shares the secret and the grace period (5 s) of the two others. */
+  g_autofree char *dir = g_dir_make_tmp ("cluster-XXXXXX", nullptr);
+  std::string secret_file = std::string (dir) + "/secret";
+  fail_unless (g_file_set_contents (secret_file.c_str (), SECRET, -1,
+          nullptr));
   guint port = free_port ();
   std::string port_s = std::to_string (port), url = redis_url ();
   const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
     "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
-    "--web-root", "/nonexistent", "--ping-interval", "30", nullptr};
+    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
+    "--secret-file", secret_file.c_str (), nullptr};
   fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
   GPid pid = 0;
   fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
@@ -819,7 +862,7 @@ GST_START_TEST (test_killed_node)
           +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
           nullptr));
   std::string ws = "ws://127.0.0.1:" + port_s + "/peerjs";
-  auto c = std::make_unique<Client> ();
+  auto c = std::make_unique<Client> (), d = std::make_unique<Client> ();
   bool up = false;
   for (int i = 0; i < 100 && !up; i++) {
     std::string body;
@@ -828,47 +871,200 @@ GST_START_TEST (test_killed_node)
       g_usleep (50000);
   }
   fail_unless (up, "the third node did not become healthy");
-  fail_unless (c->connect (ws));
+  fail_unless (c->connect (ws) && d->connect (ws));
 
   auto a = connected (*n1), b = connected (*n2);
   join (*n1, *a, "room", "n1");
   join (*n2, *b, "room", "n2");
   expect (*a, "thread:connect", "b joined");
-  c->send (J ("{'type':'thread:connect','thread':'room',"
-          "'constraints':{'video':true,'audio':false}}"));
-  check_join (expect (*a, "thread:connect", "c joined (a)"), c->id, "room");
-  check_join (expect (*b, "thread:connect", "c joined (b)"), c->id, "room");
-  /* A chat from the doomed node's session arrives as usual. */
+  for (Client *x : {c.get (), d.get ()}) {
+    x->send (J ("{'type':'thread:connect','thread':'room',"
+            "'constraints':{'video':true,'audio':false}}"));
+    check_join (expect (*a, "thread:connect", "joined on n3 (a)"), x->id,
+        "room");
+    check_join (expect (*b, "thread:connect", "joined on n3 (b)"), x->id,
+        "room");
+  }
+  /* A chat from the doomed node's session arrives as usual, and c hears
+   * from the others; its state is in Redis by the end of the turn. */
   c->send (J ("{'type':'chat','thread':'room','data':'last words'}"));
   assert_str (expect (*a, "chat", "c's chat").str ("data"), "last words");
   assert_str (expect (*b, "chat", "c's chat").str ("data"), "last words");
+  b->send (J ("{'type':'chat','thread':'room','data':'k0'}"));
+  expect_chats (*c, {"k0"}, b->id, "c before the kill");
+  std::string token = c->token, id = c->id, lost_id = d->id;
+  std::uint64_t last = c->last_seq;
+  g_usleep (100000);
 
   gint64 killed = g_get_monotonic_time ();
   kill (pid, SIGKILL);
   waitpid (pid, nullptr, 0);
   g_spawn_close_pid (pid);
   c->abort ();
+  d->abort ();
+  /* Sent while n3 is dead and before c comes back: kept in Redis. From
+   * two nodes, a beat apart so that their order is known. */
+  a->send (J ("{'type':'chat','thread':'room','data':'k1'}"));
+  a->send (J ("{'type':'chat','thread':'room','data':'k2'}"));
+  g_usleep (100000);
+  b->send (J ("{'type':'chat','to':'" + id + "','data':'k3'}"));
+  g_usleep (100000);
+  a->send (J ("{'type':'chat','thread':'room','data':'k4'}"));
+  g_usleep (200000);
+
+  /* c resumes on n2: same id, the messages sent meanwhile once each, in
+   * order, seq going on from what it saw on n3. */
+  auto c2 = std::make_unique<Client> ();
+  fail_unless (c2->connect (n2->ws_url (), "resume=" + token + "&last=" +
+          std::to_string (last)));
+  assert_str (c2->id, id);
+  fail_unless (c2->greeting.boolean ("resumed"), "resumed on n2: %s",
+      c2->greeting.text ().c_str ());
+  fail_unless (c2->greeting.num ("missed") == 0);
+  std::vector<std::string> texts;
+  std::uint64_t seq = last;
+  for (int i = 0; i < 4; i++) {
+    Msg m = expect (*c2, "chat", "what n3 never got");
+    fail_unless (static_cast<std::uint64_t>(m.num ("seq")) == seq + 1,
+        "seq %" G_GINT64_FORMAT " after %" G_GUINT64_FORMAT, m.num ("seq"), seq);
+    seq = m.num ("seq");
+    texts.push_back (m.str ("data"));
+  }
+  fail_unless (texts == std::vector<std::string> ({"k1", "k2", "k3", "k4"}),
+      "got %s %s %s %s", texts[0].c_str (), texts[1].c_str (), texts[2].c_str (),
+      texts[3].c_str ());
+  fail_unless (!c2->next_of ("chat", 300), "none duplicated");
+  /* It goes on from n2, both ways. */
+  a->send (J ("{'type':'chat','thread':'room','data':'k5'}"));
+  Msg k5 = expect (*c2, "chat", "after the resume");
+  assert_str (k5.str ("data"), "k5");
+  fail_unless (static_cast<std::uint64_t>(k5.num ("seq")) == seq + 1);
+  c2->send (J ("{'type':'chat','thread':'room','data':'back'}"));
+  expect_chats (*a, {"k0", "back"}, "", "a");
+  expect_chats (*b, {"k1", "k2", "k4", "k5", "back"}, "", "b");
+
+  /* d does not come back: its thread-mates hear it left and ended once
+   * the grace period is over, not when n3 is found gone; c never leaves. */
   for (Client *m : {a.get (), b.get ()}) {
-    Msg left = expect (*m, "thread:disconnect", "n3 was killed", 10000);
-    assert_str (left.str ("from"), c->id);
+    Msg left = expect (*m, "thread:disconnect", "d's grace ended", 16000);
+    assert_str (left.str ("from"), lost_id);
     assert_str (left.str ("thread"), "room");
-    Msg gone = expect (*m, "socket:disconnect", "n3 was killed", 2000);
-    assert_str (gone.str ("from"), c->id);
+    Msg gone = expect (*m, "socket:disconnect", "d's grace ended", 2000);
+    assert_str (gone.str ("from"), lost_id);
   }
   gint64 noticed_ms = (g_get_monotonic_time () - killed) / 1000;
-  g_print ("the killed node's session was reported gone after %"
-      G_GINT64_FORMAT " ms\n", noticed_ms);
-  fail_unless (noticed_ms < 10000, "took %" G_GINT64_FORMAT " ms", noticed_ms);
-  /* The survivors still talk, and Redis forgot the dead node's member. */
-  a->send (J ("{'type':'chat','to':'" + b->id + "','data':'still here'}"));
-  assert_str (expect (*b, "chat", "after the loss").str ("data"), "still here");
+  g_print ("the killed node's session that did not resume was reported gone "
+      "after %" G_GINT64_FORMAT " ms\n", noticed_ms);
+  /* The heartbeat's TTL (5 s), then the grace period (5 s). */
+  fail_unless (noticed_ms >= 9000 && noticed_ms < 16000, "took %"
+      G_GINT64_FORMAT " ms", noticed_ms);
+  no_churn (*a, "c stays");
+  no_churn (*b, "c stays");
+  a->send (J ("{'type':'chat','thread':'room','data':'still here'}"));
+  expect_chats (*c2, {"still here"}, a->id, "after the grace");
   Redis r;
-  for (int i = 0; i < 100 && r.query ({"HEXISTS", "pj:thread:room", c->id})
+  for (int i = 0; i < 100 && r.query ({"HEXISTS", "pj:thread:room", lost_id})
       != "0"; i++)
     g_usleep (20000);
-  assert_str (r.query ({"HEXISTS", "pj:thread:room", c->id}), "0");
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", lost_id}), "0");
+  assert_str (r.query ({"HGET", "pj:thread:room", id}), "n2");
+  assert_str (r.query ({"GET", "pj:session:" + id}), "n2");
   assert_str (r.query ({"EXISTS", "pj:node:n3"}), "0");
   assert_str (r.query ({"EXISTS", "pj:node:n1"}), "1");
+  g_unlink (secret_file.c_str ());
+  g_rmdir (dir);
+}
+GST_END_TEST;
+
+GST_START_TEST (test_resume_on_live_node)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2"), n3 = node ("n3");
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a = connected (*n1), b = connected (*n2), c = connected (*n3);
+  join (*n1, *a, "room", "n1");
+  join (*n2, *b, "room", "n2");
+  join (*n3, *c, "room", "n3");
+  expect (*a, "thread:connect", "b joined");
+  expect (*a, "thread:connect", "c joined");
+  expect (*b, "thread:connect", "c joined");
+  a->send (J ("{'type':'presence:tag','data':'alice'}"));
+  b->send (J ("{'type':'chat','thread':'room','data':'one'}"));
+  expect_chats (*a, {"one"}, b->id, "before the move");
+
+  /* a is away on n1 (its connection lost); b and c write to it there. */
+  std::string id = a->id, token = a->token;
+  std::uint64_t last = a->last_seq;
+  a->abort ();
+  n1->call ([&] (SignallingServer &) {});
+  for (int i = 0; i < 100; i++) {
+    bool online = true;
+    n1->call ([&] (SignallingServer & s) { online = s.router ().is_online (id); });
+    if (!online)
+      break;
+    g_usleep (10000);
+  }
+  /* From two nodes, a beat apart so that their order is known. */
+  b->send (J ("{'type':'chat','thread':'room','data':'two'}"));
+  g_usleep (100000);
+  c->send (J ("{'type':'chat','to':'" + id + "','data':'three'}"));
+  g_usleep (200000);
+
+  /* It comes back on n2: same id, resumed, the queue replayed with seq
+   * continuing, and thread-mates see no churn. */
+  auto a2 = std::make_unique<Client> ();
+  fail_unless (a2->connect (n2->ws_url (), "resume=" + token + "&last=" +
+          std::to_string (last)));
+  assert_str (a2->id, id);
+  fail_unless (a2->greeting.boolean ("resumed"), "resumed on n2: %s",
+      a2->greeting.text ().c_str ());
+  Msg two = expect (*a2, "chat", "queued on n1");
+  assert_str (two.str ("data"), "two");
+  fail_unless (static_cast<std::uint64_t>(two.num ("seq")) == last + 1,
+      "seq continues: %" G_GINT64_FORMAT " after %" G_GUINT64_FORMAT,
+      two.num ("seq"), last);
+  Msg three = expect (*a2, "chat", "queued on n1");
+  assert_str (three.str ("data"), "three");
+  fail_unless (three.num ("seq") == two.num ("seq") + 1);
+  fail_unless (!a2->next_of ("chat", 300), "each once");
+
+  /* Everybody reaches it on n2 now, and it reaches them; its tag came
+   * with it. */
+  b->send (J ("{'type':'chat','thread':'room','data':'four'}"));
+  c->send (J ("{'type':'chat','to':'" + id + "','data':'five'}"));
+  Msg four = expect (*a2, "chat", "after the move");
+  fail_unless (four.num ("seq") == three.num ("seq") + 1);
+  std::set<std::string> got = {four.str ("data")};
+  got.insert (expect (*a2, "chat", "after the move").str ("data"));
+  fail_unless (got == std::set<std::string> ({"four", "five"}));
+  auto d = connected (*n2);
+  d->send (J ("{'type':'chat','to':'alice','data':'by tag'}"));
+  Msg tagged = expect (*a2, "chat", "its tag came along");
+  assert_str (tagged.str ("original_to"), "alice");
+  a2->send (J ("{'type':'chat','thread':'room','data':'back'}"));
+  expect_chats (*b, {"back"}, id, "b hears a on n2");
+  expect_chats (*c, {"one", "two", "four", "back"}, "", "c's view");
+  no_churn (*b, "b");
+  no_churn (*c, "c");
+
+  /* A connection still open on n1 is closed (4000) when its session
+   * resumes elsewhere: a2 moves back to n1 from a third connection. */
+  std::uint64_t last2 = a2->last_seq;
+  auto a3 = std::make_unique<Client> ();
+  fail_unless (a3->connect (n1->ws_url (), "resume=" + token + "&last=" +
+          std::to_string (last2)));
+  fail_unless (a3->greeting.boolean ("resumed"));
+  fail_unless (a2->wait_closed (3000), "n2 closed the old connection");
+  fail_unless (a2->close_code () == 4000, "close code %u", a2->close_code ());
+  c->send (J ("{'type':'chat','thread':'room','data':'six'}"));
+  Msg six = expect (*a3, "chat", "back on n1");
+  assert_str (six.str ("data"), "six");
+  fail_unless (static_cast<std::uint64_t>(six.num ("seq")) == last2 + 1);
+  no_churn (*b, "b after the second move");
+
+  Redis r;
+  assert_str (r.query ({"GET", "pj:session:" + id}), "n1");
+  assert_str (r.query ({"HGET", "pj:thread:room", id}), "n1");
 }
 GST_END_TEST;
 
@@ -1140,6 +1336,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_messages_by_id_across_nodes);
   tcase_add_test (tc, test_health_without_redis);
   tcase_add_test (tc, test_killed_node);
+  tcase_add_test (tc, test_resume_on_live_node);
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
