@@ -131,16 +131,80 @@ return 0
 )lua";
 
 /* Where sessions are: for each id, its node if the directory has it and
- * that node's heartbeat key exists, else ''. */
+ * that node's heartbeat key exists, else ''; for an id that is no session,
+ * and for each tag, the carriers of that tag on other nodes (session,
+ * node, ...). ARGV: this node, N, N ids, then the tags. */
 const char LOOKUP_SCRIPT[] = R"lua(
-local skey, nodekey = ARGV[1], ARGV[2]
-local out = {}
-for i = 3, #ARGV do
-  local node = redis.call('GET', skey .. ARGV[i])
-  if node and redis.call('EXISTS', nodekey .. node) == 1 then
-    out[#out + 1] = node
+local me, n = ARGV[1], tonumber(ARGV[2])
+local nodes, idc, tagc = {}, {}, {}
+local function carriers(tag)
+  local out = {}
+  local h = redis.call('HGETALL', 'pj:tag:' .. tag)
+  for i = 1, #h, 2 do
+    if h[i + 1] ~= me then
+      out[#out + 1] = h[i]
+      out[#out + 1] = h[i + 1]
+    end
+  end
+  return out
+end
+for i = 3, 2 + n do
+  local node = redis.call('GET', 'pj:session:' .. ARGV[i])
+  if node and redis.call('EXISTS', 'pj:node:' .. node) == 1 then
+    nodes[#nodes + 1] = node
+    idc[#idc + 1] = {}
   else
-    out[#out + 1] = ''
+    nodes[#nodes + 1] = ''
+    idc[#idc + 1] = carriers(ARGV[i])
+  end
+end
+for i = 3 + n, #ARGV do tagc[#tagc + 1] = carriers(ARGV[i]) end
+return {nodes, idc, tagc}
+)lua";
+
+/* A session carries a tag: into its hash (session -> node); the nodes of
+ * sessions holding a watch on it are asked to send it theirs ('w', naming
+ * the watchers), unless `quiet`. ARGV: me, session, tag, quiet, the 'w'
+ * envelope up to the watchers. */
+const char TAG_SCRIPT[] = R"lua(
+local me, session, tag, quiet, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+redis.call('HSET', 'pj:tag:' .. tag, session, me)
+redis.call('SADD', 'pj:node-tags:' .. me, tag)
+if quiet == '1' then return 0 end
+local w = redis.call('HGETALL', 'pj:watch:' .. tag)
+local nodes = {}
+for i = 1, #w, 2 do
+  local id, node = w[i], w[i + 1]
+  if node ~= me and id ~= session then
+    local parts = nodes[node]
+    if not parts then
+      parts = {env}
+      nodes[node] = parts
+    end
+    parts[#parts + 1] = #id .. ':' .. id .. ','
+  end
+end
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', 'pj:to:' .. node, table.concat(parts))
+end
+return 0
+)lua";
+
+/* A session holds a watch on a tag: into its hash (watcher -> node); the
+ * answer is the tag's carriers on other nodes (session, node, ...), none
+ * if `quiet`. ARGV: me, watcher, tag, quiet. */
+const char WATCH_SCRIPT[] = R"lua(
+local me, watcher, tag, quiet = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('HSET', 'pj:watch:' .. tag, watcher, me)
+redis.call('SADD', 'pj:node-watches:' .. me, tag)
+local out = {}
+if quiet == '1' then return out end
+local h = redis.call('HGETALL', 'pj:tag:' .. tag)
+for i = 1, #h, 2 do
+  if h[i + 1] ~= me and h[i] ~= watcher then
+    out[#out + 1] = h[i]
+    out[#out + 1] = h[i + 1]
   end
 end
 return out
@@ -161,6 +225,18 @@ for _, t in ipairs(threads) do
   end
 end
 redis.call('DEL', ntkey)
+-- Its tags and held watches, unless they moved with their session.
+for _, kind in ipairs({'tag', 'watch'}) do
+  local set = 'pj:node-' .. kind .. (kind == 'tag' and 's:' or 'es:') .. dead
+  for _, t in ipairs(redis.call('SMEMBERS', set)) do
+    local key = 'pj:' .. kind .. ':' .. t
+    local m = redis.call('HGETALL', key)
+    for i = 1, #m, 2 do
+      if m[i + 1] == dead then redis.call('HDEL', key, m[i]) end
+    end
+  end
+  redis.call('DEL', set)
+end
 return #threads
 )lua";
 
@@ -391,6 +467,8 @@ struct Cluster::Lookup
 {
   std::string from, body;
   std::vector<std::string> ids;
+  std::vector<std::string> tags;
+  std::set<std::string> already;   /* sessions that got the message */
   std::vector<std::list<Cluster::Waiting>::iterator> at;   /* per id */
   bool answered = false;
   std::shared_ptr<const Message> message;
@@ -407,11 +485,30 @@ struct ClusterCallbacks
     if (c->closing_)
       return;
     std::vector<std::string> nodes (l->ids.size ());
-    if (reply && reply->type == REDIS_REPLY_ARRAY)
-      for (std::size_t i = 0; i < nodes.size () && i < reply->elements; i++)
-        if (reply->element[i]->type == REDIS_REPLY_STRING)
-          nodes[i].assign (reply->element[i]->str, reply->element[i]->len);
-    c->resolve (*l, nodes);
+    std::vector<Cluster::Carriers> idc (l->ids.size ()), tagc (l->tags.size ());
+    auto carriers = [] (const redisReply * a, std::vector<Cluster::Carriers> & out) {
+      for (std::size_t i = 0; a && a->type == REDIS_REPLY_ARRAY
+          && i < a->elements && i < out.size (); i++) {
+        const redisReply *h = a->element[i];
+        for (std::size_t k = 0; h->type == REDIS_REPLY_ARRAY
+            && k + 1 < h->elements; k += 2)
+          out[i].emplace_back (std::string (h->element[k]->str,
+                  h->element[k]->len), std::string (h->element[k + 1]->str,
+                  h->element[k + 1]->len));
+      }
+    };
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+      const redisReply *n = reply->element[0];
+      for (std::size_t i = 0; n->type == REDIS_REPLY_ARRAY && i < nodes.size ()
+          && i < n->elements; i++)
+        if (n->element[i]->type == REDIS_REPLY_STRING)
+          nodes[i].assign (n->element[i]->str, n->element[i]->len);
+      carriers (reply->element[1], idc);
+      carriers (reply->element[2], tagc);
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+      g_warning ("cluster: a lookup failed: %s", reply->str);
+    }
+    c->resolve (*l, nodes, idc, tagc);
   }
 
   static void add_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, true); }
@@ -554,6 +651,28 @@ struct ClusterCallbacks
     auto *reply = static_cast<redisReply *>(r);
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
       link_of (ac)->cluster->stats_.undelivered++;
+  }
+
+  struct Watching
+  {
+    std::string watcher, tag;
+  };
+
+  static void watch_carriers (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<Watching> w (static_cast<Watching *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0)
+      return;
+    Cluster::Carriers carriers;
+    for (std::size_t k = 0; k + 1 < reply->elements; k += 2)
+      carriers.emplace_back (std::string (reply->element[k]->str,
+              reply->element[k]->len), std::string (reply->element[k + 1]->str,
+              reply->element[k + 1]->len));
+    c->dispatch_ (c->router_.remote_watch_carriers (w->watcher, w->tag,
+            carriers));
   }
 
   static void exists (redisAsyncContext * ac, void *r, void *data)
@@ -747,9 +866,24 @@ Cluster::start ()
     reply (node, origin, from, body);
   };
   h.lookup = [this] (const std::string & from,
-      const std::vector<std::string> & ids, const std::string & body,
-      bool answered, std::shared_ptr<const Message> message) {
-    lookup (from, ids, body, answered, std::move (message));
+      const std::vector<std::string> & ids,
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already) {
+    lookup (from, ids, tags, body, answered, std::move (message), already);
+  };
+  h.tagged = [this] (const std::string & session, const std::string & tag,
+      bool quiet) {
+    tagged (session, tag, quiet);
+  };
+  h.watching = [this] (const std::string & session, const std::string & tag,
+      bool quiet) {
+    watching (session, tag, quiet);
+  };
+  h.unpresence = [this] (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched) {
+    unpresence (session, tags, watched);
   };
   h.changed = [this] (const std::string & session, bool meta) {
     /* Written at the end of the loop turn. */
@@ -1258,13 +1392,16 @@ Cluster::reply (const std::string & node, const std::string & origin,
 
 void
 Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
-    const std::string & body, bool answered,
-    std::shared_ptr<const Message> message)
+    const std::vector<std::string> & tags, const std::string & body,
+    bool answered, std::shared_ptr<const Message> message,
+    const std::vector<std::string> & already)
 {
   auto l = std::make_unique<Lookup> ();
   l->from = from;
   l->body = body;
   l->ids = ids;
+  l->tags = tags;
+  l->already.insert (already.begin (), already.end ());
   l->answered = answered;
   l->message = std::move (message);
   for (const auto &id : ids) {
@@ -1272,9 +1409,10 @@ Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
     l->at.push_back (q.insert (q.end (), Waiting {true, false, {}, {}, {}}));
   }
   stats_.lookups += ids.size ();
-  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0", SESSION_KEY,
-    NODE_KEY};
+  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0",
+    options_.node_id, std::to_string (ids.size ())};
   argv.insert (argv.end (), ids.begin (), ids.end ());
+  argv.insert (argv.end (), tags.begin (), tags.end ());
   if (command (argv, ClusterCallbacks::looked_up, l.get ())) {
     l.release ();
     return;
@@ -1285,16 +1423,26 @@ Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
   schedule_flush ();
 }
 
-/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none. */
+/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none; an id no
+ * session has may be a tag carried on other nodes (`id_carriers[i]`), and
+ * the tags carried here may have carriers there too (`tag_carriers`). */
 void
-Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
+Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes,
+    const std::vector<Carriers> & id_carriers,
+    const std::vector<Carriers> & tag_carriers)
 {
   std::vector<std::string> missing;
+  std::vector<std::pair<std::string, const Carriers *>> tags;
   bool found = false;
   for (std::size_t i = 0; i < l.ids.size (); i++) {
     Waiting &w = *l.at[i];
     w.pending = false;
-    if (nodes[i].empty () || nodes[i] == options_.node_id) {
+    if (!id_carriers[i].empty ()) {
+      /* A tag: its carriers get it below. */
+      w.drop = true;
+      tags.emplace_back (l.ids[i], &id_carriers[i]);
+      found = true;
+    } else if (nodes[i].empty () || nodes[i] == options_.node_id) {
       /* None, or ours, ended since: it would be known here. */
       w.drop = true;
       missing.push_back (l.ids[i]);
@@ -1303,14 +1451,61 @@ Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
       w.from = l.from;
       w.body = l.body;
       found = true;
+      l.already.insert (l.ids[i]);
       router_.remote_found (l.from, l.ids[i], nodes[i]);
     }
     drain (l.ids[i]);
   }
+  for (std::size_t i = 0; i < l.tags.size (); i++)
+    if (!tag_carriers[i].empty ())
+      tags.emplace_back (l.tags[i], &tag_carriers[i]);
+  std::vector<Delivery> out;
+  for (const auto &[tag, carriers] : tags) {
+    std::vector<Delivery> d = router_.remote_tag_carriers (l.from, tag,
+        *carriers, *l.message, l.already);
+    out.insert (out.end (), d.begin (), d.end ());
+    for (const auto &c : *carriers)
+      l.already.insert (c.first);
+  }
+  dispatch_ (out);
   stats_.lookups_missed += missing.size ();
   if (!missing.empty ())
     dispatch_ (router_.remote_unknown (l.from, missing, *l.message,
             l.answered || found));
+}
+
+/* A session of this node took a tag, or holds a watch on one: Redis
+ * knows it, and the other nodes' sessions get what they are owed. */
+void
+Cluster::tagged (const std::string & session, const std::string & tag,
+    bool quiet)
+{
+  std::string env = envelope_head () + "w";
+  ns (env, tag);
+  ns (env, session);
+  if (!command ({"EVAL", TAG_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0", env}))
+    stats_.dropped++;
+}
+
+void
+Cluster::watching (const std::string & session, const std::string & tag,
+    bool quiet)
+{
+  if (!command ({"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0"}, ClusterCallbacks::watch_carriers,
+          new ClusterCallbacks::Watching {session, tag}))
+    stats_.dropped++;
+}
+
+void
+Cluster::unpresence (const std::string & session,
+    const std::set<std::string> & tags, const std::set<std::string> & watched)
+{
+  for (const auto &t : tags)
+    command ({"HDEL", std::string ("pj:tag:") + t, session});
+  for (const auto &t : watched)
+    command ({"HDEL", std::string ("pj:watch:") + t, session});
 }
 
 void
@@ -1356,7 +1551,9 @@ Cluster::flush ()
   std::vector<std::unique_ptr<Lookup>> failed;
   failed.swap (failed_);
   for (auto &l : failed)
-    resolve (*l, std::vector<std::string> (l->ids.size ()));
+    resolve (*l, std::vector<std::string> (l->ids.size ()),
+        std::vector<Carriers> (l->ids.size ()),
+        std::vector<Carriers> (l->tags.size ()));
   persist ();
   publish ();
 }
@@ -1548,6 +1745,9 @@ Cluster::apply (const std::string & node, Op & op, bool redirected,
     hand_over (node, f[0]);
   } else if (op.op == 'H' && f.size () >= 2) {
     take_over (node, op);
+  } else if (op.op == 'w' && f.size () >= 3) {
+    take (router_.remote_tagged (f[0], f[1], node,
+            std::vector<std::string> (f.begin () + 2, f.end ())));
   } else if (op.op == 'm' && f.size () == 2) {
     router_.remote_moved (f[0], f[1]);
   } else {

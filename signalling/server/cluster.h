@@ -198,7 +198,10 @@ private:
   std::string local_node (const std::string & node) const;
   void put (const std::string & node, const std::string & session,
       const std::string & from, const std::string & body);
-  void resolve (Lookup & l, const std::vector<std::string> & nodes);
+  using Carriers = std::vector<std::pair<std::string, std::string>>;
+  void resolve (Lookup & l, const std::vector<std::string> & nodes,
+      const std::vector<Carriers> & id_carriers,
+      const std::vector<Carriers> & tag_carriers);
   void drain (const std::string & session);
   std::string envelope_head () const;
   bool command (const std::vector<std::string> & argv,
@@ -218,8 +221,16 @@ private:
   void reply (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body);
   void lookup (const std::string & from, const std::vector<std::string> & ids,
-      const std::string & body, bool answered,
-      std::shared_ptr<const Message> message);
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already);
+  void tagged (const std::string & session, const std::string & tag,
+      bool quiet);
+  void watching (const std::string & session, const std::string & tag,
+      bool quiet);
+  void unpresence (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched);
 
   ClusterOptions options_;
   Router & router_;

@@ -767,6 +767,9 @@ Router::handle_tag (Session & s, const Message & m, Out & out)
   for (const auto &t : fresh) {
     s.x ().tags.insert (t);
     tags_[t].insert (s.id);
+    /* Held watches of other nodes' sessions reach it through theirs. */
+    if (hooks_.tagged)
+      hooks_.tagged (s.id, t, false);
     auto w = watches_.find (t);
     if (w == watches_.end ())
       continue;
@@ -811,6 +814,10 @@ Router::handle_watch (Session & s, const Message & m, Out & out)
     list.push_back (Watch {s.id, held});
     s.x ().watched.insert (e);
     changed (s);
+    /* The carriers on other nodes get it when the cluster layer has
+     * found them (remote_watch_carriers ()). */
+    if (hooks_.watching)
+      hooks_.watching (s.id, e, false);
     auto carriers = tags_.find (e);
     if (carriers == tags_.end ())
       continue;
@@ -907,6 +914,7 @@ Router::route (Session & s, const Message & m, Out & out)
   std::vector<std::string> outside;   /* thread:* answers to non-members */
   std::vector<std::string> strangers; /* stream:*, file:* to no thread-mate */
   std::vector<std::string> lookups;   /* for the session directory */
+  std::vector<std::string> tag_lookups;   /* tags carried here, maybe there */
   bool thread_type = starts_with (m.type (), "thread:");
   /* Negotiation and file transfers are between thread-mates only: a
    * session id alone opens no connection to its holder. */
@@ -937,6 +945,10 @@ Router::route (Session & s, const Message & m, Out & out)
         }
         continue;
       }
+      /* Cluster mode: carriers on other nodes too. */
+      if (hooks_.lookup && !thread_type && std::find (tag_lookups.begin (),
+              tag_lookups.end (), e) == tag_lookups.end ())
+        tag_lookups.push_back (e);
       for (const auto &id : carriers->second) {
         if (id == s.id || (thread_type && !t->members.count (id)))
           continue;
@@ -995,13 +1007,17 @@ Router::route (Session & s, const Message & m, Out & out)
       s += (s.empty () ? "'" : ", '") + e + "'";
     return s;
   };
-  if (!lookups.empty ()) {
+  if (!lookups.empty () || !tag_lookups.empty ()) {
     /* Their answers are awaited as if they had it; remote_unknown ()
      * forgets those that do not exist. */
     for (const auto &e : lookups)
       remember_callback (s, m, e, out);
-    hooks_.lookup (s.id, lookups, m.relay_text (s.id, nullptr, s.name ()),
-        delivered > 0, std::make_shared<const Message> (m));
+    std::vector<std::string> already;
+    for (const auto &e : recipients)
+      already.push_back (e.first->id);
+    hooks_.lookup (s.id, lookups, tag_lookups,
+        m.relay_text (s.id, nullptr, s.name ()), delivered > 0,
+        std::make_shared<const Message> (m), already);
   }
   /* A callback that reached nobody is answered by the error; one that
    * reached someone stays theirs to answer (one that went to be looked
@@ -1092,8 +1108,11 @@ Router::drop_presence (Session & s)
     if (it->second.empty ())
       watches_.erase (it);
   }
-  if (!s.extras->tags.empty () || !s.extras->watched.empty ())
+  if (!s.extras->tags.empty () || !s.extras->watched.empty ()) {
     changed (s);
+    if (!s.node && hooks_.unpresence)
+      hooks_.unpresence (s.id, s.extras->tags, s.extras->watched);
+  }
   s.extras->tags.clear ();
   s.extras->watched.clear ();
 }
@@ -1587,9 +1606,12 @@ Router::adopt (const SessionState & st, std::int64_t now_us)
   for (const auto &[id, node] : st.contacts)
     if (Session *c = other (id, node))
       contact (*s, *c);
+  /* Carried and watched here now; nobody is sent anything again. */
   for (const auto &tag : st.tags) {
     s->x ().tags.insert (tag);
     tags_[tag].insert (s->id);
+    if (hooks_.tagged)
+      hooks_.tagged (s->id, tag, true);
   }
   for (const auto &[tag, text] : st.watches) {
     auto m = Message::parse (text, limits_.protocol, nullptr);
@@ -1598,9 +1620,86 @@ Router::adopt (const SessionState & st, std::int64_t now_us)
     watches_[tag].push_back (Watch {s->id,
           std::make_shared<const Message> (std::move (*m))});
     s->x ().watched.insert (tag);
+    if (hooks_.watching)
+      hooks_.watching (s->id, tag, true);
   }
   changed (*s);
   return true;
+}
+
+std::vector<Delivery>
+Router::remote_tag_carriers (const std::string & from, const std::string & tag,
+    const std::vector<std::pair<std::string, std::string>> & carriers,
+    const Message & m, const std::set<std::string> & skip)
+{
+  Out out;
+  Session *s = find (from);
+  if (!s || s->node)
+    return {};
+  bool mates_only = starts_with (m.type (), "stream:")
+      || starts_with (m.type (), "file:");
+  for (const auto &[id, node] : carriers) {
+    if (id == from || skip.count (id))
+      continue;
+    Session *p = remote (id, node);
+    if (!p)
+      continue;   /* a session of this node: it had it from route () */
+    if (!mates_only || share_thread (*s, *p))
+      send_to (*s, *p, m, &tag, out);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_tagged (const std::string & tag, const std::string & carrier,
+    const std::string & node, const std::vector<std::string> & watchers)
+{
+  Out out;
+  auto w = watches_.find (tag);
+  if (w == watches_.end ())
+    return {};
+  Session *p = remote (carrier, node);
+  if (!p)
+    return {};
+  for (const Watch & watch : std::list<Watch> (w->second)) {
+    Session *s = find (watch.watcher);
+    if (!s || s->node || std::find (watchers.begin (), watchers.end (),
+            watch.watcher) == watchers.end ())
+      continue;
+    send_to (*s, *p, *watch.message, &tag, out);
+  }
+  if (p->threads.empty () && p->view ().contacts.empty ())
+    forget_remote (*p);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_watch_carriers (const std::string & watcher,
+    const std::string & tag,
+    const std::vector<std::pair<std::string, std::string>> & carriers)
+{
+  Out out;
+  Session *s = find (watcher);
+  auto w = watches_.find (tag);
+  if (!s || s->node || w == watches_.end ())
+    return {};
+  std::shared_ptr<const Message> held;
+  for (const Watch & watch : w->second)
+    if (watch.watcher == watcher)
+      held = watch.message;
+  if (!held)
+    return {};
+  for (const auto &[id, node] : carriers) {
+    Session *p = remote (id, node);
+    if (!p)
+      continue;
+    send_to (*s, *p, *held, &tag, out);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+  return std::move (out.items);
 }
 
 void

@@ -130,13 +130,29 @@ struct ClusterHooks
   std::function<void (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body)> reply;
   /* A message by id from local `from` to `ids`, which this node does not
-   * know: the cluster layer looks them up in the session directory and
-   * hands `body` to their nodes, then calls remote_found () for each one
-   * found and remote_unknown () for the rest. `answered`: someone else
-   * got the message already. */
+   * know: the cluster layer looks them up in the session directory (and
+   * as tags carried on other nodes) and hands `body` to their nodes, then
+   * calls remote_found () for each session found, remote_tag_carriers ()
+   * for each tag found, and remote_unknown () for the rest. `tags`,
+   * carried by sessions here, may have carriers on other nodes too.
+   * `answered`: someone else got the message already; `already`: the
+   * sessions that got it. */
   std::function<void (const std::string & from,
-      const std::vector<std::string> & ids, const std::string & body,
-      bool answered, std::shared_ptr<const Message> message)> lookup;
+      const std::vector<std::string> & ids,
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already)> lookup;
+  /* A local session carries `tag` now (`quiet`: it moved here with it;
+   * nobody is to be sent anything): other nodes' held watches reach it. */
+  std::function<void (const std::string & session, const std::string & tag,
+      bool quiet)> tagged;
+  /* A local session holds a watch on `tag` (`quiet` as for tagged). */
+  std::function<void (const std::string & session, const std::string & tag,
+      bool quiet)> watching;
+  /* A local session carries and watches these no more. */
+  std::function<void (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched)> unpresence;
   /* What a local session would need to resume elsewhere changed: its
    * outbox only (`meta` false), or its threads, tags, watches or
    * contacts too. */
@@ -267,6 +283,23 @@ public:
    * are sessions of this node. open () with its token then resumes it.
    * false if a local session has its id already. */
   bool adopt (const SessionState & state, std::int64_t now_us);
+  /* Carriers of `tag` on other nodes (id, node) for the message `m` that
+   * local `from` sent to it: each gets it as route () would send it, but
+   * for those in `skip` (they got it already). */
+  std::vector<Delivery> remote_tag_carriers (const std::string & from,
+      const std::string & tag,
+      const std::vector<std::pair<std::string, std::string>> & carriers,
+      const Message & m, const std::set<std::string> & skip);
+  /* `carrier` (on `node`) took `tag`: the local `watchers` send it their
+   * held watch on it. */
+  std::vector<Delivery> remote_tagged (const std::string & tag,
+      const std::string & carrier, const std::string & node,
+      const std::vector<std::string> & watchers);
+  /* The carriers on other nodes of `tag`, which local `watcher` watches:
+   * they get its held watch. */
+  std::vector<Delivery> remote_watch_carriers (const std::string & watcher,
+      const std::string & tag,
+      const std::vector<std::pair<std::string, std::string>> & carriers);
   /* `session`, a stand-in here, is now held by `node`. */
   void remote_moved (const std::string & session, const std::string & node);
   /* The nodes holding remote sessions known here. */

@@ -310,8 +310,12 @@ public:
           });
     };
     h.lookup = [this, name] (const std::string & from,
-        const std::vector<std::string> & ids, const std::string & body,
-        bool answered, std::shared_ptr<const Message> message) {
+        const std::vector<std::string> & ids, const std::vector<std::string> &,
+        const std::string & body, bool answered,
+        std::shared_ptr<const Message> message,
+        const std::vector<std::string> &) {
+      if (ids.empty ())
+        return;
       queue.push_back ([=] () {
             std::vector<std::string> missing;
             bool found = false;
@@ -1068,6 +1072,102 @@ GST_START_TEST (test_resume_on_live_node)
 }
 GST_END_TEST;
 
+/* The data of the next chat-like message of `type` at `c`, checking it
+ * came from `from` through `tag`. */
+std::string
+via_tag (Client & c, const std::string & type, const std::string & from,
+    const std::string & tag, const char *why)
+{
+  Msg m = expect (c, type, why);
+  assert_str (m.str ("from"), from);
+  assert_str (m.str ("original_to"), tag);
+  return m.has ("data") ? m.str ("data") : "";
+}
+
+GST_START_TEST (test_tags_across_nodes)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2"), n3 = node ("n3");
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a = connected (*n1), w = connected (*n1), b = connected (*n2),
+      x = connected (*n2), c = connected (*n3), w2 = connected (*n3);
+  Redis r;
+  auto wait_hash = [&] (const std::string & key, const std::string & field,
+      const std::string & value) {
+    for (int i = 0; i < 200 && r.query ({"HGET", key, field}) != value; i++)
+      g_usleep (10000);
+    assert_str (r.query ({"HGET", key, field}), value);
+  };
+
+  /* A watch held on n1 for a tag nobody carries yet reaches the carriers
+   * that appear later on the other nodes, and on its own. */
+  w->send (J ("{'type':'presence:watch','to':['helper'],'data':'w1'}"));
+  wait_hash ("pj:watch:helper", w->id, "n1");
+  b->send (J ("{'type':'presence:tag','data':'helper'}"));
+  assert_str (via_tag (*b, "presence:watch", w->id, "helper", "b tagged"),
+      "w1");
+  c->send (J ("{'type':'presence:tag','data':['helper','other']}"));
+  assert_str (via_tag (*c, "presence:watch", w->id, "helper", "c tagged"),
+      "w1");
+  a->send (J ("{'type':'presence:tag','data':'helper'}"));
+  assert_str (via_tag (*a, "presence:watch", w->id, "helper", "a tagged"),
+      "w1");
+  wait_hash ("pj:tag:helper", a->id, "n1");
+  wait_hash ("pj:tag:helper", b->id, "n2");
+  wait_hash ("pj:tag:helper", c->id, "n3");
+
+  /* A watch sent now reaches the carriers present on every node. */
+  w2->send (J ("{'type':'presence:watch','to':['helper'],'data':'w2'}"));
+  for (Client *m : {a.get (), b.get (), c.get ()})
+    assert_str (via_tag (*m, "presence:watch", w2->id, "helper",
+            "a watch for present carriers"), "w2");
+
+  /* A message to the tag reaches each carrier on every node once, the
+   * sender's node's too; naming a carrier by id as well changes nothing. */
+  x->send (J ("{'type':'chat','to':['helper','" + b->id + "'],"
+          "'data':'to helpers'}"));
+  for (Client *m : {a.get (), c.get ()})
+    assert_str (via_tag (*m, "chat", x->id, "helper", "to the tag"),
+        "to helpers");
+  Msg bm = expect (*b, "chat", "to the tag and by id");
+  assert_str (bm.str ("data"), "to helpers");
+  for (Client *m : {a.get (), b.get (), c.get ()})
+    fail_unless (!m->next_of ("chat", 200), "once each");
+  fail_unless (!x->next_of ("chat", 100) && !x->next_of ("error", 100));
+
+  /* A tag carried only on another node is found there. */
+  a->send (J ("{'type':'chat','to':'other','data':'to other'}"));
+  assert_str (via_tag (*c, "chat", a->id, "other", "a tag of n3 only"),
+      "to other");
+  /* A callback through the tag: answered once across nodes. */
+  a->send (J ("{'type':'ask','to':'other','callback_id':5}"));
+  Msg ask = expect (*c, "ask", "the callback's question");
+  assert_str (ask.str ("original_to"), "other");
+  c->send (J ("{'to':'" + a->id + "','callback_response':5,'data':'yes'}"));
+  auto answer = a->next (3000);
+  fail_unless (answer && answer->num ("callback_response") == 5
+      && answer->str ("data") == "yes", "the answer came back");
+  c->send (J ("{'to':'" + a->id + "','callback_response':5,'data':'again'}"));
+  Msg again = expect (*c, "error", "a second answer");
+  assert_str (again.str ("code"), "unknown-callback");
+  /* No tag and no session: unknown-recipient. */
+  a->send (J ("{'type':'chat','to':'nobody-carries-this','data':'?'}"));
+  Msg err = expect (*a, "error", "a tag nobody carries");
+  assert_str (err.str ("code"), "unknown-recipient");
+
+  /* b ends: its tag is gone from Redis, and the tag reaches the others. */
+  b->send (J ("{'type':'socket:disconnect'}"));
+  for (int i = 0; i < 200 && r.query ({"HEXISTS", "pj:tag:helper", b->id})
+      != "0"; i++)
+    g_usleep (10000);
+  assert_str (r.query ({"HEXISTS", "pj:tag:helper", b->id}), "0");
+  x->send (J ("{'type':'chat','to':'helper','data':'after b'}"));
+  for (Client *m : {a.get (), c.get ()})
+    assert_str (via_tag (*m, "chat", x->id, "helper", "after b left"),
+        "after b");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_redis_restart)
 {
   /* A Redis of this test's own, restarted empty mid-conversation. */
@@ -1337,6 +1437,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_health_without_redis);
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_resume_on_live_node);
+  tcase_add_test (tc, test_tags_across_nodes);
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
