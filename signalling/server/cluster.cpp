@@ -1151,10 +1151,17 @@ Cluster::republish ()
   }
   for (const auto &thread : threads)
     command ({"SADD", NODE_THREADS_KEY + options_.node_id, thread});
-  /* And the sessions' state, outboxes written anew. */
+  /* And the sessions' state, outboxes written anew, tags and watches. */
   stored_.clear ();
-  for (const auto &id : router_.local_sessions ())
+  for (const auto &id : router_.local_sessions ()) {
     dirty_[id] = true;
+    SessionState st;
+    router_.export_session (id, st);
+    for (const auto &t : st.tags)
+      tagged (id, t, true);
+    for (const auto &w : st.watches)
+      watching (id, w.first, true);
+  }
   schedule_flush ();
 }
 
