@@ -1168,6 +1168,38 @@ GST_START_TEST (test_tags_across_nodes)
 }
 GST_END_TEST;
 
+/* peer.js given two nodes' URLs moves to the next one when its node is
+ * killed, and resumes there: tests/browser/failover.mjs, in headless
+ * Chromium. Passed over (with a note) where the browser suite could not
+ * run either. */
+GST_START_TEST (test_peerjs_failover)
+{
+  const char *dir = g_getenv ("PEERJS_BROWSER_TESTS");
+  const char *chromium = g_getenv ("PEERJS_CHROMIUM");
+  g_autofree char *node_bin = g_find_program_in_path ("node");
+  g_autofree char *pw = dir ? g_build_filename (dir, "node_modules",
+      "playwright-core", nullptr) : nullptr;
+  if (!dir || !node_bin || !pw || !g_file_test (pw, G_FILE_TEST_IS_DIR)
+      || !g_file_test (chromium ? chromium : "/usr/bin/chromium",
+          G_FILE_TEST_IS_EXECUTABLE)) {
+    g_print ("test_peerjs_failover: passed over: node, Chromium or "
+        "playwright-core is missing (tools/setup installs them)\n");
+    return;
+  }
+  const char *argv[] = {node_bin, "failover.mjs", nullptr};
+  g_autofree char *out = nullptr;
+  gint status = 0;
+  g_autoptr (GError) error = nullptr;
+  fail_unless (g_spawn_sync (dir, const_cast<char **>(argv), nullptr,
+          G_SPAWN_STDERR_TO_DEV_NULL, nullptr, nullptr, &out, nullptr, &status,
+          &error), "cannot run node: %s", error ? error->message : "");
+  if (!g_spawn_check_wait_status (status, nullptr))
+    g_printerr ("===== tests/browser/failover.mjs:\n%s=====\n", out);
+  fail_unless (g_spawn_check_wait_status (status, nullptr),
+      "tests/browser/failover.mjs failed (its output is above)");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_redis_restart)
 {
   /* A Redis of this test's own, restarted empty mid-conversation. */
@@ -1438,6 +1470,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_resume_on_live_node);
   tcase_add_test (tc, test_tags_across_nodes);
+  tcase_add_test (tc, test_peerjs_failover);
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
