@@ -1168,6 +1168,146 @@ GST_START_TEST (test_tags_across_nodes)
 }
 GST_END_TEST;
 
+/* The protocol's cross-session rules (docs/protocol.md, as the protocol
+ * and server suites check them on one node) with the clients spread over
+ * three nodes: a and d on n1, b on n2, c on n3. Each step asserts what
+ * every client received, and that nothing else came. */
+GST_START_TEST (test_protocol_rules_over_nodes)
+{
+  flush_redis ();
+  auto n1 = node ("n1"), n2 = node ("n2"), n3 = node ("n3");
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a = connected (*n1), d = connected (*n1), b = connected (*n2),
+      c = connected (*n3);
+  std::vector<Client *> all = {a.get (), b.get (), c.get (), d.get ()};
+  auto nothing_else = [&] (const char *why) {
+    for (Client *x : all) {
+      auto m = x->next (100);
+      fail_unless (!m, "%s: %s got %s", why, x->id.c_str (),
+          m ? m->text ().c_str () : "");
+    }
+  };
+  auto error = [&] (Client & x, const std::string & code, const char *why) {
+    Msg e = expect (x, "error", why);
+    assert_str (e.str ("code"), code);
+    return e;
+  };
+  auto one = [&] (Client & x, const std::string & type, const std::string & from,
+      const char *why) {
+    Msg m = expect (x, type, why);
+    assert_str (m.str ("from"), from);
+    fail_unless (m.has ("seq"), "%s: no seq", why);
+    return m;
+  };
+
+  join (*n1, *a, "room", "n1");
+  join (*n2, *b, "room", "n2");
+  join (*n3, *c, "room", "n3");
+  expect (*a, "thread:connect", "b joined");
+  expect (*a, "thread:connect", "c joined");
+  expect (*b, "thread:connect", "c joined");
+  nothing_else ("joins");
+
+  /* By id, each recipient once however often named, the sender too when
+   * it names itself. */
+  a->send (J ("{'type':'chat','to':['" + b->id + "','" + c->id + "','" +
+          b->id + "','" + a->id + "'],'data':'by id'}"));
+  for (Client *x : {b.get (), c.get (), a.get ()})
+    assert_str (one (*x, "chat", a->id, "by id").str ("data"), "by id");
+  nothing_else ("by id, once each");
+
+  /* Entries that resolve to nobody: one unknown-recipient listing them;
+   * the others still delivered; no callback_response when someone got
+   * it. */
+  b->send (J ("{'type':'chat','to':['" + c->id + "','nobody-1','nobody-2'],"
+          "'callback_id':1}"));
+  one (*c, "chat", b->id, "the known one");
+  Msg e = error (*b, "unknown-recipient", "two unknown");
+  fail_unless (e.str ("message").find ("nobody-1") != std::string::npos
+      && e.str ("message").find ("nobody-2") != std::string::npos,
+      "one error lists both: %s", e.text ().c_str ());
+  fail_unless (!e.has ("callback_response"), "c got it: its callback stays");
+  nothing_else ("unknown entries");
+  /* Nobody at all: the error answers the callback. */
+  c->send (J ("{'type':'chat','to':'nobody-3','callback_id':'x'}"));
+  assert_str (error (*c, "unknown-recipient", "nobody").str
+      ("callback_response"), "x");
+
+  /* By thread: every other member, on every node; a non-member is
+   * refused and nobody gets anything. */
+  b->send (J ("{'type':'chat','thread':'room','data':'to room'}"));
+  one (*a, "chat", b->id, "thread message");
+  one (*c, "chat", b->id, "thread message");
+  d->send (J ("{'type':'chat','thread':'room','data':'outsider'}"));
+  error (*d, "not-member", "not in room");
+  nothing_else ("by thread");
+  /* thread and to together: the sender must be a member, and the
+   * recipient gets it. */
+  a->send (J ("{'type':'chat','thread':'room','to':'" + c->id + "'}"));
+  one (*c, "chat", a->id, "thread and to");
+  d->send (J ("{'type':'chat','thread':'room','to':'" + b->id + "'}"));
+  error (*d, "not-member", "thread and to from a non-member");
+  nothing_else ("thread and to");
+  /* thread:* answers go only between members. */
+  d->send (J ("{'type':'thread:connect','thread':'room','to':'" + a->id +
+          "'}"));
+  error (*d, "not-member", "an answer from a non-member");
+  a->send (J ("{'type':'thread:connect','thread':'room','to':'" + d->id +
+          "'}"));
+  error (*a, "not-member", "an answer to a non-member");
+  b->send (J ("{'type':'thread:change','thread':'room',"
+          "'constraints':{'video':false}}"));
+  one (*a, "thread:change", b->id, "thread:change");
+  one (*c, "thread:change", b->id, "thread:change");
+  d->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  error (*d, "not-member", "leaving a thread not joined");
+  nothing_else ("thread:* rules");
+
+  /* stream:* between thread-mates across nodes; a message with neither
+   * to nor thread; a spoofed from. */
+  a->send (J ("{'type':'stream:offer','to':'" + c->id + "','data':'sdp'}"));
+  one (*c, "stream:offer", a->id, "stream:offer to a thread-mate");
+  c->send (J ("{'type':'stream:answer','to':'" + a->id + "','data':'sdp'}"));
+  one (*a, "stream:answer", c->id, "stream:answer back");
+  b->send (J ("{'type':'chat','data':'nowhere'}"));
+  error (*b, "bad-message", "neither to nor thread");
+  b->send (J ("{'type':'chat','from':'" + a->id + "','to':'" + c->id + "'}"));
+  error (*b, "spoofed-from", "from names another session");
+  nothing_else ("stream, bad-message, spoofed-from");
+
+  /* Callbacks: one reply reaches the asker; a second reply, another
+   * recipient's, or a stranger's, gets unknown-callback. */
+  a->send (J ("{'type':'ask','to':['" + b->id + "','" + c->id + "'],"
+          "'callback_id':9}"));
+  one (*b, "ask", a->id, "the question (b)");
+  one (*c, "ask", a->id, "the question (c)");
+  b->send (J ("{'to':'" + a->id + "','callback_response':9,'data':'b'}"));
+  auto reply = a->next (3000);
+  fail_unless (reply && reply->num ("callback_response") == 9
+      && reply->str ("from") == b->id, "b's answer reached a");
+  c->send (J ("{'to':'" + a->id + "','callback_response':9,'data':'c'}"));
+  error (*c, "unknown-callback", "answered already");
+  d->send (J ("{'to':'" + b->id + "','callback_response':9}"));
+  error (*d, "unknown-callback", "a stranger's answer");
+  nothing_else ("callbacks");
+
+  /* Tags: every carrier but the sender, on every node, with
+   * original_to. */
+  for (Client *x : {b.get (), c.get (), d.get ()})
+    x->send (J ("{'type':'presence:tag','data':'crew'}"));
+  Redis r;
+  for (Client *x : {b.get (), c.get (), d.get ()})
+    for (int i = 0; i < 200 && r.query ({"HEXISTS", "pj:tag:crew", x->id})
+        != "1"; i++)
+      g_usleep (10000);
+  b->send (J ("{'type':'chat','to':'crew','data':'to the crew'}"));
+  for (Client *x : {c.get (), d.get ()})
+    assert_str (one (*x, "chat", b->id, "to a tag").str ("original_to"),
+        "crew");
+  nothing_else ("tag");
+}
+GST_END_TEST;
+
 /* peer.js given two nodes' URLs moves to the next one when its node is
  * killed, and resumes there: tests/browser/failover.mjs, in headless
  * Chromium. Passed over (with a note) where the browser suite could not
@@ -1471,6 +1611,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_resume_on_live_node);
   tcase_add_test (tc, test_tags_across_nodes);
   tcase_add_test (tc, test_peerjs_failover);
+  tcase_add_test (tc, test_protocol_rules_over_nodes);
   tcase_add_test (tc, test_redis_restart);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
