@@ -675,6 +675,17 @@ struct ClusterCallbacks
             carriers));
   }
 
+  static void grace_over (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::string> node (static_cast<std::string *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_)
+      return;
+    c->grace_over (*node, reply && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer == 1);
+  }
+
   static void exists (redisAsyncContext * ac, void *r, void *data)
   {
     std::unique_ptr<std::string> node (static_cast<std::string *>(data));
@@ -1225,16 +1236,15 @@ Cluster::tick ()
    * period: they end here now. */
   std::vector<std::string> over;
   for (const auto &[node, since] : dead_)
-    if (now - since >= options_.grace_ms * 1000)
+    if (since >= 0 && now - since >= options_.grace_ms * 1000)
       over.push_back (node);
   for (const auto &node : over) {
-    dead_.erase (node);
-    std::vector<Delivery> d = router_.remote_node_gone (node);
-    g_message ("cluster: the grace period of node %s's sessions is over; "
-        "those that did not resume elsewhere ended", node.c_str ());
-    command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
-          NODE_THREADS_KEY + node, THREAD_KEY, NODES_KEY});
-    dispatch_ (d);
+    /* Unless its heartbeat came back meanwhile (it was only cut off). */
+    if (command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::grace_over,
+            new std::string (node)))
+      dead_[node] = -1;
+    else
+      grace_over (node, false);
   }
   for (auto it = moved_.begin (); it != moved_.end ();)
     it = now > it->second.second ? moved_.erase (it) : std::next (it);
@@ -1291,6 +1301,24 @@ Cluster::check_nodes ()
     if (!dead_.count (node))
       command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
           new std::string (node));
+}
+
+/* The grace period of a gone node's sessions is over: those that did not
+ * resume elsewhere end here, unless the node is `back`. */
+void
+Cluster::grace_over (const std::string & node, bool back)
+{
+  dead_.erase (node);
+  if (back) {
+    g_message ("cluster: node %s is back; its sessions go on", node.c_str ());
+    return;
+  }
+  std::vector<Delivery> d = router_.remote_node_gone (node);
+  g_message ("cluster: the grace period of node %s's sessions is over; "
+      "those that did not resume elsewhere ended", node.c_str ());
+  command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
+        NODE_THREADS_KEY + node, THREAD_KEY, NODES_KEY});
+  dispatch_ (d);
 }
 
 /* Its sessions get the grace period to resume on another node: their

@@ -179,6 +179,7 @@ private:
   void republish ();
   void check_nodes ();
   void node_gone (const std::string & node);
+  void grace_over (const std::string & node, bool back);
   void close_op (Outbox & box);
   Outbox & outbox (const std::string & node);
   void schedule_flush ();
@@ -261,7 +262,8 @@ private:
   /* Sessions that resumed on another node: what still comes here for
    * them is sent on, until the time given (monotonic). */
   std::map<std::string, std::pair<std::string, std::int64_t>> moved_;
-  /* Nodes found gone, and when: their sessions' grace period runs. */
+  /* Nodes found gone, and when: their sessions' grace period runs (-1:
+   * it is over, and whether the node came back is being asked). */
   std::map<std::string, std::int64_t> dead_;
   /* Local sessions whose state is to be written (true: meta too), and the
    * last outbox entry written for each. */

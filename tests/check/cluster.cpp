@@ -980,6 +980,63 @@ GST_START_TEST (test_killed_node)
 }
 GST_END_TEST;
 
+/* A node that stops answering (SIGSTOP) longer than its heartbeat's TTL
+ * but less than the grace period is taken for gone, and found back when
+ * the grace period is over: its session goes on for the others, with no
+ * leave, and what they sent it meanwhile arrives. */
+GST_START_TEST (test_node_back_within_grace)
+{
+  flush_redis ();
+  auto n1 = node ("n1");
+  fail_unless (node_ready (*n1));
+  guint port = free_port ();
+  std::string port_s = std::to_string (port), url = redis_url ();
+  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
+    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
+    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
+    nullptr};
+  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
+  GPid pid = 0;
+  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL
+              | G_SPAWN_DO_NOT_REAP_CHILD),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
+          nullptr));
+  bool up = false;
+  for (int i = 0; i < 100 && !up; i++) {
+    std::string body;
+    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
+    if (!up)
+      g_usleep (50000);
+  }
+  fail_unless (up, "the third node did not become healthy");
+  auto c = std::make_unique<Client> ();
+  fail_unless (c->connect ("ws://127.0.0.1:" + port_s + "/peerjs"));
+  auto a = connected (*n1);
+  join (*n1, *a, "room", "n1");
+  c->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  check_join (expect (*a, "thread:connect", "c joined"), c->id, "room");
+
+  kill (pid, SIGSTOP);
+  /* Past the heartbeat's TTL (5 s) and the look that finds it gone. */
+  fail_unless (!a->next_of ("thread:disconnect", 7000),
+      "no leave within the grace period");
+  a->send (J ("{'type':'chat','thread':'room','data':'while stopped'}"));
+  kill (pid, SIGCONT);
+  /* Past the end of the grace period: the node is back, nothing ends. */
+  fail_unless (!a->next_of ("thread:disconnect", 6000),
+      "no leave once the node is back");
+  assert_str (expect (*c, "chat", "sent while stopped").str ("data"),
+      "while stopped");
+  c->send (J ("{'type':'chat','thread':'room','data':'still here'}"));
+  assert_str (expect (*a, "chat", "c goes on").str ("data"), "still here");
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_resume_on_live_node)
 {
   flush_redis ();
@@ -1609,6 +1666,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_health_without_redis);
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_resume_on_live_node);
+  tcase_add_test (tc, test_node_back_within_grace);
   tcase_add_test (tc, test_tags_across_nodes);
   tcase_add_test (tc, test_peerjs_failover);
   tcase_add_test (tc, test_protocol_rules_over_nodes);
