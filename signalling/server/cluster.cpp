@@ -1030,7 +1030,8 @@ Cluster::link_up (Link & l)
 }
 
 /* The meta part of a session's state: tags, held watches, contacts (with
- * their nodes: this one's id for its own sessions). */
+ * their nodes: this one's id for its own sessions), the callbacks it
+ * waits for. */
 std::string
 Cluster::encode_meta (const SessionState & st) const
 {
@@ -1047,6 +1048,14 @@ Cluster::encode_meta (const SessionState & st) const
   for (const auto &[id, node] : st.contacts) {
     ns (out, id);
     ns (out, node.empty () ? options_.node_id : node);
+  }
+  ns (out, std::to_string (st.pending.size ()));
+  for (const auto &p : st.pending) {
+    ns (out, p.key);
+    ns (out, p.json);
+    ns (out, std::to_string (p.recipients.size ()));
+    for (const auto &r : p.recipients)
+      ns (out, r);
   }
   return out;
 }
@@ -1091,6 +1100,20 @@ Cluster::decode_meta (std::string_view blob, SessionState & st) const
     if (!r.field (a) || !r.field (b))
       return false;
     st.contacts.emplace_back (a, local_node (b));
+  }
+  if (!count (n))
+    return false;
+  for (std::size_t i = 0; i < n; i++) {
+    SessionState::Callback cb;
+    std::size_t k = 0;
+    if (!r.field (cb.key) || !r.field (cb.json) || !count (k))
+      return false;
+    for (std::size_t j = 0; j < k; j++) {
+      if (!r.field (a))
+        return false;
+      cb.recipients.push_back (a);
+    }
+    st.pending.push_back (std::move (cb));
   }
   return true;
 }

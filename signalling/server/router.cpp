@@ -312,7 +312,8 @@ Router::remember_callback (Session & origin, const Message & m,
     it = ox.pending_by_key.emplace (ref.key,
         std::prev (ox.pending.end ())).first;
   }
-  it->second->recipients.insert (recipient);
+  if (it->second->recipients.insert (recipient).second)
+    changed (origin);
 }
 
 OpenResult
@@ -870,6 +871,7 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
   }
   ox.pending.erase (it->second);
   ox.pending_by_key.erase (it);
+  changed (*origin);
   contact (s, *origin);
   remember_callback (s, m, origin->id, out);
 }
@@ -1394,6 +1396,7 @@ Router::remote_reply (const std::string & origin, const std::string & from,
     } else {
       ox.pending.erase (it->second);
       ox.pending_by_key.erase (it);
+      changed (*o);
       contact (*f, *o);
     }
   }
@@ -1429,6 +1432,7 @@ Router::remote_unknown (const std::string & from,
     if (it != s->extras->pending_by_key.end ()) {
       for (const auto &id : ids)
         it->second->recipients.erase (id);
+      changed (*s);
       if (it->second->recipients.empty ()) {
         s->extras->pending.erase (it->second);
         s->extras->pending_by_key.erase (it);
@@ -1472,6 +1476,10 @@ Router::export_session (const std::string & session, SessionState & out) const
   }
   for (const auto &c : x.contacts)
     out.contacts.emplace_back (c, node_of (c));
+  for (const auto &p : x.pending)
+    out.pending.push_back (SessionState::Callback {p.ref.key, p.ref.json,
+          std::vector<std::string> (p.recipients.begin (),
+              p.recipients.end ())});
   for (const auto &name : s.threads) {
     std::vector<std::pair<std::string, std::string>> members;
     if (auto t = threads_.find (name); t != threads_.end ())
@@ -1606,6 +1614,15 @@ Router::adopt (const SessionState & st, std::int64_t now_us)
   for (const auto &[id, node] : st.contacts)
     if (Session *c = other (id, node))
       contact (*s, *c);
+  /* The callbacks it waits for: answers reach it here. */
+  for (const auto &p : st.pending) {
+    Session::Extras & x = s->x ();
+    if (x.pending_by_key.count (p.key))
+      continue;
+    x.pending.push_back (Pending {CallbackRef {p.key, p.json},
+          std::set<std::string> (p.recipients.begin (), p.recipients.end ())});
+    x.pending_by_key.emplace (p.key, std::prev (x.pending.end ()));
+  }
   /* Carried and watched here now; nobody is sent anything again. */
   for (const auto &tag : st.tags) {
     s->x ().tags.insert (tag);

@@ -93,6 +93,14 @@ struct SessionState
   /* Sessions it exchanged messages with: id and node ("" for the node
    * the state comes from). */
   std::vector<std::pair<std::string, std::string>> contacts;
+  /* The callbacks it waits for, oldest first: the callback id (its key
+   * and JSON), and who may answer. */
+  struct Callback
+  {
+    std::string key, json;
+    std::vector<std::string> recipients;
+  };
+  std::vector<Callback> pending;
   /* Its threads, each with its other members (id and node, as contacts). */
   std::vector<std::pair<std::string,
       std::vector<std::pair<std::string, std::string>>>> threads;
