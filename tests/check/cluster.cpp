@@ -987,7 +987,14 @@ GST_END_TEST;
 GST_START_TEST (test_node_back_within_grace)
 {
   flush_redis ();
-  auto n1 = node ("n1");
+  /* n1 gives the sessions of a node it finds gone 4 s. */
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = redis_url ();
+  o.node_id = "n1";
+  o.secret = SECRET;
+  o.ping_interval_s = 30;
+  o.limits.grace_us = 4 * G_USEC_PER_SEC;
+  auto n1 = std::make_unique<ServerThread> (o);
   fail_unless (node_ready (*n1));
   guint port = free_port ();
   std::string port_s = std::to_string (port), url = redis_url ();
@@ -1025,7 +1032,7 @@ GST_START_TEST (test_node_back_within_grace)
   a->send (J ("{'type':'chat','thread':'room','data':'while stopped'}"));
   kill (pid, SIGCONT);
   /* Past the end of the grace period: the node is back, nothing ends. */
-  fail_unless (!a->next_of ("thread:disconnect", 6000),
+  fail_unless (!a->next_of ("thread:disconnect", 4000),
       "no leave once the node is back");
   assert_str (expect (*c, "chat", "sent while stopped").str ("data"),
       "while stopped");
