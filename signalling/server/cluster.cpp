@@ -2096,7 +2096,8 @@ Cluster::metrics () const
   metric ("peerjs_cluster_publishes_total", "counter",
       "Batches published to other nodes' channels.", st.publishes);
   metric ("peerjs_cluster_dropped_total", "counter",
-      "Batches and membership changes not sent: Redis was unreachable.",
+      "Batches, membership, tag and watch changes and hand-overs not sent: "
+      "Redis was unreachable.",
       st.dropped);
   metric ("peerjs_cluster_nodes_lost_total", "counter",
       "Nodes taken for gone: their heartbeat key expired.", st.nodes_lost);
