@@ -3,6 +3,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <unistd.h>
@@ -16,6 +17,13 @@ const char SESSION_KEY[] = "pj:session:";     /* directory: session -> node */
 const char THREAD_KEY[] = "pj:thread:";       /* hash: member -> node */
 const char NODE_THREADS_KEY[] = "pj:node-threads:";   /* threads a node joined */
 const char CHANNEL[] = "pj:to:";              /* a node's pub/sub channel */
+const char NODES_KEY[] = "pj:nodes";          /* set: every node id seen */
+const char STATE_KEY[] = "pj:state:";         /* hash: a session's state */
+const char BOX_KEY[] = "pj:box:";             /* list: a session's outbox */
+const char LOST_KEY[] = "pj:undelivered:";    /* list: batches for a node not listening */
+const char DOWN_KEY[] = "pj:down:";           /* when a node was found gone (ms) */
+/* How long pj:down:ID outlives the grace period. */
+const std::int64_t DOWN_KEEP_MS = 600000;
 
 /* A join: the live members before it (session, node pairs of other nodes)
  * are the answer; the notice goes to each of their nodes, naming the
@@ -25,6 +33,9 @@ const char CHANNEL[] = "pj:to:";              /* a node's pub/sub channel */
 const char JOIN_SCRIPT[] = R"lua(
 local me, session, thread, nodekey, chan, env, tkey, ntkey =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local downkey, grace, keep = ARGV[9], tonumber(ARGV[10]), ARGV[11]
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local members = redis.call('HGETALL', tkey)
 local out, nodes, alive = {}, {}, {}
 for i = 1, #members, 2 do
@@ -33,6 +44,16 @@ for i = 1, #members, 2 do
     local live = alive[node]
     if live == nil then
       live = node == me or redis.call('EXISTS', nodekey .. node) == 1
+      if not live then
+        -- A gone node's members stay for its grace period: they may
+        -- resume elsewhere.
+        local down = redis.call('GET', downkey .. node)
+        if not down then
+          redis.call('SET', downkey .. node, now, 'PX', keep)
+          down = now
+        end
+        live = now - tonumber(down) <= grace
+      end
       alive[node] = live
     end
     if not live then
@@ -110,16 +131,80 @@ return 0
 )lua";
 
 /* Where sessions are: for each id, its node if the directory has it and
- * that node's heartbeat key exists, else ''. */
+ * that node's heartbeat key exists, else ''; for an id that is no session,
+ * and for each tag, the carriers of that tag on other nodes (session,
+ * node, ...). ARGV: this node, N, N ids, then the tags. */
 const char LOOKUP_SCRIPT[] = R"lua(
-local skey, nodekey = ARGV[1], ARGV[2]
-local out = {}
-for i = 3, #ARGV do
-  local node = redis.call('GET', skey .. ARGV[i])
-  if node and redis.call('EXISTS', nodekey .. node) == 1 then
-    out[#out + 1] = node
+local me, n = ARGV[1], tonumber(ARGV[2])
+local nodes, idc, tagc = {}, {}, {}
+local function carriers(tag)
+  local out = {}
+  local h = redis.call('HGETALL', 'pj:tag:' .. tag)
+  for i = 1, #h, 2 do
+    if h[i + 1] ~= me then
+      out[#out + 1] = h[i]
+      out[#out + 1] = h[i + 1]
+    end
+  end
+  return out
+end
+for i = 3, 2 + n do
+  local node = redis.call('GET', 'pj:session:' .. ARGV[i])
+  if node and redis.call('EXISTS', 'pj:node:' .. node) == 1 then
+    nodes[#nodes + 1] = node
+    idc[#idc + 1] = {}
   else
-    out[#out + 1] = ''
+    nodes[#nodes + 1] = ''
+    idc[#idc + 1] = carriers(ARGV[i])
+  end
+end
+for i = 3 + n, #ARGV do tagc[#tagc + 1] = carriers(ARGV[i]) end
+return {nodes, idc, tagc}
+)lua";
+
+/* A session carries a tag: into its hash (session -> node); the nodes of
+ * sessions holding a watch on it are asked to send it theirs ('w', naming
+ * the watchers), unless `quiet`. ARGV: me, session, tag, quiet, the 'w'
+ * envelope up to the watchers. */
+const char TAG_SCRIPT[] = R"lua(
+local me, session, tag, quiet, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+redis.call('HSET', 'pj:tag:' .. tag, session, me)
+redis.call('SADD', 'pj:node-tags:' .. me, tag)
+if quiet == '1' then return 0 end
+local w = redis.call('HGETALL', 'pj:watch:' .. tag)
+local nodes = {}
+for i = 1, #w, 2 do
+  local id, node = w[i], w[i + 1]
+  if node ~= me and id ~= session then
+    local parts = nodes[node]
+    if not parts then
+      parts = {env}
+      nodes[node] = parts
+    end
+    parts[#parts + 1] = #id .. ':' .. id .. ','
+  end
+end
+for node, parts in pairs(nodes) do
+  parts[#parts + 1] = ';'
+  redis.call('PUBLISH', 'pj:to:' .. node, table.concat(parts))
+end
+return 0
+)lua";
+
+/* A session holds a watch on a tag: into its hash (watcher -> node); the
+ * answer is the tag's carriers on other nodes (session, node, ...), none
+ * if `quiet`. ARGV: me, watcher, tag, quiet. */
+const char WATCH_SCRIPT[] = R"lua(
+local me, watcher, tag, quiet = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('HSET', 'pj:watch:' .. tag, watcher, me)
+redis.call('SADD', 'pj:node-watches:' .. me, tag)
+local out = {}
+if quiet == '1' then return out end
+local h = redis.call('HGETALL', 'pj:tag:' .. tag)
+for i = 1, #h, 2 do
+  if h[i + 1] ~= me and h[i] ~= watcher then
+    out[#out + 1] = h[i]
+    out[#out + 1] = h[i + 1]
   end
 end
 return out
@@ -130,6 +215,7 @@ return out
 const char CLEAN_SCRIPT[] = R"lua(
 local dead, nodekey, ntkey, tprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('EXISTS', nodekey) == 1 then return -1 end
+redis.call('SREM', ARGV[5], dead)
 local threads = redis.call('SMEMBERS', ntkey)
 for _, t in ipairs(threads) do
   local tkey = tprefix .. t
@@ -139,7 +225,157 @@ for _, t in ipairs(threads) do
   end
 end
 redis.call('DEL', ntkey)
+-- Its tags and held watches, unless they moved with their session.
+for _, kind in ipairs({'tag', 'watch'}) do
+  local set = 'pj:node-' .. kind .. (kind == 'tag' and 's:' or 'es:') .. dead
+  for _, t in ipairs(redis.call('SMEMBERS', set)) do
+    local key = 'pj:' .. kind .. ':' .. t
+    local m = redis.call('HGETALL', key)
+    for i = 1, #m, 2 do
+      if m[i + 1] == dead then redis.call('HDEL', key, m[i]) end
+    end
+  end
+  redis.call('DEL', set)
+end
 return #threads
+)lua";
+
+/* A batch for a node. Nobody listening on its channel (the node died):
+ * the batch is kept for its sessions to find when they resume elsewhere,
+ * and sent on, marked 'R', to the nodes that the directory names for its
+ * recipients now (those that resumed already). ARGV: channel, envelope,
+ * the list to keep it in, its TTL (ms), the directory's key prefix, the
+ * channel prefix, then the recipients. */
+const char PUBLISH_SCRIPT[] = R"lua(
+local chan, env, lost, ttl, skey, chanp =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('PUBLISH', chan, env) > 0 then return 1 end
+redis.call('RPUSH', lost, env)
+redis.call('PEXPIRE', lost, ttl)
+local sent = {}
+for i = 7, #ARGV do
+  local node = redis.call('GET', skey .. ARGV[i])
+  if node and chanp .. node ~= chan and not sent[node] then
+    sent[node] = true
+    redis.call('PUBLISH', chanp .. node, 'R' .. env)
+  end
+end
+return 0
+)lua";
+
+/* The state of sessions, written once per loop turn: per session its id,
+ * its meta ('-' for unchanged), its thread names (newline-separated), its
+ * "NEXT LAST" sequence numbers, "1" if the stored outbox is to be
+ * written anew, the outbox's length, the count of new entries and the
+ * entries ("SEQ TEXT"). */
+const char STORE_SCRIPT[] = R"lua(
+local ttl, statep, boxp = ARGV[1], ARGV[2], ARGV[3]
+local i = 4
+while i <= #ARGV do
+  local id, meta, threads, seqs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local fresh, keep, n = ARGV[i + 4], tonumber(ARGV[i + 5]),
+    tonumber(ARGV[i + 6])
+  i = i + 7
+  local sk, bk = statep .. id, boxp .. id
+  if fresh == '1' then redis.call('DEL', bk) end
+  if meta ~= '-' then
+    redis.call('HSET', sk, 'meta', meta, 'threads', threads)
+  end
+  redis.call('HSET', sk, 'seq', seqs)
+  redis.call('PEXPIRE', sk, ttl)
+  if n > 0 then redis.call('RPUSH', bk, unpack(ARGV, i, i + n - 1)) end
+  i = i + n
+  if keep == 0 then
+    redis.call('DEL', bk)
+  else
+    redis.call('LTRIM', bk, -keep, -1)
+    redis.call('PEXPIRE', bk, ttl)
+  end
+end
+return 0
+)lua";
+
+/* A client resumes a session this node does not hold. Its node alive:
+ * ask it to hand the session over ('h' on its channel). Gone, within its
+ * grace period: take the state Redis keeps, move the session's
+ * memberships and directory entry here, tell every node it moved ('m'),
+ * and answer the state, the outbox, the batches its node never got and
+ * the members of its threads. ARGV: me, session, heartbeat key prefix,
+ * channel prefix, the 'h' envelope, the 'm' envelope, grace (ms), how
+ * long pj:down:ID stays (ms), the directory's TTL (s). */
+const char CLAIM_SCRIPT[] = R"lua(
+local me, session, nodekey, chanp, henv, menv, grace, keep, dirttl =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]),
+  ARGV[8], ARGV[9]
+local skey = 'pj:session:' .. session
+local node = redis.call('GET', skey)
+if not node or node == me then return {'none'} end
+if redis.call('EXISTS', nodekey .. node) == 1
+    and redis.call('PUBLISH', chanp .. node, henv) > 0 then
+  return {'asked', node}
+end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local down = redis.call('GET', 'pj:down:' .. node)
+if not down then
+  redis.call('SET', 'pj:down:' .. node, now, 'PX', keep)
+  down = now
+end
+if now - tonumber(down) > grace then return {'over', node} end
+local sk, bk = 'pj:state:' .. session, 'pj:box:' .. session
+local seq = redis.call('HGET', sk, 'seq')
+if not seq then return {'none'} end
+local meta = redis.call('HGET', sk, 'meta') or ''
+local threads = redis.call('HGET', sk, 'threads') or ''
+local box = redis.call('LRANGE', bk, 0, -1)
+local lost = redis.call('LRANGE', 'pj:undelivered:' .. node, 0, -1)
+redis.call('SET', skey, me, 'EX', dirttl)
+local members = {}
+for thread in string.gmatch(threads, '[^\n]+') do
+  local tkey = 'pj:thread:' .. thread
+  redis.call('HSET', tkey, session, me)
+  redis.call('SADD', 'pj:node-threads:' .. me, thread)
+  members[#members + 1] = thread
+  members[#members + 1] = redis.call('HGETALL', tkey)
+end
+redis.call('DEL', sk, bk)
+for _, n in ipairs(redis.call('SMEMBERS', 'pj:nodes')) do
+  if n ~= me and n ~= node then redis.call('PUBLISH', chanp .. n, menv) end
+end
+return {'state', node, seq, meta, box, lost, members}
+)lua";
+
+/* This node hands a session over to node `to`: the directory and its
+ * memberships name `to`, its stored state goes, `to` gets the state
+ * ('H') and every other node hears it moved ('m'). ARGV: me, session,
+ * to, the 'H' envelope, the 'm' envelope, the directory's TTL (s), then
+ * thread names each followed by "1" if this node has no member left in
+ * it. */
+const char HANDOVER_SCRIPT[] = R"lua(
+local me, session, to, henv, menv, dirttl =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+redis.call('SET', 'pj:session:' .. session, to, 'EX', dirttl)
+redis.call('DEL', 'pj:state:' .. session, 'pj:box:' .. session)
+for i = 7, #ARGV, 2 do
+  local thread, last = ARGV[i], ARGV[i + 1]
+  redis.call('HSET', 'pj:thread:' .. thread, session, to)
+  redis.call('SADD', 'pj:node-threads:' .. to, thread)
+  if last == '1' then redis.call('SREM', 'pj:node-threads:' .. me, thread) end
+end
+redis.call('PUBLISH', 'pj:to:' .. to, henv)
+for _, n in ipairs(redis.call('SMEMBERS', 'pj:nodes')) do
+  if n ~= me and n ~= to then redis.call('PUBLISH', 'pj:to:' .. n, menv) end
+end
+return 0
+)lua";
+
+/* A node found gone: when, in Redis's clock, unless another node said so
+ * first. */
+const char DOWN_SCRIPT[] = R"lua(
+local t = redis.call('TIME')
+redis.call('SET', ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000), 'NX',
+  'PX', ARGV[2])
+return 0
 )lua";
 
 /* Envelope framing: "P1", then netstrings (LEN:BYTES,), then ops, each a
@@ -231,6 +467,8 @@ struct Cluster::Lookup
 {
   std::string from, body;
   std::vector<std::string> ids;
+  std::vector<std::string> tags;
+  std::set<std::string> already;   /* sessions that got the message */
   std::vector<std::list<Cluster::Waiting>::iterator> at;   /* per id */
   bool answered = false;
   std::shared_ptr<const Message> message;
@@ -247,11 +485,30 @@ struct ClusterCallbacks
     if (c->closing_)
       return;
     std::vector<std::string> nodes (l->ids.size ());
-    if (reply && reply->type == REDIS_REPLY_ARRAY)
-      for (std::size_t i = 0; i < nodes.size () && i < reply->elements; i++)
-        if (reply->element[i]->type == REDIS_REPLY_STRING)
-          nodes[i].assign (reply->element[i]->str, reply->element[i]->len);
-    c->resolve (*l, nodes);
+    std::vector<Cluster::Carriers> idc (l->ids.size ()), tagc (l->tags.size ());
+    auto carriers = [] (const redisReply * a, std::vector<Cluster::Carriers> & out) {
+      for (std::size_t i = 0; a && a->type == REDIS_REPLY_ARRAY
+          && i < a->elements && i < out.size (); i++) {
+        const redisReply *h = a->element[i];
+        for (std::size_t k = 0; h->type == REDIS_REPLY_ARRAY
+            && k + 1 < h->elements; k += 2)
+          out[i].emplace_back (std::string (h->element[k]->str,
+                  h->element[k]->len), std::string (h->element[k + 1]->str,
+                  h->element[k + 1]->len));
+      }
+    };
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+      const redisReply *n = reply->element[0];
+      for (std::size_t i = 0; n->type == REDIS_REPLY_ARRAY && i < nodes.size ()
+          && i < n->elements; i++)
+        if (n->element[i]->type == REDIS_REPLY_STRING)
+          nodes[i].assign (n->element[i]->str, n->element[i]->len);
+      carriers (reply->element[1], idc);
+      carriers (reply->element[2], tagc);
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+      g_warning ("cluster: a lookup failed: %s", reply->str);
+    }
+    c->resolve (*l, nodes, idc, tagc);
   }
 
   static void add_read (void *d) { static_cast<Cluster::Link *>(d)->want (EPOLLIN, true); }
@@ -379,6 +636,54 @@ struct ClusterCallbacks
       c->router_.remote_member (j->thread, j->session,
           std::string (id->str, id->len), std::string (node->str, node->len));
     }
+  }
+
+  static void claimed (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::string> session (static_cast<std::string *>(data));
+    Cluster *c = link_of (ac)->cluster;
+    if (!c->closing_)
+      c->claimed (*session, r);
+  }
+
+  static void published (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+      link_of (ac)->cluster->stats_.undelivered++;
+  }
+
+  struct Watching
+  {
+    std::string watcher, tag;
+  };
+
+  static void watch_carriers (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<Watching> w (static_cast<Watching *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0)
+      return;
+    Cluster::Carriers carriers;
+    for (std::size_t k = 0; k + 1 < reply->elements; k += 2)
+      carriers.emplace_back (std::string (reply->element[k]->str,
+              reply->element[k]->len), std::string (reply->element[k + 1]->str,
+              reply->element[k + 1]->len));
+    c->dispatch_ (c->router_.remote_watch_carriers (w->watcher, w->tag,
+            carriers));
+  }
+
+  static void grace_over (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::string> node (static_cast<std::string *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_)
+      return;
+    c->grace_over (*node, reply && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer == 1);
   }
 
   static void exists (redisAsyncContext * ac, void *r, void *data)
@@ -517,6 +822,10 @@ Cluster::Cluster (ClusterOptions options, Router & router, Poller & poller,
   instance_ = instance;
   cmd_->name = "commands";
   sub_->name = "subscription";
+  /* A gone node's sessions are found through the directory during their
+   * grace period. */
+  options_.session_ttl_s = std::max<std::int64_t>(options_.session_ttl_s,
+      options_.grace_ms / 1000 + 20);
   cancel_ = g_cancellable_new ();
 }
 
@@ -568,9 +877,31 @@ Cluster::start ()
     reply (node, origin, from, body);
   };
   h.lookup = [this] (const std::string & from,
-      const std::vector<std::string> & ids, const std::string & body,
-      bool answered, std::shared_ptr<const Message> message) {
-    lookup (from, ids, body, answered, std::move (message));
+      const std::vector<std::string> & ids,
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already) {
+    lookup (from, ids, tags, body, answered, std::move (message), already);
+  };
+  h.tagged = [this] (const std::string & session, const std::string & tag,
+      bool quiet) {
+    tagged (session, tag, quiet);
+  };
+  h.watching = [this] (const std::string & session, const std::string & tag,
+      bool quiet) {
+    watching (session, tag, quiet);
+  };
+  h.unpresence = [this] (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched) {
+    unpresence (session, tags, watched);
+  };
+  h.changed = [this] (const std::string & session, bool meta) {
+    /* Written at the end of the loop turn. */
+    auto [it, fresh] = dirty_.emplace (session, meta);
+    if (!fresh)
+      it->second = it->second || meta;
+    schedule_flush ();
   };
   router_.set_cluster_hooks (std::move (h));
 
@@ -698,6 +1029,148 @@ Cluster::link_up (Link & l)
     republish ();
 }
 
+/* The meta part of a session's state: tags, held watches, contacts (with
+ * their nodes: this one's id for its own sessions), the callbacks it
+ * waits for. */
+std::string
+Cluster::encode_meta (const SessionState & st) const
+{
+  std::string out;
+  ns (out, std::to_string (st.tags.size ()));
+  for (const auto &t : st.tags)
+    ns (out, t);
+  ns (out, std::to_string (st.watches.size ()));
+  for (const auto &[tag, text] : st.watches) {
+    ns (out, tag);
+    ns (out, text);
+  }
+  ns (out, std::to_string (st.contacts.size ()));
+  for (const auto &[id, node] : st.contacts) {
+    ns (out, id);
+    ns (out, node.empty () ? options_.node_id : node);
+  }
+  ns (out, std::to_string (st.pending.size ()));
+  for (const auto &p : st.pending) {
+    ns (out, p.key);
+    ns (out, p.json);
+    ns (out, std::to_string (p.recipients.size ()));
+    for (const auto &r : p.recipients)
+      ns (out, r);
+  }
+  return out;
+}
+
+/* `node` as this node's router names it: "" for this node. */
+std::string
+Cluster::local_node (const std::string & node) const
+{
+  return node == options_.node_id ? std::string () : node;
+}
+
+bool
+Cluster::decode_meta (std::string_view blob, SessionState & st) const
+{
+  Reader r (blob);
+  auto count = [&] (std::size_t & n) {
+    std::string f;
+    if (!r.field (f))
+      return false;
+    n = g_ascii_strtoull (f.c_str (), nullptr, 10);
+    return true;
+  };
+  std::size_t n = 0;
+  std::string a, b;
+  if (!count (n))
+    return blob.empty ();
+  for (std::size_t i = 0; i < n; i++) {
+    if (!r.field (a))
+      return false;
+    st.tags.push_back (a);
+  }
+  if (!count (n))
+    return false;
+  for (std::size_t i = 0; i < n; i++) {
+    if (!r.field (a) || !r.field (b))
+      return false;
+    st.watches.emplace_back (a, b);
+  }
+  if (!count (n))
+    return false;
+  for (std::size_t i = 0; i < n; i++) {
+    if (!r.field (a) || !r.field (b))
+      return false;
+    st.contacts.emplace_back (a, local_node (b));
+  }
+  if (!count (n))
+    return false;
+  for (std::size_t i = 0; i < n; i++) {
+    SessionState::Callback cb;
+    std::size_t k = 0;
+    if (!r.field (cb.key) || !r.field (cb.json) || !count (k))
+      return false;
+    for (std::size_t j = 0; j < k; j++) {
+      if (!r.field (a))
+        return false;
+      cb.recipients.push_back (a);
+    }
+    st.pending.push_back (std::move (cb));
+  }
+  return true;
+}
+
+/* The state of the sessions that changed this turn goes to Redis in one
+ * script call: enough for another node to resume them if this one dies
+ * (docs/scaling.md). */
+void
+Cluster::persist ()
+{
+  if (dirty_.empty () || !cmd_->ready)
+    return;
+  std::vector<std::string> argv = {"EVAL", STORE_SCRIPT, "0",
+    std::to_string (options_.grace_ms + 20000), STATE_KEY, BOX_KEY};
+  std::size_t header = argv.size ();
+  for (const auto &[id, meta] : dirty_) {
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>>
+        entries;
+    std::uint64_t next = 0, last = 0;
+    auto stored = stored_.find (id);
+    bool fresh = stored == stored_.end ();
+    std::size_t keep = router_.box_since (id, fresh ? 0 : stored->second,
+        entries, next, last);
+    if (!router_.has_session (id)) {
+      if (!fresh)
+        stored_.erase (stored);
+      continue;
+    }
+    argv.push_back (id);
+    if (meta || fresh) {
+      SessionState st;
+      router_.export_session (id, st);
+      argv.push_back (encode_meta (st));
+      std::string names;
+      for (const auto &t : st.threads)
+        names += t.first + '\n';
+      argv.push_back (names);
+    } else {
+      argv.push_back ("-");
+      argv.push_back ("");
+    }
+    argv.push_back (std::to_string (next) + ' ' + std::to_string (last));
+    argv.push_back (fresh ? "1" : "0");
+    argv.push_back (std::to_string (keep));
+    argv.push_back (std::to_string (entries.size ()));
+    std::uint64_t top = fresh ? 0 : stored->second;
+    for (const auto &[seq, text] : entries) {
+      argv.push_back (std::to_string (seq) + ' ' + *text);
+      top = std::max (top, seq);
+    }
+    stored_[id] = top;
+  }
+  dirty_.clear ();
+  if (argv.size () > header && command (argv))
+    stats_.state_writes++;
+}
+
 /* Redis may have lost what this node wrote (a restart without
  * persistence, a failover): write its memberships again. The other nodes
  * are not told anything new: what they knew of this node's sessions they
@@ -712,6 +1185,18 @@ Cluster::republish ()
   }
   for (const auto &thread : threads)
     command ({"SADD", NODE_THREADS_KEY + options_.node_id, thread});
+  /* And the sessions' state, outboxes written anew, tags and watches. */
+  stored_.clear ();
+  for (const auto &id : router_.local_sessions ()) {
+    dirty_[id] = true;
+    SessionState st;
+    router_.export_session (id, st);
+    for (const auto &t : st.tags)
+      tagged (id, t, true);
+    for (const auto &w : st.watches)
+      watching (id, w.first, true);
+  }
+  schedule_flush ();
 }
 
 void
@@ -760,14 +1245,45 @@ Cluster::tick ()
   }
   if (stalled)
     hb_sent_us_ = 0;
+  /* Claims unanswered: the client gets a new session. */
+  std::vector<std::string> late;
+  for (const auto &[id, c] : claims_)
+    if (now - c.since_us > options_.claim_timeout_ms * 1000)
+      late.push_back (id);
+  for (const auto &id : late) {
+    g_warning ("cluster: session %s could not be brought here in time; it "
+        "starts afresh", id.c_str ());
+    finish_claim (id, nullptr, {}, {});
+  }
+  /* Gone nodes whose sessions did not resume elsewhere in their grace
+   * period: they end here now. */
+  std::vector<std::string> over;
+  for (const auto &[node, since] : dead_)
+    if (since >= 0 && now - since >= options_.grace_ms * 1000)
+      over.push_back (node);
+  for (const auto &node : over) {
+    /* Unless its heartbeat came back meanwhile (it was only cut off). */
+    if (command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::grace_over,
+            new std::string (node)))
+      dead_[node] = -1;
+    else
+      grace_over (node, false);
+  }
+  for (auto it = moved_.begin (); it != moved_.end ();)
+    it = now > it->second.second ? moved_.erase (it) : std::next (it);
   if (!cmd_->ac || !sub_->ac)
     connect ();
   if (!cmd_->ready || !sub_->ready)
     return;
   ticks_++;
   heartbeat ();
-  if (ticks_ % std::max<std::int64_t>(1, 10000 / options_.heartbeat_ms) == 0)
+  if (ticks_ % std::max<std::int64_t>(1, 10000 / options_.heartbeat_ms) == 0) {
     refresh_directory ();
+    /* The stored state's TTL is renewed with it. */
+    for (const auto &id : router_.local_sessions ())
+      dirty_.emplace (id, false);
+    schedule_flush ();
+  }
   check_nodes ();
 }
 
@@ -782,6 +1298,8 @@ Cluster::heartbeat ()
           std::to_string (options_.node_ttl_ms), "GET"},
           ClusterCallbacks::heartbeat_done))
     hb_sent_us_ = g_get_monotonic_time ();
+  /* Where a session that moves tells every node. */
+  command ({"SADD", NODES_KEY, options_.node_id});
 }
 
 void
@@ -803,20 +1321,44 @@ void
 Cluster::check_nodes ()
 {
   for (const auto &node : router_.remote_nodes ())
-    command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
-        new std::string (node));
+    if (!dead_.count (node))
+      command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
+          new std::string (node));
 }
 
+/* The grace period of a gone node's sessions is over: those that did not
+ * resume elsewhere end here, unless the node is `back`. */
+void
+Cluster::grace_over (const std::string & node, bool back)
+{
+  dead_.erase (node);
+  if (back) {
+    g_message ("cluster: node %s is back; its sessions go on", node.c_str ());
+    return;
+  }
+  std::vector<Delivery> d = router_.remote_node_gone (node);
+  g_message ("cluster: the grace period of node %s's sessions is over; "
+      "those that did not resume elsewhere ended", node.c_str ());
+  command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
+        NODE_THREADS_KEY + node, THREAD_KEY, NODES_KEY});
+  dispatch_ (d);
+}
+
+/* Its sessions get the grace period to resume on another node: their
+ * stand-ins stay, and what is sent to them is kept in Redis
+ * (PUBLISH_SCRIPT). tick () ends them when it is over. */
 void
 Cluster::node_gone (const std::string & node)
 {
-  std::vector<Delivery> d = router_.remote_node_gone (node);
+  if (dead_.count (node))
+    return;
   stats_.nodes_lost++;
+  dead_[node] = g_get_monotonic_time ();
   g_message ("cluster: node %s is gone (its heartbeat expired); its "
-      "sessions ended", node.c_str ());
-  command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
-        NODE_THREADS_KEY + node, THREAD_KEY});
-  dispatch_ (d);
+      "sessions have %.1f s to resume elsewhere", node.c_str (),
+      options_.grace_ms / 1000.0);
+  command ({"EVAL", DOWN_SCRIPT, "0", DOWN_KEY + node,
+        std::to_string (options_.grace_ms + DOWN_KEEP_MS)});
 }
 
 bool
@@ -878,6 +1420,7 @@ Cluster::put (const std::string & node, const std::string & session,
 {
   stats_.sent++;
   Outbox &box = outbox (node);
+  box.ids.insert (session);
   /* One op for a message to several sessions of the node. */
   if (box.open && box.from == from && box.body == body) {
     box.to.push_back (session);
@@ -896,6 +1439,7 @@ Cluster::reply (const std::string & node, const std::string & origin,
 {
   stats_.sent++;
   Outbox &box = outbox (node);
+  box.ids.insert (origin);
   close_op (box);
   box.ops += 'r';
   ns (box.ops, origin);
@@ -906,13 +1450,16 @@ Cluster::reply (const std::string & node, const std::string & origin,
 
 void
 Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
-    const std::string & body, bool answered,
-    std::shared_ptr<const Message> message)
+    const std::vector<std::string> & tags, const std::string & body,
+    bool answered, std::shared_ptr<const Message> message,
+    const std::vector<std::string> & already)
 {
   auto l = std::make_unique<Lookup> ();
   l->from = from;
   l->body = body;
   l->ids = ids;
+  l->tags = tags;
+  l->already.insert (already.begin (), already.end ());
   l->answered = answered;
   l->message = std::move (message);
   for (const auto &id : ids) {
@@ -920,9 +1467,10 @@ Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
     l->at.push_back (q.insert (q.end (), Waiting {true, false, {}, {}, {}}));
   }
   stats_.lookups += ids.size ();
-  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0", SESSION_KEY,
-    NODE_KEY};
+  std::vector<std::string> argv = {"EVAL", LOOKUP_SCRIPT, "0",
+    options_.node_id, std::to_string (ids.size ())};
   argv.insert (argv.end (), ids.begin (), ids.end ());
+  argv.insert (argv.end (), tags.begin (), tags.end ());
   if (command (argv, ClusterCallbacks::looked_up, l.get ())) {
     l.release ();
     return;
@@ -933,16 +1481,26 @@ Cluster::lookup (const std::string & from, const std::vector<std::string> & ids,
   schedule_flush ();
 }
 
-/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none. */
+/* A lookup's answer: `nodes[i]` holds ids[i], or '' for none; an id no
+ * session has may be a tag carried on other nodes (`id_carriers[i]`), and
+ * the tags carried here may have carriers there too (`tag_carriers`). */
 void
-Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
+Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes,
+    const std::vector<Carriers> & id_carriers,
+    const std::vector<Carriers> & tag_carriers)
 {
   std::vector<std::string> missing;
+  std::vector<std::pair<std::string, const Carriers *>> tags;
   bool found = false;
   for (std::size_t i = 0; i < l.ids.size (); i++) {
     Waiting &w = *l.at[i];
     w.pending = false;
-    if (nodes[i].empty () || nodes[i] == options_.node_id) {
+    if (!id_carriers[i].empty ()) {
+      /* A tag: its carriers get it below. */
+      w.drop = true;
+      tags.emplace_back (l.ids[i], &id_carriers[i]);
+      found = true;
+    } else if (nodes[i].empty () || nodes[i] == options_.node_id) {
       /* None, or ours, ended since: it would be known here. */
       w.drop = true;
       missing.push_back (l.ids[i]);
@@ -951,14 +1509,61 @@ Cluster::resolve (Lookup & l, const std::vector<std::string> & nodes)
       w.from = l.from;
       w.body = l.body;
       found = true;
+      l.already.insert (l.ids[i]);
       router_.remote_found (l.from, l.ids[i], nodes[i]);
     }
     drain (l.ids[i]);
   }
+  for (std::size_t i = 0; i < l.tags.size (); i++)
+    if (!tag_carriers[i].empty ())
+      tags.emplace_back (l.tags[i], &tag_carriers[i]);
+  std::vector<Delivery> out;
+  for (const auto &[tag, carriers] : tags) {
+    std::vector<Delivery> d = router_.remote_tag_carriers (l.from, tag,
+        *carriers, *l.message, l.already);
+    out.insert (out.end (), d.begin (), d.end ());
+    for (const auto &c : *carriers)
+      l.already.insert (c.first);
+  }
+  dispatch_ (out);
   stats_.lookups_missed += missing.size ();
   if (!missing.empty ())
     dispatch_ (router_.remote_unknown (l.from, missing, *l.message,
             l.answered || found));
+}
+
+/* A session of this node took a tag, or holds a watch on one: Redis
+ * knows it, and the other nodes' sessions get what they are owed. */
+void
+Cluster::tagged (const std::string & session, const std::string & tag,
+    bool quiet)
+{
+  std::string env = envelope_head () + "w";
+  ns (env, tag);
+  ns (env, session);
+  if (!command ({"EVAL", TAG_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0", env}))
+    stats_.dropped++;
+}
+
+void
+Cluster::watching (const std::string & session, const std::string & tag,
+    bool quiet)
+{
+  if (!command ({"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0"}, ClusterCallbacks::watch_carriers,
+          new ClusterCallbacks::Watching {session, tag}))
+    stats_.dropped++;
+}
+
+void
+Cluster::unpresence (const std::string & session,
+    const std::set<std::string> & tags, const std::set<std::string> & watched)
+{
+  for (const auto &t : tags)
+    command ({"HDEL", std::string ("pj:tag:") + t, session});
+  for (const auto &t : watched)
+    command ({"HDEL", std::string ("pj:watch:") + t, session});
 }
 
 void
@@ -1004,7 +1609,10 @@ Cluster::flush ()
   std::vector<std::unique_ptr<Lookup>> failed;
   failed.swap (failed_);
   for (auto &l : failed)
-    resolve (*l, std::vector<std::string> (l->ids.size ()));
+    resolve (*l, std::vector<std::string> (l->ids.size ()),
+        std::vector<Carriers> (l->ids.size ()),
+        std::vector<Carriers> (l->tags.size ()));
+  persist ();
   publish ();
 }
 
@@ -1018,7 +1626,13 @@ Cluster::publish ()
     close_op (box);
     if (box.ops.empty ())
       continue;
-    if (command ({"PUBLISH", CHANNEL + node, envelope_head () + box.ops}))
+    /* A node that is not listening (it died) has its batch kept for its
+     * sessions, which may resume elsewhere. */
+    std::vector<std::string> argv = {"EVAL", PUBLISH_SCRIPT, "0",
+      CHANNEL + node, envelope_head () + box.ops, LOST_KEY + node,
+      std::to_string (options_.grace_ms + 60000), SESSION_KEY, CHANNEL};
+    argv.insert (argv.end (), box.ids.begin (), box.ids.end ());
+    if (command (argv, ClusterCallbacks::published))
       stats_.publishes++;
     else
       stats_.dropped++;
@@ -1037,7 +1651,10 @@ Cluster::joined (const std::string & thread, const std::string & session,
   ns (env, body);
   if (!command ({"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
           NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
-          NODE_THREADS_KEY + options_.node_id}, ClusterCallbacks::joined,
+          NODE_THREADS_KEY + options_.node_id, DOWN_KEY,
+          std::to_string (options_.grace_ms),
+          std::to_string (options_.grace_ms + DOWN_KEEP_MS)},
+          ClusterCallbacks::joined,
           new ClusterCallbacks::Join {thread, session}))
     stats_.dropped++;
 }
@@ -1075,12 +1692,19 @@ Cluster::ended (const std::string & session,
   argv.insert (argv.end (), nodes.begin (), nodes.end ());
   if (!command (argv))
     stats_.dropped++;
+  command ({"DEL", STATE_KEY + session, BOX_KEY + session});
+  dirty_.erase (session);
+  stored_.erase (session);
 }
 
 void
 Cluster::on_message (std::string_view payload)
 {
-  Reader r (payload);
+  /* 'R': a batch sent on by Redis or by another node, for those of its
+   * recipients that resumed here; the others are not ours to answer for. */
+  bool redirected = !payload.empty () && payload[0] == 'R';
+  std::string_view body = redirected ? payload.substr (1) : payload;
+  Reader r (body);
   std::string node, sent;
   char c1 = 0, c2 = 0;
   if (!r.take (c1) || !r.take (c2) || c1 != 'P' || c2 != '1'
@@ -1089,7 +1713,7 @@ Cluster::on_message (std::string_view payload)
         "ignored");
     return;
   }
-  if (node == options_.node_id) {
+  if (node == options_.node_id && !redirected) {
     /* Only another process with this node id publishes such a thing. */
     g_warning ("cluster: a message from a node with this node's id (%s); "
         "ignored", node.c_str ());
@@ -1097,7 +1721,7 @@ Cluster::on_message (std::string_view payload)
   }
   std::int64_t sent_us = g_ascii_strtoll (sent.c_str (), nullptr, 10);
   std::int64_t lag = g_get_real_time () - sent_us;
-  if (sent_us > 0 && lag >= 0) {
+  if (sent_us > 0 && lag >= 0 && !redirected) {
     double s = lag / 1e6;
     std::size_t b = 0;
     while (b < std::size (ClusterStats::LATENCY_BOUNDS)
@@ -1108,6 +1732,32 @@ Cluster::on_message (std::string_view payload)
     stats_.latency_sum_s += s;
   }
   std::vector<Delivery> out;
+  std::set<std::string> redirect;
+  Op op;
+  while (r.take (op.op)) {
+    op.f.clear ();
+    std::string field;
+    while (!r.peek (';') && r.field (field))
+      op.f.push_back (std::move (field));
+    if (!r.take (c1) || c1 != ';') {
+      g_warning ("cluster: a malformed message from node %s; the rest of "
+          "it is ignored", node.c_str ());
+      break;
+    }
+    apply (node, op, redirected, out, redirect);
+  }
+  /* Sessions that resumed on another node: their part goes on there. */
+  for (const auto &to : redirect)
+    command ({"PUBLISH", CHANNEL + to, "R" + std::string (body)});
+  dispatch_ (out);
+}
+
+/* One op from `node`. A recipient being claimed gets it once it is here;
+ * one that moved on gets the whole batch sent on (`redirect`). */
+void
+Cluster::apply (const std::string & node, Op & op, bool redirected,
+    std::vector<Delivery> & out, std::set<std::string> & redirect)
+{
   auto take = [&] (std::vector<Delivery> && d) {
     stats_.received += d.size ();
     if (out.empty ())
@@ -1116,36 +1766,307 @@ Cluster::on_message (std::string_view payload)
       out.insert (out.end (), std::make_move_iterator (d.begin ()),
           std::make_move_iterator (d.end ()));
   };
-  char op = 0;
-  while (r.take (op)) {
-    std::vector<std::string> f;
-    std::string field;
-    while (!r.peek (';') && r.field (field))
-      f.push_back (std::move (field));
-    if (!r.take (c1) || c1 != ';') {
-      g_warning ("cluster: a malformed message from node %s; the rest of "
-          "it is ignored", node.c_str ());
-      break;
+  /* Whether `id` is handled here now; false: held or sent on. */
+  auto here = [&] (const std::string & id, const Op & copy) {
+    if (auto c = claims_.find (id); c != claims_.end ()) {
+      c->second.held.emplace_back (node, copy);
+      return false;
     }
-    if (op == 'd' && f.size () >= 3) {
-      std::vector<std::string> to (f.begin () + 2, f.end ());
+    if (auto m = moved_.find (id); m != moved_.end ()) {
+      redirect.insert (m->second.first);
+      return false;
+    }
+    return !redirected || router_.has_session (id);
+  };
+  const auto &f = op.f;
+  if (op.op == 'd' && f.size () >= 3) {
+    std::vector<std::string> to;
+    for (std::size_t i = 2; i < f.size (); i++)
+      if (here (f[i], Op {'d', {f[0], f[1], f[i]}}))
+        to.push_back (f[i]);
+    if (!to.empty ())
       take (router_.remote_deliver (to, f[1], f[0], node));
-    } else if (op == 'j' && f.size () >= 3) {
-      take (router_.remote_join (f[0], f[1], node, f[2],
-              std::vector<std::string> (f.begin () + 3, f.end ())));
-    } else if (op == 'l' && f.size () >= 2) {
-      take (router_.remote_leave (f[0], f[1],
-              std::vector<std::string> (f.begin () + 2, f.end ())));
-    } else if (op == 'g' && f.size () == 1) {
-      take (router_.remote_end (f[0]));
-    } else if (op == 'r' && f.size () == 3) {
+  } else if (op.op == 'r' && f.size () == 3) {
+    if (here (f[0], op))
       take (router_.remote_reply (f[0], f[1], node, f[2]));
-    } else {
-      g_warning ("cluster: unknown op '%c' from node %s; ignored", op,
-          node.c_str ());
+  } else if (redirected) {
+    /* Only messages are sent on. */
+  } else if (op.op == 'j' && f.size () >= 3) {
+    take (router_.remote_join (f[0], f[1], node, f[2],
+            std::vector<std::string> (f.begin () + 3, f.end ())));
+  } else if (op.op == 'l' && f.size () >= 2) {
+    take (router_.remote_leave (f[0], f[1],
+            std::vector<std::string> (f.begin () + 2, f.end ())));
+  } else if (op.op == 'g' && f.size () == 1) {
+    take (router_.remote_end (f[0]));
+  } else if (op.op == 'h' && f.size () == 1) {
+    hand_over (node, f[0]);
+  } else if (op.op == 'H' && f.size () >= 2) {
+    take_over (node, op);
+  } else if (op.op == 'w' && f.size () >= 3) {
+    take (router_.remote_tagged (f[0], f[1], node,
+            std::vector<std::string> (f.begin () + 2, f.end ())));
+  } else if (op.op == 'm' && f.size () == 2) {
+    router_.remote_moved (f[0], f[1]);
+  } else {
+    g_warning ("cluster: unknown op '%c' from node %s; ignored", op.op,
+        node.c_str ());
+  }
+}
+
+void
+Cluster::claim (const std::string & session, std::function<void ()> done)
+{
+  auto it = claims_.find (session);
+  if (it != claims_.end ()) {
+    /* A second connection for it meanwhile: both go on when it is here. */
+    it->second.done = [first = std::move (it->second.done),
+        then = std::move (done)] () { first (); then (); };
+    return;
+  }
+  if (!healthy ()) {
+    done ();
+    return;
+  }
+  Claim &c = claims_[session];
+  c.done = std::move (done);
+  c.since_us = g_get_monotonic_time ();
+  std::string henv = envelope_head () + "h";
+  ns (henv, session);
+  henv += ';';
+  std::string menv = envelope_head () + "m";
+  ns (menv, session);
+  ns (menv, options_.node_id);
+  menv += ';';
+  if (!command ({"EVAL", CLAIM_SCRIPT, "0", options_.node_id, session,
+          NODE_KEY, CHANNEL, henv, menv, std::to_string (options_.grace_ms),
+          std::to_string (options_.grace_ms + DOWN_KEEP_MS),
+          std::to_string (options_.session_ttl_s)}, ClusterCallbacks::claimed,
+          new std::string (session)))
+    finish_claim (session, nullptr, {}, {});
+}
+
+/* The claim script's answer: asked (the node will answer with 'H'), or
+ * the state of a session of a node gone, or nothing to be had. */
+void
+Cluster::claimed (const std::string & session, void *r)
+{
+  auto *reply = static_cast<redisReply *>(r);
+  auto str = [] (const redisReply * e) {
+    return e && e->type == REDIS_REPLY_STRING ? std::string (e->str, e->len)
+        : std::string ();
+  };
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+      g_warning ("cluster: claiming session %s: %s", session.c_str (),
+          reply->str);
+    finish_claim (session, nullptr, {}, {});
+    return;
+  }
+  std::string kind = str (reply->element[0]);
+  if (kind == "asked")
+    return;
+  if (kind != "state" || reply->elements != 7) {
+    finish_claim (session, nullptr, {}, {});
+    return;
+  }
+  std::string from = str (reply->element[1]);
+  SessionState st;
+  st.id = session;
+  std::string seqs = str (reply->element[2]);
+  char *rest = nullptr;
+  st.next_seq = g_ascii_strtoull (seqs.c_str (), &rest, 10);
+  st.last_sent = g_ascii_strtoull (rest, nullptr, 10);
+  bool ok = st.next_seq > 0 && decode_meta (str (reply->element[3]), st);
+  /* Sessions of the gone node that are named in the state stay named
+   * with it: they may resume too. */
+  const redisReply *box = reply->element[4];
+  for (std::size_t i = 0; ok && box->type == REDIS_REPLY_ARRAY
+      && i < box->elements; i++) {
+    std::string e = str (box->element[i]);
+    auto sp = e.find (' ');
+    if (sp == std::string::npos)
+      continue;
+    st.box.emplace_back (g_ascii_strtoull (e.c_str (), nullptr, 10),
+        std::make_shared<const std::string> (e.substr (sp + 1)));
+  }
+  std::vector<std::string> lost;
+  const redisReply *l = reply->element[5];
+  for (std::size_t i = 0; l->type == REDIS_REPLY_ARRAY && i < l->elements; i++)
+    lost.push_back (str (l->element[i]));
+  const redisReply *m = reply->element[6];
+  for (std::size_t i = 0; m->type == REDIS_REPLY_ARRAY && i + 1 < m->elements;
+      i += 2) {
+    std::vector<std::pair<std::string, std::string>> members;
+    const redisReply *h = m->element[i + 1];
+    for (std::size_t k = 0; h->type == REDIS_REPLY_ARRAY && k + 1 < h->elements;
+        k += 2)
+      members.emplace_back (str (h->element[k]),
+          local_node (str (h->element[k + 1])));
+    st.threads.emplace_back (str (m->element[i]), std::move (members));
+  }
+  if (!ok)
+    g_warning ("cluster: the stored state of session %s does not read; it "
+        "starts afresh", session.c_str ());
+  finish_claim (session, ok ? &st : nullptr, from, lost);
+}
+
+/* The session is here (`state`), or cannot be had (null): what waited for
+ * it is delivered, and the connection goes on. */
+void
+Cluster::finish_claim (const std::string & session, const SessionState * state,
+    const std::string & from_node, const std::vector<std::string> & lost)
+{
+  auto it = claims_.find (session);
+  if (it == claims_.end ())
+    return;
+  Claim c = std::move (it->second);
+  claims_.erase (it);
+  std::vector<Delivery> out;
+  std::set<std::string> redirect;
+  if (state && router_.adopt (*state, g_get_monotonic_time ())) {
+    stats_.taken_over++;
+    /* Back here after it had left: nothing for it is sent on now. */
+    moved_.erase (session);
+    g_message ("cluster: session %s resumes here, from node %s",
+        session.c_str (), from_node.c_str ());
+    /* What was sent to it while no node held it, then what came here
+     * while it was on its way: in that order. */
+    for (const auto &env : lost) {
+      Reader r (env);
+      std::string node, sent;
+      char c1 = 0, c2 = 0;
+      if (!r.take (c1) || !r.take (c2) || !r.field (node) || !r.field (sent))
+        continue;
+      Op op;
+      while (r.take (op.op)) {
+        op.f.clear ();
+        std::string field;
+        while (!r.peek (';') && r.field (field))
+          op.f.push_back (std::move (field));
+        if (!r.take (c1) || c1 != ';')
+          break;
+        bool mine = (op.op == 'd' && op.f.size () >= 3 && std::find (
+                op.f.begin () + 2, op.f.end (), session) != op.f.end ())
+            || (op.op == 'r' && op.f.size () == 3 && op.f[0] == session);
+        if (!mine)
+          continue;
+        if (op.op == 'd')
+          op.f = {op.f[0], op.f[1], session};
+        apply (node, op, true, out, redirect);
+      }
     }
   }
+  for (auto &[node, op] : c.held)
+    apply (node, op, true, out, redirect);
   dispatch_ (out);
+  c.done ();
+}
+
+/* Another node asks for a session of this node: hand it over. */
+void
+Cluster::hand_over (const std::string & node, const std::string & session)
+{
+  /* What this node forwarded before goes first. */
+  publish ();
+  SessionState st;
+  std::optional<bool> online = router_.hand_over (session, node, st);
+  std::string henv = envelope_head () + "H";
+  ns (henv, session);
+  if (!online) {
+    ns (henv, "0");
+    henv += ';';
+    command ({"PUBLISH", CHANNEL + node, henv});
+    return;
+  }
+  ns (henv, "1");
+  ns (henv, std::to_string (st.next_seq) + ' ' + std::to_string (st.last_sent));
+  ns (henv, encode_meta (st));
+  std::string box, threads;
+  for (const auto &[seq, text] : st.box) {
+    ns (box, std::to_string (seq));
+    ns (box, *text);
+  }
+  for (const auto &[name, members] : st.threads) {
+    ns (threads, name);
+    ns (threads, std::to_string (members.size ()));
+    for (const auto &[id, n] : members) {
+      ns (threads, id);
+      ns (threads, n.empty () ? options_.node_id : n);
+    }
+  }
+  ns (henv, box);
+  ns (henv, threads);
+  henv += ';';
+  std::string menv = envelope_head () + "m";
+  ns (menv, session);
+  ns (menv, node);
+  menv += ';';
+  std::vector<std::string> argv = {"EVAL", HANDOVER_SCRIPT, "0",
+    options_.node_id, session, node, henv, menv,
+    std::to_string (options_.session_ttl_s)};
+  for (const auto &[name, members] : st.threads) {
+    bool last = true;
+    for (const auto &m : router_.thread_members (name))
+      last = last && !router_.has_session (m);
+    argv.push_back (name);
+    argv.push_back (last ? "1" : "0");
+  }
+  if (!command (argv))
+    stats_.dropped++;
+  moved_[session] = {node, g_get_monotonic_time () +
+    options_.grace_ms * 1000};
+  dirty_.erase (session);
+  stored_.erase (session);
+  stats_.handed_over++;
+  g_message ("cluster: session %s resumes on node %s", session.c_str (),
+      node.c_str ());
+  if (*online && moved_away_)
+    moved_away_ (session);
+}
+
+/* A node answered a claim ('H'): the session's state, or "0" if it holds
+ * it no more. */
+void
+Cluster::take_over (const std::string & node, const Op & op)
+{
+  const auto &f = op.f;
+  if (!claims_.count (f[0]))
+    return;
+  if (f[1] != "1" || f.size () != 6) {
+    finish_claim (f[0], nullptr, {}, {});
+    return;
+  }
+  SessionState st;
+  st.id = f[0];
+  char *rest = nullptr;
+  st.next_seq = g_ascii_strtoull (f[2].c_str (), &rest, 10);
+  st.last_sent = g_ascii_strtoull (rest, nullptr, 10);
+  bool ok = st.next_seq > 0 && decode_meta (f[3], st);
+  Reader box (f[4]);
+  std::string a, b;
+  while (ok && !box.at_end ()) {
+    ok = box.field (a) && box.field (b);
+    if (ok)
+      st.box.emplace_back (g_ascii_strtoull (a.c_str (), nullptr, 10),
+          std::make_shared<const std::string> (b));
+  }
+  Reader threads (f[5]);
+  while (ok && !threads.at_end ()) {
+    std::string name, count;
+    ok = threads.field (name) && threads.field (count);
+    std::vector<std::pair<std::string, std::string>> members;
+    std::size_t n = ok ? g_ascii_strtoull (count.c_str (), nullptr, 10) : 0;
+    for (std::size_t i = 0; ok && i < n; i++) {
+      ok = threads.field (a) && threads.field (b);
+      members.emplace_back (a, local_node (b));
+    }
+    st.threads.emplace_back (name, std::move (members));
+  }
+  if (!ok)
+    g_warning ("cluster: node %s handed session %s over unreadable; it "
+        "starts afresh", node.c_str (), f[0].c_str ());
+  finish_claim (f[0], ok ? &st : nullptr, node, {});
 }
 
 std::string
@@ -1175,7 +2096,8 @@ Cluster::metrics () const
   metric ("peerjs_cluster_publishes_total", "counter",
       "Batches published to other nodes' channels.", st.publishes);
   metric ("peerjs_cluster_dropped_total", "counter",
-      "Batches and membership changes not sent: Redis was unreachable.",
+      "Batches, membership, tag and watch changes and hand-overs not sent: "
+      "Redis was unreachable.",
       st.dropped);
   metric ("peerjs_cluster_nodes_lost_total", "counter",
       "Nodes taken for gone: their heartbeat key expired.", st.nodes_lost);
@@ -1193,6 +2115,17 @@ Cluster::metrics () const
   metric ("peerjs_cluster_lookups_missed_total", "counter",
       "Looked-up ids no live node holds (answered with unknown-recipient).",
       st.lookups_missed);
+  metric ("peerjs_cluster_sessions_handed_over_total", "counter",
+      "Sessions of this node that resumed on another node.", st.handed_over);
+  metric ("peerjs_cluster_sessions_taken_over_total", "counter",
+      "Sessions of other nodes (alive or gone) that resumed here.",
+      st.taken_over);
+  metric ("peerjs_cluster_state_writes_total", "counter",
+      "Batches of session state written to Redis (one per loop turn with "
+      "changes).", st.state_writes);
+  metric ("peerjs_cluster_undelivered_total", "counter",
+      "Batches for a node that was not listening (gone), kept in Redis for "
+      "its sessions.", st.undelivered);
   o << "# HELP peerjs_cluster_latency_seconds From a batch's publication on "
       "another node to its receipt here (wall clocks of both nodes).\n"
       "# TYPE peerjs_cluster_latency_seconds histogram\n";

@@ -29,6 +29,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,12 @@ struct ClusterOptions
   std::int64_t node_ttl_ms = 5000;   /* the heartbeat key's TTL */
   std::int64_t session_ttl_s = 30;   /* directory entries, refreshed every 10 s */
   std::int64_t connect_timeout_ms = 3000;
+  /* The sessions of a node found gone wait this long to resume
+   * elsewhere (the router's grace period). */
+  std::int64_t grace_ms = 30000;
+  /* A node asked for a session it holds answers within this, or the
+   * client gets a new session. */
+  std::int64_t claim_timeout_ms = 3000;
 };
 
 struct ClusterStats
@@ -76,6 +83,10 @@ struct ClusterStats
   std::uint64_t id_clashes = 0;      /* our key written by another process */
   std::uint64_t lookups = 0;         /* ids looked up in the directory */
   std::uint64_t lookups_missed = 0;  /* ... and not found there */
+  std::uint64_t handed_over = 0;     /* sessions that resumed on another node */
+  std::uint64_t taken_over = 0;      /* sessions of other nodes resumed here */
+  std::uint64_t state_writes = 0;    /* batches of session state written */
+  std::uint64_t undelivered = 0;     /* batches for a node not listening, kept */
   /* From an envelope's publication to its receipt: a histogram over
    * LATENCY_BOUNDS (the last bucket is everything above). */
   static constexpr double LATENCY_BOUNDS[] = {0.0001, 0.00025, 0.0005, 0.001,
@@ -100,6 +111,17 @@ public:
   void start ();
   /* A session of this node opened or resumed: into the directory now. */
   void session_opened (const std::string & session);
+  /* A client resumes `session`, which this node does not hold: bring it
+   * here from its node (alive: handed over; gone: from what Redis keeps),
+   * then `done` (with the session adopted by the router, or not when it
+   * cannot be had: it then starts afresh). */
+  void claim (const std::string & session, std::function<void ()> done);
+  /* Told when a session of this node resumed on another: its connection
+   * here, if any, is to be closed. */
+  void set_moved_away (std::function<void (const std::string &)> fn)
+  {
+    moved_away_ = std::move (fn);
+  }
 
   /* Both connections up and the last heartbeat answered in time. */
   bool healthy () const;
@@ -128,6 +150,22 @@ private:
     bool open = false;           /* a 'd' op still taking recipients */
     std::string from, body;
     std::vector<std::string> to;
+    std::set<std::string> ids;   /* every recipient and callback origin */
+  };
+
+  /* One op of an envelope: its letter and fields. */
+  struct Op
+  {
+    char op = 0;
+    std::vector<std::string> f;
+  };
+
+  /* A session being brought here: what arrives for it meanwhile waits. */
+  struct Claim
+  {
+    std::function<void ()> done;
+    std::int64_t since_us = 0;
+    std::vector<std::pair<std::string, Op>> held;   /* node, op */
   };
 
   void connect ();
@@ -141,15 +179,30 @@ private:
   void republish ();
   void check_nodes ();
   void node_gone (const std::string & node);
+  void grace_over (const std::string & node, bool back);
   void close_op (Outbox & box);
   Outbox & outbox (const std::string & node);
   void schedule_flush ();
   void flush ();
   void publish ();
   void on_message (std::string_view payload);
+  void apply (const std::string & node, Op & op, bool redirected,
+      std::vector<Delivery> & out, std::set<std::string> & redirect);
+  void persist ();
+  void hand_over (const std::string & node, const std::string & session);
+  void take_over (const std::string & node, const Op & op);
+  void claimed (const std::string & session, void *reply);
+  void finish_claim (const std::string & session, const SessionState * state,
+      const std::string & from_node, const std::vector<std::string> & lost);
+  std::string encode_meta (const SessionState & st) const;
+  bool decode_meta (std::string_view blob, SessionState & st) const;
+  std::string local_node (const std::string & node) const;
   void put (const std::string & node, const std::string & session,
       const std::string & from, const std::string & body);
-  void resolve (Lookup & l, const std::vector<std::string> & nodes);
+  using Carriers = std::vector<std::pair<std::string, std::string>>;
+  void resolve (Lookup & l, const std::vector<std::string> & nodes,
+      const std::vector<Carriers> & id_carriers,
+      const std::vector<Carriers> & tag_carriers);
   void drain (const std::string & session);
   std::string envelope_head () const;
   bool command (const std::vector<std::string> & argv,
@@ -169,8 +222,16 @@ private:
   void reply (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body);
   void lookup (const std::string & from, const std::vector<std::string> & ids,
-      const std::string & body, bool answered,
-      std::shared_ptr<const Message> message);
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already);
+  void tagged (const std::string & session, const std::string & tag,
+      bool quiet);
+  void watching (const std::string & session, const std::string & tag,
+      bool quiet);
+  void unpresence (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched);
 
   ClusterOptions options_;
   Router & router_;
@@ -196,6 +257,18 @@ private:
   bool hb_first_ = true;
   std::string instance_;         /* this process, in the heartbeat's value */
   ClusterStats stats_;
+  std::function<void (const std::string &)> moved_away_;
+  std::map<std::string, Claim> claims_;
+  /* Sessions that resumed on another node: what still comes here for
+   * them is sent on, until the time given (monotonic). */
+  std::map<std::string, std::pair<std::string, std::int64_t>> moved_;
+  /* Nodes found gone, and when: their sessions' grace period runs (-1:
+   * it is over, and whether the node came back is being asked). */
+  std::map<std::string, std::int64_t> dead_;
+  /* Local sessions whose state is to be written (true: meta too), and the
+   * last outbox entry written for each. */
+  std::map<std::string, bool> dirty_;
+  std::map<std::string, std::uint64_t> stored_;
 
   friend struct ClusterCallbacks;
 };

@@ -251,7 +251,15 @@ Router::deliver (Session & to, const std::string & body, Out & out,
         || to.box_bytes > limits_.replay_bytes)
       to.pop_front ();
   }
+  changed (to, false);
   return true;
+}
+
+void
+Router::changed (const Session & s, bool meta)
+{
+  if (!s.node && hooks_.changed)
+    hooks_.changed (s.id, meta);
 }
 
 void
@@ -271,8 +279,10 @@ Router::contact (Session & a, Session & b)
     return;
   auto &ac = a.x ().contacts, &bc = b.x ().contacts;
   if (ac.size () < limits_.max_contacts && bc.size () < limits_.max_contacts) {
-    ac.insert (b.id);
-    bc.insert (a.id);
+    if (ac.insert (b.id).second)
+      changed (a);
+    if (bc.insert (a.id).second)
+      changed (b);
   }
 }
 
@@ -302,7 +312,8 @@ Router::remember_callback (Session & origin, const Message & m,
     it = ox.pending_by_key.emplace (ref.key,
         std::prev (ox.pending.end ())).first;
   }
-  it->second->recipients.insert (recipient);
+  if (it->second->recipients.insert (recipient).second)
+    changed (origin);
 }
 
 OpenResult
@@ -321,9 +332,9 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
 
   Session *s = id.empty () ? nullptr : find (id);
   if (s && s->node) {
-    /* A session of another node resumes here: resuming across nodes is
-     * not built yet, so it starts afresh with its id, and the sessions
-     * here that knew it are told it ended. */
+    /* A session of another node that the cluster layer could not bring
+     * here (adopt ()): it starts afresh with its id, and the sessions here
+     * that knew it are told it ended. */
     local_only_ = true;
     end (*s, out);
     local_only_ = false;
@@ -386,6 +397,7 @@ Router::open (std::string_view resume_token, std::int64_t last_seq,
         "the resume token did not verify; this is a new session");
   if (r.resumed && s->grants)
     apply_grants (*s, out);
+  changed (*s);
 
   r.ok = true;
   r.session = s->id;
@@ -640,7 +652,8 @@ Router::handle_thread_connect (Session & s, const Message & m, Out & out)
   }
   if (it->second->members.insert (s.id).second)
     it->second->local++;
-  s.threads.insert (name);
+  if (s.threads.insert (name).second)
+    changed (s);
   route (s, m, out);
   /* The members on other nodes hear of it through the cluster layer,
    * which also names them to this node. */
@@ -684,7 +697,8 @@ void
 Router::leave_thread (Session & s, const std::string & name, Out & out,
     bool tell_cluster)
 {
-  s.threads.erase (name);
+  if (s.threads.erase (name))
+    changed (s);
   auto it = threads_.find (name);
   if (it == threads_.end ())
     return;
@@ -749,9 +763,14 @@ Router::handle_tag (Session & s, const Message & m, Out & out)
     return;
   }
 
+  if (!fresh.empty ())
+    changed (s);
   for (const auto &t : fresh) {
     s.x ().tags.insert (t);
     tags_[t].insert (s.id);
+    /* Held watches of other nodes' sessions reach it through theirs. */
+    if (hooks_.tagged)
+      hooks_.tagged (s.id, t, false);
     auto w = watches_.find (t);
     if (w == watches_.end ())
       continue;
@@ -795,6 +814,11 @@ Router::handle_watch (Session & s, const Message & m, Out & out)
     list.remove_if ([&] (const Watch & w) { return w.watcher == s.id; });
     list.push_back (Watch {s.id, held});
     s.x ().watched.insert (e);
+    changed (s);
+    /* The carriers on other nodes get it when the cluster layer has
+     * found them (remote_watch_carriers ()). */
+    if (hooks_.watching)
+      hooks_.watching (s.id, e, false);
     auto carriers = tags_.find (e);
     if (carriers == tags_.end ())
       continue;
@@ -847,6 +871,7 @@ Router::handle_reply (Session & s, const Message & m, Out & out)
   }
   ox.pending.erase (it->second);
   ox.pending_by_key.erase (it);
+  changed (*origin);
   contact (s, *origin);
   remember_callback (s, m, origin->id, out);
 }
@@ -891,6 +916,7 @@ Router::route (Session & s, const Message & m, Out & out)
   std::vector<std::string> outside;   /* thread:* answers to non-members */
   std::vector<std::string> strangers; /* stream:*, file:* to no thread-mate */
   std::vector<std::string> lookups;   /* for the session directory */
+  std::vector<std::string> tag_lookups;   /* tags carried here, maybe there */
   bool thread_type = starts_with (m.type (), "thread:");
   /* Negotiation and file transfers are between thread-mates only: a
    * session id alone opens no connection to its holder. */
@@ -921,6 +947,10 @@ Router::route (Session & s, const Message & m, Out & out)
         }
         continue;
       }
+      /* Cluster mode: carriers on other nodes too. */
+      if (hooks_.lookup && !thread_type && std::find (tag_lookups.begin (),
+              tag_lookups.end (), e) == tag_lookups.end ())
+        tag_lookups.push_back (e);
       for (const auto &id : carriers->second) {
         if (id == s.id || (thread_type && !t->members.count (id)))
           continue;
@@ -979,13 +1009,17 @@ Router::route (Session & s, const Message & m, Out & out)
       s += (s.empty () ? "'" : ", '") + e + "'";
     return s;
   };
-  if (!lookups.empty ()) {
+  if (!lookups.empty () || !tag_lookups.empty ()) {
     /* Their answers are awaited as if they had it; remote_unknown ()
      * forgets those that do not exist. */
     for (const auto &e : lookups)
       remember_callback (s, m, e, out);
-    hooks_.lookup (s.id, lookups, m.relay_text (s.id, nullptr, s.name ()),
-        delivered > 0, std::make_shared<const Message> (m));
+    std::vector<std::string> already;
+    for (const auto &e : recipients)
+      already.push_back (e.first->id);
+    hooks_.lookup (s.id, lookups, tag_lookups,
+        m.relay_text (s.id, nullptr, s.name ()), delivered > 0,
+        std::make_shared<const Message> (m), already);
   }
   /* A callback that reached nobody is answered by the error; one that
    * reached someone stays theirs to answer (one that went to be looked
@@ -1076,6 +1110,11 @@ Router::drop_presence (Session & s)
     if (it->second.empty ())
       watches_.erase (it);
   }
+  if (!s.extras->tags.empty () || !s.extras->watched.empty ()) {
+    changed (s);
+    if (!s.node && hooks_.unpresence)
+      hooks_.unpresence (s.id, s.extras->tags, s.extras->watched);
+  }
   s.extras->tags.clear ();
   s.extras->watched.clear ();
 }
@@ -1096,6 +1135,7 @@ Router::drop (const std::string & session, std::int64_t now_us)
     s->online = false;
     s->away_since = now_us;
     away_.insert (s->id);
+    changed (*s, false);
   }
   return {};
 }
@@ -1356,6 +1396,7 @@ Router::remote_reply (const std::string & origin, const std::string & from,
     } else {
       ox.pending.erase (it->second);
       ox.pending_by_key.erase (it);
+      changed (*o);
       contact (*f, *o);
     }
   }
@@ -1391,6 +1432,7 @@ Router::remote_unknown (const std::string & from,
     if (it != s->extras->pending_by_key.end ()) {
       for (const auto &id : ids)
         it->second->recipients.erase (id);
+      changed (*s);
       if (it->second->recipients.empty ()) {
         s->extras->pending.erase (it->second);
         s->extras->pending_by_key.erase (it);
@@ -1403,6 +1445,286 @@ Router::remote_unknown (const std::string & from,
   refuse (*s, out, ErrorCode::UnknownRecipient, "no session or tag " + list,
       answered ? nullptr : &m);
   return std::move (out.items);
+}
+
+bool
+Router::export_session (const std::string & session, SessionState & out) const
+{
+  auto it = sessions_.find (session);
+  if (it == sessions_.end () || it->second->node)
+    return false;
+  const Session & s = *it->second;
+  auto node_of = [&] (const std::string & id) {
+    auto o = sessions_.find (id);
+    return o != sessions_.end () && o->second->node ? *o->second->node
+        : std::string ();
+  };
+  out = SessionState ();
+  out.id = s.id;
+  out.next_seq = s.next_seq;
+  out.last_sent = s.last_sent;
+  out.box = s.box;
+  const Session::Extras & x = s.view ();
+  out.tags.assign (x.tags.begin (), x.tags.end ());
+  for (const auto &tag : x.watched) {
+    auto w = watches_.find (tag);
+    if (w == watches_.end ())
+      continue;
+    for (const Watch & watch : w->second)
+      if (watch.watcher == s.id)
+        out.watches.emplace_back (tag, watch.message->relay_text (s.id));
+  }
+  for (const auto &c : x.contacts)
+    out.contacts.emplace_back (c, node_of (c));
+  for (const auto &p : x.pending)
+    out.pending.push_back (SessionState::Callback {p.ref.key, p.ref.json,
+          std::vector<std::string> (p.recipients.begin (),
+              p.recipients.end ())});
+  for (const auto &name : s.threads) {
+    std::vector<std::pair<std::string, std::string>> members;
+    if (auto t = threads_.find (name); t != threads_.end ())
+      for (const auto &m : t->second->members)
+        if (m != s.id)
+          members.emplace_back (m, node_of (m));
+    out.threads.emplace_back (name, std::move (members));
+  }
+  return true;
+}
+
+std::size_t
+Router::box_since (const std::string & session, std::uint64_t after,
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>>
+    & out, std::uint64_t & next_seq, std::uint64_t & last_sent) const
+{
+  auto it = sessions_.find (session);
+  if (it == sessions_.end () || it->second->node)
+    return 0;
+  next_seq = it->second->next_seq;
+  last_sent = it->second->last_sent;
+  for (const auto &e : it->second->box)
+    if (e.first > after)
+      out.push_back (e);
+  return it->second->box.size ();
+}
+
+std::optional<bool>
+Router::hand_over (const std::string & session, const std::string & node,
+    SessionState & out)
+{
+  Session *s = find (session);
+  if (!s || s->node || !export_session (session, out))
+    return std::nullopt;
+  bool online = s->online;
+  /* It stays in its threads and contacts here, as a stand-in: the
+   * sessions here see no leave and no join. */
+  drop_presence (*s);
+  if (s->extras) {
+    s->extras->pending.clear ();
+    s->extras->pending_by_key.clear ();
+  }
+  if (s->token_deadline)
+    deadlines_.erase ({s->token_deadline, s->id});
+  s->token_deadline = 0;
+  away_.erase (s->id);
+  s->online = false;
+  s->box.clear ();
+  s->box_bytes = 0;
+  s->grants.reset ();
+  auto n = remote_.emplace (node, std::set<std::string> ()).first;
+  n->second.insert (s->id);
+  s->node = &n->first;
+  remote_sessions_++;
+  std::vector<std::string> emptied;
+  for (const auto &name : s->threads)
+    if (auto t = threads_.find (name); t != threads_.end ()
+        && --t->second->local == 0)
+      emptied.push_back (name);
+  /* Threads with no local member left are forgotten here, with the
+   * stand-ins only they kept (this one too, perhaps). */
+  std::string id = s->id;
+  for (const auto &name : emptied)
+    drop_remote_members (name);
+  if (Session *r = find (id); r && r->node && r->threads.empty ()
+      && r->view ().contacts.empty ())
+    forget_remote (*r);
+  return online;
+}
+
+bool
+Router::adopt (const SessionState & st, std::int64_t now_us)
+{
+  Session *s = find (st.id);
+  if (s && !s->node)
+    return false;
+  if (s) {
+    /* A stand-in here becomes the session itself. */
+    auto n = remote_.find (*s->node);
+    if (n != remote_.end ()) {
+      n->second.erase (s->id);
+      if (n->second.empty ())
+        remote_.erase (n);
+    }
+    remote_sessions_--;
+    s->node = nullptr;
+    for (const auto &name : s->threads)
+      if (auto t = threads_.find (name); t != threads_.end ())
+        t->second->local++;
+  } else {
+    auto fresh = std::make_unique<Session> ();
+    fresh->id = st.id;
+    s = fresh.get ();
+    sessions_.emplace (st.id, std::move (fresh));
+  }
+  s->online = false;
+  s->away_since = now_us;
+  away_.insert (s->id);
+  s->next_seq = st.next_seq;
+  s->last_sent = st.last_sent;
+  s->box = st.box;
+  s->box_bytes = 0;
+  for (const auto &e : s->box)
+    s->box_bytes += e.second->size ();
+  /* `node` "" names a session of this node. */
+  auto other = [&] (const std::string & id, const std::string & node)
+      -> Session * {
+    if (id == s->id)
+      return nullptr;
+    if (node.empty ()) {
+      Session *l = find (id);
+      return l && !l->node ? l : nullptr;
+    }
+    return remote (id, node);
+  };
+  for (const auto &[name, members] : st.threads) {
+    auto it = threads_.find (name);
+    if (it == threads_.end ())
+      it = threads_.emplace (name, std::make_unique<Thread> ()).first;
+    Thread &t = *it->second;
+    if (t.members.insert (s->id).second)
+      t.local++;
+    s->threads.insert (name);
+    for (const auto &[id, node] : members) {
+      Session *m = other (id, node);
+      if (!m || (!m->node && !t.members.count (id)))
+        continue;   /* a local member that has left since */
+      t.members.insert (id);
+      m->threads.insert (name);
+    }
+  }
+  for (const auto &[id, node] : st.contacts)
+    if (Session *c = other (id, node))
+      contact (*s, *c);
+  /* The callbacks it waits for: answers reach it here. */
+  for (const auto &p : st.pending) {
+    Session::Extras & x = s->x ();
+    if (x.pending_by_key.count (p.key))
+      continue;
+    x.pending.push_back (Pending {CallbackRef {p.key, p.json},
+          std::set<std::string> (p.recipients.begin (), p.recipients.end ())});
+    x.pending_by_key.emplace (p.key, std::prev (x.pending.end ()));
+  }
+  /* Carried and watched here now; nobody is sent anything again. */
+  for (const auto &tag : st.tags) {
+    s->x ().tags.insert (tag);
+    tags_[tag].insert (s->id);
+    if (hooks_.tagged)
+      hooks_.tagged (s->id, tag, true);
+  }
+  for (const auto &[tag, text] : st.watches) {
+    auto m = Message::parse (text, limits_.protocol, nullptr);
+    if (!m)
+      continue;
+    watches_[tag].push_back (Watch {s->id,
+          std::make_shared<const Message> (std::move (*m))});
+    s->x ().watched.insert (tag);
+    if (hooks_.watching)
+      hooks_.watching (s->id, tag, true);
+  }
+  changed (*s);
+  return true;
+}
+
+std::vector<Delivery>
+Router::remote_tag_carriers (const std::string & from, const std::string & tag,
+    const std::vector<std::pair<std::string, std::string>> & carriers,
+    const Message & m, const std::set<std::string> & skip)
+{
+  Out out;
+  Session *s = find (from);
+  if (!s || s->node)
+    return {};
+  bool mates_only = starts_with (m.type (), "stream:")
+      || starts_with (m.type (), "file:");
+  for (const auto &[id, node] : carriers) {
+    if (id == from || skip.count (id))
+      continue;
+    Session *p = remote (id, node);
+    if (!p)
+      continue;   /* a session of this node: it had it from route () */
+    if (!mates_only || share_thread (*s, *p))
+      send_to (*s, *p, m, &tag, out);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_tagged (const std::string & tag, const std::string & carrier,
+    const std::string & node, const std::vector<std::string> & watchers)
+{
+  Out out;
+  auto w = watches_.find (tag);
+  if (w == watches_.end ())
+    return {};
+  Session *p = remote (carrier, node);
+  if (!p)
+    return {};
+  for (const Watch & watch : std::list<Watch> (w->second)) {
+    Session *s = find (watch.watcher);
+    if (!s || s->node || std::find (watchers.begin (), watchers.end (),
+            watch.watcher) == watchers.end ())
+      continue;
+    send_to (*s, *p, *watch.message, &tag, out);
+  }
+  if (p->threads.empty () && p->view ().contacts.empty ())
+    forget_remote (*p);
+  return std::move (out.items);
+}
+
+std::vector<Delivery>
+Router::remote_watch_carriers (const std::string & watcher,
+    const std::string & tag,
+    const std::vector<std::pair<std::string, std::string>> & carriers)
+{
+  Out out;
+  Session *s = find (watcher);
+  auto w = watches_.find (tag);
+  if (!s || s->node || w == watches_.end ())
+    return {};
+  std::shared_ptr<const Message> held;
+  for (const Watch & watch : w->second)
+    if (watch.watcher == watcher)
+      held = watch.message;
+  if (!held)
+    return {};
+  for (const auto &[id, node] : carriers) {
+    Session *p = remote (id, node);
+    if (!p)
+      continue;
+    send_to (*s, *p, *held, &tag, out);
+    if (p->threads.empty () && p->view ().contacts.empty ())
+      forget_remote (*p);
+  }
+  return std::move (out.items);
+}
+
+void
+Router::remote_moved (const std::string & session, const std::string & node)
+{
+  Session *s = find (session);
+  if (s && s->node && *s->node != node)
+    remote (session, node);
 }
 
 std::vector<std::string>

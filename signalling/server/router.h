@@ -78,6 +78,34 @@ struct OpenResult
   std::vector<Delivery> deliveries;   /* greeting first, then the replay */
 };
 
+/* Cluster mode: a session's state as it moves to another node (resume on
+ * another node, docs/scaling.md). */
+struct SessionState
+{
+  std::string id;
+  std::uint64_t next_seq = 1;
+  std::uint64_t last_sent = 0;
+  /* The outbox: sent and kept for replay, then queued while away. */
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>> box;
+  std::vector<std::string> tags;
+  /* Held watches: the tag, and the presence:watch as relayed. */
+  std::vector<std::pair<std::string, std::string>> watches;
+  /* Sessions it exchanged messages with: id and node ("" for the node
+   * the state comes from). */
+  std::vector<std::pair<std::string, std::string>> contacts;
+  /* The callbacks it waits for, oldest first: the callback id (its key
+   * and JSON), and who may answer. */
+  struct Callback
+  {
+    std::string key, json;
+    std::vector<std::string> recipients;
+  };
+  std::vector<Callback> pending;
+  /* Its threads, each with its other members (id and node, as contacts). */
+  std::vector<std::pair<std::string,
+      std::vector<std::pair<std::string, std::string>>>> threads;
+};
+
 /* Cluster mode (docs/scaling.md): what the router tells the layer that
  * carries it to other nodes. Sessions held by other nodes appear in the
  * router as stand-ins ("remote" sessions, named with their node) while a
@@ -110,13 +138,33 @@ struct ClusterHooks
   std::function<void (const std::string & node, const std::string & origin,
       const std::string & from, const std::string & body)> reply;
   /* A message by id from local `from` to `ids`, which this node does not
-   * know: the cluster layer looks them up in the session directory and
-   * hands `body` to their nodes, then calls remote_found () for each one
-   * found and remote_unknown () for the rest. `answered`: someone else
-   * got the message already. */
+   * know: the cluster layer looks them up in the session directory (and
+   * as tags carried on other nodes) and hands `body` to their nodes, then
+   * calls remote_found () for each session found, remote_tag_carriers ()
+   * for each tag found, and remote_unknown () for the rest. `tags`,
+   * carried by sessions here, may have carriers on other nodes too.
+   * `answered`: someone else got the message already; `already`: the
+   * sessions that got it. */
   std::function<void (const std::string & from,
-      const std::vector<std::string> & ids, const std::string & body,
-      bool answered, std::shared_ptr<const Message> message)> lookup;
+      const std::vector<std::string> & ids,
+      const std::vector<std::string> & tags, const std::string & body,
+      bool answered, std::shared_ptr<const Message> message,
+      const std::vector<std::string> & already)> lookup;
+  /* A local session carries `tag` now (`quiet`: it moved here with it;
+   * nobody is to be sent anything): other nodes' held watches reach it. */
+  std::function<void (const std::string & session, const std::string & tag,
+      bool quiet)> tagged;
+  /* A local session holds a watch on `tag` (`quiet` as for tagged). */
+  std::function<void (const std::string & session, const std::string & tag,
+      bool quiet)> watching;
+  /* A local session carries and watches these no more. */
+  std::function<void (const std::string & session,
+      const std::set<std::string> & tags,
+      const std::set<std::string> & watched)> unpresence;
+  /* What a local session would need to resume elsewhere changed: its
+   * outbox only (`meta` false), or its threads, tags, watches or
+   * contacts too. */
+  std::function<void (const std::string & session, bool meta)> changed;
 };
 
 /* Checks an auth token exactly as the upgrade does: its grants, or
@@ -219,6 +267,49 @@ public:
   std::vector<Delivery> remote_unknown (const std::string & from,
       const std::vector<std::string> & ids, const Message & message,
       bool answered);
+  /* The state of local `session` (threads with members, contacts), for
+   * another node to resume it from; false if it is not a local session. */
+  bool export_session (const std::string & session, SessionState & out) const;
+  /* Its outbox entries after `after`, and the outbox's size; `next_seq`
+   * and `last_sent` as SessionState has them. */
+  std::size_t box_since (const std::string & session, std::uint64_t after,
+      std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::string>>>
+      & out, std::uint64_t & next_seq, std::uint64_t & last_sent) const;
+  /* The session id a resume token names, "" if it does not verify. */
+  std::string token_id (std::string_view token) const
+  {
+    return verify_token (token);
+  }
+  /* Local `session` resumes on `node`: its state goes to `out` and it
+   * becomes a stand-in named with `node`, nobody told. Returns whether it
+   * was online (its connection is to be closed); nullopt if it is not a
+   * local session. */
+  std::optional<bool> hand_over (const std::string & session,
+      const std::string & node, SessionState & out);
+  /* A session of another node comes here, away, with `state` (as
+   * export_session () gave it); members and contacts named with node ""
+   * are sessions of this node. open () with its token then resumes it.
+   * false if a local session has its id already. */
+  bool adopt (const SessionState & state, std::int64_t now_us);
+  /* Carriers of `tag` on other nodes (id, node) for the message `m` that
+   * local `from` sent to it: each gets it as route () would send it, but
+   * for those in `skip` (they got it already). */
+  std::vector<Delivery> remote_tag_carriers (const std::string & from,
+      const std::string & tag,
+      const std::vector<std::pair<std::string, std::string>> & carriers,
+      const Message & m, const std::set<std::string> & skip);
+  /* `carrier` (on `node`) took `tag`: the local `watchers` send it their
+   * held watch on it. */
+  std::vector<Delivery> remote_tagged (const std::string & tag,
+      const std::string & carrier, const std::string & node,
+      const std::vector<std::string> & watchers);
+  /* The carriers on other nodes of `tag`, which local `watcher` watches:
+   * they get its held watch. */
+  std::vector<Delivery> remote_watch_carriers (const std::string & watcher,
+      const std::string & tag,
+      const std::vector<std::pair<std::string, std::string>> & carriers);
+  /* `session`, a stand-in here, is now held by `node`. */
+  void remote_moved (const std::string & session, const std::string & node);
   /* The nodes holding remote sessions known here. */
   std::vector<std::string> remote_nodes () const;
   std::size_t remote_count () const { return remote_sessions_; }
@@ -282,6 +373,7 @@ private:
   void contact (Session & a, Session & b);
   bool deliver (Session & to, const std::string & body, Out & out,
       const Session * from = nullptr);
+  void changed (const Session & s, bool meta = true);
   Session *remote (const std::string & id, const std::string & node);
   void forget_remote (Session & s);
   void drop_remote_members (const std::string & thread);

@@ -146,6 +146,11 @@ struct Connection : WebSocket::Listener
   std::size_t slot = 0;              /* index in Impl::connections */
   std::string address;               /* counted in Impl::per_address */
   bool counted = false;
+  /* Cluster mode: its session is being brought from another node; what
+   * the client sends meanwhile waits. */
+  std::uint64_t claim = 0;
+  std::unique_ptr<Upgrade> upgrade;
+  std::vector<std::string> held;
 };
 
 struct SignallingServer::Impl
@@ -231,6 +236,10 @@ struct SignallingServer::Impl
   void unmap (Connection * c, bool leaving);
   void detach (Connection * c, gushort code, const char *reason);
   void accept (SoupServerMessage * msg, const Upgrade & up);
+  void open_session (Connection * c, const Upgrade & up);
+  void moved_away (const std::string & session);
+  std::uint64_t claims = 0;
+  std::map<std::uint64_t, Connection *> claiming;
   void accept_connections ();
   void head_ready (Link * l, std::uint32_t events = 0);
   void hand_to_soup (Link * l);
@@ -1019,6 +1028,10 @@ SignallingServer::Impl::detach (Connection * c, gushort code,
 void
 SignallingServer::Impl::on_text (Connection * c, std::string_view text)
 {
+  if (c->claim) {
+    c->held.emplace_back (text);
+    return;
+  }
   if (c->session.empty ())
     return;
   std::string session = c->session;
@@ -1041,6 +1054,8 @@ SignallingServer::Impl::on_closed (Connection * c)
    * one, leaves the session away, to be resumed. */
   bool ended = c->ws->peer_closed_first ()
       && c->ws->peer_close_code () != CLOSE_RESUME;
+  if (c->claim)
+    claiming.erase (c->claim);
   unmap (c, ended);
   closed_bytes_in += c->ws->bytes_read ();
   closed_bytes_out += c->ws->bytes_written ();
@@ -1140,6 +1155,48 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   c->slot = connections.size ();
   connections.push_back (c);
 
+  if (cluster && !up.resume.empty ()) {
+    std::string id = router.token_id (up.resume);
+    if (!id.empty () && !router.has_session (id)) {
+      /* Maybe a session of another node: bring it here first. */
+      std::uint64_t claim = ++claims;
+      c->claim = claim;
+      c->upgrade = std::make_unique<Upgrade> (up);
+      claiming[claim] = c;
+      cluster->claim (id, [this, claim] () {
+            auto it = claiming.find (claim);
+            if (it == claiming.end ())
+              return;
+            Connection *waiting = it->second;
+            claiming.erase (it);
+            waiting->claim = 0;
+            open_session (waiting, *waiting->upgrade);
+          });
+      return;
+    }
+  }
+  open_session (c, up);
+}
+
+/* A session of this node resumed on another: its connection here closes
+ * as when a resume replaces it on one node. */
+void
+SignallingServer::Impl::moved_away (const std::string & session)
+{
+  away_remove (session);
+  auto it = by_session.find (session);
+  if (it == by_session.end ())
+    return;
+  Connection *c = it->second;
+  by_session.erase (it);
+  c->session.clear ();
+  c->ws->close (CLOSE_REPLACED, "session resumed on another node");
+}
+
+void
+SignallingServer::Impl::open_session (Connection * c, const Upgrade & up)
+{
+  std::int64_t now = g_get_monotonic_time ();
   OpenResult r = router.open (up.resume, up.last_seq, now, up.grants);
   if (!r.ok) {
     c->ws->send_text (r.refusal);
@@ -1162,6 +1219,14 @@ SignallingServer::Impl::accept (SoupServerMessage * msg, const Upgrade & up)
   away_remove (r.session);
   dispatch (r.deliveries);
   make_room (c->address);
+  c->upgrade.reset ();
+  std::vector<std::string> held;
+  held.swap (c->held);
+  for (const auto &text : held) {
+    if (c->session.empty ())
+      break;
+    on_text (c, text);
+  }
   /* Whatever the client sent right after its request. */
   c->ws->read_now ();
 }
@@ -1389,9 +1454,13 @@ SignallingServer::start (GError ** error)
       return false;
     }
     co.node_ttl_ms = o.node_ttl_ms;
+    co.grace_ms = o.limits.grace_us / 1000;
     impl->cluster = std::make_unique<Cluster> (std::move (co), impl->router,
         *impl->poller, impl->context,
         [impl] (const std::vector<Delivery> & d) { impl->dispatch (d); });
+    impl->cluster->set_moved_away ([impl] (const std::string & session) {
+          impl->moved_away (session);
+        });
     impl->cluster->start ();
   }
 

@@ -241,7 +241,8 @@
       this.maxMessageSize = 65536;
       this.token = null;             /* auth token, presented on every connection */
       this.expires = null;           /* its exp (seconds since the epoch), from the server */
-      this._url = null;
+      this._url = null;              /* the server connected to, or tried */
+      this._urls = [];               /* every server given, tried in turn */
       this._ws = null;
       this._connected = false;
       this._closing = false;
@@ -273,7 +274,7 @@
     /* The signalling connection */
 
     init (url, options) {
-      if (url && typeof url === 'object') {
+      if (url && typeof url === 'object' && !Array.isArray(url)) {
         options = url;
         url = undefined;
       }
@@ -281,7 +282,12 @@
       if (options.iceServers) this.iceServers = options.iceServers;
       if (options.token) this.token = options.token;
       if (this._url) return this;
-      this._url = resolveUrl(url);
+      /* Several servers (nodes of one cluster, docs/scaling.md): the first
+       * is used until its connection is lost, then the next, in turn. */
+      const urls = Array.isArray(url) ? url : [url];
+      if (urls.length === 0) urls.push(undefined);
+      this._urls = urls.map(resolveUrl);
+      this._url = this._urls[0];
       this._closing = false;
       this._open();
       if (global.addEventListener) {
@@ -329,7 +335,12 @@
       }
       if (!was && !this._closing) this._checkToken();
       if (!reconnecting || this._refused) return;
-      const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this._retry++);
+      /* The next server, resuming there; the delay grows once every server
+       * has been tried. */
+      const n = this._urls.length;
+      this._url = this._urls[(this._urls.indexOf(this._url) + 1) % n];
+      const delay = Math.min(RECONNECT_MAX_MS,
+        RECONNECT_MIN_MS * 2 ** Math.floor(this._retry++ / n));
       this._retryTimer = setTimeout(() => {
         this._retryTimer = null;
         if (!this._closing && !this._refused) this._open();
