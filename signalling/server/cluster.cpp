@@ -1263,11 +1263,14 @@ Cluster::tick ()
       over.push_back (node);
   for (const auto &node : over) {
     /* Unless its heartbeat came back meanwhile (it was only cut off). */
+    auto data = std::make_unique<std::string> (node);
     if (command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::grace_over,
-            new std::string (node)))
+            data.get ())) {
+      data.release ();
       dead_[node] = -1;
-    else
+    } else {
       grace_over (node, false);
+    }
   }
   for (auto it = moved_.begin (); it != moved_.end ();)
     it = now > it->second.second ? moved_.erase (it) : std::next (it);
@@ -1321,9 +1324,12 @@ void
 Cluster::check_nodes ()
 {
   for (const auto &node : router_.remote_nodes ())
-    if (!dead_.count (node))
-      command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
-          new std::string (node));
+    if (!dead_.count (node)) {
+      auto data = std::make_unique<std::string> (node);
+      if (command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::exists,
+              data.get ()))
+        data.release ();
+    }
 }
 
 /* The grace period of a gone node's sessions is over: those that did not
@@ -1550,9 +1556,12 @@ void
 Cluster::watching (const std::string & session, const std::string & tag,
     bool quiet)
 {
-  if (!command ({"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
-          quiet ? "1" : "0"}, ClusterCallbacks::watch_carriers,
-          new ClusterCallbacks::Watching {session, tag}))
+  auto data = std::make_unique<ClusterCallbacks::Watching> (
+      ClusterCallbacks::Watching {session, tag});
+  if (command ({"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0"}, ClusterCallbacks::watch_carriers, data.get ()))
+    data.release ();
+  else
     stats_.dropped++;
 }
 
@@ -1649,14 +1658,17 @@ Cluster::joined (const std::string & thread, const std::string & session,
   ns (env, thread);
   ns (env, session);
   ns (env, body);
+  auto data = std::make_unique<ClusterCallbacks::Join> (
+      ClusterCallbacks::Join {thread, session});
   if (!command ({"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
           NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
           NODE_THREADS_KEY + options_.node_id, DOWN_KEY,
           std::to_string (options_.grace_ms),
           std::to_string (options_.grace_ms + DOWN_KEEP_MS)},
-          ClusterCallbacks::joined,
-          new ClusterCallbacks::Join {thread, session}))
+          ClusterCallbacks::joined, data.get ()))
     stats_.dropped++;
+  else
+    data.release ();
 }
 
 void
@@ -1838,11 +1850,14 @@ Cluster::claim (const std::string & session, std::function<void ()> done)
   ns (menv, session);
   ns (menv, options_.node_id);
   menv += ';';
-  if (!command ({"EVAL", CLAIM_SCRIPT, "0", options_.node_id, session,
+  auto data = std::make_unique<std::string> (session);
+  if (command ({"EVAL", CLAIM_SCRIPT, "0", options_.node_id, session,
           NODE_KEY, CHANNEL, henv, menv, std::to_string (options_.grace_ms),
           std::to_string (options_.grace_ms + DOWN_KEEP_MS),
           std::to_string (options_.session_ttl_s)}, ClusterCallbacks::claimed,
-          new std::string (session)))
+          data.get ()))
+    data.release ();
+  else
     finish_claim (session, nullptr, {}, {});
 }
 
