@@ -243,34 +243,6 @@ Outgoing::Outgoing (GstBin * bin, Kind kind, Settings settings, Ready ready,
   g_autoptr (GstPad) src = gst_element_get_static_pad (queue_, "src");
   gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, on_caps, this,
       nullptr);
-  throttle_key_units (tee_, 0);
-}
-
-/* Key frames asked for (members' PLIs, a member joining or changing
- * layer) reach an encoder at most once per KEY_UNIT_INTERVAL: a member on
- * a lossy link may send a PLI for every damaged frame, and a key frame
- * for each would fill the very link that lost them. A request within the
- * interval is served by the key frame already on its way. */
-void
-Outgoing::throttle_key_units (GstElement * tee, int layer)
-{
-  g_autoptr (GstPad) sink = gst_element_get_static_pad (tee, "sink");
-  gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
-      [] (GstPad * pad, GstPadProbeInfo * info, gpointer data) {
-        GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
-        if (!gst_video_event_is_force_key_unit (event))
-          return GST_PAD_PROBE_OK;
-        auto *at = static_cast<std::atomic<gint64> *> (data);
-        gint64 now = g_get_monotonic_time ();
-        gint64 last = at->load ();
-        if (last && now - last < (gint64) (KEY_UNIT_INTERVAL / GST_USECOND)) {
-          GST_LOG_OBJECT (pad, "key unit asked %" G_GINT64_FORMAT " ms after "
-              "the last one: served by that one", (now - last) / 1000);
-          return GST_PAD_PROBE_DROP;
-        }
-        *at = now;
-        return GST_PAD_PROBE_OK;
-      }, &key_unit_at_[layer], nullptr);
 }
 
 Outgoing::~Outgoing ()
@@ -454,8 +426,6 @@ Outgoing::build_layers (const Codec & codec, GstCaps * caps)
     elements_.insert (elements_.end (), chain.begin (), chain.end ());
     if (i == 0)
       gst_element_link (chain.back (), tee_);
-    else
-      throttle_key_units (layer.tee, i);
     for (auto it = chain.rbegin (); it != chain.rend (); ++it)
       gst_element_sync_state_with_parent (*it);
     gst_element_link (raw_tee, queue);

@@ -88,9 +88,6 @@ private:
  * while at least LAYER_MIN_WIDTH x LAYER_MIN_HEIGHT. A member is fed
  * through a layer switch over every layer's tee. */
 constexpr int LAYER_MIN_WIDTH = 80;
-/* An encoder gives at most one key frame asked for per this interval
- * (libwebrtc's senders wait 300 ms too). */
-constexpr GstClockTime KEY_UNIT_INTERVAL = 300 * GST_MSECOND;
 constexpr int LAYER_MIN_HEIGHT = 60;
 class Outgoing
 {
@@ -144,7 +141,6 @@ public:
 private:
   static GstPadProbeReturn on_caps (GstPad * pad, GstPadProbeInfo * info,
       gpointer self);
-  void throttle_key_units (GstElement * tee, int layer);
   bool build (GstCaps * caps);
   bool build_layers (const Codec & codec, GstCaps * caps);
   struct Layer
@@ -167,9 +163,6 @@ private:
   const Codec *codec_ = nullptr;
   GstElement *encoder_ = nullptr;        /* raw input only */
   std::vector<Layer> layers_;            /* with layers only; [0] = tee_ */
-  /* When each layer's encoder was last asked for a key frame
-   * (g_get_monotonic_time; 0: never). */
-  std::atomic<gint64> key_unit_at_[MAX_LAYERS] = {};
 };
 
 /* Every member in one picture and one sound, for recording a room: a
