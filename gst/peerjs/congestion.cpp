@@ -29,6 +29,21 @@ constexpr double ADAPT_STEP = 0.05;
 constexpr double ENCODER_SHARE = 0.85;
 /* What published audio is taken to need when its encoder is not ours. */
 constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
+/* Probing a layer up (in reconsiderations, ADAPT_INTERVAL_MS each): after
+ * 4 s below the top without congestion, for 3 s; the wait doubles after a
+ * probe the link could not take, up to 16 s. */
+constexpr int PROBE_WAIT_TICKS = 8;
+constexpr int PROBE_WAIT_MAX_TICKS = 32;
+constexpr int PROBE_TICKS = 6;
+
+/* The budget keeps a member on `layer` by the usual rule (its floor). */
+bool
+layer_ranges_hold (const std::vector<LayerRange> & ranges, int layer,
+    guint64 budget)
+{
+  return layer < 0 || layer >= (int) ranges.size () || budget
+      >= ranges[layer].floor || layer + 1 == (int) ranges.size ();
+}
 
 guint64
 now_ns ()
@@ -128,6 +143,16 @@ Congestion::estimate ()
 {
   std::lock_guard<std::mutex> guard (lock_);
   return reported_ ? estimator_.estimate (now_ns ()) : 0;
+}
+
+bool
+Congestion::congested ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  double now_ms = now_ns () / 1e6;
+  return estimator_.usage () == Estimator::Usage::Over
+      || (estimator_.loss_at () >= 0 && now_ms - estimator_.loss_at () < 2000
+          && estimator_.loss () > 0.02);
 }
 
 void
@@ -408,6 +433,34 @@ Session::adapt_bitrate ()
     if (sw && adapts) {
       int wanted = layer_switch_wanted (sw);
       layer = b ? next_layer (ranges, wanted, b, c->up_ticks) : wanted;
+      bool congested = c->congested ();
+      if (c->probe_left > 0) {
+        /* A probe under way: only congestion ends it early. */
+        c->probe_left--;
+        if (layer > wanted && !congested)
+          layer = wanted;
+        if (layer > wanted)
+          c->probe_wait = MIN (c->probe_wait * 2, PROBE_WAIT_MAX_TICKS);
+        else if (c->probe_left == 0 && layer_ranges_hold (ranges, wanted, b))
+          c->probe_wait = PROBE_WAIT_TICKS;
+      } else if (layer == wanted && wanted > 0 && b && !congested
+          && layer_switch_current (sw) == wanted) {
+        /* Below the top with no sign of congestion: a lower layer may send
+         * too little for the estimate to grow past the next floor (it
+         * stays under 1.5 times what gets through), so the layer above is
+         * tried for a while, and kept if the estimate follows. */
+        if (!c->probe_wait)
+          c->probe_wait = PROBE_WAIT_TICKS;
+        if (++c->calm_ticks >= c->probe_wait) {
+          layer = wanted - 1;
+          c->calm_ticks = 0;
+          c->probe_left = PROBE_TICKS;
+          GST_DEBUG_OBJECT (element_, "%s: probing video layer %d",
+              p.first.c_str (), layer);
+        }
+      } else {
+        c->calm_ticks = 0;
+      }
       if (layer != wanted) {
         GST_DEBUG_OBJECT (element_, "%s: video layer %d -> %d (budget %"
             G_GUINT64_FORMAT ")", p.first.c_str (), wanted, layer, b);

@@ -72,6 +72,9 @@ public:
 
   /* The estimate in bit/s, 0 while the member reported nothing. */
   guint64 estimate ();
+  /* The estimator sees the link overused now (a queue growing), or the
+   * member reported more than 2 % loss within the last 2 s. */
+  bool congested ();
   /* Feedback packets (TWCC reports) taken so far. */
   guint64 reports () const { return reports_; }
   /* What the session set the encoder to, for the member's statistics. */
@@ -89,6 +92,14 @@ public:
    * not reached. */
   int up_ticks = 0;
   int waiting_ticks = 0;
+  /* Probing a layer up (Session::adapt_bitrate): reconsiderations in a
+   * row the member spent below the top without congestion; how many a
+   * probe waits for (doubled by each probe that failed); reconsiderations
+   * left of the probe under way, during which only congestion moves the
+   * member down. */
+  int calm_ticks = 0;
+  int probe_wait = 0;
+  int probe_left = 0;
 
 private:
   static GstPadProbeReturn on_event (GstPad * pad, GstPadProbeInfo * info,

@@ -214,6 +214,8 @@ Estimator::update_loss_rate (double fraction, double now)
   if (last_loss_update_ >= 0 && now - last_loss_update_ < LOSS_UPDATE_MS)
     return;
   last_loss_update_ = now;
+  loss_ = fraction;
+  loss_at_ = now;
   if (fraction > 0.10) {
     loss_rate_ = MIN (loss_rate_, delay_rate_) * (1 - 0.5 * fraction);
     /* What was sent before this cut is no reason for another: the next

@@ -73,6 +73,11 @@ public:
    * for debug logs. */
   double delay_rate () const { return delay_rate_; }
   double loss_rate () const { return loss_rate_; }
+  /* The fraction lost (0..1) the loss-based part last looked at, and
+   * when (ms, on the clock of feedback () and receiver_report ()); -1
+   * before any. */
+  double loss () const { return loss_; }
+  double loss_at () const { return loss_at_; }
   double trend () const { return trend_; }
   double threshold () const { return threshold_; }
 
@@ -119,6 +124,7 @@ private:
   /* Loss-based: (our ms, lost?) of packets reported in the last second. */
   std::deque<std::pair<double, bool>> reported_;
   double last_loss_update_ = -1;
+  double loss_ = 0, loss_at_ = -1;
   double last_feedback_ = -1;
   /* REMB */
   guint64 remb_ = 0;
