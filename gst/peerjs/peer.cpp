@@ -24,6 +24,10 @@ using Direction = GstWebRTCRTPTransceiverDirection;
 /* How long an offer waits for its answer before it is sent again. */
 constexpr guint OFFER_RESEND_MS = 3000;
 
+/* The SDP attribute of our answer's m-line that says which codec we would
+ * send there, where the offer had none of it. */
+constexpr const char *SENDS_ATTRIBUTE = "x-peerjs-sends";
+
 /* RTCP timing, as Chromium's: receiver reports about every second (rtpbin's
  * own is 5 s), and feedback (NACK, PLI) sent at once. rtpbin allows one
  * early feedback packet per RTCP interval, computed from the RTCP
@@ -829,6 +833,8 @@ Peer::on_offer (const std::string & text)
   /* The first offered m-line of a kind we have no m-line for becomes ours:
    * a transceiver made now is the one webrtcbin's answer picks. */
   std::vector<guint> refused;      /* m-lines of codecs we cannot decode */
+  /* m-lines where we would send a codec the offer does not have */
+  std::vector<std::pair<guint, const Codec *>> unsent;
   for (guint i = 0; i < gst_sdp_message_medias_len (offer); i++) {
     const GstSDPMedia *media = gst_sdp_message_get_media (offer, i);
     const char *type = gst_sdp_media_get_media (media);
@@ -848,6 +854,7 @@ Peer::on_offer (const std::string & text)
         GST_WARNING ("%s offers no %s for our %s", id_.c_str (), codec->name,
             kind_name (kind));
         cannot_receive (*codec);
+        unsent.emplace_back (i, codec);
         continue;
       }
       pt = pts.front ();
@@ -894,6 +901,15 @@ Peer::on_offer (const std::string & text)
       if (media)
         gst_sdp_media_set_port_info (media, 0, 1);
     }
+    /* And one where we would send what the member did not offer says
+     * what that is, so that the member can tell that it has no decoder
+     * for it (its offer has only codecs it decodes). */
+    for (auto & u : unsent) {
+      auto *media = const_cast<GstSDPMedia *> (gst_sdp_message_get_media (
+              answer, u.first));
+      if (media)
+        gst_sdp_media_add_attribute (media, SENDS_ATTRIBUTE, u.second->name);
+    }
     send_sdp ("answer", answer);
     negotiated ();
   }
@@ -929,6 +945,14 @@ Peer::on_answer (const std::string & text)
             kind_name (kind)) != 0)
       continue;
     seen[(int) kind] = true;
+    /* The member would send us a codec our offer lacked: we have no
+     * decoder for it. */
+    const Codec *sent = codec_by_name (gst_sdp_media_get_attribute_val (media,
+            SENDS_ATTRIBUTE) ? gst_sdp_media_get_attribute_val (media,
+            SENDS_ATTRIBUTE) : "");
+    if (sent && sent->kind == kind && host_.receives ()
+        && host_.wants_recv (id_, kind) && find_decoder (*sent).empty ())
+      no_decoder (*sent);
     if (!codec || !s.trans || !sends (s.fixed))
       continue;
     GST_DEBUG ("%s: answer m-line %u (%s): port %u", id_.c_str (), i,
@@ -1033,19 +1057,25 @@ Peer::cannot_decode (const GstSDPMedia * media)
     if (!codec || !find_decoder (*codec).empty ())
       continue;
     found = true;
-    /* Once per element and codec: every member sending it would say the
-     * same. */
-    std::string key = std::string ("peerjs-told-no-decoder-") + codec->name;
-    GObject *element = G_OBJECT (host_.bin ());
-    if (g_object_get_data (element, key.c_str ()))
-      continue;
-    g_object_set_data (element, key.c_str (), GINT_TO_POINTER (1));
-    GST_ELEMENT_WARNING (host_.bin (), STREAM, CODEC_NOT_FOUND,
-        ("Member %s sends %s, which cannot be decoded here: install %s.",
-            id_.c_str (), codec->name,
-            missing_decoder_hint (*codec).c_str ()), (nullptr));
+    no_decoder (*codec);
   }
   return found;
+}
+
+void
+Peer::no_decoder (const Codec & codec)
+{
+  /* Once per element and codec: every member sending it would say the
+   * same. */
+  std::string key = std::string ("peerjs-told-no-decoder-") + codec.name;
+  GObject *element = G_OBJECT (host_.bin ());
+  if (g_object_get_data (element, key.c_str ()))
+    return;
+  g_object_set_data (element, key.c_str (), GINT_TO_POINTER (1));
+  GST_ELEMENT_WARNING (host_.bin (), STREAM, CODEC_NOT_FOUND,
+      ("Member %s sends %s, which cannot be decoded here: install %s.",
+          id_.c_str (), codec.name, missing_decoder_hint (codec).c_str ()),
+      (nullptr));
 }
 
 /* ------------------------------------------------------------------ */

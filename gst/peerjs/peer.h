@@ -206,6 +206,9 @@ private:
    * (what we cannot decode). Signalling thread. */
   void cannot_receive (const Codec & codec);
   /* True when the member sends a codec we know and cannot decode. */
+  /* A member sends `codec`, which we cannot decode: a warning, once per
+   * element and codec. */
+  void no_decoder (const Codec & codec);
   bool cannot_decode (const GstSDPMedia * media);
 
   PeerHost & host_;

@@ -1775,10 +1775,13 @@ END_TEST;
 
 /* A receiver that cannot decode the publisher's codec: the publisher
  * warns once that the member cannot receive it, naming both; the receiver
- * once that it cannot decode it, naming the Debian package. The publisher
- * makes the offer (its id is the larger: a receiver of a larger id is
- * started again), which names its codec. */
-GST_START_TEST (test_codec_refused)
+ * once that it cannot decode it, naming the Debian package. Either makes
+ * the offer (the larger id does: members are started again until the ids
+ * are in the order wanted): the publisher's offer names its codec; the
+ * receiver's has only what it decodes, and the publisher's answer says
+ * what it would have sent (x-peerjs-sends). */
+static void
+check_codec_refused (bool publisher_offers)
 {
   if (!has_factory ("x264enc")) {
     g_print ("SKIP: no x264enc on this machine\n");
@@ -1787,25 +1790,29 @@ GST_START_TEST (test_codec_refused)
   for (const char *h : { "avdec_h264", "openh264dec" })
     hide_factory (h);
   ServerThread server;
-  /* Neither joins the thread until the ids are in the right order: a
-   * publisher of a small id is started again, else the receiver. */
+  /* Neither joins the thread until the ids are in the order wanted: a
+   * publisher whose id is on the wrong side of the middle is started
+   * again, else the receiver. */
   std::unique_ptr<Member> pub, src;
   std::string ids, idr;
-  for (int i = 0; i < 30 && (idr.empty () || idr > ids); i++) {
-    if (!pub || ids < "i") {
+  auto ordered = [&] {
+    return !idr.empty () && (publisher_offers ? idr < ids : idr > ids);
+  };
+  for (int i = 0; i < 30 && !ordered (); i++) {
+    if (!pub || (publisher_offers ? ids < "i" : ids > "q")) {
       pub.reset (new Member ("peerjssink name=p video-codec=h264 server="
               + server.ws_url () + " videotestsrc is-live=true ! "
               "video/x-raw,width=320,height=240,framerate=15/1 ! p.video"));
       fail_unless (pub->play () != GST_STATE_CHANGE_FAILURE);
       ids = pub->id ();
     }
-    if (!src || idr > ids) {
+    if (!src || !ordered ()) {
       src.reset (new Member ("peerjssrc name=p server=" + server.ws_url ()));
       fail_unless (src->play () != GST_STATE_CHANGE_FAILURE);
       idr = src->id ();
     }
   }
-  fail_unless (idr < ids, "no receiver id below the publisher's in 30 starts");
+  fail_unless (ordered (), "the ids not in the order wanted in 30 starts");
   Member & sink = *pub;
   gboolean joined = FALSE;
   g_signal_emit_by_name (sink.element (), "join-thread", "refused", &joined);
@@ -1851,6 +1858,17 @@ GST_START_TEST (test_codec_refused)
       "more than one warning each; publisher:\n%s receiver:\n%s",
       sink.describe ().c_str (), src->describe ().c_str ());
   fail_unless (src->output ("video_" + ids).buffers == 0);
+}
+
+GST_START_TEST (test_codec_refused)
+{
+  check_codec_refused (true);
+}
+END_TEST;
+
+GST_START_TEST (test_codec_refused_receiver_offers)
+{
+  check_codec_refused (false);
 }
 END_TEST;
 
@@ -3639,6 +3657,7 @@ elements_suite ()
   tcase_add_test (tc, test_h264_passthrough);
   tcase_add_test (tc, test_h264_parameter_sets);
   tcase_add_test (tc, test_codec_refused);
+  tcase_add_test (tc, test_codec_refused_receiver_offers);
   tcase_add_test (tc, test_display_name);
   tcase_add_test (tc, test_members_filter);
   tcase_add_test (tc, test_loss_retransmitted);
