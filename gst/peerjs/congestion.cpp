@@ -421,8 +421,10 @@ Session::adapt_bitrate ()
   };
 
   std::vector<LayerRange> ranges = layer_ranges (layers, cc.min, cc.max);
-  /* Per layer, the lowest budget of its members (0: none known). */
+  /* Per layer, the lowest budget of its members (0: none known), and
+   * whether one of them is probing it. */
   std::vector<guint64> lowest (layers, 0);
+  std::vector<bool> probed (layers, false);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
@@ -476,6 +478,8 @@ Session::adapt_bitrate ()
     }
     if (b)
       lowest[layer] = lowest[layer] ? MIN (lowest[layer], b) : b;
+    if (c->probe_left > 0)
+      probed[layer] = true;
   }
 
   /* Off, or encoded input: what the encoder is set to, if ours. */
@@ -484,7 +488,11 @@ Session::adapt_bitrate ()
     targets[i] = video ? video->bitrate (i) : 0;
     if (!adapts || !lowest[i])
       continue;
-    guint64 floor = layers > 1 && i + 1 < layers ? ranges[i].floor : cc.min;
+    /* A layer probed is sent at the prober's budget, even below its
+     * floor: the probe is its larger picture, not more bits than the
+     * estimate allows. */
+    guint64 floor = layers > 1 && i + 1 < layers && !probed[i]
+        ? ranges[i].floor : cc.min;
     guint64 ceiling = layers > 1 ? ranges[i].ceiling : cc.max;
     targets[i] = retarget (*video, i, CLAMP (lowest[i], floor, ceiling), cc);
   }

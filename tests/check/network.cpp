@@ -738,7 +738,7 @@ GST_START_TEST (test_congestion_gcc)
       "bit/s\n", estimate, target);
   /* 15 frames a second are sent; the receiver, on the bottom layer and
    * probing the one above now and then, decodes 8.7 to 12 of them and is
-   * frozen 2 to 4.2 s of 10, busy loops or not (with off: none). */
+   * frozen 2 to 4.3 s of 10, busy loops or not (with off: none). */
   fail_unless (f.fps >= 6 && f.frozen_s < 6, "at 300 kbit/s with "
       "congestion control: %.1f fps, %.1f s of 10 frozen", f.fps, f.frozen_s);
   fail_unless (estimate > 0 && estimate < 300000 * 1.2 && target < 300000,
@@ -885,8 +885,8 @@ GST_START_TEST (test_layers_one_slow_member)
         "a receiver on a clean link, beside one on 300 kbit/s: %.1f fps, "
         "%.1f s of 8 frozen, %d wide", f.fps, f.frozen_s, last_width (*rx));
   }
-  /* It decodes 9 to 15 fps, frozen 0 to 3.3 s of 8 (layer probes, see
-   * docs/elements.md, cost some of it). */
+  /* It decodes 10 to 15 fps, frozen 0 to 2.6 s of 8 (layer probes, see
+   * docs/elements.md, cost some of it; 5.4 s once under heavy load). */
   fail_unless (slow.fps >= 5 && slow.frozen_s < 5, "the member on 300 "
       "kbit/s: %.1f fps, %.1f s of 8 frozen", slow.fps, slow.frozen_s);
 
