@@ -30,20 +30,9 @@ constexpr double ENCODER_SHARE = 0.85;
 /* What published audio is taken to need when its encoder is not ours. */
 constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
 /* Probing a layer up (in reconsiderations, ADAPT_INTERVAL_MS each): after
- * 4 s below the top without congestion, for 3 s; the wait doubles after a
- * probe the link could not take, up to 16 s. */
+ * 4 s below the top without congestion, for 3 s. */
 constexpr int PROBE_WAIT_TICKS = 8;
-constexpr int PROBE_WAIT_MAX_TICKS = 32;
 constexpr int PROBE_TICKS = 6;
-
-/* The budget keeps a member on `layer` by the usual rule (its floor). */
-bool
-layer_ranges_hold (const std::vector<LayerRange> & ranges, int layer,
-    guint64 budget)
-{
-  return layer < 0 || layer >= (int) ranges.size () || budget
-      >= ranges[layer].floor || layer + 1 == (int) ranges.size ();
-}
 
 guint64
 now_ns ()
@@ -441,19 +430,13 @@ Session::adapt_bitrate ()
         c->probe_left--;
         if (layer > wanted && !congested)
           layer = wanted;
-        if (layer > wanted)
-          c->probe_wait = MIN (c->probe_wait * 2, PROBE_WAIT_MAX_TICKS);
-        else if (c->probe_left == 0 && layer_ranges_hold (ranges, wanted, b))
-          c->probe_wait = PROBE_WAIT_TICKS;
       } else if (layer == wanted && wanted > 0 && b && !congested
           && layer_switch_current (sw) == wanted) {
         /* Below the top with no sign of congestion: a lower layer may send
          * too little for the estimate to grow past the next floor (it
          * stays under 1.5 times what gets through), so the layer above is
          * tried for a while, and kept if the estimate follows. */
-        if (!c->probe_wait)
-          c->probe_wait = PROBE_WAIT_TICKS;
-        if (++c->calm_ticks >= c->probe_wait) {
+        if (++c->calm_ticks >= PROBE_WAIT_TICKS) {
           layer = wanted - 1;
           c->calm_ticks = 0;
           c->probe_left = PROBE_TICKS;

@@ -93,12 +93,10 @@ public:
   int up_ticks = 0;
   int waiting_ticks = 0;
   /* Probing a layer up (Session::adapt_bitrate): reconsiderations in a
-   * row the member spent below the top without congestion; how many a
-   * probe waits for (doubled by each probe that failed); reconsiderations
-   * left of the probe under way, during which only congestion moves the
-   * member down. */
+   * row the member spent below the top without congestion, and those left
+   * of the probe under way, during which only congestion moves the member
+   * down. */
   int calm_ticks = 0;
-  int probe_wait = 0;
   int probe_left = 0;
 
 private:
