@@ -923,7 +923,7 @@ make_config (GstPeerJSBase * self)
   std::lock_guard<std::mutex> guard (priv->lock);
   const Settings & s = priv->settings;
   peerjs::Config c;
-  c.server = s.server;
+  c.servers = split_list (s.server);
   c.tls_ca = s.tls_ca;
   c.auth_token = s.auth_token;
   c.threads = split_list (s.threads);
@@ -1262,7 +1262,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
 
   g_object_class_install_property (gobject_class, PROP_SERVER,
       g_param_spec_string ("server", "Server",
-          "WebSocket URL of the peerjs-signalling server (ws:// or wss://)",
+          "WebSocket URL of the peerjs-signalling server (ws:// or wss://), "
+          "or several separated by commas (the nodes of one cluster): the "
+          "first is used until its connection is lost or cannot be made, "
+          "then the next, round the list, resuming the session there",
           DEFAULT_SERVER, rw));
   g_object_class_install_property (gobject_class, PROP_THREAD,
       g_param_spec_string ("thread", "Thread",

@@ -201,15 +201,23 @@ Session::start (const Config & config)
 {
   config_ = config;
   relay_warned_ = false;
-  g_autoptr (GUri) uri = g_uri_parse (config_.server.c_str (),
-      G_URI_FLAGS_NONE, nullptr);
-  const char *scheme = uri ? g_uri_get_scheme (uri) : nullptr;
-  if (!scheme || (g_ascii_strcasecmp (scheme, "ws") != 0
-          && g_ascii_strcasecmp (scheme, "wss") != 0)) {
+  if (config_.servers.empty ()) {
     GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
-        ("The server must be a ws:// or wss:// URL, not '%s'.",
-            config_.server.c_str ()), (nullptr));
+        ("No server is set: set server to the peerjs-signalling server's "
+            "ws:// or wss:// URL."), (nullptr));
     return false;
+  }
+  for (const std::string & server : config_.servers) {
+    g_autoptr (GUri) uri = g_uri_parse (server.c_str (), G_URI_FLAGS_NONE,
+        nullptr);
+    const char *scheme = uri ? g_uri_get_scheme (uri) : nullptr;
+    if (!scheme || (g_ascii_strcasecmp (scheme, "ws") != 0
+            && g_ascii_strcasecmp (scheme, "wss") != 0)) {
+      GST_ELEMENT_ERROR (element_, RESOURCE, SETTINGS,
+          ("The server must be a ws:// or wss:// URL (or several, "
+              "separated by commas), not '%s'.", server.c_str ()), (nullptr));
+      return false;
+    }
   }
   {
     std::lock_guard<std::mutex> guard (lock_);
@@ -268,25 +276,26 @@ Session::start (const Config & config)
   /* From the WebSocket's thread to the mesh thread, in order. */
   SignallingClient::Handlers handlers;
   handlers.connected = [this] (const std::string & id, bool first, bool same,
-      bool resumed) {
-    invoke ([=] { on_connected (id, first, same, resumed); });
+      bool resumed, const std::string & server) {
+    invoke ([=] { on_connected (id, first, same, resumed, server); });
   };
   handlers.message = [this] (JsonObject * msg) {
     std::shared_ptr<JsonObject> m (json_object_ref (msg), json_object_unref);
     invoke ([this, m] { on_message (m.get ()); });
   };
   handlers.lost = [this] (const std::string & reason, bool fatal,
-      guint retry) {
-    invoke ([=] { on_lost (reason, fatal, retry); });
+      guint retry, const std::string & server, const std::string & next) {
+    invoke ([=] { on_lost (reason, fatal, retry, server, next); });
   };
-  handlers.refused = [this] (guint status, const std::string & reason) {
-    invoke ([=] { on_refused (status, reason); });
+  handlers.refused = [this] (guint status, const std::string & reason,
+      const std::string & server) {
+    invoke ([=] { on_refused (status, reason, server); });
   };
   handlers.auth_token = [this] {
     std::lock_guard<std::mutex> guard (lock_);
     return auth_token_;
   };
-  client_ = std::make_unique<SignallingClient> (config_.server,
+  client_ = std::make_unique<SignallingClient> (config_.servers,
       config_.tls_ca, std::move (handlers));
   {
     JsonObject *self = json_object_new ();
@@ -827,7 +836,7 @@ Session::post (GstStructure * s)
 
 void
 Session::on_connected (const std::string & id, bool first, bool same_id,
-    bool resumed)
+    bool resumed, const std::string & server)
 {
   {
     std::lock_guard<std::mutex> guard (lock_);
@@ -845,10 +854,10 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
       for (auto & t : threads_)
         t.second.members.clear ();
     }
-    GST_INFO_OBJECT (element_, "connected to %s as %s",
-        config_.server.c_str (), id.c_str ());
+    GST_INFO_OBJECT (element_, "connected to %s as %s", server.c_str (),
+        id.c_str ());
     post (gst_structure_new (message::SOCKET_CONNECT,
-            "server", G_TYPE_STRING, config_.server.c_str (),
+            "server", G_TYPE_STRING, server.c_str (),
             "id", G_TYPE_STRING, id.c_str (), NULL));
     g_object_notify (G_OBJECT (element_), "session-id");
     join_all ();
@@ -857,11 +866,11 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
     send_presence (true);
     online_ = true;
   } else {
-    GST_INFO_OBJECT (element_, "back on %s as %s (%s)",
-        config_.server.c_str (), id.c_str (),
+    GST_INFO_OBJECT (element_, "back on %s as %s (%s)", server.c_str (),
+        id.c_str (),
         resumed ? "session kept" : "rejoining");
     post (gst_structure_new (message::SOCKET_RESUMED,
-            "server", G_TYPE_STRING, config_.server.c_str (),
+            "server", G_TYPE_STRING, server.c_str (),
             "id", G_TYPE_STRING, id.c_str (),
             "restored", G_TYPE_BOOLEAN, resumed, NULL));
     /* The server forgot us (restart, or the grace period passed): our
@@ -885,31 +894,46 @@ Session::on_connected (const std::string & id, bool first, bool same_id,
 }
 
 void
-Session::on_lost (const std::string & reason, bool fatal, guint retry_ms)
+Session::on_lost (const std::string & reason, bool fatal, guint retry_ms,
+    const std::string & server, const std::string & next)
 {
   online_ = false;
   if (fatal) {
-    GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
-        ("Could not connect to the signalling server %s: %s.",
-            config_.server.c_str (), reason.c_str ()),
-        ("%s", reason.c_str ()));
+    if (config_.servers.size () > 1)
+      GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
+          ("Could not connect to any of the %zu signalling servers: %s.",
+              config_.servers.size (), reason.c_str ()),
+          ("%s", reason.c_str ()));
+    else
+      GST_ELEMENT_ERROR (element_, RESOURCE, OPEN_READ_WRITE,
+          ("Could not connect to the signalling server %s: %s.",
+              server.c_str (), reason.c_str ()),
+          ("%s", reason.c_str ()));
     return;
   }
   if (!warned_offline_) {
     warned_offline_ = true;
-    GST_ELEMENT_WARNING (element_, RESOURCE, OPEN_READ_WRITE,
-        ("Lost the signalling server %s; reconnecting. Media between "
-            "members goes on.", config_.server.c_str ()),
-        ("%s", reason.c_str ()));
+    if (next != server)
+      GST_ELEMENT_WARNING (element_, RESOURCE, OPEN_READ_WRITE,
+          ("Lost the signalling server %s; connecting to %s. Media between "
+              "members goes on.", server.c_str (), next.c_str ()),
+          ("%s", reason.c_str ()));
+    else
+      GST_ELEMENT_WARNING (element_, RESOURCE, OPEN_READ_WRITE,
+          ("Lost the signalling server %s; reconnecting. Media between "
+              "members goes on.", server.c_str ()),
+          ("%s", reason.c_str ()));
   }
   post (gst_structure_new (message::SOCKET_DISCONNECT,
-          "server", G_TYPE_STRING, config_.server.c_str (),
+          "server", G_TYPE_STRING, server.c_str (),
           "reason", G_TYPE_STRING, reason.c_str (),
-          "retry-in", G_TYPE_UINT, retry_ms, NULL));
+          "retry-in", G_TYPE_UINT, retry_ms,
+          "next-server", G_TYPE_STRING, next.c_str (), NULL));
 }
 
 void
-Session::on_refused (guint status, const std::string & reason)
+Session::on_refused (guint status, const std::string & reason,
+    const std::string & url)
 {
   online_ = false;
   bool has_token;
@@ -917,7 +941,7 @@ Session::on_refused (guint status, const std::string & reason)
     std::lock_guard<std::mutex> guard (lock_);
     has_token = !auth_token_.empty ();
   }
-  const char *server = config_.server.c_str ();
+  const char *server = url.c_str ();
   if (status == SOUP_STATUS_UNAUTHORIZED && has_token)
     GST_ELEMENT_ERROR (element_, RESOURCE, NOT_AUTHORIZED,
         ("The signalling server refused the auth token: %s from %s. It is "

@@ -32,7 +32,7 @@ namespace peerjs {
 
 struct Config
 {
-  std::string server;
+  std::vector<std::string> servers;     /* tried in this order, round */
   std::string tls_ca;
   std::string auth_token;               /* "": none */
   std::vector<std::string> threads;
@@ -186,10 +186,12 @@ private:
 
   /* Signalling thread. */
   void on_connected (const std::string & id, bool first, bool same_id,
-      bool resumed);
+      bool resumed, const std::string & server);
   void on_message (JsonObject * msg);
-  void on_lost (const std::string & reason, bool fatal, guint retry_ms);
-  void on_refused (guint status, const std::string & reason);
+  void on_lost (const std::string & reason, bool fatal, guint retry_ms,
+      const std::string & server, const std::string & next);
+  void on_refused (guint status, const std::string & reason,
+      const std::string & server);
   void thread_refused (const std::string & thread);
   void join_all ();
   Media our_media () const;

@@ -41,9 +41,9 @@ json_string (JsonObject * obj, const char * name)
   return json_node_get_string (node);
 }
 
-SignallingClient::SignallingClient (std::string url, std::string tls_ca,
-    Handlers handlers)
-  : url_ (std::move (url)), tls_ca_ (std::move (tls_ca)),
+SignallingClient::SignallingClient (std::vector<std::string> urls,
+    std::string tls_ca, Handlers handlers)
+  : urls_ (std::move (urls)), tls_ca_ (std::move (tls_ca)),
     handlers_ (std::move (handlers))
 {
   context_ = g_main_context_new ();
@@ -286,7 +286,8 @@ void
 SignallingClient::connect ()
 {
   /* The query carries secrets: this URL is never logged. */
-  std::string url = url_;
+  const std::string & base = urls_[current_];
+  std::string url = base;
   auto add = [&url] (const char *name, const std::string & value) {
     g_autofree char *escaped = g_uri_escape_string (value.c_str (), nullptr,
         FALSE);
@@ -304,7 +305,8 @@ SignallingClient::connect ()
   if (!msg) {
     /* Checked when the element starts; a URL that still does not parse is
      * final. */
-    handlers_.lost ("'" + url_ + "' is not a WebSocket URL", true, 0);
+    handlers_.lost ("'" + base + "' is not a WebSocket URL", true, 0, base,
+        "");
     return;
   }
   cancellable_ = g_cancellable_new ();
@@ -411,14 +413,29 @@ SignallingClient::on_connected (GObject * source, GAsyncResult * result,
     std::string answer = std::to_string (status) + " "
         + (phrase ? phrase : soup_status_get_phrase (status));
     if (status == SOUP_STATUS_UNAUTHORIZED || status == SOUP_STATUS_FORBIDDEN) {
-      handlers_.refused (status, answer);
+      handlers_.refused (status, answer, urls_[current_]);
       return;
     }
     std::string reason = connect_failure (msg, error, timed_out, tls);
-    if (!greeted_once_)
-      handlers_.lost (reason, true, 0);
-    else
+    if (!greeted_once_) {
+      /* Before the first greeting, each URL is tried once, at once; when
+       * none answers, that is final. */
+      if (urls_.size () > 1)
+        first_failures_ += (first_failures_.empty () ? "" : "; ")
+            + urls_[current_] + ": " + reason;
+      if (current_ + 1 < urls_.size ()) {
+        GST_WARNING ("could not connect to %s: %s; trying %s",
+            urls_[current_].c_str (), reason.c_str (),
+            urls_[current_ + 1].c_str ());
+        current_++;
+        connect ();
+      } else {
+        handlers_.lost (urls_.size () > 1 ? first_failures_ : reason, true,
+            0, urls_[current_], "");
+      }
+    } else {
       schedule_reconnect (reason);
+    }
     return;
   }
   ws_ = ws;
@@ -473,7 +490,7 @@ SignallingClient::on_message (GBytes * bytes)
     greeted_ = true;
     holding_ = true;
     retry_ = 0;
-    handlers_.connected (id, first, same, resumed);
+    handlers_.connected (id, first, same, resumed, urls_[current_]);
     return;
   }
   if (json_object_has_member (msg, "seq")) {
@@ -512,10 +529,15 @@ SignallingClient::on_closed ()
 void
 SignallingClient::schedule_reconnect (const std::string & reason)
 {
-  guint delay = RETRY_FIRST_MS << MIN (retry_, 5u);
+  /* The next URL, if there are several (resuming there works on any node
+   * of a cluster); the pause grows only once every URL has been tried. */
+  std::size_t lost = current_;
+  current_ = (current_ + 1) % urls_.size ();
+  guint round = retry_ / urls_.size ();
+  guint delay = RETRY_FIRST_MS << MIN (round, 5u);
   delay = MIN (delay, RETRY_MAX_MS);
   retry_++;
-  handlers_.lost (reason, false, delay);
+  handlers_.lost (reason, false, delay, urls_[lost], urls_[current_]);
   retry_source_ = g_timeout_source_new (delay);
   g_source_set_callback (retry_source_, [] (gpointer d) {
     auto *self = static_cast<SignallingClient *> (d);

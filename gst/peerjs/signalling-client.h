@@ -2,7 +2,9 @@
  * owned by a thread of its own with its own GMainContext (libsoup is not
  * thread-safe). It presents the auth token (?token=), greets, keeps the
  * resume token and the last `seq`, reconnects with backoff to the same
- * id, and hands every message to its owner. That thread only does I/O and
+ * id, and hands every message to its owner. Given several URLs (the nodes
+ * of one cluster), it moves to the next one whenever a connection is lost
+ * or cannot be made, round the list. That thread only does I/O and
  * never waits on anything else, so the server's pings are always answered.
  * docs/protocol.md is the contract.
  */
@@ -35,28 +37,34 @@ public:
   /* Called on the client's thread; they must not block. */
   struct Handlers
   {
-    /* The greeting arrived. `first` is the first greeting of this run;
-     * `same_id` says whether the server gave back the id we had. Until
-     * release() is called, send() holds what it is given. */
+    /* The greeting arrived from `url`. `first` is the first greeting of
+     * this run; `same_id` says whether the server gave back the id we had.
+     * Until release() is called, send() holds what it is given. */
     std::function<void (const std::string & id, bool first, bool same_id,
-        bool resumed)> connected;
+        bool resumed, const std::string & url)> connected;
     /* A message for us, in order, duplicates dropped. */
     std::function<void (JsonObject * msg)> message;
-    /* The connection is gone. `fatal`: the first connection never came up
-     * and nothing will be retried; else a reconnect is due in `retry_ms`. */
+    /* The connection to `url` is gone, or could not be made. `fatal`: no
+     * URL gave a first connection and nothing will be retried (`reason`
+     * then names each URL's failure when there are several); else a
+     * connection to `next` is due in `retry_ms`. */
     std::function<void (const std::string & reason, bool fatal,
-        guint retry_ms)> lost;
-    /* The server answered the upgrade with 401 or 403 (a token or an
-     * origin it does not accept): trying again would get the same, so
+        guint retry_ms, const std::string & url,
+        const std::string & next)> lost;
+    /* The server at `url` answered the upgrade with 401 or 403 (a token or
+     * an origin it does not accept): trying again would get the same, so
      * nothing more is tried. `reason` is the status and its phrase. */
-    std::function<void (guint status, const std::string & reason)> refused;
+    std::function<void (guint status, const std::string & reason,
+        const std::string & url)> refused;
     /* The auth token to present on the next connection attempt, "" for
      * none. Asked before every connect and reconnect, so a token the
      * application renews is the one used. */
     std::function<std::string ()> auth_token;
   };
 
-  SignallingClient (std::string url, std::string tls_ca, Handlers handlers);
+  /* `urls`: one or more ws:// or wss:// URLs, tried in this order. */
+  SignallingClient (std::vector<std::string> urls, std::string tls_ca,
+      Handlers handlers);
   ~SignallingClient ();
 
   /* Start the thread and connect. */
@@ -95,7 +103,7 @@ private:
   void on_closed ();
   void schedule_reconnect (const std::string & reason);
 
-  std::string url_;
+  const std::vector<std::string> urls_;
   std::string tls_ca_;
   Handlers handlers_;
   JsonObject *self_ = nullptr;     /* describe_self's fields */
@@ -117,6 +125,8 @@ private:
   bool holding_ = true;            /* until release () */
   bool stopping_ = false;
   guint retry_ = 0;
+  std::size_t current_ = 0;        /* index in urls_ */
+  std::string first_failures_;     /* why each URL failed, before a greeting */
   GSource *retry_source_ = nullptr;
   std::deque<std::string> outbox_;
 

@@ -2140,6 +2140,51 @@ GST_START_TEST (test_server_restart)
 }
 END_TEST;
 
+/* `server` as a list (the nodes of one cluster, here two servers sharing a
+ * secret): an unreachable first URL is passed over at start; when the
+ * server in use goes away the element moves to the next one, keeps its id
+ * and meets the members there; when no URL answers, one error names each. */
+GST_START_TEST (test_server_list)
+{
+  auto options = ServerThread::default_options ();
+  options.secret = "server-list-secret";
+  ServerThread a (options), b (options);
+  std::string dead = "ws://127.0.0.1:1/peerjs";
+  std::string list = dead + "," + a.ws_url () + ", " + b.ws_url ();
+  Member sink ("peerjssink name=p server=\"" + list + "\" thread=list "
+      "videotestsrc is-live=true pattern=ball ! "
+      "video/x-raw,width=320,height=240,framerate=15/1 ! p.video");
+  Member src (receiver (b, "list"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  sink.wait_message ("peerjs-socket-connect", {{"server", a.ws_url ()}});
+  std::string ids = sink.id ();
+  fail_unless (sink.errors ().empty (), "an error: %s",
+      sink.errors ().front ().c_str ());
+
+  a.stop ();
+  sink.wait_message ("peerjs-socket-disconnect", {{"server", a.ws_url ()},
+          {"next-server", b.ws_url ()}});
+  sink.wait_message ("peerjs-socket-resumed", {{"server", b.ws_url ()},
+          {"id", ids}});
+  /* On b it joined its thread again, where the receiver is. */
+  check_video (src, "video_" + ids, 10);
+  for (const std::string & e : sink.errors ())
+    fail_unless (e.find ("warning") == 0, "an error: %s", e.c_str ());
+
+  std::string other = "ws://127.0.0.1:2/peerjs";
+  Member none ("peerjssrc name=p server=\"" + dead + "," + other
+      + "\" thread=x");
+  none.play ();
+  fail_unless (wait_until ([&] { return !none.errors ().empty (); }, 15000),
+      "no error when no server answers");
+  std::string e = none.errors ().front ();
+  fail_unless (e.find (dead) != std::string::npos
+      && e.find (other) != std::string::npos,
+      "the error does not name every URL: %s", e.c_str ());
+}
+END_TEST;
+
 GST_START_TEST (test_unreachable_server)
 {
   /* Nothing listens on port 1 of this namespace. */
@@ -3673,6 +3718,7 @@ elements_suite ()
   tcase_add_test (tc, test_member_leaves);
   tcase_add_test (tc, test_member_killed);
   tcase_add_test (tc, test_server_restart);
+  tcase_add_test (tc, test_server_list);
   tcase_add_test (tc, test_unreachable_server);
   tcase_add_test (tc, test_bad_settings);
   tcase_add_test (tc, test_wss);
