@@ -1462,6 +1462,141 @@ GST_START_TEST (test_redis_restart)
 }
 GST_END_TEST;
 
+/* The types of the messages waiting at `c` (seq rising), until it is
+ * quiet for `quiet_ms`. */
+std::vector<Msg>
+drain (Client & c, int quiet_ms)
+{
+  std::vector<Msg> out;
+  while (auto m = c.next (quiet_ms))
+    out.push_back (*m);
+  return out;
+}
+
+/* Redis stops answering (SIGSTOP) for longer than the nodes wait for an
+ * answer: they give up the connection and keep relaying locally. What the
+ * sessions of one node do meanwhile reaches the other node once Redis
+ * answers again, once each and in order: a leave sent just as Redis
+ * stopped (in flight on the connection given up), then an end, a join
+ * with its constraints, a message by id and a thread message, after. A
+ * node whose outage buffer is full refuses with queue-full. */
+GST_START_TEST (test_redis_outage)
+{
+  guint port = free_port ();
+  GPid pid = spawn_redis (port);
+  redis_port = port;              /* what join () and Redis look at */
+  std::string url = "redis://127.0.0.1:" + std::to_string (port);
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = url;
+  o.secret = SECRET;
+  o.ping_interval_s = 30;
+  /* Given up on after 2 s without an answer, not 5. */
+  o.node_ttl_ms = 2000;
+  o.node_id = "o1";
+  auto n1 = std::make_unique<ServerThread> (o);
+  o.node_id = "o2";
+  auto n2 = std::make_unique<ServerThread> (o);
+  o.node_id = "o3";
+  o.redis_outage_bytes = 50;
+  auto n3 = std::make_unique<ServerThread> (o);
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a1 = connected (*n1), a2 = connected (*n1), a3 = connected (*n1);
+  auto b = connected (*n2), c = connected (*n3);
+  join (*n1, *a1, "room", "o1");
+  join (*n1, *a2, "room", "o1");
+  join (*n1, *a3, "room", "o1");
+  join (*n3, *c, "room", "o3");
+  join (*n2, *b, "room", "o2");
+  for (Client *m : {a1.get (), a2.get (), a3.get (), c.get ()})
+    expect (*m, "thread:connect", "b joined");
+  drain (*a1, 100);
+  drain (*a2, 100);
+  drain (*a3, 100);
+  drain (*c, 100);
+
+  kill (pid, SIGSTOP);
+  a1->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  fail_unless (b->quiet (3500), "nothing reaches the other node while Redis "
+      "is stopped");
+  fail_unless (node_ready (*n1, false), "unhealthy without Redis");
+  a2->send (J ("{'type':'socket:disconnect'}"));
+  auto a4 = connected (*n1);
+  a4->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  wait_member (*n1, *a4, "room");
+  a3->send (J ("{'type':'chat','to':'" + b->id + "','data':'by id'}"));
+  a3->send (J ("{'type':'chat','thread':'room','data':'to the room'}"));
+  /* Local relay goes on. */
+  check_join (expect (*a3, "thread:connect", "a4 joined, same node"), a4->id,
+      "room");
+  assert_str (expect (*a4, "chat", "a thread message, same node")
+      .str ("data"), "to the room");
+  /* The node that may keep 100 bytes for the others refuses. */
+  c->send (J ("{'type':'chat','to':'" + b->id + "','data':'too much',"
+          "'callback_id':'k1'}"));
+  Msg full = expect (*c, "error", "the outage buffer is full");
+  assert_str (full.str ("code"), "queue-full");
+  assert_str (full.str ("ref_type"), "chat");
+  fail_unless (b->quiet (500), "still nothing at the other node");
+
+  kill (pid, SIGCONT);
+  /* Everything, once, in the order it happened. */
+  std::vector<Msg> got;
+  for (int i = 0; i < 60 && got.size () < 6; i++) {
+    auto more = drain (*b, 100);
+    got.insert (got.end (), more.begin (), more.end ());
+  }
+  auto more = drain (*b, 1000);
+  got.insert (got.end (), more.begin (), more.end ());
+  std::string seen;
+  for (const auto &m : got)
+    seen += m.text () + " | ";
+  fail_unless (got.size () == 6, "%s", seen.c_str ());
+  assert_str (got[0].str ("type"), "thread:disconnect");
+  assert_str (got[0].str ("from"), a1->id);
+  assert_str (got[1].str ("type"), "thread:disconnect");
+  assert_str (got[1].str ("from"), a2->id);
+  assert_str (got[2].str ("type"), "socket:disconnect");
+  assert_str (got[2].str ("from"), a2->id);
+  check_join (got[3], a4->id, "room");
+  assert_str (got[4].str ("type"), "chat");
+  assert_str (got[4].str ("data"), "by id");
+  assert_str (got[5].str ("type"), "chat");
+  assert_str (got[5].str ("data"), "to the room");
+  for (std::size_t i = 1; i < got.size (); i++)
+    fail_unless (got[i].num ("seq") > got[i - 1].num ("seq"), "%s",
+        seen.c_str ());
+  /* c, on a third node, heard the same, nothing of its own refused
+   * message. */
+  auto at_c = drain (*c, 300);
+  std::string kinds;
+  for (const auto &m : at_c)
+    kinds += m.str ("type") + " " + m.str ("from") + "\n";
+  assert_str (kinds, "thread:disconnect " + a1->id + "\nthread:disconnect "
+      + a2->id + "\nsocket:disconnect " + a2->id + "\nthread:connect "
+      + a4->id + "\nchat " + a3->id + "\n");
+
+  /* The thread is right on every node: b's thread message reaches a3, a4
+   * and c, not a1. */
+  fail_unless (node_ready (*n2, true, 8000));
+  b->send (J ("{'type':'chat','thread':'room','data':'after'}"));
+  for (Client *m : {a3.get (), a4.get (), c.get ()})
+    assert_str (expect (*m, "chat", "b's thread message").str ("data"),
+        "after");
+  fail_unless (!a1->next_of ("chat", 300), "a1 left the thread");
+  Redis r;
+  assert_str (r.query ({"HGET", "pj:thread:room", a4->id}), "o1");
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", a1->id}), "0");
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", a2->id}), "0");
+  assert_str (r.query ({"EXISTS", "pj:session:" + a2->id}), "0");
+  std::string body;
+  fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &body), 200);
+  fail_unless (body.find ("peerjs_cluster_replayed_total 0") == std::string::npos,
+      "%s", body.c_str ());
+  kill_redis (pid);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_two_thousand_sessions)
 {
   /* 2,000 sessions on three nodes, in 200 threads of 10 members that are
@@ -1691,6 +1826,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_peerjs_failover);
   tcase_add_test (tc, test_protocol_rules_over_nodes);
   tcase_add_test (tc, test_redis_restart);
+  tcase_add_test (tc, test_redis_outage);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
   tcase_add_test (tc, test_node_id_clash);
