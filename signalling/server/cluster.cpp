@@ -625,10 +625,13 @@ struct ClusterCallbacks
     if (reply->type == REDIS_REPLY_NIL && !c->hb_first_) {
       c->stats_.heartbeats_missed++;
       g_warning ("cluster: this node's heartbeat key had expired; other "
-          "nodes may have ended its sessions");
+          "nodes may have taken it for gone: its sessions are announced "
+          "again");
       /* After a reconnect that was done already. */
-      if (!c->relinked_)
+      if (!c->relinked_) {
+        c->restarted_ = false;
         c->republish ();
+      }
     }
     c->relinked_ = false;
     /* The old value names the process that wrote it: another one means a
@@ -663,6 +666,34 @@ struct ClusterCallbacks
     c->inflight_.pop_front ();
     c->held_bytes_ -= o.bytes;
     c->answered (o, r);
+  }
+
+  static void suspect (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::pair<std::string, std::string>> s (
+        static_cast<std::pair<std::string, std::string> *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_INTEGER)
+      return;
+    c->suspect_checked (s->first, s->second, reply->integer != 0);
+  }
+
+  /* INFO server: Redis's run_id, which a restart changes. */
+  static void info (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_STRING)
+      return;
+    std::string_view text (reply->str, reply->len);
+    auto at = text.find ("run_id:");
+    if (at == std::string_view::npos)
+      return;
+    std::string id (text.substr (at + 7, text.find_first_of ("\r\n", at)
+            - at - 7));
+    c->restarted_ = !c->run_id_.empty () && id != c->run_id_;
+    c->run_id_ = id;
   }
 
   static void recovered (redisAsyncContext * ac, void *r, void *)
@@ -1031,8 +1062,10 @@ Cluster::link_up (Link & l)
   bool again = ever_up_;
   ever_up_ = true;
   /* The heartbeat first: what follows shows the others this node is
-   * alive, and finds its key there. */
+   * alive, and finds its key there. Then whether Redis restarted (a
+   * rejoin's answer then tells nothing of who left). */
   heartbeat ();
+  command ({"INFO", "server"}, ClusterCallbacks::info);
   refresh_directory ();
   /* What waited for Redis goes out in order, then what was published to
    * this node while it did not listen is read, then its memberships are
@@ -1188,9 +1221,10 @@ Cluster::persist ()
 }
 
 /* Redis may have lost what this node wrote (a restart without
- * persistence, a failover): write its memberships again. What its
- * sessions did meanwhile was kept in order (backlog_) and has been sent
- * already. */
+ * persistence, a failover), and the other nodes may have taken it for
+ * gone (its heartbeat key expired): write its memberships again, and
+ * announce them again (rejoin ()). What its sessions did meanwhile was
+ * kept in order (backlog_) and has been sent already. */
 void
 Cluster::republish ()
 {
@@ -1214,7 +1248,30 @@ Cluster::republish ()
     for (const auto &w : st.watches)
       watching (id, w.first, true);
   }
+  rejoin ();
   schedule_flush ();
+}
+
+/* Every membership of this node's sessions, announced again as a
+ * thread:connect ('J'): a node that had ended the member's stand-in (its
+ * grace period was over) tells its members it is there again; one that
+ * still has it as a member tells nobody. */
+void
+Cluster::rejoin ()
+{
+  for (const auto &[thread, session] : router_.local_memberships ()) {
+    std::string body;
+    auto s = joins_.find (session);
+    if (s != joins_.end ()) {
+      auto t = s->second.find (thread);
+      if (t != s->second.end ())
+        body = t->second;
+    }
+    if (body.empty ())
+      body = router_.join_text (thread, session);
+    announce (thread, session, body, 'J');
+    stats_.rejoins++;
+  }
 }
 
 /* Ordered commands go out now, or wait (in order) for Redis. `sends`:
@@ -1274,14 +1331,33 @@ Cluster::answered (Ordered & o, void *r)
   if (o.answer == Answer::Publish) {
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
       stats_.undelivered++;
-  } else if (o.answer == Answer::Join && reply->type == REDIS_REPLY_ARRAY) {
+  } else if ((o.answer == Answer::Join || o.answer == Answer::Rejoin)
+      && reply->type == REDIS_REPLY_ARRAY) {
     /* The members of other nodes already there. */
+    std::set<std::string> there;
     for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
       const redisReply *id = reply->element[i], *node = reply->element[i + 1];
       if (id->type != REDIS_REPLY_STRING || node->type != REDIS_REPLY_STRING)
         continue;
+      there.emplace (id->str, id->len);
       router_.remote_member (o.a, o.b, std::string (id->str, id->len),
           std::string (node->str, node->len));
+    }
+    /* Announced again after an outage: members of other nodes known here
+     * that the thread no longer has left it meanwhile, unheard (their
+     * nodes did not count this one's members while it was taken for
+     * gone). The local members hear it now (once: a leave told already
+     * made it no member here). */
+    if (o.answer == Answer::Rejoin && !restarted_) {
+      /* Only those known before it ran: one that joined since is in the
+       * thread, though not in the answer. Its leave, if it was told to
+       * this node, may still be on its way: looked at again two
+       * seconds later (tick ()). */
+      std::int64_t due = g_get_monotonic_time ()
+          + 2 * options_.heartbeat_ms * 1000;
+      for (const auto &m : o.known)
+        if (!there.count (m))
+          suspects_.push_back (Suspect {o.a, m, due});
     }
   } else if (o.answer == Answer::Watch && reply->type == REDIS_REPLY_ARRAY
       && reply->elements > 0) {
@@ -1451,6 +1527,24 @@ Cluster::tick ()
       grace_over (node, false);
     }
   }
+  /* Members a rejoin's answer did not name, still members here: does the
+   * thread still lack them? */
+  for (auto it = suspects_.begin (); it != suspects_.end ();) {
+    if (it->due_us > now) {
+      ++it;
+      continue;
+    }
+    auto members = router_.thread_members (it->thread);
+    if (std::find (members.begin (), members.end (), it->member)
+        != members.end () && !router_.has_session (it->member)) {
+      auto data = std::make_unique<std::pair<std::string, std::string>> (
+          it->thread, it->member);
+      if (command ({"HEXISTS", THREAD_KEY + it->thread, it->member},
+              ClusterCallbacks::suspect, data.get ()))
+        data.release ();
+    }
+    it = suspects_.erase (it);
+  }
   for (auto it = moved_.begin (); it != moved_.end ();)
     it = now > it->second.second ? moved_.erase (it) : std::next (it);
   if (!cmd_->ac || !sub_->ac)
@@ -1529,6 +1623,23 @@ Cluster::grace_over (const std::string & node, bool back)
   g_message ("cluster: the grace period of node %s's sessions is over; "
       "those that did not resume elsewhere ended", node.c_str ());
   dispatch_ (d);
+}
+
+/* A member of another node that a rejoin's answer did not name: if the
+ * thread still lacks it, it left while its node did not count this one's
+ * members, and the local members hear it now (once: a leave told already
+ * made it no member here). */
+void
+Cluster::suspect_checked (const std::string & thread,
+    const std::string & member, bool there)
+{
+  if (there || restarted_)
+    return;
+  std::vector<std::string> local;
+  for (const auto &m : router_.thread_members (thread))
+    if (router_.has_session (m))
+      local.push_back (m);
+  dispatch_ (router_.remote_leave (thread, member, local));
 }
 
 /* A message came from `node` (not sent on by another): it is alive,
@@ -1926,10 +2037,11 @@ void
 Cluster::joined (const std::string & thread, const std::string & session,
     const std::string & body)
 {
+  joins_[session][thread] = body;
   announce (thread, session, body, 'j');
 }
 
-/* A join ('j'). */
+/* A join ('j'), or a membership announced again ('J'). */
 void
 Cluster::announce (const std::string & thread, const std::string & session,
     const std::string & body, char op)
@@ -1946,9 +2058,13 @@ Cluster::announce (const std::string & thread, const std::string & session,
     NODE_THREADS_KEY + options_.node_id, DOWN_KEY,
     std::to_string (options_.grace_ms),
     std::to_string (options_.grace_ms + DOWN_KEEP_MS)};
-  o.answer = Answer::Join;
+  o.answer = op == 'J' ? Answer::Rejoin : Answer::Join;
   o.a = thread;
   o.b = session;
+  if (op == 'J')
+    for (const auto &m : router_.thread_members (thread))
+      if (!router_.has_session (m))
+        o.known.push_back (m);
   ordered (std::move (o), true);
 }
 
@@ -1957,6 +2073,11 @@ Cluster::left (const std::string & thread, const std::string & session,
     bool last)
 {
   publish ();
+  if (auto j = joins_.find (session); j != joins_.end ()) {
+    j->second.erase (thread);
+    if (j->second.empty ())
+      joins_.erase (j);
+  }
   std::string env = ordered_head () + "l";
   ns (env, thread);
   ns (env, session);
@@ -1988,6 +2109,7 @@ Cluster::ended (const std::string & session,
   ordered (Ordered {{"DEL", STATE_KEY + session, BOX_KEY + session}}, false);
   dirty_.erase (session);
   stored_.erase (session);
+  joins_.erase (session);
 }
 
 void
@@ -2097,9 +2219,10 @@ Cluster::apply (const std::string & node, Op & op, bool redirected,
     /* The envelope's number: looked at by the caller. */
   } else if (redirected) {
     /* Only messages are sent on. */
-  } else if (op.op == 'j' && f.size () >= 3) {
+  } else if ((op.op == 'j' || op.op == 'J') && f.size () >= 3) {
     take (router_.remote_join (f[0], f[1], node, f[2],
-            std::vector<std::string> (f.begin () + 3, f.end ())));
+            std::vector<std::string> (f.begin () + 3, f.end ()),
+            op.op == 'J'));
   } else if (op.op == 'l' && f.size () >= 2) {
     take (router_.remote_leave (f[0], f[1],
             std::vector<std::string> (f.begin () + 2, f.end ())));
@@ -2326,6 +2449,7 @@ Cluster::hand_over (const std::string & node, const std::string & session)
         session.c_str ());
   moved_[session] = {node, g_get_monotonic_time () +
     options_.grace_ms * 1000};
+  joins_.erase (session);
   dirty_.erase (session);
   stored_.erase (session);
   stats_.handed_over++;
@@ -2418,6 +2542,9 @@ Cluster::metrics () const
   metric ("peerjs_cluster_recovered_total", "counter",
       "Batches published to this node while it did not listen, read back "
       "from Redis when it listened again.", st.recovered);
+  metric ("peerjs_cluster_rejoins_total", "counter",
+      "Memberships of this node's sessions announced again after a "
+      "reconnect or an expired heartbeat.", st.rejoins);
   metric ("peerjs_cluster_nodes_back_total", "counter",
       "Nodes taken for gone that turned out alive before their sessions "
       "ended here.", st.nodes_back);

@@ -83,6 +83,7 @@ struct ClusterStats
   std::uint64_t publishes = 0;       /* envelopes published */
   std::uint64_t dropped = 0;         /* not sent: the outage buffer was full */
   std::uint64_t replayed = 0;        /* kept during an outage, sent after it */
+  std::uint64_t rejoins = 0;         /* memberships announced again */
   std::uint64_t recovered = 0;       /* batches read back after an outage */
   std::uint64_t nodes_back = 0;      /* nodes taken for gone that were not */
   std::uint64_t nodes_lost = 0;      /* nodes whose heartbeat expired */
@@ -146,6 +147,7 @@ public:
   {
     None,
     Join,        /* a, b: thread, session */
+    Rejoin,      /* a, b: thread, session: a membership announced again */
     Watch,       /* a, b: watcher, tag */
     Publish,
   };
@@ -158,6 +160,8 @@ public:
     std::vector<std::string> argv;
     Answer answer = Answer::None;
     std::string a, b;
+    /* Rejoin: the members of other nodes known here when it was sent. */
+    std::vector<std::string> known;
     std::size_t bytes = 0;       /* a batch's size, for outage_bytes */
   };
 
@@ -221,7 +225,10 @@ private:
   void answered (Ordered & o, void *reply);
   void recover ();
   void recovered (void *reply);
+  void rejoin ();
   void revive (const std::string & node);
+  void suspect_checked (const std::string & thread, const std::string & member,
+      bool there);
   void refuse_all ();
   bool keep (const std::string & from, const std::string & body);
   void announce (const std::string & thread, const std::string & session,
@@ -329,6 +336,21 @@ private:
   /* Connected again: republish () ran; the first heartbeat need not. */
   bool relinked_ = false;
   std::vector<std::string> held_live_;
+  /* Redis's run_id when last connected; `restarted_`: it changed at the
+   * last connect (Redis lost what it held). */
+  std::string run_id_;
+  bool restarted_ = false;
+  /* Members of other nodes that a rejoin's answer did not name: looked at
+   * again a tick later (their leave may still be on its way here). */
+  struct Suspect
+  {
+    std::string thread, member;
+    std::int64_t due_us = 0;
+  };
+  std::vector<Suspect> suspects_;
+  /* The thread:connect each local membership was announced with, to
+   * announce it again (rejoin ()): session -> thread -> relay text. */
+  std::map<std::string, std::map<std::string, std::string>> joins_;
 
   friend struct ClusterCallbacks;
 };

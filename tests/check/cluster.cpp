@@ -980,6 +980,17 @@ GST_START_TEST (test_killed_node)
 }
 GST_END_TEST;
 
+/* The messages waiting at `c` (seq rising), until it is
+ * quiet for `quiet_ms`. */
+std::vector<Msg>
+drain (Client & c, int quiet_ms)
+{
+  std::vector<Msg> out;
+  while (auto m = c.next (quiet_ms))
+    out.push_back (*m);
+  return out;
+}
+
 /* A node that stops answering (SIGSTOP) longer than its heartbeat's TTL
  * but less than the grace period is taken for gone, and found back when
  * the grace period is over: its session goes on for the others, with no
@@ -1038,6 +1049,103 @@ GST_START_TEST (test_node_back_within_grace)
       "while stopped");
   c->send (J ("{'type':'chat','thread':'room','data':'still here'}"));
   assert_str (expect (*a, "chat", "c goes on").str ("data"), "still here");
+  /* Its node announced its membership again: a member already, nobody is
+   * told. */
+  fail_unless (!a->next_of ("thread:connect", 300), "c is not announced twice");
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+}
+GST_END_TEST;
+
+/* A node stopped (SIGSTOP) past its heartbeat's TTL and past the grace
+ * period its sessions get on another node: that node tells its members
+ * the session left and ended, as for a dead node. Let go on (SIGCONT),
+ * the stopped node finds its heartbeat expired and announces its
+ * sessions' memberships again: the members hear the session join again,
+ * once, with its constraints, and the thread carries messages both ways
+ * again. The session itself hears only of a member that left while its
+ * node was taken for gone (once). */
+GST_START_TEST (test_node_back_after_grace)
+{
+  flush_redis ();
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = redis_url ();
+  o.node_id = "n1";
+  o.secret = SECRET;
+  o.ping_interval_s = 30;
+  o.limits.grace_us = 2 * G_USEC_PER_SEC;
+  auto n1 = std::make_unique<ServerThread> (o);
+  fail_unless (node_ready (*n1));
+  guint port = free_port ();
+  std::string port_s = std::to_string (port), url = redis_url ();
+  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
+    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
+    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
+    nullptr};
+  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
+  GPid pid = 0;
+  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL
+              | G_SPAWN_DO_NOT_REAP_CHILD),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
+          nullptr));
+  bool up = false;
+  for (int i = 0; i < 100 && !up; i++) {
+    std::string body;
+    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
+    if (!up)
+      g_usleep (50000);
+  }
+  fail_unless (up, "the third node did not become healthy");
+  auto c = std::make_unique<Client> ();
+  fail_unless (c->connect ("ws://127.0.0.1:" + port_s + "/peerjs"));
+  auto a = connected (*n1), a2 = connected (*n1);
+  join (*n1, *a, "room", "n1");
+  join (*n1, *a2, "room", "n1");
+  check_join (expect (*a, "thread:connect", "a2 joined"), a2->id, "room");
+  c->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  check_join (expect (*a, "thread:connect", "c joined"), c->id, "room");
+  check_join (expect (*a2, "thread:connect", "c joined (a2)"), c->id, "room");
+  drain (*c, 100);
+
+  kill (pid, SIGSTOP);
+  /* The TTL (5 s), the look that finds it gone (1 s), the grace (2 s). */
+  gint64 stopped = g_get_monotonic_time ();
+  Msg left = expect (*a, "thread:disconnect", "c taken for gone", 15000);
+  assert_str (left.str ("from"), c->id);
+  assert_str (expect (*a, "socket:disconnect", "c taken for gone")
+      .str ("from"), c->id);
+  fail_unless (g_get_monotonic_time () - stopped > 6 * G_USEC_PER_SEC,
+      "not before the TTL and the grace period");
+  a->send (J ("{'type':'chat','thread':'room','data':'alone'}"));
+  /* a2 leaves while c's node is taken for gone: its node is not told. */
+  a2->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  assert_str (expect (*a, "thread:disconnect", "a2 left").str ("from"),
+      a2->id);
+  kill (pid, SIGCONT);
+  check_join (expect (*a, "thread:connect", "c announced again", 5000),
+      c->id, "room");
+  fail_unless (!a->next_of ("thread:connect", 1000), "announced once");
+  /* The thread carries messages both ways again. */
+  a->send (J ("{'type':'chat','thread':'room','data':'welcome back'}"));
+  assert_str (expect (*c, "chat", "a's thread message").str ("data"),
+      "welcome back");
+  c->send (J ("{'type':'chat','thread':'room','data':'never left'}"));
+  assert_str (expect (*a, "chat", "c's thread message").str ("data"),
+      "never left");
+  /* c hears a2 left, once, and nothing of its own leave and join, nor
+   * the message sent while it was not a member for n1. */
+  Msg a2_left = expect (*c, "thread:disconnect", "a2 left, told late",
+      6000);
+  assert_str (a2_left.str ("from"), a2->id);
+  no_churn (*c, "c saw nothing else change");
+  fail_unless (!c->next_of ("chat", 200), "nothing more for c");
+  fail_unless (!a2->next_of ("thread:connect", 100), "a2 is no member");
+  Redis r;
+  assert_str (r.query ({"HGET", "pj:thread:room", c->id}), "n3");
+  assert_str (r.query ({"EXISTS", "pj:down:n3"}), "0");
   kill (pid, SIGKILL);
   waitpid (pid, nullptr, 0);
   g_spawn_close_pid (pid);
@@ -1462,17 +1570,6 @@ GST_START_TEST (test_redis_restart)
 }
 GST_END_TEST;
 
-/* The types of the messages waiting at `c` (seq rising), until it is
- * quiet for `quiet_ms`. */
-std::vector<Msg>
-drain (Client & c, int quiet_ms)
-{
-  std::vector<Msg> out;
-  while (auto m = c.next (quiet_ms))
-    out.push_back (*m);
-  return out;
-}
-
 /* Redis stops answering (SIGSTOP) for longer than the nodes wait for an
  * answer: they give up the connection and keep relaying locally. What the
  * sessions of one node do meanwhile reaches the other node once Redis
@@ -1552,8 +1649,10 @@ GST_START_TEST (test_redis_outage)
   for (const auto &m : got)
     seen += m.text () + " | ";
   fail_unless (got.size () == 6, "%s", seen.c_str ());
-  assert_str (got[0].str ("type"), "thread:disconnect");
-  assert_str (got[0].str ("from"), a1->id);
+  std::string ids = "a1 " + a1->id + " a2 " + a2->id + " a3 " + a3->id
+      + " a4 " + a4->id + ": ";
+  fail_unless (got[0].str ("type") == "thread:disconnect"
+      && got[0].str ("from") == a1->id, "%s%s", ids.c_str (), seen.c_str ());
   assert_str (got[1].str ("type"), "thread:disconnect");
   assert_str (got[1].str ("from"), a2->id);
   assert_str (got[2].str ("type"), "socket:disconnect");
@@ -1822,6 +1921,7 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_resume_on_live_node);
   tcase_add_test (tc, test_node_back_within_grace);
+  tcase_add_test (tc, test_node_back_after_grace);
   tcase_add_test (tc, test_tags_across_nodes);
   tcase_add_test (tc, test_peerjs_failover);
   tcase_add_test (tc, test_protocol_rules_over_nodes);
