@@ -1575,8 +1575,9 @@ GST_END_TEST;
  * sessions of one node do meanwhile reaches the other node once Redis
  * answers again, once each and in order: a leave sent just as Redis
  * stopped (in flight on the connection given up), then an end, a join
- * with its constraints, a message by id and a thread message, after. A
- * node whose outage buffer is full refuses with queue-full. */
+ * with its constraints, a message by id and a thread message, after; a
+ * tag taken meanwhile gets the watch held for it on another node. A node
+ * whose outage buffer is full refuses with queue-full. */
 GST_START_TEST (test_redis_outage)
 {
   guint port = free_port ();
@@ -1598,7 +1599,15 @@ GST_START_TEST (test_redis_outage)
   auto n3 = std::make_unique<ServerThread> (o);
   fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
   auto a1 = connected (*n1), a2 = connected (*n1), a3 = connected (*n1);
-  auto b = connected (*n2), c = connected (*n3);
+  auto b = connected (*n2), c = connected (*n3), w = connected (*n2);
+  w->send (J ("{'type':'presence:watch','to':['helper'],'data':'w1'}"));
+  {
+    Redis r;
+    for (int i = 0; i < 200 && r.query ({"HGET", "pj:watch:helper", w->id})
+        != "o2"; i++)
+      g_usleep (10000);
+    assert_str (r.query ({"HGET", "pj:watch:helper", w->id}), "o2");
+  }
   join (*n1, *a1, "room", "o1");
   join (*n1, *a2, "room", "o1");
   join (*n1, *a3, "room", "o1");
@@ -1623,6 +1632,7 @@ GST_START_TEST (test_redis_outage)
   wait_member (*n1, *a4, "room");
   a3->send (J ("{'type':'chat','to':'" + b->id + "','data':'by id'}"));
   a3->send (J ("{'type':'chat','thread':'room','data':'to the room'}"));
+  a3->send (J ("{'type':'presence:tag','data':'helper'}"));
   /* Local relay goes on. */
   check_join (expect (*a3, "thread:connect", "a4 joined, same node"), a4->id,
       "room");
@@ -1674,6 +1684,12 @@ GST_START_TEST (test_redis_outage)
   assert_str (kinds, "thread:disconnect " + a1->id + "\nthread:disconnect "
       + a2->id + "\nsocket:disconnect " + a2->id + "\nthread:connect "
       + a4->id + "\nchat " + a3->id + "\n");
+
+  /* The watch held on o2 reached the carrier that took the tag on o1
+   * during the outage, once. */
+  assert_str (via_tag (*a3, "presence:watch", w->id, "helper",
+          "a3 took the tag"), "w1");
+  fail_unless (!a3->next_of ("presence:watch", 300), "one watch");
 
   /* The thread is right on every node: b's thread message reaches a3, a4
    * and c, not a1. */
