@@ -1429,9 +1429,9 @@ Cluster::recovered (void *r)
       apply (node, op, false, out, redirect);
     }
   }
-  if (stats_.recovered)
-    g_message ("cluster: read back what was published to this node while "
-        "it did not listen");
+  if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+    g_message ("cluster: read back %zu batches published to this node while "
+        "it did not listen", reply->elements);
   dispatch_ (out);
   std::vector<std::string> held;
   held.swap (held_live_);
