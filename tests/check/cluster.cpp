@@ -629,6 +629,37 @@ GST_START_TEST (test_stand_ins_node_gone)
 }
 GST_END_TEST;
 
+/* A membership announced again after an outage ('J'): a node that has
+ * the session as a member still tells nobody; one that ended its
+ * stand-in (the grace period was over) tells its members it joined, once.
+ * Without constraints (join_text) when its node has none to give. */
+GST_START_TEST (test_stand_ins_rejoin)
+{
+  Mesh m;
+  m.add ("A");
+  m.add ("B");
+  std::string a = m.open ("A"), b = m.open ("B");
+  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
+  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
+  m.got (a);
+  std::string body = m.r ("B").join_text ("t", b);
+  fail_unless (m.r ("A").remote_join ("t", b, "B", body, {a}, true).empty (),
+      "a member still: nobody is told");
+  m.take (m.r ("A").remote_node_gone ("B"));
+  fail_unless_equals_int (m.got (a).size (), 2);
+  m.take (m.r ("A").remote_join ("t", b, "B", body, {a}, true));
+  auto ms = m.got (a);
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (ms[0].type (), "thread:connect");
+  assert_str (ms[0].str ("from"), b);
+  assert_str (ms[0].str ("thread"), "t");
+  fail_if (ms[0].has ("constraints"));
+  fail_unless_equals_int (m.r ("A").thread_members ("t").size (), 2);
+  fail_unless (m.r ("A").remote_join ("t", b, "B", body, {a}, true).empty (),
+      "announced once");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_join_and_leave_across_nodes)
 {
   flush_redis ();
@@ -1926,6 +1957,7 @@ cluster_suite (bool redis)
   tcase_add_test (units, test_stand_ins_errors_back);
   tcase_add_test (units, test_options);
   tcase_add_test (units, test_stand_ins_node_gone);
+  tcase_add_test (units, test_stand_ins_rejoin);
   if (!redis)
     return s;
   TCase *tc = tcase_create ("redis");
