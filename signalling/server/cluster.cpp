@@ -1551,6 +1551,10 @@ Cluster::tick ()
     connect ();
   if (!cmd_->ready || !sub_->ready)
     return;
+  /* Ordered commands held back though both connections are up (a
+   * command refused on its way out): they go now. */
+  if (!flowing_)
+    resume_ordered ();
   ticks_++;
   heartbeat ();
   if (ticks_ % std::max<std::int64_t>(1, 10000 / options_.heartbeat_ms) == 0) {

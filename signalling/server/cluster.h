@@ -341,7 +341,8 @@ private:
   std::string run_id_;
   bool restarted_ = false;
   /* Members of other nodes that a rejoin's answer did not name: looked at
-   * again a tick later (their leave may still be on its way here). */
+   * again two heartbeats later (their leave may still be on its way
+   * here). */
   struct Suspect
   {
     std::string thread, member;
