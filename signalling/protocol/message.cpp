@@ -835,6 +835,17 @@ thread_disconnect_text (const std::string & thread, const std::string & from)
 }
 
 std::string
+thread_connect_text (const std::string & thread, const std::string & from,
+    const std::string & from_name)
+{
+  ObjectWriter w;
+  w.str ("type", "thread:connect").str ("thread", thread).str ("from", from);
+  if (!from_name.empty ())
+    w.str ("from_name", from_name);
+  return w.done ();
+}
+
+std::string
 socket_disconnect_text (const std::string & from)
 {
   return ObjectWriter ().str ("type", "socket:disconnect").str ("from", from)

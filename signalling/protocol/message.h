@@ -148,6 +148,10 @@ std::string token_renewed_text (std::int64_t expires, std::string_view name,
 std::string thread_disconnect_text (const std::string & thread,
     const std::string & from);
 std::string socket_disconnect_text (const std::string & from);
+/* A thread:connect with no constraints, as relayed from `from` (with
+ * `from_name` unless empty). */
+std::string thread_connect_text (const std::string & thread,
+    const std::string & from, const std::string & from_name);
 
 struct Greeting
 {

@@ -25,12 +25,31 @@ const char DOWN_KEY[] = "pj:down:";           /* when a node was found gone (ms)
 /* How long pj:down:ID outlives the grace period. */
 const std::int64_t DOWN_KEEP_MS = 600000;
 
+/* What every script that publishes starts with. Its first ARGV (taken
+ * off here) is how long a node's list of undelivered batches stays (ms).
+ * send () publishes, and keeps for a node that is not listening what it
+ * would have got, in pj:undelivered:NODE: the node reads it when it
+ * listens again (recover ()), and a session of a dead node that resumes
+ * elsewhere finds its messages there. */
+const char SEND_LUA[] = R"lua(
+local lostttl = table.remove(ARGV, 1)
+local function send(chan, env)
+  local n = redis.call('PUBLISH', chan, env)
+  if n == 0 then
+    local lost = 'pj:undelivered:' .. string.sub(chan, 7)
+    redis.call('RPUSH', lost, env)
+    redis.call('PEXPIRE', lost, lostttl)
+  end
+  return n
+end
+)lua";
+
 /* A join: the live members before it (session, node pairs of other nodes)
  * are the answer; the notice goes to each of their nodes, naming the
  * members there it is for, and members of nodes whose heartbeat expired
  * are removed on the way. `env` is the envelope up to the op's last
  * field; the names and the op's end are added per node. */
-const char JOIN_SCRIPT[] = R"lua(
+const std::string JOIN_SCRIPT = SEND_LUA + std::string (R"lua(
 local me, session, thread, nodekey, chan, env, tkey, ntkey =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local downkey, grace, keep = ARGV[9], tonumber(ARGV[10]), ARGV[11]
@@ -74,14 +93,14 @@ redis.call('HSET', tkey, session, me)
 redis.call('SADD', ntkey, thread)
 for node, parts in pairs(nodes) do
   parts[#parts + 1] = ';'
-  redis.call('PUBLISH', chan .. node, table.concat(parts))
+  send(chan .. node, table.concat(parts))
 end
 return out
-)lua";
+)lua");
 
 /* A leave: out of the hash, the notice to the other nodes with members,
  * naming them as a join does. */
-const char LEAVE_SCRIPT[] = R"lua(
+const std::string LEAVE_SCRIPT = SEND_LUA + std::string (R"lua(
 local me, session, thread, chan, env, tkey, ntkey, last =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 redis.call('HDEL', tkey, session)
@@ -101,17 +120,17 @@ for i = 1, #members, 2 do
 end
 for node, parts in pairs(nodes) do
   parts[#parts + 1] = ';'
-  redis.call('PUBLISH', chan .. node, table.concat(parts))
+  send(chan .. node, table.concat(parts))
 end
 return 0
-)lua";
+)lua");
 
 /* A session ended: out of its threads and the directory; the notice to
  * the nodes of the members left and of the nodes the router named.
  * ARGV: me, session, chan, env, thread key prefix, node-threads key,
  * session key, N, then N thread names each followed by "1" if this node
  * has no member left in it, then node ids. */
-const char END_SCRIPT[] = R"lua(
+const std::string END_SCRIPT = SEND_LUA + std::string (R"lua(
 local me, session, chan, env, tprefix, ntkey, skey =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local n = tonumber(ARGV[8])
@@ -126,9 +145,9 @@ end
 for i = 9 + 2 * n, #ARGV do nodes[ARGV[i]] = true end
 redis.call('DEL', skey)
 nodes[me] = nil
-for node in pairs(nodes) do redis.call('PUBLISH', chan .. node, env) end
+for node in pairs(nodes) do send(chan .. node, env) end
 return 0
-)lua";
+)lua");
 
 /* Where sessions are: for each id, its node if the directory has it and
  * that node's heartbeat key exists, else ''; for an id that is no session,
@@ -166,7 +185,7 @@ return {nodes, idc, tagc}
  * sessions holding a watch on it are asked to send it theirs ('w', naming
  * the watchers), unless `quiet`. ARGV: me, session, tag, quiet, the 'w'
  * envelope up to the watchers. */
-const char TAG_SCRIPT[] = R"lua(
+const std::string TAG_SCRIPT = SEND_LUA + std::string (R"lua(
 local me, session, tag, quiet, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 redis.call('HSET', 'pj:tag:' .. tag, session, me)
 redis.call('SADD', 'pj:node-tags:' .. me, tag)
@@ -186,10 +205,10 @@ for i = 1, #w, 2 do
 end
 for node, parts in pairs(nodes) do
   parts[#parts + 1] = ';'
-  redis.call('PUBLISH', 'pj:to:' .. node, table.concat(parts))
+  send('pj:to:' .. node, table.concat(parts))
 end
 return 0
-)lua";
+)lua");
 
 /* A session holds a watch on a tag: into its hash (watcher -> node); the
  * answer is the tag's carriers on other nodes (session, node, ...), none
@@ -246,12 +265,10 @@ return #threads
  * recipients now (those that resumed already). ARGV: channel, envelope,
  * the list to keep it in, its TTL (ms), the directory's key prefix, the
  * channel prefix, then the recipients. */
-const char PUBLISH_SCRIPT[] = R"lua(
+const std::string PUBLISH_SCRIPT = SEND_LUA + std::string (R"lua(
 local chan, env, lost, ttl, skey, chanp =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if redis.call('PUBLISH', chan, env) > 0 then return 1 end
-redis.call('RPUSH', lost, env)
-redis.call('PEXPIRE', lost, ttl)
+if send(chan, env) > 0 then return 1 end
 local sent = {}
 for i = 7, #ARGV do
   local node = redis.call('GET', skey .. ARGV[i])
@@ -261,7 +278,7 @@ for i = 7, #ARGV do
   end
 end
 return 0
-)lua";
+)lua");
 
 /* The state of sessions, written once per loop turn: per session its id,
  * its meta ('-' for unchanged), its thread names (newline-separated), its
@@ -370,12 +387,21 @@ return 0
 )lua";
 
 /* A node found gone: when, in Redis's clock, unless another node said so
- * first. */
+ * first, or its heartbeat key is back (ARGV[3]): it was late, not gone. */
 const char DOWN_SCRIPT[] = R"lua(
+if redis.call('EXISTS', ARGV[3]) == 1 then return 0 end
 local t = redis.call('TIME')
 redis.call('SET', ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000), 'NX',
   'PX', ARGV[2])
 return 0
+)lua";
+
+/* This node is back after an outage: what was published to it while it
+ * did not listen, taken out of Redis. */
+const char RECOVER_SCRIPT[] = R"lua(
+local l = redis.call('LRANGE', ARGV[1], 0, -1)
+redis.call('DEL', ARGV[1])
+return l
 )lua";
 
 /* Envelope framing: "P1", then netstrings (LEN:BYTES,), then ops, each a
@@ -599,9 +625,15 @@ struct ClusterCallbacks
     if (reply->type == REDIS_REPLY_NIL && !c->hb_first_) {
       c->stats_.heartbeats_missed++;
       g_warning ("cluster: this node's heartbeat key had expired; other "
-          "nodes may have ended its sessions");
-      c->republish ();
+          "nodes may have taken it for gone: its sessions are announced "
+          "again");
+      /* After a reconnect that was done already. */
+      if (!c->relinked_) {
+        c->restarted_ = false;
+        c->republish ();
+      }
     }
+    c->relinked_ = false;
     /* The old value names the process that wrote it: another one means a
      * second node runs with this node id. (The first heartbeat may find
      * the key of this node's previous process.) */
@@ -617,25 +649,58 @@ struct ClusterCallbacks
     c->hb_first_ = false;
   }
 
-  struct Join
+  /* An ordered command's answer; none: its connection was lost, and it
+   * is sent again after the reconnect. */
+  static void ordered_done (redisAsyncContext * ac, void *r, void *)
   {
-    std::string thread, session;
-  };
-
-  static void joined (redisAsyncContext * ac, void *r, void *data)
-  {
-    std::unique_ptr<Join> j (static_cast<Join *>(data));
-    auto *reply = static_cast<redisReply *>(r);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY)
-      return;
     Cluster *c = link_of (ac)->cluster;
-    for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
-      const redisReply *id = reply->element[i], *node = reply->element[i + 1];
-      if (id->type != REDIS_REPLY_STRING || node->type != REDIS_REPLY_STRING)
-        continue;
-      c->router_.remote_member (j->thread, j->session,
-          std::string (id->str, id->len), std::string (node->str, node->len));
+    if (c->closing_)
+      return;
+    if (!r) {
+      c->cmd_lost_ = true;
+      return;
     }
+    if (c->inflight_.empty ())
+      return;
+    Cluster::Ordered o = std::move (c->inflight_.front ());
+    c->inflight_.pop_front ();
+    c->held_bytes_ -= o.bytes;
+    c->answered (o, r);
+  }
+
+  static void suspect (redisAsyncContext * ac, void *r, void *data)
+  {
+    std::unique_ptr<std::pair<std::string, std::string>> s (
+        static_cast<std::pair<std::string, std::string> *>(data));
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_INTEGER)
+      return;
+    c->suspect_checked (s->first, s->second, reply->integer != 0);
+  }
+
+  /* INFO server: Redis's run_id, which a restart changes. */
+  static void info (redisAsyncContext * ac, void *r, void *)
+  {
+    auto *reply = static_cast<redisReply *>(r);
+    Cluster *c = link_of (ac)->cluster;
+    if (c->closing_ || !reply || reply->type != REDIS_REPLY_STRING)
+      return;
+    std::string_view text (reply->str, reply->len);
+    auto at = text.find ("run_id:");
+    if (at == std::string_view::npos)
+      return;
+    std::string id (text.substr (at + 7, text.find_first_of ("\r\n", at)
+            - at - 7));
+    c->restarted_ = !c->run_id_.empty () && id != c->run_id_;
+    c->run_id_ = id;
+  }
+
+  static void recovered (redisAsyncContext * ac, void *r, void *)
+  {
+    Cluster *c = link_of (ac)->cluster;
+    if (!c->closing_)
+      c->recovered (r);
   }
 
   static void claimed (redisAsyncContext * ac, void *r, void *data)
@@ -646,35 +711,6 @@ struct ClusterCallbacks
       c->claimed (*session, r);
   }
 
-  static void published (redisAsyncContext * ac, void *r, void *)
-  {
-    auto *reply = static_cast<redisReply *>(r);
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
-      link_of (ac)->cluster->stats_.undelivered++;
-  }
-
-  struct Watching
-  {
-    std::string watcher, tag;
-  };
-
-  static void watch_carriers (redisAsyncContext * ac, void *r, void *data)
-  {
-    std::unique_ptr<Watching> w (static_cast<Watching *>(data));
-    auto *reply = static_cast<redisReply *>(r);
-    Cluster *c = link_of (ac)->cluster;
-    if (c->closing_ || !reply || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements == 0)
-      return;
-    Cluster::Carriers carriers;
-    for (std::size_t k = 0; k + 1 < reply->elements; k += 2)
-      carriers.emplace_back (std::string (reply->element[k]->str,
-              reply->element[k]->len), std::string (reply->element[k + 1]->str,
-              reply->element[k + 1]->len));
-    c->dispatch_ (c->router_.remote_watch_carriers (w->watcher, w->tag,
-            carriers));
-  }
-
   static void grace_over (redisAsyncContext * ac, void *r, void *data)
   {
     std::unique_ptr<std::string> node (static_cast<std::string *>(data));
@@ -682,8 +718,10 @@ struct ClusterCallbacks
     Cluster *c = link_of (ac)->cluster;
     if (c->closing_)
       return;
+    /* The clean-up script answers -1, and does nothing, when the node's
+     * heartbeat key is back. */
     c->grace_over (*node, reply && reply->type == REDIS_REPLY_INTEGER
-        && reply->integer == 1);
+        && reply->integer == -1);
   }
 
   static void exists (redisAsyncContext * ac, void *r, void *data)
@@ -1023,10 +1061,21 @@ Cluster::link_up (Link & l)
       ever_up_ ? " again" : "");
   bool again = ever_up_;
   ever_up_ = true;
+  /* The heartbeat first: what follows shows the others this node is
+   * alive, and finds its key there. Then whether Redis restarted (a
+   * rejoin's answer then tells nothing of who left). */
   heartbeat ();
+  command ({"INFO", "server"}, ClusterCallbacks::info);
   refresh_directory ();
-  if (again)
+  /* What waited for Redis goes out in order, then what was published to
+   * this node while it did not listen is read, then its memberships are
+   * written and announced again. */
+  resume_ordered ();
+  if (again) {
+    recover ();
+    relinked_ = true;
     republish ();
+  }
 }
 
 /* The meta part of a session's state: tags, held watches, contacts (with
@@ -1172,12 +1221,15 @@ Cluster::persist ()
 }
 
 /* Redis may have lost what this node wrote (a restart without
- * persistence, a failover): write its memberships again. The other nodes
- * are not told anything new: what they knew of this node's sessions they
- * still know, and joins or leaves during the outage are lost. */
+ * persistence, a failover), and the other nodes may have taken it for
+ * gone (its heartbeat key expired): write its memberships again, and
+ * announce them again (rejoin ()). What its sessions did meanwhile was
+ * kept in order (backlog_) and has been sent already. */
 void
 Cluster::republish ()
 {
+  /* It is not gone: a later lapse starts a grace period of its own. */
+  command ({"DEL", DOWN_KEY + options_.node_id});
   std::set<std::string> threads;
   for (const auto &[thread, session] : router_.local_memberships ()) {
     command ({"HSET", THREAD_KEY + thread, session, options_.node_id});
@@ -1196,13 +1248,210 @@ Cluster::republish ()
     for (const auto &w : st.watches)
       watching (id, w.first, true);
   }
+  rejoin ();
   schedule_flush ();
+}
+
+/* Every membership of this node's sessions, announced again as a
+ * thread:connect ('J'): a node that had ended the member's stand-in (its
+ * grace period was over) tells its members it is there again; one that
+ * still has it as a member tells nobody. */
+void
+Cluster::rejoin ()
+{
+  for (const auto &[thread, session] : router_.local_memberships ()) {
+    std::string body;
+    auto s = joins_.find (session);
+    if (s != joins_.end ()) {
+      auto t = s->second.find (thread);
+      if (t != s->second.end ())
+        body = t->second;
+    }
+    if (body.empty ())
+      body = router_.join_text (thread, session);
+    announce (thread, session, body, 'J');
+    stats_.rejoins++;
+  }
+}
+
+/* Ordered commands go out now, or wait (in order) for Redis. `sends`:
+ * a script that starts with SEND_LUA, which is given its argument. */
+void
+Cluster::ordered (Ordered o, bool sends)
+{
+  if (sends)
+    o.argv.insert (o.argv.begin () + 3,
+        std::to_string (options_.grace_ms + 60000));
+  held_bytes_ += o.bytes;
+  if (flowing_ && backlog_.empty ()) {
+    if (command (o.argv, ClusterCallbacks::ordered_done)) {
+      inflight_.push_back (std::move (o));
+      return;
+    }
+    flowing_ = false;
+  }
+  backlog_.push_back (std::move (o));
+}
+
+/* Both connections are up: what was in flight on a connection that was
+ * lost, then what waited, goes out in its order. */
+void
+Cluster::resume_ordered ()
+{
+  if (cmd_lost_) {
+    backlog_.insert (backlog_.begin (),
+        std::make_move_iterator (inflight_.begin ()),
+        std::make_move_iterator (inflight_.end ()));
+    inflight_.clear ();
+    cmd_lost_ = false;
+  }
+  if (!backlog_.empty ())
+    g_message ("cluster: %zu changes and batches kept while Redis was "
+        "unreachable go out now", backlog_.size ());
+  flowing_ = true;
+  while (!backlog_.empty ()) {
+    if (!command (backlog_.front ().argv, ClusterCallbacks::ordered_done)) {
+      flowing_ = false;
+      return;
+    }
+    stats_.replayed++;
+    inflight_.push_back (std::move (backlog_.front ()));
+    backlog_.pop_front ();
+  }
+}
+
+void
+Cluster::answered (Ordered & o, void *r)
+{
+  auto *reply = static_cast<redisReply *>(r);
+  if (reply->type == REDIS_REPLY_ERROR) {
+    g_warning ("cluster: Redis refused a command: %s", reply->str);
+    return;
+  }
+  if (o.answer == Answer::Publish) {
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+      stats_.undelivered++;
+  } else if ((o.answer == Answer::Join || o.answer == Answer::Rejoin)
+      && reply->type == REDIS_REPLY_ARRAY) {
+    /* The members of other nodes already there. */
+    std::set<std::string> there;
+    for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+      const redisReply *id = reply->element[i], *node = reply->element[i + 1];
+      if (id->type != REDIS_REPLY_STRING || node->type != REDIS_REPLY_STRING)
+        continue;
+      there.emplace (id->str, id->len);
+      router_.remote_member (o.a, o.b, std::string (id->str, id->len),
+          std::string (node->str, node->len));
+    }
+    /* Announced again after an outage: members of other nodes known here
+     * that the thread no longer has left it meanwhile, unheard (their
+     * nodes did not count this one's members while it was taken for
+     * gone). The local members hear it now (once: a leave told already
+     * made it no member here). */
+    if (o.answer == Answer::Rejoin && !restarted_) {
+      /* Only those known before it ran: one that joined since is in the
+       * thread, though not in the answer. Its leave, if it was told to
+       * this node, may still be on its way: looked at again two
+       * seconds later (tick ()). */
+      std::int64_t due = g_get_monotonic_time ()
+          + 2 * options_.heartbeat_ms * 1000;
+      for (const auto &m : o.known)
+        if (!there.count (m))
+          suspects_.push_back (Suspect {o.a, m, due});
+    }
+  } else if (o.answer == Answer::Watch && reply->type == REDIS_REPLY_ARRAY
+      && reply->elements > 0) {
+    Carriers carriers;
+    for (std::size_t k = 0; k + 1 < reply->elements; k += 2)
+      carriers.emplace_back (std::string (reply->element[k]->str,
+              reply->element[k]->len), std::string (reply->element[k + 1]->str,
+              reply->element[k + 1]->len));
+    dispatch_ (router_.remote_watch_carriers (o.a, o.b, carriers));
+  }
+}
+
+/* Back after an outage: what other nodes published to this one while it
+ * did not listen (PUBLISH found no subscriber, SEND_LUA kept it) is
+ * read and applied, before what arrives live from now on. */
+void
+Cluster::recover ()
+{
+  recovering_ = true;
+  if (!command ({"EVAL", RECOVER_SCRIPT, "0", LOST_KEY + options_.node_id},
+          ClusterCallbacks::recovered))
+    recovered (nullptr);
+}
+
+void
+Cluster::recovered (void *r)
+{
+  auto *reply = static_cast<redisReply *>(r);
+  recovering_ = false;
+  std::vector<Delivery> out;
+  std::set<std::string> redirect;
+  for (std::size_t i = 0; reply && reply->type == REDIS_REPLY_ARRAY
+      && i < reply->elements; i++) {
+    const redisReply *e = reply->element[i];
+    if (e->type != REDIS_REPLY_STRING)
+      continue;
+    stats_.recovered++;
+    Reader rd (std::string_view (e->str, e->len));
+    std::string node, sent;
+    char c1 = 0, c2 = 0;
+    if (!rd.take (c1) || !rd.take (c2) || !rd.field (node) || !rd.field (sent))
+      continue;
+    Op op;
+    while (rd.take (op.op)) {
+      op.f.clear ();
+      std::string field;
+      while (!rd.peek (';') && rd.field (field))
+        op.f.push_back (std::move (field));
+      if (!rd.take (c1) || c1 != ';')
+        break;
+      if (op.op == 'n' && op.f.size () == 2 && !fresh (op.f[0], op.f[1]))
+        break;
+      /* Messages for the sessions still here; a claim asked meanwhile
+       * has long been answered by its timeout. */
+      if (op.op == 'd' && op.f.size () >= 3) {
+        std::vector<std::string> f = {op.f[0], op.f[1]};
+        for (std::size_t k = 2; k < op.f.size (); k++)
+          if (router_.has_session (op.f[k]))
+            f.push_back (op.f[k]);
+        if (f.size () == 2)
+          continue;
+        op.f = std::move (f);
+      } else if (op.op == 'r' && (op.f.size () != 3
+              || !router_.has_session (op.f[0]))) {
+        continue;
+      } else if (op.op == 'h' || op.op == 'H') {
+        continue;
+      }
+      apply (node, op, false, out, redirect);
+    }
+  }
+  if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+    g_message ("cluster: read back %zu batches published to this node while "
+        "it did not listen", reply->elements);
+  dispatch_ (out);
+  std::vector<std::string> held;
+  held.swap (held_live_);
+  for (const auto &p : held)
+    on_message (p);
 }
 
 void
 Cluster::link_down (Link & l)
 {
   l.ready = false;
+  /* Ordered commands wait for both connections, and what the lost one
+   * had in flight is sent again. */
+  flowing_ = false;
+  if (&l == cmd_.get ())
+    cmd_lost_ = true;
+  /* What is published here from the moment the subscription is back
+   * waits for what was published while it was not (recover ()). */
+  if (ever_up_)
+    recovering_ = true;
   /* Its heartbeat, if one was waiting, is answered no more. */
   if (&l == cmd_.get ())
     hb_sent_us_ = 0;
@@ -1243,8 +1492,12 @@ Cluster::tick ()
       redisAsyncFree (ac);
     }
   }
-  if (stalled)
+  if (stalled) {
     hb_sent_us_ = 0;
+    flowing_ = false;
+    cmd_lost_ = true;
+    recovering_ = true;
+  }
   /* Claims unanswered: the client gets a new session. */
   std::vector<std::string> late;
   for (const auto &[id, c] : claims_)
@@ -1262,15 +1515,35 @@ Cluster::tick ()
     if (since >= 0 && now - since >= options_.grace_ms * 1000)
       over.push_back (node);
   for (const auto &node : over) {
-    /* Unless its heartbeat came back meanwhile (it was only cut off). */
+    /* Unless its heartbeat came back meanwhile (it was only cut off): the
+     * script cleans up only if not, in one step. */
     auto data = std::make_unique<std::string> (node);
-    if (command ({"EXISTS", NODE_KEY + node}, ClusterCallbacks::grace_over,
-            data.get ())) {
+    if (command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
+            NODE_THREADS_KEY + node, THREAD_KEY, NODES_KEY},
+            ClusterCallbacks::grace_over, data.get ())) {
       data.release ();
       dead_[node] = -1;
     } else {
       grace_over (node, false);
     }
+  }
+  /* Members a rejoin's answer did not name, still members here: does the
+   * thread still lack them? */
+  for (auto it = suspects_.begin (); it != suspects_.end ();) {
+    if (it->due_us > now) {
+      ++it;
+      continue;
+    }
+    auto members = router_.thread_members (it->thread);
+    if (std::find (members.begin (), members.end (), it->member)
+        != members.end () && !router_.has_session (it->member)) {
+      auto data = std::make_unique<std::pair<std::string, std::string>> (
+          it->thread, it->member);
+      if (command ({"HEXISTS", THREAD_KEY + it->thread, it->member},
+              ClusterCallbacks::suspect, data.get ()))
+        data.release ();
+    }
+    it = suspects_.erase (it);
   }
   for (auto it = moved_.begin (); it != moved_.end ();)
     it = now > it->second.second ? moved_.erase (it) : std::next (it);
@@ -1278,6 +1551,10 @@ Cluster::tick ()
     connect ();
   if (!cmd_->ready || !sub_->ready)
     return;
+  /* Ordered commands held back though both connections are up (a
+   * command refused on its way out): they go now. */
+  if (!flowing_)
+    resume_ordered ();
   ticks_++;
   heartbeat ();
   if (ticks_ % std::max<std::int64_t>(1, 10000 / options_.heartbeat_ms) == 0) {
@@ -1337,17 +1614,50 @@ Cluster::check_nodes ()
 void
 Cluster::grace_over (const std::string & node, bool back)
 {
+  /* Something came from it meanwhile (revive ()): it is alive. */
+  if (!dead_.count (node))
+    return;
   dead_.erase (node);
   if (back) {
+    stats_.nodes_back++;
     g_message ("cluster: node %s is back; its sessions go on", node.c_str ());
     return;
   }
   std::vector<Delivery> d = router_.remote_node_gone (node);
   g_message ("cluster: the grace period of node %s's sessions is over; "
       "those that did not resume elsewhere ended", node.c_str ());
-  command ({"EVAL", CLEAN_SCRIPT, "0", node, NODE_KEY + node,
-        NODE_THREADS_KEY + node, THREAD_KEY, NODES_KEY});
   dispatch_ (d);
+}
+
+/* A member of another node that a rejoin's answer did not name: if the
+ * thread still lacks it, it left while its node did not count this one's
+ * members, and the local members hear it now (once: a leave told already
+ * made it no member here). */
+void
+Cluster::suspect_checked (const std::string & thread,
+    const std::string & member, bool there)
+{
+  if (there || restarted_)
+    return;
+  std::vector<std::string> local;
+  for (const auto &m : router_.thread_members (thread))
+    if (router_.has_session (m))
+      local.push_back (m);
+  dispatch_ (router_.remote_leave (thread, member, local));
+}
+
+/* A message came from `node` (not sent on by another): it is alive,
+ * whatever its heartbeat key said. Its sessions' grace period stops. */
+void
+Cluster::revive (const std::string & node)
+{
+  auto it = dead_.find (node);
+  if (it == dead_.end ())
+    return;
+  dead_.erase (it);
+  stats_.nodes_back++;
+  g_message ("cluster: node %s is back (a message came from it); its "
+      "sessions go on", node.c_str ());
 }
 
 /* Its sessions get the grace period to resume on another node: their
@@ -1364,7 +1674,7 @@ Cluster::node_gone (const std::string & node)
       "sessions have %.1f s to resume elsewhere", node.c_str (),
       options_.grace_ms / 1000.0);
   command ({"EVAL", DOWN_SCRIPT, "0", DOWN_KEY + node,
-        std::to_string (options_.grace_ms + DOWN_KEEP_MS)});
+        std::to_string (options_.grace_ms + DOWN_KEEP_MS), NODE_KEY + node});
 }
 
 bool
@@ -1375,6 +1685,34 @@ Cluster::healthy () const
   /* A heartbeat unanswered for two periods: Redis is not answering. */
   return !hb_sent_us_ || g_get_monotonic_time () - hb_sent_us_
       <= 2 * options_.heartbeat_ms * 1000;
+}
+
+/* The head of an envelope an ordered command publishes: its number
+ * ('n': this process, a number that rises with every ordered command).
+ * A command sent again after a reconnect may have run once already; the
+ * nodes that got it then drop the second copy (fresh ()). */
+std::string
+Cluster::ordered_head ()
+{
+  std::string out = envelope_head () + 'n';
+  ns (out, instance_);
+  ns (out, std::to_string (++op_seq_));
+  out += ';';
+  return out;
+}
+
+/* Whether an envelope numbered `seq` by process `instance` is new here:
+ * one process's ordered commands reach this node in their order, so one
+ * not above the last one seen is a second copy. */
+bool
+Cluster::fresh (const std::string & instance, const std::string & seq)
+{
+  std::uint64_t n = g_ascii_strtoull (seq.c_str (), nullptr, 10);
+  std::uint64_t &last = seen_[instance];
+  if (n <= last)
+    return false;
+  last = n;
+  return true;
 }
 
 std::string
@@ -1420,10 +1758,26 @@ Cluster::forward (const std::string & node, const std::string & session,
   put (node, session, from, body);
 }
 
+/* Whether a message of `size` bytes can be kept for other nodes now:
+ * false while Redis has not taken outage_bytes of them (it is unreachable,
+ * or stopped answering); the sender is told at the flush. */
+bool
+Cluster::keep (const std::string & from, const std::string & body)
+{
+  if (held_bytes_ + body.size () <= options_.outage_bytes)
+    return true;
+  stats_.dropped++;
+  refused_.emplace_back (from, body);
+  schedule_flush ();
+  return false;
+}
+
 void
 Cluster::put (const std::string & node, const std::string & session,
     const std::string & from, const std::string & body)
 {
+  if (!keep (from, body))
+    return;
   stats_.sent++;
   Outbox &box = outbox (node);
   box.ids.insert (session);
@@ -1443,6 +1797,8 @@ void
 Cluster::reply (const std::string & node, const std::string & origin,
     const std::string & from, const std::string & body)
 {
+  if (!keep (from, body))
+    return;
   stats_.sent++;
   Outbox &box = outbox (node);
   box.ids.insert (origin);
@@ -1544,25 +1900,24 @@ void
 Cluster::tagged (const std::string & session, const std::string & tag,
     bool quiet)
 {
-  std::string env = envelope_head () + "w";
+  std::string env = ordered_head () + "w";
   ns (env, tag);
   ns (env, session);
-  if (!command ({"EVAL", TAG_SCRIPT, "0", options_.node_id, session, tag,
-          quiet ? "1" : "0", env}))
-    stats_.dropped++;
+  ordered (Ordered {{"EVAL", TAG_SCRIPT, "0", options_.node_id, session, tag,
+          quiet ? "1" : "0", env}}, true);
 }
 
 void
 Cluster::watching (const std::string & session, const std::string & tag,
     bool quiet)
 {
-  auto data = std::make_unique<ClusterCallbacks::Watching> (
-      ClusterCallbacks::Watching {session, tag});
-  if (command ({"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
-          quiet ? "1" : "0"}, ClusterCallbacks::watch_carriers, data.get ()))
-    data.release ();
-  else
-    stats_.dropped++;
+  Ordered o;
+  o.argv = {"EVAL", WATCH_SCRIPT, "0", options_.node_id, session, tag,
+    quiet ? "1" : "0"};
+  o.answer = Answer::Watch;
+  o.a = session;
+  o.b = tag;
+  ordered (std::move (o), false);
 }
 
 void
@@ -1570,9 +1925,9 @@ Cluster::unpresence (const std::string & session,
     const std::set<std::string> & tags, const std::set<std::string> & watched)
 {
   for (const auto &t : tags)
-    command ({"HDEL", std::string ("pj:tag:") + t, session});
+    ordered (Ordered {{"HDEL", std::string ("pj:tag:") + t, session}}, false);
   for (const auto &t : watched)
-    command ({"HDEL", std::string ("pj:watch:") + t, session});
+    ordered (Ordered {{"HDEL", std::string ("pj:watch:") + t, session}}, false);
 }
 
 void
@@ -1623,6 +1978,39 @@ Cluster::flush ()
         std::vector<Carriers> (l->tags.size ()));
   persist ();
   publish ();
+  refuse_all ();
+}
+
+/* Messages not kept for other nodes (outage_bytes): each sender gets one
+ * queue-full per message, out of the router's call. */
+void
+Cluster::refuse_all ()
+{
+  if (refused_.empty ())
+    return;
+  std::vector<std::pair<std::string, std::string>> refused;
+  refused.swap (refused_);
+  std::vector<Delivery> out;
+  const std::pair<std::string, std::string> *last = nullptr;
+  for (const auto &r : refused) {
+    /* A message to several recipients is refused once. */
+    if (last && *last == r)
+      continue;
+    last = &r;
+    /* The server's own notices (from "") have nobody to tell. */
+    if (r.first.empty () || !router_.has_session (r.first))
+      continue;
+    auto m = Message::parse (r.second, router_.limits ().protocol, nullptr);
+    std::string type = m ? m->type () : std::string ();
+    std::string thread = m && m->thread () ? *m->thread () : std::string ();
+    std::string text = error_text (ErrorCode::QueueFull, "this server cannot "
+        "reach the other servers now and holds as much for them as it may: "
+        "not delivered to the sessions of other servers; try again later",
+        nullptr, type, thread);
+    std::vector<Delivery> d = router_.remote_deliver ({r.first}, text, "", "");
+    out.insert (out.end (), d.begin (), d.end ());
+  }
+  dispatch_ (out);
 }
 
 /* Safe inside a router call: it only writes to Redis. */
@@ -1637,14 +2025,15 @@ Cluster::publish ()
       continue;
     /* A node that is not listening (it died) has its batch kept for its
      * sessions, which may resume elsewhere. */
-    std::vector<std::string> argv = {"EVAL", PUBLISH_SCRIPT, "0",
-      CHANNEL + node, envelope_head () + box.ops, LOST_KEY + node,
+    Ordered o;
+    o.argv = {"EVAL", PUBLISH_SCRIPT, "0", CHANNEL + node,
+      ordered_head () + box.ops, LOST_KEY + node,
       std::to_string (options_.grace_ms + 60000), SESSION_KEY, CHANNEL};
-    argv.insert (argv.end (), box.ids.begin (), box.ids.end ());
-    if (command (argv, ClusterCallbacks::published))
-      stats_.publishes++;
-    else
-      stats_.dropped++;
+    o.argv.insert (o.argv.end (), box.ids.begin (), box.ids.end ());
+    o.answer = Answer::Publish;
+    o.bytes = o.argv[4].size ();
+    ordered (std::move (o), true);
+    stats_.publishes++;
   }
 }
 
@@ -1652,23 +2041,35 @@ void
 Cluster::joined (const std::string & thread, const std::string & session,
     const std::string & body)
 {
+  joins_[session][thread] = body;
+  announce (thread, session, body, 'j');
+}
+
+/* A join ('j'), or a membership announced again ('J'). */
+void
+Cluster::announce (const std::string & thread, const std::string & session,
+    const std::string & body, char op)
+{
   /* What this node forwarded before goes first. */
   publish ();
-  std::string env = envelope_head () + "j";
+  std::string env = ordered_head () + op;
   ns (env, thread);
   ns (env, session);
   ns (env, body);
-  auto data = std::make_unique<ClusterCallbacks::Join> (
-      ClusterCallbacks::Join {thread, session});
-  if (!command ({"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
-          NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
-          NODE_THREADS_KEY + options_.node_id, DOWN_KEY,
-          std::to_string (options_.grace_ms),
-          std::to_string (options_.grace_ms + DOWN_KEEP_MS)},
-          ClusterCallbacks::joined, data.get ()))
-    stats_.dropped++;
-  else
-    data.release ();
+  Ordered o;
+  o.argv = {"EVAL", JOIN_SCRIPT, "0", options_.node_id, session, thread,
+    NODE_KEY, CHANNEL, env, THREAD_KEY + thread,
+    NODE_THREADS_KEY + options_.node_id, DOWN_KEY,
+    std::to_string (options_.grace_ms),
+    std::to_string (options_.grace_ms + DOWN_KEEP_MS)};
+  o.answer = op == 'J' ? Answer::Rejoin : Answer::Join;
+  o.a = thread;
+  o.b = session;
+  if (op == 'J')
+    for (const auto &m : router_.thread_members (thread))
+      if (!router_.has_session (m))
+        o.known.push_back (m);
+  ordered (std::move (o), true);
 }
 
 void
@@ -1676,13 +2077,19 @@ Cluster::left (const std::string & thread, const std::string & session,
     bool last)
 {
   publish ();
-  std::string env = envelope_head () + "l";
+  if (auto j = joins_.find (session); j != joins_.end ()) {
+    j->second.erase (thread);
+    if (j->second.empty ())
+      joins_.erase (j);
+  }
+  std::string env = ordered_head () + "l";
   ns (env, thread);
   ns (env, session);
-  if (!command ({"EVAL", LEAVE_SCRIPT, "0", options_.node_id, session, thread,
-          CHANNEL, env, THREAD_KEY + thread,
-          NODE_THREADS_KEY + options_.node_id, last ? "1" : "0"}))
-    stats_.dropped++;
+  Ordered o;
+  o.argv = {"EVAL", LEAVE_SCRIPT, "0", options_.node_id, session, thread,
+    CHANNEL, env, THREAD_KEY + thread, NODE_THREADS_KEY + options_.node_id,
+    last ? "1" : "0"};
+  ordered (std::move (o), true);
 }
 
 void
@@ -1691,7 +2098,7 @@ Cluster::ended (const std::string & session,
     const std::set<std::string> & nodes)
 {
   publish ();
-  std::string env = envelope_head () + "g";
+  std::string env = ordered_head () + "g";
   ns (env, session);
   env += ';';
   std::vector<std::string> argv = {"EVAL", END_SCRIPT, "0", options_.node_id,
@@ -1702,11 +2109,11 @@ Cluster::ended (const std::string & session,
     argv.push_back (last ? "1" : "0");
   }
   argv.insert (argv.end (), nodes.begin (), nodes.end ());
-  if (!command (argv))
-    stats_.dropped++;
-  command ({"DEL", STATE_KEY + session, BOX_KEY + session});
+  ordered (Ordered {std::move (argv)}, true);
+  ordered (Ordered {{"DEL", STATE_KEY + session, BOX_KEY + session}}, false);
   dirty_.erase (session);
   stored_.erase (session);
+  joins_.erase (session);
 }
 
 void
@@ -1731,6 +2138,13 @@ Cluster::on_message (std::string_view payload)
         "ignored", node.c_str ());
     return;
   }
+  if (recovering_) {
+    /* After what was published here while this node did not listen. */
+    held_live_.emplace_back (payload);
+    return;
+  }
+  if (!redirected)
+    revive (node);
   std::int64_t sent_us = g_ascii_strtoll (sent.c_str (), nullptr, 10);
   std::int64_t lag = g_get_real_time () - sent_us;
   if (sent_us > 0 && lag >= 0 && !redirected) {
@@ -1756,6 +2170,10 @@ Cluster::on_message (std::string_view payload)
           "it is ignored", node.c_str ());
       break;
     }
+    /* A second copy (sent again after a reconnect): dropped whole. */
+    if (op.op == 'n' && op.f.size () == 2 && !redirected
+        && !fresh (op.f[0], op.f[1]))
+      break;
     apply (node, op, redirected, out, redirect);
   }
   /* Sessions that resumed on another node: their part goes on there. */
@@ -1801,11 +2219,14 @@ Cluster::apply (const std::string & node, Op & op, bool redirected,
   } else if (op.op == 'r' && f.size () == 3) {
     if (here (f[0], op))
       take (router_.remote_reply (f[0], f[1], node, f[2]));
+  } else if (op.op == 'n') {
+    /* The envelope's number: looked at by the caller. */
   } else if (redirected) {
     /* Only messages are sent on. */
-  } else if (op.op == 'j' && f.size () >= 3) {
+  } else if ((op.op == 'j' || op.op == 'J') && f.size () >= 3) {
     take (router_.remote_join (f[0], f[1], node, f[2],
-            std::vector<std::string> (f.begin () + 3, f.end ())));
+            std::vector<std::string> (f.begin () + 3, f.end ()),
+            op.op == 'J'));
   } else if (op.op == 'l' && f.size () >= 2) {
     take (router_.remote_leave (f[0], f[1],
             std::vector<std::string> (f.begin () + 2, f.end ())));
@@ -2028,9 +2449,11 @@ Cluster::hand_over (const std::string & node, const std::string & session)
     argv.push_back (last ? "1" : "0");
   }
   if (!command (argv))
-    stats_.dropped++;
+    g_warning ("cluster: handing session %s over: Redis is unreachable",
+        session.c_str ());
   moved_[session] = {node, g_get_monotonic_time () +
     options_.grace_ms * 1000};
+  joins_.erase (session);
   dirty_.erase (session);
   stored_.erase (session);
   stats_.handed_over++;
@@ -2111,9 +2534,24 @@ Cluster::metrics () const
   metric ("peerjs_cluster_publishes_total", "counter",
       "Batches published to other nodes' channels.", st.publishes);
   metric ("peerjs_cluster_dropped_total", "counter",
-      "Batches, membership, tag and watch changes and hand-overs not sent: "
-      "Redis was unreachable.",
+      "Messages for other nodes refused with queue-full: Redis had not "
+      "taken the outage buffer's worth (--redis unreachable).",
       st.dropped);
+  metric ("peerjs_cluster_backlog", "gauge",
+      "Changes and batches waiting for Redis, or for its answer.",
+      backlog_.size () + inflight_.size ());
+  metric ("peerjs_cluster_replayed_total", "counter",
+      "Changes and batches kept while Redis was unreachable, sent after.",
+      st.replayed);
+  metric ("peerjs_cluster_recovered_total", "counter",
+      "Batches published to this node while it did not listen, read back "
+      "from Redis when it listened again.", st.recovered);
+  metric ("peerjs_cluster_rejoins_total", "counter",
+      "Memberships of this node's sessions announced again after a "
+      "reconnect or an expired heartbeat.", st.rejoins);
+  metric ("peerjs_cluster_nodes_back_total", "counter",
+      "Nodes taken for gone that turned out alive before their sessions "
+      "ended here.", st.nodes_back);
   metric ("peerjs_cluster_nodes_lost_total", "counter",
       "Nodes taken for gone: their heartbeat key expired.", st.nodes_lost);
   metric ("peerjs_cluster_redis_reconnects_total", "counter",

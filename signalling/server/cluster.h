@@ -24,6 +24,7 @@
 #include <gio/gio.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <list>
@@ -69,6 +70,10 @@ struct ClusterOptions
   /* A node asked for a session it holds answers within this, or the
    * client gets a new session. */
   std::int64_t claim_timeout_ms = 3000;
+  /* Messages for other nodes kept while Redis cannot be reached (and
+   * not yet answered by it), at most; past this their senders get
+   * queue-full. */
+  std::size_t outage_bytes = 8 * 1024 * 1024;
 };
 
 struct ClusterStats
@@ -76,7 +81,11 @@ struct ClusterStats
   std::uint64_t sent = 0;            /* messages for sessions of other nodes */
   std::uint64_t received = 0;        /* messages from other nodes, delivered here */
   std::uint64_t publishes = 0;       /* envelopes published */
-  std::uint64_t dropped = 0;         /* not sent: Redis was unreachable */
+  std::uint64_t dropped = 0;         /* not sent: the outage buffer was full */
+  std::uint64_t replayed = 0;        /* kept during an outage, sent after it */
+  std::uint64_t rejoins = 0;         /* memberships announced again */
+  std::uint64_t recovered = 0;       /* batches read back after an outage */
+  std::uint64_t nodes_back = 0;      /* nodes taken for gone that were not */
   std::uint64_t nodes_lost = 0;      /* nodes whose heartbeat expired */
   std::uint64_t reconnects = 0;      /* connections to Redis after the first */
   std::uint64_t heartbeats_missed = 0;   /* our own key had expired */
@@ -133,6 +142,29 @@ public:
   struct Link;
   struct Lookup;
 
+  /* What an ordered command's answer is for. */
+  enum class Answer
+  {
+    None,
+    Join,        /* a, b: thread, session */
+    Rejoin,      /* a, b: thread, session: a membership announced again */
+    Watch,       /* a, b: watcher, tag */
+    Publish,
+  };
+  /* A command whose order matters (joins, leaves, ends, tags, watches,
+   * batches of messages): sent in turn, kept while Redis cannot be
+   * reached and until Redis answered it, and sent again in the same
+   * order after a reconnect (docs/scaling.md, Redis unreachable). */
+  struct Ordered
+  {
+    std::vector<std::string> argv;
+    Answer answer = Answer::None;
+    std::string a, b;
+    /* Rejoin: the members of other nodes known here when it was sent. */
+    std::vector<std::string> known;
+    std::size_t bytes = 0;       /* a batch's size, for outage_bytes */
+  };
+
 private:
   /* A message for a session whose directory lookup is still under way
    * waits behind it, so that what one session sends another arrives in
@@ -188,6 +220,19 @@ private:
   void on_message (std::string_view payload);
   void apply (const std::string & node, Op & op, bool redirected,
       std::vector<Delivery> & out, std::set<std::string> & redirect);
+  void ordered (Ordered o, bool sends);
+  void resume_ordered ();
+  void answered (Ordered & o, void *reply);
+  void recover ();
+  void recovered (void *reply);
+  void rejoin ();
+  void revive (const std::string & node);
+  void suspect_checked (const std::string & thread, const std::string & member,
+      bool there);
+  void refuse_all ();
+  bool keep (const std::string & from, const std::string & body);
+  void announce (const std::string & thread, const std::string & session,
+      const std::string & body, char op);
   void persist ();
   void hand_over (const std::string & node, const std::string & session);
   void take_over (const std::string & node, const Op & op);
@@ -205,6 +250,8 @@ private:
       const std::vector<Carriers> & tag_carriers);
   void drain (const std::string & session);
   std::string envelope_head () const;
+  std::string ordered_head ();
+  bool fresh (const std::string & instance, const std::string & seq);
   bool command (const std::vector<std::string> & argv,
       void (*fn) (redisAsyncContext *, void *, void *) = nullptr,
       void *privdata = nullptr);
@@ -269,6 +316,42 @@ private:
    * last outbox entry written for each. */
   std::map<std::string, bool> dirty_;
   std::map<std::string, std::uint64_t> stored_;
+  /* Ordered commands: not sent yet (Redis unreachable), and sent but not
+   * answered yet. `flowing_`: they go out as they come. */
+  std::deque<Ordered> backlog_, inflight_;
+  bool flowing_ = false;
+  /* The command connection was lost: what it had in flight is sent
+   * again. */
+  bool cmd_lost_ = false;
+  std::uint64_t op_seq_ = 0;
+  /* The last ordered command's number seen from each process. */
+  std::map<std::string, std::uint64_t> seen_;
+  std::size_t held_bytes_ = 0;   /* batches in backlog_ and inflight_ */
+  /* Messages not kept (outage_bytes): sender and relay text, told at the
+   * flush. */
+  std::vector<std::pair<std::string, std::string>> refused_;
+  /* Back after an outage: what was published here meanwhile is being read
+   * (recover ()); what arrives live waits behind it. */
+  bool recovering_ = false;
+  /* Connected again: republish () ran; the first heartbeat need not. */
+  bool relinked_ = false;
+  std::vector<std::string> held_live_;
+  /* Redis's run_id when last connected; `restarted_`: it changed at the
+   * last connect (Redis lost what it held). */
+  std::string run_id_;
+  bool restarted_ = false;
+  /* Members of other nodes that a rejoin's answer did not name: looked at
+   * again two heartbeats later (their leave may still be on its way
+   * here). */
+  struct Suspect
+  {
+    std::string thread, member;
+    std::int64_t due_us = 0;
+  };
+  std::vector<Suspect> suspects_;
+  /* The thread:connect each local membership was announced with, to
+   * announce it again (rejoin ()): session -> thread -> relay text. */
+  std::map<std::string, std::map<std::string, std::string>> joins_;
 
   friend struct ClusterCallbacks;
 };

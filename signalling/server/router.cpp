@@ -1284,12 +1284,17 @@ Router::remote_deliver (const std::vector<std::string> & to,
 std::vector<Delivery>
 Router::remote_join (const std::string & thread, const std::string & session,
     const std::string & node, const std::string & body,
-    const std::vector<std::string> & members)
+    const std::vector<std::string> & members, bool again)
 {
   Out out;
   auto it = threads_.find (thread);
   if (it == threads_.end () || it->second->local == 0)
     return {};
+  if (again && it->second->members.count (session)) {
+    /* Known here as a member still: its mates never heard it leave. */
+    if (Session *p = find (session); p && p->node)
+      return {};
+  }
   Session *p = remote (session, node);
   if (!p)
     return {};
@@ -1304,6 +1309,15 @@ Router::remote_join (const std::string & thread, const std::string & session,
       contact (*p, *m);
     }
   return std::move (out.items);
+}
+
+std::string
+Router::join_text (const std::string & thread, const std::string & session) const
+{
+  auto it = sessions_.find (session);
+  const std::string *name = it != sessions_.end () ? it->second->name ()
+      : nullptr;
+  return thread_connect_text (thread, session, name ? *name : std::string ());
 }
 
 void

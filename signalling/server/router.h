@@ -238,10 +238,16 @@ public:
       const std::string & node);
   /* `session` (on `node`) joined `thread`: the local members named in
    * `members` (those that were in it before, in Redis's order) get
-   * `body`. */
+   * `body`. `again`: its node announces a membership again (after an
+   * outage); nothing happens if it is a member here already. */
   std::vector<Delivery> remote_join (const std::string & thread,
       const std::string & session, const std::string & node,
-      const std::string & body, const std::vector<std::string> & members);
+      const std::string & body, const std::vector<std::string> & members,
+      bool again = false);
+  /* A thread:connect of local `session` to `thread` as relayed, with no
+   * constraints (the router keeps none): for announcing it again. */
+  std::string join_text (const std::string & thread,
+      const std::string & session) const;
   /* `session`, held by `node`, was in `thread` before the local `joiner`
    * joined it: it becomes a member here, unannounced. */
   void remote_member (const std::string & thread, const std::string & joiner,

@@ -1454,6 +1454,7 @@ SignallingServer::start (GError ** error)
       return false;
     }
     co.node_ttl_ms = o.node_ttl_ms;
+    co.outage_bytes = o.redis_outage_bytes;
     co.grace_ms = o.limits.grace_us / 1000;
     impl->cluster = std::make_unique<Cluster> (std::move (co), impl->router,
         *impl->poller, impl->context,

@@ -54,6 +54,9 @@ struct ServerOptions
   std::string redis;
   std::string node_id;               /* empty: default_node_id () */
   std::int64_t node_ttl_ms = 5000;   /* heartbeat key's TTL */
+  /* Messages for other nodes kept while Redis cannot be reached; past
+   * this their senders get queue-full. */
+  std::size_t redis_outage_bytes = 8 * 1024 * 1024;
 };
 
 /* Close code for a session that kept flooding past its rate limit. */

@@ -629,6 +629,37 @@ GST_START_TEST (test_stand_ins_node_gone)
 }
 GST_END_TEST;
 
+/* A membership announced again after an outage ('J'): a node that has
+ * the session as a member still tells nobody; one that ended its
+ * stand-in (the grace period was over) tells its members it joined, once.
+ * Without constraints (join_text) when its node has none to give. */
+GST_START_TEST (test_stand_ins_rejoin)
+{
+  Mesh m;
+  m.add ("A");
+  m.add ("B");
+  std::string a = m.open ("A"), b = m.open ("B");
+  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
+  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
+  m.got (a);
+  std::string body = m.r ("B").join_text ("t", b);
+  fail_unless (m.r ("A").remote_join ("t", b, "B", body, {a}, true).empty (),
+      "a member still: nobody is told");
+  m.take (m.r ("A").remote_node_gone ("B"));
+  fail_unless_equals_int (m.got (a).size (), 2);
+  m.take (m.r ("A").remote_join ("t", b, "B", body, {a}, true));
+  auto ms = m.got (a);
+  fail_unless_equals_int (ms.size (), 1);
+  assert_str (ms[0].type (), "thread:connect");
+  assert_str (ms[0].str ("from"), b);
+  assert_str (ms[0].str ("thread"), "t");
+  fail_if (ms[0].has ("constraints"));
+  fail_unless_equals_int (m.r ("A").thread_members ("t").size (), 2);
+  fail_unless (m.r ("A").remote_join ("t", b, "B", body, {a}, true).empty (),
+      "announced once");
+}
+GST_END_TEST;
+
 GST_START_TEST (test_join_and_leave_across_nodes)
 {
   flush_redis ();
@@ -980,6 +1011,17 @@ GST_START_TEST (test_killed_node)
 }
 GST_END_TEST;
 
+/* The messages waiting at `c` (seq rising), until it is
+ * quiet for `quiet_ms`. */
+std::vector<Msg>
+drain (Client & c, int quiet_ms)
+{
+  std::vector<Msg> out;
+  while (auto m = c.next (quiet_ms))
+    out.push_back (*m);
+  return out;
+}
+
 /* A node that stops answering (SIGSTOP) longer than its heartbeat's TTL
  * but less than the grace period is taken for gone, and found back when
  * the grace period is over: its session goes on for the others, with no
@@ -1038,6 +1080,103 @@ GST_START_TEST (test_node_back_within_grace)
       "while stopped");
   c->send (J ("{'type':'chat','thread':'room','data':'still here'}"));
   assert_str (expect (*a, "chat", "c goes on").str ("data"), "still here");
+  /* Its node announced its membership again: a member already, nobody is
+   * told. */
+  fail_unless (!a->next_of ("thread:connect", 300), "c is not announced twice");
+  kill (pid, SIGKILL);
+  waitpid (pid, nullptr, 0);
+  g_spawn_close_pid (pid);
+}
+GST_END_TEST;
+
+/* A node stopped (SIGSTOP) past its heartbeat's TTL and past the grace
+ * period its sessions get on another node: that node tells its members
+ * the session left and ended, as for a dead node. Let go on (SIGCONT),
+ * the stopped node finds its heartbeat expired and announces its
+ * sessions' memberships again: the members hear the session join again,
+ * once, with its constraints, and the thread carries messages both ways
+ * again. The session itself hears only of a member that left while its
+ * node was taken for gone (once). */
+GST_START_TEST (test_node_back_after_grace)
+{
+  flush_redis ();
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = redis_url ();
+  o.node_id = "n1";
+  o.secret = SECRET;
+  o.ping_interval_s = 30;
+  o.limits.grace_us = 2 * G_USEC_PER_SEC;
+  auto n1 = std::make_unique<ServerThread> (o);
+  fail_unless (node_ready (*n1));
+  guint port = free_port ();
+  std::string port_s = std::to_string (port), url = redis_url ();
+  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
+    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
+    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
+    nullptr};
+  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
+  GPid pid = 0;
+  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
+          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL
+              | G_SPAWN_DO_NOT_REAP_CHILD),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
+          nullptr));
+  bool up = false;
+  for (int i = 0; i < 100 && !up; i++) {
+    std::string body;
+    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
+    if (!up)
+      g_usleep (50000);
+  }
+  fail_unless (up, "the third node did not become healthy");
+  auto c = std::make_unique<Client> ();
+  fail_unless (c->connect ("ws://127.0.0.1:" + port_s + "/peerjs"));
+  auto a = connected (*n1), a2 = connected (*n1);
+  join (*n1, *a, "room", "n1");
+  join (*n1, *a2, "room", "n1");
+  check_join (expect (*a, "thread:connect", "a2 joined"), a2->id, "room");
+  c->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  check_join (expect (*a, "thread:connect", "c joined"), c->id, "room");
+  check_join (expect (*a2, "thread:connect", "c joined (a2)"), c->id, "room");
+  drain (*c, 100);
+
+  kill (pid, SIGSTOP);
+  /* The TTL (5 s), the look that finds it gone (1 s), the grace (2 s). */
+  gint64 stopped = g_get_monotonic_time ();
+  Msg left = expect (*a, "thread:disconnect", "c taken for gone", 15000);
+  assert_str (left.str ("from"), c->id);
+  assert_str (expect (*a, "socket:disconnect", "c taken for gone")
+      .str ("from"), c->id);
+  fail_unless (g_get_monotonic_time () - stopped > 6 * G_USEC_PER_SEC,
+      "not before the TTL and the grace period");
+  a->send (J ("{'type':'chat','thread':'room','data':'alone'}"));
+  /* a2 leaves while c's node is taken for gone: its node is not told. */
+  a2->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  assert_str (expect (*a, "thread:disconnect", "a2 left").str ("from"),
+      a2->id);
+  kill (pid, SIGCONT);
+  check_join (expect (*a, "thread:connect", "c announced again", 5000),
+      c->id, "room");
+  fail_unless (!a->next_of ("thread:connect", 1000), "announced once");
+  /* The thread carries messages both ways again. */
+  a->send (J ("{'type':'chat','thread':'room','data':'welcome back'}"));
+  assert_str (expect (*c, "chat", "a's thread message").str ("data"),
+      "welcome back");
+  c->send (J ("{'type':'chat','thread':'room','data':'never left'}"));
+  assert_str (expect (*a, "chat", "c's thread message").str ("data"),
+      "never left");
+  /* c hears a2 left, once, and nothing of its own leave and join, nor
+   * the message sent while it was not a member for n1. */
+  Msg a2_left = expect (*c, "thread:disconnect", "a2 left, told late",
+      6000);
+  assert_str (a2_left.str ("from"), a2->id);
+  no_churn (*c, "c saw nothing else change");
+  fail_unless (!c->next_of ("chat", 200), "nothing more for c");
+  fail_unless (!a2->next_of ("thread:connect", 100), "a2 is no member");
+  Redis r;
+  assert_str (r.query ({"HGET", "pj:thread:room", c->id}), "n3");
+  assert_str (r.query ({"EXISTS", "pj:down:n3"}), "0");
   kill (pid, SIGKILL);
   waitpid (pid, nullptr, 0);
   g_spawn_close_pid (pid);
@@ -1462,6 +1601,148 @@ GST_START_TEST (test_redis_restart)
 }
 GST_END_TEST;
 
+/* Redis stops answering (SIGSTOP) for longer than the nodes wait for an
+ * answer: they give up the connection and keep relaying locally. What the
+ * sessions of one node do meanwhile reaches the other node once Redis
+ * answers again, once each and in order: a leave sent just as Redis
+ * stopped (in flight on the connection given up), then an end, a join
+ * with its constraints, a message by id and a thread message, after; a
+ * tag taken meanwhile gets the watch held for it on another node. A node
+ * whose outage buffer is full refuses with queue-full. */
+GST_START_TEST (test_redis_outage)
+{
+  guint port = free_port ();
+  GPid pid = spawn_redis (port);
+  redis_port = port;              /* what join () and Redis look at */
+  std::string url = "redis://127.0.0.1:" + std::to_string (port);
+  ServerOptions o = ServerThread::default_options ();
+  o.redis = url;
+  o.secret = SECRET;
+  o.ping_interval_s = 30;
+  /* Given up on after 2 s without an answer, not 5. */
+  o.node_ttl_ms = 2000;
+  o.node_id = "o1";
+  auto n1 = std::make_unique<ServerThread> (o);
+  o.node_id = "o2";
+  auto n2 = std::make_unique<ServerThread> (o);
+  o.node_id = "o3";
+  o.redis_outage_bytes = 50;
+  auto n3 = std::make_unique<ServerThread> (o);
+  fail_unless (node_ready (*n1) && node_ready (*n2) && node_ready (*n3));
+  auto a1 = connected (*n1), a2 = connected (*n1), a3 = connected (*n1);
+  auto b = connected (*n2), c = connected (*n3), w = connected (*n2);
+  w->send (J ("{'type':'presence:watch','to':['helper'],'data':'w1'}"));
+  {
+    Redis r;
+    for (int i = 0; i < 200 && r.query ({"HGET", "pj:watch:helper", w->id})
+        != "o2"; i++)
+      g_usleep (10000);
+    assert_str (r.query ({"HGET", "pj:watch:helper", w->id}), "o2");
+  }
+  join (*n1, *a1, "room", "o1");
+  join (*n1, *a2, "room", "o1");
+  join (*n1, *a3, "room", "o1");
+  join (*n3, *c, "room", "o3");
+  join (*n2, *b, "room", "o2");
+  for (Client *m : {a1.get (), a2.get (), a3.get (), c.get ()})
+    expect (*m, "thread:connect", "b joined");
+  drain (*a1, 100);
+  drain (*a2, 100);
+  drain (*a3, 100);
+  drain (*c, 100);
+
+  kill (pid, SIGSTOP);
+  a1->send (J ("{'type':'thread:disconnect','thread':'room'}"));
+  fail_unless (b->quiet (3500), "nothing reaches the other node while Redis "
+      "is stopped");
+  fail_unless (node_ready (*n1, false), "unhealthy without Redis");
+  a2->send (J ("{'type':'socket:disconnect'}"));
+  auto a4 = connected (*n1);
+  a4->send (J ("{'type':'thread:connect','thread':'room',"
+          "'constraints':{'video':true,'audio':false}}"));
+  wait_member (*n1, *a4, "room");
+  a3->send (J ("{'type':'chat','to':'" + b->id + "','data':'by id'}"));
+  a3->send (J ("{'type':'chat','thread':'room','data':'to the room'}"));
+  a3->send (J ("{'type':'presence:tag','data':'helper'}"));
+  /* Local relay goes on. */
+  check_join (expect (*a3, "thread:connect", "a4 joined, same node"), a4->id,
+      "room");
+  assert_str (expect (*a4, "chat", "a thread message, same node")
+      .str ("data"), "to the room");
+  /* The node that may keep 100 bytes for the others refuses. */
+  c->send (J ("{'type':'chat','to':'" + b->id + "','data':'too much',"
+          "'callback_id':'k1'}"));
+  Msg full = expect (*c, "error", "the outage buffer is full");
+  assert_str (full.str ("code"), "queue-full");
+  assert_str (full.str ("ref_type"), "chat");
+  fail_unless (b->quiet (500), "still nothing at the other node");
+
+  kill (pid, SIGCONT);
+  /* Everything, once, in the order it happened. */
+  std::vector<Msg> got;
+  for (int i = 0; i < 60 && got.size () < 6; i++) {
+    auto more = drain (*b, 100);
+    got.insert (got.end (), more.begin (), more.end ());
+  }
+  auto more = drain (*b, 1000);
+  got.insert (got.end (), more.begin (), more.end ());
+  std::string seen;
+  for (const auto &m : got)
+    seen += m.text () + " | ";
+  fail_unless (got.size () == 6, "%s", seen.c_str ());
+  std::string ids = "a1 " + a1->id + " a2 " + a2->id + " a3 " + a3->id
+      + " a4 " + a4->id + ": ";
+  fail_unless (got[0].str ("type") == "thread:disconnect"
+      && got[0].str ("from") == a1->id, "%s%s", ids.c_str (), seen.c_str ());
+  assert_str (got[1].str ("type"), "thread:disconnect");
+  assert_str (got[1].str ("from"), a2->id);
+  assert_str (got[2].str ("type"), "socket:disconnect");
+  assert_str (got[2].str ("from"), a2->id);
+  check_join (got[3], a4->id, "room");
+  assert_str (got[4].str ("type"), "chat");
+  assert_str (got[4].str ("data"), "by id");
+  assert_str (got[5].str ("type"), "chat");
+  assert_str (got[5].str ("data"), "to the room");
+  for (std::size_t i = 1; i < got.size (); i++)
+    fail_unless (got[i].num ("seq") > got[i - 1].num ("seq"), "%s",
+        seen.c_str ());
+  /* c, on a third node, heard the same, nothing of its own refused
+   * message. */
+  auto at_c = drain (*c, 300);
+  std::string kinds;
+  for (const auto &m : at_c)
+    kinds += m.str ("type") + " " + m.str ("from") + "\n";
+  assert_str (kinds, "thread:disconnect " + a1->id + "\nthread:disconnect "
+      + a2->id + "\nsocket:disconnect " + a2->id + "\nthread:connect "
+      + a4->id + "\nchat " + a3->id + "\n");
+
+  /* The watch held on o2 reached the carrier that took the tag on o1
+   * during the outage, once. */
+  assert_str (via_tag (*a3, "presence:watch", w->id, "helper",
+          "a3 took the tag"), "w1");
+  fail_unless (!a3->next_of ("presence:watch", 300), "one watch");
+
+  /* The thread is right on every node: b's thread message reaches a3, a4
+   * and c, not a1. */
+  fail_unless (node_ready (*n2, true, 8000));
+  b->send (J ("{'type':'chat','thread':'room','data':'after'}"));
+  for (Client *m : {a3.get (), a4.get (), c.get ()})
+    assert_str (expect (*m, "chat", "b's thread message").str ("data"),
+        "after");
+  fail_unless (!a1->next_of ("chat", 300), "a1 left the thread");
+  Redis r;
+  assert_str (r.query ({"HGET", "pj:thread:room", a4->id}), "o1");
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", a1->id}), "0");
+  assert_str (r.query ({"HEXISTS", "pj:thread:room", a2->id}), "0");
+  assert_str (r.query ({"EXISTS", "pj:session:" + a2->id}), "0");
+  std::string body;
+  fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &body), 200);
+  fail_unless (body.find ("peerjs_cluster_replayed_total 0") == std::string::npos,
+      "%s", body.c_str ());
+  kill_redis (pid);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_two_thousand_sessions)
 {
   /* 2,000 sessions on three nodes, in 200 threads of 10 members that are
@@ -1676,6 +1957,7 @@ cluster_suite (bool redis)
   tcase_add_test (units, test_stand_ins_errors_back);
   tcase_add_test (units, test_options);
   tcase_add_test (units, test_stand_ins_node_gone);
+  tcase_add_test (units, test_stand_ins_rejoin);
   if (!redis)
     return s;
   TCase *tc = tcase_create ("redis");
@@ -1687,10 +1969,12 @@ cluster_suite (bool redis)
   tcase_add_test (tc, test_killed_node);
   tcase_add_test (tc, test_resume_on_live_node);
   tcase_add_test (tc, test_node_back_within_grace);
+  tcase_add_test (tc, test_node_back_after_grace);
   tcase_add_test (tc, test_tags_across_nodes);
   tcase_add_test (tc, test_peerjs_failover);
   tcase_add_test (tc, test_protocol_rules_over_nodes);
   tcase_add_test (tc, test_redis_restart);
+  tcase_add_test (tc, test_redis_outage);
   tcase_add_test (tc, test_two_thousand_sessions);
   tcase_add_test (tc, test_redis_url_forms);
   tcase_add_test (tc, test_node_id_clash);
