@@ -35,6 +35,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -74,6 +75,7 @@ struct Options
   int first_ms = 30000;
   int latency = -1;             /* the gst receivers' jitterbuffer, ms */
   std::string json_path;
+  std::string logs;             /* where each leg's output is kept */
   std::string signalling = PEERJS_SIGNALLING;
 } opt;
 
@@ -429,6 +431,15 @@ run_leg (const Link & link, const Leg & leg)
   r.picture = true;
   receiver->stop ();
   publisher->stop ();
+  if (!opt.logs.empty ()) {
+    std::string name = leg.name;
+    std::replace (name.begin (), name.end (), '/', '_');
+    std::string base = opt.logs + "/" + link.name + "-" + name;
+    g_file_set_contents ((base + "-publisher.log").c_str (),
+        publisher->output ().c_str (), -1, nullptr);
+    g_file_set_contents ((base + "-receiver.log").c_str (),
+        receiver->output ().c_str (), -1, nullptr);
+  }
   return r;
 }
 
@@ -448,7 +459,8 @@ int
 main (int argc, char **argv)
 {
   gchar *links = nullptr, *legs = nullptr, *pattern = nullptr,
-      *json = nullptr, *size = nullptr, *signalling = nullptr;
+      *json = nullptr, *size = nullptr, *signalling = nullptr,
+      *logs = nullptr;
   GOptionEntry entries[] = {
     { "links", 0, 0, G_OPTION_ARG_STRING, &links,
         "comma list of the receiver's links: clean, a rate (1.5M, 600k), "
@@ -470,6 +482,9 @@ main (int argc, char **argv)
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,
         "write every figure to FILE", "FILE" },
+    { "logs", 0, 0, G_OPTION_ARG_FILENAME, &logs,
+        "keep each leg's publisher and receiver output in DIR "
+        "(LINK-LEG-publisher.log, -receiver.log)", "DIR" },
     { nullptr }
   };
   g_autoptr (GOptionContext) context =
@@ -490,6 +505,8 @@ main (int argc, char **argv)
     opt.json_path = json;
   if (signalling)
     opt.signalling = signalling;
+  if (logs)
+    opt.logs = logs;
   if (size && sscanf (size, "%dx%d@%d", &opt.width, &opt.height, &opt.fps) != 3) {
     fprintf (stderr, "net-bench: --size wants WxH@FPS, e.g. 640x480@30\n");
     return 2;

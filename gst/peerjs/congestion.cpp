@@ -34,6 +34,15 @@ constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
 constexpr int PROBE_WAIT_TICKS = 8;
 constexpr int PROBE_TICKS = 6;
 
+
+/* Retransmissions (Congestion::allow_retransmission): a packet is sent
+ * again at most once per RTX_REPEAT_MS; all of them take at most the
+ * member's estimate, with a bucket of RTX_BUCKET_MS of it; a request is
+ * counted as a packet of RTX_PACKET_BYTES (our payloaders' MTU). */
+constexpr gint64 RTX_REPEAT_MS = 100;
+constexpr gint64 RTX_BUCKET_MS = 250;
+constexpr double RTX_PACKET_BYTES = 1200;
+
 guint64
 now_ns ()
 {
@@ -144,6 +153,14 @@ Congestion::congested ()
           && estimator_.loss () > 0.02);
 }
 
+bool
+Congestion::overused_within (guint ms)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return overused_at_ && g_get_monotonic_time () - overused_at_
+      < (gint64) ms * 1000;
+}
+
 void
 Congestion::watch_payloader (const std::shared_ptr<Congestion> & self,
     GstElement * payloader_bin)
@@ -206,6 +223,8 @@ Congestion::on_twcc (const GstStructure * s)
   std::lock_guard<std::mutex> guard (lock_);
   estimator_.feedback (report, now_ns ());
   reported_ = true;
+  if (estimator_.usage () == Estimator::Usage::Over)
+    overused_at_ = g_get_monotonic_time ();
   reports_++;
   GST_LOG ("feedback on %zu packets: delay-based %.0f, loss-based %.0f, "
       "received %" G_GUINT64_FORMAT ", trend %.2f (threshold %.2f), usage %d",
@@ -242,6 +261,63 @@ Congestion::watch_sessions (const std::shared_ptr<Congestion> & self,
       });
 }
 
+void
+Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
+    GstElement * rtxsend)
+{
+  if (g_object_get_data (G_OBJECT (rtxsend), "peerjs-rtx-bounded"))
+    return;
+  g_object_set_data (G_OBJECT (rtxsend), "peerjs-rtx-bounded",
+      GINT_TO_POINTER (1));
+  g_autoptr (GstPad) src = gst_element_get_static_pad (rtxsend, "src");
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
+      [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
+        GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+        const GstStructure *s = gst_event_get_structure (event);
+        guint ssrc = 0, seqnum = 0;
+        if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_UPSTREAM || !s
+            || !gst_structure_has_name (s, "GstRTPRetransmissionRequest")
+            || !gst_structure_get_uint (s, "ssrc", &ssrc)
+            || !gst_structure_get_uint (s, "seqnum", &seqnum))
+          return GST_PAD_PROBE_OK;
+        auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
+        return self->allow_retransmission (ssrc, seqnum)
+            ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+      }, new std::shared_ptr<Congestion> (self), [] (gpointer data) {
+        delete static_cast<std::shared_ptr<Congestion> *> (data);
+      });
+}
+
+bool
+Congestion::allow_retransmission (guint ssrc, guint seqnum)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  gint64 now = g_get_monotonic_time ();
+  guint64 key = ((guint64) ssrc << 16) | (seqnum & 0xffff);
+  auto it = resent_.find (key);
+  if (it != resent_.end () && now - it->second < RTX_REPEAT_MS * 1000) {
+    rtx_refused_++;
+    return false;
+  }
+  if (reported_) {
+    double rate = estimator_.estimate (now * 1000);
+    double cap = rate * RTX_BUCKET_MS / 1000;
+    rtx_bits_ = MIN (cap, rtx_bits_ + rate * (now - rtx_filled_) / 1e6);
+    rtx_filled_ = now;
+    if (rtx_bits_ < RTX_PACKET_BYTES * 8) {
+      rtx_refused_++;
+      return false;
+    }
+    rtx_bits_ -= RTX_PACKET_BYTES * 8;
+  }
+  if (resent_.size () > 4096) {
+    for (auto i = resent_.begin (); i != resent_.end ();)
+      i = now - i->second > RTX_REPEAT_MS * 1000 ? resent_.erase (i) : ++i;
+  }
+  resent_[key] = now;
+  return true;
+}
+
 GstStructure *
 Congestion::add_stats (GstStructure * stats)
 {
@@ -250,6 +326,7 @@ Congestion::add_stats (GstStructure * stats)
       "target-bitrate", G_TYPE_UINT64, target.load (),
       "bitrate-adapts", G_TYPE_BOOLEAN, (gboolean) adapts.load (),
       "transport-cc-reports", G_TYPE_UINT64, reports_.load (),
+      "rtx-requests-refused", G_TYPE_UINT64, rtx_refused_.load (),
       "layer", G_TYPE_INT, layer.load (),
       "layers", G_TYPE_INT, layers.load (),
       "layer-width", G_TYPE_INT, layer_width.load (),
@@ -402,11 +479,13 @@ Session::adapt_bitrate ()
     if (!audio_bps)
       audio_bps = PASSTHROUGH_AUDIO_BPS;
   }
-  /* What a member's estimate leaves for our video; 0: not known yet. */
-  auto budget = [audio_bps] (Congestion & c) -> guint64 {
+  /* What a member's estimate leaves for our video, less the ULPFEC sent
+   * on top of it (`fec`, percent); 0: not known yet. */
+  auto budget = [audio_bps] (Congestion & c, guint fec) -> guint64 {
     guint64 e = c.estimate ();
     guint64 usable = (guint64) (e * ENCODER_SHARE);
-    return e == 0 ? 0 : usable > audio_bps ? MAX (usable - audio_bps, 1u) : 1;
+    guint64 video = usable > audio_bps ? MAX (usable - audio_bps, 1u) : 1;
+    return e == 0 ? 0 : MAX (video * 100 / (100 + fec), 1u);
   };
 
   std::vector<LayerRange> ranges = layer_ranges (layers, cc.min, cc.max);
@@ -414,11 +493,13 @@ Session::adapt_bitrate ()
    * whether one of them is probing it. */
   std::vector<guint64> lowest (layers, 0);
   std::vector<bool> probed (layers, false);
+  /* Layers a member gets now or asked for. */
+  std::vector<bool> used (layers, false);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
       continue;
-    guint64 b = budget (*c);
+    guint64 b = budget (*c, p.second->video_fec_percent ());
     GstElement *sw = p.second->layer_switch ();
     int layer = 0;
     if (sw && adapts) {
@@ -461,6 +542,9 @@ Session::adapt_bitrate ()
     }
     if (b)
       lowest[layer] = lowest[layer] ? MIN (lowest[layer], b) : b;
+    used[CLAMP (layer, 0, layers - 1)] = true;
+    if (sw && layer_switch_current (sw) >= 0)
+      used[MIN (layer_switch_current (sw), layers - 1)] = true;
     if (c->probe_left > 0)
       probed[layer] = true;
   }
@@ -469,6 +553,14 @@ Session::adapt_bitrate ()
   std::vector<guint64> targets (layers, 0);
   for (int i = 0; i < layers; i++) {
     targets[i] = video ? video->bitrate (i) : 0;
+    if (adapts && layers > 1 && !used[i]) {
+      /* A layer no member gets runs at min-bitrate: the member moved or
+       * probing up to it starts from there, not from a rate its link may
+       * not take (a key frame of a layer left at start-bitrate overflowed
+       * a 600 kbit/s link at every probe). */
+      targets[i] = retarget (*video, i, cc.min, cc);
+      continue;
+    }
     if (!adapts || !lowest[i])
       continue;
     /* A layer probed is sent at the prober's budget, even below its

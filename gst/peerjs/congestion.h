@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 
 namespace peerjs {
 
@@ -66,6 +67,18 @@ public:
    * exist once a description was set). */
   static void watch_sessions (const std::shared_ptr<Congestion> & self,
       GstElement * webrtc);
+  /* Retransmission requests (the member's NACKs, as rtpsession hands them
+   * to `rtxsend`, an rtprtxsend of the member's webrtcbin) go through
+   * allow_retransmission (); once per element, more calls do nothing. */
+  static void bound_retransmissions (const std::shared_ptr<Congestion> & self,
+      GstElement * rtxsend);
+  /* Whether packet `seqnum` of `ssrc` is to be sent again now: not when it
+   * was within RTX_REPEAT_MS (a member repeats its NACKs about every round
+   * trip, for every packet still missing, and a retransmission the queue
+   * dropped is asked for again anyway), nor when retransmissions took
+   * the member's estimate already (a bucket of RTX_BUCKET_MS of it), as
+   * Chromium bounds its own. */
+  bool allow_retransmission (guint ssrc, guint seqnum);
   /* The member's peerjs-stats gain estimated-bitrate, target-bitrate,
    * bitrate-adapts and transport-cc-reports; returns `stats`. */
   GstStructure *add_stats (GstStructure * stats);
@@ -75,6 +88,9 @@ public:
   /* The estimator sees the link overused now (a queue growing), or the
    * member reported more than 2 % loss within the last 2 s. */
   bool congested ();
+  /* The estimator saw the link overused (a queue growing) within the
+   * last `ms`: loss reported meanwhile is the queue's overflow. */
+  bool overused_within (guint ms);
   /* Feedback packets (TWCC reports) taken so far. */
   guint64 reports () const { return reports_; }
   /* What the session set the encoder to, for the member's statistics. */
@@ -108,9 +124,17 @@ private:
   std::mutex lock_;
   Estimator estimator_;
   bool reported_ = false;
+  gint64 overused_at_ = 0;               /* monotonic µs; 0: never */
   std::atomic<guint64> reports_ { 0 };
   std::atomic<guint> video_ssrc_ { 0 };
   std::set<GObject *> sessions_;         /* watched; under lock_ */
+  /* Retransmissions: when each packet was last sent again (ssrc << 16 |
+   * seqnum, monotonic µs), the bucket in bits and when it was filled;
+   * under lock_. */
+  std::unordered_map<guint64, gint64> resent_;
+  double rtx_bits_ = 0;
+  gint64 rtx_filled_ = 0;
+  std::atomic<guint64> rtx_refused_ { 0 };
 };
 
 }  // namespace peerjs

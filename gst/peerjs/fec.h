@@ -27,6 +27,11 @@ constexpr int MAX_VIDEO_FEC_PERCENT = 50;
  * so at such loss it mostly goes down with what it protects, and where the
  * loss is a link's queue overflowing it only adds to the load. */
 constexpr double MAX_VIDEO_FEC_LOSS = 0.3;
+/* Video loss reported within this long of the member's estimator seeing
+ * its link overused (a queue growing) is that queue's overflow, not
+ * random loss: it does not turn ULPFEC on (Peer::follow_loss). Receiver
+ * reports come once a second and cover the second before. */
+constexpr guint FEC_CONGESTION_MS = 2000;
 
 /* The loss of one of our streams as a member's receiver reports tell it:
  * each report block carries cumulative numbers (packets lost, the highest

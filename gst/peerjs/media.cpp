@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <vector>
 
@@ -678,23 +680,68 @@ Mixer::layout ()
 
 namespace {
 
+/* A receiving pipeline's key-frame requests (PLI), one at a time. The
+ * depayloader asks for a key frame for every frame it drops while it
+ * waits for one: some 20 a second on a slow link, each a key frame from
+ * the publisher that the link's queue drops part of, which makes the next
+ * requests (the publisher's RTCP rules let them all through where the
+ * round trip is short). So a request goes out only when a key frame came
+ * out of the depayloader since the previous one, or KEY_FRAME_RETRY_MS
+ * after it (the key frame asked for was lost, or is still on its way). */
+constexpr gint64 KEY_FRAME_RETRY_MS = 250;
+
+struct KeyFrameRequests
+{
+  std::mutex lock;
+  gint64 last_us = 0;           /* monotonic; 0: none asked for */
+  bool key_frame_since = true;
+};
+
 /* The depayloader's key-frame requests carry all-headers, which rtpsession
  * sends as FIR where the sender allows it; FIR is for a decoder that starts
  * afresh (RFC 5104), and a picture broken by loss is what PLI is for (RFC
- * 4585), so they go upstream as requests for a key frame alone. */
+ * 4585), so they go upstream as requests for a key frame alone; one at a
+ * time (KeyFrameRequests). */
 GstPadProbeReturn
-key_frame_request_as_pli (GstPad *, GstPadProbeInfo * info, gpointer)
+key_frame_request_as_pli (GstPad *, GstPadProbeInfo * info, gpointer data)
 {
   GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+  if (!gst_video_event_is_force_key_unit (event))
+    return GST_PAD_PROBE_OK;
+  auto *requests = static_cast<KeyFrameRequests *> (data);
+  {
+    std::lock_guard<std::mutex> guard (requests->lock);
+    gint64 now = g_get_monotonic_time ();
+    if (!requests->key_frame_since && requests->last_us
+        && now - requests->last_us < KEY_FRAME_RETRY_MS * 1000) {
+      GST_LOG ("a key frame was asked for %" G_GINT64_FORMAT " ms ago: "
+          "not again yet", (now - requests->last_us) / 1000);
+      return GST_PAD_PROBE_DROP;
+    }
+    requests->last_us = now;
+    requests->key_frame_since = false;
+  }
   gboolean all_headers = FALSE;
-  if (!gst_video_event_is_force_key_unit (event)
-      || !gst_video_event_parse_upstream_force_key_unit (event, nullptr,
+  if (!gst_video_event_parse_upstream_force_key_unit (event, nullptr,
           &all_headers, nullptr) || !all_headers)
     return GST_PAD_PROBE_OK;
   gst_event_unref (event);
   GST_PAD_PROBE_INFO_DATA (info) =
       gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
       FALSE, 0);
+  return GST_PAD_PROBE_OK;
+}
+
+/* A key frame left the depayloader: the next request goes out at once. */
+GstPadProbeReturn
+key_frame_out (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  if (buffer && !GST_BUFFER_FLAG_IS_SET (buffer, GST_BUFFER_FLAG_DELTA_UNIT)) {
+    auto *requests = static_cast<KeyFrameRequests *> (data);
+    std::lock_guard<std::mutex> guard (requests->lock);
+    requests->key_frame_since = true;
+  }
   return GST_PAD_PROBE_OK;
 }
 
@@ -731,14 +778,28 @@ make_decoder (const Codec & codec, const std::string & name,
   if (codec.kind == Kind::Video) {
     /* A frame with a packet missing (lost for good: the jitterbuffer gave
      * up on it) is dropped, and so is every frame after it until a key
-     * frame, which is asked for at once: the decoder never decodes
-     * against references it does not have. */
+     * frame, which is asked for at once (one request at a time:
+     * KeyFrameRequests): the decoder never decodes against references it
+     * does not have. */
     if (depay) {
       g_object_set (depay, "request-keyframe", TRUE, "wait-for-keyframe",
           TRUE, NULL);
+      auto requests = std::make_shared<KeyFrameRequests> ();
+      auto free_requests = [] (gpointer data) {
+        delete static_cast<std::shared_ptr<KeyFrameRequests> *> (data);
+      };
       g_autoptr (GstPad) sink = gst_element_get_static_pad (depay, "sink");
       gst_pad_add_probe (sink, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
-          key_frame_request_as_pli, nullptr, nullptr);
+          [] (GstPad * pad, GstPadProbeInfo * info, gpointer data) {
+            return key_frame_request_as_pli (pad, info, static_cast<
+                std::shared_ptr<KeyFrameRequests> *> (data)->get ());
+          }, new std::shared_ptr<KeyFrameRequests> (requests), free_requests);
+      g_autoptr (GstPad) src = gst_element_get_static_pad (depay, "src");
+      gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER,
+          [] (GstPad * pad, GstPadProbeInfo * info, gpointer data) {
+            return key_frame_out (pad, info, static_cast<
+                std::shared_ptr<KeyFrameRequests> *> (data)->get ());
+          }, new std::shared_ptr<KeyFrameRequests> (requests), free_requests);
     }
     if (dec && counter) {
       g_autoptr (GstPad) src = gst_element_get_static_pad (dec, "src");

@@ -538,6 +538,15 @@ Peer::feed (Kind kind, bool on)
       s.rtx_ssrc = s.described_rtx_ssrc;
       pin_rtx_ssrc (webrtc_, s.ssrc, s.rtx_ssrc);
     }
+    /* Retransmissions within the member's estimate. */
+    if (kind == Kind::Video && host_.congestion ().mode
+        == CongestionControl::Gcc) {
+      auto cc = cc_;
+      for_each_made_by (GST_BIN (webrtc_), "rtprtxsend", [&cc] (GstElement
+              * e) {
+            Congestion::bound_retransmissions (cc, e);
+          });
+    }
     g_autoptr (GstPad) sink = gst_element_get_static_pad (s.payloader, "sink");
     s.feed = out->feed (sink, id_);
     /* A member that starts receiving gets a key frame at once, of the
@@ -1720,7 +1729,16 @@ Peer::follow_loss (GstClockTime now)
   Slot & video = slots_[(int) Kind::Video];
   if (host_.fec () && video.trans && video.payloader) {
     int was = video_fec_.percent ();
-    int percent = video_fec_.update (loss[(int) Kind::Video], now);
+    /* Loss while the link's queue grew is the queue overflowing: FEC
+     * would add to the load (ours to this member is set from the
+     * estimate, which falls); it is for random loss. */
+    double video_loss = loss[(int) Kind::Video];
+    if (video_loss > 0 && cc_->overused_within (FEC_CONGESTION_MS)) {
+      GST_DEBUG ("%s: %.1f %% of video lost while the link was overused: "
+          "no FEC for it", id_.c_str (), video_loss * 100);
+      video_loss = 0;
+    }
+    int percent = video_fec_.update (video_loss, now);
     if (percent != was) {
       GST_INFO ("%s: %.1f %% of video lost, ULPFEC at %d %%", id_.c_str (),
           MAX (loss[(int) Kind::Video], 0.0) * 100, percent);

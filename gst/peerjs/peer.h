@@ -130,6 +130,8 @@ public:
   {
     return slots_[(int) Kind::Video].feed != nullptr;
   }
+  /* The ULPFEC we send the member, in packets per 100 of video. */
+  guint video_fec_percent () const { return video_fec_percent_; }
   /* The switch choosing the layer of our video the member gets; null
    * without layers or while we send it no video (signalling thread). */
   GstElement *layer_switch () const
