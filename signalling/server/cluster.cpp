@@ -443,6 +443,21 @@ public:
     pos_ += len + 1;
     return true;
   }
+  /* The next op: its letter and fields, up to its ';'. False at the end,
+   * and with `bad` set when what follows is not a whole op. */
+  bool op (char & letter, std::vector<std::string> & fields, bool & bad)
+  {
+    bad = false;
+    if (!take (letter))
+      return false;
+    fields.clear ();
+    std::string f;
+    while (!peek (';') && field (f))
+      fields.push_back (std::move (f));
+    char end = 0;
+    bad = !take (end) || end != ';';
+    return !bad;
+  }
 
 private:
   std::string_view s_;
@@ -1401,13 +1416,8 @@ Cluster::recovered (void *r)
     if (!rd.take (c1) || !rd.take (c2) || !rd.field (node) || !rd.field (sent))
       continue;
     Op op;
-    while (rd.take (op.op)) {
-      op.f.clear ();
-      std::string field;
-      while (!rd.peek (';') && rd.field (field))
-        op.f.push_back (std::move (field));
-      if (!rd.take (c1) || c1 != ';')
-        break;
+    bool bad = false;
+    while (rd.op (op.op, op.f, bad)) {
       if (op.op == 'n' && op.f.size () == 2 && !fresh (op.f[0], op.f[1]))
         break;
       /* Messages for the sessions still here; a claim asked meanwhile
@@ -2160,22 +2170,17 @@ Cluster::on_message (std::string_view payload)
   std::vector<Delivery> out;
   std::set<std::string> redirect;
   Op op;
-  while (r.take (op.op)) {
-    op.f.clear ();
-    std::string field;
-    while (!r.peek (';') && r.field (field))
-      op.f.push_back (std::move (field));
-    if (!r.take (c1) || c1 != ';') {
-      g_warning ("cluster: a malformed message from node %s; the rest of "
-          "it is ignored", node.c_str ());
-      break;
-    }
+  bool bad = false;
+  while (r.op (op.op, op.f, bad)) {
     /* A second copy (sent again after a reconnect): dropped whole. */
     if (op.op == 'n' && op.f.size () == 2 && !redirected
         && !fresh (op.f[0], op.f[1]))
       break;
     apply (node, op, redirected, out, redirect);
   }
+  if (bad)
+    g_warning ("cluster: a malformed message from node %s; the rest of it "
+        "is ignored", node.c_str ());
   /* Sessions that resumed on another node: their part goes on there. */
   for (const auto &to : redirect)
     command ({"PUBLISH", CHANNEL + to, "R" + std::string (body)});
@@ -2375,13 +2380,8 @@ Cluster::finish_claim (const std::string & session, const SessionState * state,
       if (!r.take (c1) || !r.take (c2) || !r.field (node) || !r.field (sent))
         continue;
       Op op;
-      while (r.take (op.op)) {
-        op.f.clear ();
-        std::string field;
-        while (!r.peek (';') && r.field (field))
-          op.f.push_back (std::move (field));
-        if (!r.take (c1) || c1 != ';')
-          break;
+      bool bad = false;
+      while (r.op (op.op, op.f, bad)) {
         bool mine = (op.op == 'd' && op.f.size () >= 3 && std::find (
                 op.f.begin () + 2, op.f.end (), session) != op.f.end ())
             || (op.op == 'r' && op.f.size () == 3 && op.f[0] == session);
