@@ -860,6 +860,43 @@ expect_chats (Client & c, const std::vector<std::string> & texts,
       : "");
 }
 
+/* A node as a process of its own, to be stopped or killed: `id` on
+ * `port`, grace 5 s, pings every 30 s, with `extra` options; its parent is
+ * this thread (no intermediate child), so it dies with the test. Waits
+ * until its /healthz answers 200. Its stderr goes to /dev/null when
+ * `quiet`. */
+static GPid
+spawn_node (const std::string & id, guint port,
+    const std::vector<std::string> & extra = {}, bool quiet = true)
+{
+  std::string port_s = std::to_string (port), url = redis_url ();
+  const char *program = g_getenv ("PEERJS_SIGNALLING");
+  fail_unless (program != nullptr, "PEERJS_SIGNALLING is not set");
+  std::vector<const char *> argv = {program, "--host", "127.0.0.1",
+    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id",
+    id.c_str (), "--web-root", "/nonexistent", "--ping-interval", "30",
+    "--grace", "5"};
+  for (const std::string & e : extra)
+    argv.push_back (e.c_str ());
+  argv.push_back (nullptr);
+  GPid pid = 0;
+  int flags = G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_DO_NOT_REAP_CHILD
+      | (quiet ? G_SPAWN_STDERR_TO_DEV_NULL : 0);
+  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv.data ()),
+          nullptr, GSpawnFlags (flags),
+          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
+          nullptr));
+  bool up = false;
+  for (int i = 0; i < 100 && !up; i++) {
+    std::string body;
+    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
+    if (!up)
+      g_usleep (50000);
+  }
+  fail_unless (up, "node %s did not become healthy", id.c_str ());
+  return pid;
+}
+
 /* No thread:connect or thread:disconnect waits at `c`: nobody left or
  * joined. */
 void
@@ -885,27 +922,9 @@ GST_START_TEST (test_killed_node)
   fail_unless (g_file_set_contents (secret_file.c_str (), SECRET, -1,
           nullptr));
   guint port = free_port ();
-  std::string port_s = std::to_string (port), url = redis_url ();
-  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
-    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
-    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
-    "--secret-file", secret_file.c_str (), nullptr};
-  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
-  GPid pid = 0;
-  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
-          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_DO_NOT_REAP_CHILD),
-          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
-          nullptr));
-  std::string ws = "ws://127.0.0.1:" + port_s + "/peerjs";
+  GPid pid = spawn_node ("n3", port, {"--secret-file", secret_file}, false);
+  std::string ws = "ws://127.0.0.1:" + std::to_string (port) + "/peerjs";
   auto c = std::make_unique<Client> (), d = std::make_unique<Client> ();
-  bool up = false;
-  for (int i = 0; i < 100 && !up; i++) {
-    std::string body;
-    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
-    if (!up)
-      g_usleep (50000);
-  }
-  fail_unless (up, "the third node did not become healthy");
   fail_unless (c->connect (ws) && d->connect (ws));
 
   auto a = connected (*n1), b = connected (*n2);
@@ -1039,28 +1058,10 @@ GST_START_TEST (test_node_back_within_grace)
   auto n1 = std::make_unique<ServerThread> (o);
   fail_unless (node_ready (*n1));
   guint port = free_port ();
-  std::string port_s = std::to_string (port), url = redis_url ();
-  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
-    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
-    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
-    nullptr};
-  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
-  GPid pid = 0;
-  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
-          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL
-              | G_SPAWN_DO_NOT_REAP_CHILD),
-          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
-          nullptr));
-  bool up = false;
-  for (int i = 0; i < 100 && !up; i++) {
-    std::string body;
-    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
-    if (!up)
-      g_usleep (50000);
-  }
-  fail_unless (up, "the third node did not become healthy");
+  GPid pid = spawn_node ("n3", port);
   auto c = std::make_unique<Client> ();
-  fail_unless (c->connect ("ws://127.0.0.1:" + port_s + "/peerjs"));
+  fail_unless (c->connect ("ws://127.0.0.1:" + std::to_string (port)
+          + "/peerjs"));
   auto a = connected (*n1);
   join (*n1, *a, "room", "n1");
   c->send (J ("{'type':'thread:connect','thread':'room',"
@@ -1109,28 +1110,10 @@ GST_START_TEST (test_node_back_after_grace)
   auto n1 = std::make_unique<ServerThread> (o);
   fail_unless (node_ready (*n1));
   guint port = free_port ();
-  std::string port_s = std::to_string (port), url = redis_url ();
-  const char *argv[] = {g_getenv ("PEERJS_SIGNALLING"), "--host", "127.0.0.1",
-    "--port", port_s.c_str (), "--redis", url.c_str (), "--node-id", "n3",
-    "--web-root", "/nonexistent", "--ping-interval", "30", "--grace", "5",
-    nullptr};
-  fail_unless (argv[0] != nullptr, "PEERJS_SIGNALLING is not set");
-  GPid pid = 0;
-  fail_unless (g_spawn_async (nullptr, const_cast<char **>(argv), nullptr,
-          GSpawnFlags (G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL
-              | G_SPAWN_DO_NOT_REAP_CHILD),
-          +[] (gpointer) { prctl (PR_SET_PDEATHSIG, SIGKILL); }, nullptr, &pid,
-          nullptr));
-  bool up = false;
-  for (int i = 0; i < 100 && !up; i++) {
-    std::string body;
-    up = http_get ("http://127.0.0.1:" + port_s + "/healthz", &body) == 200;
-    if (!up)
-      g_usleep (50000);
-  }
-  fail_unless (up, "the third node did not become healthy");
+  GPid pid = spawn_node ("n3", port);
   auto c = std::make_unique<Client> ();
-  fail_unless (c->connect ("ws://127.0.0.1:" + port_s + "/peerjs"));
+  fail_unless (c->connect ("ws://127.0.0.1:" + std::to_string (port)
+          + "/peerjs"));
   auto a = connected (*n1), a2 = connected (*n1);
   join (*n1, *a, "room", "n1");
   join (*n1, *a2, "room", "n1");
