@@ -42,6 +42,23 @@ local function send(chan, env)
   end
   return n
 end
+-- One envelope per node, naming the sessions there it is for: name ()
+-- adds a session of `node` to `nodes` (each starting with `env`), and
+-- send_named () ends each and sends it on chan .. node.
+local function name(nodes, env, node, id)
+  local parts = nodes[node]
+  if not parts then
+    parts = {env}
+    nodes[node] = parts
+  end
+  parts[#parts + 1] = #id .. ':' .. id .. ','
+end
+local function send_named(chan, nodes)
+  for node, parts in pairs(nodes) do
+    parts[#parts + 1] = ';'
+    send(chan .. node, table.concat(parts))
+  end
+end
 )lua";
 
 /* A join: the live members before it (session, node pairs of other nodes)
@@ -80,21 +97,13 @@ for i = 1, #members, 2 do
     elseif node ~= me then
       out[#out + 1] = id
       out[#out + 1] = node
-      local parts = nodes[node]
-      if not parts then
-        parts = {env}
-        nodes[node] = parts
-      end
-      parts[#parts + 1] = #id .. ':' .. id .. ','
+      name(nodes, env, node, id)
     end
   end
 end
 redis.call('HSET', tkey, session, me)
 redis.call('SADD', ntkey, thread)
-for node, parts in pairs(nodes) do
-  parts[#parts + 1] = ';'
-  send(chan .. node, table.concat(parts))
-end
+send_named(chan, nodes)
 return out
 )lua");
 
@@ -110,18 +119,10 @@ local nodes = {}
 for i = 1, #members, 2 do
   local id, node = members[i], members[i + 1]
   if node ~= me then
-    local parts = nodes[node]
-    if not parts then
-      parts = {env}
-      nodes[node] = parts
-    end
-    parts[#parts + 1] = #id .. ':' .. id .. ','
+    name(nodes, env, node, id)
   end
 end
-for node, parts in pairs(nodes) do
-  parts[#parts + 1] = ';'
-  send(chan .. node, table.concat(parts))
-end
+send_named(chan, nodes)
 return 0
 )lua");
 
@@ -195,18 +196,10 @@ local nodes = {}
 for i = 1, #w, 2 do
   local id, node = w[i], w[i + 1]
   if node ~= me and id ~= session then
-    local parts = nodes[node]
-    if not parts then
-      parts = {env}
-      nodes[node] = parts
-    end
-    parts[#parts + 1] = #id .. ':' .. id .. ','
+    name(nodes, env, node, id)
   end
 end
-for node, parts in pairs(nodes) do
-  parts[#parts + 1] = ';'
-  send('pj:to:' .. node, table.concat(parts))
-end
+send_named('pj:to:', nodes)
 return 0
 )lua");
 
