@@ -74,6 +74,7 @@ struct Options
   std::string pattern = "smpte";
   int first_ms = 30000;
   int latency = -1;             /* the gst receivers' jitterbuffer, ms */
+  std::vector<std::string> receiver_props;  /* more of their properties */
   std::string json_path;
   std::string logs;             /* where each leg's output is kept */
   std::string signalling = PEERJS_SIGNALLING;
@@ -376,6 +377,8 @@ run_leg (const Link & link, const Leg & leg)
       "name=r", "stats-interval=1000"};
     if (opt.latency >= 0)
       argv.push_back ("latency=" + std::to_string (opt.latency));
+    argv.insert (argv.end (), opt.receiver_props.begin (),
+        opt.receiver_props.end ());
     for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
             "name=video-out", "silent=false", "sync=false", "async=false"})
       argv.push_back (a);
@@ -460,7 +463,7 @@ main (int argc, char **argv)
 {
   gchar *links = nullptr, *legs = nullptr, *pattern = nullptr,
       *json = nullptr, *size = nullptr, *signalling = nullptr,
-      *logs = nullptr;
+      *logs = nullptr, *receiver_props = nullptr;
   GOptionEntry entries[] = {
     { "links", 0, 0, G_OPTION_ARG_STRING, &links,
         "comma list of the receiver's links: clean, a rate (1.5M, 600k), "
@@ -478,6 +481,9 @@ main (int argc, char **argv)
     { "latency", 0, 0, G_OPTION_ARG_INT, &opt.latency,
         "the gst receivers' latency property, ms (the element's default)",
         "MS" },
+    { "receiver-props", 0, 0, G_OPTION_ARG_STRING, &receiver_props,
+        "comma list of more properties of the gst receivers "
+        "(retransmission-wait=0,do-fec=false)", "LIST" },
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,
@@ -507,6 +513,8 @@ main (int argc, char **argv)
     opt.signalling = signalling;
   if (logs)
     opt.logs = logs;
+  if (receiver_props)
+    opt.receiver_props = split (receiver_props, ',');
   if (size && sscanf (size, "%dx%d@%d", &opt.width, &opt.height, &opt.fps) != 3) {
     fprintf (stderr, "net-bench: --size wants WxH@FPS, e.g. 640x480@30\n");
     return 2;

@@ -16,6 +16,9 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_SERVER "ws://127.0.0.1:5000/peerjs"
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
+/* webrtcbin's own latency: a retransmission over a slow link's queue
+ * comes in time (docs/performance.md, weak links). */
+#define DEFAULT_RETRANSMISSION_WAIT 200
 #define DEFAULT_VIDEO_CODEC "VP8"
 #define DEFAULT_AUDIO_CODEC "OPUS"
 #define DEFAULT_VIDEO_BITRATE 1000000
@@ -49,6 +52,7 @@ enum
   PROP_VIDEO_BITRATE,
   PROP_STATS_INTERVAL,
   PROP_DO_RETRANSMISSION,
+  PROP_RETRANSMISSION_WAIT,
   PROP_DO_FEC,
   PROP_TAGS,
   PROP_WATCH,
@@ -186,6 +190,7 @@ struct Settings
   guint video_bitrate = DEFAULT_VIDEO_BITRATE;
   guint stats_interval = DEFAULT_STATS_INTERVAL;
   bool do_retransmission = DEFAULT_DO_RETRANSMISSION;
+  guint retransmission_wait = DEFAULT_RETRANSMISSION_WAIT;
   bool do_fec = DEFAULT_DO_FEC;
   peerjs::CongestionControl congestion_control = DEFAULT_CONGESTION_CONTROL;
   guint min_bitrate = DEFAULT_MIN_BITRATE;
@@ -539,6 +544,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
     case PROP_DO_RETRANSMISSION:
       s.do_retransmission = g_value_get_boolean (value);
       break;
+    case PROP_RETRANSMISSION_WAIT:
+      s.retransmission_wait = g_value_get_uint (value);
+      break;
     case PROP_DO_FEC:
       s.do_fec = g_value_get_boolean (value);
       break;
@@ -659,6 +667,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DO_RETRANSMISSION:
       g_value_set_boolean (value, s.do_retransmission);
+      break;
+    case PROP_RETRANSMISSION_WAIT:
+      g_value_set_uint (value, s.retransmission_wait);
       break;
     case PROP_DO_FEC:
       g_value_set_boolean (value, s.do_fec);
@@ -936,6 +947,7 @@ make_config (GstPeerJSBase * self)
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
   c.retransmission = s.do_retransmission;
+  c.retransmission_wait_ms = s.retransmission_wait;
   c.fec = s.do_fec;
   c.cc = congestion_settings (s);
   c.stats_interval_ms = s.stats_interval;
@@ -1330,7 +1342,9 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
               | G_PARAM_EXPLICIT_NOTIFY | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_LATENCY,
       g_param_spec_uint ("latency", "Latency",
-          "Jitterbuffer latency for received media, in milliseconds",
+          "How long received media is held back to smooth out jitter, in "
+          "milliseconds: the jitterbuffer latency the pipeline is told. "
+          "Missing video packets are waited for up to retransmission-wait",
           0, 10000, DEFAULT_LATENCY, rw));
   g_object_class_install_property (gobject_class, PROP_VIDEO_CODEC,
       g_param_spec_enum ("video-codec", "Video codec",
@@ -1356,6 +1370,15 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "the way in are asked for again while the jitterbuffer latency "
           "allows. Off: loss is only repaired by key frames (PLI)",
           DEFAULT_DO_RETRANSMISSION, rw));
+  g_object_class_install_property (gobject_class, PROP_RETRANSMISSION_WAIT,
+      g_param_spec_uint ("retransmission-wait", "Retransmission wait",
+          "How long a missing received video packet is waited for (asked "
+          "for again) before its frame is given up and a key frame asked "
+          "for, in milliseconds. The picture is still held back only by "
+          "latency: the frames behind a retransmission that came after "
+          "latency come out late, once, as a browser shows them. At or "
+          "below latency (or with do-retransmission off): latency",
+          0, 10000, DEFAULT_RETRANSMISSION_WAIT, rw));
   g_object_class_install_property (gobject_class, PROP_DO_FEC,
       g_param_spec_boolean ("do-fec", "Do FEC",
           "Forward error correction, sized for the loss members report: "

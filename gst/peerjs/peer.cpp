@@ -38,6 +38,36 @@ constexpr const char *SENDS_ATTRIBUTE = "x-peerjs-sends";
  * is. */
 constexpr guint64 RTCP_REPORT_INTERVAL = GST_SECOND;
 constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
+/* Kept for ULPFEC beyond the longest a jitterbuffer waits (webrtcbin's). */
+constexpr guint STORAGE_MARGIN_MS = 50;
+
+/* A latency query answered by a video jitterbuffer that waits for
+ * retransmissions longer than `latency` (on_new_jitterbuffer): downstream
+ * is told `latency`, the jitterbuffer's own latency less the extra wait. */
+GstPadProbeReturn
+tell_latency (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  GstQuery *query = GST_PAD_PROBE_INFO_QUERY (info);
+  if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  g_autoptr (GstElement) jitterbuffer = gst_pad_get_parent_element (pad);
+  if (!jitterbuffer)
+    return GST_PAD_PROBE_OK;
+  guint waits = 0;
+  g_object_get (jitterbuffer, "latency", &waits, NULL);
+  guint told = GPOINTER_TO_UINT (data);
+  if (waits <= told)
+    return GST_PAD_PROBE_OK;
+  GstClockTime extra = (GstClockTime) (waits - told) * GST_MSECOND;
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency (query, &live, &min, &max);
+  min = min > extra ? min - extra : 0;
+  if (GST_CLOCK_TIME_IS_VALID (max))
+    max = max > extra ? max - extra : 0;
+  gst_query_set_latency (query, live, min, max);
+  return GST_PAD_PROBE_OK;
+}
 
 /* Run an action signal that answers through a promise, and wait for it.
  * Only on the signalling thread, which no webrtcbin thread waits on. */
@@ -395,6 +425,11 @@ Peer::Peer (PeerHost & host, std::string id, bool master)
                   gpointer data) {
             static_cast<Peer *> (data)->on_new_jitterbuffer (jitterbuffer,
                 ssrc);
+          }), this);
+    if (rtpbin)
+      g_signal_connect (rtpbin, "new-storage", G_CALLBACK (+[] (GstElement
+                  *, GstElement * storage, guint, gpointer data) {
+            static_cast<Peer *> (data)->on_new_storage (storage);
           }), this);
   }
   g_signal_connect (webrtc_, "on-data-channel", G_CALLBACK (+[] (GstElement *,
@@ -1148,7 +1183,16 @@ Peer::on_pad_added (GstPad * pad)
  * thread; after webrtcbin's own handler). webrtcbin 1.22 gives it the
  * do-nack of whichever of our transceivers it looks at last, audio's
  * included; it is the stream's own kind that decides: video asks for lost
- * packets again, audio (never retransmitted) does not. */
+ * packets again, audio (never retransmitted) does not.
+ *
+ * A video jitterbuffer waits for a missing packet up to
+ * retransmission-wait, while the pipeline is told only `latency`
+ * (tell_latency): a retransmission over a slow link's queue takes longer
+ * than the 30 ms that keeps the picture prompt, and a frame given up
+ * costs a key frame, which on such a link is the next loss. Packets in
+ * order are pushed as they come whatever the latency; only the frames
+ * behind a late retransmission come out late, once, as Chromium shows
+ * them. Audio is concealed instead, at `latency`. */
 void
 Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
 {
@@ -1158,8 +1202,35 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
     return;
   bool video = it->second == Kind::Video;
   guard.unlock ();
-  g_object_set (jitterbuffer, "do-retransmission",
-      (gboolean) (video && host_.retransmits ()), NULL);
+  bool retransmits = video && host_.retransmits ();
+  g_object_set (jitterbuffer, "do-retransmission", (gboolean) retransmits,
+      NULL);
+  guint latency = host_.latency_ms ();
+  guint wait = host_.retransmission_wait_ms ();
+  if (!retransmits || wait <= latency)
+    return;
+  /* Started by the first two packets in a row rather than held for the
+   * whole wait. */
+  g_object_set (jitterbuffer, "latency", wait, "faststart-min-packets", 2,
+      NULL);
+  g_autoptr (GstPad) src = gst_element_get_static_pad (jitterbuffer, "src");
+  if (src)
+    gst_pad_add_probe (src, (GstPadProbeType)
+        (GST_PAD_PROBE_TYPE_QUERY_UPSTREAM | GST_PAD_PROBE_TYPE_PULL),
+        tell_latency, GUINT_TO_POINTER (latency), nullptr);
+}
+
+/* The packets ULPFEC recovers from are kept (rtpstorage) for webrtcbin's
+ * latency and 50 ms (after webrtcbin's own handler); a lost packet is
+ * only given up, and FEC asked to rebuild it, once the jitterbuffer's
+ * retransmission wait is over: they are kept that long. */
+void
+Peer::on_new_storage (GstElement * storage)
+{
+  guint wait = MAX (host_.latency_ms (), host_.retransmits ()
+      ? host_.retransmission_wait_ms () : 0);
+  g_object_set (storage, "size-time", (guint64) (wait + STORAGE_MARGIN_MS)
+      * GST_MSECOND, NULL);
 }
 
 void

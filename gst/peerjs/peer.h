@@ -64,6 +64,10 @@ public:
   virtual bool receives () = 0;
   /* NACKs answered by retransmission, and asked for, both ways. */
   virtual bool retransmits () = 0;
+  /* The jitterbuffer latency the pipeline is told, and how long a missing
+   * video packet is waited for (ms). */
+  virtual guint latency_ms () = 0;
+  virtual guint retransmission_wait_ms () = 0;
   /* Forward error correction (fec.h) both ways. */
   virtual bool fec () = 0;
   /* Congestion control, as the element's properties say. */
@@ -196,6 +200,7 @@ private:
   GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
       guint rtx_received);
   void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
+  void on_new_storage (GstElement * storage);
   void use_fec (Kind kind);
   void watch_reports ();
   void unwatch_reports ();

@@ -46,6 +46,7 @@ struct Config
       GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
   guint latency_ms = 0;
   bool retransmission = true;           /* NACK and RTX, both ways */
+  guint retransmission_wait_ms = 0;     /* a missing video packet, at least latency */
   bool fec = true;                      /* Opus FEC, ULPFEC in RED */
   guint stats_interval_ms = 0;          /* 0: no stats */
   CcSettings cc;
@@ -147,6 +148,11 @@ public:
   Outgoing *outgoing (Kind kind) override;
   bool receives () override { return config_.receives; }
   bool retransmits () override { return config_.retransmission; }
+  guint latency_ms () override { return config_.latency_ms; }
+  guint retransmission_wait_ms () override
+  {
+    return config_.retransmission_wait_ms;
+  }
   bool fec () override { return config_.fec; }
   const CcSettings & congestion () override { return config_.cc; }
   bool media_ready () override;

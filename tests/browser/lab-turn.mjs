@@ -9,6 +9,10 @@
 //            a deployment with TLS would be) until the file PEERJS_LAB_DONE
 //            exists: the network suite counts the frames a peerjssrc
 //            decodes meanwhile;
+//   publish-direct
+//            the same, towards a pipeline the page reaches directly (no
+//            relay asked for): the network suite conditions the pipeline's
+//            link meanwhile;
 //   file     says "in the room", then takes the first file offered with the
 //            page's Download button and prints its size and SHA-256
 //            (crypto.subtle: the origin counted as secure here too);
@@ -84,7 +88,7 @@ scenario('lab-turn', async (t) => {
     // One pair per member that reached the page: the publisher, and the
     // gst receiver in the room too.
     await relayPairs(page);
-  } else if (MODE === 'publish') {
+  } else if (MODE === 'publish' || MODE === 'publish-direct') {
     assert(MEMBER && DONE, 'PEERJS_LAB_MEMBER and PEERJS_LAB_DONE must be set');
     const page = await demo(await secureBrowser(origin));
     assert(await page.evaluate(() => window.isSecureContext),
@@ -93,7 +97,8 @@ scenario('lab-turn', async (t) => {
     await waitIn(page, `a connection to ${MEMBER}`, (m) =>
       window.peer._remote && window.peer._remote(m)
         && window.peer._remote(m).pc.connectionState === 'connected', MEMBER, 20000);
-    await relayPairs(page);
+    if (MODE === 'publish')
+      await relayPairs(page);
     console.log('lab-turn: publishing');
     await waitFor(`${DONE} (the network suite has counted its frames)`,
       () => fs.existsSync(DONE), 40000, 100);
