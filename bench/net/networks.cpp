@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -511,8 +512,14 @@ main (int argc, char **argv)
     opt.json_path = json;
   if (signalling)
     opt.signalling = signalling;
-  if (logs)
+  if (logs) {
     opt.logs = logs;
+    if (g_mkdir_with_parents (logs, 0755) != 0) {
+      fprintf (stderr, "net-bench: cannot make %s: %s\n", logs,
+          g_strerror (errno));
+      return 2;
+    }
+  }
   if (receiver_props)
     opt.receiver_props = split (receiver_props, ',');
   if (size && sscanf (size, "%dx%d@%d", &opt.width, &opt.height, &opt.fps) != 3) {

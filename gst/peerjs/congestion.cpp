@@ -42,6 +42,15 @@ constexpr int PROBE_TICKS = 6;
 constexpr gint64 RTX_REPEAT_MS = 100;
 constexpr gint64 RTX_BUCKET_MS = 250;
 constexpr double RTX_PACKET_BYTES = 1200;
+/* Pacing (Congestion::pace), as Chromium's pacer: video packets leave at
+ * 2.5 times the member's estimate, with a burst of 10 ms of that; a
+ * packet is held at most PACING_MAX_HOLD_MS (a longer wait is the
+ * estimate falling under what is queued: the member's leaky queue ahead
+ * drops then), in steps that a flushing pad ends. */
+constexpr double PACING_FACTOR = 2.5;
+constexpr double PACING_BURST_MS = 10;
+constexpr guint64 PACING_MAX_HOLD_MS = 200;
+constexpr guint64 PACING_STEP_US = 5000;
 
 guint64
 now_ns ()
@@ -131,9 +140,51 @@ write_twcc (GstElement * payloader_bin, int id)
 /* ------------------------------------------------------------------ */
 
 Congestion::Congestion (const CcSettings & settings)
-  : estimator_ (settings.start / ENCODER_SHARE, settings.min,
+  : paces_ (settings.mode == CongestionControl::Gcc),
+    estimator_ (settings.start / ENCODER_SHARE, settings.min,
       settings.max / ENCODER_SHARE)
 {
+}
+
+guint64
+Congestion::pace (gsize bytes)
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  if (!reported_)
+    return 0;
+  double rate = PACING_FACTOR * estimator_.estimate (now_ns ());
+  if (rate <= 0)
+    return 0;
+  gint64 now = g_get_monotonic_time ();
+  double burst = rate * PACING_BURST_MS / 1000;
+  pace_bits_ = pace_filled_ ? MIN (burst, pace_bits_ + rate
+      * (now - pace_filled_) / 1e6) : burst;
+  pace_filled_ = now;
+  pace_bits_ -= bytes * 8.0;
+  if (pace_bits_ >= 0)
+    return 0;
+  /* What the bucket owes: the packet leaves once it is paid. */
+  return (guint64) (-pace_bits_ / rate * GST_SECOND);
+}
+
+GstPadProbeReturn
+Congestion::on_packets (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
+  gsize bytes = 0;
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
+    bytes = gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
+  else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+    bytes = gst_buffer_list_calculate_size (
+        GST_PAD_PROBE_INFO_BUFFER_LIST (info));
+  guint64 hold = MIN (self->pace (bytes), PACING_MAX_HOLD_MS * GST_MSECOND);
+  /* The member's own streaming thread (its queue's): only its packets
+   * wait. */
+  gint64 until = g_get_monotonic_time () + (gint64) (hold / 1000);
+  for (gint64 now = g_get_monotonic_time (); now < until
+      && !GST_PAD_IS_FLUSHING (pad); now = g_get_monotonic_time ())
+    g_usleep (MIN ((guint64) (until - now), PACING_STEP_US));
+  return GST_PAD_PROBE_OK;
 }
 
 guint64
@@ -166,10 +217,15 @@ Congestion::watch_payloader (const std::shared_ptr<Congestion> & self,
     GstElement * payloader_bin)
 {
   g_autoptr (GstPad) src = gst_element_get_static_pad (payloader_bin, "src");
+  auto free_self = [] (gpointer data) {
+    delete static_cast<std::shared_ptr<Congestion> *> (data);
+  };
   gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, on_event,
-      new std::shared_ptr<Congestion> (self), [] (gpointer data) {
-        delete static_cast<std::shared_ptr<Congestion> *> (data);
-      });
+      new std::shared_ptr<Congestion> (self), free_self);
+  if (self->paces_)
+    gst_pad_add_probe (src, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), on_packets,
+        new std::shared_ptr<Congestion> (self), free_self);
 }
 
 GstPadProbeReturn
@@ -310,12 +366,27 @@ Congestion::allow_retransmission (guint ssrc, guint seqnum)
     }
     rtx_bits_ -= RTX_PACKET_BYTES * 8;
   }
+  rtx_sent_bits_ += RTX_PACKET_BYTES * 8;
   if (resent_.size () > 4096) {
     for (auto i = resent_.begin (); i != resent_.end ();)
       i = now - i->second > RTX_REPEAT_MS * 1000 ? resent_.erase (i) : ++i;
   }
   resent_[key] = now;
   return true;
+}
+
+guint64
+Congestion::retransmission_rate ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  gint64 now = g_get_monotonic_time ();
+  if (rtx_rate_at_ && now > rtx_rate_at_) {
+    double rate = rtx_sent_bits_ * 1e6 / (now - rtx_rate_at_);
+    rtx_rate_ = (rtx_rate_ + rate) / 2;
+  }
+  rtx_sent_bits_ = 0;
+  rtx_rate_at_ = now;
+  return (guint64) rtx_rate_;
 }
 
 GstStructure *
@@ -480,10 +551,13 @@ Session::adapt_bitrate ()
       audio_bps = PASSTHROUGH_AUDIO_BPS;
   }
   /* What a member's estimate leaves for our video, less the ULPFEC sent
-   * on top of it (`fec`, percent); 0: not known yet. */
+   * on top of it (`fec`, percent) and the retransmissions of late (at
+   * most half of it, as Chromium counts its protection); 0: not known
+   * yet. */
   auto budget = [audio_bps] (Congestion & c, guint fec) -> guint64 {
     guint64 e = c.estimate ();
     guint64 usable = (guint64) (e * ENCODER_SHARE);
+    usable -= MIN (c.retransmission_rate (), usable / 2);
     guint64 video = usable > audio_bps ? MAX (usable - audio_bps, 1u) : 1;
     return e == 0 ? 0 : MAX (video * 100 / (100 + fec), 1u);
   };
@@ -502,25 +576,35 @@ Session::adapt_bitrate ()
     guint64 b = budget (*c, p.second->video_fec_percent ());
     GstElement *sw = p.second->layer_switch ();
     int layer = 0;
+    /* Probing the layer it gets, this reconsideration included (the
+     * probe's last one too: its layer's encoder stays at the budget). */
+    bool probing = false;
     if (sw && adapts) {
       int wanted = layer_switch_wanted (sw);
       layer = b ? next_layer (ranges, wanted, b, c->up_ticks) : wanted;
       bool congested = c->congested ();
+      probing = c->probe_left > 0;
       if (c->probe_left > 0) {
         /* A probe under way: only congestion ends it early. */
         c->probe_left--;
         if (layer > wanted && !congested)
           layer = wanted;
       } else if (layer == wanted && wanted > 0 && b && !congested
+          && !c->overused_within (ADAPT_INTERVAL_MS)
           && layer_switch_current (sw) == wanted) {
-        /* Below the top with no sign of congestion: a lower layer may send
-         * too little for the estimate to grow past the next floor (it
-         * stays under 1.5 times what gets through), so the layer above is
-         * tried for a while, and kept if the estimate follows. */
+        /* Below the top with no sign of congestion, not even a queue
+         * growing for a moment since the last reconsideration: a lower
+         * layer may send too little for the estimate to grow past the next
+         * floor (it stays under 1.5 times what gets through), so the layer
+         * above is tried for a while, and kept if the estimate follows.
+         * On a link that the lower layer nearly fills, the estimate finds
+         * its top every few seconds (overuse), and the probes, each a
+         * larger picture at fewer frames a second for a while, are few. */
         if (++c->calm_ticks >= PROBE_WAIT_TICKS) {
           layer = wanted - 1;
           c->calm_ticks = 0;
           c->probe_left = PROBE_TICKS;
+          probing = true;
           GST_DEBUG_OBJECT (element_, "%s: probing video layer %d",
               p.first.c_str (), layer);
         }
@@ -545,7 +629,7 @@ Session::adapt_bitrate ()
     used[CLAMP (layer, 0, layers - 1)] = true;
     if (sw && layer_switch_current (sw) >= 0)
       used[MIN (layer_switch_current (sw), layers - 1)] = true;
-    if (c->probe_left > 0)
+    if (probing)
       probed[layer] = true;
   }
 

@@ -54,9 +54,17 @@ class Congestion
 public:
   explicit Congestion (const CcSettings & settings);
 
-  /* TWCC feedback arrives as events on the payloader bin's src pad. */
+  /* TWCC feedback arrives as events on the payloader bin's src pad. With
+   * congestion control on, the video packets leaving it are paced
+   * (pace ()) too. */
   static void watch_payloader (const std::shared_ptr<Congestion> & self,
       GstElement * payloader_bin);
+  /* How long a video packet of `bytes` is to be held before it leaves,
+   * ns: the member's packets go out at PACING_FACTOR times its estimate,
+   * with a burst of PACING_BURST_MS, so that a key frame does not reach
+   * a slow link's queue all at once (it overflowed it). 0 while there is
+   * no estimate. Counts the packet as sent then. */
+  guint64 pace (gsize bytes);
   /* Receiver reports about `ssrc` (our video) and REMB from the member, in
    * the RTP session `session` (webrtcbin's rtpbin internal session); once
    * per session object. */
@@ -79,6 +87,9 @@ public:
    * the member's estimate already (a bucket of RTX_BUCKET_MS of it), as
    * Chromium bounds its own. */
   bool allow_retransmission (guint ssrc, guint seqnum);
+  /* The bit/s sent again lately (smoothed), since the last call: what
+   * the encoder is to leave room for. Session::adapt_bitrate's. */
+  guint64 retransmission_rate ();
   /* The member's peerjs-stats gain estimated-bitrate, target-bitrate,
    * bitrate-adapts and transport-cc-reports; returns `stats`. */
   GstStructure *add_stats (GstStructure * stats);
@@ -121,8 +132,16 @@ private:
   void on_twcc (const GstStructure * s);
   void on_rtcp (GstBuffer * buffer);
 
+  static GstPadProbeReturn on_packets (GstPad * pad, GstPadProbeInfo * info,
+      gpointer self);
+
+  bool paces_ = false;
   std::mutex lock_;
   Estimator estimator_;
+  /* Pacing: the bucket in bits and when it was last filled; under
+   * lock_. */
+  double pace_bits_ = 0;
+  gint64 pace_filled_ = 0;
   bool reported_ = false;
   gint64 overused_at_ = 0;               /* monotonic µs; 0: never */
   std::atomic<guint64> reports_ { 0 };
@@ -135,6 +154,11 @@ private:
   double rtx_bits_ = 0;
   gint64 rtx_filled_ = 0;
   std::atomic<guint64> rtx_refused_ { 0 };
+  /* Bits allowed since the last retransmission_rate (), the rate it
+   * found and when; under lock_. */
+  double rtx_sent_bits_ = 0;
+  double rtx_rate_ = 0;
+  gint64 rtx_rate_at_ = 0;
 };
 
 }  // namespace peerjs

@@ -845,6 +845,7 @@ make_payloader (const Codec & codec, int pt, guint ssrc,
           "zero-latency");
     }
   }
+  std::vector<GstElement *> chain = { queue, pay };
   if (g_str_equal (codec.payloader, "rtph264pay")) {
     /* rtph264pay writes the profile-level-id of the stream's SPS (x264enc's
      * constrained baseline is 42c0xx: constraint_set2 unset, the level the
@@ -858,9 +859,17 @@ make_payloader (const Codec & codec, int pt, guint ssrc,
               gst_caps_get_structure (caps, 0), "profile-level-id"), NULL);
       g_object_set (setter, "caps", level, NULL);
     }
-    return bin_with_ghosts (name, queue, setter, { queue, pay, setter });
+    chain.push_back (setter);
   }
-  return bin_with_ghosts (name, queue, pay, { queue, pay });
+  if (codec.kind == Kind::Video) {
+    /* Payloaders push a frame's packets as one list; what follows sees
+     * each packet alone, to pace it (Congestion::watch_payloader). */
+    GstElement *single = make ("identity");
+    if (single)
+      g_object_set (single, "silent", TRUE, NULL);
+    chain.push_back (single);
+  }
+  return bin_with_ghosts (name, chain.front (), chain.back (), chain);
 }
 
 }  // namespace peerjs

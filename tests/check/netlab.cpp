@@ -474,10 +474,18 @@ NetLab::add_host (const std::string & name)
   s.n_ns = s.n_ns + 1;
   std::string dev = "h" + std::to_string (n);
   std::string net = "198.18." + std::to_string (n);
-  /* Both ends are made inside the lab: never in the caller's namespace. */
+  /* Both ends are made inside the lab: never in the caller's namespace.
+   * No IPv6 link-local address on them: its duplicate address detection
+   * ends a second or two after the link is up, and Chromium, started
+   * meanwhile, takes that address change for a new network and fails the
+   * requests under way (net::ERR_NETWORK_CHANGED). */
   bool ok = command_in ("", {ip_path, "netns", "add", h.ns})
       && command_in (router_, {ip_path, "link", "add", dev, "type", "veth",
           "peer", "name", "lab0", "netns", h.ns})
+      && command_in (router_, {ip_path, "link", "set", dev, "addrgenmode",
+          "none"})
+      && command_in (h.ns, {ip_path, "link", "set", "lab0", "addrgenmode",
+          "none"})
       && command_in (router_, {ip_path, "addr", "add", net + ".1/24", "dev",
           dev})
       && command_in (router_, {ip_path, "link", "set", dev, "up"})

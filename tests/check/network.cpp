@@ -1428,6 +1428,21 @@ struct RelayLab
   std::shared_ptr<LabProcess> signalling;
 };
 
+/* Ends a page publishing in a publish mode (it stops once the file
+ * `done` exists), then the pipeline it published to: both cleanly. */
+static void
+end_publishing (LabProcess & page, const std::string & done,
+    LabProcess & pipeline)
+{
+  fail_unless (g_file_set_contents (done.c_str (), "", 0, nullptr));
+  page_says (page, "PASS lab-turn", 15000, "the page did not end well");
+  g_unlink (done.c_str ());
+  int status = pipeline.stop ();
+  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+      "the pipeline did not end cleanly (status %d):\n%s", status,
+      tail (pipeline).c_str ());
+}
+
 /* The demo page in Chromium, on a network with no route to the
  * pipeline's, publishes its fake camera to a peerjssrc through the relay:
  * the pipeline decodes its frames, and the pairs chosen on both sides have
@@ -1470,13 +1485,7 @@ GST_START_TEST (test_turn_chromium_to_gst)
       "the pipeline's pair to the page is not through the relay: '%s'\n%s",
       pair.c_str (), tail (events (*pipeline), 1500).c_str ());
 
-  fail_unless (g_file_set_contents (done.c_str (), "", 0, nullptr));
-  page_says (*page, "PASS lab-turn", 15000, "the page did not end well");
-  g_unlink (done.c_str ());
-  int status = pipeline->stop ();
-  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
-      "the pipeline did not end cleanly (status %d):\n%s", status,
-      tail (*pipeline).c_str ());
+  end_publishing (*page, done, *pipeline);
   relay.stop ();
 }
 GST_END_TEST;
@@ -1547,13 +1556,7 @@ GST_START_TEST (test_chromium_to_gst_loss)
   fail_unless (f.fps >= 15, "Chromium->gst at 10 %% loss: %.1f fps, %.1f s "
       "frozen of 8", f.fps, f.frozen_s);
 
-  fail_unless (g_file_set_contents (done.c_str (), "", 0, nullptr));
-  page_says (*page, "PASS lab-turn", 15000, "the page did not end well");
-  g_unlink (done.c_str ());
-  int status = pipeline->stop ();
-  fail_unless (WIFEXITED (status) && WEXITSTATUS (status) == 0,
-      "the pipeline did not end cleanly (status %d):\n%s", status,
-      tail (*pipeline).c_str ());
+  end_publishing (*page, done, *pipeline);
   signalling->stop ();
 }
 GST_END_TEST;
