@@ -33,6 +33,10 @@ constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
  * 4 s below the top without congestion, for 3 s. */
 constexpr int PROBE_WAIT_TICKS = 8;
 constexpr int PROBE_TICKS = 6;
+/* A member is probed only while it gets less than this share of what its
+ * layer's encoder is told and the audio (Chromium probes while its
+ * sending is application-limited). */
+constexpr double APP_LIMITED_SHARE = 0.7;
 
 
 /* Retransmissions (Congestion::allow_retransmission): a packet is sent
@@ -202,6 +206,13 @@ Congestion::congested ()
   return estimator_.usage () == Estimator::Usage::Over
       || (estimator_.loss_at () >= 0 && now_ms - estimator_.loss_at () < 2000
           && estimator_.loss () > 0.02);
+}
+
+guint64
+Congestion::received_rate ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return estimator_.received_rate ();
 }
 
 bool
@@ -551,13 +562,14 @@ Session::adapt_bitrate ()
       audio_bps = PASSTHROUGH_AUDIO_BPS;
   }
   /* What a member's estimate leaves for our video, less the ULPFEC sent
-   * on top of it (`fec`, percent) and the retransmissions of late (at
+   * on top of it (`fec`, percent) and `rtx` bit/s of retransmissions (at
    * most half of it, as Chromium counts its protection); 0: not known
    * yet. */
-  auto budget = [audio_bps] (Congestion & c, guint fec) -> guint64 {
+  auto budget = [audio_bps] (Congestion & c, guint fec,
+      guint64 rtx) -> guint64 {
     guint64 e = c.estimate ();
     guint64 usable = (guint64) (e * ENCODER_SHARE);
-    usable -= MIN (c.retransmission_rate (), usable / 2);
+    usable -= MIN (rtx, usable / 2);
     guint64 video = usable > audio_bps ? MAX (usable - audio_bps, 1u) : 1;
     return e == 0 ? 0 : MAX (video * 100 / (100 + fec), 1u);
   };
@@ -573,7 +585,8 @@ Session::adapt_bitrate ()
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
       continue;
-    guint64 b = budget (*c, p.second->video_fec_percent ());
+    guint64 b = budget (*c, p.second->video_fec_percent (),
+        c->retransmission_rate ());
     GstElement *sw = p.second->layer_switch ();
     int layer = 0;
     /* Probing the layer it gets, this reconsideration included (the
@@ -591,15 +604,20 @@ Session::adapt_bitrate ()
           layer = wanted;
       } else if (layer == wanted && wanted > 0 && b && !congested
           && !c->overused_within (ADAPT_INTERVAL_MS)
+          && c->received_rate () < APP_LIMITED_SHARE * (c->target
+              + audio_bps)
           && layer_switch_current (sw) == wanted) {
         /* Below the top with no sign of congestion, not even a queue
-         * growing for a moment since the last reconsideration: a lower
-         * layer may send too little for the estimate to grow past the next
-         * floor (it stays under 1.5 times what gets through), so the layer
-         * above is tried for a while, and kept if the estimate follows.
-         * On a link that the lower layer nearly fills, the estimate finds
-         * its top every few seconds (overuse), and the probes, each a
-         * larger picture at fewer frames a second for a while, are few. */
+         * growing for a moment since the last reconsideration, and the
+         * member getting well under what its layer's encoder is told (the
+         * picture needs no more: a small layer of a plain scene): then
+         * the layer may send too little for the estimate to grow past the
+         * next floor (it stays under 1.5 times what gets through), so the
+         * layer above is tried for a while, and kept if the estimate
+         * follows. A layer that sends what it is told lets the estimate
+         * grow by itself, up to the layer's ceiling, above the next floor
+         * up; and a probe, a larger picture at fewer frames a second for
+         * a while, costs the picture something. */
         if (++c->calm_ticks >= PROBE_WAIT_TICKS) {
           layer = wanted - 1;
           c->calm_ticks = 0;

@@ -102,6 +102,9 @@ public:
   /* The estimator saw the link overused (a queue growing) within the
    * last `ms`: loss reported meanwhile is the queue's overflow. */
   bool overused_within (guint ms);
+  /* What the member received of everything we sent it in the last 500 ms
+   * of its feedback, bit/s (0: unknown). */
+  guint64 received_rate ();
   /* Feedback packets (TWCC reports) taken so far. */
   guint64 reports () const { return reports_; }
   /* What the session set the encoder to, for the member's statistics. */
