@@ -76,6 +76,7 @@ struct Options
   int first_ms = 30000;
   int latency = -1;             /* the gst receivers' jitterbuffer, ms */
   std::vector<std::string> receiver_props;  /* more of their properties */
+  std::vector<std::string> publisher_props; /* the gst publishers' */
   std::string json_path;
   std::string logs;             /* where each leg's output is kept */
   std::string signalling = PEERJS_SIGNALLING;
@@ -342,6 +343,8 @@ run_leg (const Link & link, const Leg & leg)
       "name=s", "stats-interval=1000"};
     for (auto & p : split (leg.publisher_props, ' '))
       argv.push_back (p);
+    argv.insert (argv.end (), opt.publisher_props.begin (),
+        opt.publisher_props.end ());
     for (const char *a : {"videotestsrc", "is-live=true"})
       argv.push_back (a);
     argv.push_back ("pattern=" + opt.pattern);
@@ -464,7 +467,7 @@ main (int argc, char **argv)
 {
   gchar *links = nullptr, *legs = nullptr, *pattern = nullptr,
       *json = nullptr, *size = nullptr, *signalling = nullptr,
-      *logs = nullptr, *receiver_props = nullptr;
+      *logs = nullptr, *receiver_props = nullptr, *publisher_props = nullptr;
   GOptionEntry entries[] = {
     { "links", 0, 0, G_OPTION_ARG_STRING, &links,
         "comma list of the receiver's links: clean, a rate (1.5M, 600k), "
@@ -485,6 +488,9 @@ main (int argc, char **argv)
     { "receiver-props", 0, 0, G_OPTION_ARG_STRING, &receiver_props,
         "comma list of more properties of the gst receivers "
         "(retransmission-wait=0,do-fec=false)", "LIST" },
+    { "publisher-props", 0, 0, G_OPTION_ARG_STRING, &publisher_props,
+        "comma list of more properties of the gst publishers "
+        "(start-bitrate=300000)", "LIST" },
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,
@@ -522,6 +528,8 @@ main (int argc, char **argv)
   }
   if (receiver_props)
     opt.receiver_props = split (receiver_props, ',');
+  if (publisher_props)
+    opt.publisher_props = split (publisher_props, ',');
   if (size && sscanf (size, "%dx%d@%d", &opt.width, &opt.height, &opt.fps) != 3) {
     fprintf (stderr, "net-bench: --size wants WxH@FPS, e.g. 640x480@30\n");
     return 2;
