@@ -374,6 +374,17 @@ public:
     return o.session;
   }
 
+  /* A session on node A and one on node B, both in thread `t`; what A's
+   * was told of B's is taken. */
+  std::pair<std::string, std::string> two_in_thread ()
+  {
+    std::string a = open ("A"), b = open ("B");
+    send ("A", a, "{'type':'thread:connect','thread':'t'}");
+    send ("B", b, "{'type':'thread:connect','thread':'t'}");
+    got (a);
+    return {a, b};
+  }
+
   void send (const std::string & node, const std::string & session,
       const std::string & json)
   {
@@ -465,10 +476,7 @@ GST_START_TEST (test_stand_ins_callbacks)
   Mesh m;
   m.add ("A");
   m.add ("B");
-  std::string a = m.open ("A"), b = m.open ("B");
-  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
-  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
-  m.got (a);
+  auto [a, b] = m.two_in_thread ();
   m.send ("A", a, "{'type':'invite:x','to':'" + b + "','callback_id':'c1'}");
   assert_str (m.one (b, "invite:x").str ("callback_id"), "c1");
   m.send ("B", b, "{'to':'" + a + "','callback_response':'c1','data':1}");
@@ -572,10 +580,7 @@ GST_START_TEST (test_stand_ins_move)
   m.add ("A");
   m.add ("B");
   m.add ("C");
-  std::string a = m.open ("A"), b = m.open ("B");
-  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
-  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
-  m.got (a);
+  auto [a, b] = m.two_in_thread ();
   /* B dies; before A notices, b's client is back on C with its token and
    * joins again: A's stand-in of b moves to C... */
   OpenResult o = m.r ("C").open (m.r ("B").token_for (b), -1, 0);
@@ -600,10 +605,7 @@ GST_START_TEST (test_stand_ins_node_gone)
   Mesh m;
   m.add ("A");
   m.add ("B");
-  std::string a = m.open ("A"), b = m.open ("B");
-  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
-  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
-  m.got (a);
+  auto [a, b] = m.two_in_thread ();
   fail_unless_equals_int (m.r ("A").remote_nodes ().size (), 1);
   m.take (m.r ("A").remote_node_gone ("B"));
   auto ms = m.got (a);
@@ -638,10 +640,7 @@ GST_START_TEST (test_stand_ins_rejoin)
   Mesh m;
   m.add ("A");
   m.add ("B");
-  std::string a = m.open ("A"), b = m.open ("B");
-  m.send ("A", a, "{'type':'thread:connect','thread':'t'}");
-  m.send ("B", b, "{'type':'thread:connect','thread':'t'}");
-  m.got (a);
+  auto [a, b] = m.two_in_thread ();
   std::string body = m.r ("B").join_text ("t", b);
   fail_unless (m.r ("A").remote_join ("t", b, "B", body, {a}, true).empty (),
       "a member still: nobody is told");
