@@ -436,6 +436,14 @@ public:
     pos_ += len + 1;
     return true;
   }
+  /* An envelope's head: its version ("P1"), the node that published it
+   * and that node's process number of it. */
+  bool header (std::string & node, std::string & sent)
+  {
+    char c1 = 0, c2 = 0;
+    return take (c1) && take (c2) && c1 == 'P' && c2 == '1' && field (node)
+        && field (sent);
+  }
   /* The next op: its letter and fields, up to its ';'. False at the end,
    * and with `bad` set when what follows is not a whole op. */
   bool op (char & letter, std::vector<std::string> & fields, bool & bad)
@@ -1405,8 +1413,7 @@ Cluster::recovered (void *r)
     stats_.recovered++;
     Reader rd (std::string_view (e->str, e->len));
     std::string node, sent;
-    char c1 = 0, c2 = 0;
-    if (!rd.take (c1) || !rd.take (c2) || !rd.field (node) || !rd.field (sent))
+    if (!rd.header (node, sent))
       continue;
     Op op;
     bool bad = false;
@@ -2128,9 +2135,7 @@ Cluster::on_message (std::string_view payload)
   std::string_view body = redirected ? payload.substr (1) : payload;
   Reader r (body);
   std::string node, sent;
-  char c1 = 0, c2 = 0;
-  if (!r.take (c1) || !r.take (c2) || c1 != 'P' || c2 != '1'
-      || !r.field (node) || !r.field (sent)) {
+  if (!r.header (node, sent)) {
     g_warning ("cluster: a message on this node's channel is not ours; "
         "ignored");
     return;
@@ -2369,8 +2374,7 @@ Cluster::finish_claim (const std::string & session, const SessionState * state,
     for (const auto &env : lost) {
       Reader r (env);
       std::string node, sent;
-      char c1 = 0, c2 = 0;
-      if (!r.take (c1) || !r.take (c2) || !r.field (node) || !r.field (sent))
+      if (!r.header (node, sent))
         continue;
       Op op;
       bool bad = false;

@@ -126,8 +126,10 @@ spawn_redis (guint port_number, const std::string & unix_socket = "")
   return 0;
 }
 
+/* Ends a process of the test's (redis-server, a node of spawn_node) and
+ * reaps it; 0 stays 0. */
 void
-kill_redis (GPid & pid)
+kill_child (GPid & pid)
 {
   if (pid) {
     kill (pid, SIGKILL);
@@ -144,7 +146,8 @@ redis_url ()
 }
 
 std::unique_ptr<ServerThread>
-node (const std::string & id, const std::string & url = redis_url ())
+node (const std::string & id, const std::string & url = redis_url (),
+    gint64 grace_us = 0)
 {
   ServerOptions o = ServerThread::default_options ();
   o.redis = url;
@@ -153,6 +156,9 @@ node (const std::string & id, const std::string & url = redis_url ())
   o.secret = SECRET;
   /* A client a test does not wait on answers no pings meanwhile. */
   o.ping_interval_s = 30;
+  /* 0: the server's own. */
+  if (grace_us)
+    o.limits.grace_us = grace_us;
   return std::make_unique<ServerThread> (o);
 }
 
@@ -896,6 +902,13 @@ spawn_node (const std::string & id, guint port,
   return pid;
 }
 
+/* The WebSocket URL of a node spawn_node started on `port`. */
+static std::string
+node_url (guint port)
+{
+  return "ws://127.0.0.1:" + std::to_string (port) + "/peerjs";
+}
+
 /* No thread:connect or thread:disconnect waits at `c`: nobody left or
  * joined. */
 void
@@ -922,7 +935,7 @@ GST_START_TEST (test_killed_node)
           nullptr));
   guint port = free_port ();
   GPid pid = spawn_node ("n3", port, {"--secret-file", secret_file}, false);
-  std::string ws = "ws://127.0.0.1:" + std::to_string (port) + "/peerjs";
+  std::string ws = node_url (port);
   auto c = std::make_unique<Client> (), d = std::make_unique<Client> ();
   fail_unless (c->connect (ws) && d->connect (ws));
 
@@ -950,9 +963,7 @@ GST_START_TEST (test_killed_node)
   g_usleep (100000);
 
   gint64 killed = g_get_monotonic_time ();
-  kill (pid, SIGKILL);
-  waitpid (pid, nullptr, 0);
-  g_spawn_close_pid (pid);
+  kill_child (pid);
   c->abort ();
   d->abort ();
   /* Sent while n3 is dead and before c comes back: kept in Redis. From
@@ -1048,19 +1059,12 @@ GST_START_TEST (test_node_back_within_grace)
 {
   flush_redis ();
   /* n1 gives the sessions of a node it finds gone 4 s. */
-  ServerOptions o = ServerThread::default_options ();
-  o.redis = redis_url ();
-  o.node_id = "n1";
-  o.secret = SECRET;
-  o.ping_interval_s = 30;
-  o.limits.grace_us = 4 * G_USEC_PER_SEC;
-  auto n1 = std::make_unique<ServerThread> (o);
+  auto n1 = node ("n1", redis_url (), 4 * G_USEC_PER_SEC);
   fail_unless (node_ready (*n1));
   guint port = free_port ();
   GPid pid = spawn_node ("n3", port);
   auto c = std::make_unique<Client> ();
-  fail_unless (c->connect ("ws://127.0.0.1:" + std::to_string (port)
-          + "/peerjs"));
+  fail_unless (c->connect (node_url (port)));
   auto a = connected (*n1);
   join (*n1, *a, "room", "n1");
   c->send (J ("{'type':'thread:connect','thread':'room',"
@@ -1083,9 +1087,7 @@ GST_START_TEST (test_node_back_within_grace)
   /* Its node announced its membership again: a member already, nobody is
    * told. */
   fail_unless (!a->next_of ("thread:connect", 300), "c is not announced twice");
-  kill (pid, SIGKILL);
-  waitpid (pid, nullptr, 0);
-  g_spawn_close_pid (pid);
+  kill_child (pid);
 }
 GST_END_TEST;
 
@@ -1100,19 +1102,12 @@ GST_END_TEST;
 GST_START_TEST (test_node_back_after_grace)
 {
   flush_redis ();
-  ServerOptions o = ServerThread::default_options ();
-  o.redis = redis_url ();
-  o.node_id = "n1";
-  o.secret = SECRET;
-  o.ping_interval_s = 30;
-  o.limits.grace_us = 2 * G_USEC_PER_SEC;
-  auto n1 = std::make_unique<ServerThread> (o);
+  auto n1 = node ("n1", redis_url (), 2 * G_USEC_PER_SEC);
   fail_unless (node_ready (*n1));
   guint port = free_port ();
   GPid pid = spawn_node ("n3", port);
   auto c = std::make_unique<Client> ();
-  fail_unless (c->connect ("ws://127.0.0.1:" + std::to_string (port)
-          + "/peerjs"));
+  fail_unless (c->connect (node_url (port)));
   auto a = connected (*n1), a2 = connected (*n1);
   join (*n1, *a, "room", "n1");
   join (*n1, *a2, "room", "n1");
@@ -1159,9 +1154,7 @@ GST_START_TEST (test_node_back_after_grace)
   Redis r;
   assert_str (r.query ({"HGET", "pj:thread:room", c->id}), "n3");
   assert_str (r.query ({"EXISTS", "pj:down:n3"}), "0");
-  kill (pid, SIGKILL);
-  waitpid (pid, nullptr, 0);
-  g_spawn_close_pid (pid);
+  kill_child (pid);
 }
 GST_END_TEST;
 
@@ -1552,7 +1545,7 @@ GST_START_TEST (test_redis_restart)
   join (*n2, *b, "room", "r2");
   expect (*a, "thread:connect", "b joined");
 
-  kill_redis (pid);
+  kill_child (pid);
   fail_unless (node_ready (*n1, false) && node_ready (*n2, false),
       "the nodes say they are unhealthy while Redis is down");
   std::string body;
@@ -1579,7 +1572,7 @@ GST_START_TEST (test_redis_restart)
   fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &body), 200);
   fail_unless (body.find ("peerjs_cluster_redis_reconnects_total 1")
       != std::string::npos, "%s", body.c_str ());
-  kill_redis (pid);
+  kill_child (pid);
 }
 GST_END_TEST;
 
@@ -1721,7 +1714,7 @@ GST_START_TEST (test_redis_outage)
   fail_unless_equals_int (http_get (n1->http_url ("/metrics"), &body), 200);
   fail_unless (body.find ("peerjs_cluster_replayed_total 0") == std::string::npos,
       "%s", body.c_str ());
-  kill_redis (pid);
+  kill_child (pid);
 }
 GST_END_TEST;
 
@@ -1851,7 +1844,7 @@ GST_START_TEST (test_redis_url_forms)
   fail_unless_equals_int (r->integer, 0);
   freeReplyObject (r);
   redisFree (c);
-  kill_redis (pid);
+  kill_child (pid);
   g_unlink (sock.c_str ());
   g_rmdir (dir);
 }
@@ -1977,7 +1970,7 @@ main (int argc, char **argv)
   srunner_run_all (sr, CK_NORMAL);
   int failed = srunner_ntests_failed (sr);
   srunner_free (sr);
-  kill_redis (redis_pid);
+  kill_child (redis_pid);
   if (failed == 0 && !redis) {
     g_print ("cluster: SKIP: redis-server is not installed (Debian package "
         "redis-server; tools/setup installs it): only the stand-in tests "
