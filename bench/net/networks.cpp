@@ -490,7 +490,7 @@ main (int argc, char **argv)
         "(retransmission-wait=0,do-fec=false)", "LIST" },
     { "publisher-props", 0, 0, G_OPTION_ARG_STRING, &publisher_props,
         "comma list of more properties of the gst publishers "
-        "(start-bitrate=300000)", "LIST" },
+        "(start-bitrate=1000000)", "LIST" },
     { "signalling", 0, 0, G_OPTION_ARG_FILENAME, &signalling,
         "peerjs-signalling binary (default: the build tree's)", "BIN" },
     { "json", 0, 0, G_OPTION_ARG_FILENAME, &json,

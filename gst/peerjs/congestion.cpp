@@ -33,6 +33,7 @@ constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
  * 4 s below the top without congestion, for 3 s. */
 constexpr int PROBE_WAIT_TICKS = 8;
 constexpr int PROBE_TICKS = 6;
+constexpr int START_HOLD_TICKS = 10;
 /* A member is probed only while it gets less than this share of what its
  * layer's encoder is told and the audio (Chromium probes while its
  * sending is application-limited). */
@@ -337,6 +338,18 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
   g_object_set_data (G_OBJECT (rtxsend), "peerjs-rtx-bounded",
       GINT_TO_POINTER (1));
   g_autoptr (GstPad) src = gst_element_get_static_pad (rtxsend, "src");
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (rtxsend, "sink");
+  /* What rtxsend gives out beyond what it is given: its
+   * retransmissions, whatever their size. */
+  auto count = [&self] (GstPad * pad, bool out) {
+    gst_pad_add_probe (pad, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), out ? on_rtx_out : on_rtx_in,
+        new std::shared_ptr<Congestion> (self), [] (gpointer data) {
+          delete static_cast<std::shared_ptr<Congestion> *> (data);
+        });
+  };
+  count (sink, false);
+  count (src, true);
   gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
       [] (GstPad *, GstPadProbeInfo * info, gpointer data) {
         GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
@@ -353,6 +366,31 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
       }, new std::shared_ptr<Congestion> (self), [] (gpointer data) {
         delete static_cast<std::shared_ptr<Congestion> *> (data);
       });
+}
+
+static gsize
+probe_bytes (GstPadProbeInfo * info)
+{
+  if (GST_IS_BUFFER_LIST (info->data))
+    return gst_buffer_list_calculate_size (GST_PAD_PROBE_INFO_BUFFER_LIST
+        (info));
+  return gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
+}
+
+GstPadProbeReturn
+Congestion::on_rtx_in (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  (*static_cast<std::shared_ptr<Congestion> *> (data))->rtx_in_bytes_ +=
+      probe_bytes (info);
+  return GST_PAD_PROBE_OK;
+}
+
+GstPadProbeReturn
+Congestion::on_rtx_out (GstPad *, GstPadProbeInfo * info, gpointer data)
+{
+  (*static_cast<std::shared_ptr<Congestion> *> (data))->rtx_out_bytes_ +=
+      probe_bytes (info);
+  return GST_PAD_PROBE_OK;
 }
 
 bool
@@ -377,7 +415,6 @@ Congestion::allow_retransmission (guint ssrc, guint seqnum)
     }
     rtx_bits_ -= RTX_PACKET_BYTES * 8;
   }
-  rtx_sent_bits_ += RTX_PACKET_BYTES * 8;
   if (resent_.size () > 4096) {
     for (auto i = resent_.begin (); i != resent_.end ();)
       i = now - i->second > RTX_REPEAT_MS * 1000 ? resent_.erase (i) : ++i;
@@ -391,13 +428,21 @@ Congestion::retransmission_rate ()
 {
   std::lock_guard<std::mutex> guard (lock_);
   gint64 now = g_get_monotonic_time ();
+  gint64 extra = (gint64) (rtx_out_bytes_.load () - rtx_in_bytes_.load ());
   if (rtx_rate_at_ && now > rtx_rate_at_) {
-    double rate = rtx_sent_bits_ * 1e6 / (now - rtx_rate_at_);
+    double rate = MAX (extra - rtx_extra_, 0) * 8 * 1e6 / (now - rtx_rate_at_);
     rtx_rate_ = (rtx_rate_ + rate) / 2;
   }
-  rtx_sent_bits_ = 0;
+  rtx_extra_ = extra;
   rtx_rate_at_ = now;
   return (guint64) rtx_rate_;
+}
+
+void
+Congestion::forget_capacity ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  estimator_.forget_capacity ();
 }
 
 GstStructure *
@@ -579,25 +624,52 @@ Session::adapt_bitrate ()
    * whether one of them is probing it. */
   std::vector<guint64> lowest (layers, 0);
   std::vector<bool> probed (layers, false);
+  /* Layers members past their start (START_HOLD_TICKS) get: a member
+   * joining a room where others get the top layer is not held there (its
+   * budget would set the room's encoder), and whether a member in its
+   * start gets it. */
+  std::vector<bool> settled (layers, false), started (layers, false);
+  for (auto & p : peers_) {
+    auto c = p.second->congestion ();
+    GstElement *sw = p.second->layer_switch ();
+    if (c && sw && c->start_left == 0)
+      settled[CLAMP (layer_switch_wanted (sw), 0, layers - 1)] = true;
+  }
   /* Layers a member gets now or asked for. */
   std::vector<bool> used (layers, false);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
       continue;
-    guint64 b = budget (*c, p.second->video_fec_percent (),
-        c->retransmission_rate ());
+    guint64 rtx = c->retransmission_rate ();
+    guint64 b = budget (*c, p.second->video_fec_percent (), rtx);
     GstElement *sw = p.second->layer_switch ();
     int layer = 0;
     /* Probing the layer it gets, this reconsideration included (the
      * probe's last one too: its layer's encoder stays at the budget). */
-    bool probing = false;
+    bool probing = false, starting = false;
     if (sw && adapts) {
       int wanted = layer_switch_wanted (sw);
-      layer = b ? next_layer (ranges, wanted, b, c->up_ticks) : wanted;
+      layer = b ? c->choice.next (ranges, wanted, b) : wanted;
       bool congested = c->congested ();
+      /* A new member on the top layer stays there for its first
+       * START_HOLD_TICKS with an estimate, unless congested, its layer's
+       * encoder at its budget, even below the floor (as a probe's): it
+       * starts at start-bitrate, a guess, and its estimate grows from
+       * there; moving it down at its first budget would give it a smaller
+       * picture for its first seconds on any link. Not where members past
+       * their start get the top layer. */
+      if (c->start_left < 0 && b)
+        c->start_left = wanted == 0 && !settled[0] ? START_HOLD_TICKS : 0;
+      starting = c->start_left > 0;
       probing = c->probe_left > 0;
-      if (c->probe_left > 0) {
+      if (starting) {
+        c->start_left--;
+        if (layer > wanted && !congested)
+          layer = wanted;
+        else if (layer > wanted)
+          c->start_left = 0;
+      } else if (c->probe_left > 0) {
         /* A probe under way: only congestion ends it early. */
         c->probe_left--;
         if (layer > wanted && !congested)
@@ -622,6 +694,7 @@ Session::adapt_bitrate ()
           layer = wanted - 1;
           c->calm_ticks = 0;
           c->probe_left = PROBE_TICKS;
+          c->forget_capacity ();
           probing = true;
           GST_DEBUG_OBJECT (element_, "%s: probing video layer %d",
               p.first.c_str (), layer);
@@ -631,7 +704,9 @@ Session::adapt_bitrate ()
       }
       if (layer != wanted) {
         GST_DEBUG_OBJECT (element_, "%s: video layer %d -> %d (budget %"
-            G_GUINT64_FORMAT ")", p.first.c_str (), wanted, layer, b);
+            G_GUINT64_FORMAT ", estimate %" G_GUINT64_FORMAT
+            ", retransmitted %" G_GUINT64_FORMAT ")", p.first.c_str (),
+            wanted, layer, b, c->estimate (), rtx);
         layer_switch_want (sw, layer);
         video->force_key_unit (layer);
         c->waiting_ticks = 0;
@@ -649,6 +724,8 @@ Session::adapt_bitrate ()
       used[MIN (layer_switch_current (sw), layers - 1)] = true;
     if (probing)
       probed[layer] = true;
+    if (starting)
+      started[layer] = true;
   }
 
   /* Off, or encoded input: what the encoder is set to, if ours. */
@@ -668,7 +745,7 @@ Session::adapt_bitrate ()
     /* A layer probed is sent at the prober's budget, even below its
      * floor: the probe is its larger picture, not more bits than the
      * estimate allows. */
-    guint64 floor = layers > 1 && i + 1 < layers && !probed[i]
+    guint64 floor = layers > 1 && i + 1 < layers && !probed[i] && !started[i]
         ? ranges[i].floor : cc.min;
     guint64 ceiling = layers > 1 ? ranges[i].ceiling : cc.max;
     targets[i] = retarget (*video, i, CLAMP (lowest[i], floor, ceiling), cc);

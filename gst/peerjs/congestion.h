@@ -88,7 +88,9 @@ public:
    * Chromium bounds its own. */
   bool allow_retransmission (guint ssrc, guint seqnum);
   /* The bit/s sent again lately (smoothed), since the last call: what
-   * the encoder is to leave room for. Session::adapt_bitrate's. */
+   * the member's rtxsend gave out beyond what it was given, its
+   * retransmissions at their real size; what the encoder is to leave
+   * room for. Session::adapt_bitrate's. */
   guint64 retransmission_rate ();
   /* The member's peerjs-stats gain estimated-bitrate, target-bitrate,
    * bitrate-adapts and transport-cc-reports; returns `stats`. */
@@ -102,6 +104,8 @@ public:
   /* The estimator saw the link overused (a queue growing) within the
    * last `ms`: loss reported meanwhile is the queue's overflow. */
   bool overused_within (guint ms);
+  /* A probe starts: Estimator::forget_capacity (). */
+  void forget_capacity ();
   /* What the member received of everything we sent it in the last 500 ms
    * of its feedback, bit/s (0: unknown). */
   guint64 received_rate ();
@@ -117,10 +121,10 @@ public:
   std::atomic<int> layer_height { 0 };
   std::atomic<int> layers { 1 };
   std::atomic<guint64> layer_changes { 0 };
-  /* Session::adapt_bitrate's own (mesh thread): reconsiderations in a
-   * row that allowed the next layer up, and since the layer asked for was
-   * not reached. */
-  int up_ticks = 0;
+  /* Session::adapt_bitrate's own (mesh thread): the member's way
+   * through the layers, and reconsiderations since the layer asked for
+   * was not reached. */
+  LayerChoice choice;
   int waiting_ticks = 0;
   /* Probing a layer up (Session::adapt_bitrate): reconsiderations in a
    * row the member spent below the top without congestion, and those left
@@ -128,6 +132,9 @@ public:
    * down. */
   int calm_ticks = 0;
   int probe_left = 0;
+  /* Reconsiderations left of the member's start on the top layer
+   * (Session::adapt_bitrate); -1 before its first estimate. */
+  int start_left = -1;
 
 private:
   static GstPadProbeReturn on_event (GstPad * pad, GstPadProbeInfo * info,
@@ -135,6 +142,10 @@ private:
   void on_twcc (const GstStructure * s);
   void on_rtcp (GstBuffer * buffer);
 
+  static GstPadProbeReturn on_rtx_in (GstPad * pad, GstPadProbeInfo * info,
+      gpointer self);
+  static GstPadProbeReturn on_rtx_out (GstPad * pad, GstPadProbeInfo * info,
+      gpointer self);
   static GstPadProbeReturn on_packets (GstPad * pad, GstPadProbeInfo * info,
       gpointer self);
 
@@ -157,9 +168,12 @@ private:
   double rtx_bits_ = 0;
   gint64 rtx_filled_ = 0;
   std::atomic<guint64> rtx_refused_ { 0 };
-  /* Bits allowed since the last retransmission_rate (), the rate it
-   * found and when; under lock_. */
-  double rtx_sent_bits_ = 0;
+  /* Bytes into and out of the member's rtxsend (the difference: what
+   * it sent again); at the last retransmission_rate (), that difference,
+   * the rate it found and when; under lock_. */
+  std::atomic<guint64> rtx_in_bytes_ { 0 };
+  std::atomic<guint64> rtx_out_bytes_ { 0 };
+  gint64 rtx_extra_ = 0;
   double rtx_rate_ = 0;
   gint64 rtx_rate_at_ = 0;
 };

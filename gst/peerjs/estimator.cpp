@@ -15,6 +15,7 @@ constexpr double OVERUSE_MS = 10;          /* over the threshold this long */
 constexpr double K_UP = 0.0087, K_DOWN = 0.039;
 constexpr double DECREASE = 0.85;          /* of what was received */
 constexpr double INCREASE_PER_S = 1.30;
+constexpr double START_INCREASE_PER_S = 2.0;
 constexpr double ACKED_WINDOW_MS = 500;
 constexpr double LOSS_WINDOW_MS = 1000;
 constexpr double LOSS_UPDATE_MS = 500;
@@ -22,7 +23,8 @@ constexpr double LOSS_INCREASE = 1.12;     /* per update */
 constexpr double REMB_VALID_MS = 5000;
 constexpr double FEEDBACK_VALID_MS = 2000;
 constexpr double ADDITIVE = 40000;         /* bit/s a second */
-constexpr double NEAR_CAPACITY = 1.25;
+constexpr double NEAR_CAPACITY = 1.15;
+constexpr double PAST_CAPACITY = 1.5;
 
 double
 ms (guint64 ns)
@@ -234,6 +236,7 @@ Estimator::update_loss_rate (double fraction, double now)
 void
 Estimator::cut_at (double)
 {
+  cut_ = true;
   if (acked_)
     capacity_ = capacity_ > 0 ? 0.5 * capacity_ + 0.5 * acked_ : acked_;
 }
@@ -241,10 +244,18 @@ Estimator::cut_at (double)
 double
 Estimator::raise (double rate, double factor, double dt)
 {
-  if (capacity_ > 0 && rate > NEAR_CAPACITY * capacity_)
+  /* Only what gets through proves the link better than it was: the rate
+   * itself may climb past the capacity (by ADDITIVE) without proving
+   * anything, up to 1.5 times what is received. */
+  if (capacity_ > 0 && (acked_ > NEAR_CAPACITY * capacity_
+          || rate > PAST_CAPACITY * capacity_))
     capacity_ = 0;
   if (capacity_ > 0)
-    return MAX (rate + ADDITIVE * dt, rate * std::pow (factor, dt / 2));
+    return rate + ADDITIVE * dt;
+  /* Before the first cut, the start (a guess) is left fast: Chromium
+   * probes at several times its start at once. */
+  if (!cut_)
+    factor = MAX (factor, START_INCREASE_PER_S);
   return rate * std::pow (factor, dt);
 }
 
@@ -300,25 +311,37 @@ layer_ranges (int layers, guint64 min, guint64 max)
 }
 
 int
-next_layer (const std::vector<LayerRange> & ranges, int current,
-    guint64 budget, int & up_ticks)
+LayerChoice::next (const std::vector<LayerRange> & ranges, int current,
+    guint64 budget)
 {
   int bottom = (int) ranges.size () - 1;
   current = CLAMP (current, 0, bottom);
+  if (since_up_ >= 0 && ++since_up_ >= LAYER_TRIAL_TICKS) {
+    since_up_ = -1;
+    needed_ = LAYER_UP_TICKS;
+  }
   int fits = bottom;
   while (fits > 0 && budget >= ranges[fits - 1].floor)
     fits--;
   if (fits >= current) {
-    up_ticks = 0;
+    if (fits > current && since_up_ >= 0) {
+      needed_ = MIN (needed_ * 2, LAYER_UP_MAX_TICKS);
+      since_up_ = -1;
+    }
+    up_ticks_ = 0;
     return fits;
   }
-  if (budget >= LAYER_UP_MARGIN * ranges[current - 1].floor) {
-    if (++up_ticks >= LAYER_UP_TICKS) {
-      up_ticks = 0;
+  double floor = (double) ranges[current - 1].floor;
+  if (budget >= LAYER_UP_MARGIN * floor) {
+    int needed = budget >= LAYER_CLEAR_MARGIN * floor ? LAYER_UP_TICKS
+        : needed_;
+    if (++up_ticks_ >= needed) {
+      up_ticks_ = 0;
+      since_up_ = 0;
       return current - 1;
     }
   } else {
-    up_ticks = 0;
+    up_ticks_ = 0;
   }
   return current;
 }

@@ -14,11 +14,14 @@
  *   decision waits for a second of packets sent after the cut), less than
  *   2 % raises it by 12 %, at most every 500 ms.
  * - near the capacity: what the member received at the last cut, of
- *   either kind. Up to 1.25 times it, both rates grow by 40 kbit/s a
+ *   either kind. While it is known, both rates grow by 40 kbit/s a
  *   second instead (AIMD, as Chromium's), so that a steady link is not
- *   overshot by a multiplicative step; above it, the capacity is forgotten
- *   (the link got better). Transport-wide feedback reports loss
- *   per packet; without it, the fraction lost from receiver reports does.
+ *   overshot by a multiplicative step; it is forgotten (the link got
+ *   better) once the member receives 1.15 times it, or the rate is 1.5
+ *   times it, or a probe starts. Before the first cut (the start, a
+ *   guess), the rates double a second. Transport-wide feedback reports
+ *   loss per packet; without it, the fraction lost from receiver reports
+ *   does.
  * - REMB, when the member sends it: the estimate never exceeds it (for 5 s
  *   after the last one).
  *
@@ -60,6 +63,11 @@ public:
   void receiver_report (double fraction_lost, guint64 now_ns);
   /* A REMB from the member, bit/s. */
   void remb (guint64 bitrate, guint64 now_ns);
+
+  /* The capacity near which the rates grow additively is forgotten: a
+   * probe (a member moved up a layer while its own sends less than its
+   * estimate allows) looks for more than the link last carried. */
+  void forget_capacity () { capacity_ = 0; }
 
   /* The estimate, bit/s, within [min, max]. */
   guint64 estimate (guint64 now_ns) const;
@@ -118,6 +126,7 @@ private:
   /* What the member received when a rate was last cut (0: unknown, or
    * left behind since): near it the rate grows additively. */
   double capacity_ = 0;
+  bool cut_ = false;            /* either rate was ever cut */
   /* What was received: (arrival ms, bytes), the last 500 ms of it. */
   std::deque<std::pair<double, guint>> received_;
   guint64 acked_ = 0;
@@ -146,13 +155,37 @@ struct LayerRange
 };
 std::vector<LayerRange> layer_ranges (int layers, guint64 min, guint64 max);
 /* Up takes a budget of LAYER_UP_MARGIN times the floor above, for
- * LAYER_UP_TICKS reconsiderations in a row; down is at once. */
+ * LAYER_UP_TICKS reconsiderations in a row; down is at once. A member
+ * that comes down again within LAYER_TRIAL_TICKS of going up waits twice
+ * as many reconsiderations (up to LAYER_UP_MAX_TICKS) for its next step up,
+ * unless its budget reaches LAYER_CLEAR_MARGIN times that floor: a link
+ * that only just carries the layer above does not switch back and forth
+ * (each switch a key frame, and a queue overflowing), and one that got
+ * better is still followed at once. Staying up LAYER_TRIAL_TICKS forgets
+ * the failures. */
 constexpr double LAYER_UP_MARGIN = 1.15;
+constexpr double LAYER_CLEAR_MARGIN = 2.0;
 constexpr int LAYER_UP_TICKS = 2;
-/* The layer a member on `current` goes to with `budget` bit/s: down at
- * once to the highest whose floor the budget reaches, up one layer when
- * the margin held long enough (`up_ticks` counts, the caller keeps it). */
-int next_layer (const std::vector<LayerRange> & ranges, int current,
-    guint64 budget, int & up_ticks);
+constexpr int LAYER_UP_MAX_TICKS = 64;
+constexpr int LAYER_TRIAL_TICKS = 40;
+
+/* One member's way through the layers. */
+class LayerChoice
+{
+public:
+  /* The layer a member on `current` goes to with `budget` bit/s: down at
+   * once to the highest whose floor the budget reaches, up one layer when
+   * the margin held long enough; called once per reconsideration. */
+  int next (const std::vector<LayerRange> & ranges, int current,
+      guint64 budget);
+  /* Reconsiderations the next step up waits for, at a budget under the
+   * clear margin. */
+  int up_needed () const { return needed_; }
+
+private:
+  int up_ticks_ = 0;
+  int needed_ = LAYER_UP_TICKS;
+  int since_up_ = -1;           /* reconsiderations since going up; -1 */
+};
 
 }  // namespace peerjs

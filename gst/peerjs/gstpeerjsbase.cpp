@@ -28,7 +28,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_CONGESTION_CONTROL peerjs::CongestionControl::Gcc
 #define DEFAULT_MIN_BITRATE 100000
 #define DEFAULT_MAX_BITRATE 0           /* the video-bitrate */
-#define DEFAULT_START_BITRATE 0         /* the video-bitrate */
+#define DEFAULT_START_BITRATE 300000   /* where Chromium starts */
 #define DEFAULT_VIDEO_LAYERS 3
 #define DEFAULT_REPLY_TIMEOUT 30000
 

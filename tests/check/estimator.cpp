@@ -202,12 +202,14 @@ GST_END_TEST;
 /* Layers: the ranges for 1 Mbit/s, 3 layers, min 100 kbit/s; a member
  * goes down at once to the layer its budget reaches, up one layer at a
  * time after LAYER_UP_TICKS calls with the margin, and never up on a
- * budget that only just reaches the floor above. */
+ * budget that only just reaches the floor above; a step up that fails
+ * soon makes the next one wait twice as long, unless the budget is
+ * clearly enough. */
 GST_START_TEST (test_layer_choice)
 {
   using peerjs::LayerRange;
   using peerjs::layer_ranges;
-  using peerjs::next_layer;
+  using peerjs::LayerChoice;
   std::vector<LayerRange> r = layer_ranges (3, 100000, 1000000);
   fail_unless_equals_int (r.size (), 3);
   fail_unless_equals_uint64 (r[0].floor, 600000);
@@ -221,25 +223,49 @@ GST_START_TEST (test_layer_choice)
   fail_unless (one.size () == 1 && one[0].floor == 100000
       && one[0].ceiling == 1000000);
 
-  int ticks = 0;
-  fail_unless_equals_int (next_layer (r, 0, 900000, ticks), 0);
-  fail_unless_equals_int (next_layer (r, 0, 590000, ticks), 1);
-  fail_unless_equals_int (next_layer (r, 0, 150000, ticks), 2);
-  fail_unless_equals_int (next_layer (r, 1, 150000, ticks), 2);
+  LayerChoice c;
+  fail_unless_equals_int (c.next (r, 0, 900000), 0);
+  fail_unless_equals_int (c.next (r, 0, 590000), 1);
+  fail_unless_equals_int (c.next (r, 0, 150000), 2);
+  fail_unless_equals_int (c.next (r, 1, 150000), 2);
   /* Up: 200 kbit/s reaches layer 1's floor, but not by the margin. */
   for (int i = 0; i < 10; i++)
-    fail_unless_equals_int (next_layer (r, 2, 200000, ticks), 2);
-  fail_unless_equals_int (next_layer (r, 2, 240000, ticks), 2);
-  fail_unless_equals_int (next_layer (r, 2, 240000, ticks), 1);
+    fail_unless_equals_int (c.next (r, 2, 200000), 2);
+  fail_unless_equals_int (c.next (r, 2, 240000), 2);
+  fail_unless_equals_int (c.next (r, 2, 240000), 1);
   /* A dip resets the count. */
-  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 1);
-  fail_unless_equals_int (next_layer (r, 1, 650000, ticks), 1);
-  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 1);
-  fail_unless_equals_int (next_layer (r, 1, 700000, ticks), 0);
+  fail_unless_equals_int (c.next (r, 1, 700000), 1);
+  fail_unless_equals_int (c.next (r, 1, 650000), 1);
+  fail_unless_equals_int (c.next (r, 1, 700000), 1);
+  fail_unless_equals_int (c.next (r, 1, 700000), 0);
   /* From the bottom with plenty: one layer at a time. */
-  ticks = 0;
-  fail_unless_equals_int (next_layer (r, 2, 1000000, ticks), 2);
-  fail_unless_equals_int (next_layer (r, 2, 1000000, ticks), 1);
+  LayerChoice fresh;
+  fail_unless_equals_int (fresh.next (r, 2, 1000000), 2);
+  fail_unless_equals_int (fresh.next (r, 2, 1000000), 1);
+
+  /* Up to layer 1 and down again soon, twice: the next step up on a
+   * budget just over the margin waits 2, then 4, then 8 calls. */
+  LayerChoice marginal;
+  int layer = 2;
+  for (int needed = 2; needed <= 8; needed *= 2) {
+    fail_unless_equals_int (marginal.up_needed (), needed);
+    int calls = 0;
+    while (layer == 2 && calls < 100) {
+      layer = marginal.next (r, layer, 240000);
+      calls++;
+    }
+    fail_unless_equals_int (calls, needed);
+    layer = marginal.next (r, layer, 150000);
+    fail_unless_equals_int (layer, 2);
+  }
+  fail_unless_equals_int (marginal.up_needed (), 16);
+  /* A clear budget goes up after LAYER_UP_TICKS whatever the failures. */
+  fail_unless_equals_int (marginal.next (r, 2, 450000), 2);
+  fail_unless_equals_int (marginal.next (r, 2, 450000), 1);
+  /* Staying up LAYER_TRIAL_TICKS forgets them. */
+  for (int i = 0; i < peerjs::LAYER_TRIAL_TICKS; i++)
+    fail_unless_equals_int (marginal.next (r, 1, 300000), 1);
+  fail_unless_equals_int (marginal.up_needed (), peerjs::LAYER_UP_TICKS);
   /* A max below the layers' floors: every floor at least min. */
   std::vector<LayerRange> low = layer_ranges (3, 100000, 150000);
   for (const LayerRange & l : low)
