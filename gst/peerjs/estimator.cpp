@@ -20,6 +20,8 @@ constexpr double ACKED_WINDOW_MS = 500;
 constexpr double LOSS_WINDOW_MS = 1000;
 constexpr double LOSS_UPDATE_MS = 500;
 constexpr double LOSS_INCREASE = 1.12;     /* per update */
+constexpr double LOSS_HOLD_INCREASE = 1.06;     /* per update, 2-10 % */
+constexpr double CALM_MS = 2000;
 constexpr double REMB_VALID_MS = 5000;
 constexpr double FEEDBACK_VALID_MS = 2000;
 constexpr double ADDITIVE = 40000;         /* bit/s a second */
@@ -150,6 +152,7 @@ Estimator::detect (double trend, double now)
       overusing_ms_ = 0;
       overuse_count_ = 0;
       usage_ = Usage::Over;
+      last_overuse_ = now;
     }
   } else if (trend < -threshold_) {
     overusing_ms_ = -1;
@@ -228,6 +231,13 @@ Estimator::update_loss_rate (double fraction, double now)
   } else if (fraction < 0.02) {
     /* LOSS_INCREASE per update: as a rate a second. */
     loss_rate_ = raise (loss_rate_, LOSS_INCREASE * LOSS_INCREASE,
+        LOSS_UPDATE_MS / 1000);
+  } else if (last_overuse_ < 0 || now - last_overuse_ > CALM_MS) {
+    /* Some loss and no queue growing for a while: loss of the link
+     * itself (a radio), not of a queue overflowing. Holding the rate
+     * there, as GCC's loss-based part does, kept a member that started
+     * low (start-bitrate) there for good at 5 % loss; it grows slowly. */
+    loss_rate_ = raise (loss_rate_, LOSS_HOLD_INCREASE * LOSS_HOLD_INCREASE,
         LOSS_UPDATE_MS / 1000);
   }
   loss_rate_ = (double) clamp (loss_rate_);

@@ -12,7 +12,8 @@
  * - loss-based: over the packets reported in the last second, more than
  *   10 % lost lowers the rate by half the loss fraction (and the next
  *   decision waits for a second of packets sent after the cut), less than
- *   2 % raises it by 12 %, at most every 500 ms.
+ *   2 % raises it by 12 %, in between 6 % once no queue grew for 2 s (the
+ *   link's own loss), at most every 500 ms.
  * - near the capacity: what the member received at the last cut, of
  *   either kind. While it is known, both rates grow by 40 kbit/s a
  *   second instead (AIMD, as Chromium's), so that a steady link is not
@@ -118,6 +119,7 @@ private:
   double threshold_ = 12.5;
   double last_threshold_update_ = -1;
   double overusing_ms_ = -1;
+  double last_overuse_ = -1;      /* ms; -1: never */
   int overuse_count_ = 0;
   double last_delta_ms_ = 0;
   Usage usage_ = Usage::Normal;
