@@ -329,13 +329,17 @@ LayerChoice::next (const std::vector<LayerRange> & ranges, int current,
   if (since_up_ >= 0 && ++since_up_ >= LAYER_TRIAL_TICKS) {
     since_up_ = -1;
     needed_ = LAYER_UP_TICKS;
+    failed_to_ = -1;
   }
   int fits = bottom;
   while (fits > 0 && budget >= ranges[fits - 1].floor)
     fits--;
   if (fits >= current) {
     if (fits > current && since_up_ >= 0) {
+      if (failed_to_ != current)
+        needed_ = LAYER_UP_TICKS;
       needed_ = MIN (needed_ * 2, LAYER_UP_MAX_TICKS);
+      failed_to_ = current;
       since_up_ = -1;
     }
     up_ticks_ = 0;
@@ -343,8 +347,8 @@ LayerChoice::next (const std::vector<LayerRange> & ranges, int current,
   }
   double floor = (double) ranges[current - 1].floor;
   if (budget >= LAYER_UP_MARGIN * floor) {
-    int needed = budget >= LAYER_CLEAR_MARGIN * floor ? LAYER_UP_TICKS
-        : needed_;
+    int needed = budget >= LAYER_CLEAR_MARGIN * floor
+        || current - 1 != failed_to_ ? LAYER_UP_TICKS : needed_;
     if (++up_ticks_ >= needed) {
       up_ticks_ = 0;
       since_up_ = 0;

@@ -159,14 +159,15 @@ std::vector<LayerRange> layer_ranges (int layers, guint64 min, guint64 max);
 /* Up takes a budget of LAYER_UP_MARGIN times the floor above, for
  * LAYER_UP_TICKS reconsiderations in a row; down is at once. A member
  * that comes down again within LAYER_TRIAL_TICKS of going up waits twice
- * as many reconsiderations (up to LAYER_UP_MAX_TICKS) for its next step up,
- * unless its budget reaches LAYER_CLEAR_MARGIN times that floor: a link
+ * as many reconsiderations (up to LAYER_UP_MAX_TICKS) for its next step up
+ * to that layer (a step to another goes as ever), unless its budget
+ * reaches LAYER_CLEAR_MARGIN times that floor: a link
  * that only just carries the layer above does not switch back and forth
  * (each switch a key frame, and a queue overflowing), and one that got
  * better is still followed at once. Staying up LAYER_TRIAL_TICKS forgets
  * the failures. */
 constexpr double LAYER_UP_MARGIN = 1.15;
-constexpr double LAYER_CLEAR_MARGIN = 2.0;
+constexpr double LAYER_CLEAR_MARGIN = 1.5;
 constexpr int LAYER_UP_TICKS = 2;
 constexpr int LAYER_UP_MAX_TICKS = 64;
 constexpr int LAYER_TRIAL_TICKS = 40;
@@ -188,6 +189,7 @@ private:
   int up_ticks_ = 0;
   int needed_ = LAYER_UP_TICKS;
   int since_up_ = -1;           /* reconsiderations since going up; -1 */
+  int failed_to_ = -1;          /* the layer a step up failed to; -1 */
 };
 
 }  // namespace peerjs

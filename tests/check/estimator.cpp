@@ -203,8 +203,8 @@ GST_END_TEST;
  * goes down at once to the layer its budget reaches, up one layer at a
  * time after LAYER_UP_TICKS calls with the margin, and never up on a
  * budget that only just reaches the floor above; a step up that fails
- * soon makes the next one wait twice as long, unless the budget is
- * clearly enough. */
+ * soon makes the next one to that layer wait twice as long, unless the
+ * budget is clearly enough. */
 GST_START_TEST (test_layer_choice)
 {
   using peerjs::LayerRange;
@@ -260,11 +260,15 @@ GST_START_TEST (test_layer_choice)
   }
   fail_unless_equals_int (marginal.up_needed (), 16);
   /* A clear budget goes up after LAYER_UP_TICKS whatever the failures. */
-  fail_unless_equals_int (marginal.next (r, 2, 450000), 2);
-  fail_unless_equals_int (marginal.next (r, 2, 450000), 1);
+  fail_unless_equals_int (marginal.next (r, 2, 310000), 2);
+  fail_unless_equals_int (marginal.next (r, 2, 310000), 1);
+  /* A step to another layer than the one that failed is not held back. */
+  fail_unless_equals_int (marginal.next (r, 1, 700000), 1);
+  fail_unless_equals_int (marginal.next (r, 1, 700000), 0);
+  fail_unless_equals_int (marginal.next (r, 0, 700000), 0);
   /* Staying up LAYER_TRIAL_TICKS forgets them. */
   for (int i = 0; i < peerjs::LAYER_TRIAL_TICKS; i++)
-    fail_unless_equals_int (marginal.next (r, 1, 300000), 1);
+    fail_unless_equals_int (marginal.next (r, 0, 700000), 0);
   fail_unless_equals_int (marginal.up_needed (), peerjs::LAYER_UP_TICKS);
   /* A max below the layers' floors: every floor at least min. */
   std::vector<LayerRange> low = layer_ranges (3, 100000, 150000);
