@@ -172,17 +172,22 @@ Congestion::pace (gsize bytes)
   return (guint64) (-pace_bits_ / rate * GST_SECOND);
 }
 
+/* The bytes of the buffer or buffer list a data probe sees. */
+static gsize
+probe_bytes (GstPadProbeInfo * info)
+{
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+    return gst_buffer_list_calculate_size (GST_PAD_PROBE_INFO_BUFFER_LIST
+        (info));
+  return gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
+}
+
 GstPadProbeReturn
 Congestion::on_packets (GstPad * pad, GstPadProbeInfo * info, gpointer data)
 {
   auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
-  gsize bytes = 0;
-  if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
-    bytes = gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
-  else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
-    bytes = gst_buffer_list_calculate_size (
-        GST_PAD_PROBE_INFO_BUFFER_LIST (info));
-  guint64 hold = MIN (self->pace (bytes), PACING_MAX_HOLD_MS * GST_MSECOND);
+  guint64 hold = MIN (self->pace (probe_bytes (info)),
+      PACING_MAX_HOLD_MS * GST_MSECOND);
   /* The member's own streaming thread (its queue's): only its packets
    * wait. */
   gint64 until = g_get_monotonic_time () + (gint64) (hold / 1000);
@@ -366,15 +371,6 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
       }, new std::shared_ptr<Congestion> (self), [] (gpointer data) {
         delete static_cast<std::shared_ptr<Congestion> *> (data);
       });
-}
-
-static gsize
-probe_bytes (GstPadProbeInfo * info)
-{
-  if (GST_IS_BUFFER_LIST (info->data))
-    return gst_buffer_list_calculate_size (GST_PAD_PROBE_INFO_BUFFER_LIST
-        (info));
-  return gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
 }
 
 GstPadProbeReturn
@@ -621,14 +617,14 @@ Session::adapt_bitrate ()
 
   std::vector<LayerRange> ranges = layer_ranges (layers, cc.min, cc.max);
   /* Per layer, the lowest budget of its members (0: none known), and
-   * whether one of them is probing it. */
+   * whether one of them is probing it or in its start (its encoder then
+   * follows that budget even below the layer's floor). */
   std::vector<guint64> lowest (layers, 0);
   std::vector<bool> probed (layers, false);
   /* Layers members past their start (START_HOLD_TICKS) get: a member
    * joining a room where others get the top layer is not held there (its
-   * budget would set the room's encoder), and whether a member in its
-   * start gets it. */
-  std::vector<bool> settled (layers, false), started (layers, false);
+   * budget would set the room's encoder). */
+  std::vector<bool> settled (layers, false);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     GstElement *sw = p.second->layer_switch ();
@@ -722,10 +718,8 @@ Session::adapt_bitrate ()
     used[CLAMP (layer, 0, layers - 1)] = true;
     if (sw && layer_switch_current (sw) >= 0)
       used[MIN (layer_switch_current (sw), layers - 1)] = true;
-    if (probing)
+    if (probing || starting)
       probed[layer] = true;
-    if (starting)
-      started[layer] = true;
   }
 
   /* Off, or encoded input: what the encoder is set to, if ours. */
@@ -742,10 +736,10 @@ Session::adapt_bitrate ()
     }
     if (!adapts || !lowest[i])
       continue;
-    /* A layer probed is sent at the prober's budget, even below its
-     * floor: the probe is its larger picture, not more bits than the
-     * estimate allows. */
-    guint64 floor = layers > 1 && i + 1 < layers && !probed[i] && !started[i]
+    /* A layer probed (or a member's start on it) is sent at the
+     * member's budget, even below its floor: the probe is its larger
+     * picture, not more bits than the estimate allows. */
+    guint64 floor = layers > 1 && i + 1 < layers && !probed[i]
         ? ranges[i].floor : cc.min;
     guint64 ceiling = layers > 1 ? ranges[i].ceiling : cc.max;
     targets[i] = retarget (*video, i, CLAMP (lowest[i], floor, ceiling), cc);

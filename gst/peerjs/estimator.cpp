@@ -254,9 +254,9 @@ Estimator::cut_at (double)
 double
 Estimator::raise (double rate, double factor, double dt)
 {
-  /* Only what gets through proves the link better than it was: the rate
-   * itself may climb past the capacity (by ADDITIVE) without proving
-   * anything, up to 1.5 times what is received. */
+  /* What gets through proves the link better than it was; the rate
+   * itself climbing past the capacity (by ADDITIVE, up to 1.5 times what
+   * is received) proves little, until it is PAST_CAPACITY times it. */
   if (capacity_ > 0 && (acked_ > NEAR_CAPACITY * capacity_
           || rate > PAST_CAPACITY * capacity_))
     capacity_ = 0;
