@@ -227,7 +227,10 @@ Estimator::update_loss_rate (double fraction, double now)
      * decision waits for a window of packets sent after it. */
     reported_.clear ();
     last_loss_update_ = now + LOSS_WINDOW_MS - LOSS_UPDATE_MS;
-    cut_at (now);
+    /* Loss is no measure of the link's capacity (a radio loses at any
+     * rate): only a queue growing is, as Chromium's link capacity is
+     * learnt from delay-based overuse alone. */
+    cut_ = true;
   } else if (fraction < 0.02) {
     /* LOSS_INCREASE per update: as a rate a second. */
     loss_rate_ = raise (loss_rate_, LOSS_INCREASE * LOSS_INCREASE,

@@ -14,8 +14,9 @@
  *   decision waits for a second of packets sent after the cut), less than
  *   2 % raises it by 12 %, in between 6 % once no queue grew for 2 s (the
  *   link's own loss), at most every 500 ms.
- * - near the capacity: what the member received at the last cut, of
- *   either kind. While it is known, both rates grow by 40 kbit/s a
+ * - near the capacity: what the member received at the last cut of the
+ *   delay-based rate (loss says nothing of the link's rate). While it is
+ *   known, both rates grow by 40 kbit/s a
  *   second instead (AIMD, as Chromium's), so that a steady link is not
  *   overshot by a multiplicative step; it is forgotten (the link got
  *   better) once the member receives 1.15 times it, or the rate is 1.5
@@ -125,8 +126,8 @@ private:
   Usage usage_ = Usage::Normal;
   double last_rate_update_ = -1;
   double last_decrease_ = -1;
-  /* What the member received when a rate was last cut (0: unknown, or
-   * left behind since): near it the rate grows additively. */
+  /* What the member received when the delay-based rate was last cut (0:
+   * unknown, or left behind since): near it the rates grow additively. */
   double capacity_ = 0;
   bool cut_ = false;            /* either rate was ever cut */
   /* What was received: (arrival ms, bytes), the last 500 ms of it. */
