@@ -1009,16 +1009,18 @@ block_error (const std::vector<guint8> & a, const std::vector<guint8> & b)
  * packets each); the sent pictures are made again by a videotestsrc of
  * the same settings, and each received one is compared with the sent
  * picture closest to it. One layer, so that every picture is 320x240;
- * starting at 1 Mbit/s, so that the first pictures are not coded as
- * coarsely as the default start (300 kbit/s) codes the zone plate: the
- * test is of damage, not of coding. */
+ * starting at 1 Mbit/s and never below 600 kbit/s, so that no picture is
+ * coded as coarsely as the default start (300 kbit/s) or an estimate cut
+ * by the loss codes the zone plate (a CI run under the load of the other
+ * suites saw a median block error of 2.1 where quiet runs see 1.4, and 4
+ * pictures off by 6 to 9): the test is of damage, not of coding. */
 GST_START_TEST (test_frames_whole_under_loss)
 {
   own_loopback_namespace ();
   ServerThread server;
   const std::string pattern = "zone-plate kx2=20 ky2=20 kt=1";
   Member sink ("peerjssink name=p video-layers=1 do-fec=false "
-      "start-bitrate=1000000 "
+      "start-bitrate=1000000 min-bitrate=600000 "
       + props (server, "whole") + " videotestsrc is-live=true pattern="
       + pattern + " ! video/x-raw,format=I420,width=320,height=240,"
       "framerate=15/1 ! p.video");
@@ -1046,14 +1048,33 @@ GST_START_TEST (test_frames_whole_under_loss)
   int wrong = 0;
   double worst = 0, typical = 0;
   std::vector<double> errors;
-  for (const auto & got : out.pictures) {
+  /* The wrong ones, for the failure message: which picture (in the order
+   * they came), when (ms after the first), its timestamp, how far off,
+   * and the sent picture closest to it. */
+  std::string listed;
+  for (std::size_t i = 0; i < out.pictures.size (); i++) {
     double best = 1e9;
-    for (const auto & s : sent)
-      best = std::min (best, block_error (got, s));
+    std::size_t closest = 0;
+    for (std::size_t k = 0; k < sent.size (); k++) {
+      double e = block_error (out.pictures[i], sent[k]);
+      if (e < best) {
+        best = e;
+        closest = k;
+      }
+    }
     errors.push_back (best);
     worst = std::max (worst, best);
-    if (best > WRONG)
-      wrong++;
+    if (best > WRONG && ++wrong <= 12) {
+      gint64 at = i < out.times.size () && !out.times.empty ()
+          ? out.times[i] - out.times[0] : -1;
+      GstClockTime pts = i < out.pts.size () ? out.pts[i]
+          : GST_CLOCK_TIME_NONE;
+      listed += "\n  picture " + std::to_string (i) + " at "
+          + std::to_string (at) + " ms, pts " + std::to_string (
+              GST_CLOCK_TIME_IS_VALID (pts) ? (gint64) (pts / GST_MSECOND)
+              : -1) + " ms: block error " + std::to_string (best)
+          + ", closest to sent frame " + std::to_string (closest);
+    }
   }
   std::sort (errors.begin (), errors.end ());
   if (!errors.empty ())
@@ -1064,8 +1085,8 @@ GST_START_TEST (test_frames_whole_under_loss)
   fail_unless (out.pictures.size () >= 30, "only %zu pictures decoded",
       out.pictures.size ());
   fail_unless (wrong == 0, "%d of %zu pictures decoded are none of those "
-      "sent (block error up to %.1f; median %.1f)", wrong,
-      out.pictures.size (), worst, typical);
+      "sent (block error up to %.1f; median %.1f):%s", wrong,
+      out.pictures.size (), worst, typical, listed.c_str ());
 }
 END_TEST;
 
