@@ -6,6 +6,7 @@
 
 #include <gst/rtp/rtp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -47,6 +48,8 @@ constexpr double APP_LIMITED_SHARE = 0.7;
 constexpr gint64 RTX_REPEAT_MS = 100;
 constexpr gint64 RTX_BUCKET_MS = 250;
 constexpr double RTX_PACKET_BYTES = 1200;
+/* An RTX packet is its original and the original sequence number. */
+constexpr guint RTX_OVERHEAD_BYTES = 2;
 /* Pacing (Congestion::pace), as Chromium's pacer: video packets leave at
  * 2.5 times the member's estimate, with a burst of 10 ms of that; a
  * packet is held at most PACING_MAX_HOLD_MS (a longer wait is the
@@ -56,6 +59,22 @@ constexpr double PACING_FACTOR = 2.5;
 constexpr double PACING_BURST_MS = 10;
 constexpr guint64 PACING_MAX_HOLD_MS = 200;
 constexpr guint64 PACING_STEP_US = 5000;
+/* Padding probes (Congestion::probe): PROBE_CLUSTER_MS at the target, at
+ * least PROBE_PACKETS packets sent again (Chromium's clusters: 15 ms, 5
+ * packets with the media; longer here, as a receiving pipeline's arrival
+ * times are coarser), from the LATEST_PACKETS last video packets; one at most every
+ * PROBE_EVERY_MS unless the last one's result was PROBE_REACHED of its
+ * target (Chromium's further probing) or raised the estimate PROBE_GAIN
+ * times (a receiving pipeline's arrival times, under load, make a clean
+ * link's results 0.6 to 0.7 of the target), and only when no queue grew
+ * for PROBE_CALM_MS. */
+constexpr double PROBE_CLUSTER_MS = 60;
+constexpr int PROBE_PACKETS = 4;
+constexpr std::size_t LATEST_PACKETS = 32;
+constexpr gint64 PROBE_EVERY_MS = 4000;
+constexpr guint PROBE_CALM_MS = 2000;
+constexpr double PROBE_REACHED = 0.7;
+constexpr double PROBE_GAIN = 1.2;
 
 guint64
 now_ns ()
@@ -146,9 +165,16 @@ write_twcc (GstElement * payloader_bin, int id)
 
 Congestion::Congestion (const CcSettings & settings)
   : paces_ (settings.mode == CongestionControl::Gcc),
+    max_estimate_ (settings.max / ENCODER_SHARE),
     estimator_ (settings.start / ENCODER_SHARE, settings.min,
       settings.max / ENCODER_SHARE)
 {
+  g_weak_ref_init (&rtxsend_, nullptr);
+}
+
+Congestion::~Congestion ()
+{
+  g_weak_ref_clear (&rtxsend_);
 }
 
 guint64
@@ -294,7 +320,12 @@ Congestion::on_twcc (const GstStructure * s)
   if (report.empty ())
     return;
   std::lock_guard<std::mutex> guard (lock_);
+  bool probing = estimator_.probing ();
   estimator_.feedback (report, now_ns ());
+  if (probing && !estimator_.probing ())
+    GST_DEBUG ("padding probe at %.0f bit/s: %.0f arrived, estimate %"
+        G_GUINT64_FORMAT, estimator_.probe_target (),
+        estimator_.probe_result (), estimator_.estimate (now_ns ()));
   reported_ = true;
   if (estimator_.usage () == Estimator::Usage::Over)
     overused_at_ = g_get_monotonic_time ();
@@ -342,6 +373,7 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
     return;
   g_object_set_data (G_OBJECT (rtxsend), "peerjs-rtx-bounded",
       GINT_TO_POINTER (1));
+  g_weak_ref_set (&self->rtxsend_, rtxsend);
   g_autoptr (GstPad) src = gst_element_get_static_pad (rtxsend, "src");
   g_autoptr (GstPad) sink = gst_element_get_static_pad (rtxsend, "sink");
   /* What rtxsend gives out beyond what it is given: its
@@ -363,7 +395,8 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
         if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_UPSTREAM || !s
             || !gst_structure_has_name (s, "GstRTPRetransmissionRequest")
             || !gst_structure_get_uint (s, "ssrc", &ssrc)
-            || !gst_structure_get_uint (s, "seqnum", &seqnum))
+            || !gst_structure_get_uint (s, "seqnum", &seqnum)
+            || gst_structure_has_field (s, "peerjs-padding"))
           return GST_PAD_PROBE_OK;
         auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
         return self->allow_retransmission (ssrc, seqnum)
@@ -376,8 +409,34 @@ Congestion::bound_retransmissions (const std::shared_ptr<Congestion> & self,
 GstPadProbeReturn
 Congestion::on_rtx_in (GstPad *, GstPadProbeInfo * info, gpointer data)
 {
-  (*static_cast<std::shared_ptr<Congestion> *> (data))->rtx_in_bytes_ +=
-      probe_bytes (info);
+  auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
+  self->rtx_in_bytes_ += probe_bytes (info);
+  /* The member's latest video packets, for padding probes. */
+  guint video = self->video_ssrc_;
+  if (!video)
+    return GST_PAD_PROBE_OK;
+  auto note = [&self, video] (GstBuffer * buffer) {
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (!gst_rtp_buffer_map (buffer, GST_MAP_READ, &rtp))
+      return;
+    guint ssrc = gst_rtp_buffer_get_ssrc (&rtp);
+    guint seqnum = gst_rtp_buffer_get_seq (&rtp);
+    gst_rtp_buffer_unmap (&rtp);
+    if (ssrc != video)
+      return;
+    std::lock_guard<std::mutex> guard (self->lock_);
+    self->latest_.push_back ({ ssrc, seqnum,
+            (guint) gst_buffer_get_size (buffer) });
+    if (self->latest_.size () > LATEST_PACKETS)
+      self->latest_.pop_front ();
+  };
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST (info);
+    for (guint i = 0; i < gst_buffer_list_length (list); i++)
+      note (gst_buffer_list_get (list, i));
+  } else {
+    note (GST_PAD_PROBE_INFO_BUFFER (info));
+  }
   return GST_PAD_PROBE_OK;
 }
 
@@ -424,7 +483,8 @@ Congestion::retransmission_rate ()
 {
   std::lock_guard<std::mutex> guard (lock_);
   gint64 now = g_get_monotonic_time ();
-  gint64 extra = (gint64) (rtx_out_bytes_.load () - rtx_in_bytes_.load ());
+  gint64 extra = (gint64) (rtx_out_bytes_.load () - rtx_in_bytes_.load ()
+      - padding_bytes_.load ());
   if (rtx_rate_at_ && now > rtx_rate_at_) {
     double rate = MAX (extra - rtx_extra_, 0) * 8 * 1e6 / (now - rtx_rate_at_);
     rtx_rate_ = (rtx_rate_ + rate) / 2;
@@ -432,6 +492,116 @@ Congestion::retransmission_rate ()
   rtx_extra_ = extra;
   rtx_rate_at_ = now;
   return (guint64) rtx_rate_;
+}
+
+bool
+Congestion::probe_due ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  if (sending_probe_ || estimator_.probing () || !reported_)
+    return false;
+  if (!probed_at_)
+    return true;
+  double target = estimator_.probe_target ();
+  if (target > 0 && (estimator_.probe_result () >= PROBE_REACHED * target
+          || estimator_.probe_gain () >= PROBE_GAIN)
+      && estimator_.estimate (now_ns ()) < max_estimate_)
+    return true;
+  return g_get_monotonic_time () - probed_at_ >= PROBE_EVERY_MS * 1000;
+}
+
+guint64
+Congestion::probe_target ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return (guint64) MIN (2.0 * estimator_.estimate (now_ns ()),
+      max_estimate_);
+}
+
+bool
+Congestion::probe (const std::shared_ptr<Congestion> & self, guint64 target)
+{
+  g_autoptr (GstElement) rtxsend =
+      GST_ELEMENT (g_weak_ref_get (&self->rtxsend_));
+  if (!rtxsend || !target)
+    return false;
+  {
+    std::lock_guard<std::mutex> guard (self->lock_);
+    if (self->latest_.size () < (std::size_t) PROBE_PACKETS
+        || self->estimator_.probing ())
+      return false;
+  }
+  bool idle = false;
+  if (!self->sending_probe_.compare_exchange_strong (idle, true))
+    return false;
+  GThread *thread = g_thread_try_new ("peerjs-probe", [] (gpointer data)
+      -> gpointer {
+        auto *args = static_cast<std::pair<std::shared_ptr<Congestion>,
+            guint64> *> (data);
+        send_probe (args->first, args->second);
+        delete args;
+        return nullptr;
+      }, new std::pair<std::shared_ptr<Congestion>, guint64> (self, target),
+      nullptr);
+  if (!thread) {
+    self->sending_probe_ = false;
+    return false;
+  }
+  g_thread_unref (thread);
+  return true;
+}
+
+/* The probe's own thread: the padding requests, paced. */
+void
+Congestion::send_probe (std::shared_ptr<Congestion> self, guint64 target)
+{
+  g_autoptr (GstElement) rtxsend =
+      GST_ELEMENT (g_weak_ref_get (&self->rtxsend_));
+  g_autoptr (GstPad) src = rtxsend
+      ? gst_element_get_static_pad (rtxsend, "src") : nullptr;
+  std::vector<Sent> padding;
+  {
+    std::lock_guard<std::mutex> guard (self->lock_);
+    /* The padding alone goes at the target: the media, a frame every
+     * 33 to 66 ms, may send nothing meanwhile. */
+    double bits = target * PROBE_CLUSTER_MS / 1000;
+    for (auto i = self->latest_.rbegin (); i != self->latest_.rend ()
+        && (bits > 0 || (int) padding.size () < PROBE_PACKETS); ++i) {
+      padding.push_back (*i);
+      bits -= i->bytes * 8.0;
+    }
+    std::reverse (padding.begin (), padding.end ());
+    self->probed_at_ = g_get_monotonic_time ();
+    double bytes = 0;
+    for (auto & p : padding)
+      bytes += p.bytes;
+    double span_ms = bytes * 8 * 1000 / target;
+    guint64 start = now_ns ();
+    /* Its last packet leaves some time after the last request. */
+    self->estimator_.probe_sent (start, start + (guint64) ((span_ms + 5)
+            * GST_MSECOND), (double) target, start);
+  }
+  self->probes_++;
+  GST_DEBUG ("padding probe at %" G_GUINT64_FORMAT " bit/s: %zu packets",
+      target, padding.size ());
+  gint64 next = g_get_monotonic_time ();
+  for (auto & p : padding) {
+    gint64 now = g_get_monotonic_time ();
+    if (next > now)
+      g_usleep (next - now);
+    if (!src)
+      break;
+    GstEvent *event = gst_event_new_custom (GST_EVENT_CUSTOM_UPSTREAM,
+        gst_structure_new ("GstRTPRetransmissionRequest",
+            "seqnum", G_TYPE_UINT, p.seqnum, "ssrc", G_TYPE_UINT, p.ssrc,
+            "peerjs-padding", G_TYPE_BOOLEAN, TRUE, NULL));
+    if (gst_pad_send_event (src, event)) {
+      self->padding_bytes_ += p.bytes + RTX_OVERHEAD_BYTES;
+      self->padding_packets_++;
+    }
+    next += (gint64) (p.bytes * 8 * 1e6 / target);
+  }
+  self->sending_probe_ = false;
 }
 
 void
@@ -444,6 +614,10 @@ Congestion::forget_capacity ()
 GstStructure *
 Congestion::add_stats (GstStructure * stats)
 {
+  guint64 rtx_sent = 0;
+  if (gst_structure_get_uint64 (stats, "rtx-packets-sent", &rtx_sent))
+    gst_structure_set (stats, "rtx-packets-sent", G_TYPE_UINT64,
+        rtx_sent - MIN (rtx_sent, padding_packets_.load ()), NULL);
   gst_structure_set (stats,
       "estimated-bitrate", G_TYPE_UINT64, estimate (),
       "target-bitrate", G_TYPE_UINT64, target.load (),
@@ -454,7 +628,8 @@ Congestion::add_stats (GstStructure * stats)
       "layers", G_TYPE_INT, layers.load (),
       "layer-width", G_TYPE_INT, layer_width.load (),
       "layer-height", G_TYPE_INT, layer_height.load (),
-      "layer-changes", G_TYPE_UINT64, layer_changes.load (), NULL);
+      "layer-changes", G_TYPE_UINT64, layer_changes.load (),
+      "probes", G_TYPE_UINT64, probes_.load (), NULL);
   return stats;
 }
 
@@ -698,6 +873,14 @@ Session::adapt_bitrate ()
       } else {
         c->calm_ticks = 0;
       }
+      /* Below the top, on its layer, no queue grown lately: a padding
+       * probe proves whether the link carries more, whatever the layer
+       * sends (every PROBE_EVERY_MS, or at once after one that reached
+       * its target). */
+      if (layer == wanted && wanted > 0 && !starting && !probing
+          && !congested && !c->overused_within (PROBE_CALM_MS)
+          && c->probe_due ())
+        Congestion::probe (c, c->probe_target ());
       if (layer != wanted) {
         GST_DEBUG_OBJECT (element_, "%s: video layer %d -> %d (budget %"
             G_GUINT64_FORMAT ", estimate %" G_GUINT64_FORMAT

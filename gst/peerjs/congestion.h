@@ -14,6 +14,7 @@
 #include <gst/sdp/sdp.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -53,6 +54,7 @@ class Congestion
 {
 public:
   explicit Congestion (const CcSettings & settings);
+  ~Congestion ();
 
   /* TWCC feedback arrives as events on the payloader bin's src pad. With
    * congestion control on, the video packets leaving it are paced
@@ -77,7 +79,9 @@ public:
       GstElement * webrtc);
   /* Retransmission requests (the member's NACKs, as rtpsession hands them
    * to `rtxsend`, an rtprtxsend of the member's webrtcbin) go through
-   * allow_retransmission (); once per element, more calls do nothing. */
+   * allow_retransmission (); once per element, more calls do nothing. The
+   * member's video packets it is given are noted for padding probes
+   * (probe ()). */
   static void bound_retransmissions (const std::shared_ptr<Congestion> & self,
       GstElement * rtxsend);
   /* Whether packet `seqnum` of `ssrc` is to be sent again now: not when it
@@ -93,8 +97,29 @@ public:
    * room for. Session::adapt_bitrate's. */
   guint64 retransmission_rate ();
   /* The member's peerjs-stats gain estimated-bitrate, target-bitrate,
-   * bitrate-adapts and transport-cc-reports; returns `stats`. */
+   * bitrate-adapts, transport-cc-reports, the layer's fields and probes;
+   * their rtx-packets-sent leaves the padding out. Returns `stats`. */
   GstStructure *add_stats (GstStructure * stats);
+
+  /* A padding probe, as Chromium's: the member's latest video packets
+   * sent again from its RTX stream (`rtxsend`, bound_retransmissions ()),
+   * paced at `target` bit/s for PROBE_CLUSTER_MS (at least PROBE_PACKETS
+   * of them), in a thread of its own; the estimator measures the rate
+   * they and the media sent meanwhile arrive at
+   * (Estimator::probe_sent) and takes it when it is above the estimate:
+   * a faster link is proven at once, whatever the member's layer sends.
+   * The receiver drops them as duplicates. False when none can be sent
+   * (no RTX, no video packet yet, a probe under way). */
+  static bool probe (const std::shared_ptr<Congestion> & self,
+      guint64 target);
+  /* A padding probe may start: none is under way, and either the last
+   * one's result was PROBE_REACHED of its target or raised the estimate
+   * PROBE_GAIN times (the link took about it: the next one, at twice the
+   * estimate that gave, at once), or PROBE_EVERY_MS passed since it. */
+  bool probe_due ();
+  /* The target of the next probe: twice the estimate, at most what
+   * max-bitrate needs. */
+  guint64 probe_target ();
 
   /* The estimate in bit/s, 0 while the member reported nothing. */
   guint64 estimate ();
@@ -149,7 +174,26 @@ private:
   static GstPadProbeReturn on_packets (GstPad * pad, GstPadProbeInfo * info,
       gpointer self);
 
+  static void send_probe (std::shared_ptr<Congestion> self, guint64 target);
+
   bool paces_ = false;
+  double max_estimate_;
+  /* Probes: the member's rtprtxsend, its latest video packets (ssrc,
+   * seqnum, bytes; under lock_), when the last probe started (monotonic
+   * µs, 0: never), whether one is being sent, and how many were. */
+  GWeakRef rtxsend_;
+  struct Sent
+  {
+    guint ssrc, seqnum, bytes;
+  };
+  std::deque<Sent> latest_;
+  gint64 probed_at_ = 0;
+  std::atomic<bool> sending_probe_ { false };
+  std::atomic<guint64> probes_ { 0 };
+  /* Bytes of padding sent: what rtxsend gives out beyond what it is
+   * given, less these, is what it sent again. */
+  std::atomic<guint64> padding_bytes_ { 0 };
+  std::atomic<guint64> padding_packets_ { 0 };
   std::mutex lock_;
   Estimator estimator_;
   /* Pacing: the bucket in bits and when it was last filled; under

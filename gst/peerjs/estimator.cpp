@@ -27,6 +27,12 @@ constexpr double FEEDBACK_VALID_MS = 2000;
 constexpr double ADDITIVE = 40000;         /* bit/s a second */
 constexpr double NEAR_CAPACITY = 1.15;
 constexpr double PAST_CAPACITY = 1.5;
+/* Probes (Estimator::probe_sent): as Chromium's probe estimator. */
+constexpr int PROBE_MIN_PACKETS = 5;
+constexpr double PROBE_MIN_RECEIVED = 0.8;
+constexpr double PROBE_UNSATURATED = 0.9;
+constexpr double PROBE_UTILIZATION = 0.95;
+constexpr double PROBE_WAIT_MS = 1000;
 
 double
 ms (guint64 ns)
@@ -58,6 +64,8 @@ Estimator::feedback (const std::vector<Packet> & packets, guint64 now_ns)
   double now = ms (now_ns);
   last_feedback_ = now;
   for (const Packet & p : packets) {
+    if (probe_.active)
+      probe_packet (p);
     reported_.emplace_back (now, p.lost);
     if (p.lost)
       continue;
@@ -96,6 +104,82 @@ Estimator::feedback (const std::vector<Packet> & packets, guint64 now_ns)
     update_loss_rate ((double) lost / reported_.size (), now);
   }
   update_delay_rate (now);
+  if (probe_.active && (probe_.after || now > probe_.expires))
+    finish_probe ();
+}
+
+void
+Estimator::probe_sent (guint64 start_ns, guint64 end_ns, double target,
+    guint64 now_ns)
+{
+  probe_ = Probe ();
+  probe_.active = true;
+  probe_.start = ms (start_ns);
+  probe_.end = ms (end_ns);
+  probe_.target = target;
+  probe_.expires = ms (now_ns) + (probe_.end - probe_.start) + PROBE_WAIT_MS;
+}
+
+void
+Estimator::probe_packet (const Packet & p)
+{
+  double sent = ms (p.sent_ns);
+  if (sent > probe_.end) {
+    probe_.after = true;
+    return;
+  }
+  if (sent < probe_.start)
+    return;
+  probe_.packets++;
+  probe_.sent_bytes += p.size;
+  if (probe_.first_sent < 0 || sent < probe_.first_sent)
+    probe_.first_sent = sent;
+  if (sent >= probe_.last_sent) {
+    probe_.last_sent = sent;
+    probe_.last_sent_size = p.size;
+  }
+  if (!p.lost)
+    probe_.arrivals.emplace_back (ms (p.received_ns), p.size);
+}
+
+void
+Estimator::finish_probe ()
+{
+  Probe & p = probe_;
+  p.active = false;
+  double result = 0;
+  double send_span = p.last_sent - p.first_sent;
+  if (p.packets >= PROBE_MIN_PACKETS && send_span > 0
+      && p.arrivals.size () >= PROBE_MIN_RECEIVED * p.packets) {
+    /* The last packet sent ends the span: its bytes do not count. */
+    double sent = (p.sent_bytes - p.last_sent_size) * 8 * 1000 / send_span;
+    /* From the arrival of the packet that completes the first half of
+     * the bytes (not counted) to the last. */
+    std::sort (p.arrivals.begin (), p.arrivals.end ());
+    guint64 total = 0, before = 0;
+    for (auto & a : p.arrivals)
+      total += a.second;
+    std::size_t mid = 0;
+    while (mid + 2 < p.arrivals.size () && (before + p.arrivals[mid].second)
+        * 2 < total)
+      before += p.arrivals[mid++].second;
+    double span = p.arrivals.back ().first - p.arrivals[mid].first;
+    double received = span > 0 ? (total - before - p.arrivals[mid].second)
+        * 8 * 1000 / span : sent;
+    result = MIN (sent, received);
+    if (received < PROBE_UNSATURATED * sent)
+      result = PROBE_UTILIZATION * received;
+  }
+  probe_result_ = result;
+  probe_target_ = p.target;
+  double before = MIN (delay_rate_, loss_rate_);
+  probe_gain_ = 1;
+  if (result > before) {
+    probe_gain_ = result / before;
+    delay_rate_ = (double) clamp (MAX (delay_rate_, result));
+    loss_rate_ = (double) clamp (MAX (loss_rate_, result));
+    capacity_ = 0;
+  }
 }
 
 void

@@ -6,6 +6,7 @@
 
 #include "../../gst/peerjs/estimator.h"
 
+#include <cmath>
 #include <random>
 
 using peerjs::Estimator;
@@ -22,8 +23,12 @@ struct Path
   guint64 rate = 0;
   double queue_ms = 100;
   double loss = 0;
+  /* A shaper's bucket (tbf's burst): bytes that leave at once after the
+   * link was idle. */
+  double burst = 0;
   std::mt19937 random { 7 };
   double free_at_ms = 0;                  /* when the link is idle again */
+  double tokens = 0;                      /* bytes, at free_at_ms */
 
   /* The packet sent at `sent_ms`, as the receiver saw it. */
   Estimator::Packet carry (double sent_ms, guint size)
@@ -40,7 +45,18 @@ struct Path
       p.lost = true;              /* the queue is full: tail drop */
       return p;
     }
-    double leave = rate ? start + size * 8 * 1000.0 / rate : sent_ms;
+    double leave = sent_ms;
+    if (rate) {
+      double bytes_ms = rate / 8000.0;
+      tokens = MIN (burst, tokens + (start - free_at_ms) * bytes_ms);
+      if (tokens >= size) {
+        leave = start;
+        tokens -= size;
+      } else {
+        leave = start + (size - tokens) / bytes_ms;
+        tokens = 0;
+      }
+    }
     free_at_ms = leave;
     p.received_ns = (guint64) ((leave + 20) * MS);
     return p;
@@ -88,6 +104,31 @@ run (Estimator & e, Path & path, double seconds, double *clock_ms,
   }
   *clock_ms = end;
   return e.estimate ((guint64) (end * MS));
+}
+
+/* A padding probe at `target` bit/s (at least 5 packets, 60 ms) sent at
+ * *clock_ms, then a packet after it, all reported once they arrived;
+ * returns the estimator's result. */
+double
+probe (Estimator & e, Path & path, double *clock_ms, guint64 target)
+{
+  double t = *clock_ms;
+  double gap = PACKET * 8 * 1000.0 / target;
+  int n = MAX (5, (int) std::ceil (target * 0.06 / 8 / PACKET));
+  double end = t + (n - 1) * gap;
+  e.probe_sent ((guint64) (t * MS), (guint64) ((end + 1) * MS), target,
+      (guint64) (t * MS));
+  std::vector<Estimator::Packet> sent;
+  for (int i = 0; i < n; i++)
+    sent.push_back (path.carry (t + i * gap, PACKET));
+  sent.push_back (path.carry (end + 10, PACKET));
+  double last = end + 10;
+  for (auto & p : sent)
+    if (!p.lost)
+      last = MAX (last, p.received_ns / (double) MS);
+  e.feedback (sent, (guint64) ((last + 1) * MS));
+  *clock_ms = last + 1;
+  return e.probe_result ();
 }
 
 }  // namespace
@@ -142,6 +183,55 @@ GST_START_TEST (test_recovers)
   g_print ("estimator: from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
       " in 15 s on a clean link\n", low, back);
   fail_unless (back > 600000, "%" G_GUINT64_FORMAT " after 15 s", back);
+}
+GST_END_TEST;
+
+/* Padding probes: through a 300 kbit/s link with a 3.2 kB bucket that the
+ * media keep nearly empty, a probe at twice the estimate finds about the
+ * link and the estimate stays near it; once the link is clean, a probe at
+ * twice the estimate finds that, and the estimate takes it at once. (A
+ * bucket left full by an idle link lets a probe of 6 kB at 600 kbit/s
+ * through nearly at its own rate: 413 kbit/s found here.) */
+GST_START_TEST (test_probe)
+{
+  Estimator e (1000000, 100000, 2000000);
+  Path path;
+  path.rate = 300000;
+  path.burst = 3200;
+  double clock = 0;
+  guint64 low = run (e, path, 8, &clock);
+  fail_unless (low < 330000, "%" G_GUINT64_FORMAT, low);
+  double slow = probe (e, path, &clock, 2 * low);
+  guint64 after = e.estimate ((guint64) (clock * MS));
+  g_print ("estimator: a probe at %" G_GUINT64_FORMAT " through 300 kbit/s "
+      "found %.0f; estimate %" G_GUINT64_FORMAT "\n", 2 * low, slow, after);
+  fail_unless (!e.probing () && slow >= 0 && slow < 360000
+      && after < 360000, "through 300 kbit/s: found %.0f, estimate %"
+      G_GUINT64_FORMAT, slow, after);
+
+  path.rate = 0;
+  guint64 before = run (e, path, 1, &clock);
+  double clean = probe (e, path, &clock, 2 * before);
+  after = e.estimate ((guint64) (clock * MS));
+  g_print ("estimator: a probe at %" G_GUINT64_FORMAT " on a clean link "
+      "found %.0f; estimate %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT
+      "\n", 2 * before, clean, before, after);
+  fail_unless (clean >= 0.9 * 2 * before && after >= 0.9 * 2 * before
+      && e.probe_gain () > 1.5, "on a clean link: found %.0f of %"
+      G_GUINT64_FORMAT ", estimate %" G_GUINT64_FORMAT, clean, 2 * before,
+      after);
+
+  /* Too few packets (two): no result, the estimate as it was. */
+  before = after;
+  double t = clock;
+  e.probe_sent ((guint64) (t * MS), (guint64) ((t + 5) * MS), 4 * before,
+      (guint64) (t * MS));
+  std::vector<Estimator::Packet> two = { path.carry (t, PACKET),
+    path.carry (t + 2, PACKET), path.carry (t + 20, PACKET) };
+  e.feedback (two, (guint64) ((t + 50) * MS));
+  fail_unless (!e.probing () && e.probe_result () == 0
+      && e.estimate ((guint64) ((t + 50) * MS)) <= before * 1.05,
+      "a probe of two packets: result %.0f", e.probe_result ());
 }
 GST_END_TEST;
 
@@ -286,6 +376,7 @@ estimator_suite ()
   tcase_add_test (tc, test_bottleneck);
   tcase_add_test (tc, test_clean);
   tcase_add_test (tc, test_recovers);
+  tcase_add_test (tc, test_probe);
   tcase_add_test (tc, test_loss);
   tcase_add_test (tc, test_receiver_reports);
   tcase_add_test (tc, test_remb);
