@@ -251,8 +251,8 @@ bool
 Congestion::overused_within (guint ms)
 {
   std::lock_guard<std::mutex> guard (lock_);
-  return overused_at_ && g_get_monotonic_time () - overused_at_
-      < (gint64) ms * 1000;
+  double last = estimator_.last_overuse ();
+  return last >= 0 && now_ns () / 1e6 - last < ms;
 }
 
 void
@@ -327,8 +327,6 @@ Congestion::on_twcc (const GstStructure * s)
         G_GUINT64_FORMAT, estimator_.probe_target (),
         estimator_.probe_result (), estimator_.estimate (now_ns ()));
   reported_ = true;
-  if (estimator_.usage () == Estimator::Usage::Over)
-    overused_at_ = g_get_monotonic_time ();
   reports_++;
   GST_LOG ("feedback on %zu packets: delay-based %.0f, loss-based %.0f, "
       "received %" G_GUINT64_FORMAT ", trend %.2f (threshold %.2f), usage %d",

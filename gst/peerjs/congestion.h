@@ -201,7 +201,6 @@ private:
   double pace_bits_ = 0;
   gint64 pace_filled_ = 0;
   bool reported_ = false;
-  gint64 overused_at_ = 0;               /* monotonic µs; 0: never */
   std::atomic<guint64> reports_ { 0 };
   std::atomic<guint> video_ssrc_ { 0 };
   std::set<GObject *> sessions_;         /* watched; under lock_ */

@@ -236,7 +236,6 @@ Estimator::detect (double trend, double now)
       overusing_ms_ = 0;
       overuse_count_ = 0;
       usage_ = Usage::Over;
-      last_overuse_ = now;
     }
   } else if (trend < -threshold_) {
     overusing_ms_ = -1;
@@ -248,6 +247,8 @@ Estimator::detect (double trend, double now)
     usage_ = Usage::Normal;
   }
   previous_trend_ = trend;
+  if (usage_ == Usage::Over)
+    last_overuse_ = now;
 
   /* The threshold follows the trend, slowly up and faster down, so that
    * a path's own jitter is not taken for a queue. */
@@ -278,7 +279,8 @@ Estimator::update_delay_rate (double now)
         double base = acked_ ? (double) acked_ : delay_rate_;
         delay_rate_ = MIN (delay_rate_, DECREASE * base);
         last_decrease_ = now;
-        cut_at (now);
+        cut_ = true;
+        learn_capacity ();
       }
       break;
     case Usage::Under:
@@ -331,9 +333,8 @@ Estimator::update_loss_rate (double fraction, double now)
 }
 
 void
-Estimator::cut_at (double)
+Estimator::learn_capacity ()
 {
-  cut_ = true;
   if (acked_)
     capacity_ = capacity_ > 0 ? 0.5 * capacity_ + 0.5 * acked_ : acked_;
 }

@@ -114,6 +114,9 @@ public:
   double loss () const { return loss_; }
   double loss_at () const { return loss_at_; }
   double trend () const { return trend_; }
+  /* When the link was last seen overused (ms, the clock of feedback ());
+   * -1 before that. */
+  double last_overuse () const { return last_overuse_; }
   double threshold () const { return threshold_; }
 
 private:
@@ -127,7 +130,10 @@ private:
   void detect (double trend, double now_ms);
   void update_delay_rate (double now_ms);
   void update_loss_rate (double fraction, double now_ms);
-  void cut_at (double now_ms);
+  /* What the member receives now is what the link carries (a queue grew:
+   * the delay-based rate was cut): the capacity, averaged with the last
+   * one known. */
+  void learn_capacity ();
   void probe_packet (const Packet & p);
   void finish_probe ();
   /* `rate` raised for `dt` seconds: multiplicatively by `factor` a second,
@@ -147,7 +153,7 @@ private:
   double threshold_ = 12.5;
   double last_threshold_update_ = -1;
   double overusing_ms_ = -1;
-  double last_overuse_ = -1;      /* ms; -1: never */
+  double last_overuse_ = -1;      /* ms, the last group seen overusing; -1: never */
   int overuse_count_ = 0;
   double last_delta_ms_ = 0;
   Usage usage_ = Usage::Normal;
