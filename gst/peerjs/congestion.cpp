@@ -500,14 +500,15 @@ bool
 Congestion::probe_due ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  if (sending_probe_ || estimator_.probing () || !reported_)
+  /* At the largest estimate there is nothing to look for. */
+  if (sending_probe_ || estimator_.probing () || !reported_
+      || estimator_.estimate (now_ns ()) >= max_estimate_)
     return false;
   if (!probed_at_)
     return true;
   double target = estimator_.probe_target ();
   if (target > 0 && (estimator_.probe_result () >= PROBE_REACHED * target
-          || estimator_.probe_gain () >= PROBE_GAIN)
-      && estimator_.estimate (now_ns ()) < max_estimate_)
+          || estimator_.probe_gain () >= PROBE_GAIN))
     return true;
   return g_get_monotonic_time () - probed_at_ >= PROBE_EVERY_MS * 1000;
 }

@@ -112,13 +112,14 @@ public:
    * (no RTX, no video packet yet, a probe under way). */
   static bool probe (const std::shared_ptr<Congestion> & self,
       guint64 target);
-  /* A padding probe may start: none is under way, and either the last
-   * one's result was PROBE_REACHED of its target or raised the estimate
-   * PROBE_GAIN times (the link took about it: the next one, at twice the
-   * estimate that gave, at once), or PROBE_EVERY_MS passed since it. */
+  /* A padding probe may start: none is under way, the estimate is under
+   * what max-bitrate needs, and either the last one's result was
+   * PROBE_REACHED of its target or raised the estimate PROBE_GAIN times
+   * (the link took about it: the next one, from the estimate that gave,
+   * at once), or PROBE_EVERY_MS passed since it. */
   bool probe_due ();
-  /* The target of the next probe: twice the estimate, at most what
-   * max-bitrate needs. */
+  /* The target of the next probe: PROBE_FACTOR times the estimate, at
+   * most what max-bitrate needs. */
   guint64 probe_target ();
 
   /* The estimate in bit/s, 0 while the member reported nothing. */
