@@ -171,7 +171,6 @@ Estimator::finish_probe ()
       result = PROBE_UTILIZATION * received;
   }
   probe_result_ = result;
-  probe_target_ = p.target;
   double before = MIN (delay_rate_, loss_rate_);
   probe_gain_ = 1;
   if (result > before) {

@@ -89,10 +89,10 @@ public:
   void probe_sent (guint64 start_ns, guint64 end_ns, double target,
       guint64 now_ns);
   bool probing () const { return probe_.active; }
-  /* The last probe's result and what it aimed at, bit/s; -1 before
-   * any. */
+  /* The last probe's result (-1 before any) and what it aimed at (0
+   * before any), bit/s. */
   double probe_result () const { return probe_result_; }
-  double probe_target () const { return probe_target_; }
+  double probe_target () const { return probe_.target; }
   /* How many times the last probe raised the estimate (1: not at all). */
   double probe_gain () const { return probe_gain_; }
 
@@ -183,7 +183,7 @@ private:
     int packets = 0;
     std::vector<std::pair<double, guint>> arrivals;   /* ms, bytes */
   } probe_;
-  double probe_result_ = -1, probe_target_ = -1, probe_gain_ = 1;
+  double probe_result_ = -1, probe_gain_ = 1;
   /* REMB */
   guint64 remb_ = 0;
   double last_remb_ = -1;
