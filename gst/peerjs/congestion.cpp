@@ -60,17 +60,16 @@ constexpr double PACING_BURST_MS = 10;
 constexpr guint64 PACING_MAX_HOLD_MS = 200;
 constexpr guint64 PACING_STEP_US = 5000;
 /* Padding probes (Congestion::probe): PROBE_CLUSTER_MS at the target
- * (PROBE_FACTOR times the estimate; 1.5 times cost the same to a
- * member behind 600 kbit/s, and made the way back from a slow link
- * slower: 4.5 to 9.5 s), at
- * least PROBE_PACKETS packets sent again (Chromium's clusters: 15 ms, 5
- * packets with the media; longer here, as a receiving pipeline's arrival
- * times are coarser), from the LATEST_PACKETS last video packets; one at most every
- * PROBE_EVERY_MS unless the last one's result was PROBE_REACHED of its
- * target (Chromium's further probing) or raised the estimate PROBE_GAIN
- * times (a receiving pipeline's arrival times, under load, make a clean
- * link's results 0.6 to 0.7 of the target), and only when no queue grew
- * for PROBE_CALM_MS. */
+ * (PROBE_FACTOR times the estimate; 1.5 times cost the same to a member
+ * behind 600 kbit/s, and made the way back from a slow link slower: 4.5
+ * to 9.5 s), at least PROBE_PACKETS packets sent again (Chromium's
+ * clusters: 15 ms, 5 packets with the media; longer here, as a receiving
+ * pipeline's arrival times are coarser), from the LATEST_PACKETS last
+ * video packets; one at most every PROBE_EVERY_MS unless the last one's
+ * result was PROBE_REACHED of its target (Chromium's further probing) or
+ * raised the estimate PROBE_GAIN times (a receiving pipeline's arrival
+ * times, under load, make a clean link's results 0.6 to 0.7 of the
+ * target), and only when no queue grew for PROBE_CALM_MS. */
 constexpr double PROBE_CLUSTER_MS = 60;
 constexpr int PROBE_PACKETS = 4;
 constexpr std::size_t LATEST_PACKETS = 32;
@@ -169,7 +168,6 @@ write_twcc (GstElement * payloader_bin, int id)
 
 Congestion::Congestion (const CcSettings & settings)
   : paces_ (settings.mode == CongestionControl::Gcc),
-    max_estimate_ (settings.max / ENCODER_SHARE),
     estimator_ (settings.start / ENCODER_SHARE, settings.min,
       settings.max / ENCODER_SHARE)
 {
@@ -502,7 +500,7 @@ Congestion::probe_due ()
   std::lock_guard<std::mutex> guard (lock_);
   /* At the largest estimate there is nothing to look for. */
   if (sending_probe_ || estimator_.probing () || !reported_
-      || estimator_.estimate (now_ns ()) >= max_estimate_)
+      || estimator_.estimate (now_ns ()) >= estimator_.max ())
     return false;
   if (!probed_at_)
     return true;
@@ -518,7 +516,7 @@ Congestion::probe_target ()
 {
   std::lock_guard<std::mutex> guard (lock_);
   return (guint64) MIN (PROBE_FACTOR * estimator_.estimate (now_ns ()),
-      max_estimate_);
+      (double) estimator_.max ());
 }
 
 bool

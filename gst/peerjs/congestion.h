@@ -178,7 +178,6 @@ private:
   static void send_probe (std::shared_ptr<Congestion> self, guint64 target);
 
   bool paces_ = false;
-  double max_estimate_;
   /* Probes: the member's rtprtxsend, its latest video packets (ssrc,
    * seqnum, bytes; under lock_), when the last probe started (monotonic
    * µs, 0: never), whether one is being sent, and how many were. */

@@ -96,6 +96,8 @@ public:
   /* How many times the last probe raised the estimate (1: not at all). */
   double probe_gain () const { return probe_gain_; }
 
+  /* The largest estimate, bit/s. */
+  guint64 max () const { return max_; }
   /* The estimate, bit/s, within [min, max]. */
   guint64 estimate (guint64 now_ns) const;
   /* Transport-wide feedback came in the last 2 s. */
