@@ -88,7 +88,8 @@ async function watch ([member, seconds, firstMs]) {
     const sizes = {};
     let frames = 0, previous = start, frozen = 0;
     const inbound = async () => {
-      const sum = { framesDecoded: 0, packetsLost: 0, nackCount: 0, pliCount: 0 };
+      const sum = { framesReceived: 0, framesDecoded: 0, framesDropped: 0,
+        packetsLost: 0, nackCount: 0, pliCount: 0 };
       for (const pc of window.__pcs || [])
         (await pc.getStats()).forEach((r) => {
           if (r.type === 'inbound-rtp' && r.kind === 'video')

@@ -35,9 +35,10 @@ constexpr guint64 PASSTHROUGH_AUDIO_BPS = 64000;
 constexpr int PROBE_WAIT_TICKS = 8;
 constexpr int PROBE_TICKS = 6;
 constexpr int START_HOLD_TICKS = 10;
-/* A member is probed only while it gets less than this share of what its
- * layer's encoder is told and the audio (Chromium probes while its
- * sending is application-limited). */
+/* A member's layer is tried above only while it gets less than this
+ * share of what its layer's encoder is told and the audio, and padding
+ * probes are sent only while it gets less than this share of its
+ * estimate (Chromium probes while its sending is application-limited). */
 constexpr double APP_LIMITED_SHARE = 0.7;
 
 
@@ -282,19 +283,23 @@ Congestion::on_event (GstPad *, GstPadProbeInfo * info, gpointer data)
   const GstStructure *s = gst_event_get_structure (event);
   if (s && gst_structure_has_name (s, "RTPTWCCPackets")) {
     auto & self = *static_cast<std::shared_ptr<Congestion> *> (data);
-    self->on_twcc (s);
+    /* The next probe of a chain goes at once, not at the next
+     * reconsideration: it verifies what the last one found before the
+     * encoders are told of it. */
+    if (self->on_twcc (s) && self->chain_due ())
+      probe (self, self->probe_target ());
   }
   return GST_PAD_PROBE_OK;
 }
 
-void
+bool
 Congestion::on_twcc (const GstStructure * s)
 {
   /* rtpsession 1.22 hands them as a GValueArray. */
   G_GNUC_BEGIN_IGNORE_DEPRECATIONS
   const GValue *packets = gst_structure_get_value (s, "packets");
   if (!packets || !G_VALUE_HOLDS (packets, g_value_array_get_type ()))
-    return;
+    return false;
   auto *array = static_cast<GValueArray *> (g_value_get_boxed (packets));
   std::vector<Estimator::Packet> report;
   for (guint i = 0; array && i < array->n_values; i++) {
@@ -320,7 +325,7 @@ Congestion::on_twcc (const GstStructure * s)
   }
   G_GNUC_END_IGNORE_DEPRECATIONS
   if (report.empty ())
-    return;
+    return false;
   std::lock_guard<std::mutex> guard (lock_);
   bool probing = estimator_.probing ();
   estimator_.feedback (report, now_ns ());
@@ -335,6 +340,7 @@ Congestion::on_twcc (const GstStructure * s)
       report.size (), estimator_.delay_rate (), estimator_.loss_rate (),
       estimator_.received_rate (), estimator_.trend (),
       estimator_.threshold (), (int) estimator_.usage ());
+  return probing && !estimator_.probing ();
 }
 
 void
@@ -502,21 +508,51 @@ Congestion::probe_due ()
   if (sending_probe_ || estimator_.probing () || !reported_
       || estimator_.estimate (now_ns ()) >= estimator_.max ())
     return false;
-  if (!probed_at_)
-    return true;
-  double target = estimator_.probe_target ();
-  if (target > 0 && (estimator_.probe_result () >= PROBE_REACHED * target
-          || estimator_.probe_gain () >= PROBE_GAIN))
+  if (!probed_at_ || chains ())
     return true;
   return g_get_monotonic_time () - probed_at_ >= PROBE_EVERY_MS * 1000;
+}
+
+bool
+Congestion::chains ()
+{
+  double target = estimator_.probe_target ();
+  return target > 0 && (estimator_.probe_result () >= PROBE_REACHED * target
+      || estimator_.probe_gain () >= PROBE_GAIN);
+}
+
+bool
+Congestion::chain_due ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  double last = estimator_.last_overuse ();
+  return !sending_probe_ && !estimator_.probing () && chains ()
+      && estimator_.estimate (now_ns ()) < estimator_.max ()
+      && estimator_.usage () != Estimator::Usage::Over
+      && (last < 0 || now_ns () / 1e6 - last >= PROBE_CALM_MS);
+}
+
+bool
+Congestion::probe_found_limit ()
+{
+  std::lock_guard<std::mutex> guard (lock_);
+  return probed_at_ && !sending_probe_ && !estimator_.probing ()
+      && estimator_.probe_result () >= 0 && !chains ();
 }
 
 guint64
 Congestion::probe_target ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  return (guint64) MIN (PROBE_FACTOR * estimator_.estimate (now_ns ()),
-      (double) estimator_.max ());
+  double base = estimator_.estimate (now_ns ());
+  /* Neither the first nor one a result called for: from what the member
+   * receives, which is proven, where it is lower. While a member gets
+   * less than its estimate allows, the estimate grows up to 1.5 times
+   * that without proof (800 kbit/s behind 600 kbit/s), and a probe at
+   * twice it overflowed the link's queue. */
+  if (probed_at_ && !chains () && estimator_.received_rate ())
+    base = MIN (base, (double) estimator_.received_rate ());
+  return (guint64) MIN (PROBE_FACTOR * base, (double) estimator_.max ());
 }
 
 bool
@@ -833,6 +869,11 @@ Session::adapt_bitrate ()
        * their start get the top layer. */
       if (c->start_left < 0 && b)
         c->start_left = wanted == 0 && !settled[0] ? START_HOLD_TICKS : 0;
+      /* Its start probes found what the link takes: nothing to wait for
+       * (held on the top layer below its floor, the encoder drops frames;
+       * behind 300 kbit/s the picture froze for 2 s). */
+      if (c->start_left > 0 && c->probe_found_limit ())
+        c->start_left = 0;
       starting = c->start_left > 0;
       probing = c->probe_left > 0;
       if (starting) {
@@ -874,11 +915,21 @@ Session::adapt_bitrate ()
       } else {
         c->calm_ticks = 0;
       }
-      /* Below the top, on its layer, no queue grown lately: a padding
-       * probe proves whether the link carries more, whatever the layer
-       * sends (every PROBE_EVERY_MS, or at once after one that reached
-       * its target). */
-      if (layer == wanted && wanted > 0 && !starting && !probing
+      /* Below the top, on its layer, no queue grown lately, and
+       * receiving well under its estimate (the layer is at its ceiling,
+       * or its picture needs little: Chromium probes while its sending is
+       * application-limited): a padding probe proves whether the link
+       * carries more (every PROBE_EVERY_MS, or at once after one that
+       * reached its target; at twice what the member receives, see
+       * probe_target ()). A member whose layer sends about its estimate
+       * needs none: the estimate grows by itself. And
+       * in its start, as Chromium probes at once: the estimate begins at
+       * start-bitrate, a guess, and the top layer's encoder, told that,
+       * drops frames until the estimate has grown to what the picture
+       * needs (40 to 60 frames in the first 4 s of a 640x480 picture on a
+       * clean link, without). */
+      bool limited = c->received_rate () < APP_LIMITED_SHARE * c->estimate ();
+      if (layer == wanted && (starting || (wanted > 0 && !probing && limited))
           && !congested && !c->overused_within (PROBE_CALM_MS)
           && c->probe_due ())
         Congestion::probe (c, c->probe_target ());

@@ -118,8 +118,19 @@ public:
    * (the link took about it: the next one, from the estimate that gave,
    * at once), or PROBE_EVERY_MS passed since it. */
   bool probe_due ();
-  /* The target of the next probe: PROBE_FACTOR times the estimate, at
-   * most what max-bitrate needs. */
+  /* The last probe's result calls for the next at once (as probe_due ()),
+   * no queue grew lately, and the estimate is under the largest: a probe
+   * that just ended is followed by the next without waiting for the next
+   * reconsideration. */
+  bool chain_due ();
+  /* A probe was sent, and the last one ended without calling for another
+   * (its result was under PROBE_REACHED of its target and did not raise
+   * the estimate PROBE_GAIN times): the link takes about the estimate. */
+  bool probe_found_limit ();
+  /* The target of the next probe: PROBE_FACTOR times the estimate (times
+   * what the member receives, where lower, for a probe neither the first
+   * nor called for by the last one's result), at most what max-bitrate
+   * needs. */
   guint64 probe_target ();
 
   /* The estimate in bit/s, 0 while the member reported nothing. */
@@ -165,7 +176,10 @@ public:
 private:
   static GstPadProbeReturn on_event (GstPad * pad, GstPadProbeInfo * info,
       gpointer self);
-  void on_twcc (const GstStructure * s);
+  /* True when the report ended a probe. */
+  bool on_twcc (const GstStructure * s);
+  /* probe_due ()'s chain rule; under lock_. */
+  bool chains ();
   void on_rtcp (GstBuffer * buffer);
 
   static GstPadProbeReturn on_rtx_in (GstPad * pad, GstPadProbeInfo * info,

@@ -33,6 +33,8 @@ constexpr double PROBE_MIN_RECEIVED = 0.8;
 constexpr double PROBE_UNSATURATED = 0.9;
 constexpr double PROBE_UTILIZATION = 0.95;
 constexpr double PROBE_WAIT_MS = 1000;
+/* A probe started within this of a raise verifies it. */
+constexpr double PROBE_VERIFY_MS = 1000;
 
 double
 ms (guint64 ns)
@@ -173,11 +175,32 @@ Estimator::finish_probe ()
   probe_result_ = result;
   double before = MIN (delay_rate_, loss_rate_);
   probe_gain_ = 1;
+  bool verifies = raised_from_ >= 0 && p.start - raised_at_ < PROBE_VERIFY_MS;
+  if (result <= before && verifies) {
+    /* The probe that followed a raise found less (or lost a fifth of
+     * itself): the raise was a shaper's bucket letting a short probe
+     * through faster than the link, and is taken back, down to no less
+     * than before it (Chromium lowers its estimate to a lower probe
+     * result too). */
+    delay_rate_ = MIN (delay_rate_, MAX (result, raised_from_));
+    loss_rate_ = MIN (loss_rate_, MAX (result, raised_from_));
+  }
+  if (result <= before || !verifies)
+    raised_from_ = -1;
   if (result > before) {
     probe_gain_ = result / before;
+    if (raised_from_ < 0)
+      raised_from_ = before;
+    raised_at_ = p.end;
     delay_rate_ = (double) clamp (MAX (delay_rate_, result));
     loss_rate_ = (double) clamp (MAX (loss_rate_, result));
-    capacity_ = 0;
+    /* Only a result past the capacity proves the link better (as what
+     * gets through, in raise ()): one just above an estimate that had
+     * been cut below the capacity is the same link, and forgetting it
+     * there let the rates grow multiplicatively past it again, a cut and
+     * lost packets every few seconds behind 600 kbit/s. */
+    if (result > NEAR_CAPACITY * capacity_)
+      capacity_ = 0;
   }
 }
 

@@ -16,11 +16,12 @@
  *   link's own loss), at most every 500 ms.
  * - near the capacity: what the member received at the last cut of the
  *   delay-based rate (loss says nothing of the link's rate). While it is
- *   known, both rates grow by 40 kbit/s a
- *   second instead (AIMD, as Chromium's), so that a steady link is not
- *   overshot by a multiplicative step; it is forgotten (the link got
- *   better) once the member receives 1.15 times it, or the rate is 1.5
- *   times it, or a probe starts. Before the first cut (the start, a
+ *   known, both rates grow by 40 kbit/s a second instead (AIMD, as
+ *   Chromium's), so that a steady link is not overshot by a
+ *   multiplicative step; it is forgotten (the link got better) once the
+ *   member receives 1.15 times it, or the rate is 1.5 times it, or a
+ *   layer is tried above (Congestion), or a padding probe arrives 1.15
+ *   times as fast. Before the first cut (the start, a
  *   guess), the rates double a second. Transport-wide feedback reports
  *   loss per packet; without it, the fraction lost from receiver reports
  *   does.
@@ -84,8 +85,13 @@ public:
    * them was lost. The received rate is that of the later half of the
    * bytes: a shaper's bucket (tbf's burst) lets the first ones through at
    * once, and a probe on a 300 kbit/s link with a 3.2 kB burst measured
-   * 380 to 430 kbit/s over all of them. A result above the estimate raises both rates to it and
-   * forgets the capacity: the link carried it. */
+   * 380 to 430 kbit/s over all of them. A result above the estimate
+   * raises both rates to it; one above NEAR_CAPACITY (1.15) times the
+   * capacity forgets that too: the link carried more. A probe started
+   * within PROBE_VERIFY_MS of such a raise verifies it: if it finds less
+   * than the estimate, the rates go back to its result, no lower than
+   * before the raise (a shaper's bucket lets a short probe through at any
+   * rate: 430 to 570 kbit/s through 300 kbit/s). */
   void probe_sent (guint64 start_ns, guint64 end_ns, double target,
       guint64 now_ns);
   bool probing () const { return probe_.active; }
@@ -186,6 +192,9 @@ private:
     std::vector<std::pair<double, guint>> arrivals;   /* ms, bytes */
   } probe_;
   double probe_result_ = -1, probe_gain_ = 1;
+  /* The estimate before the probes that raised it lately (-1: none since
+   * one that did not), and when the last of them ended (ms). */
+  double raised_from_ = -1, raised_at_ = 0;
   /* REMB */
   guint64 remb_ = 0;
   double last_remb_ = -1;

@@ -235,6 +235,36 @@ GST_START_TEST (test_probe)
 }
 GST_END_TEST;
 
+/* A shaper's bucket larger than a probe lets it through at any rate: the
+ * estimate it raised is taken back by the probe that follows it, which
+ * the bucket, emptied, no longer hides the link from. */
+GST_START_TEST (test_probe_verified)
+{
+  Estimator e (1000000, 100000, 2000000);
+  Path path;
+  path.rate = 300000;
+  path.burst = 6000;
+  double clock = 0;
+  guint64 low = run (e, path, 8, &clock);
+  /* Idle for a moment: the bucket fills. */
+  clock += 500;
+  double first = probe (e, path, &clock, 2 * low);
+  guint64 raised = e.estimate ((guint64) (clock * MS));
+  double second = probe (e, path, &clock, 2 * raised);
+  guint64 after = e.estimate ((guint64) (clock * MS));
+  g_print ("estimator: through a 6 kB bucket at 300 kbit/s, from %"
+      G_GUINT64_FORMAT ": a probe found %.0f (estimate %" G_GUINT64_FORMAT
+      "), the next %.0f; estimate %" G_GUINT64_FORMAT "\n", low, first,
+      raised, second, after);
+  fail_unless (first > 1.5 * low && raised > 1.5 * low,
+      "the bucket did not let the first probe through: found %.0f", first);
+  fail_unless (second >= 0 && second < 360000 && after < 360000
+      && after >= MIN (low, 300000) * 0.9, "the raise to %" G_GUINT64_FORMAT
+      " was not taken back: the next probe found %.0f, estimate %"
+      G_GUINT64_FORMAT, raised, second, after);
+}
+GST_END_TEST;
+
 /* Random loss with no queue: 20 % brings the estimate down (loss-based),
  * 1 % does not. */
 GST_START_TEST (test_loss)
@@ -377,6 +407,7 @@ estimator_suite ()
   tcase_add_test (tc, test_clean);
   tcase_add_test (tc, test_recovers);
   tcase_add_test (tc, test_probe);
+  tcase_add_test (tc, test_probe_verified);
   tcase_add_test (tc, test_loss);
   tcase_add_test (tc, test_receiver_reports);
   tcase_add_test (tc, test_remb);
