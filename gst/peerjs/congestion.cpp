@@ -66,7 +66,10 @@ constexpr guint64 PACING_STEP_US = 5000;
  * to 9.5 s), at least PROBE_PACKETS packets sent again (Chromium's
  * clusters: 15 ms, 5 packets with the media; longer here, as a receiving
  * pipeline's arrival times are coarser), from the LATEST_PACKETS last
- * video packets; one at most every PROBE_EVERY_MS unless the last one's
+ * video packets, each several times where they are too few for the
+ * cluster (at most PROBE_MAX_PACKETS); one at most every PROBE_EVERY_MS
+ * (at twice what the member receives where lower, yet PROBE_ABOVE times
+ * the estimate: probe_target ()) unless the last one's
  * result was PROBE_REACHED of its target (Chromium's further probing) or
  * raised the estimate PROBE_GAIN times (a receiving pipeline's arrival
  * times, under load, make a clean link's results 0.6 to 0.7 of the
@@ -74,11 +77,13 @@ constexpr guint64 PACING_STEP_US = 5000;
 constexpr double PROBE_CLUSTER_MS = 60;
 constexpr int PROBE_PACKETS = 4;
 constexpr std::size_t LATEST_PACKETS = 32;
+constexpr std::size_t PROBE_MAX_PACKETS = 64;
 constexpr gint64 PROBE_EVERY_MS = 4000;
 constexpr guint PROBE_CALM_MS = 2000;
 constexpr double PROBE_REACHED = 0.7;
 constexpr double PROBE_GAIN = 1.2;
 constexpr double PROBE_FACTOR = 2.0;
+constexpr double PROBE_ABOVE = 1.25;
 
 guint64
 now_ns ()
@@ -544,15 +549,18 @@ guint64
 Congestion::probe_target ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  double base = estimator_.estimate (now_ns ());
+  double estimate = estimator_.estimate (now_ns ());
+  double target = PROBE_FACTOR * estimate;
   /* Neither the first nor one a result called for: from what the member
-   * receives, which is proven, where it is lower. While a member gets
-   * less than its estimate allows, the estimate grows up to 1.5 times
-   * that without proof (800 kbit/s behind 600 kbit/s), and a probe at
-   * twice it overflowed the link's queue. */
+   * receives, which is proven, where it is lower, yet above the estimate
+   * (PROBE_ABOVE times it at least), or it could not raise it. While a
+   * member gets less than its estimate allows, the estimate grows up to
+   * 1.5 times that without proof (800 kbit/s behind 600 kbit/s), and a
+   * probe at twice it overflowed the link's queue. */
   if (probed_at_ && !chains () && estimator_.received_rate ())
-    base = MIN (base, (double) estimator_.received_rate ());
-  return (guint64) MIN (PROBE_FACTOR * base, (double) estimator_.max ());
+    target = MIN (target, MAX (PROBE_FACTOR * estimator_.received_rate (),
+            PROBE_ABOVE * estimate));
+  return (guint64) MIN (target, (double) estimator_.max ());
 }
 
 bool
@@ -602,12 +610,18 @@ Congestion::send_probe (std::shared_ptr<Congestion> self, guint64 target)
     /* The padding alone goes at the target: the media, a frame every
      * 33 to 66 ms, may send nothing meanwhile. */
     double bits = target * PROBE_CLUSTER_MS / 1000;
-    for (auto i = self->latest_.rbegin (); i != self->latest_.rend ()
-        && (bits > 0 || (int) padding.size () < PROBE_PACKETS); ++i) {
-      padding.push_back (*i);
-      bits -= i->bytes * 8.0;
+    /* The latest packets, newest first, and again from the newest where
+     * they are too few for the cluster's bytes: a small layer's packets
+     * (80x60: 100 to 200 bytes) made probes of a kilobyte, whose arrival
+     * times said 260 kbit/s of a clean link. The receiver drops the
+     * copies like the rest. */
+    std::size_t n = self->latest_.size ();
+    for (std::size_t i = 0; n && padding.size () < PROBE_MAX_PACKETS
+        && (bits > 0 || (int) padding.size () < PROBE_PACKETS); i++) {
+      const Sent & sent = self->latest_[n - 1 - i % n];
+      padding.push_back (sent);
+      bits -= sent.bytes * 8.0;
     }
-    std::reverse (padding.begin (), padding.end ());
     self->probed_at_ = g_get_monotonic_time ();
     double bytes = 0;
     for (auto & p : padding)

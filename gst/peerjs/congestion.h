@@ -127,10 +127,10 @@ public:
    * (its result was under PROBE_REACHED of its target and did not raise
    * the estimate PROBE_GAIN times): the link takes about the estimate. */
   bool probe_found_limit ();
-  /* The target of the next probe: PROBE_FACTOR times the estimate (times
-   * what the member receives, where lower, for a probe neither the first
-   * nor called for by the last one's result), at most what max-bitrate
-   * needs. */
+  /* The target of the next probe: PROBE_FACTOR times the estimate (for a
+   * probe neither the first nor called for by the last one's result,
+   * times what the member receives where lower, but at least
+   * PROBE_ABOVE times the estimate), at most what max-bitrate needs. */
   guint64 probe_target ();
 
   /* The estimate in bit/s, 0 while the member reported nothing. */
