@@ -176,12 +176,14 @@ Estimator::finish_probe ()
   double before = MIN (delay_rate_, loss_rate_);
   probe_gain_ = 1;
   bool verifies = raised_from_ >= 0 && p.start - raised_at_ < PROBE_VERIFY_MS;
-  if (result <= before && verifies) {
-    /* The probe that followed a raise found less (or lost a fifth of
-     * itself): the raise was a shaper's bucket letting a short probe
-     * through faster than the link, and is taken back, down to no less
-     * than before it (Chromium lowers its estimate to a lower probe
-     * result too). */
+  if (result > 0 && result <= before && verifies) {
+    /* The probe that followed a raise found less: the raise was a
+     * shaper's bucket letting a short probe through faster than the
+     * link, and is taken back, down to no less than before it (Chromium
+     * lowers its estimate to a lower probe result too). One that gave no
+     * result (a fifth of it lost) proves nothing: at 10 % loss that is
+     * bad luck, and undoing there halved the bitrate; a queue it
+     * overflowed is the delay-based part's to see. */
     delay_rate_ = MIN (delay_rate_, MAX (result, raised_from_));
     loss_rate_ = MIN (loss_rate_, MAX (result, raised_from_));
   }

@@ -89,9 +89,9 @@ public:
    * raises both rates to it; one above NEAR_CAPACITY (1.15) times the
    * capacity forgets that too: the link carried more. A probe started
    * within PROBE_VERIFY_MS of such a raise verifies it: if it finds less
-   * than the estimate, the rates go back to its result, no lower than
-   * before the raise (a shaper's bucket lets a short probe through at any
-   * rate: 430 to 570 kbit/s through 300 kbit/s). */
+   * than the estimate (a result, not 0), the rates go back to it, no
+   * lower than before the raise (a shaper's bucket lets a short probe
+   * through at any rate: 430 to 570 kbit/s through 300 kbit/s). */
   void probe_sent (guint64 start_ns, guint64 end_ns, double target,
       guint64 now_ns);
   bool probing () const { return probe_.active; }
