@@ -259,6 +259,12 @@ bool
 Congestion::overused_within (guint ms)
 {
   std::lock_guard<std::mutex> guard (lock_);
+  return overused_lately (ms);
+}
+
+bool
+Congestion::overused_lately (guint ms)
+{
   double last = estimator_.last_overuse ();
   return last >= 0 && now_ns () / 1e6 - last < ms;
 }
@@ -506,12 +512,18 @@ Congestion::retransmission_rate ()
 }
 
 bool
+Congestion::may_probe ()
+{
+  /* At the largest estimate there is nothing to look for. */
+  return !sending_probe_ && !estimator_.probing () && reported_
+      && estimator_.estimate (now_ns ()) < estimator_.max ();
+}
+
+bool
 Congestion::probe_due ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  /* At the largest estimate there is nothing to look for. */
-  if (sending_probe_ || estimator_.probing () || !reported_
-      || estimator_.estimate (now_ns ()) >= estimator_.max ())
+  if (!may_probe ())
     return false;
   if (!probed_at_ || chains ())
     return true;
@@ -530,11 +542,7 @@ bool
 Congestion::chain_due ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  double last = estimator_.last_overuse ();
-  return !sending_probe_ && !estimator_.probing () && chains ()
-      && estimator_.estimate (now_ns ()) < estimator_.max ()
-      && estimator_.usage () != Estimator::Usage::Over
-      && (last < 0 || now_ns () / 1e6 - last >= PROBE_CALM_MS);
+  return may_probe () && chains () && !overused_lately (PROBE_CALM_MS);
 }
 
 bool

@@ -180,6 +180,11 @@ private:
   bool on_twcc (const GstStructure * s);
   /* probe_due ()'s chain rule; under lock_. */
   bool chains ();
+  /* No probe under way, feedback came, and the estimate is under the
+   * largest; under lock_. */
+  bool may_probe ();
+  /* overused_within (), under lock_. */
+  bool overused_lately (guint ms);
   void on_rtcp (GstBuffer * buffer);
 
   static GstPadProbeReturn on_rtx_in (GstPad * pad, GstPadProbeInfo * info,
