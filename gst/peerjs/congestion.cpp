@@ -69,11 +69,11 @@ constexpr guint64 PACING_STEP_US = 5000;
  * video packets, each several times where they are too few for the
  * cluster (at most PROBE_MAX_PACKETS); one at most every PROBE_EVERY_MS
  * (at twice what the member receives where lower, yet PROBE_ABOVE times
- * the estimate: probe_target ()) unless the last one's
- * result was PROBE_REACHED of its target (Chromium's further probing) or
- * raised the estimate PROBE_GAIN times (a receiving pipeline's arrival
- * times, under load, make a clean link's results 0.6 to 0.7 of the
- * target), and only when no queue grew for PROBE_CALM_MS. */
+ * the estimate: probe_target ()) unless the last one's result was
+ * PROBE_REACHED of its target (Chromium's further probing) or raised the
+ * estimate PROBE_GAIN times (a receiving pipeline's arrival times, under
+ * load, make a clean link's results 0.6 to 0.7 of the target), and only
+ * when no queue grew for PROBE_CALM_MS. */
 constexpr double PROBE_CLUSTER_MS = 60;
 constexpr int PROBE_PACKETS = 4;
 constexpr std::size_t LATEST_PACKETS = 32;
@@ -944,12 +944,11 @@ Session::adapt_bitrate ()
        * carries more (every PROBE_EVERY_MS, or at once after one that
        * reached its target; at twice what the member receives, see
        * probe_target ()). A member whose layer sends about its estimate
-       * needs none: the estimate grows by itself. And
-       * in its start, as Chromium probes at once: the estimate begins at
-       * start-bitrate, a guess, and the top layer's encoder, told that,
-       * drops frames until the estimate has grown to what the picture
-       * needs (40 to 60 frames in the first 4 s of a 640x480 picture on a
-       * clean link, without). */
+       * needs none: the estimate grows by itself. And in its start, as
+       * Chromium probes at once: the estimate begins at start-bitrate, a
+       * guess, and the top layer's encoder, told that, drops frames until
+       * the estimate has grown to what the picture needs (40 to 60 frames
+       * in the first 4 s of a 640x480 picture on a clean link, without). */
       bool limited = c->received_rate () < APP_LIMITED_SHARE * c->estimate ();
       if (layer == wanted && (starting || (wanted > 0 && !probing && limited))
           && !congested && !c->overused_within (PROBE_CALM_MS)

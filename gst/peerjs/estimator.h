@@ -21,10 +21,9 @@
  *   multiplicative step; it is forgotten (the link got better) once the
  *   member receives 1.15 times it, or the rate is 1.5 times it, or a
  *   layer is tried above (Congestion), or a padding probe arrives 1.15
- *   times as fast. Before the first cut (the start, a
- *   guess), the rates double a second. Transport-wide feedback reports
- *   loss per packet; without it, the fraction lost from receiver reports
- *   does.
+ *   times as fast. Before the first cut (the start, a guess), the rates
+ *   double a second. Transport-wide feedback reports loss per packet;
+ *   without it, the fraction lost from receiver reports does.
  * - REMB, when the member sends it: the estimate never exceeds it (for 5 s
  *   after the last one).
  * - probes (probe_sent ()): the rate a padding probe's packets arrived at
@@ -161,7 +160,8 @@ private:
   double threshold_ = 12.5;
   double last_threshold_update_ = -1;
   double overusing_ms_ = -1;
-  double last_overuse_ = -1;      /* ms, the last group seen overusing; -1: never */
+  /* ms, the last group seen overusing; -1: never */
+  double last_overuse_ = -1;
   int overuse_count_ = 0;
   double last_delta_ms_ = 0;
   Usage usage_ = Usage::Normal;
