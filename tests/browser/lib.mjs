@@ -206,18 +206,31 @@ Server.running = new Set();
 
 // ------------------------------------------------------------------- browser
 
-// `args`: more Chromium flags, after CHROMIUM_ARGS.
+// `args`: more Chromium flags, after CHROMIUM_ARGS. Chromium's temporary
+// files (its singleton socket's directory, which it leaves behind even when
+// closed) go in a directory of the browser's own, removed once it is gone.
 export async function launchBrowser ({ args = [] } = {}) {
   assert(fs.existsSync(CHROMIUM), `${CHROMIUM} does not exist (apt-get install chromium)`);
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [...CHROMIUM_ARGS, ...args],
-    timeout: 30000,
-  });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'peerjs-chromium-'));
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_ARGS, ...args],
+      env: { ...process.env, TMPDIR: tmp },
+      timeout: 30000,
+    });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
   note(`[browser] Chromium ${browser.version()}`, true);
   launched.add(browser);
-  browser.on('disconnected', () => launched.delete(browser));
+  browser.on('disconnected', () => {
+    launched.delete(browser);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
   return browser;
 }
 const launched = new Set();
@@ -476,8 +489,14 @@ export async function videoPlays (page, member, name, timeout = 20000) {
 
 // ------------------------------------------------------------------ scenario
 
+// A directory of its own under the system's temporary one, removed with
+// everything in it when the scenario ends, passed or failed.
+const tmpDirs = new Set();
+
 export function tmpDir (prefix) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.add(dir);
+  return dir;
 }
 
 let cleaningUp = null;
@@ -491,6 +510,8 @@ async function cleanup () {
         note(`[browser] close: ${e.message}`, true));
     for (const s of [...Server.running])
       await s.stop().catch((e) => note(`[server] stop: ${e.message}`, true));
+    for (const dir of tmpDirs)
+      fs.rmSync(dir, { recursive: true, force: true });
   })();
   return cleaningUp;
 }

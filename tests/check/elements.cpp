@@ -2921,8 +2921,10 @@ GST_START_TEST (test_file_sender_gone)
   Member b ("peerjssrc name=p accept-files=all download-dir=" + (dir / "in")
       + " " + props (server, "gone"));
   fail_unless (b.play () != GST_STATE_CHANGE_FAILURE);
-  std::string cmd = "exec gst-launch-1.0 -q filesrc location=" + path
-      + " ! peerjssink " + props (server, "gone");
+  /* The sender keeps the stream in a temporary file, which its killed
+   * process cannot remove: it goes in the case's directory. */
+  std::string cmd = "exec env TMPDIR=" + dir.path () + " gst-launch-1.0 -q "
+      "filesrc location=" + path + " ! peerjssink " + props (server, "gone");
   GPid pid = 0;
   const char *argv[] = { "sh", "-c", cmd.c_str (), nullptr };
   fail_unless (g_spawn_async (nullptr, (char **) argv, nullptr,

@@ -549,16 +549,24 @@ NetLab::apply_loss ()
     rules += "    iifname \"" + a + "\" oifname \"" + b + "\" drop\n"
         "    iifname \"" + b + "\" oifname \"" + a + "\" drop\n";
   }
+  /* Media: UDP, and TCP between two ephemeral ports (ICE-TCP, whose
+   * passive side listens on one too), which a member whose UDP checks
+   * were lost may fall back to. The signalling, TCP to a server's fixed
+   * port, is spared. */
+  const char *media[] = { "meta l4proto udp",
+    "meta l4proto tcp th sport >= 32768 th dport >= 32768" };
   for (std::size_t i = 0; i < hosts_.size (); i++) {
     std::string dev = "h" + std::to_string (i + 1);
-    if (hosts_[i].down.loss_percent)
-      rules += "    oifname \"" + dev + "\" meta l4proto udp numgen random "
-          "mod 100 < " + std::to_string (hosts_[i].down.loss_percent)
-          + " drop\n";
-    if (hosts_[i].up.loss_percent)
-      rules += "    iifname \"" + dev + "\" meta l4proto udp numgen random "
-          "mod 100 < " + std::to_string (hosts_[i].up.loss_percent)
-          + " drop\n";
+    for (const char *what : media) {
+      if (hosts_[i].down.loss_percent)
+        rules += "    oifname \"" + dev + "\" " + what + " numgen random "
+            "mod 100 < " + std::to_string (hosts_[i].down.loss_percent)
+            + " drop\n";
+      if (hosts_[i].up.loss_percent)
+        rules += "    iifname \"" + dev + "\" " + what + " numgen random "
+            "mod 100 < " + std::to_string (hosts_[i].up.loss_percent)
+            + " drop\n";
+    }
   }
   std::string script = "table inet peerjs_lab\n"
       "delete table inet peerjs_lab\n"

@@ -1,6 +1,6 @@
 /* A network lab for the suites: the server and each member in a network
  * namespace of its own, joined through a router namespace, with a link
- * condition per host (rate and queue with tc tbf, random UDP loss with
+ * condition per host (rate and queue with tc tbf, random loss of media packets with
  * nftables) that can be changed while media flows. Needs root (ip, tc,
  * nft). Nothing it makes is ever in the caller's namespace: the veth pairs
  * are created inside the lab's namespaces, and the router has no other
@@ -29,7 +29,8 @@ struct LinkCondition
   guint64 rate_bps = 0;      /* tbf rate in bit/s; 0: no limit */
   guint burst_bytes = 0;     /* tbf bucket; 0: 20 ms of rate, at least 3,200 */
   guint queue_ms = 100;      /* tbf latency: the longest a packet may wait */
-  guint loss_percent = 0;    /* UDP packets dropped at random, 0-100 */
+  guint loss_percent = 0;    /* media packets dropped at random, 0-100: UDP,
+                              * and TCP between ephemeral ports (ICE-TCP) */
 };
 
 /* A program running in a lab host. Its stdout and stderr, merged, are read
