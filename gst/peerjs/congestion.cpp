@@ -242,10 +242,8 @@ bool
 Congestion::congested ()
 {
   std::lock_guard<std::mutex> guard (lock_);
-  double now_ms = now_ns () / 1e6;
   return estimator_.usage () == Estimator::Usage::Over
-      || (estimator_.loss_at () >= 0 && now_ms - estimator_.loss_at () < 2000
-          && estimator_.loss () > 0.02);
+      || estimator_.loss_congests (now_ns ());
 }
 
 guint64

@@ -120,6 +120,11 @@ public:
    * before any. */
   double loss () const { return loss_; }
   double loss_at () const { return loss_at_; }
+  /* The loss of the last 2 s tells of congestion: over 2 %, and either a
+   * queue grew lately (it overflowed) or it is more than a link loses by
+   * itself (LINK_LOSS). Random loss with no queue growing (a radio's) is
+   * neither cut for up to that share nor a reason to hold back. */
+  bool loss_congests (guint64 now_ns) const;
   double trend () const { return trend_; }
   /* When the link was last seen overused (ms, the clock of feedback ());
    * -1 before that. */
@@ -137,6 +142,9 @@ private:
   void detect (double trend, double now_ms);
   void update_delay_rate (double now_ms);
   void update_loss_rate (double fraction, double now_ms);
+  /* No queue grew for CALM_MS, and none stands: the delay is within
+   * QUEUE_EMPTY_MS of the lowest of the last BASE_MS. */
+  bool calm (double now_ms) const;
   /* What the member receives now is what the link carries (a queue grew:
    * the delay-based rate was cut): the capacity, averaged with the last
    * one known. */
@@ -154,6 +162,10 @@ private:
   Group current_, previous_;
   double first_arrival_ = -1;
   double accumulated_ = 0, smoothed_ = 0;
+  /* The smoothed delay of the last BASE_MS (arrival ms, delay ms),
+   * increasing from front to back: the front is the lowest, the delay
+   * with no queue. */
+  std::deque<std::pair<double, double>> base_;
   std::deque<std::pair<double, double>> window_;   /* arrival ms, smoothed */
   guint deltas_ = 0;
   double trend_ = 0, previous_trend_ = 0;

@@ -265,8 +265,8 @@ GST_START_TEST (test_probe_verified)
 }
 GST_END_TEST;
 
-/* Random loss with no queue: 20 % brings the estimate down (loss-based),
- * 1 % does not. */
+/* Random loss with no queue: 20 % brings the estimate down (loss-based);
+ * 10 %, a radio's own loss with no queue growing, and 1 % do not. */
 GST_START_TEST (test_loss)
 {
   Estimator lossy (1000000, 100000, 1000000);
@@ -275,6 +275,25 @@ GST_START_TEST (test_loss)
   double clock = 0;
   guint64 end = run (lossy, path, 10, &clock);
   fail_unless (end < 500000, "%" G_GUINT64_FORMAT " at 20 %% loss", end);
+  fail_unless (lossy.loss_congests ((guint64) (clock * MS)),
+      "20 %% loss (%.2f) not taken as congestion", lossy.loss ());
+
+  Estimator radio (1000000, 100000, 3000000);
+  Path ten;
+  ten.loss = 0.10;
+  clock = 0;
+  guint64 lowest = 0;
+  bool congests = false;
+  for (int second = 0; second < 30; second++) {
+    guint64 low = 0;
+    run (radio, ten, 1, &clock, &low);
+    lowest = MIN (lowest ? lowest : low, low);
+    congests = congests || radio.loss_congests ((guint64) (clock * MS));
+  }
+  fail_unless (lowest >= 800000, "%" G_GUINT64_FORMAT " at 10 %% loss "
+      "(the lowest in 30 s)", lowest);
+  fail_unless (!congests, "10 %% random loss with no queue taken as "
+      "congestion");
 
   Estimator light (1000000, 100000, 1000000);
   Path fine;
