@@ -43,10 +43,16 @@ constexpr double APP_LIMITED_SHARE = 0.7;
 
 
 /* Retransmissions (Congestion::allow_retransmission): a packet is sent
- * again at most once per RTX_REPEAT_MS; all of them take at most the
+ * again at most once per round trip, within [RTX_REPEAT_MIN_MS,
+ * RTX_REPEAT_MS]. A pipeline asks again every 40 ms and gives a packet up
+ * after retransmission-wait (200 ms): when the first retransmission was
+ * lost, repeats refused for 100 ms made the second arrive past that, and
+ * the frame cost a key frame (4 to 8 in 30 s at 10 % loss). All of them
+ * take at most the
  * member's estimate, with a bucket of RTX_BUCKET_MS of it; a request is
  * counted as a packet of RTX_PACKET_BYTES (our payloaders' MTU). */
 constexpr gint64 RTX_REPEAT_MS = 100;
+constexpr gint64 RTX_REPEAT_MIN_MS = 10;
 constexpr gint64 RTX_BUCKET_MS = 250;
 constexpr double RTX_PACKET_BYTES = 1200;
 /* An RTX packet is its original and the original sequence number. */
@@ -469,8 +475,11 @@ Congestion::allow_retransmission (guint ssrc, guint seqnum)
   std::lock_guard<std::mutex> guard (lock_);
   gint64 now = g_get_monotonic_time ();
   guint64 key = ((guint64) ssrc << 16) | (seqnum & 0xffff);
+  gint64 rtt = rtt_us_.load ();
+  gint64 repeat = rtt ? CLAMP (rtt, RTX_REPEAT_MIN_MS * 1000,
+      RTX_REPEAT_MS * 1000) : RTX_REPEAT_MS * 1000;
   auto it = resent_.find (key);
-  if (it != resent_.end () && now - it->second < RTX_REPEAT_MS * 1000) {
+  if (it != resent_.end () && now - it->second < repeat) {
     rtx_refused_++;
     return false;
   }
@@ -690,14 +699,39 @@ Congestion::add_stats (GstStructure * stats)
   return stats;
 }
 
+namespace {
+
+/* The round trip a report block gives (RFC 3550 6.4.1), us: now less the
+ * sender report it answers (LSR) and the time the member held it (DLSR),
+ * in the middle 32 bits of NTP time, as rtpsession's sender reports
+ * carry the real time (its default ntp-time-source). 0 when the member
+ * had no sender report of ours yet, or the result makes no sense. */
+gint64
+round_trip_us (guint32 lsr, guint32 dlsr)
+{
+  if (!lsr)
+    return 0;
+  gint64 real = g_get_real_time ();
+  guint64 seconds = (guint64) (real / G_USEC_PER_SEC) + 2208988800ULL;
+  guint64 fraction = (guint64) (real % G_USEC_PER_SEC) * 65536
+      / G_USEC_PER_SEC;
+  guint32 now = (guint32) (((seconds & 0xffff) << 16) | fraction);
+  guint32 units = now - lsr - dlsr;
+  gint64 us = (gint64) units * G_USEC_PER_SEC / 65536;
+  return us > 0 && us < 10 * G_USEC_PER_SEC ? us : 0;
+}
+
+}  // namespace
+
 /* The member's RTCP (a streaming thread): the fraction lost its receiver
- * reports give for our video, and REMB (RFC draft-alvestrand-rmcat-remb:
+ * reports give for our video, the round trip, and REMB (RFC draft-alvestrand-rmcat-remb:
  * PSFB, FMT 15, "REMB", exponent and mantissa). */
 void
 Congestion::on_rtcp (GstBuffer * buffer)
 {
   guint ssrc = video_ssrc_;
   double fraction = -1;
+  gint64 rtt = 0;
   guint64 remb = 0;
   GstRTCPBuffer rtcp = GST_RTCP_BUFFER_INIT;
   if (!gst_rtcp_buffer_map (buffer, GST_MAP_READ, &rtcp))
@@ -713,8 +747,10 @@ Congestion::on_rtcp (GstBuffer * buffer)
         gint32 packetslost;
         gst_rtcp_packet_get_rb (&packet, i, &about, &fractionlost,
             &packetslost, &exthighestseq, &jitter, &lsr, &dlsr);
-        if (ssrc && about == ssrc)
+        if (ssrc && about == ssrc) {
           fraction = fractionlost / 256.0;
+          rtt = round_trip_us (lsr, dlsr);
+        }
       }
     } else if (type == GST_RTCP_TYPE_PSFB && gst_rtcp_packet_fb_get_type
         (&packet) == GST_RTCP_PSFB_TYPE_AFB) {
@@ -729,6 +765,10 @@ Congestion::on_rtcp (GstBuffer * buffer)
     }
   }
   gst_rtcp_buffer_unmap (&rtcp);
+  if (rtt > 0) {
+    rtt_us_ = rtt;
+    GST_LOG ("round trip %.1f ms", rtt / 1000.0);
+  }
   if (fraction < 0 && !remb)
     return;
   std::lock_guard<std::mutex> guard (lock_);

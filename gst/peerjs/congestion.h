@@ -85,11 +85,13 @@ public:
   static void bound_retransmissions (const std::shared_ptr<Congestion> & self,
       GstElement * rtxsend);
   /* Whether packet `seqnum` of `ssrc` is to be sent again now: not when it
-   * was within RTX_REPEAT_MS (a member repeats its NACKs about every round
-   * trip, for every packet still missing, and a retransmission the queue
-   * dropped is asked for again anyway), nor when retransmissions took
-   * the member's estimate already (a bucket of RTX_BUCKET_MS of it), as
-   * Chromium bounds its own. */
+   * was within a round trip (from the member's receiver reports; at least
+   * RTX_REPEAT_MIN_MS, at most RTX_REPEAT_MS, which is also the interval
+   * before any report: a member repeats its NACKs about every round trip,
+   * or every 40 ms, for every packet still missing, and a retransmission
+   * still on its way is not sent again, as Chromium does), nor when
+   * retransmissions took the member's estimate already (a bucket of
+   * RTX_BUCKET_MS of it), as Chromium bounds its own. */
   bool allow_retransmission (guint ssrc, guint seqnum);
   /* The bit/s sent again lately (smoothed), since the last call: what
    * the member's rtxsend gave out beyond what it was given, its
@@ -227,6 +229,8 @@ private:
    * seqnum, monotonic µs), the bucket in bits and when it was filled;
    * under lock_. */
   std::unordered_map<guint64, gint64> resent_;
+  /* The round trip the member's last receiver report gave, us; 0 before. */
+  std::atomic<gint64> rtt_us_ { 0 };
   double rtx_bits_ = 0;
   gint64 rtx_filled_ = 0;
   std::atomic<guint64> rtx_refused_ { 0 };
