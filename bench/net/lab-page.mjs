@@ -66,7 +66,11 @@ async function watch ([member, seconds, firstMs]) {
     const look = () => {
       const v = document.querySelector(sel);
       if (v && v.videoWidth) {
+        // A size is known once a key frame arrived, which is no frame
+        // painted yet: the wait ends at the timeout all the same.
         v.requestVideoFrameCallback(() => resolve(true));
+        setTimeout(() => resolve(false),
+          Math.max(0, timeout - (performance.now() - start)));
         return;
       }
       if (performance.now() - start > timeout)
