@@ -48,9 +48,9 @@ constexpr double APP_LIMITED_SHARE = 0.7;
  * after retransmission-wait (200 ms): when the first retransmission was
  * lost, repeats refused for 100 ms made the second arrive past that, and
  * the frame cost a key frame (4 to 8 in 30 s at 10 % loss). All of them
- * take at most the
- * member's estimate, with a bucket of RTX_BUCKET_MS of it; a request is
- * counted as a packet of RTX_PACKET_BYTES (our payloaders' MTU). */
+ * take at most the member's estimate, with a bucket of RTX_BUCKET_MS of
+ * it; a request is counted as a packet of RTX_PACKET_BYTES (our
+ * payloaders' MTU). */
 constexpr gint64 RTX_REPEAT_MS = 100;
 constexpr gint64 RTX_REPEAT_MIN_MS = 10;
 constexpr gint64 RTX_BUCKET_MS = 250;
@@ -724,8 +724,9 @@ round_trip_us (guint32 lsr, guint32 dlsr)
 }  // namespace
 
 /* The member's RTCP (a streaming thread): the fraction lost its receiver
- * reports give for our video, the round trip, and REMB (RFC draft-alvestrand-rmcat-remb:
- * PSFB, FMT 15, "REMB", exponent and mantissa). */
+ * reports give for our video, the round trip, and REMB (RFC
+ * draft-alvestrand-rmcat-remb: PSFB, FMT 15, "REMB", exponent and
+ * mantissa). */
 void
 Congestion::on_rtcp (GstBuffer * buffer)
 {

@@ -22,6 +22,7 @@ constexpr double LOSS_UPDATE_MS = 500;
 constexpr double LOSS_INCREASE = 1.12;     /* per update */
 constexpr double LOSS_HOLD_INCREASE = 1.06;     /* per update, 2-10 % */
 constexpr double CALM_MS = 2000;
+constexpr double LOSS_LOW = 0.02;          /* under it, the rate grows */
 constexpr double LOSS_CUT = 0.10;          /* above it, a queue overflowing */
 /* With no queue growing, loss up to this share is the link's own (a
  * radio's): at 10 % random loss, windows of a second measured 0.05 to
@@ -356,7 +357,7 @@ Estimator::update_loss_rate (double fraction, double now)
      * rate): only a queue growing is, as Chromium's link capacity is
      * learnt from delay-based overuse alone. */
     cut_ = true;
-  } else if (fraction < 0.02) {
+  } else if (fraction < LOSS_LOW) {
     /* LOSS_INCREASE per update: as a rate a second. */
     loss_rate_ = raise (loss_rate_, LOSS_INCREASE * LOSS_INCREASE,
         LOSS_UPDATE_MS / 1000);
@@ -386,7 +387,7 @@ bool
 Estimator::loss_congests (guint64 now_ns) const
 {
   double now = ms (now_ns);
-  if (loss_at_ < 0 || now - loss_at_ >= LOSS_RECENT_MS || loss_ <= 0.02)
+  if (loss_at_ < 0 || now - loss_at_ >= LOSS_RECENT_MS || loss_ <= LOSS_LOW)
     return false;
   return loss_ > LINK_LOSS || !calm (now);
 }
