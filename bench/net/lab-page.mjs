@@ -60,6 +60,10 @@ async function publish ([width, height, fps]) {
 
 async function watch ([member, seconds, firstMs]) {
   const { browser, page } = await open('receiver');
+  // Stopped before its result (the bench gave up on it): the browser is
+  // closed all the same, and its temporary files go with it.
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.on(sig, () => browser.close().finally(() => process.exit(1)));
   const sel = `[data-member="${member}"] video`;
   const first = await page.evaluate(([sel, timeout]) => new Promise((resolve) => {
     const start = performance.now();
