@@ -5,7 +5,8 @@
  * Each leg runs in a network lab of its own (tests/check/netlab.h): the
  * server, the publisher and the receiver each in a namespace, joined
  * through a router namespace, the receiver's downlink conditioned (tbf
- * rate, nftables loss of media packets). A leg is a publisher and a receiver:
+ * rate, nftables loss of media packets). A leg is a publisher and a
+ * receiver:
  *
  *   gst-gst            peerjssink -> peerjssrc (gst-launch-1.0 each)
  *   gst-chromium       peerjssink -> the demo page in Chromium
@@ -471,7 +472,8 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "links", 0, 0, G_OPTION_ARG_STRING, &links,
         "comma list of the receiver's links: clean, a rate (1.5M, 600k), "
-        "lossN (N % of media packets dropped) (clean,1.5M,600k,300k,loss5,loss10)",
+        "lossN (N % of media packets dropped) "
+        "(clean,1.5M,600k,300k,loss5,loss10)",
         "LIST" },
     { "legs", 0, 0, G_OPTION_ARG_STRING, &legs,
         "comma list of gst-gst, gst-chromium, chromium-gst, chromium-chromium, "

@@ -12,8 +12,9 @@
  * - loss-based: over the packets reported in the last second, more than
  *   10 % lost lowers the rate by half the loss fraction (and the next
  *   decision waits for a second of packets sent after the cut), less than
- *   2 % raises it by 12 %, in between 6 % once no queue grew for 2 s (the
- *   link's own loss), at most every 500 ms.
+ *   2 % raises it by 12 %, at most every 500 ms. While no queue is seen
+ *   (calm ()), the loss is the link's own: up to 10 % raises it by 6 %,
+ *   up to 15 % holds it, and only more lowers it.
  * - near the capacity: what the member received at the last cut of the
  *   delay-based rate (loss says nothing of the link's rate). While it is
  *   known, both rates grow by 40 kbit/s a second instead (AIMD, as

@@ -208,10 +208,11 @@ Server.running = new Set();
 
 // `args`: more Chromium flags, after CHROMIUM_ARGS. Chromium's temporary
 // files (its singleton socket's directory, which it leaves behind even when
-// closed) go in a directory of the browser's own, removed once it is gone.
+// closed) go in a tmpDir () of the browser's own, removed once it is gone
+// (outside a scenario too, as in bench/net/lab-page.mjs).
 export async function launchBrowser ({ args = [] } = {}) {
   assert(fs.existsSync(CHROMIUM), `${CHROMIUM} does not exist (apt-get install chromium)`);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'peerjs-chromium-'));
+  const tmp = tmpDir('peerjs-chromium-');
   let browser;
   try {
     browser = await chromium.launch({

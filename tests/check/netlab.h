@@ -1,10 +1,10 @@
 /* A network lab for the suites: the server and each member in a network
  * namespace of its own, joined through a router namespace, with a link
- * condition per host (rate and queue with tc tbf, random loss of media packets with
- * nftables) that can be changed while media flows. Needs root (ip, tc,
- * nft). Nothing it makes is ever in the caller's namespace: the veth pairs
- * are created inside the lab's namespaces, and the router has no other
- * link, so no packet leaves the lab. Everything it made goes away when the
+ * condition per host (rate and queue with tc tbf, random loss of media
+ * packets with nftables) that can be changed while media flows. Needs
+ * root (ip, tc, nft). Nothing it makes is ever in the caller's namespace:
+ * the veth pairs are created inside the lab's namespaces, and the router
+ * has no other link, so no packet leaves the lab. Everything it made goes away when the
  * NetLab is destroyed, when the process exits (a failed check assertion)
  * or is ended by SIGABRT, SIGTERM, SIGINT, SIGHUP or SIGSEGV, and, after a
  * SIGKILL, at the next sweep_stale () (every NetLab constructor runs one).
