@@ -14,6 +14,8 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define GST_CAT_DEFAULT gst_peerjs_debug
 
 #define DEFAULT_SERVER "ws://127.0.0.1:5000/peerjs"
+/* Under loss, libnice may nominate a TCP pair (docs/elements.md). */
+#define DEFAULT_ICE_TCP FALSE
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
 /* webrtcbin's own latency: a retransmission over a slow link's queue
@@ -44,6 +46,7 @@ enum
   PROP_ICE_ADDRESSES,
   PROP_TURN_SERVERS,
   PROP_ICE_TRANSPORT_POLICY,
+  PROP_ICE_TCP,
   PROP_TLS_CA,
   PROP_AUTH_TOKEN,
   PROP_LATENCY,
@@ -182,6 +185,7 @@ struct Settings
   std::vector<std::string> turn_servers;
   GstWebRTCICETransportPolicy ice_transport_policy =
       GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
+  bool ice_tcp = DEFAULT_ICE_TCP;
   std::string tls_ca;
   std::string auth_token;
   guint latency = DEFAULT_LATENCY;
@@ -517,6 +521,9 @@ gst_peerjs_base_set_property (GObject * object, guint prop_id,
       s.ice_transport_policy =
           (GstWebRTCICETransportPolicy) g_value_get_enum (value);
       break;
+    case PROP_ICE_TCP:
+      s.ice_tcp = g_value_get_boolean (value);
+      break;
     case PROP_TLS_CA:
       set_string (s.tls_ca, value);
       break;
@@ -644,6 +651,9 @@ gst_peerjs_base_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_ICE_TRANSPORT_POLICY:
       g_value_set_enum (value, s.ice_transport_policy);
+      break;
+    case PROP_ICE_TCP:
+      g_value_set_boolean (value, s.ice_tcp);
       break;
     case PROP_TLS_CA:
       str (s.tls_ca);
@@ -944,6 +954,7 @@ make_config (GstPeerJSBase * self)
   c.turn_server = s.turn_server;
   c.turn_servers = s.turn_servers;
   c.ice_transport_policy = s.ice_transport_policy;
+  c.ice_tcp = s.ice_tcp;
   c.ice_addresses = split_list (s.ice_addresses);
   c.latency_ms = s.latency;
   c.retransmission = s.do_retransmission;
@@ -1321,6 +1332,14 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "candidate is gathered fails with peerjs-peer-failed)",
           GST_TYPE_WEBRTC_ICE_TRANSPORT_POLICY,
           GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL, rw));
+  g_object_class_install_property (gobject_class, PROP_ICE_TCP,
+      g_param_spec_boolean ("ice-tcp", "ICE-TCP",
+          "Also gather ICE-TCP candidates (direct TCP between members). "
+          "Off: direct paths are UDP only, and a network that blocks UDP "
+          "is crossed through a TURN server over TCP or TLS "
+          "(turn://...?transport=tcp, turns://), which works either way. "
+          "On, a member pair may settle on TCP while UDP checks are lost, "
+          "and loss then comes as delay", DEFAULT_ICE_TCP, rw));
   g_object_class_install_property (gobject_class, PROP_ICE_ADDRESSES,
       g_param_spec_string ("ice-addresses", "ICE addresses",
           "Comma-separated local IP addresses ICE may use (only these). "

@@ -696,10 +696,11 @@ Session::configure (GstElement * webrtc, const std::string & member)
       addresses.push_back ("127.0.0.1");
     g_list_free_full (ips, g_free);
   }
-  if (addresses.empty ())
-    return;
   g_autoptr (GObject) ice = nullptr;
   g_object_get (webrtc, "ice-agent", &ice, NULL);
+  if (ice && g_object_class_find_property (G_OBJECT_GET_CLASS (ice),
+          "ice-tcp"))
+    g_object_set (ice, "ice-tcp", config_.ice_tcp, NULL);
   for (const std::string & a : addresses) {
     gboolean ok = FALSE;
     g_signal_emit_by_name (ice, "add-local-ip-address", a.c_str (), &ok);

@@ -44,6 +44,7 @@ struct Config
   std::vector<std::string> ice_addresses;   /* empty: automatic */
   GstWebRTCICETransportPolicy ice_transport_policy =
       GST_WEBRTC_ICE_TRANSPORT_POLICY_ALL;
+  bool ice_tcp = false;                 /* ICE-TCP candidates too */
   guint latency_ms = 0;
   bool retransmission = true;           /* NACK and RTX, both ways */
   guint retransmission_wait_ms = 0;     /* a missing video packet, at least latency */

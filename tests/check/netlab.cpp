@@ -553,19 +553,22 @@ NetLab::apply_loss ()
    * passive side listens on one too), which a member whose UDP checks
    * were lost may fall back to. The signalling, TCP to a server's fixed
    * port, is spared. */
+  /* numgen's modulus takes 0-99: all of it is every packet. */
+  auto share = [] (guint percent) {
+    return percent >= 100 ? std::string () : " numgen random mod 100 < "
+        + std::to_string (percent);
+  };
   const char *media[] = { "meta l4proto udp",
     "meta l4proto tcp th sport >= 32768 th dport >= 32768" };
   for (std::size_t i = 0; i < hosts_.size (); i++) {
     std::string dev = "h" + std::to_string (i + 1);
     for (const char *what : media) {
       if (hosts_[i].down.loss_percent)
-        rules += "    oifname \"" + dev + "\" " + what + " numgen random "
-            "mod 100 < " + std::to_string (hosts_[i].down.loss_percent)
-            + " drop\n";
+        rules += "    oifname \"" + dev + "\" " + what
+            + share (hosts_[i].down.loss_percent) + " drop\n";
       if (hosts_[i].up.loss_percent)
-        rules += "    iifname \"" + dev + "\" " + what + " numgen random "
-            "mod 100 < " + std::to_string (hosts_[i].up.loss_percent)
-            + " drop\n";
+        rules += "    iifname \"" + dev + "\" " + what
+            + share (hosts_[i].up.loss_percent) + " drop\n";
     }
   }
   std::string script = "table inet peerjs_lab\n"

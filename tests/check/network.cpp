@@ -1637,6 +1637,48 @@ turn_uri (const std::string & secret, const std::string & user,
       + std::to_string (TURN_PORT);
 }
 
+/* A member whose network drops every UDP packet, both ways, with the
+ * elements' defaults (no ICE-TCP) and the TURN server of the greeting
+ * (turn:HOST:PORT, no transport: webrtcbin asks it over UDP and over
+ * TCP): it receives the publisher's video, relayed over TCP. */
+GST_START_TEST (test_turn_over_tcp)
+{
+  std::string why_not = relay_missing (false);
+  if (!why_not.empty ()) {
+    g_print ("network: SKIP test_turn_over_tcp: %s\n", why_not.c_str ());
+    return;
+  }
+  RelayLab relay ({"pub", "rx"}, {});
+  NetLab & lab = relay.lab;
+  int pub = relay.hosts[0], rx = relay.hosts[1];
+  LinkCondition no_udp;
+  no_udp.loss_percent = 100;
+  fail_unless (lab.set_downlink (rx, no_udp) && lab.set_uplink (rx, no_udp),
+      "lab: %s", lab.error ().c_str ());
+  Flow f = udp_flow (lab, rx, relay.turn, 20, 200, 10000);
+  fail_unless (f.received == 0, "%d of 20 datagrams left a host whose UDP "
+      "is blocked", f.received);
+
+  std::string url = relay.url ();
+  auto sender = publisher (lab, pub, url);
+  auto relayed = receiver (lab, rx, url, {"stats-interval=500"});
+  greeted ({sender.get (), relayed.get ()});
+  std::string pub_id = session_id (*sender);
+  fail_unless (relayed->wait_for (FRAME, 20000),
+      "no frame within 20 s at a member whose UDP is blocked\n%s\n"
+      "coturn:\n%s", tail (events (*relayed), 1500).c_str (),
+      tail (relay.files->log_text (), 1000).c_str ());
+  frames_flow (*relayed, 3000, 20, "UDP blocked, TURN over TCP");
+  std::string pair = selected_pair (*relayed, pub_id, 5000);
+  g_print ("network: UDP blocked: the receiver's pair (local/remote) %s\n",
+      pair.c_str ());
+  fail_unless (pair.rfind ("relay/", 0) == 0, "the receiver whose UDP is "
+      "blocked selected '%s', not its relay candidate", pair.c_str ());
+  stop_members (*sender, *relayed);
+  relay.stop ();
+}
+GST_END_TEST;
+
 /* One member's TURN credentials are minted under a wrong secret: coturn
  * refuses them, that member gets the error on its bus, and the media of
  * the others, relayed by the same coturn, goes on. */
@@ -1893,6 +1935,7 @@ network_suite ()
   tcase_set_timeout (relayed, 60);
   tcase_add_test (relayed, test_turn_chromium_to_gst);
   tcase_add_test (relayed, test_turn_relay_policy);
+  tcase_add_test (relayed, test_turn_over_tcp);
   tcase_add_test (relayed, test_turn_wrong_secret_in_lab);
   tcase_add_test (relayed, test_turn_refused_in_page);
   tcase_add_test (relayed, test_turn_file_to_chromium);
