@@ -94,10 +94,14 @@ async function watch ([member, seconds, firstMs]) {
     const v = document.querySelector(sel);
     const start = performance.now();
     const sizes = {};
-    let frames = 0, previous = start, frozen = 0;
+    // presentedFrames: frames the compositor took, also those replaced
+    // before a callback ran (two within one refresh).
+    let frames = 0, previous = start, frozen = 0, firstPresented = -1,
+      presented = 0;
     const inbound = async () => {
       const sum = { framesReceived: 0, framesDecoded: 0, framesDropped: 0,
-        packetsLost: 0, nackCount: 0, pliCount: 0 };
+        packetsLost: 0, nackCount: 0, pliCount: 0, jitterBufferDelay: 0,
+        jitterBufferEmittedCount: 0, retransmittedPacketsReceived: 0 };
       for (const pc of window.__pcs || [])
         (await pc.getStats()).forEach((r) => {
           if (r.type === 'inbound-rtp' && r.kind === 'video')
@@ -107,10 +111,13 @@ async function watch ([member, seconds, firstMs]) {
       return sum;
     };
     inbound().then((before) => {
-      const onFrame = (now) => {
+      const onFrame = (now, meta) => {
         if (now - start >= ms)
           return;
         frames++;
+        if (firstPresented < 0)
+          firstPresented = meta.presentedFrames - 1;
+        presented = meta.presentedFrames - firstPresented;
         if (now - previous > 200)
           frozen += now - previous;
         previous = now;
@@ -127,7 +134,8 @@ async function watch ([member, seconds, firstMs]) {
         const counted = {};
         for (const k of Object.keys(after))
           counted[k] = after[k] - before[k];
-        resolve({ frames, frozen_s: frozen / 1000, sizes, counted });
+        resolve({ frames, frozen_s: frozen / 1000, sizes, counted,
+          presented });
       }, ms);
     });
   }), [sel, Number(seconds) * 1000]);

@@ -305,6 +305,18 @@ page_figures (const std::string & json, Result & r)
           "packetsLost")) + ", nacks " + std::to_string (
       json_object_get_int_member (c, "nackCount")) + ", plis "
       + std::to_string (json_object_get_int_member (c, "pliCount"));
+  /* Frames Chromium decoded, and of them the ones its compositor took
+   * (the rest came within one refresh of the next), with the time they
+   * spent in its jitter buffer: a short one shows late frames late. */
+  gint64 decoded = json_object_get_int_member (c, "framesDecoded");
+  gint64 emitted = json_object_get_int_member (c, "jitterBufferEmittedCount");
+  char held[32] = "";
+  if (emitted > 0)
+    g_snprintf (held, sizeof held, ", held %.0f ms", 1000
+        * json_object_get_double_member (c, "jitterBufferDelay") / emitted);
+  r.extra += ", decoded " + std::to_string (decoded) + ", shown "
+      + std::to_string (json_object_get_int_member_with_default (o,
+              "presented", 0)) + held;
 }
 
 Result
