@@ -25,17 +25,15 @@
  *   quit
  * Anything that fails is answered with {"error": "..."}.
  */
-import { createRequire } from 'module';
 import { spawn } from 'child_process';
 import { fileURLToPath } from 'url';
 import path from 'path';
 import net from 'net';
 import readline from 'readline';
+import { launchBrowser } from '../tests/browser/lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
-const require = createRequire(path.join(root, 'tests', 'browser', 'package.json'));
-const { chromium } = require('playwright-core');
 
 const driven = process.argv[2] === '--driven';
 
@@ -68,13 +66,9 @@ if (driven) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns'],
-});
+/* Chromium as the browser scenarios launch it (its flags, and temporary
+ * files in a directory of its own, removed once it is closed). */
+const browser = await launchBrowser();
 /* Camera and microphone allowed, as in tests/browser/lib.mjs: without
  * them Chromium gathers ICE candidates on the default route's interface
  * only, and a loopback-only network namespace (gst-bench's) has none. */
