@@ -553,7 +553,8 @@ NetLab::apply_loss ()
    * passive side listens on one too), which a member whose UDP checks
    * were lost may fall back to. The signalling, TCP to a server's fixed
    * port, is spared. */
-  /* numgen's modulus takes 0-99: all of it is every packet. */
+  /* A share of 100 is every packet, without numgen (whose comparison
+   * takes 0 to 99). */
   auto share = [] (guint percent) {
     return percent >= 100 ? std::string () : " numgen random mod 100 < "
         + std::to_string (percent);
