@@ -41,6 +41,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -238,12 +239,33 @@ has_property (const char *factory, const char *property)
   return has;
 }
 
+/* A leg's temporary directory, removed with whatever is in it when the
+ * leg ends, however it ends (its processes are gone by then). */
+struct LegDir
+{
+  LegDir ()
+  {
+    g_autofree char *d = g_dir_make_tmp ("peerjs-net-leg-XXXXXX", nullptr);
+    path = d ? d : "";
+  }
+  ~LegDir ()
+  {
+    std::error_code ignored;
+    if (!path.empty ())
+      std::filesystem::remove_all (path, ignored);
+  }
+  std::string path;
+};
+
+/* node running lab-page.mjs with `args`, its temporary files (and
+ * Playwright's, which a page stopped before its end leaves) in `tmp`. */
 std::vector<std::string>
-page_argv (const std::vector<std::string> & args)
+page_argv (const LegDir & tmp, const std::vector<std::string> & args)
 {
   g_autofree char *script = g_build_filename (PEERJS_SOURCE_ROOT, "bench",
       "net", "lab-page.mjs", nullptr);
-  std::vector<std::string> argv = {"node", script};
+  std::vector<std::string> argv = {"env", "TMPDIR=" + tmp.path, "node",
+    script};
   argv.insert (argv.end (), args.begin (), args.end ());
   return argv;
 }
@@ -323,6 +345,8 @@ Result
 run_leg (const Link & link, const Leg & leg)
 {
   Result r;
+  /* Before the lab: removed after it, once its processes are gone. */
+  LegDir tmp;
   NetLab lab;
   int server = lab.add_host ("server");
   int pub = lab.add_host ("pub");
@@ -373,7 +397,7 @@ run_leg (const Link & link, const Leg & leg)
     if (publisher && publisher->wait_for ("peerjs-socket-connect", 10000))
       member = gst_session_id (*publisher);
   } else {
-    publisher = lab.spawn (pub, page_argv ({"publish", page_url, "net",
+    publisher = lab.spawn (pub, page_argv (tmp, {"publish", page_url, "net",
                 std::to_string (opt.width), std::to_string (opt.height),
                 std::to_string (opt.fps)}));
     if (publisher && publisher->wait_for ("net-page: camera", 40000))
@@ -416,7 +440,7 @@ run_leg (const Link & link, const Leg & leg)
         / 1e6);
     gst_figures (*receiver, from, to, r);
   } else {
-    receiver = lab.spawn (rx, page_argv ({"watch", page_url, "net", member,
+    receiver = lab.spawn (rx, page_argv (tmp, {"watch", page_url, "net", member,
                 std::to_string (int (std::ceil (opt.seconds))),
                 std::to_string (opt.first_ms)}));
     gint64 give_up = g_get_monotonic_time () + (opt.first_ms + 40000) * 1000LL;
