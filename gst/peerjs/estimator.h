@@ -20,11 +20,12 @@
  *   known, both rates grow by 40 kbit/s a second instead (AIMD, as
  *   Chromium's), so that a steady link is not overshot by a
  *   multiplicative step; it is forgotten (the link got better) once the
- *   member receives 1.15 times it, or the rate is 1.5 times it, or a
- *   layer is tried above (Congestion), or a padding probe arrives 1.15
- *   times as fast. Before the first cut (the start, a guess), the rates
- *   double a second. Transport-wide feedback reports loss per packet;
- *   without it, the fraction lost from receiver reports does.
+ *   member receives 1.15 times it, or the delay-based rate is 1.5 times
+ *   it, or a layer is tried above (Congestion), or a padding probe
+ *   arrives 1.15 times as fast. Before the first cut (the start, a
+ *   guess), the rates double a second. Transport-wide feedback reports
+ *   loss per packet; without it, the fraction lost from receiver reports
+ *   does.
  * - REMB, when the member sends it: the estimate never exceeds it (for 5 s
  *   after the last one).
  * - probes (probe_sent ()): the rate a padding probe's packets arrived at
