@@ -130,12 +130,14 @@ server () {
 
 # launch NAME SCRIPT [VARIABLE=value ...]: runs examples/pipelines/SCRIPT
 # with those variables and -m -v (bus messages, caps and sink messages in
-# its output)
+# its output). Not under G_DEBUG=fatal-criticals: GStreamer 1.22.0's
+# rtpsession race (see tests/check/elements.cpp) would stop a pipeline
+# with a trap; `clean` fails every other critical instead.
 launch () {
   name=$1 script=$2
   shift 2
   note "$name: $* $script -m -v"
-  env "$@" "$EXAMPLES/$script" -m -v > "$name.log" 2>&1 &
+  env -u G_DEBUG "$@" "$EXAMPLES/$script" -m -v > "$name.log" 2>&1 &
   echo $! > "$name.pid"
 }
 
@@ -168,10 +170,14 @@ stop () {
   [ "$status" = 0 ] || fail "$1 exited with status $status after SIGINT"
 }
 
-# clean NAME...: no errors, warnings or criticals in their output
+# clean NAME...: no errors, warnings or criticals in their output, but
+# for the rtpsession race of GStreamer 1.22.0 (fixed in 1.22.5), which
+# only cuts a round of RTCP reports short
+RTPSESSION_RACE="g_hash_table_foreach: assertion 'version == hash_table->version' failed"
 clean () {
   for name in "$@"; do
-    ! grep -E '^(ERROR|WARNING)|CRITICAL' "$name.log" | head -n 3 | grep . \
+    ! grep -E '^(ERROR|WARNING)|CRITICAL' "$name.log" \
+      | grep -vF "$RTPSESSION_RACE" | head -n 3 | grep . \
       || fail "$name printed errors or warnings"
   done
 }
