@@ -440,8 +440,8 @@ run_leg (const Link & link, const Leg & leg)
         / 1e6);
     gst_figures (*receiver, from, to, r);
   } else {
-    receiver = lab.spawn (rx, page_argv (tmp, {"watch", page_url, "net", member,
-                std::to_string (int (std::ceil (opt.seconds))),
+    receiver = lab.spawn (rx, page_argv (tmp, {"watch", page_url, "net",
+                member, std::to_string (int (std::ceil (opt.seconds))),
                 std::to_string (opt.first_ms)}));
     gint64 give_up = g_get_monotonic_time () + (opt.first_ms + 40000) * 1000LL;
     while (receiver && receiver->running ()

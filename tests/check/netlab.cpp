@@ -549,16 +549,16 @@ NetLab::apply_loss ()
     rules += "    iifname \"" + a + "\" oifname \"" + b + "\" drop\n"
         "    iifname \"" + b + "\" oifname \"" + a + "\" drop\n";
   }
-  /* Media: UDP, and TCP between two ephemeral ports (ICE-TCP, whose
-   * passive side listens on one too), which a member whose UDP checks
-   * were lost may fall back to. The signalling, TCP to a server's fixed
-   * port, is spared. */
   /* A share of 100 is every packet, without numgen (whose comparison
    * takes 0 to 99). */
   auto share = [] (guint percent) {
     return percent >= 100 ? std::string () : " numgen random mod 100 < "
         + std::to_string (percent);
   };
+  /* Media: UDP, and TCP between two ephemeral ports (ICE-TCP, whose
+   * passive side listens on one too), which a member whose UDP checks
+   * were lost may fall back to. The signalling, TCP to a server's fixed
+   * port, is spared. */
   const char *media[] = { "meta l4proto udp",
     "meta l4proto tcp th sport >= 32768 th dport >= 32768" };
   for (std::size_t i = 0; i < hosts_.size (); i++) {

@@ -4,10 +4,11 @@
  * packets with nftables) that can be changed while media flows. Needs
  * root (ip, tc, nft). Nothing it makes is ever in the caller's namespace:
  * the veth pairs are created inside the lab's namespaces, and the router
- * has no other link, so no packet leaves the lab. Everything it made goes away when the
- * NetLab is destroyed, when the process exits (a failed check assertion)
- * or is ended by SIGABRT, SIGTERM, SIGINT, SIGHUP or SIGSEGV, and, after a
- * SIGKILL, at the next sweep_stale () (every NetLab constructor runs one).
+ * has no other link, so no packet leaves the lab. Everything it made goes
+ * away when the NetLab is destroyed, when the process exits (a failed
+ * check assertion) or is ended by SIGABRT, SIGTERM, SIGINT, SIGHUP or
+ * SIGSEGV, and, after a SIGKILL, at the next sweep_stale () (every NetLab
+ * constructor runs one).
  * See docs/network-lab.md. */
 #pragma once
 
