@@ -130,6 +130,7 @@ Estimator::probe_sent (guint64 start_ns, guint64 end_ns, double target,
   probe_.start = ms (start_ns);
   probe_.end = ms (end_ns);
   probe_.target = target;
+  probe_.from = MIN (delay_rate_, loss_rate_);
   probe_.expires = ms (now_ns) + (probe_.end - probe_.start) + PROBE_WAIT_MS;
 }
 
@@ -201,7 +202,7 @@ Estimator::finish_probe ()
   if (result <= before || !verifies)
     raised_from_ = -1;
   if (result > before) {
-    probe_gain_ = result / before;
+    probe_gain_ = MAX (result / MAX (before, p.from), 1.0);
     if (raised_from_ < 0)
       raised_from_ = before;
     raised_at_ = p.end;

@@ -64,12 +64,12 @@ struct Path
 };
 
 /* Sends for `seconds` at the estimate (re-read every 100 ms, as the
- * encoder's target follows it), with a report every 50 ms. Returns the
- * estimate at the end; `lowest` and `highest` the lowest and highest
- * seen after the first 2 s. */
+ * encoder's target follows it; at `fixed` bit/s where given), with a
+ * report every 50 ms. Returns the estimate at the end; `lowest` and
+ * `highest` the lowest and highest seen after the first 2 s. */
 guint64
 run (Estimator & e, Path & path, double seconds, double *clock_ms,
-    guint64 *lowest = nullptr, guint64 *highest = nullptr)
+    guint64 *lowest = nullptr, guint64 *highest = nullptr, guint64 fixed = 0)
 {
   double start = *clock_ms, end = start + seconds * 1000;
   double next_send = start, next_report = start + 50, next_read = start;
@@ -81,7 +81,7 @@ run (Estimator & e, Path & path, double seconds, double *clock_ms,
     *highest = 0;
   for (double t = start; t < end; t += 1) {
     if (t >= next_read) {
-      rate = e.estimate ((guint64) (t * MS));
+      rate = fixed ? fixed : e.estimate ((guint64) (t * MS));
       next_read += 100;
       if (lowest && t > start + 2000)
         *lowest = MIN (*lowest, rate);
@@ -294,6 +294,34 @@ GST_START_TEST (test_probe_verified)
 }
 GST_END_TEST;
 
+/* A probe into a link at its limit: the queue that sending above the
+ * link grows cuts the delay-based rate while the probe is under way, and
+ * its result, what the link carries, takes the cut back. That is no gain
+ * over the estimate it was sent from, which would call for the next probe
+ * at twice the estimate, into the same full queue (2.3 times, counted
+ * from the cut). */
+GST_START_TEST (test_probe_at_limit)
+{
+  Estimator e (300000, 100000, 1200000);
+  Path path;
+  path.rate = 600000;
+  double clock = 0;
+  guint64 from = run (e, path, 5, &clock);
+  /* The queue drains. Then 400 ms at 1.5 times the estimate, a probe's
+   * window 100 ms into them. */
+  clock += 200;
+  double t = clock + 100;
+  e.probe_sent ((guint64) (t * MS), (guint64) ((t + 60) * MS), 2.0 * from,
+      (guint64) (clock * MS));
+  run (e, path, 0.4, &clock, nullptr, nullptr, 1.5 * from);
+  g_print ("estimator: from %" G_GUINT64_FORMAT " at 600 kbit/s, a probe "
+      "found %.0f, gain %.2f\n", from, e.probe_result (), e.probe_gain ());
+  fail_unless (!e.probing () && e.probe_result () > 0, "no result");
+  fail_unless (e.probe_gain () < 1.2, "a probe into a full link gained "
+      "%.2f", e.probe_gain ());
+}
+GST_END_TEST;
+
 /* Random loss with no queue: 20 % brings the estimate down (loss-based);
  * 10 %, a radio's own loss with no queue growing, and 1 % do not. */
 GST_START_TEST (test_loss)
@@ -457,6 +485,7 @@ estimator_suite ()
   tcase_add_test (tc, test_near_capacity);
   tcase_add_test (tc, test_probe);
   tcase_add_test (tc, test_probe_verified);
+  tcase_add_test (tc, test_probe_at_limit);
   tcase_add_test (tc, test_loss);
   tcase_add_test (tc, test_receiver_reports);
   tcase_add_test (tc, test_remb);
