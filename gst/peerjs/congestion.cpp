@@ -904,8 +904,9 @@ Session::adapt_bitrate ()
     if (c && sw && c->start_left == 0)
       settled[CLAMP (layer_switch_wanted (sw), 0, layers - 1)] = true;
   }
-  /* Layers a member gets now or asked for. */
-  std::vector<bool> used (layers, false);
+  /* Layers a member gets now or asked for; and those asked for by a
+   * member with no estimate yet (its first feedback not in). */
+  std::vector<bool> used (layers, false), waiting (layers, false);
   for (auto & p : peers_) {
     auto c = p.second->congestion ();
     if (!c || !p.second->sends_video ())
@@ -1010,6 +1011,8 @@ Session::adapt_bitrate ()
     }
     if (b)
       lowest[layer] = lowest[layer] ? MIN (lowest[layer], b) : b;
+    else
+      waiting[CLAMP (layer, 0, layers - 1)] = true;
     used[CLAMP (layer, 0, layers - 1)] = true;
     if (sw && layer_switch_current (sw) >= 0)
       used[MIN (layer_switch_current (sw), layers - 1)] = true;
@@ -1019,8 +1022,23 @@ Session::adapt_bitrate ()
 
   /* Off, or encoded input: what the encoder is set to, if ours. */
   std::vector<guint64> targets (layers, 0);
-  for (int i = 0; i < layers; i++) {
+  bool anyone = std::find (used.begin (), used.end (), true) != used.end ();
+  guint64 start = cc.start;
+  for (int i = 0; i < layers; i++, start /= 3) {
     targets[i] = video ? video->bitrate (i) : 0;
+    /* A layer whose members have no estimate yet, and the top layer while
+     * no member gets our video: at its start rate (start-bitrate, a third
+     * and a ninth of it below, as at the start), where a new member's
+     * first frames come from until its first feedback; not at the
+     * min-bitrate of a layer no one gets (640x480 at 100 kbit/s, those
+     * frames were dropped: half a second frozen after the first frame on
+     * a clean link). */
+    if (adapts && layers > 1 && !lowest[i] && (waiting[i]
+            || (i == 0 && !anyone))) {
+      targets[i] = retarget (*video, i, CLAMP (start, (guint64) cc.min,
+              (guint64) cc.max), cc);
+      continue;
+    }
     if (adapts && layers > 1 && !used[i]) {
       /* A layer no member gets runs at min-bitrate: the member moved or
        * probing up to it starts from there, not from a rate its link may
