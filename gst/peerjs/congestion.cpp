@@ -1023,20 +1023,19 @@ Session::adapt_bitrate ()
   /* Off, or encoded input: what the encoder is set to, if ours. */
   std::vector<guint64> targets (layers, 0);
   bool anyone = std::find (used.begin (), used.end (), true) != used.end ();
-  guint64 start = cc.start;
-  for (int i = 0; i < layers; i++, start /= 3) {
+  for (int i = 0; i < layers; i++) {
     targets[i] = video ? video->bitrate (i) : 0;
     /* A layer whose members have no estimate yet, and the top layer while
-     * no member gets our video: at its start rate (start-bitrate, a third
-     * and a ninth of it below, as at the start), where a new member's
-     * first frames come from until its first feedback; not at the
-     * min-bitrate of a layer no one gets (640x480 at 100 kbit/s, those
-     * frames were dropped: half a second frozen after the first frame on
-     * a clean link). */
+     * no member gets our video: at its start rate (layer_start_bitrate
+     * (), as when the layers were made), where a new member's first
+     * frames come from until its first feedback; not at the min-bitrate
+     * of a layer no one gets (640x480 at 100 kbit/s, those frames were
+     * dropped: half a second frozen after the first frame on a clean
+     * link). */
     if (adapts && layers > 1 && !lowest[i] && (waiting[i]
             || (i == 0 && !anyone))) {
-      targets[i] = retarget (*video, i, CLAMP (start, (guint64) cc.min,
-              (guint64) cc.max), cc);
+      targets[i] = retarget (*video, i, CLAMP (layer_start_bitrate (cc.start,
+              i), (guint64) cc.min, (guint64) cc.max), cc);
       continue;
     }
     if (adapts && layers > 1 && !used[i]) {

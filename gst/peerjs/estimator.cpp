@@ -474,6 +474,14 @@ layer_ranges (int layers, guint64 min, guint64 max)
   return ranges;
 }
 
+guint64
+layer_start_bitrate (guint64 start, int layer)
+{
+  for (int i = 0; i < layer; i++)
+    start /= 3;
+  return start;
+}
+
 int
 LayerChoice::next (const std::vector<LayerRange> & ranges, int current,
     guint64 budget)

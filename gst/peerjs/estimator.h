@@ -235,6 +235,9 @@ struct LayerRange
   guint64 floor, ceiling;
 };
 std::vector<LayerRange> layer_ranges (int layers, guint64 min, guint64 max);
+/* Layer `layer`'s bitrate before its members report: `start` (the top
+ * layer's, start-bitrate) / 3^layer. */
+guint64 layer_start_bitrate (guint64 start, int layer);
 /* Up takes a budget of LAYER_UP_MARGIN times the floor above, for
  * LAYER_UP_TICKS reconsiderations in a row; down is at once. A member
  * that comes down again within LAYER_TRIAL_TICKS of going up waits twice

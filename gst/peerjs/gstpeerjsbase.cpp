@@ -18,8 +18,6 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_ICE_TCP FALSE
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
-/* webrtcbin's own latency: a retransmission over a slow link's queue
- * comes in time (docs/performance.md, weak links). */
 /* Behind a slow link's full queue a retransmission comes 150 to 300 ms
  * after the loss; giving its frame up at 200 ms asked for key frames,
  * each a burst the queue dropped more of (docs/performance.md). */

@@ -1,6 +1,7 @@
 #include "media.h"
 
 #include "encoders.h"
+#include "estimator.h"
 #include "layers.h"
 
 #include <gst/video/video.h>
@@ -387,8 +388,7 @@ Outgoing::build_layers (const Codec & codec, GstCaps * caps)
   }
   elements_.insert (elements_.end (), head.begin (), head.end ());
   std::vector<Layer> layers;
-  guint bitrate = settings_.video_bitrate;
-  for (int i = 0; i < n; i++, bitrate /= 3) {
+  for (int i = 0; i < n; i++) {
     Layer layer;
     layer.width = (width >> i) & ~1;
     layer.height = (height >> i) & ~1;
@@ -407,7 +407,8 @@ Outgoing::build_layers (const Codec & codec, GstCaps * caps)
       chain.push_back (make ("videoscale"));
       chain.push_back (filter);
     }
-    std::vector<GstElement *> encoding = make_encoder (codec, bitrate);
+    std::vector<GstElement *> encoding = make_encoder (codec,
+        (guint) layer_start_bitrate (settings_.video_bitrate, i));
     layer.encoder = encoding.empty () ? nullptr : encoding.front ();
     if (!layer.encoder)
       chain.push_back (nullptr);      /* add_chain fails on it */
