@@ -18,10 +18,9 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_ICE_TCP FALSE
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
-/* Behind a slow link's full queue a retransmission comes 150 to 300 ms
- * after the loss; giving its frame up at 200 ms asked for key frames,
- * each a burst the queue dropped more of (docs/performance.md). */
-#define DEFAULT_RETRANSMISSION_WAIT 500
+/* webrtcbin's own latency: a retransmission over a slow link's queue
+ * comes in time (docs/performance.md, weak links). */
+#define DEFAULT_RETRANSMISSION_WAIT 200
 #define DEFAULT_VIDEO_CODEC "VP8"
 #define DEFAULT_AUDIO_CODEC "OPUS"
 #define DEFAULT_VIDEO_BITRATE 1000000
