@@ -1290,9 +1290,10 @@ GST_START_TEST (test_turn_isolated)
     page_says (*page, "PASS lab-turn", 60000,
         "the page did not play the relayed video");
     std::string line = page_line (*page, "lab-turn: web session ");
+    std::string size = page_line (*page, "lab-turn: first played at ");
     page->stop ();
-    g_print ("network: gst->Chromium through TURN: lab-turn: web session "
-        "%s\n", line.c_str ());
+    g_print ("network: gst->Chromium through TURN: first played at %s; "
+        "web session %s\n", size.c_str (), line.c_str ());
     web_id = line.substr (0, line.find (','));
   }
 
