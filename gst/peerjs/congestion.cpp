@@ -75,19 +75,15 @@ constexpr guint64 PACING_STEP_US = 5000;
  * video packets, each several times where they are too few for the
  * cluster (at most PROBE_MAX_PACKETS); one at most every PROBE_EVERY_MS
  * (at twice what the member receives where lower, yet PROBE_ABOVE times
- * the estimate: probe_target ()) unless the last one's result was
- * PROBE_REACHED of its target (Chromium's further probing) or raised the
- * estimate PROBE_GAIN times (a receiving pipeline's arrival times, under
- * load, make a clean link's results 0.6 to 0.7 of the target), and only
- * when no queue grew for PROBE_CALM_MS. */
+ * the estimate: probe_target ()) unless the last one calls for more
+ * (Estimator::probe_calls_for_more ()), and only when no queue grew for
+ * PROBE_CALM_MS. */
 constexpr double PROBE_CLUSTER_MS = 60;
 constexpr int PROBE_PACKETS = 4;
 constexpr std::size_t LATEST_PACKETS = 32;
 constexpr std::size_t PROBE_MAX_PACKETS = 64;
 constexpr gint64 PROBE_EVERY_MS = 4000;
 constexpr guint PROBE_CALM_MS = 2000;
-constexpr double PROBE_REACHED = 0.7;
-constexpr double PROBE_GAIN = 1.2;
 constexpr double PROBE_FACTOR = 2.0;
 constexpr double PROBE_ABOVE = 1.25;
 
@@ -540,9 +536,7 @@ Congestion::probe_due ()
 bool
 Congestion::chains ()
 {
-  double target = estimator_.probe_target ();
-  return target > 0 && (estimator_.probe_result () >= PROBE_REACHED * target
-      || estimator_.probe_gain () >= PROBE_GAIN);
+  return estimator_.probe_calls_for_more ();
 }
 
 bool

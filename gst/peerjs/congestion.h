@@ -115,10 +115,10 @@ public:
   static bool probe (const std::shared_ptr<Congestion> & self,
       guint64 target);
   /* A padding probe may start: none is under way, the estimate is under
-   * what max-bitrate needs, and either the last one's result was
-   * PROBE_REACHED of its target or raised the estimate PROBE_GAIN times
-   * (the link took about it: the next one, from the estimate that gave,
-   * at once), or PROBE_EVERY_MS passed since it. */
+   * what max-bitrate needs, and either the last one calls for more
+   * (Estimator::probe_calls_for_more (): the link took about it, the next
+   * one, from the estimate that gave, at once), or PROBE_EVERY_MS passed
+   * since it. */
   bool probe_due ();
   /* The last probe's result calls for the next at once (as probe_due ()),
    * no queue grew lately, and the estimate is under the largest: a probe
@@ -126,8 +126,8 @@ public:
    * reconsideration. */
   bool chain_due ();
   /* A probe was sent, and the last one ended without calling for another
-   * (its result was under PROBE_REACHED of its target and did not raise
-   * the estimate PROBE_GAIN times): the link takes about the estimate. */
+   * (Estimator::probe_calls_for_more ()): the link takes about the
+   * estimate, or the probe was at the largest. */
   bool probe_found_limit ();
   /* The target of the next probe: PROBE_FACTOR times the estimate (for a
    * probe neither the first nor called for by the last one's result,

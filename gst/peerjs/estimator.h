@@ -108,6 +108,9 @@ public:
    * a calm that a link at its limit did not give, and a new member held
    * on the top layer for its whole start). */
   double probe_gain () const { return probe_gain_; }
+  /* The last probe calls for another at once: it found 0.7 of its target
+   * or raised the estimate 1.2 times, and it was not at max (). */
+  bool probe_calls_for_more () const;
 
   /* The largest estimate, bit/s. */
   guint64 max () const { return max_; }

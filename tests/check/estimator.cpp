@@ -322,6 +322,36 @@ GST_START_TEST (test_probe_at_limit)
 }
 GST_END_TEST;
 
+/* A probe at the largest estimate calls for no other, whatever its
+ * result: through a relay, probes at 1.18 Mbit/s (max-bitrate 1 Mbit/s)
+ * arrived at about 1.0 and chained on, a probe every 130 ms. Below the
+ * largest, the same result calls for the next one at once. */
+GST_START_TEST (test_probe_at_top)
+{
+  const guint64 target = 1176470;
+  for (guint64 max : {target, 3 * target}) {
+    Estimator e (300000, 100000, max);
+    Path path;
+    path.rate = 1000000;
+    double clock = 0;
+    run (e, path, 3, &clock, nullptr, nullptr, 500000);
+    clock += 200;
+    double result = probe (e, path, &clock, target);
+    g_print ("estimator: a probe at %" G_GUINT64_FORMAT " (largest %"
+        G_GUINT64_FORMAT ") through 1 Mbit/s found %.0f; calls for more: "
+        "%d\n", target, max, result, e.probe_calls_for_more ());
+    fail_unless (result > 0.7 * target, "a probe into an empty link found "
+        "%.0f", result);
+    if (max == target)
+      fail_if (e.probe_calls_for_more (), "a probe at the largest estimate "
+          "called for another");
+    else
+      fail_unless (e.probe_calls_for_more (), "a probe that found %.0f of "
+          "%" G_GUINT64_FORMAT " called for no other", result, target);
+  }
+}
+GST_END_TEST;
+
 /* Random loss with no queue: 20 % brings the estimate down (loss-based);
  * 10 %, a radio's own loss with no queue growing, and 1 % do not. */
 GST_START_TEST (test_loss)
@@ -486,6 +516,7 @@ estimator_suite ()
   tcase_add_test (tc, test_probe);
   tcase_add_test (tc, test_probe_verified);
   tcase_add_test (tc, test_probe_at_limit);
+  tcase_add_test (tc, test_probe_at_top);
   tcase_add_test (tc, test_loss);
   tcase_add_test (tc, test_receiver_reports);
   tcase_add_test (tc, test_remb);
