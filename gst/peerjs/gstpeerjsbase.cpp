@@ -18,8 +18,8 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 #define DEFAULT_ICE_TCP FALSE
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
-/* webrtcbin's own latency: a retransmission over a slow link's queue
- * comes in time (docs/performance.md, weak links). */
+/* webrtcbin's own latency; longer while retransmissions take longer
+ * (Peer::follow_round_trip; docs/performance.md, weak links). */
 #define DEFAULT_RETRANSMISSION_WAIT 200
 #define DEFAULT_VIDEO_CODEC "VP8"
 #define DEFAULT_AUDIO_CODEC "OPUS"
@@ -1363,7 +1363,7 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
       g_param_spec_uint ("latency", "Latency",
           "How long received media is held back to smooth out jitter, in "
           "milliseconds: the jitterbuffer latency the pipeline is told. "
-          "Missing video packets are waited for up to retransmission-wait",
+          "Missing video packets are waited for longer: retransmission-wait",
           0, 10000, DEFAULT_LATENCY, rw));
   g_object_class_install_property (gobject_class, PROP_VIDEO_CODEC,
       g_param_spec_enum ("video-codec", "Video codec",
@@ -1391,9 +1391,11 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           DEFAULT_DO_RETRANSMISSION, rw));
   g_object_class_install_property (gobject_class, PROP_RETRANSMISSION_WAIT,
       g_param_spec_uint ("retransmission-wait", "Retransmission wait",
-          "How long a missing received video packet is waited for (asked "
-          "for again) before its frame is given up and a key frame asked "
-          "for, in milliseconds. The picture is still held back only by "
+          "How long a missing received video packet is waited for at "
+          "least (asked for again) before its frame is given up and a key "
+          "frame asked for, in milliseconds; longer, up to 1000, while the "
+          "member's retransmissions take longer (twice their round trip "
+          "and 50 ms). The picture is still held back only by "
           "latency: the frames behind a retransmission that came after "
           "latency come out late, once, as a browser shows them. At or "
           "below latency (or with do-retransmission off): latency",

@@ -40,6 +40,18 @@ constexpr guint64 RTCP_REPORT_INTERVAL = GST_SECOND;
 constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
 /* Kept for ULPFEC beyond the longest a jitterbuffer waits (webrtcbin's). */
 constexpr guint STORAGE_MARGIN_MS = 50;
+/* A video jitterbuffer's wait for a missing packet follows the round trip
+ * of the member's retransmissions (rtpjitterbuffer's rtx-rtt: from the
+ * request to the packet): RTX_WAIT_RTTS of it and RTX_WAIT_MARGIN_MS,
+ * room for a retransmission lost once and asked again, as Chromium's
+ * NACK module asks again every round trip; no less than
+ * retransmission-wait and no more than RTX_WAIT_MAX_MS. Changed only by a
+ * fifth or more (each change is a latency message on the bus). */
+constexpr double RTX_WAIT_RTTS = 2;
+constexpr guint RTX_WAIT_MARGIN_MS = 50;
+constexpr guint RTX_WAIT_MAX_MS = 1000;
+/* Marks the video jitterbuffers whose wait follows the round trip. */
+constexpr const char *FOLLOWS_ROUND_TRIP = "peerjs-follows-round-trip";
 
 /* A latency query answered by a video jitterbuffer that waits for
  * retransmissions longer than `latency` (on_new_jitterbuffer): downstream
@@ -1219,6 +1231,8 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
    * whole wait. */
   g_object_set (jitterbuffer, "latency", wait, "faststart-min-packets", 2,
       NULL);
+  g_object_set_data (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP,
+      GINT_TO_POINTER (1));
   g_autoptr (GstPad) src = gst_element_get_static_pad (jitterbuffer, "src");
   if (src)
     gst_pad_add_probe (src, (GstPadProbeType)
@@ -1234,7 +1248,7 @@ void
 Peer::on_new_storage (GstElement * storage)
 {
   guint wait = MAX (host_.latency_ms (), host_.retransmits ()
-      ? host_.retransmission_wait_ms () : 0);
+      ? MAX (host_.retransmission_wait_ms (), RTX_WAIT_MAX_MS) : 0);
   g_object_set (storage, "size-time", (guint64) (wait + STORAGE_MARGIN_MS)
       * GST_MSECOND, NULL);
 }
@@ -1783,6 +1797,51 @@ Peer::count_reports ()
     counts.remote_fraction = std::max (counts.remote_fraction, fraction);
   }
   return counts;
+}
+
+namespace {
+
+/* How long a video jitterbuffer waits for a missing packet when
+ * retransmissions take `rtt_ms` (0: none came yet). */
+guint
+retransmission_wait (guint floor_ms, guint64 rtt_ms)
+{
+  if (!rtt_ms)
+    return floor_ms;
+  double follows = RTX_WAIT_RTTS * rtt_ms + RTX_WAIT_MARGIN_MS;
+  return MAX (floor_ms, (guint) MIN (follows, (double) RTX_WAIT_MAX_MS));
+}
+
+}  // namespace
+
+void
+Peer::follow_round_trip ()
+{
+  if (closed_)
+    return;
+  guint floor = host_.retransmission_wait_ms ();
+  for_each_made_by (GST_BIN (webrtc_), "rtpjitterbuffer",
+      [this, floor] (GstElement * jitterbuffer) {
+        if (!g_object_get_data (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP))
+          return;
+        GstStructure *stats = nullptr;
+        guint current = 0;
+        g_object_get (jitterbuffer, "stats", &stats, "latency", &current,
+            NULL);
+        guint64 rtt = 0;
+        if (stats) {
+          gst_structure_get_uint64 (stats, "rtx-rtt", &rtt);
+          gst_structure_free (stats);
+        }
+        guint wait = retransmission_wait (floor, rtt / GST_MSECOND);
+        guint change = wait > current ? wait - current : current - wait;
+        if (change * 5 < current)
+          return;
+        GST_DEBUG ("%s: retransmission round trip %" G_GUINT64_FORMAT
+            " ms: video waits %u ms for a missing packet (was %u)",
+            id_.c_str (), rtt / GST_MSECOND, wait, current);
+        g_object_set (jitterbuffer, "latency", wait, NULL);
+      });
 }
 
 double

@@ -127,6 +127,10 @@ public:
    * the last call sizes the video FEC we send it (with do-fec); returns the
    * fraction of our audio it lost, -1 when it sent no report. */
   double follow_loss (GstClockTime now);
+  /* Every LOSS_POLL_MS: how long our video jitterbuffers wait for a
+   * missing packet follows the round trip of the member's retransmissions
+   * (retransmission_wait ()). */
+  void follow_round_trip ();
   /* The member's bandwidth estimate (congestion.h). */
   std::shared_ptr<Congestion> congestion () const { return cc_; }
   /* Our video goes to the member now (signalling thread). */

@@ -1732,8 +1732,10 @@ Session::follow_loss ()
 {
   GstClockTime now = gst_util_get_timestamp ();
   double worst = 0;
-  for (auto & p : peers_)
+  for (auto & p : peers_) {
     worst = std::max (worst, p.second->follow_loss (now));
+    p.second->follow_round_trip ();
+  }
   if (!config_.fec)
     return;
   int percent = audio_fec_.update (worst, now);
