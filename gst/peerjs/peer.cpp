@@ -1288,6 +1288,7 @@ struct RtxCounts
 {
   guint sent = 0;
   guint received = 0;
+  guint wait_ms = 0;            /* the longest video jitterbuffer's wait */
 };
 
 RtxCounts
@@ -1303,6 +1304,13 @@ count_rtx (GstElement * webrtc)
         guint n = 0;
         g_object_get (e, "num-rtx-assoc-packets", &n, NULL);
         counts.received += n;
+      });
+  for_each_made_by (GST_BIN (webrtc), "rtpjitterbuffer", [&counts] (GstElement
+          * e) {
+        guint latency = 0;
+        if (g_object_get_data (G_OBJECT (e), FOLLOWS_ROUND_TRIP))
+          g_object_get (e, "latency", &latency, NULL);
+        counts.wait_ms = MAX (counts.wait_ms, latency);
       });
   return counts;
 }
@@ -1406,7 +1414,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
         const GstStructure *reply = gst_promise_get_reply (p);
         if (reply && !gst_structure_has_field (reply, "error")) {
           GstStructure *s = req->self->summarize (reply, req->rtx.sent,
-              req->rtx.received);
+              req->rtx.received, req->rtx.wait_ms);
           s = req->self->cc_->add_stats (s);
           add_fec_counts (s, req->fec);
           gst_structure_set (s,
@@ -1424,7 +1432,7 @@ Peer::stats (std::function<void (GstStructure *)> post)
 
 GstStructure *
 Peer::summarize (const GstStructure * reply, guint rtx_sent,
-    guint rtx_received)
+    guint rtx_received, guint wait_ms)
 {
   struct Sum
   {
@@ -1527,6 +1535,7 @@ Peer::summarize (const GstStructure * reply, guint rtx_sent,
       "plis-sent", G_TYPE_UINT64, sum.plis_out,
       "firs-sent", G_TYPE_UINT64, sum.firs_out,
       "rtx-packets-received", G_TYPE_UINT64, (guint64) rtx_received,
+      "retransmission-wait", G_TYPE_UINT, wait_ms,
       "frames-received", G_TYPE_UINT64, video_frames_->frames.load (),
       "freezes", G_TYPE_UINT64, video_frames_->freezes.load (),
       "frozen-ms", G_TYPE_UINT64,

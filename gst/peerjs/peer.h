@@ -201,8 +201,10 @@ private:
    * parse or has no media section. */
   GstSDPMessage *parse (const std::string & text, const char *what);
 
+  /* `wait_ms`: how long our video jitterbuffers wait for a missing
+   * packet of the member's now (the longest; 0: none does). */
   GstStructure *summarize (const GstStructure * reply, guint rtx_sent,
-      guint rtx_received);
+      guint rtx_received, guint wait_ms);
   void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
   void on_new_storage (GstElement * storage);
   void use_fec (Kind kind);

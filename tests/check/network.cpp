@@ -665,6 +665,69 @@ GST_START_TEST (test_media_fec)
 }
 GST_END_TEST;
 
+/* A uint field of a peerjs-stats text; -1 when it is not there. */
+static gint64
+stats_uint (const std::string & stats, const char *name)
+{
+  g_autoptr (GstStructure) s = gst_structure_from_string (stats.c_str (),
+      nullptr);
+  guint v = 0;
+  if (!s || !gst_structure_get_uint (s, name, &v))
+    return -1;
+  return v;
+}
+
+/* How long the receiver waits for a missing video packet follows the
+ * round trip of the publisher's retransmissions: its link at 1 Mbit/s
+ * with a queue of up to 300 ms, which other traffic to its host (1.14
+ * Mbit/s of UDP from the server's, for 10 s) keeps full, so that packets are lost and
+ * their retransmissions come some 300 ms after they were asked for. The
+ * receiver's retransmission-wait (peerjs-stats) is the property's 200 ms
+ * on the clean link, and grows past 400 ms behind the full queue (twice
+ * the round trip and 50 ms). */
+GST_START_TEST (test_wait_follows_round_trip)
+{
+  Room room;
+  start_room (room, "ball", {}, {"stats-interval=500", "-m"});
+  g_usleep (2 * G_USEC_PER_SEC);
+  gint64 clean = stats_uint (last_stats (*room.rx), "retransmission-wait");
+  fail_unless (clean == 200, "retransmission-wait %" G_GINT64_FORMAT
+      " on a clean link, not the property's 200:\n%s", clean,
+      last_stats (*room.rx).c_str ());
+
+  LinkCondition full;
+  full.rate_bps = 1000000;
+  full.queue_ms = 300;
+  fail_unless (room.lab.set_downlink (room.receiver, full), "%s",
+      room.lab.error ().c_str ());
+  Flow flood;
+  std::thread other ([&] {
+    flood = udp_flow (room.lab, room.server, room.receiver, 1430, 1000,
+        7000);
+  });
+  gint64 longest = 0, t0 = g_get_monotonic_time ();
+  while (g_get_monotonic_time () - t0 < 10 * G_USEC_PER_SEC) {
+    g_usleep (500 * 1000);
+    longest = MAX (longest, stats_uint (last_stats (*room.rx),
+            "retransmission-wait"));
+  }
+  other.join ();
+  std::string after = last_stats (*room.rx);
+  g_print ("network: behind a full 300 ms queue: the receiver waited up to "
+      "%" G_GINT64_FORMAT " ms for a missing packet (%" G_GINT64_FORMAT
+      " retransmitted packets; the other traffic: %d of %d datagrams)\n",
+      longest, stats_field (after, "rtx-packets-received"), flood.received,
+      flood.sent);
+  fail_unless (stats_field (after, "rtx-packets-received") > 0,
+      "no packet came back by retransmission behind the full queue:\n%s",
+      after.c_str ());
+  fail_unless (longest >= 400, "behind a full 300 ms queue the receiver "
+      "waited at most %" G_GINT64_FORMAT " ms for a missing packet:\n%s",
+      longest, after.c_str ());
+  stop_room (room);
+}
+GST_END_TEST;
+
 /* Every value of the publisher's peerjs-stats field `name` printed so
  * far, in order. */
 static std::vector<double>
@@ -1916,6 +1979,7 @@ network_suite ()
   tcase_add_test (media, test_media_clean);
   tcase_add_test (media, test_media_impaired);
   tcase_add_test (media, test_media_fec);
+  tcase_add_test (media, test_wait_follows_round_trip);
   suite_add_tcase (s, media);
   TCase *congestion = tcase_create ("congestion");
   tcase_set_timeout (congestion, 60);
