@@ -1135,10 +1135,11 @@ struct TempFile
     close (fd);
     path = p;
     g_free (p);
+    remove_at_exit (path);
     fail_unless (g_file_set_contents (path.c_str (), text.data (),
             text.size (), nullptr));
   }
-  ~TempFile () { g_unlink (path.c_str ()); }
+  ~TempFile () { remove_now (path); }
   TempFile (const TempFile &) = delete;
   TempFile & operator= (const TempFile &) = delete;
   std::string path;

@@ -9,10 +9,62 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace peerjs::test {
+
+/* A temporary file, or a directory of files, removed. */
+inline void
+remove_path (const std::string & path)
+{
+  if (g_file_test (path.c_str (), G_FILE_TEST_IS_DIR)) {
+    g_autoptr (GDir) d = g_dir_open (path.c_str (), 0, nullptr);
+    while (const char *name = d ? g_dir_read_name (d) : nullptr) {
+      g_autofree char *file = g_build_filename (path.c_str (), name, nullptr);
+      g_unlink (file);
+    }
+    g_rmdir (path.c_str ());
+  } else {
+    g_unlink (path.c_str ());
+  }
+}
+
+/* Temporary paths a test made and has not removed yet: a failed check
+ * assertion exits the test's process without running destructors, so
+ * what is left is removed at exit. */
+inline std::set<std::string> &
+temporary_paths ()
+{
+  static std::set<std::string> paths;
+  return paths;
+}
+
+inline void
+remove_at_exit (const std::string & path)
+{
+  /* Made before the handler is registered, so destroyed after it ran. */
+  std::set<std::string> & paths = temporary_paths ();
+  static bool registered = false;
+  if (!registered) {
+    registered = true;
+    std::atexit ([] {
+      for (const std::string & p : temporary_paths ())
+        remove_path (p);
+    });
+  }
+  paths.insert (path);
+}
+
+/* `path` removed now (by its owner's destructor). */
+inline void
+remove_now (const std::string & path)
+{
+  remove_path (path);
+  temporary_paths ().erase (path);
+}
 
 class TurnFiles
 {
@@ -31,6 +83,7 @@ public:
     dir_ = g_dir_make_tmp ("peerjs-turn-XXXXXX", nullptr);
     if (!dir_)
       return;
+    remove_at_exit (dir_);
     log = std::string (dir_) + "/turn.log";
     conf = std::string (dir_) + "/turnserver.conf";
     std::string text =
@@ -54,12 +107,7 @@ public:
   {
     if (!dir_)
       return;
-    g_autoptr (GDir) d = g_dir_open (dir_, 0, nullptr);
-    while (const char *name = d ? g_dir_read_name (d) : nullptr) {
-      g_autofree char *path = g_build_filename (dir_, name, nullptr);
-      g_unlink (path);
-    }
-    g_rmdir (dir_);
+    remove_now (dir_);
     g_free (dir_);
   }
 
