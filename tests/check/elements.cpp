@@ -1001,6 +1001,25 @@ block_error (const std::vector<guint8> & a, const std::vector<guint8> & b)
   return worst;
 }
 
+/* The first element in `bin`, at any depth, made by `factory`, or null;
+ * a new reference. */
+GstElement *
+made_by (GstBin * bin, const char *factory)
+{
+  GstElement *found = nullptr;
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (bin);
+  GValue v = G_VALUE_INIT;
+  while (!found && gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT (g_value_get_object (&v));
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), factory))
+      found = GST_ELEMENT (gst_object_ref (e));
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return found;
+}
+
 /* The VP8 frames the encoders inside a bin give out, in order (a probe
  * on each one's source pad, from the moment the bin makes it), decoded
  * again here by vp8dec: the pictures a receiver that lost nothing
@@ -1209,6 +1228,67 @@ GST_START_TEST (test_frames_whole_under_loss)
   /* The zone plate, coded: 1.4 typically, 2.1 under load. */
   fail_unless (off_pattern < 4, "the pictures are not the pattern sent: "
       "median block error %.1f", off_pattern);
+}
+END_TEST;
+
+/* A member's queue that drops encoded video (its connection or the
+ * machine fell more than 500 ms behind) drops the frames after it too, up
+ * to a key frame: the member decodes no picture against one it never had,
+ * though the packets that follow are numbered on without a gap. The
+ * member's queue is held for 1.5 s (a blocking probe on its source pad),
+ * so that it overruns; every picture the receiver gives out, before and
+ * after, must be one the publisher's encoder gave out, bit for bit, and
+ * pictures must come again after it. */
+GST_START_TEST (test_frames_whole_after_overrun)
+{
+  ServerThread server;
+  const std::string pattern = "zone-plate kx2=20 ky2=20 kt=1";
+  Member sink ("peerjssink name=p video-layers=1 "
+      + props (server, "overrun") + " videotestsrc is-live=true pattern="
+      + pattern + " ! video/x-raw,format=I420,width=320,height=240,"
+      "framerate=15/1 ! p.video");
+  EncodedFrames encoded (sink.element ());
+  Member src (receiver (server, "overrun"));
+  fail_unless (sink.play () != GST_STATE_CHANGE_FAILURE);
+  fail_unless (src.play () != GST_STATE_CHANGE_FAILURE);
+  std::string pad = "video_" + sink.id ();
+  check_video (src, pad, 15);
+
+  std::string name = "pay-video-" + src.id ();
+  g_autoptr (GstElement) pay = gst_bin_get_by_name (GST_BIN (sink.element ()),
+      name.c_str ());
+  fail_unless (pay != nullptr, "no %s in the publisher", name.c_str ());
+  g_autoptr (GstElement) queue = made_by (GST_BIN (pay), "queue");
+  fail_unless (queue != nullptr, "no queue in %s", name.c_str ());
+  g_autoptr (GstPad) held = gst_element_get_static_pad (queue, "src");
+  int before = src.output (pad).buffers;
+  gulong block = gst_pad_add_probe (held, GST_PAD_PROBE_TYPE_BLOCK_DOWNSTREAM,
+      [] (GstPad *, GstPadProbeInfo *, gpointer) {
+        return GST_PAD_PROBE_OK;
+      }, nullptr, nullptr);
+  g_usleep (1500 * 1000);
+  gst_pad_remove_probe (held, block);
+  int during = src.output (pad).buffers;
+  src.wait_buffers (pad, 15, during);
+  g_usleep (G_USEC_PER_SEC);
+  sink.stop ();
+  Output out = src.output (pad);
+  auto sent = encoded.decode ();
+  int wrong = 0;
+  double worst = 0;
+  for (auto & picture : out.pictures) {
+    double best = 1e9;
+    for (auto & s : sent)
+      best = std::min (best, block_error (picture, s));
+    worst = std::max (worst, best);
+    wrong += best > 0.5;
+  }
+  g_printerr ("overrun: %zu pictures (%d before the hold, %d after it), %d "
+      "not one the encoder gave out (block error up to %.1f)\n",
+      out.pictures.size (), before, out.buffers - during, wrong, worst);
+  fail_unless (wrong == 0, "%d of %zu pictures decoded after the member's "
+      "queue overran are none of those sent (block error up to %.1f)", wrong,
+      out.pictures.size (), worst);
 }
 END_TEST;
 
@@ -1455,18 +1535,7 @@ END_TEST;
 GstElement *
 made_by (Member & m, const char *factory)
 {
-  GstElement *found = nullptr;
-  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (GST_BIN (m.element ()));
-  GValue v = G_VALUE_INIT;
-  while (!found && gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT (g_value_get_object (&v));
-    GstElementFactory *f = gst_element_get_factory (e);
-    if (f && g_str_equal (GST_OBJECT_NAME (f), factory))
-      found = GST_ELEMENT (gst_object_ref (e));
-    g_value_reset (&v);
-  }
-  g_value_unset (&v);
-  return found;
+  return made_by (GST_BIN (m.element ()), factory);
 }
 
 /* The FEC sizing alone (gst/peerjs/fec.h): the loss of an interval from
@@ -3872,6 +3941,7 @@ elements_suite ()
   tcase_add_test (tc, test_loss_retransmitted);
   tcase_add_test (tc, test_loss_key_frames);
   tcase_add_test (tc, test_frames_whole_under_loss);
+  tcase_add_test (tc, test_frames_whole_after_overrun);
   tcase_add_test (tc, test_transport_cc);
   tcase_add_test (tc, test_encoder_follows);
   tcase_add_test (tc, test_encoder_fixed);
