@@ -1020,6 +1020,23 @@ made_by (GstBin * bin, const char *factory)
   return found;
 }
 
+/* The block error (block_error ()) of `picture` from the closest of
+ * `among`; *which: that one's index. */
+static double
+closest (const std::vector<guint8> & picture,
+    const std::vector<std::vector<guint8>> & among, std::size_t * which)
+{
+  double best = 1e9;
+  for (std::size_t k = 0; k < among.size (); k++) {
+    double e = block_error (picture, among[k]);
+    if (e < best) {
+      best = e;
+      *which = k;
+    }
+  }
+  return best;
+}
+
 /* The VP8 frames the encoders inside a bin give out, in order (a probe
  * on each one's source pad, from the moment the bin makes it), decoded
  * again here by vp8dec: the pictures a receiver that lost nothing
@@ -1184,18 +1201,6 @@ GST_START_TEST (test_frames_whole_under_loss)
    * they came), when (ms after the first), its timestamp, how far off,
    * and the sent picture closest to it. */
   std::string listed;
-  auto closest = [] (const std::vector<guint8> & picture,
-      const std::vector<std::vector<guint8>> & among, std::size_t * which) {
-    double best = 1e9;
-    for (std::size_t k = 0; k < among.size (); k++) {
-      double e = block_error (picture, among[k]);
-      if (e < best) {
-        best = e;
-        *which = k;
-      }
-    }
-    return best;
-  };
   for (std::size_t i = 0; i < out.pictures.size (); i++) {
     std::size_t k = 0, p = 0;
     double best = closest (out.pictures[i], sent, &k);
@@ -1277,9 +1282,8 @@ GST_START_TEST (test_frames_whole_after_overrun)
   int wrong = 0;
   double worst = 0;
   for (auto & picture : out.pictures) {
-    double best = 1e9;
-    for (auto & s : sent)
-      best = std::min (best, block_error (picture, s));
+    std::size_t k = 0;
+    double best = closest (picture, sent, &k);
     worst = std::max (worst, best);
     wrong += best > 0.5;
   }
