@@ -90,11 +90,10 @@ scenario('lab-turn', async (t) => {
     // budget allows and climbs as its estimate grows (docs/elements.md,
     // Layers); on this unlimited link it must reach the top.
     const sel = `[data-member="${MEMBER}"] video`;
-    const full = await waitIn(page, `${sel} at the pipeline's 320x240`, (sel) => {
+    await waitIn(page, `${sel} at the pipeline's 320x240`, (sel) => {
       const v = document.querySelector(sel);
       return v && v.videoWidth === 320 && v.videoHeight === 240;
     }, sel, 15000);
-    assert(full, 'the pipeline\'s picture size in the page');
     console.log(`lab-turn: first played at ${size.w}x${size.h}, 320x240 `
       + `${((Date.now() - played) / 1000).toFixed(1)} s after the page looked`);
     // One pair per member that reached the page: the publisher, and the
