@@ -152,6 +152,9 @@ struct Result
   double fps = 0, frozen_s = 0, kbps = 0;
   std::string sizes;            /* "640x480 320x240", as they came */
   std::string extra;            /* what the receiver counted, a few words */
+  /* A gst receiver's freezes: when each began (s after the publisher's
+   * first line of output, as its debug log's times) and how long. */
+  std::vector<std::pair<double, double>> freezes;
 };
 
 std::vector<std::string>
@@ -270,22 +273,28 @@ page_argv (const LegDir & tmp, const std::vector<std::string> & args)
   return argv;
 }
 
-/* Frames of a gst receiver in [from, to): fps and frozen time. */
+/* Frames of a gst receiver in [from, to): fps and frozen time. `zero`:
+ * the time the freezes are given from. */
 void
-gst_figures (const LabProcess & rx, gint64 from, gint64 to, Result & r)
+gst_figures (const LabProcess & rx, gint64 from, gint64 to, gint64 zero,
+    Result & r)
 {
   std::size_t frames = 0;
   gint64 previous = from;
+  auto gap = [&] (gint64 t) {
+    if (t - previous <= 200 * 1000)
+      return;
+    r.frozen_s += (t - previous) / 1e6;
+    r.freezes.emplace_back ((previous - zero) / 1e6, (t - previous) / 1e6);
+  };
   for (gint64 t : rx.line_times (FRAME)) {
     if (t < from || t >= to)
       continue;
     frames++;
-    if (t - previous > 200 * 1000)
-      r.frozen_s += (t - previous) / 1e6;
+    gap (t);
     previous = t;
   }
-  if (to - previous > 200 * 1000)
-    r.frozen_s += (to - previous) / 1e6;
+  gap (to);
   r.fps = frames * 1e6 / double (to - from);
   /* The sizes its sink was given, in order. */
   std::string out = rx.output ();
@@ -438,7 +447,9 @@ run_leg (const Link & link, const Leg & leg)
     bytes = lab.downlink_bytes (rx) - bytes;
     r.kbps = bytes * 8.0 / 1000 / ((g_get_monotonic_time () - counted_from)
         / 1e6);
-    gst_figures (*receiver, from, to, r);
+    std::vector<gint64> started = publisher->line_times ("");
+    gst_figures (*receiver, from, to, started.empty () ? from
+        : started.front (), r);
   } else {
     receiver = lab.spawn (rx, page_argv (tmp, {"watch", page_url, "net",
                 member, std::to_string (int (std::ceil (opt.seconds))),
@@ -479,10 +490,22 @@ run_leg (const Link & link, const Leg & leg)
     std::string name = leg.name;
     std::replace (name.begin (), name.end (), '/', '_');
     std::string base = opt.logs + "/" + link.name + "-" + name;
+    /* A link named again in --links: its legs' logs numbered. */
+    for (int n = 2; g_file_test ((base + "-receiver.log").c_str (),
+            G_FILE_TEST_EXISTS); n++)
+      base = opt.logs + "/" + link.name + "-" + name + "-" + std::to_string (n);
     g_file_set_contents ((base + "-publisher.log").c_str (),
         publisher->output ().c_str (), -1, nullptr);
     g_file_set_contents ((base + "-receiver.log").c_str (),
         receiver->output ().c_str (), -1, nullptr);
+    if (!r.freezes.empty ()) {
+      std::string text;
+      for (auto & f : r.freezes)
+        text += "frozen at " + std::to_string (f.first) + " s for "
+            + std::to_string (f.second) + " s\n";
+      g_file_set_contents ((base + "-freezes.txt").c_str (), text.c_str (),
+          -1, nullptr);
+    }
   }
   return r;
 }
