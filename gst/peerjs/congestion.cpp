@@ -447,13 +447,7 @@ Congestion::on_rtx_in (GstPad *, GstPadProbeInfo * info, gpointer data)
     if (self->latest_.size () > LATEST_PACKETS)
       self->latest_.pop_front ();
   };
-  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
-    GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST (info);
-    for (guint i = 0; i < gst_buffer_list_length (list); i++)
-      note (gst_buffer_list_get (list, i));
-  } else {
-    note (GST_PAD_PROBE_INFO_BUFFER (info));
-  }
+  for_each_probed_buffer (info, note);
   return GST_PAD_PROBE_OK;
 }
 

@@ -42,6 +42,20 @@ constexpr int TWCC_ID = 3;
 int twcc_id (const GstSDPMedia * media);
 /* The id caps map it to (extmap-N fields); 0 for none. */
 int twcc_id (const GstCaps * caps);
+
+/* Each buffer a data probe sees: its buffer, or its list's. */
+template <typename F>
+void
+for_each_probed_buffer (GstPadProbeInfo * info, F && f)
+{
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST (info);
+    for (guint i = 0; i < gst_buffer_list_length (list); i++)
+      f (gst_buffer_list_get (list, i));
+  } else {
+    f (GST_PAD_PROBE_INFO_BUFFER (info));
+  }
+}
 /* Every structure of `caps` maps the TWCC extension to `id` and asks for
  * transport-cc feedback. Nothing when `id` is 0. */
 void add_twcc (GstCaps * caps, int id);

@@ -19,7 +19,7 @@ GST_DEBUG_CATEGORY (gst_peerjs_debug);
 /* By measurement: docs/performance.md, glass-to-glass latency. */
 #define DEFAULT_LATENCY 30
 /* webrtcbin's own latency; longer while retransmissions take longer
- * (Peer::follow_round_trip; docs/performance.md, weak links). */
+ * (RetransmissionTimes in peer.cpp; docs/performance.md, weak links). */
 #define DEFAULT_RETRANSMISSION_WAIT 200
 #define DEFAULT_VIDEO_CODEC "VP8"
 #define DEFAULT_AUDIO_CODEC "OPUS"

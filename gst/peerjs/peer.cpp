@@ -41,7 +41,7 @@ constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
 /* Kept for ULPFEC beyond the longest a jitterbuffer waits (webrtcbin's). */
 constexpr guint STORAGE_MARGIN_MS = 50;
 /* A video jitterbuffer's wait for a missing packet follows the round trip
- * of the member's retransmissions (rtpjitterbuffer's rtx-rtt: from the
+ * of the member's retransmissions (RetransmissionTimes: from the first
  * request to the packet): RTX_WAIT_RTTS of it and RTX_WAIT_MARGIN_MS,
  * room for a retransmission lost once and asked again, as Chromium's
  * NACK module asks again every round trip; no less than
@@ -50,8 +50,139 @@ constexpr guint STORAGE_MARGIN_MS = 50;
 constexpr double RTX_WAIT_RTTS = 2;
 constexpr guint RTX_WAIT_MARGIN_MS = 50;
 constexpr guint RTX_WAIT_MAX_MS = 1000;
-/* Marks the video jitterbuffers whose wait follows the round trip. */
+/* Marks the video jitterbuffers whose wait follows the round trip: their
+ * RetransmissionTimes. */
 constexpr const char *FOLLOWS_ROUND_TRIP = "peerjs-follows-round-trip";
+/* A request unanswered for this long is forgotten (the packet came
+ * otherwise, or never). */
+constexpr gint64 RTX_ASKED_KEPT_US = 2 * RTX_WAIT_MAX_MS * 1000;
+
+/* How long a video jitterbuffer waits for a missing packet when
+ * retransmissions take `rtt_ms` (0: none came yet). */
+guint
+retransmission_wait (guint floor_ms, guint64 rtt_ms)
+{
+  if (!rtt_ms)
+    return floor_ms;
+  double follows = RTX_WAIT_RTTS * rtt_ms + RTX_WAIT_MARGIN_MS;
+  return MAX (floor_ms, (guint) MIN (follows, (double) RTX_WAIT_MAX_MS));
+}
+
+/* The round trip of a member's retransmissions to one video
+ * jitterbuffer: from its first request for a packet (the
+ * GstRTPRetransmissionRequest it sends upstream) to the packet's
+ * retransmission (a buffer rtprtxreceive marked), those that came after
+ * the packet was given up included. rtpjitterbuffer's own rtx-rtt counts
+ * only retransmissions that came within its wait: behind a slow link's
+ * queue filling up, the round trip grew past the 200 ms wait, every
+ * retransmission came too late to count, and the wait never followed
+ * (the frames behind each lost packet given up, a key frame asked for
+ * each time). Rises by a quarter of a longer round trip, falls by a
+ * sixteenth of a shorter one. */
+class RetransmissionTimes
+{
+public:
+  explicit RetransmissionTimes (guint floor_ms) : floor_ms_ (floor_ms) {}
+
+  void requested (guint seqnum, gint64 now_us)
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    for (auto it = asked_.begin (); it != asked_.end ();)
+      it = now_us - it->second > RTX_ASKED_KEPT_US ? asked_.erase (it)
+          : std::next (it);
+    asked_.emplace ((guint16) seqnum, now_us);
+  }
+
+  /* True when the packet answered a request. */
+  bool arrived (guint seqnum, gint64 now_us)
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    auto it = asked_.find ((guint16) seqnum);
+    if (it == asked_.end ())
+      return false;
+    double sample = (now_us - it->second) / 1000.0;
+    asked_.erase (it);
+    if (rtt_ms_ <= 0)
+      rtt_ms_ = sample;
+    else
+      rtt_ms_ += (sample - rtt_ms_) / (sample > rtt_ms_ ? 4 : 16);
+    return true;
+  }
+
+  guint64 round_trip_ms ()
+  {
+    std::lock_guard<std::mutex> guard (lock_);
+    return (guint64) (rtt_ms_ + 0.5);
+  }
+
+  /* Set the jitterbuffer's wait from the round trip, when that differs
+   * from it by a fifth or more (each change is a latency message on the
+   * bus); only upwards unless `both_ways`. */
+  void follow (GstElement * jitterbuffer, const char *member,
+      bool both_ways)
+  {
+    guint64 rtt = round_trip_ms ();
+    guint current = 0;
+    g_object_get (jitterbuffer, "latency", &current, NULL);
+    guint wait = retransmission_wait (floor_ms_, rtt);
+    if (wait < current && !both_ways)
+      return;
+    guint change = wait > current ? wait - current : current - wait;
+    if (change * 5 < current)
+      return;
+    GST_DEBUG ("%s: retransmission round trip %" G_GUINT64_FORMAT
+        " ms: video waits %u ms for a missing packet (was %u)", member, rtt,
+        wait, current);
+    g_object_set (jitterbuffer, "latency", wait, NULL);
+  }
+
+  std::atomic<guint> floor_ms_;
+
+private:
+  std::mutex lock_;
+  std::map<guint16, gint64> asked_;
+  double rtt_ms_ = 0;
+};
+
+/* The jitterbuffer's sink pad: its requests going upstream, and the
+ * retransmissions coming in (from the streaming thread: a longer round
+ * trip lengthens the wait at once, for the packets still asked for). */
+GstPadProbeReturn
+time_retransmissions (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  auto *member = static_cast<const char *> (data);
+  g_autoptr (GstElement) jitterbuffer = gst_pad_get_parent_element (pad);
+  auto *times = jitterbuffer ? static_cast<RetransmissionTimes *>
+      (g_object_get_data (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP))
+      : nullptr;
+  if (!times)
+    return GST_PAD_PROBE_OK;
+  gint64 now = g_get_monotonic_time ();
+  if (info->type & GST_PAD_PROBE_TYPE_EVENT_UPSTREAM) {
+    const GstStructure *s =
+        gst_event_get_structure (GST_PAD_PROBE_INFO_EVENT (info));
+    guint seqnum = 0, retry = 0;
+    if (s && gst_structure_has_name (s, "GstRTPRetransmissionRequest")
+        && gst_structure_get_uint (s, "seqnum", &seqnum)
+        && gst_structure_get_uint (s, "retry", &retry) && retry == 0)
+      times->requested (seqnum, now);
+    return GST_PAD_PROBE_OK;
+  }
+  bool answered = false;
+  auto note = [&] (GstBuffer * buffer) {
+    if (!GST_BUFFER_FLAG_IS_SET (buffer, GST_RTP_BUFFER_FLAG_RETRANSMISSION))
+      return;
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (!gst_rtp_buffer_map (buffer, GST_MAP_READ, &rtp))
+      return;
+    answered |= times->arrived (gst_rtp_buffer_get_seq (&rtp), now);
+    gst_rtp_buffer_unmap (&rtp);
+  };
+  for_each_probed_buffer (info, note);
+  if (answered)
+    times->follow (jitterbuffer, member, false);
+  return GST_PAD_PROBE_OK;
+}
 
 /* A latency query answered by a video jitterbuffer that waits for
  * retransmissions longer than `latency` (on_new_jitterbuffer): downstream
@@ -1231,8 +1362,16 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
    * whole wait. */
   g_object_set (jitterbuffer, "latency", wait, "faststart-min-packets", 2,
       NULL);
-  g_object_set_data (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP,
-      GINT_TO_POINTER (1));
+  g_object_set_data_full (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP,
+      new RetransmissionTimes (wait), [] (gpointer times) {
+        delete static_cast<RetransmissionTimes *> (times);
+      });
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (jitterbuffer, "sink");
+  if (sink)
+    gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST
+            | GST_PAD_PROBE_TYPE_EVENT_UPSTREAM), time_retransmissions,
+        g_strdup (id_.c_str ()), g_free);
   g_autoptr (GstPad) src = gst_element_get_static_pad (jitterbuffer, "src");
   if (src)
     gst_pad_add_probe (src, (GstPadProbeType)
@@ -1808,48 +1947,21 @@ Peer::count_reports ()
   return counts;
 }
 
-namespace {
-
-/* How long a video jitterbuffer waits for a missing packet when
- * retransmissions take `rtt_ms` (0: none came yet). */
-guint
-retransmission_wait (guint floor_ms, guint64 rtt_ms)
-{
-  if (!rtt_ms)
-    return floor_ms;
-  double follows = RTX_WAIT_RTTS * rtt_ms + RTX_WAIT_MARGIN_MS;
-  return MAX (floor_ms, (guint) MIN (follows, (double) RTX_WAIT_MAX_MS));
-}
-
-}  // namespace
-
 void
 Peer::follow_round_trip ()
 {
   if (closed_)
     return;
   guint floor = host_.retransmission_wait_ms ();
+  std::string member = id_;
   for_each_made_by (GST_BIN (webrtc_), "rtpjitterbuffer",
-      [this, floor] (GstElement * jitterbuffer) {
-        if (!g_object_get_data (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP))
+      [floor, &member] (GstElement * jitterbuffer) {
+        auto *times = static_cast<RetransmissionTimes *> (g_object_get_data
+            (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP));
+        if (!times)
           return;
-        GstStructure *stats = nullptr;
-        guint current = 0;
-        g_object_get (jitterbuffer, "stats", &stats, "latency", &current,
-            NULL);
-        guint64 rtt = 0;
-        if (stats) {
-          gst_structure_get_uint64 (stats, "rtx-rtt", &rtt);
-          gst_structure_free (stats);
-        }
-        guint wait = retransmission_wait (floor, rtt / GST_MSECOND);
-        guint change = wait > current ? wait - current : current - wait;
-        if (change * 5 < current)
-          return;
-        GST_DEBUG ("%s: retransmission round trip %" G_GUINT64_FORMAT
-            " ms: video waits %u ms for a missing packet (was %u)",
-            id_.c_str (), rtt / GST_MSECOND, wait, current);
-        g_object_set (jitterbuffer, "latency", wait, NULL);
+        times->floor_ms_ = floor;
+        times->follow (jitterbuffer, member.c_str (), true);
       });
 }
 
