@@ -57,32 +57,48 @@ constexpr const char *FOLLOWS_ROUND_TRIP = "peerjs-follows-round-trip";
  * otherwise, or never). */
 constexpr gint64 RTX_ASKED_KEPT_US = 2 * RTX_WAIT_MAX_MS * 1000;
 
-/* How long a video jitterbuffer waits for a missing packet when
+/* How late a packet may come (past the time its jitterbuffer expected it)
+ * is followed as its peak, falling by LATE_FALL_MS_PER_S. */
+constexpr double LATE_FALL_MS_PER_S = 100;
+/* A packet given out within this of its arrival was not held. */
+constexpr gint64 GIVEN_OUT_AT_ONCE_US = 5000;
+
+/* How long a video jitterbuffer waits for a missing packet when packets
+ * come up to `late_ms` after the time the jitterbuffer expected them and
  * retransmissions take `rtt_ms` (0: none came yet). */
 guint
-retransmission_wait (guint floor_ms, guint64 rtt_ms)
+retransmission_wait (guint floor_ms, guint64 late_ms, guint64 rtt_ms)
 {
-  if (!rtt_ms)
-    return floor_ms;
-  double follows = RTX_WAIT_RTTS * rtt_ms + RTX_WAIT_MARGIN_MS;
+  double follows = late_ms + (rtt_ms ? RTX_WAIT_RTTS * rtt_ms
+      + RTX_WAIT_MARGIN_MS : floor_ms);
   return MAX (floor_ms, (guint) MIN (follows, (double) RTX_WAIT_MAX_MS));
 }
 
-/* The round trip of a member's retransmissions to one video
- * jitterbuffer: from its first request for a packet (the
- * GstRTPRetransmissionRequest it sends upstream) to the packet's
- * retransmission (a buffer rtprtxreceive marked), those that came after
- * the packet was given up included. rtpjitterbuffer's own rtx-rtt counts
- * only retransmissions that came within its wait: behind a slow link's
- * queue filling up, the round trip grew past the 200 ms wait, every
- * retransmission came too late to count, and the wait never followed
- * (the frames behind each lost packet given up, a key frame asked for
- * each time). Rises by a quarter of a longer round trip, falls by a
- * sixteenth of a shorter one. */
+/* What a video jitterbuffer's wait follows (Peer::on_new_jitterbuffer).
+ *
+ * How late packets come: a jitterbuffer expects a packet at the time of
+ * the fastest packets before it (slave mode: the sender's clock, with the
+ * least delay seen), and counts its wait from then. Behind a link whose
+ * queue has grown since, or a sender whose pacer holds its packets (a
+ * Chromium publisher on 300 kbit/s: 190 ms, then 400), a missing packet
+ * is found missing that late, and the wait has to cover that before the
+ * retransmission's round trip even begins: a packet found missing 186 ms
+ * into a 200 ms wait was given up 14 ms later, its retransmission coming
+ * 148 ms after the request, and cost a key frame. Each packet given out
+ * tells it: its arrival (DTS) less the time expected (PTS).
+ *
+ * The round trip of retransmissions: from the jitterbuffer's first
+ * request for a packet (its GstRTPRetransmissionRequest going upstream)
+ * to the packet's retransmission (a buffer rtprtxreceive marked), also
+ * those that came after the packet was given up. rtpjitterbuffer's own
+ * rtx-rtt counts only those that came within its wait, so a round trip
+ * grown past the wait was never seen. Rises by a quarter of a longer one,
+ * falls by a sixteenth of a shorter one. */
 class RetransmissionTimes
 {
 public:
-  explicit RetransmissionTimes (guint floor_ms) : floor_ms_ (floor_ms) {}
+  explicit RetransmissionTimes (guint floor_ms, guint wait_ms)
+      : floor_ms_ (floor_ms), wait_ms_ (wait_ms) {}
 
   void requested (guint seqnum, gint64 now_us)
   {
@@ -109,44 +125,80 @@ public:
     return true;
   }
 
-  guint64 round_trip_ms ()
+  /* A packet came in (any: a retransmission too). */
+  void came (guint seqnum, gint64 now_us)
   {
-    std::lock_guard<std::mutex> guard (lock_);
-    return (guint64) (rtt_ms_ + 0.5);
+    came_us_[seqnum % came_us_.size ()].store (now_us,
+        std::memory_order_relaxed);
   }
 
-  /* Set the jitterbuffer's wait from the round trip, when that differs
-   * from it by a fifth or more (each change is a latency message on the
-   * bus); only upwards unless `both_ways`. */
+  /* A packet given out at `running_time`: true when it came later than
+   * any lately. Only one given out as it came (not held behind a missing
+   * one, which would count the wait itself). */
+  bool given_out (guint seqnum, GstClockTime pts, GstClockTime running_time,
+      gint64 now_us)
+  {
+    if (now_us - came_us_[seqnum % came_us_.size ()].load
+        (std::memory_order_relaxed) > GIVEN_OUT_AT_ONCE_US
+        || !GST_CLOCK_TIME_IS_VALID (pts)
+        || !GST_CLOCK_TIME_IS_VALID (running_time))
+      return false;
+    double late = running_time > pts
+        ? (double) (running_time - pts) / GST_MSECOND : 0;
+    std::lock_guard<std::mutex> guard (lock_);
+    if (late_at_us_)
+      late_ms_ = MAX (0.0, late_ms_ - LATE_FALL_MS_PER_S
+          * (now_us - late_at_us_) / 1e6);
+    late_at_us_ = now_us;
+    if (late <= late_ms_)
+      return false;
+    late_ms_ = late;
+    return true;
+  }
+
+  /* Set the jitterbuffer's wait from them, when that differs from it by a
+   * fifth or more (each change is a latency message on the bus); only
+   * upwards unless `both_ways`. */
   void follow (GstElement * jitterbuffer, const char *member,
       bool both_ways)
   {
-    guint64 rtt = round_trip_ms ();
-    guint current = 0;
-    g_object_get (jitterbuffer, "latency", &current, NULL);
-    guint wait = retransmission_wait (floor_ms_, rtt);
+    guint64 late, rtt;
+    {
+      std::lock_guard<std::mutex> guard (lock_);
+      late = (guint64) (late_ms_ + 0.5);
+      rtt = rtt_ms_ > 0 ? (guint64) (rtt_ms_ + 0.5) : 0;
+    }
+    guint current = wait_ms_;
+    guint wait = retransmission_wait (floor_ms_, late, rtt);
     if (wait < current && !both_ways)
       return;
     guint change = wait > current ? wait - current : current - wait;
     if (change * 5 < current)
       return;
-    GST_DEBUG ("%s: retransmission round trip %" G_GUINT64_FORMAT
-        " ms: video waits %u ms for a missing packet (was %u)", member, rtt,
-        wait, current);
+    GST_DEBUG ("%s: packets up to %" G_GUINT64_FORMAT " ms late, "
+        "retransmission round trip %" G_GUINT64_FORMAT " ms: video waits %u "
+        "ms for a missing packet (was %u)", member, late, rtt, wait, current);
+    wait_ms_ = wait;
     g_object_set (jitterbuffer, "latency", wait, NULL);
   }
 
   std::atomic<guint> floor_ms_;
 
 private:
+  std::atomic<guint> wait_ms_;
   std::mutex lock_;
   std::map<guint16, gint64> asked_;
   double rtt_ms_ = 0;
+  double late_ms_ = 0;
+  gint64 late_at_us_ = 0;
+  /* When the packets came, by sequence number (streaming thread). */
+  std::array<std::atomic<gint64>, 1024> came_us_ {};
 };
 
-/* The jitterbuffer's sink pad: its requests going upstream, and the
- * retransmissions coming in (from the streaming thread: a longer round
- * trip lengthens the wait at once, for the packets still asked for). */
+/* A video jitterbuffer's pads: its requests going upstream and the
+ * retransmissions coming in (sink), the packets it gives out (src). From
+ * the streaming threads: a wait that has to grow grows at once, for the
+ * packets still asked for. */
 GstPadProbeReturn
 time_retransmissions (GstPad * pad, GstPadProbeInfo * info, gpointer data)
 {
@@ -168,18 +220,28 @@ time_retransmissions (GstPad * pad, GstPadProbeInfo * info, gpointer data)
       times->requested (seqnum, now);
     return GST_PAD_PROBE_OK;
   }
-  bool answered = false;
-  auto note = [&] (GstBuffer * buffer) {
-    if (!GST_BUFFER_FLAG_IS_SET (buffer, GST_RTP_BUFFER_FLAG_RETRANSMISSION))
-      return;
-    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
-    if (!gst_rtp_buffer_map (buffer, GST_MAP_READ, &rtp))
-      return;
-    answered |= times->arrived (gst_rtp_buffer_get_seq (&rtp), now);
-    gst_rtp_buffer_unmap (&rtp);
-  };
-  for_each_probed_buffer (info, note);
-  if (answered)
+  bool longer = false;
+  bool given_out = GST_PAD_IS_SRC (pad);
+  GstClockTime running_time = given_out
+      ? gst_element_get_current_running_time (jitterbuffer)
+      : GST_CLOCK_TIME_NONE;
+  for_each_probed_buffer (info, [&] (GstBuffer * buffer) {
+        GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+        if (!gst_rtp_buffer_map (buffer, GST_MAP_READ, &rtp))
+          return;
+        guint seqnum = gst_rtp_buffer_get_seq (&rtp);
+        gst_rtp_buffer_unmap (&rtp);
+        if (given_out) {
+          longer |= times->given_out (seqnum, GST_BUFFER_PTS (buffer),
+              running_time, now);
+          return;
+        }
+        times->came (seqnum, now);
+        if (GST_BUFFER_FLAG_IS_SET (buffer,
+                GST_RTP_BUFFER_FLAG_RETRANSMISSION))
+          longer |= times->arrived (seqnum, now);
+      });
+  if (longer)
     times->follow (jitterbuffer, member, false);
   return GST_PAD_PROBE_OK;
 }
@@ -1363,7 +1425,7 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
   g_object_set (jitterbuffer, "latency", wait, "faststart-min-packets", 2,
       NULL);
   g_object_set_data_full (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP,
-      new RetransmissionTimes (wait), [] (gpointer times) {
+      new RetransmissionTimes (wait, wait), [] (gpointer times) {
         delete static_cast<RetransmissionTimes *> (times);
       });
   g_autoptr (GstPad) sink = gst_element_get_static_pad (jitterbuffer, "sink");
@@ -1373,10 +1435,14 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
             | GST_PAD_PROBE_TYPE_EVENT_UPSTREAM), time_retransmissions,
         g_strdup (id_.c_str ()), g_free);
   g_autoptr (GstPad) src = gst_element_get_static_pad (jitterbuffer, "src");
-  if (src)
+  if (src) {
     gst_pad_add_probe (src, (GstPadProbeType)
         (GST_PAD_PROBE_TYPE_QUERY_UPSTREAM | GST_PAD_PROBE_TYPE_PULL),
         tell_latency, GUINT_TO_POINTER (latency), nullptr);
+    gst_pad_add_probe (src, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), time_retransmissions,
+        g_strdup (id_.c_str ()), g_free);
+  }
 }
 
 /* The packets ULPFEC recovers from are kept (rtpstorage) for webrtcbin's
