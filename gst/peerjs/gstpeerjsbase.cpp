@@ -1394,8 +1394,9 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "How long a missing received video packet is waited for at "
           "least (asked for again) before its frame is given up and a key "
           "frame asked for, in milliseconds; longer, up to 1000, while the "
-          "member's retransmissions take longer (twice their round trip "
-          "and 50 ms). The picture is still held back only by "
+          "member's packets come late or its retransmissions take long "
+          "(how late its packets come, and twice the round trip of its "
+          "retransmissions and 50 ms). The picture is still held back only by "
           "latency: the frames behind a retransmission that came after "
           "latency come out late, once, as a browser shows them. At or "
           "below latency (or with do-retransmission off): latency",

@@ -675,17 +675,18 @@ GST_END_TEST;
  * Mbit/s of UDP from the server's, for 10 s) keeps full, so that packets are lost and
  * their retransmissions come some 300 ms after they were asked for. The
  * receiver's retransmission-wait (peerjs-stats) is the property's 200 ms
- * on the clean link, and grows past 400 ms behind the full queue (twice
- * the round trip and 50 ms). */
+ * on the clean link, or a little more where packets came a few tens of ms
+ * late (under 300), and grows past 400 ms behind the full queue (how late
+ * packets come, twice the round trip and 50 ms). */
 GST_START_TEST (test_wait_follows_round_trip)
 {
   Room room;
   start_room (room, "ball", {}, {"stats-interval=500", "-m"});
   g_usleep (2 * G_USEC_PER_SEC);
   gint64 clean = stats_field (last_stats (*room.rx), "retransmission-wait");
-  fail_unless (clean == 200, "retransmission-wait %" G_GINT64_FORMAT
-      " on a clean link, not the property's 200:\n%s", clean,
-      last_stats (*room.rx).c_str ());
+  fail_unless (clean >= 200 && clean < 300, "retransmission-wait %"
+      G_GINT64_FORMAT " on a clean link, not the property's 200 or a "
+      "little more:\n%s", clean, last_stats (*room.rx).c_str ());
 
   LinkCondition full;
   full.rate_bps = 1000000;
