@@ -40,11 +40,11 @@ constexpr guint64 RTCP_REPORT_INTERVAL = GST_SECOND;
 constexpr double RTCP_BANDWIDTH = 500000;       /* bits per second */
 /* Kept for ULPFEC beyond the longest a jitterbuffer waits (webrtcbin's). */
 constexpr guint STORAGE_MARGIN_MS = 50;
-/* A video jitterbuffer's wait for a missing packet follows the round trip
- * of the member's retransmissions (RetransmissionTimes: from the first
- * request to the packet): RTX_WAIT_RTTS of it and RTX_WAIT_MARGIN_MS,
- * room for a retransmission lost once and asked again, as Chromium's
- * NACK module asks again every round trip; no less than
+/* A video jitterbuffer's wait for a missing packet follows how late the
+ * member's packets come and the round trip of its retransmissions
+ * (RetransmissionTimes): the first, and RTX_WAIT_RTTS of the second and
+ * RTX_WAIT_MARGIN_MS, room for a retransmission lost once and asked
+ * again, as Chromium's NACK module asks again every round trip; no less than
  * retransmission-wait and no more than RTX_WAIT_MAX_MS. Changed only by a
  * fifth or more (each change is a latency message on the bus). */
 constexpr double RTX_WAIT_RTTS = 2;
@@ -85,7 +85,8 @@ retransmission_wait (guint floor_ms, guint64 late_ms, guint64 rtt_ms)
  * retransmission's round trip even begins: a packet found missing 186 ms
  * into a 200 ms wait was given up 14 ms later, its retransmission coming
  * 148 ms after the request, and cost a key frame. Each packet given out
- * tells it: its arrival (DTS) less the time expected (PTS).
+ * as it came tells it: the running time less its PTS (the jitterbuffer
+ * clears DTS before it pushes).
  *
  * The round trip of retransmissions: from the jitterbuffer's first
  * request for a packet (its GstRTPRetransmissionRequest going upstream)
@@ -97,8 +98,9 @@ retransmission_wait (guint floor_ms, guint64 late_ms, guint64 rtt_ms)
 class RetransmissionTimes
 {
 public:
-  explicit RetransmissionTimes (guint floor_ms, guint wait_ms)
-      : floor_ms_ (floor_ms), wait_ms_ (wait_ms) {}
+  /* The jitterbuffer starts at the floor, retransmission-wait. */
+  explicit RetransmissionTimes (guint floor_ms)
+      : floor_ms_ (floor_ms), wait_ms_ (floor_ms) {}
 
   void requested (guint seqnum, gint64 now_us)
   {
@@ -1425,7 +1427,7 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
   g_object_set (jitterbuffer, "latency", wait, "faststart-min-packets", 2,
       NULL);
   g_object_set_data_full (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP,
-      new RetransmissionTimes (wait, wait), [] (gpointer times) {
+      new RetransmissionTimes (wait), [] (gpointer times) {
         delete static_cast<RetransmissionTimes *> (times);
       });
   g_autoptr (GstPad) sink = gst_element_get_static_pad (jitterbuffer, "sink");
@@ -2019,15 +2021,14 @@ Peer::follow_round_trip ()
   if (closed_)
     return;
   guint floor = host_.retransmission_wait_ms ();
-  std::string member = id_;
   for_each_made_by (GST_BIN (webrtc_), "rtpjitterbuffer",
-      [floor, &member] (GstElement * jitterbuffer) {
+      [this, floor] (GstElement * jitterbuffer) {
         auto *times = static_cast<RetransmissionTimes *> (g_object_get_data
             (G_OBJECT (jitterbuffer), FOLLOWS_ROUND_TRIP));
         if (!times)
           return;
         times->floor_ms_ = floor;
-        times->follow (jitterbuffer, member.c_str (), true);
+        times->follow (jitterbuffer, id_.c_str (), true);
       });
 }
 
