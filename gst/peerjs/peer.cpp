@@ -202,7 +202,7 @@ private:
  * the streaming threads: a wait that has to grow grows at once, for the
  * packets still asked for. */
 GstPadProbeReturn
-time_retransmissions (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+follow_packets (GstPad * pad, GstPadProbeInfo * info, gpointer data)
 {
   auto *member = static_cast<const char *> (data);
   g_autoptr (GstElement) jitterbuffer = gst_pad_get_parent_element (pad);
@@ -1434,7 +1434,7 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
   if (sink)
     gst_pad_add_probe (sink, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
             | GST_PAD_PROBE_TYPE_BUFFER_LIST
-            | GST_PAD_PROBE_TYPE_EVENT_UPSTREAM), time_retransmissions,
+            | GST_PAD_PROBE_TYPE_EVENT_UPSTREAM), follow_packets,
         g_strdup (id_.c_str ()), g_free);
   g_autoptr (GstPad) src = gst_element_get_static_pad (jitterbuffer, "src");
   if (src) {
@@ -1442,7 +1442,7 @@ Peer::on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc)
         (GST_PAD_PROBE_TYPE_QUERY_UPSTREAM | GST_PAD_PROBE_TYPE_PULL),
         tell_latency, GUINT_TO_POINTER (latency), nullptr);
     gst_pad_add_probe (src, (GstPadProbeType) (GST_PAD_PROBE_TYPE_BUFFER
-            | GST_PAD_PROBE_TYPE_BUFFER_LIST), time_retransmissions,
+            | GST_PAD_PROBE_TYPE_BUFFER_LIST), follow_packets,
         g_strdup (id_.c_str ()), g_free);
   }
 }

@@ -128,8 +128,10 @@ public:
    * fraction of our audio it lost, -1 when it sent no report. */
   double follow_loss (GstClockTime now);
   /* Every LOSS_POLL_MS: how long our video jitterbuffers wait for a
-   * missing packet follows the round trip of the member's retransmissions
-   * (retransmission_wait ()). */
+   * missing packet follows how late the member's packets come and the
+   * round trip of its retransmissions (RetransmissionTimes in peer.cpp;
+   * a longer wait is set at once from the streaming threads, a shorter
+   * one only here). */
   void follow_round_trip ();
   /* The member's bandwidth estimate (congestion.h). */
   std::shared_ptr<Congestion> congestion () const { return cc_; }
