@@ -619,7 +619,7 @@ struct FecRun
   gint64 recovered = 0;       /* fec-packets-recovered in the window */
   gint64 rtx = 0;             /* rtx-packets-received in the window */
   gint64 freezes = 0;         /* freezes in the window */
-  gint64 percent = 0;         /* the publisher's fec-percentage at its end */
+  gint64 percent = 0;         /* the publisher's largest fec-percentage in it */
 };
 
 static FecRun
@@ -638,6 +638,7 @@ fec_run (bool fec, guint loss, double seconds)
   std::string label = std::to_string (loss) + " % loss, do-fec="
       + (fec ? "true" : "false");
   FecRun r;
+  std::size_t pub_from = room.pub->output ().size ();
   r.figures = measure (room, label.c_str (), seconds);
   /* A report after the window's end: stats-interval is 500 ms. */
   g_usleep (600 * 1000);
@@ -649,11 +650,17 @@ fec_run (bool fec, guint loss, double seconds)
   r.rtx = stats_field (after, "rtx-packets-received")
       - stats_field (before, "rtx-packets-received");
   r.freezes = stats_field (after, "freezes") - stats_field (before, "freezes");
-  r.percent = stats_field (last_stats (*room.pub), "fec-percentage");
-  g_print ("network: %s: ULPFEC at %" G_GINT64_FORMAT " %%; %" G_GINT64_FORMAT
-      " packets recovered by FEC, %" G_GINT64_FORMAT " by retransmission, %"
-      G_GINT64_FORMAT " freezes\n", label.c_str (), r.percent, r.recovered,
-      r.rtx, r.freezes);
+  /* FEC follows each second's loss, and is off for a second whose loss
+   * came with a queue growing: the largest in the window. */
+  std::string pub_out = room.pub->output ().substr (pub_from);
+  for (std::size_t at = pub_out.find ("peerjs-stats, ");
+      at != std::string::npos; at = pub_out.find ("peerjs-stats, ", at + 1))
+    r.percent = MAX (r.percent, stats_field (pub_out.substr (at,
+                pub_out.find ('\n', at) - at), "fec-percentage"));
+  g_print ("network: %s: ULPFEC at up to %" G_GINT64_FORMAT " %%; %"
+      G_GINT64_FORMAT " packets recovered by FEC, %" G_GINT64_FORMAT
+      " by retransmission, %" G_GINT64_FORMAT " freezes\n", label.c_str (),
+      r.percent, r.recovered, r.rtx, r.freezes);
   stop_room (room);
   return r;
 }
