@@ -96,24 +96,24 @@ now_ns ()
 }  // namespace
 
 int
-twcc_id (const GstSDPMedia * media)
+extension_id (const GstSDPMedia * media, const char *uri)
 {
   for (guint i = 0;; i++) {
     const char *v = gst_sdp_media_get_attribute_val_n (media, "extmap", i);
     if (!v)
       return 0;
     int id = 0;
-    char uri[256] = "";
+    char mapped[256] = "";
     /* "ID[/direction] URI [attributes]" */
-    if (sscanf (v, "%d%*[^ ] %255s", &id, uri) == 2
-        || sscanf (v, "%d %255s", &id, uri) == 2)
-      if (g_str_equal (uri, TWCC_URI))
+    if (sscanf (v, "%d%*[^ ] %255s", &id, mapped) == 2
+        || sscanf (v, "%d %255s", &id, mapped) == 2)
+      if (g_str_equal (mapped, uri))
         return id;
   }
 }
 
 int
-twcc_id (const GstCaps * caps)
+extension_id (const GstCaps * caps, const char *uri)
 {
   for (guint i = 0; caps && i < gst_caps_get_size (caps); i++) {
     const GstStructure *s = gst_caps_get_structure (caps, i);
@@ -121,8 +121,8 @@ twcc_id (const GstCaps * caps)
       const char *name = gst_structure_nth_field_name (s, f);
       if (!g_str_has_prefix (name, "extmap-"))
         continue;
-      const char *uri = gst_structure_get_string (s, name);
-      if (uri && g_str_equal (uri, TWCC_URI))
+      const char *mapped = gst_structure_get_string (s, name);
+      if (mapped && g_str_equal (mapped, uri))
         return atoi (name + strlen ("extmap-"));
     }
   }
@@ -130,15 +130,25 @@ twcc_id (const GstCaps * caps)
 }
 
 void
-add_twcc (GstCaps * caps, int id)
+add_extension (GstCaps * caps, int id, const char *uri)
 {
   if (!id)
     return;
   std::string field = "extmap-" + std::to_string (id);
   for (guint i = 0; i < gst_caps_get_size (caps); i++)
     gst_structure_set (gst_caps_get_structure (caps, i), field.c_str (),
-        G_TYPE_STRING, TWCC_URI, "rtcp-fb-transport-cc", G_TYPE_BOOLEAN, TRUE,
-        NULL);
+        G_TYPE_STRING, uri, NULL);
+}
+
+void
+add_twcc (GstCaps * caps, int id)
+{
+  if (!id)
+    return;
+  add_extension (caps, id, TWCC_URI);
+  for (guint i = 0; i < gst_caps_get_size (caps); i++)
+    gst_structure_set (gst_caps_get_structure (caps, i),
+        "rtcp-fb-transport-cc", G_TYPE_BOOLEAN, TRUE, NULL);
 }
 
 bool

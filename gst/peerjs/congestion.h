@@ -38,10 +38,13 @@ constexpr const char *TWCC_URI =
 /* The extmap id our offers give it (Chromium's too). */
 constexpr int TWCC_ID = 3;
 
-/* The id `media` maps the TWCC extension to; 0 for none. */
-int twcc_id (const GstSDPMedia * media);
+/* The id `media` maps the RTP header extension `uri` to; 0 for none. */
+int extension_id (const GstSDPMedia * media, const char *uri);
 /* The id caps map it to (extmap-N fields); 0 for none. */
-int twcc_id (const GstCaps * caps);
+int extension_id (const GstCaps * caps, const char *uri);
+/* Every structure of `caps` maps the extension `uri` to `id` (an extmap-N
+ * field, which webrtcbin puts in our SDP). Nothing when `id` is 0. */
+void add_extension (GstCaps * caps, int id, const char *uri);
 
 /* Each buffer a data probe sees: its buffer, or its list's. */
 template <typename F>
@@ -56,8 +59,26 @@ for_each_probed_buffer (GstPadProbeInfo * info, F && f)
     f (GST_PAD_PROBE_INFO_BUFFER (info));
   }
 }
+/* The same, each buffer made writable first: `f` may change it. */
+template <typename F>
+void
+for_each_probed_buffer_writable (GstPadProbeInfo * info, F && f)
+{
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    GstBufferList *list = gst_buffer_list_make_writable
+        (GST_PAD_PROBE_INFO_BUFFER_LIST (info));
+    for (guint i = 0; i < gst_buffer_list_length (list); i++)
+      f (gst_buffer_list_get_writable (list, i));
+    GST_PAD_PROBE_INFO_DATA (info) = list;
+  } else {
+    GstBuffer *buffer = gst_buffer_make_writable
+        (GST_PAD_PROBE_INFO_BUFFER (info));
+    f (buffer);
+    GST_PAD_PROBE_INFO_DATA (info) = buffer;
+  }
+}
 /* Every structure of `caps` maps the TWCC extension to `id` and asks for
- * transport-cc feedback. Nothing when `id` is 0. */
+ * transport-cc feedback (add_extension ()). Nothing when `id` is 0. */
 void add_twcc (GstCaps * caps, int id);
 /* The payloader in `payloader_bin` (make_payloader) writes the TWCC
  * extension with `id`; false when it cannot. */
@@ -116,6 +137,9 @@ public:
    * bitrate-adapts, transport-cc-reports, the layer's fields and probes;
    * their rtx-packets-sent leaves the padding out. Returns `stats`. */
   GstStructure *add_stats (GstStructure * stats);
+  /* The round trip the member's last receiver report gave, µs; 0
+   * before. */
+  gint64 reported_round_trip_us () const { return rtt_us_.load (); }
 
   /* A padding probe, as Chromium's: the member's latest video packets
    * sent again from its RTX stream (`rtxsend`, bound_retransmissions ()),

@@ -1387,7 +1387,10 @@ gst_peerjs_base_class_init (GstPeerJSBaseClass * klass)
           "Retransmission (RFC 4588 RTX) both ways: video packets a member "
           "reports lost (RTCP NACK) are sent again, and packets lost on "
           "the way in are asked for again while the jitterbuffer latency "
-          "allows. Off: loss is only repaired by key frames (PLI)",
+          "allows; a member that reports loss of our video is asked to hold "
+          "each frame long enough for a retransmission (the playout-delay "
+          "RTP header extension, where its SDP takes it: Chromium does). "
+          "Off: loss is only repaired by key frames (PLI)",
           DEFAULT_DO_RETRANSMISSION, rw));
   g_object_class_install_property (gobject_class, PROP_RETRANSMISSION_WAIT,
       g_param_spec_uint ("retransmission-wait", "Retransmission wait",

@@ -47,6 +47,16 @@ struct FecCounts
   double remote_fraction = 0;
 };
 
+/* What our video to a member says in the playout-delay RTP header
+ * extension (peer.cpp, "Playout delay"): read by the payloader's
+ * streaming thread, set by Peer::follow_loss. */
+struct PlayoutDelay
+{
+  std::atomic<int> id { 0 };            /* the SDP's; 0: not negotiated */
+  std::atomic<guint> min_ms { 0 };      /* asked of the member; 0: none */
+  std::atomic<gint64> until_us { 0 };   /* written until then (monotonic) */
+};
+
 /* What a Peer needs from its session. */
 class PeerHost
 {
@@ -210,6 +220,9 @@ private:
   void on_new_jitterbuffer (GstElement * jitterbuffer, guint ssrc);
   void on_new_storage (GstElement * storage);
   void use_fec (Kind kind);
+  void offer_playout_delay (Kind kind, GstCaps * prefs, int id);
+  void write_playout_delay (int id);
+  void follow_playout_delay (double video_loss, GstClockTime now);
   void watch_reports ();
   void unwatch_reports ();
   void on_rtcp (GstBuffer * buffer);
@@ -269,6 +282,10 @@ private:
   FecLevel video_fec_ { VIDEO_FEC_PER_LOSS, MAX_VIDEO_FEC_PERCENT,
       MAX_VIDEO_FEC_LOSS };
   std::atomic<guint> video_fec_percent_ { 0 };
+  /* The playout delay asked of the member while it loses our video, and
+   * when it last reported loss of it (follow_loss). */
+  std::shared_ptr<PlayoutDelay> playout_ = std::make_shared<PlayoutDelay> ();
+  GstClockTime video_lossy_at_ = GST_CLOCK_TIME_NONE;
 };
 
 }  // namespace peerjs

@@ -6,7 +6,9 @@
 // peerjssrc. The elements' do-fec is on (the default): red and ulpfec are
 // negotiated for video both ways, Chromium plays what peerjssink wraps in
 // RED (with ULPFEC packets once the page reports loss), and peerjssrc
-// decodes what the page sends.
+// decodes what the page sends. Once the page reports loss, peerjssink asks
+// it to hold each frame long enough for a retransmission (the
+// playout-delay RTP header extension), and Chromium does.
 import { execFileSync } from 'node:child_process';
 import {
   scenario, Server, launchBrowser, openDemo, cameraOn, videoPlays, waitFor,
@@ -54,7 +56,8 @@ const videoStats = (page) => page.evaluate(async () => {
       if (r.type === 'inbound-rtp')
         add(sum.in, r, ['packetsReceived', 'packetsLost', 'nackCount', 'pliCount',
           'firCount', 'retransmittedPacketsReceived', 'framesDecoded',
-          'fecPacketsReceived', 'fecPacketsDiscarded']);
+          'fecPacketsReceived', 'fecPacketsDiscarded', 'jitterBufferEmittedCount',
+          'jitterBufferDelay']);
       else if (r.type === 'outbound-rtp')
         add(sum.out, r, ['packetsSent', 'nackCount', 'pliCount', 'firCount',
           'retransmittedPacketsSent', 'framesEncoded']);
@@ -117,9 +120,16 @@ scenario('loss', async (t) => {
   const recoveredBefore = lastStat(src, page.peerId, 'fec-packets-recovered');
   const before = await videoStats(page);
   const framesBefore = src.count('(video-out:sink)');
+  // From the first report of loss, peerjssink asks the page to hold its
+  // frames (playout-delay): what Chromium counts from then on.
+  let held = 0, heldFrom = null;
   lossOn(10);
   try {
-    await sleep(LOSSY_MS);
+    for (const t0 = Date.now(); Date.now() - t0 < LOSSY_MS;) {
+      await sleep(250);
+      if (!heldFrom && (held = lastStat(sink, page.peerId, 'playout-delay')) > 0)
+        heldFrom = await videoStats(page);
+    }
   } finally {
     lossOff();
   }
@@ -147,6 +157,22 @@ scenario('loss', async (t) => {
   // frame that loss hits too, and shows a handful.
   assert(delta('in', 'framesDecoded') >= 45,
     `the page decoded ${delta('in', 'framesDecoded')} of peerjssink's 90 frames`);
+
+  t.step('peerjssink asked the page to hold its frames for retransmissions, and it did');
+  const pairs = [];
+  for (let i = 0; i + 1 < sdps.length; i += 2)
+    pairs.push(sdps.slice(i, i + 2));
+  assert(pairs.some((p) => p.every((m) => m.includes('/playout-delay'))),
+    'the playout-delay extension in the offer and answer of peerjssink and the page');
+  assert(held > 0 && heldFrom, `peerjssink asked for no playout delay under loss (${held})`);
+  // Chromium holds a frame 10 to 30 ms on loopback of its own.
+  const heldFrames = after.in.jitterBufferEmittedCount - heldFrom.in.jitterBufferEmittedCount;
+  const kept = heldFrames > 0 ? 1000 * (after.in.jitterBufferDelay
+    - heldFrom.in.jitterBufferDelay) / heldFrames : 0;
+  note(`[B] asked to hold frames ${held} ms: held them ${kept.toFixed(0)} ms `
+    + `on average (${heldFrames} frames)`, true);
+  assert(kept >= 0.8 * held, `the page held peerjssink's frames `
+    + `${kept.toFixed(0)} ms on average, asked for ${held} ms`);
 
   t.step('peerjssrc asked the page for lost packets or key frames');
   // The page's own video sometimes loses next to nothing in the window

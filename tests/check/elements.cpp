@@ -935,6 +935,13 @@ GST_START_TEST (test_loss_retransmitted)
   for (const char *name : { "nacks-sent", "rtx-packets-received" })
     fail_unless (number (sub, name) > 0, "receiver: %s not > 0: %s", name,
         sub.c_str ());
+  /* A receiving element waits for retransmissions on its own: its SDP
+   * (offer or answer) leaves out the playout-delay extension, and it is
+   * asked for no delay. */
+  fail_unless (description (src, ids, true).find ("/playout-delay")
+      == std::string::npos && largest (lossy, "playout-delay") == 0,
+      "playout delay asked of a receiving element: %s\n%s", pub.c_str (),
+      description (src, ids, true).c_str ());
   /* Frames given out are counted; each freeze lasted more than 200 ms. */
   double frames = number (sub, "frames-received");
   int given = src.output (pad).buffers;
