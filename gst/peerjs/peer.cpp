@@ -2030,7 +2030,8 @@ Peer::unwatch_reports ()
  * 813 and 816 of 869 and 871 frames decoded in 30 s, against 871 of 883
  * held 101 ms (docs/performance.md, "Frames held for a retransmission").
  * Our receiving elements wait for retransmissions on their own
- * (RetransmissionTimes) and leave the extension out of their SDP. */
+ * (RetransmissionTimes) and ignore the extension; only an element that
+ * publishes video puts it in its SDP (offer_playout_delay). */
 namespace {
 
 /* The most: Chromium's own (10 s). A smaller one would be a limit, and
