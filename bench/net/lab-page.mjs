@@ -12,7 +12,9 @@
 //     then counts the frames the page is given to paint
 //     (requestVideoFrameCallback) for SECONDS and prints
 //     "net-page: result {json}": frames, the time without a new frame for
-//     more than 200 ms, the picture sizes seen, and what Chromium counted.
+//     more than 200 ms (and each such gap: its start in seconds from the
+//     first frame, its length), the picture sizes seen, and what Chromium
+//     counted.
 //     With no frame in FIRST_MS it prints "net-page: no-picture".
 import {
   launchBrowser, openPage, waitIn, note,
@@ -98,6 +100,15 @@ async function watch ([member, seconds, firstMs]) {
     // before a callback ran (two within one refresh).
     let frames = 0, previous = start, frozen = 0, firstPresented = -1,
       presented = 0;
+    // Each gap of more than 200 ms: [its start, its length], in seconds
+    // from the first frame.
+    const freezes = [];
+    const gap = (now) => {
+      if (now - previous <= 200)
+        return;
+      frozen += now - previous;
+      freezes.push([(previous - start) / 1000, (now - previous) / 1000]);
+    };
     const inbound = async () => {
       const sum = { framesReceived: 0, framesDecoded: 0, framesDropped: 0,
         packetsLost: 0, nackCount: 0, pliCount: 0, jitterBufferDelay: 0,
@@ -118,8 +129,7 @@ async function watch ([member, seconds, firstMs]) {
         if (firstPresented < 0)
           firstPresented = meta.presentedFrames - 1;
         presented = meta.presentedFrames - firstPresented;
-        if (now - previous > 200)
-          frozen += now - previous;
+        gap(now);
         previous = now;
         const size = `${v.videoWidth}x${v.videoHeight}`;
         sizes[size] = (sizes[size] || 0) + 1;
@@ -127,14 +137,12 @@ async function watch ([member, seconds, firstMs]) {
       };
       v.requestVideoFrameCallback(onFrame);
       setTimeout(async () => {
-        const end = start + ms;
-        if (end - previous > 200)
-          frozen += end - previous;
+        gap(start + ms);
         const after = await inbound();
         const counted = {};
         for (const k of Object.keys(after))
           counted[k] = after[k] - before[k];
-        resolve({ frames, frozen_s: frozen / 1000, sizes, counted,
+        resolve({ frames, frozen_s: frozen / 1000, freezes, sizes, counted,
           presented });
       }, ms);
     });

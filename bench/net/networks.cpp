@@ -15,6 +15,12 @@
  *   gst-gst/off, gst-chromium/off: the same with the publisher's
  *                      congestion-control=off (only where the property is
  *                      built)
+ *   gst-room           (not in the default list) a room: one peerjssink and
+ *                      four receivers, the first a peerjssrc behind the
+ *                      link, the others on clean links (two peerjssrc and
+ *                      the demo page); after the window the slow one's
+ *                      link turns clean, and the time until it is given
+ *                      the full picture size again is printed
  *
  * From the first decoded frame on, for --seconds: decoded frames per
  * second, the time without a new frame for more than 200 ms ("frozen"),
@@ -118,6 +124,7 @@ struct Leg
   std::string name;
   bool gst_publisher = true;
   bool gst_receiver = true;
+  bool room = false;            /* gst-room: four receivers, see run_room */
   std::string publisher_props;  /* extra properties of the peerjssink */
 };
 
@@ -137,6 +144,10 @@ parse_leg (const std::string & name, Leg & leg)
   if (dash == std::string::npos)
     return false;
   std::string from = base.substr (0, dash), to = base.substr (dash + 1);
+  if (from == "gst" && to == "room") {
+    leg.room = true;
+    return true;
+  }
   if ((from != "gst" && from != "chromium") || (to != "gst" && to != "chromium"))
     return false;
   leg.gst_publisher = from == "gst";
@@ -146,14 +157,14 @@ parse_leg (const std::string & name, Leg & leg)
 
 struct Result
 {
-  bool ran = false;
   std::string why;              /* why it did not run, or failed */
   bool picture = false;
   double fps = 0, frozen_s = 0, kbps = 0;
   std::string sizes;            /* "640x480 320x240", as they came */
   std::string extra;            /* what the receiver counted, a few words */
-  /* A gst receiver's freezes: when each began (s after the publisher's
-   * first line of output, as its debug log's times) and how long. */
+  /* Its freezes: when each began (s after the publisher's first line of
+   * output, about its debug log's times; a page's to within the 50 ms it
+   * takes to see its first frame) and how long. */
   std::vector<std::pair<double, double>> freezes;
 };
 
@@ -273,6 +284,22 @@ page_argv (const LegDir & tmp, const std::vector<std::string> & args)
   return argv;
 }
 
+/* The picture sizes a gst receiver's sink was given, in order ("640x480"). */
+std::vector<std::string>
+sizes_given (const LabProcess & rx)
+{
+  std::string out = rx.output ();
+  std::vector<std::string> sizes;
+  for (std::size_t at = out.find (CAPS); at != std::string::npos;
+      at = out.find (CAPS, at + 1)) {
+    std::string size = field_after (out, at, "width=(int)") + "x"
+        + field_after (out, at, "height=(int)");
+    if (sizes.empty () || sizes.back () != size)
+      sizes.push_back (size);
+  }
+  return sizes;
+}
+
 /* Frames of a gst receiver in [from, to): fps and frozen time. `zero`:
  * the time the freezes are given from. */
 void
@@ -296,19 +323,10 @@ gst_figures (const LabProcess & rx, gint64 from, gint64 to, gint64 zero,
   }
   gap (to);
   r.fps = frames * 1e6 / double (to - from);
-  /* The sizes its sink was given, in order. */
-  std::string out = rx.output ();
-  std::vector<std::string> sizes;
-  for (std::size_t at = out.find (CAPS); at != std::string::npos;
-      at = out.find (CAPS, at + 1)) {
-    std::string size = field_after (out, at, "width=(int)") + "x"
-        + field_after (out, at, "height=(int)");
-    if (sizes.empty () || sizes.back () != size)
-      sizes.push_back (size);
-  }
-  for (auto & s : sizes)
+  for (auto & s : sizes_given (rx))
     r.sizes += (r.sizes.empty () ? "" : " ") + s;
   /* The receiver's own counts, from its last peerjs-stats. */
+  std::string out = rx.output ();
   std::size_t at = out.rfind ("peerjs-stats");
   if (at != std::string::npos)
     r.extra = "lost " + field_after (out, at, "packets-lost=(gint64)")
@@ -327,6 +345,14 @@ page_figures (const std::string & json, Result & r)
   JsonObject *o = json_node_get_object (json_parser_get_root (parser));
   r.fps = json_object_get_double_member (o, "frames") / opt.seconds;
   r.frozen_s = json_object_get_double_member (o, "frozen_s");
+  /* Its freezes, from its first frame on (shifted by the caller). */
+  JsonArray *freezes = json_object_has_member (o, "freezes")
+      ? json_object_get_array_member (o, "freezes") : nullptr;
+  for (guint i = 0; freezes && i < json_array_get_length (freezes); i++) {
+    JsonArray *f = json_array_get_array_element (freezes, i);
+    r.freezes.emplace_back (json_array_get_double_element (f, 0),
+        json_array_get_double_element (f, 1));
+  }
   JsonObject *sizes = json_object_get_object_member (o, "sizes");
   g_autoptr (GList) names = json_object_get_members (sizes);
   for (GList * l = names; l; l = l->next)
@@ -350,43 +376,42 @@ page_figures (const std::string & json, Result & r)
               "presented", 0)) + held;
 }
 
-Result
-run_leg (const Link & link, const Leg & leg)
+/* A lab's server, and the addresses members use to reach it. */
+struct Server
 {
-  Result r;
-  /* Before the lab: removed after it, once its processes are gone. */
-  LegDir tmp;
-  NetLab lab;
-  int server = lab.add_host ("server");
-  int pub = lab.add_host ("pub");
-  int rx = lab.add_host ("rx");
-  if (!rx || !lab.set_downlink (rx, link.c)) {
-    r.why = "lab: " + lab.error ();
-    return r;
-  }
-  std::string address = lab.address (server);
-  auto signalling = lab.spawn (server, {opt.signalling, "--port",
-          std::to_string (PORT), "--host", address});
-  if (!signalling || !lab.reachable (rx, address, PORT, 10000)) {
-    r.why = "the server did not come up: "
-        + (signalling ? tail (signalling->output ()) : lab.error ());
-    return r;
-  }
-  std::string ws = "server=ws://" + address + ":" + std::to_string (PORT)
-      + "/peerjs";
-  std::string page_url = "http://" + address + ":" + std::to_string (PORT)
-      + "/";
-  std::string caps = "video/x-raw,width=" + std::to_string (opt.width)
-      + ",height=" + std::to_string (opt.height) + ",framerate="
-      + std::to_string (opt.fps) + "/1";
+  std::shared_ptr<LabProcess> process;
+  std::string ws;               /* server=ws://.../peerjs */
+  std::string page_url;         /* the demo page */
+};
 
-  /* The publisher. */
+/* Starts peerjs-signalling in `host`, reachable from `from`; "" or why
+ * not. */
+std::string
+start_server (NetLab & lab, int host, int from, Server & server)
+{
+  std::string address = lab.address (host);
+  server.process = lab.spawn (host, {opt.signalling, "--port",
+          std::to_string (PORT), "--host", address});
+  if (!server.process || !lab.reachable (from, address, PORT, 10000))
+    return "the server did not come up: "
+        + (server.process ? tail (server.process->output ()) : lab.error ());
+  server.ws = "server=ws://" + address + ":" + std::to_string (PORT)
+      + "/peerjs";
+  server.page_url = "http://" + address + ":" + std::to_string (PORT) + "/";
+  return "";
+}
+
+/* The publisher of a leg in `host`; `member` is set to its session id once
+ * it is in the room. */
+std::shared_ptr<LabProcess>
+spawn_publisher (NetLab & lab, int host, const Server & server,
+    const LegDir & tmp, const Leg & leg, std::string & member)
+{
   std::shared_ptr<LabProcess> publisher;
-  std::string member;
   if (leg.gst_publisher) {
     std::vector<std::string> argv = {"gst-launch-1.0", "-e", "-m",
-      "peerjssink", ws, "thread=net", "ice-addresses=" + lab.address (pub),
-      "name=s", "stats-interval=1000"};
+      "peerjssink", server.ws, "thread=net",
+      "ice-addresses=" + lab.address (host), "name=s", "stats-interval=1000"};
     for (auto & p : split (leg.publisher_props, ' '))
       argv.push_back (p);
     argv.insert (argv.end (), opt.publisher_props.begin (),
@@ -396,118 +421,315 @@ run_leg (const Link & link, const Leg & leg)
     argv.push_back ("pattern=" + opt.pattern);
     if (opt.pattern == "smpte" || opt.pattern == "ball")
       argv.push_back ("horizontal-speed=4");
-    for (const char *a : {"!"})
-      argv.push_back (a);
-    argv.push_back (caps);
+    argv.push_back ("!");
+    argv.push_back ("video/x-raw,width=" + std::to_string (opt.width)
+        + ",height=" + std::to_string (opt.height) + ",framerate="
+        + std::to_string (opt.fps) + "/1");
     for (const char *a : {"!", "s.video", "audiotestsrc", "is-live=true",
             "wave=ticks", "!", "s.audio"})
       argv.push_back (a);
-    publisher = lab.spawn (pub, argv);
+    publisher = lab.spawn (host, argv);
     if (publisher && publisher->wait_for ("peerjs-socket-connect", 10000))
       member = gst_session_id (*publisher);
   } else {
-    publisher = lab.spawn (pub, page_argv (tmp, {"publish", page_url, "net",
-                std::to_string (opt.width), std::to_string (opt.height),
+    publisher = lab.spawn (host, page_argv (tmp, {"publish", server.page_url,
+                "net", std::to_string (opt.width), std::to_string (opt.height),
                 std::to_string (opt.fps)}));
     if (publisher && publisher->wait_for ("net-page: camera", 40000))
       member = page_word (*publisher, "net-page: session ");
   }
-  if (member.empty ()) {
-    r.why = "the publisher did not start: "
-        + (publisher ? tail (publisher->output ()) : lab.error ());
-    return r;
-  }
+  return publisher;
+}
 
-  /* The receiver, measured from its first frame on. */
-  std::shared_ptr<LabProcess> receiver;
-  r.ran = true;
-  if (leg.gst_receiver) {
-    std::vector<std::string> argv = {"gst-launch-1.0", "-v", "-m",
-      "peerjssrc", ws, "thread=net", "ice-addresses=" + lab.address (rx),
-      "name=r", "stats-interval=1000"};
-    if (opt.latency >= 0)
-      argv.push_back ("latency=" + std::to_string (opt.latency));
-    argv.insert (argv.end (), opt.receiver_props.begin (),
-        opt.receiver_props.end ());
-    for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
-            "name=video-out", "silent=false", "sync=false", "async=false"})
-      argv.push_back (a);
-    receiver = lab.spawn (rx, argv);
-    if (!receiver || !receiver->wait_for (FRAME, opt.first_ms)) {
-      r.why = "no picture in " + std::to_string (opt.first_ms / 1000) + " s";
-      r.frozen_s = opt.seconds;
-      return r;
-    }
-    gint64 from = receiver->line_times (FRAME).front ();
-    guint64 bytes = lab.downlink_bytes (rx);
-    gint64 counted_from = g_get_monotonic_time ();
-    gint64 to = from + gint64 (opt.seconds * G_USEC_PER_SEC);
-    while (g_get_monotonic_time () < to)
-      g_usleep (100 * 1000);
-    bytes = lab.downlink_bytes (rx) - bytes;
-    r.kbps = bytes * 8.0 / 1000 / ((g_get_monotonic_time () - counted_from)
-        / 1e6);
-    std::vector<gint64> started = publisher->line_times ("");
-    gst_figures (*receiver, from, to, started.empty () ? from
-        : started.front (), r);
+/* The server in `server_host` (reachable from `from`) and the publisher in
+ * `pub` in the room: "" or why not. */
+std::string
+start_publishing (NetLab & lab, int server_host, int pub, int from,
+    const LegDir & tmp, const Leg & leg, Server & server,
+    std::shared_ptr<LabProcess> & publisher, std::string & member)
+{
+  std::string why = start_server (lab, server_host, from, server);
+  if (!why.empty ())
+    return why;
+  publisher = spawn_publisher (lab, pub, server, tmp, leg, member);
+  if (member.empty ())
+    return "the publisher did not start: "
+        + (publisher ? tail (publisher->output ()) : lab.error ());
+  return "";
+}
+
+/* A receiving pipeline in `host`: a peerjssrc whose video goes to a
+ * fakesink printing each frame. */
+std::shared_ptr<LabProcess>
+spawn_gst_receiver (NetLab & lab, int host, const Server & server)
+{
+  std::vector<std::string> argv = {"gst-launch-1.0", "-v", "-m",
+    "peerjssrc", server.ws, "thread=net",
+    "ice-addresses=" + lab.address (host), "name=r", "stats-interval=1000"};
+  if (opt.latency >= 0)
+    argv.push_back ("latency=" + std::to_string (opt.latency));
+  argv.insert (argv.end (), opt.receiver_props.begin (),
+      opt.receiver_props.end ());
+  for (std::string a : {"r.", "!", "video/x-raw", "!", "fakesink",
+          "name=video-out", "silent=false", "sync=false", "async=false"})
+    argv.push_back (a);
+  return lab.spawn (host, argv);
+}
+
+/* The demo page in `host`, watching `member`'s video for opt.seconds
+ * from its first frame. */
+std::shared_ptr<LabProcess>
+spawn_page_receiver (NetLab & lab, int host, const Server & server,
+    const LegDir & tmp, const std::string & member)
+{
+  return lab.spawn (host, page_argv (tmp, {"watch", server.page_url, "net",
+              member, std::to_string (int (std::ceil (opt.seconds))),
+              std::to_string (opt.first_ms)}));
+}
+
+/* A receiver measured from its first frame on, by its kind. */
+struct Receiver
+{
+  std::string name;
+  bool gst = true;
+  int host = 0;
+  std::shared_ptr<LabProcess> p;
+  gint64 first = 0;             /* its first frame; 0: none yet */
+  gint64 counted_from = 0;      /* when `bytes` was read */
+  guint64 bytes = 0;            /* its downlink's count then */
+  bool ended = false;           /* its Result is in */
+  Result r;
+};
+
+/* Before its first frame: sets rx.first when it comes, or ends rx (with
+ * r.why) when it will not. A page takes a while to start (`deadline` is
+ * later for it) and says itself when no frame came in opt.first_ms. */
+void
+wait_first (NetLab & lab, Receiver & rx, gint64 deadline, gint64 now)
+{
+  std::string no_picture = "no picture in "
+      + std::to_string (opt.first_ms / 1000) + " s";
+  if (!rx.p) {
+    rx.r.why = "lab: " + lab.error ();
+  } else if (rx.gst) {
+    if (rx.p->count (FRAME))
+      rx.first = rx.p->line_times (FRAME).front ();
+    else if (!rx.p->running () || now > deadline)
+      rx.r.why = no_picture;
   } else {
-    receiver = lab.spawn (rx, page_argv (tmp, {"watch", page_url, "net",
-                member, std::to_string (int (std::ceil (opt.seconds))),
-                std::to_string (opt.first_ms)}));
-    gint64 give_up = g_get_monotonic_time () + (opt.first_ms + 40000) * 1000LL;
-    while (receiver && receiver->running ()
-        && g_get_monotonic_time () < give_up
-        && !receiver->count ("net-page: first-frame")
-        && !receiver->count ("net-page: no-picture")
-        && !receiver->count ("net-page: failed"))
-      g_usleep (50 * 1000);
-    if (!receiver || receiver->count ("net-page: first-frame") == 0) {
-      if (!receiver || receiver->count ("net-page: no-picture") == 0)
-        r.why = "the page failed: " + (receiver ? tail (receiver->output ())
-            : lab.error ());
-      else
-        r.why = "no picture in " + std::to_string (opt.first_ms / 1000) + " s";
-      r.frozen_s = opt.seconds;
-      return r;
-    }
-    guint64 bytes = lab.downlink_bytes (rx);
-    gint64 from = g_get_monotonic_time ();
-    if (!receiver->wait_for ("net-page: result ",
-            int (opt.seconds * 1000) + 20000)) {
-      r.why = "the page gave no result: " + tail (receiver->output ());
-      return r;
-    }
-    bytes = lab.downlink_bytes (rx) - bytes;
-    r.kbps = bytes * 8.0 / 1000 / ((g_get_monotonic_time () - from) / 1e6);
-    std::string out = receiver->output ();
-    std::size_t at = out.find ("net-page: result ") + strlen ("net-page: result ");
-    page_figures (out.substr (at, out.find ('\n', at) - at), r);
+    if (rx.p->count ("net-page: first-frame"))
+      rx.first = now;
+    else if (rx.p->count ("net-page: no-picture"))
+      rx.r.why = no_picture;
+    else if (rx.p->count ("net-page: failed") || !rx.p->running ()
+        || now > deadline)
+      rx.r.why = "the page failed: " + tail (rx.p->output ());
   }
-  r.picture = true;
-  receiver->stop ();
-  publisher->stop ();
-  if (!opt.logs.empty ()) {
-    std::string name = leg.name;
-    std::replace (name.begin (), name.end (), '/', '_');
-    std::string base = opt.logs + "/" + link.name + "-" + name;
-    /* A link named again in --links: its legs' logs numbered. */
-    for (int n = 2; g_file_test ((base + "-receiver.log").c_str (),
-            G_FILE_TEST_EXISTS); n++)
-      base = opt.logs + "/" + link.name + "-" + name + "-" + std::to_string (n);
+  if (rx.first) {
+    rx.counted_from = now;
+    rx.bytes = lab.downlink_bytes (rx.host);
+  } else if (!rx.r.why.empty ()) {
+    rx.r.frozen_s = opt.seconds;
+    rx.ended = true;
+  }
+}
+
+/* After its first frame: once opt.seconds have gone by from it (a page
+ * prints its result then), fills rx.r and ends rx. `zero`: the time a gst
+ * receiver's freezes are given from. */
+void
+wait_window (NetLab & lab, Receiver & rx, gint64 zero, gint64 now)
+{
+  if (rx.gst) {
+    gint64 to = rx.first + gint64 (opt.seconds * G_USEC_PER_SEC);
+    if (now < to)
+      return;
+    gst_figures (*rx.p, rx.first, to, zero, rx.r);
+  } else if (rx.p->count ("net-page: result ")) {
+    std::string out = rx.p->output ();
+    std::size_t at = out.find ("net-page: result ")
+        + strlen ("net-page: result ");
+    page_figures (out.substr (at, out.find ('\n', at) - at), rx.r);
+    for (auto & f : rx.r.freezes)
+      f.first += (rx.first - zero) / 1e6;
+  } else if (now < rx.first + gint64 ((opt.seconds + 20) * G_USEC_PER_SEC)) {
+    return;
+  } else {
+    rx.r.why = "the page gave no result: " + tail (rx.p->output ());
+  }
+  rx.r.kbps = (lab.downlink_bytes (rx.host) - rx.bytes) * 8.0 / 1000
+      / ((now - rx.counted_from) / 1e6);
+  rx.r.picture = rx.r.why.empty ();
+  rx.ended = true;
+}
+
+/* Measures every receiver at once, each from its own first frame, until
+ * all have ended. */
+void
+measure (NetLab & lab, const std::vector<Receiver *> & receivers, gint64 zero)
+{
+  gint64 started = g_get_monotonic_time ();
+  for (;;) {
+    gint64 now = g_get_monotonic_time ();
+    bool all_ended = true;
+    for (Receiver * rx : receivers) {
+      if (!rx->ended && !rx->first)
+        wait_first (lab, *rx, started + (opt.first_ms
+                + (rx->gst ? 0 : 40000)) * 1000LL, now);
+      if (!rx->ended && rx->first)
+        wait_window (lab, *rx, zero, now);
+      all_ended = all_ended && rx->ended;
+    }
+    if (all_ended)
+      return;
+    g_usleep (50 * 1000);
+  }
+}
+
+/* With --logs: a leg's receiver output, its freezes, and its publisher's
+ * output (null: kept with another receiver's). */
+void
+keep_logs (const std::string & link, const std::string & leg,
+    const LabProcess * publisher, const LabProcess & receiver,
+    const Result & r)
+{
+  if (opt.logs.empty ())
+    return;
+  std::string name = leg;
+  std::replace (name.begin (), name.end (), '/', '_');
+  std::string base = opt.logs + "/" + link + "-" + name;
+  /* A link named again in --links: its legs' logs numbered. */
+  for (int n = 2; g_file_test ((base + "-receiver.log").c_str (),
+          G_FILE_TEST_EXISTS); n++)
+    base = opt.logs + "/" + link + "-" + name + "-" + std::to_string (n);
+  if (publisher)
     g_file_set_contents ((base + "-publisher.log").c_str (),
         publisher->output ().c_str (), -1, nullptr);
-    g_file_set_contents ((base + "-receiver.log").c_str (),
-        receiver->output ().c_str (), -1, nullptr);
-    if (!r.freezes.empty ()) {
-      std::string text;
-      for (auto & f : r.freezes)
-        text += "frozen at " + std::to_string (f.first) + " s for "
-            + std::to_string (f.second) + " s\n";
-      g_file_set_contents ((base + "-freezes.txt").c_str (), text.c_str (),
-          -1, nullptr);
+  g_file_set_contents ((base + "-receiver.log").c_str (),
+      receiver.output ().c_str (), -1, nullptr);
+  if (!r.freezes.empty ()) {
+    std::string text;
+    for (auto & f : r.freezes)
+      text += "frozen at " + std::to_string (f.first) + " s for "
+          + std::to_string (f.second) + " s\n";
+    g_file_set_contents ((base + "-freezes.txt").c_str (), text.c_str (),
+        -1, nullptr);
+  }
+}
+
+Result
+run_leg (const Link & link, const Leg & leg)
+{
+  Result r;
+  /* Before the lab: removed after it, once its processes are gone. */
+  LegDir tmp;
+  NetLab lab;
+  int server_host = lab.add_host ("server");
+  int pub = lab.add_host ("pub");
+  int rx_host = lab.add_host ("rx");
+  if (!rx_host || !lab.set_downlink (rx_host, link.c)) {
+    r.why = "lab: " + lab.error ();
+    return r;
+  }
+  Server server;
+  std::shared_ptr<LabProcess> publisher;
+  std::string member;
+  r.why = start_publishing (lab, server_host, pub, rx_host, tmp, leg, server,
+      publisher, member);
+  if (!r.why.empty ())
+    return r;
+  Receiver rx;
+  rx.gst = leg.gst_receiver;
+  rx.host = rx_host;
+  rx.p = rx.gst ? spawn_gst_receiver (lab, rx_host, server)
+      : spawn_page_receiver (lab, rx_host, server, tmp, member);
+  std::vector<gint64> lines = publisher->line_times ("");
+  measure (lab, {&rx}, lines.empty () ? g_get_monotonic_time ()
+      : lines.front ());
+  if (!rx.r.picture || !rx.p)
+    return rx.r;
+  rx.p->stop ();
+  publisher->stop ();
+  keep_logs (link.name, leg.name, publisher.get (), *rx.p, rx.r);
+  return rx.r;
+}
+
+/* gst-room: a room of a publisher and four receivers. The first receiver,
+ * a pipeline, is behind `link`; the three others are on clean links: two
+ * pipelines and the demo page (a third pipeline where Chromium is not
+ * there). Each is measured for opt.seconds from its own first frame. Then
+ * the first one's link turns clean, and the time is taken until it gives
+ * out the publisher's full picture size again. */
+struct RoomResult
+{
+  std::string why;              /* why the room could not be made */
+  std::vector<std::pair<std::string, Result>> members;
+  double back_s = -1;           /* -1: not back within 30 s */
+};
+
+RoomResult
+run_room (const Link & link, const Leg & leg, bool browser)
+{
+  RoomResult room;
+  LegDir tmp;
+  NetLab lab;
+  int server_host = lab.add_host ("server");
+  int pub = lab.add_host ("pub");
+  std::vector<Receiver> rx (4);
+  const char *names[] = {"slow", "clean-gst-1", "clean-gst-2",
+    browser ? "clean-chromium" : "clean-gst-3"};
+  for (std::size_t i = 0; i < rx.size (); i++) {
+    rx[i].name = names[i];
+    rx[i].gst = i < 3 || !browser;
+    rx[i].host = lab.add_host ("rx" + std::to_string (i + 1));
+  }
+  if (!rx.back ().host || !lab.set_downlink (rx[0].host, link.c)) {
+    room.why = "lab: " + lab.error ();
+    return room;
+  }
+  Server server;
+  std::shared_ptr<LabProcess> publisher;
+  std::string member;
+  room.why = start_publishing (lab, server_host, pub, rx[0].host, tmp, leg,
+      server, publisher, member);
+  if (!room.why.empty ())
+    return room;
+  std::vector<Receiver *> all;
+  for (auto & r : rx) {
+    r.p = r.gst ? spawn_gst_receiver (lab, r.host, server)
+        : spawn_page_receiver (lab, r.host, server, tmp, member);
+    all.push_back (&r);
+  }
+  std::vector<gint64> lines = publisher->line_times ("");
+  measure (lab, all, lines.empty () ? g_get_monotonic_time ()
+      : lines.front ());
+
+  /* The way back to the full size, once the link is clean. */
+  std::string full = std::to_string (opt.width) + "x"
+      + std::to_string (opt.height);
+  if (rx[0].r.picture && lab.set_downlink (rx[0].host, LinkCondition ())) {
+    gint64 clean = g_get_monotonic_time ();
+    while (g_get_monotonic_time () - clean < 30 * G_USEC_PER_SEC) {
+      std::vector<std::string> sizes = sizes_given (*rx[0].p);
+      if (!sizes.empty () && sizes.back () == full) {
+        room.back_s = (g_get_monotonic_time () - clean) / 1e6;
+        break;
+      }
+      g_usleep (100 * 1000);
     }
   }
-  return r;
+  for (auto & r : rx) {
+    if (r.p)
+      r.p->stop ();
+  }
+  publisher->stop ();
+  for (auto & r : rx) {
+    if (r.p)
+      keep_logs (link.name, leg.name + "-" + r.name,
+          &r == &rx[0] ? publisher.get () : nullptr, *r.p, r.r);
+    room.members.emplace_back (r.name, r.r);
+  }
+  return room;
 }
 
 std::string
@@ -518,6 +740,32 @@ display (const std::string & leg)
   if (dash != std::string::npos)
     s.replace (dash, 1, "->");
   return s;
+}
+
+/* A leg's line; 1 if it failed to run (what a link does to it is a
+ * figure, a leg that could not run is not). */
+int
+report (const std::string & link, const std::string & leg, const Result & r)
+{
+  if (r.picture)
+    printf ("%-7s %-20s %5.1f fps %5.1f s frozen  %-16s %6.0f kbit/s  (%s)\n",
+        link.c_str (), leg.c_str (), r.fps, r.frozen_s, r.sizes.c_str (),
+        r.kbps, r.extra.c_str ());
+  else
+    printf ("%-7s %-20s %s\n", link.c_str (), leg.c_str (), r.why.c_str ());
+  fflush (stdout);
+  return !r.picture && r.why.rfind ("no picture", 0) != 0
+      && r.why.rfind ("not built", 0) != 0 && r.why.rfind ("skipped", 0) != 0;
+}
+
+void
+append_json (GString * j, const Result & r)
+{
+  g_autofree char *why = g_strescape (r.why.c_str (), nullptr);
+  g_string_append_printf (j, "{\"picture\": %s, \"fps\": %.2f, "
+      "\"frozen_s\": %.2f, \"kbps\": %.0f, \"sizes\": \"%s\", "
+      "\"why\": \"%s\"}", r.picture ? "true" : "false", r.fps, r.frozen_s,
+      r.kbps, r.sizes.c_str (), why);
 }
 
 }  // namespace
@@ -536,7 +784,9 @@ main (int argc, char **argv)
         "LIST" },
     { "legs", 0, 0, G_OPTION_ARG_STRING, &legs,
         "comma list of gst-gst, gst-chromium, chromium-gst, chromium-chromium, "
-        "gst-gst/off, gst-chromium/off (all)", "LIST" },
+        "gst-gst/off, gst-chromium/off (all of these); gst-room, "
+        "gst-room/off: a publisher and four receivers, one of them behind "
+        "the link", "LIST" },
     { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &opt.seconds,
         "measured from the first frame (30)", "S" },
     { "size", 0, 0, G_OPTION_ARG_STRING, &size,
@@ -645,33 +895,52 @@ main (int argc, char **argv)
         link.name.c_str ());
     for (std::size_t gi = 0; gi < leg_list.size (); gi++) {
       const Leg & leg = leg_list[gi];
-      Result r;
+      g_string_append_printf (j, "%s\"%s\": ", gi ? ", " : "",
+          leg.name.c_str ());
+      std::string skip;
       if (!leg.publisher_props.empty () && !cc)
-        r.why = "not built: peerjssink has no congestion-control";
+        skip = "not built: peerjssink has no congestion-control";
       else if ((!leg.gst_publisher || !leg.gst_receiver) && !no_browser.empty ())
-        r.why = "skipped: " + no_browser;
+        skip = "skipped: " + no_browser;
+      if (leg.room && skip.empty ()) {
+        RoomResult room = run_room (link, leg, no_browser.empty ());
+        if (!room.why.empty ()) {
+          failures++;
+          printf ("%-7s %-20s %s\n", link.name.c_str (),
+              display (leg.name).c_str (), room.why.c_str ());
+        }
+        g_string_append (j, "{");
+        for (std::size_t mi = 0; mi < room.members.size (); mi++) {
+          auto & [name, r] = room.members[mi];
+          failures += report (link.name, display (leg.name) + " " + name, r);
+          g_string_append_printf (j, "%s\"%s\": ", mi ? ", " : "",
+              name.c_str ());
+          append_json (j, r);
+        }
+        if (room.why.empty ()) {
+          if (room.back_s >= 0)
+            printf ("%-7s %-20s the slow member back on %dx%d %.1f s after "
+                "its link turned clean\n", link.name.c_str (),
+                display (leg.name).c_str (), opt.width, opt.height,
+                room.back_s);
+          else
+            printf ("%-7s %-20s the slow member not back on %dx%d within "
+                "30 s after its link turned clean\n", link.name.c_str (),
+                display (leg.name).c_str (), opt.width, opt.height);
+        }
+        g_string_append_printf (j, "%s\"back_s\": %.1f}",
+            room.members.empty () ? "" : ", ", room.back_s);
+        fflush (stdout);
+        continue;
+      }
+      Result r;
+      if (!skip.empty ())
+        r.why = skip;
       else
         r = run_leg (link, leg);
-      /* What the link did is a figure; a leg that could not run is not. */
-      if (!r.picture && r.why.rfind ("no picture", 0) != 0
-          && r.why.rfind ("not built", 0) != 0
-          && r.why.rfind ("skipped", 0) != 0)
-        failures++;
+      failures += report (link.name, display (leg.name), r);
       results[leg.name] = r;
-      if (r.picture)
-        printf ("%-7s %-20s %5.1f fps %5.1f s frozen  %-16s %6.0f kbit/s  (%s)\n",
-            link.name.c_str (), display (leg.name).c_str (), r.fps, r.frozen_s,
-            r.sizes.c_str (), r.kbps, r.extra.c_str ());
-      else
-        printf ("%-7s %-20s %s\n", link.name.c_str (),
-            display (leg.name).c_str (), r.why.c_str ());
-      fflush (stdout);
-      g_autofree char *why_json = g_strescape (r.why.c_str (), nullptr);
-      g_string_append_printf (j, "%s\"%s\": {\"picture\": %s, \"fps\": %.2f, "
-          "\"frozen_s\": %.2f, \"kbps\": %.0f, \"sizes\": \"%s\", "
-          "\"why\": \"%s\"}", gi ? ", " : "", leg.name.c_str (),
-          r.picture ? "true" : "false", r.fps, r.frozen_s, r.kbps,
-          r.sizes.c_str (), why_json);
+      append_json (j, r);
     }
     g_string_append (j, "}");
     /* Next to the anchor. */
