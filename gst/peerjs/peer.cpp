@@ -1640,7 +1640,8 @@ Peer::stats (std::function<void (GstStructure *)> post)
           s = req->self->cc_->add_stats (s);
           add_fec_counts (s, req->fec);
           gst_structure_set (s,
-              "playout-delay", G_TYPE_UINT, req->self->playout_->min_ms.load (),
+              "playout-delay", G_TYPE_UINT,
+              req->self->playout_->written_ms.load (),
               "local-candidate-type", G_TYPE_STRING, req->pair.local.c_str (),
               "remote-candidate-type", G_TYPE_STRING,
               req->pair.remote.c_str (), NULL);
@@ -2047,16 +2048,40 @@ constexpr gint64 PLAYOUT_DELAY_END_US = 3 * G_USEC_PER_SEC;
 constexpr double PLAYOUT_FRAMES = 2;
 /* The frame interval when the caps give no frame rate. */
 constexpr double PLAYOUT_FRAME_MS = 50;
+/* How fast the least written rises (ms per second), Chromium's own pace
+ * for its delay: Chromium holds frames at once for at least a new least,
+ * so a rise written in one step stops the picture for that long. A round
+ * trip that grew from 1 to 150 ms behind a full queue raised the least
+ * from 120 to 330-440 ms, and a page froze 250 ms each time. It falls at
+ * once: Chromium then comes down at that pace of its own. */
+constexpr double PLAYOUT_DELAY_RISE_MS_PER_S = 100;
+
+/* The least to write now: `d.min_ms`, reached at PLAYOUT_DELAY_RISE_MS_PER_S
+ * from below. A pause between packets (none written meanwhile) counts as
+ * 100 ms at most. */
+guint
+playout_delay_level (PlayoutDelay & d, gint64 now)
+{
+  double want = d.min_ms.load ();
+  gint64 since = d.level_at_us ? MIN (now - d.level_at_us,
+      G_USEC_PER_SEC / 10) : 0;
+  d.level_ms = MIN (want, d.level_ms + PLAYOUT_DELAY_RISE_MS_PER_S * since
+      / G_USEC_PER_SEC);
+  d.level_at_us = now;
+  d.written_ms = 10 * (guint) (d.level_ms / 10);
+  return d.written_ms;
+}
 
 GstPadProbeReturn
 write_playout_delay_probe (GstPad *, GstPadProbeInfo * info, gpointer data)
 {
-  const PlayoutDelay & d = **static_cast<std::shared_ptr<PlayoutDelay> *>
-      (data);
+  PlayoutDelay & d = **static_cast<std::shared_ptr<PlayoutDelay> *> (data);
   int id = d.id.load ();
-  if (!id || g_get_monotonic_time () > d.until_us.load ())
+  gint64 now = g_get_monotonic_time ();
+  if (!id || now > d.until_us.load ())
     return GST_PAD_PROBE_OK;
-  guint least = d.min_ms.load () / 10, most = PLAYOUT_DELAY_MAX_MS / 10;
+  guint least = playout_delay_level (d, now) / 10,
+      most = PLAYOUT_DELAY_MAX_MS / 10;
   const guint8 bytes[3] = { (guint8) (least >> 4),
     (guint8) (((least & 0xf) << 4) | (most >> 8)), (guint8) (most & 0xff) };
   for_each_probed_buffer_writable (info, [id, &bytes] (GstBuffer * buffer) {
@@ -2127,7 +2152,8 @@ Peer::write_playout_delay (int id)
 }
 
 /* The delay follows the member's reports: asked from the first loss of
- * video, held FEC_HOLD after the last, following the round trip. */
+ * video, held FEC_HOLD after the last, following the round trip; the
+ * probe rises to it (playout_delay_level). */
 void
 Peer::follow_playout_delay (double video_loss, GstClockTime now)
 {
@@ -2144,8 +2170,9 @@ Peer::follow_playout_delay (double video_loss, GstClockTime now)
   if (delay == was)
     return;
   if (!delay || !was)
-    GST_INFO ("%s: %s: asks the member to hold video %u ms",
-        id_.c_str (), lossy ? "video lost" : "no loss lately", delay);
+    GST_INFO ("%s: %s: asks the member to hold video %u ms (rising to it "
+        "at %.0f ms a second)", id_.c_str (), lossy ? "video lost"
+        : "no loss lately", delay, PLAYOUT_DELAY_RISE_MS_PER_S);
   else
     GST_DEBUG ("%s: asks the member to hold video %u ms (was %u)",
         id_.c_str (), delay, was);

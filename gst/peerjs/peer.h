@@ -53,8 +53,13 @@ struct FecCounts
 struct PlayoutDelay
 {
   std::atomic<int> id { 0 };            /* the SDP's; 0: not negotiated */
-  std::atomic<guint> min_ms { 0 };      /* asked of the member; 0: none */
+  std::atomic<guint> min_ms { 0 };      /* wanted of the member; 0: none */
+  std::atomic<guint> written_ms { 0 };  /* what its packets carry now */
   std::atomic<gint64> until_us { 0 };   /* written until then (monotonic) */
+  /* The writing probe's own (streaming thread): the least written, rising
+   * towards min_ms, and when. */
+  double level_ms = 0;
+  gint64 level_at_us = 0;
 };
 
 /* What a Peer needs from its session. */
