@@ -694,10 +694,22 @@ run_room (const Link & link, const Leg & leg, bool browser)
       server, publisher, member);
   if (!room.why.empty ())
     return room;
+  /* The page first, the pipelines once it is in the room: Chromium's
+   * start takes both of this machine's cores for a few seconds, and
+   * receivers starved of CPU then time packets late; the publisher took
+   * that for a queue growing on their links, and moved two members on
+   * clean links to 320x240 for 4 s. */
   std::vector<Receiver *> all;
   for (auto & r : rx) {
-    r.p = r.gst ? spawn_gst_receiver (lab, r.host, server)
-        : spawn_page_receiver (lab, r.host, server, tmp, member);
+    if (!r.gst) {
+      r.p = spawn_page_receiver (lab, r.host, server, tmp, member);
+      if (r.p)
+        r.p->wait_for ("net-page: session", 40000);
+    }
+  }
+  for (auto & r : rx) {
+    if (r.gst)
+      r.p = spawn_gst_receiver (lab, r.host, server);
     all.push_back (&r);
   }
   std::vector<gint64> lines = publisher->line_times ("");
